@@ -1,0 +1,3 @@
+from spfem_cli.cli import main
+
+main()
