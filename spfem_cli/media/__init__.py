@@ -1,1 +1,38 @@
-"""media."""
+"""Media I/O: probing, streamed decode/encode and output handling, all through ffmpeg.
+
+ffmpeg argument lists are built by the pure functions in `spfem_cli.media.ffmpeg_args`.
+"""
+
+from __future__ import annotations
+
+from spfem_cli.media.output import (
+    OUTPUT_SUFFIXES,
+    atomic_output,
+    check_output_path,
+    default_output_path,
+    mux_audio,
+)
+from spfem_cli.media.probe import (
+    ColorTags,
+    VideoInfo,
+    audio_packet_checksums,
+    ffmpeg_exe,
+    probe,
+)
+from spfem_cli.media.stream import FrameReader, FrameWriter, output_pix_fmt
+
+__all__ = [
+    "OUTPUT_SUFFIXES",
+    "ColorTags",
+    "FrameReader",
+    "FrameWriter",
+    "VideoInfo",
+    "atomic_output",
+    "audio_packet_checksums",
+    "check_output_path",
+    "default_output_path",
+    "ffmpeg_exe",
+    "mux_audio",
+    "output_pix_fmt",
+    "probe",
+]

@@ -1,0 +1,169 @@
+"""The `spfem` command line: thin Typer commands over library calls.
+
+Every user-facing failure is a `SpfemError`, turned here into one line on stderr and its exit
+code; an interrupted run exits 130.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spfem_cli import __version__
+from spfem_cli.errors import SpfemError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="spfem",
+    help="Change the emotion of a speaker's face in a video, keeping the speech intact.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _console(quiet: bool = False) -> Console:
+    return Console(stderr=True, quiet=quiet)
+
+
+def run_guarded(fn: Callable[[], T]) -> T:
+    """Run a command body, turning errors into a one-line message and an exit code."""
+    err = _console()
+    try:
+        return fn()
+    except SpfemError as exc:
+        err.print(f"[bold red]spfem: error:[/bold red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("[bold red]spfem: interrupted[/bold red]: nothing was written")
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the edge where any failure becomes one line
+        if os.environ.get("SPFEM_DEBUG"):
+            raise
+        err.print(f"[bold red]spfem: internal error:[/bold red] {type(exc).__name__}: {exc} "
+                  "(set SPFEM_DEBUG=1 for the traceback)", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"spfem {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """spfem: speech-preserving facial expression manipulation."""
+
+
+@app.command()
+def edit(
+    input: Annotated[Path, typer.Argument(help="The video to edit (never modified).")],
+    emotion: Annotated[str, typer.Option("--emotion", "-e", help="Target emotion (see `spfem emotions`).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Output file. Default: INPUT.EMOTION.mp4 beside it."),
+    ] = None,
+    intensity: Annotated[
+        float, typer.Option(help="How strong the emotion is, 0 (no change) to 1.5.")
+    ] = 1.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    mouth: Annotated[
+        str,
+        typer.Option(help="natural: lip corners follow the emotion, lip opening follows the "
+                     "speech; strict: the whole mouth region is kept from the source."),
+    ] = "natural",
+    start: Annotated[
+        float | None, typer.Option(help="Edit from this time (seconds); before it, unchanged.")
+    ] = None,
+    end: Annotated[
+        float | None, typer.Option(help="Edit until this time (seconds); after it, unchanged.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")] = False,
+) -> None:
+    """Edit the emotion on the face in INPUT and write a new video with the same audio."""
+    from spfem_cli.console import RichReporter
+    from spfem_cli.pipeline import edit_video
+
+    console = _console(quiet)
+    report = run_guarded(lambda: edit_video(
+        input_path=input, emotion=emotion, output_path=output, intensity=intensity,
+        device=device, mouth=mouth, start=start, end=end, overwrite=overwrite,  # type: ignore[arg-type]
+        reporter=RichReporter(console),
+    ))
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(
+        f"[green]wrote[/green] {report.output}  ({report.n_frames} frames, "
+        f"{report.n_edited} edited, {report.n_without_face} without a face)", highlight=False
+    )
+
+
+@app.command()
+def emotions() -> None:
+    """List the emotions and what each one changes on the face."""
+    from spfem_cli.generator.expression import EMOTION_DESCRIPTIONS, EMOTIONS
+
+    table = Table("emotion", "what changes on the face")
+    for name in EMOTIONS:
+        table.add_row(name, EMOTION_DESCRIPTIONS[name])
+    Console().print(table)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the installation: ffmpeg, face models, torch and device, weights and checksums."""
+    from spfem_cli.doctor import run_checks
+
+    table = Table("check", "status", "detail")
+    results = run_guarded(run_checks)
+    for check in results:
+        table.add_row(check.name, "[green]ok[/green]" if check.ok else "[red]FAIL[/red]",
+                      check.detail)
+    Console().print(table)
+    if not all(c.ok for c in results):
+        raise typer.Exit(3)
+
+
+@app.command()
+def demo(
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Where to write the demo files.")
+    ] = Path("spfem-demo"),
+    emotion: Annotated[str, typer.Option("--emotion", "-e", help="Emotion for the demo edit.")] = "happy",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Make a short clip from a built-in portrait, edit it, and write a contact sheet."""
+    from spfem_cli.console import RichReporter
+    from spfem_cli.demo import run_demo
+
+    console = _console(quiet)
+    result = run_guarded(lambda: run_demo(output_dir=output_dir, emotion=emotion, device=device,
+                                          reporter=RichReporter(console)))
+    console.print(f"[green]demo written[/green]: input {result.input}, edit {result.edited}, "
+                  f"contact sheet {result.sheet}", highlight=False)
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="spfem")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""A face track over a whole video: landmarks per frame, smoothed in time, stored on disk.
+
+Memory stays flat however long the video is: per-frame landmarks live in memory-mapped files
+in a working folder, and every pass over them goes in chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from spfem_cli.face import mesh
+from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
+from spfem_cli.face.tracker import LandmarkTracker
+
+CHUNK = 1024
+# Lip points keep their raw positions: speech moves them faster than any smoothing could follow.
+_MOUTH = np.array(sorted(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER)))
+
+
+@dataclass
+class FaceTrack:
+    """Per-frame face geometry of one video.
+
+    valid: (T,) bool, a face was found; n_faces: (T,) int16 faces seen;
+    params: (T, 4) float64 smoothed face frame (origin x, y in pixels, angle in radians,
+    IOD in pixels; see `mesh.FaceFrame`); norm: (T, 478, 2) float32 memmap of the smoothed
+    landmarks in the normalised face frame (IOD units). Rows of frames without a face are 0.
+    """
+
+    valid: np.ndarray
+    n_faces: np.ndarray
+    params: np.ndarray
+    norm: np.ndarray
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.valid.shape[0])
+
+    @property
+    def n_valid(self) -> int:
+        return int(self.valid.sum())
+
+    def frame(self, t: int) -> FaceFrame:
+        return FaceFrame.from_params(self.params[t])
+
+    def landmarks_px(self, t: int) -> np.ndarray:
+        """(478, 2) smoothed landmarks of frame t in image pixels."""
+        return self.frame(t).to_image(self.norm[t].astype(np.float64))
+
+    def rest_face(self, *, max_samples: int = 3000) -> np.ndarray:
+        """The person's rest face: per-landmark median over (up to max_samples) valid frames.
+
+        Returns (478, 2) float64 in the normalised face frame.
+        """
+        idx = np.flatnonzero(self.valid)
+        if idx.size > max_samples:
+            idx = idx[np.linspace(0, idx.size - 1, max_samples).astype(int)]
+        return np.median(np.asarray(self.norm[idx], dtype=np.float64), axis=0)
+
+
+def _memmap(path: Path, n_frames: int) -> np.memmap:
+    return np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.float32, shape=(max(n_frames, 1), N_LANDMARKS, 2)
+    )
+
+
+def smooth_valid(x: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing along axis 0 that ignores invalid rows (normalised convolution).
+
+    x: (T, ...) values; valid: (T,) bool; sigma in frames. Invalid rows come back as 0.
+    """
+    if sigma <= 0:
+        return np.where(valid.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0)
+    w = valid.astype(np.float64)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    num = gaussian_filter1d(x * w.reshape(shape), sigma, axis=0, mode="nearest")
+    den = gaussian_filter1d(w, sigma, mode="nearest").reshape(shape)
+    out = np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
+    return np.where(valid.reshape(shape), out, 0.0)
+
+
+def _unwrap_angles(params: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    out = params.copy()
+    if valid.any():
+        out[valid, 2] = np.unwrap(params[valid, 2])
+    return out
+
+
+def chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
+
+
+def track_frames(
+    frames: Iterable[np.ndarray],
+    *,
+    n_frames: int,
+    workdir: Path,
+    sigma_frames: float = 1.0,
+    on_frame: Callable[[], None] | None = None,
+) -> FaceTrack:
+    """Detect landmarks on every frame and smooth them in time.
+
+    frames: iterable of (H, W, 3) uint8 RGB; n_frames: how many it yields (an upper bound is
+    fine; the track is cut to what came); workdir: a folder for the memory-mapped arrays;
+    sigma_frames: temporal smoothing of the face frame and of the non-lip landmarks, in frames.
+    """
+    raw = _memmap(workdir / "landmarks_raw.npy", n_frames)
+    valid = np.zeros(n_frames, dtype=bool)
+    n_faces = np.zeros(n_frames, dtype=np.int16)
+    params = np.zeros((n_frames, 4), dtype=np.float64)
+    count = 0
+    with LandmarkTracker() as tracker:
+        for t, frame in enumerate(frames):
+            if t >= n_frames:
+                break
+            det = tracker.detect(frame)
+            if det is not None:
+                raw[t] = det.landmarks
+                valid[t] = True
+                n_faces[t] = det.n_faces
+                params[t] = FaceFrame.from_landmarks(det.landmarks).params
+            count = t + 1
+            if on_frame is not None:
+                on_frame()
+    valid, n_faces, params = valid[:count], n_faces[:count], params[:count]
+    params = smooth_valid(_unwrap_angles(params, valid), valid, sigma_frames)
+    norm = _memmap(workdir / "landmarks_norm.npy", count)
+    margin = int(4 * sigma_frames) + 1
+    for start, end in chunks(count):
+        lo, hi = max(0, start - margin), min(count, end + margin)
+        pts = np.zeros((hi - lo, N_LANDMARKS, 2))
+        for t in range(lo, hi):
+            if valid[t]:
+                pts[t - lo] = FaceFrame.from_params(params[t]).to_face(raw[t].astype(np.float64))
+        smooth = smooth_valid(pts, valid[lo:hi], sigma_frames)
+        smooth[:, _MOUTH] = pts[:, _MOUTH]
+        norm[start:end] = smooth[start - lo : end - lo]
+    norm.flush()
+    return FaceTrack(valid=valid, n_faces=n_faces, params=params, norm=norm[:count])

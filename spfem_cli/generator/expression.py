@@ -1,0 +1,270 @@
+"""The expression model: a FACS prior on the MediaPipe landmark mesh.
+
+Each facial action unit (AU) is a displacement field on the 478 landmarks, in the normalised face
+frame of `spfem_cli.face.mesh.FaceFrame` (x from the subject's right eye to the left eye, y down
+the face, unit = inter-ocular distance, IOD). An emotion is a vector of AU activations (EMFACS);
+its displacement is the activation-weighted sum of the AU fields. The inner-lip contour and the
+jaw line never move in any AU: the speech owns them.
+
+The tensors come from a checkpoint (``facs-v1`` is authored by ``scripts/build_facs_weights.py``)
+so a calibrated or learned model can replace the authored one without code changes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from spfem_cli.errors import SpfemError
+from spfem_cli.face.mesh import JAW, LIPS_INNER, LIPS_OUTER, N_LANDMARKS
+from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint
+
+CHECKPOINT_KIND = "expression"
+CHECKPOINT_VERSION = 1
+
+EMOTIONS = ("neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised")
+
+EMOTION_DESCRIPTIONS = MappingProxyType(
+    {
+        "neutral": "no expression: removes the expression the face already shows",
+        "angry": "brows lowered and drawn together, glaring eyes, lids tense, lips pressed thin",
+        "contempt": "one-sided smirk: the right lip corner tightened and pulled up",
+        "disgusted": "nose wrinkled, upper lip raised, lip corners pulled down",
+        "fear": "brows raised and drawn together, eyes wide and tense, lips stretched sideways",
+        "happy": "smile: lip corners up and out, cheeks raised, eyes narrowed by the cheeks",
+        "sad": "inner brows raised and drawn together, lip corners pulled down",
+        "surprised": "brows raised high, upper lids raised so the eyes open wide",
+    }
+)
+
+ACTION_UNITS = MappingProxyType(
+    {
+        "AU1": "inner brow raiser",
+        "AU2": "outer brow raiser",
+        "AU4": "brow lowerer",
+        "AU5": "upper lid raiser",
+        "AU6": "cheek raiser",
+        "AU7": "lid tightener",
+        "AU9": "nose wrinkler",
+        "AU10": "upper lip raiser",
+        "AU12": "lip corner puller",
+        "AU14": "dimpler",
+        "AU15": "lip corner depressor",
+        "AU20": "lip stretcher",
+        "AU23": "lip tightener",
+        "AU12R": "lip corner puller, subject's right side only",
+        "AU14R": "dimpler, subject's right side only",
+    }
+)
+
+_ALIASES = MappingProxyType(
+    {
+        "anger": "angry",
+        "disgust": "disgusted",
+        "surprise": "surprised",
+        "happiness": "happy",
+        "sadness": "sad",
+        "afraid": "fear",
+        "fearful": "fear",
+    }
+)
+
+# Landmarks whose motion is speech: never used to read an expression off a face.
+SPEECH_LANDMARKS = tuple(sorted(set(LIPS_INNER) | set(LIPS_OUTER) | set(JAW)))
+
+
+def canonical_emotion(emotion: str) -> str:
+    """The name in `EMOTIONS` for ``emotion`` (case-insensitive, a few aliases accepted)."""
+    key = emotion.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in EMOTIONS:
+        raise SpfemError(f"unknown emotion {emotion!r}; choose one of: {', '.join(EMOTIONS)}")
+    return key
+
+
+class ExpressionModel(torch.nn.Module):
+    """AU displacement fields and EMFACS emotion prototypes on the 478-landmark mesh.
+
+    Buffers (float32 unless noted):
+        template: (478, 2) neutral reference face in the normalised frame, IOD units.
+        au_basis: (K, 478, 2) displacement per unit activation of each AU, IOD units.
+        prototypes: (E, K) activations of each emotion at intensity 1; neutral is all zeros.
+        estimate_mask: (478,) bool, landmarks used by `estimate` (outside the mouth and jaw).
+    """
+
+    template: torch.Tensor
+    au_basis: torch.Tensor
+    prototypes: torch.Tensor
+    estimate_mask: torch.Tensor
+
+    def __init__(
+        self,
+        *,
+        template: torch.Tensor,
+        au_basis: torch.Tensor,
+        prototypes: torch.Tensor,
+        au_names: tuple[str, ...] | list[str],
+        emotions: tuple[str, ...] | list[str],
+        estimate_mask: torch.Tensor | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        k = len(au_names)
+        if template.shape != (N_LANDMARKS, 2):
+            raise SpfemError(f"expression template must be (478, 2), got {tuple(template.shape)}")
+        if au_basis.shape != (k, N_LANDMARKS, 2):
+            raise SpfemError(
+                f"au_basis must be ({k}, 478, 2) for {k} AU names, got {tuple(au_basis.shape)}"
+            )
+        if prototypes.shape != (len(emotions), k):
+            raise SpfemError(
+                f"prototypes must be ({len(emotions)}, {k}), got {tuple(prototypes.shape)}"
+            )
+        if estimate_mask is None:
+            estimate_mask = torch.ones(N_LANDMARKS, dtype=torch.bool)
+            estimate_mask[list(SPEECH_LANDMARKS)] = False
+        if estimate_mask.shape != (N_LANDMARKS,):
+            raise SpfemError(f"estimate_mask must be (478,), got {tuple(estimate_mask.shape)}")
+        self.au_names = tuple(au_names)
+        self.emotions = tuple(emotions)
+        self.config = dict(config or {})
+        self.register_buffer("template", template.float().clone())
+        basis = au_basis.float().clone()
+        # Subnormal floats make CPU arithmetic slow; at 1e-9 IOD nothing visible is lost.
+        basis[basis.abs() < 1e-9] = 0.0
+        self.register_buffer("au_basis", basis)
+        self.register_buffer("prototypes", prototypes.float().clone())
+        # The speech landmarks never inform the estimate, whatever the checkpoint says.
+        mask = estimate_mask.bool().clone()
+        mask[list(SPEECH_LANDMARKS)] = False
+        self.register_buffer("estimate_mask", mask)
+
+    @property
+    def num_aus(self) -> int:
+        """K, the number of action units."""
+        return len(self.au_names)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint) -> ExpressionModel:
+        """Build the model from a checkpoint of kind ``"expression"``."""
+        cfg = ckpt.config
+        if cfg.get("kind") != CHECKPOINT_KIND:
+            raise SpfemError(
+                f"{ckpt.path} holds a {cfg.get('kind')!r} checkpoint, not an expression model"
+            )
+        if cfg.get("version") != CHECKPOINT_VERSION:
+            raise SpfemError(
+                f"{ckpt.path}: expression checkpoint version {cfg.get('version')!r} is not "
+                f"supported (this spfem reads version {CHECKPOINT_VERSION})"
+            )
+        missing = [n for n in ("template", "au_basis", "prototypes") if n not in ckpt.tensors]
+        if missing or "au_names" not in cfg or "emotions" not in cfg:
+            raise SpfemError(
+                f"{ckpt.path}: expression checkpoint lacks {missing or 'au_names/emotions'}"
+            )
+        return cls(
+            template=ckpt.tensors["template"],
+            au_basis=ckpt.tensors["au_basis"],
+            prototypes=ckpt.tensors["prototypes"],
+            au_names=cfg["au_names"],
+            emotions=cfg["emotions"],
+            estimate_mask=ckpt.tensors.get("estimate_mask"),
+            config=cfg,
+        )
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | Path = "facs-v1",
+        *,
+        weights_dir: Path | None = None,
+        cache_dir: Path | None = None,
+    ) -> ExpressionModel:
+        """Load by manifest name or checkpoint path (see `load_checkpoint`)."""
+        ckpt = load_checkpoint(name_or_path, weights_dir=weights_dir, cache_dir=cache_dir)
+        return cls.from_checkpoint(ckpt)
+
+    def emotion_vector(self, emotion: str, *, intensity: float = 1.0) -> torch.Tensor:
+        """AU activations (K,) of ``emotion`` at ``intensity`` (1 = the prototype, 0 = none)."""
+        name = canonical_emotion(emotion)
+        if name not in self.emotions:
+            raise SpfemError(
+                f"emotion {name!r} is not in this expression model; it has: "
+                f"{', '.join(self.emotions)}"
+            )
+        if not math.isfinite(intensity) or intensity < 0:
+            raise SpfemError(f"intensity must be a finite number >= 0, got {intensity}")
+        return self.prototypes[self.emotions.index(name)] * float(intensity)
+
+    def displacement(self, activations: torch.Tensor) -> torch.Tensor:
+        """Landmark displacement (..., 478, 2) in IOD units for activations (..., K)."""
+        if activations.shape[-1] != self.num_aus:
+            raise ValueError(
+                f"activations must end in K={self.num_aus}, got {tuple(activations.shape)}"
+            )
+        a = activations.to(self.au_basis)
+        return torch.einsum("...k,kld->...ld", a, self.au_basis)
+
+    def emotion_displacement(self, emotion: str, *, intensity: float = 1.0) -> torch.Tensor:
+        """Displacement (478, 2) in IOD units of ``emotion`` at ``intensity``."""
+        return self.displacement(self.emotion_vector(emotion, intensity=intensity))
+
+    def estimate(
+        self,
+        offsets: torch.Tensor,
+        *,
+        iterations: int = 300,
+        max_activation: float | None = None,
+    ) -> torch.Tensor:
+        """Non-negative AU activations (T, K) that best explain landmark offsets (T, 478, 2).
+
+        ``offsets`` are a face's normalised landmarks minus the same person's rest face, in IOD
+        units. Only landmarks in `estimate_mask` count: the mouth and jaw move with speech.
+        Solves min ||offsets - displacement(a)||^2 subject to a >= 0 for every frame at once:
+        accelerated projected gradient (FISTA) on the K x K normal equations, so one iteration
+        costs one (T, K) x (K, K) product. A frame containing NaN gets NaN activations.
+        ``max_activation`` optionally caps every activation too (a box constraint), which keeps
+        noise or a wrong rest face from producing huge activations of weakly visible AUs.
+
+        Mouth AUs show outside the mouth only through the skin around it, so AU23 and AU14 are
+        the least certain; brow, lid and cheek AUs are well determined.
+        """
+        if offsets.ndim != 3 or offsets.shape[1:] != (N_LANDMARKS, 2):
+            raise ValueError(f"offsets must be (T, 478, 2), got {tuple(offsets.shape)}")
+        k = self.num_aus
+        basis = self.au_basis[:, self.estimate_mask].reshape(k, -1)
+        gram = basis.double() @ basis.double().T
+        # Unit-diagonal scaling keeps a >= 0 a box constraint and cuts the condition number by
+        # orders of magnitude (AUs differ a lot in how much they move outside the mouth).
+        scale = gram.diagonal().clamp_min(1e-12).rsqrt()
+        gram = scale[:, None] * gram * scale[None, :]
+        lipschitz = torch.linalg.eigvalsh(gram)[-1]
+        eye = torch.eye(k, dtype=gram.dtype, device=gram.device)
+        # One gradient step x - (x G - c) / L is x @ (I - G / L) + c / L.
+        step = (eye - gram / lipschitz).to(basis.dtype)
+        x_obs = offsets.to(basis)[:, self.estimate_mask].reshape(offsets.shape[0], -1)
+        rhs = (x_obs @ basis.T) * (scale / lipschitz).to(basis.dtype)
+        # Bounds in the scaled coordinates x = a / scale.
+        upper = None
+        if max_activation is not None:
+            upper = (max_activation / scale).to(basis.dtype).expand_as(rhs)
+        x = torch.zeros_like(rhs)
+        y = x
+        t = 1.0
+        for _ in range(iterations):
+            # Values at or below 1e-12 become exact zeros: they would decay into subnormal
+            # floats, which are slow on CPUs.
+            x_next = torch.nn.functional.threshold(torch.addmm(rhs, y, step), 1e-12, 0.0)
+            if upper is not None:
+                x_next = torch.minimum(x_next, upper)
+            t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+            y = x_next + ((t - 1.0) / t_next) * (x_next - x)
+            x, t = x_next, t_next
+        return x * scale.to(basis.dtype)
+
+    def extra_repr(self) -> str:
+        return f"aus={list(self.au_names)}, emotions={list(self.emotions)}"

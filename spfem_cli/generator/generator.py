@@ -1,0 +1,95 @@
+"""The generator: expression model + speech-preserving warp, applied frame by frame."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from spfem_cli.errors import SpfemError
+from spfem_cli.face import mesh
+from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.warp import Warper, WarpConfig
+
+MouthMode = Literal["natural", "strict"]
+MOUTH_MODES: tuple[str, ...] = ("natural", "strict")
+
+_INNER = np.array(mesh.LIPS_INNER)
+_LIPS = np.array(sorted(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER)))
+_JAW = np.array(mesh.JAW)
+_OVAL = np.array(mesh.FACE_OVAL)
+# In natural mode the inner lip corners go with the outer corners (a smile widens the mouth),
+# tapering to zero within two points so the rest of the inner contour follows the speech.
+_CORNER_TAPER: tuple[tuple[int, int, float], ...] = (
+    (78, 61, 0.6), (191, 61, 0.25), (95, 61, 0.25),
+    (308, 291, 0.6), (415, 291, 0.25), (324, 291, 0.25),
+)  # fmt: skip
+# In strict mode every point this close to the outer lip contour holds still (IOD units).
+STRICT_RADIUS = 0.12
+
+
+def hold_mouth(disp: np.ndarray, *, points: np.ndarray, mode: MouthMode) -> np.ndarray:
+    """Impose the speech on a displacement.
+
+    disp: (478, 2) forward displacements (IOD); points: (478, 2) the frame's landmarks in the
+    face frame. Returns a copy with the jaw, face outline and inner lips held still (natural),
+    or the whole mouth region held still (strict).
+    """
+    out = disp.copy()
+    out[_JAW] = 0.0
+    out[_OVAL] = 0.0
+    if mode == "strict":
+        near = np.linalg.norm(points[:, None, :] - points[None, list(mesh.LIPS_OUTER), :], axis=-1)
+        out[near.min(axis=1) < STRICT_RADIUS] = 0.0
+        out[_LIPS] = 0.0
+        return out
+    if mode != "natural":
+        raise SpfemError(f"unknown mouth mode {mode!r}; choose one of: {', '.join(MOUTH_MODES)}")
+    corners = {c: out[c].copy() for c in mesh.LIP_CORNERS}
+    out[_INNER] = 0.0
+    for inner, corner, weight in _CORNER_TAPER:
+        out[inner] = weight * corners[corner]
+    return out
+
+
+class FaceGenerator:
+    """Turns a change of action-unit activations into an edited frame.
+
+    The expression model maps AU activations to landmark displacements (IOD units); the
+    mouth rule keeps the articulation; the warper moves the pixels.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: ExpressionModel,
+        device: torch.device,
+        mouth: MouthMode = "natural",
+        warp: WarpConfig | None = None,
+    ) -> None:
+        if mouth not in MOUTH_MODES:
+            raise SpfemError(f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}")
+        self.model = model
+        self.mouth = mouth
+        self.warper = Warper(device=device, config=warp)
+
+    def displacement(self, delta: np.ndarray, *, points: np.ndarray) -> np.ndarray:
+        """delta: (K,) change of AU activations; points: (478, 2) face-frame landmarks.
+        Returns (478, 2) forward displacements in IOD units, with the mouth rule applied."""
+        with torch.no_grad():
+            disp = self.model.displacement(torch.as_tensor(delta, dtype=torch.float32))
+        return hold_mouth(disp.numpy().astype(np.float64), points=points, mode=self.mouth)
+
+    def edit_frame(
+        self, frame: np.ndarray, *, face: FaceFrame, points: np.ndarray, delta: np.ndarray
+    ) -> np.ndarray:
+        """frame: (H, W, 3) uint8 RGB; face: its face frame; points: (478, 2) landmarks in
+        the face frame (IOD); delta: (K,) AU activation change. Returns the edited frame."""
+        if not np.any(delta):
+            return frame
+        disp = self.displacement(delta, points=points)
+        return self.warper.apply(
+            frame, face=face, points=points, values=disp, landmarks_px=face.to_image(points)
+        )

@@ -1,0 +1,249 @@
+"""Pure builders of ffmpeg argument lists.
+
+Every function here returns the arguments that follow the ffmpeg executable (the caller
+prepends the path from `imageio_ffmpeg.get_ffmpeg_exe()`), does no I/O and can be tested by
+comparing lists. Paths are passed through `str()` unchanged: callers hand in absolute paths so
+that a file name such as ``pipe:x.mp4`` or ``-x.mp4`` is never read as a protocol or an option.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spfem_cli.media.probe import ColorTags
+
+# Stream specifier for "the first video stream that is not cover art": capital V excludes
+# attached pictures, so a music video with an embedded thumbnail still maps the real video.
+VIDEO_STREAM = "0:V:0"
+
+# Containers we write, by lower-case suffix. mp4 and mov get `+faststart` so the index sits at
+# the front of the file and players can start before the download ends.
+OUTPUT_FORMATS: dict[str, str] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+_QUIET = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
+
+# swscale only has conversion matrices for these colour spaces; for any other tag (rgb, ycgco,
+# constant-luminance bt2020) we leave the matrix untagged and let ffmpeg use its default.
+_CONVERTIBLE_MATRICES = frozenset({"bt709", "fcc", "bt470bg", "smpte170m", "smpte240m", "bt2020nc"})
+# Values the setparams filter accepts (ffmpeg's own names, as `ffmpeg -i` prints them); a tag
+# outside these is dropped rather than allowed to fail the encode.
+_PRIMARIES = frozenset(
+    {"bt709", "bt470m", "bt470bg", "smpte170m", "smpte240m", "film", "bt2020", "smpte428"}
+    | {"smpte431", "smpte432", "jedec-p22", "ebu3213"}
+)
+_TRANSFERS = frozenset(
+    {"bt709", "bt470m", "bt470bg", "smpte170m", "smpte240m", "linear", "log100", "log316"}
+    | {"iec61966-2-4", "bt1361e", "iec61966-2-1", "bt2020-10", "bt2020-12", "smpte2084"}
+    | {"smpte428", "arib-std-b67"}
+)
+
+
+def fraction_arg(value: Fraction) -> str:
+    """Format a rate (frames per second) the way ffmpeg parses it: ``"30"`` or ``"30000/1001"``.
+
+    The denominator is capped at 10**6 so a rate given as a float still fits ffmpeg's 32-bit
+    rationals; every rate `probe` returns passes unchanged.
+    """
+    value = Fraction(value).limit_denominator(1_000_000)
+    if value <= 0:
+        raise ValueError(f"frame rate must be positive, got {value}")
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{value.numerator}/{value.denominator}"
+
+
+def _movflags(path: Path) -> list[str]:
+    return ["-movflags", "+faststart"] if path.suffix.lower() in (".mp4", ".mov") else []
+
+
+def _format(path: Path) -> list[str]:
+    # Naming the muxer explicitly keeps a temp name or an odd suffix from changing the container.
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    return ["-f", fmt] if fmt else []
+
+
+def probe_args(path: Path) -> list[str]:
+    """Print the input's stream dump on stderr and one framecrc line per video packet on stdout.
+
+    Info log level is kept because the stream dump (sizes, pixel format, rotation) is an info
+    message; `-nostats` keeps the progress line out of it.
+    """
+    return [
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-i",
+        str(path),
+        "-map",
+        VIDEO_STREAM,
+        "-c",
+        "copy",
+        "-f",
+        "framecrc",
+        "-",
+    ]
+
+
+def audio_crc_args(path: Path) -> list[str]:
+    """framecrc of the first audio stream's packets, copied without decoding.
+
+    The trailing ``?`` makes a file without audio succeed with no packets instead of failing.
+    """
+    return [
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0?",
+        "-c",
+        "copy",
+        "-f",
+        "framecrc",
+        "-",
+    ]
+
+
+def decode_args(
+    path: Path, *, fps: Fraction | None = None, max_frames: int | None = None
+) -> list[str]:
+    """Decode the video to raw rgb24 frames on stdout.
+
+    With `fps` None every decoded frame is passed through as is (one output frame per coded
+    frame). With `fps` set (frames per second) the output is resampled to that constant rate by
+    duplicating or dropping frames, so frame i shows the input at time i / fps seconds.
+    Autorotation is ffmpeg's default, so frames arrive in display orientation.
+    `max_frames` stops after that many frames: in cfr mode ffmpeg pads the end with a frame
+    or two of duplicates past the input's duration, which the caller does not want.
+    """
+    if fps is None:
+        timing = ["-fps_mode", "passthrough"]
+    else:
+        # Restart the clock at the first video frame: when the audio starts earlier, cfr mode
+        # would otherwise pad the start with copies of the first frame (the remux restores
+        # that offset with -itsoffset instead).
+        timing = ["-vf", "setpts=PTS-STARTPTS", "-fps_mode", "cfr", "-r", fraction_arg(fps)]
+    if max_frames is not None:
+        timing += ["-frames:v", str(max_frames)]
+    return [
+        *_QUIET,
+        "-i",
+        str(path),
+        "-map",
+        VIDEO_STREAM,
+        *timing,
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
+
+
+def color_args(color: ColorTags | None) -> list[str]:
+    """Tag the encoded stream with the source's colour description and convert RGB to match.
+
+    ffmpeg's decoder converts YUV to RGB with the matrix and range the source is tagged with
+    (bt601 limited range when untagged). Tagging the output the same way makes ffmpeg convert
+    back with the same matrix, so untouched pixels keep their colour in any player. Primaries and
+    transfer need no conversion, only the tag; they are set with `setparams` because output
+    options alone are overwritten by the RGB input's unknown values during negotiation.
+    """
+    if color is None:
+        return []
+    args: list[str] = []
+    params = []
+    if color.primaries in _PRIMARIES:
+        params.append(f"color_primaries={color.primaries}")
+    if color.transfer in _TRANSFERS:
+        params.append(f"color_trc={color.transfer}")
+    if params:
+        args += ["-vf", "setparams=" + ":".join(params)]
+    if color.matrix in _CONVERTIBLE_MATRICES:
+        args += ["-colorspace", color.matrix]
+    if color.range in ("tv", "pc"):
+        args += ["-color_range", color.range]
+    return args
+
+
+def encode_args(
+    path: Path,
+    *,
+    width: int,
+    height: int,
+    fps: Fraction,
+    pix_fmt: str = "yuv420p",
+    crf: int = 18,
+    preset: str = "medium",
+    color: ColorTags | None = None,
+) -> list[str]:
+    """Encode raw rgb24 frames read from stdin to a video-only H.264 file at `path`.
+
+    `width` and `height` are in pixels, `fps` in frames per second; `crf` is x264's constant
+    rate factor (0 lossless .. 51 worst, 18 visually transparent).
+    """
+    return [
+        *_QUIET,
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-video_size",
+        f"{width}x{height}",
+        "-framerate",
+        fraction_arg(fps),
+        "-i",
+        "-",
+        *color_args(color),
+        "-an",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        pix_fmt,
+        *_movflags(path),
+        *_format(path),
+        "-y",
+        str(path),
+    ]
+
+
+def mux_args(
+    *,
+    video_only: Path,
+    source: Path,
+    output: Path,
+    has_audio: bool,
+    video_delay_s: float = 0.0,
+) -> list[str]:
+    """Copy the video of `video_only` and every audio stream of `source` into `output`.
+
+    Nothing is re-encoded. `video_delay_s` (seconds) is how long after the start of `source`
+    its first video frame is shown; the new video is delayed by the same amount so lips stay in
+    sync with the copied audio. No `-shortest`: the audio is kept whole, exactly as in the
+    source, so the output's duration is the source's.
+    """
+    delay = ["-itsoffset", f"{video_delay_s:.6f}"] if video_delay_s > 0.0005 else []
+    inputs = [*delay, "-i", str(video_only)]
+    maps = ["-map", "0:v:0"]
+    if has_audio:
+        inputs += ["-i", str(source)]
+        maps += ["-map", "1:a?"]
+    return [
+        *_QUIET,
+        *inputs,
+        *maps,
+        "-c",
+        "copy",
+        *_movflags(output),
+        *_format(output),
+        "-y",
+        str(output),
+    ]

@@ -1,0 +1,110 @@
+"""Where results go: output path checks, write-then-rename, and the audio remux."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from spfem_cli.errors import SpfemError
+from spfem_cli.media import ffmpeg_args
+from spfem_cli.media.probe import VideoInfo, error_reason, run_ffmpeg
+
+OUTPUT_SUFFIXES = tuple(ffmpeg_args.OUTPUT_FORMATS)
+
+
+def check_output_path(*, input_path: Path, output_path: Path, overwrite: bool) -> None:
+    """Refuse, with a one-line SpfemError, an output we must not or cannot write."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    if output_path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise SpfemError(
+            f"{output_path}: output must end in {', '.join(OUTPUT_SUFFIXES)} "
+            f"(got {output_path.suffix or 'no suffix'})"
+        )
+    same = output_path.resolve() == input_path.resolve()
+    if not same and output_path.exists() and input_path.exists():
+        # samefile also catches hard links and differently spelled paths to one inode.
+        same = os.path.samefile(input_path, output_path)
+    if same:
+        raise SpfemError(f"{output_path} is the input file; choose another output name")
+    if output_path.is_dir():
+        raise SpfemError(f"{output_path} is a folder; give a file name for the output")
+    parent = output_path.parent
+    if not parent.is_dir():
+        raise SpfemError(f"folder {parent} does not exist (needed for {output_path.name})")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SpfemError(f"folder {parent} is not writable (needed for {output_path.name})")
+    if output_path.exists() and not overwrite:
+        raise SpfemError(f"{output_path} exists; use --overwrite")
+
+
+def default_output_path(input_path: Path, label: str) -> Path:
+    """The output beside the input: ``talk.mp4`` + ``"happy"`` -> ``talk.happy.mp4``.
+
+    The input's suffix is kept when it is a container we write, else ``.mp4`` is used.
+    Characters that are awkward in file names are replaced by ``_``.
+    """
+    input_path = Path(input_path)
+    suffix = input_path.suffix if input_path.suffix.lower() in OUTPUT_SUFFIXES else ".mp4"
+    safe = re.sub(r"[^A-Za-z0-9_+\-]+", "_", label).strip("_") or "edited"
+    return input_path.with_name(f"{input_path.stem}.{safe}{suffix}")
+
+
+@contextmanager
+def atomic_output(output_path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `output_path`; rename it into place on success.
+
+    The temporary file is hidden (``.NAME.spfem-XXXXXXXX.SUFFIX``), keeps the suffix so ffmpeg
+    picks the right container, and already exists (empty) so the name is ours. On any exception,
+    KeyboardInterrupt included, it is deleted and the exception re-raised; nothing is ever
+    created at `output_path` until the final `os.replace`, which is atomic on one filesystem.
+    """
+    output_path = Path(output_path)
+    folder = output_path.parent
+    while True:
+        temp = folder / f".{output_path.name}.spfem-{secrets.token_hex(4)}{output_path.suffix}"
+        try:
+            # os.open with 0o666 lets the umask decide the mode, as for any file the user
+            # makes (mkstemp would leave the result readable by its owner only).
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise SpfemError(f"cannot write in {folder}: {exc.strerror or exc}") from exc
+        os.close(fd)
+        break
+    try:
+        yield temp
+        os.replace(temp, output_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def mux_audio(*, video_only: Path, source: VideoInfo, output: Path) -> None:
+    """Write `output` with the video of `video_only` and the audio of `source`, both copied.
+
+    Every audio stream of the source is copied packet for packet (not re-encoded); the video is
+    delayed by `source.video_delay_s` so lip sync is what it was. `-shortest` is not used: the
+    audio stays whole, so the output lasts exactly as long as the source (the video stream
+    itself lasts n_frames / fps). Without audio in the source the video is just copied.
+    The video stream carries no rotation: its frames were rotated when decoded.
+    """
+    args = ffmpeg_args.mux_args(
+        video_only=Path(video_only).absolute(),
+        source=source.path,
+        output=Path(output).absolute(),
+        has_audio=source.has_audio,
+        video_delay_s=source.video_delay_s,
+    )
+    result = run_ffmpeg(args)
+    if result.returncode != 0:
+        reason = error_reason(result.stderr.decode("utf-8", "replace"))
+        hint = ""
+        suffix = Path(output).suffix.lower()
+        if source.has_audio and suffix != ".mkv":
+            hint = f"; the {source.audio_codec} audio may not fit in {suffix}, try .mkv"
+        raise SpfemError(f"adding the audio of {source.path} failed: {reason}{hint}", exit_code=1)

@@ -1,0 +1,208 @@
+"""`edit_video`: the whole path of `spfem edit` as a library call.
+
+probe -> decode (streamed) -> landmarks on every frame -> temporal smoothing -> rest face and
+AU estimate -> per frame: generate with the mouth held -> encode (streamed) -> remux the
+original audio untouched. The output is written to a temporary file and renamed into place.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spfem_cli.errors import SpfemError
+from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
+from spfem_cli.generator.device import resolve_device
+from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode
+from spfem_cli.media import (
+    FrameReader,
+    FrameWriter,
+    VideoInfo,
+    atomic_output,
+    check_output_path,
+    default_output_path,
+    mux_audio,
+    output_pix_fmt,
+    probe,
+)
+from spfem_cli.progress import Reporter, SilentReporter
+
+MAX_INTENSITY = 1.5
+# The expression already on the face is estimated from a heavily smoothed signal, so that
+# what is replaced is the slow expression, not the quick motions of speech.
+EXPRESSION_SMOOTHING_S = 0.5
+RAMP_S = 0.3
+
+
+@dataclass
+class EditReport:
+    """What `edit_video` did: counts of frames, timings per stage (seconds), notes for the user."""
+
+    output: Path
+    n_frames: int
+    n_face_frames: int
+    n_edited: int
+    max_faces: int
+    fps: Fraction
+    width: int
+    height: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_without_face(self) -> int:
+        return self.n_frames - self.n_face_frames
+
+
+def envelope(
+    *, n_frames: int, fps: float, start: float | None, end: float | None, ramp_s: float = RAMP_S
+) -> np.ndarray:
+    """Per-frame edit weight (T,) in [0, 1]: 1 inside [start, end) seconds, 0 outside, with
+    smooth ramps of `ramp_s` seconds inside the range so the edit fades in and out."""
+    t = np.arange(n_frames) / fps
+    lo = -np.inf if start is None else start
+    hi = np.inf if end is None else end
+    w = ((t >= lo) & (t < hi)).astype(np.float64)
+    if ramp_s > 0:
+        rise = np.clip((t - lo) / ramp_s, 0, 1) if start is not None and start > 0 else 1.0
+        fall = np.clip((hi - t) / ramp_s, 0, 1) if end is not None else 1.0
+        w = w * np.minimum(rise, fall)
+        w = w * w * (3 - 2 * w)  # smoothstep: no kink where the ramp starts
+    return w
+
+
+def estimate_expression(
+    track: FaceTrack, *, model: ExpressionModel, rest: np.ndarray, sigma_frames: float
+) -> np.ndarray:
+    """AU activations already on the face relative to the rest face, smoothed in time.
+
+    rest: (478, 2) face frame. Returns (T, K) float64; rows without a face are 0.
+    """
+    k = int(model.au_basis.shape[0])
+    acts = np.zeros((track.n_frames, k))
+    rest_t = torch.from_numpy(rest).float()
+    for start, end in chunks(track.n_frames):
+        offsets = torch.from_numpy(np.asarray(track.norm[start:end], dtype=np.float32)) - rest_t
+        with torch.no_grad():
+            acts[start:end] = model.estimate(offsets).double().numpy()
+    return smooth_valid(acts, track.valid, sigma_frames)
+
+
+def validate_options(
+    *, info: VideoInfo, intensity: float, start: float | None, end: float | None, mouth: str
+) -> None:
+    if not 0.0 <= intensity <= MAX_INTENSITY:
+        raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
+    if mouth not in MOUTH_MODES:
+        raise SpfemError(f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}")
+    if start is not None and start < 0:
+        raise SpfemError(f"--start must be >= 0 seconds, got {start}")
+    if start is not None and start >= info.duration_s:
+        raise SpfemError(f"--start {start} s is past the end of the video ({info.duration_s:.2f} s)")
+    if end is not None and start is not None and end <= start:
+        raise SpfemError(f"--end ({end} s) must be after --start ({start} s)")
+    if end is not None and end <= 0:
+        raise SpfemError(f"--end must be > 0 seconds, got {end}")
+
+
+def edit_video(
+    *,
+    input_path: str | Path,
+    emotion: str,
+    output_path: str | Path | None = None,
+    intensity: float = 1.0,
+    device: str = "auto",
+    mouth: MouthMode = "natural",
+    start: float | None = None,
+    end: float | None = None,
+    overwrite: bool = False,
+    model: str | Path = "facs-v1",
+    crf: int = 18,
+    preset: str = "medium",
+    reporter: Reporter | None = None,
+) -> EditReport:
+    """Change the emotion on the face in a video, keeping speech, audio and timing.
+
+    Frames outside [start, end) seconds, frames without a face and pixels away from the face
+    are passed through. The input file is never modified; nothing appears under the output
+    name unless the whole run succeeds.
+    """
+    rep = reporter or SilentReporter()
+    input_path = Path(input_path)
+    info = probe(input_path)
+    out = Path(output_path) if output_path is not None else default_output_path(input_path, emotion)
+    check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
+    validate_options(info=info, intensity=intensity, start=start, end=end, mouth=mouth)
+    torch_device = resolve_device(device)
+    expression = ExpressionModel.load(model).to("cpu")
+    target = expression.emotion_vector(emotion, intensity=intensity).double().numpy()
+    generator = FaceGenerator(model=expression, device=torch_device, mouth=mouth)
+    fps = float(info.fps)
+    seconds: dict[str, float] = {}
+    notes: list[str] = []
+    if info.variable_frame_rate:
+        notes.append(f"variable frame rate input: written at a constant {fps:.3f} fps")
+
+    with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
+        workdir = Path(tmp)
+        t0 = time.perf_counter()
+        with FrameReader(info) as reader, rep.stage("Tracking face", reader.expected_frames) as adv:
+            track = track_frames(reader, n_frames=reader.expected_frames, workdir=workdir,
+                                 on_frame=adv)
+        seconds["track"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        deltas = np.zeros((track.n_frames, target.shape[0]))
+        weights = envelope(n_frames=track.n_frames, fps=fps, start=start, end=end)
+        if track.n_valid:
+            rest = track.rest_face()
+            current = estimate_expression(track, model=expression, rest=rest,
+                                          sigma_frames=EXPRESSION_SMOOTHING_S * fps)
+            deltas = weights[:, None] * (target[None, :] - current)
+            deltas[~track.valid] = 0.0
+        seconds["estimate"] = time.perf_counter() - t0
+
+        n_edited = 0
+        t0 = time.perf_counter()
+        with atomic_output(out) as final_tmp:
+            video_tmp = workdir / f"video{out.suffix}"
+            with (
+                FrameReader(info) as reader,
+                FrameWriter(video_tmp, width=info.width, height=info.height, fps=reader.fps,
+                            pix_fmt=output_pix_fmt(info), color=info.color, crf=crf,
+                            preset=preset) as writer,
+                rep.stage(f"Editing ({emotion})", track.n_frames) as adv,
+            ):
+                for t, frame in enumerate(reader):
+                    if t < track.n_frames and track.valid[t] and np.any(deltas[t]):
+                        frame = generator.edit_frame(frame, face=track.frame(t),
+                                                     points=np.asarray(track.norm[t], np.float64),
+                                                     delta=deltas[t])
+                        n_edited += 1
+                    writer.write(frame)
+                    adv()
+            seconds["edit+encode"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            mux_audio(video_only=video_tmp, source=info, output=final_tmp)
+            seconds["mux"] = time.perf_counter() - t0
+
+    max_faces = int(track.n_faces.max()) if track.n_frames else 0
+    if track.n_valid == 0:
+        notes.append("no face was found in any frame: the video passes through unchanged")
+    elif track.n_valid < track.n_frames:
+        notes.append(f"{track.n_frames - track.n_valid} of {track.n_frames} frames have no face "
+                     "and pass through unchanged")
+    if max_faces > 1:
+        notes.append(f"up to {max_faces} faces in a frame: the largest one was edited")
+    return EditReport(
+        output=out, n_frames=track.n_frames, n_face_frames=track.n_valid, n_edited=n_edited,
+        max_faces=max_faces, fps=info.fps, width=info.width, height=info.height,
+        seconds=seconds, notes=notes,
+    )

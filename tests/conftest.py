@@ -1,0 +1,141 @@
+"""Shared fixtures: the real clips folder and factories of small synthetic clips.
+
+The `make_*` fixtures return functions that write tiny clips with ffmpeg's lavfi sources
+(`testsrc2` video, `sine` audio) into the test's tmp_path and return their paths.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+
+
+def run_ffmpeg_checked(*args: str) -> None:
+    """Run the bundled ffmpeg quietly; fail the test with its message if it fails."""
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"ffmpeg failed ({result.returncode}): {' '.join(args)}\n{result.stderr}")
+
+
+@pytest.fixture
+def ffmpeg_checked() -> Callable[..., None]:
+    """`run_ffmpeg_checked` as a fixture, for tests that shape their own clips."""
+    return run_ffmpeg_checked
+
+
+@pytest.fixture
+def clips_dir() -> Path:
+    """The shared real clips (../shared/clips beside the repository); skips when absent."""
+    folder = Path(__file__).resolve().parents[2] / "shared" / "clips"
+    if not folder.is_dir():
+        pytest.skip(f"real clips not found at {folder}")
+    return folder
+
+
+MakeClip = Callable[..., Path]
+
+
+@pytest.fixture
+def make_clip(tmp_path: Path) -> MakeClip:
+    """Factory of synthetic clips: ``make_clip("a.mp4", size=(160, 120), rate="25", ...)``.
+
+    Keyword arguments: `size` (width, height) in pixels, odd sizes allowed; `rate` frames per
+    second as ffmpeg reads it ("25", "30000/1001"); `duration` seconds; `pix_fmt` and `vcodec`
+    to encode with (x264 refuses odd sizes in 4:2:0, use e.g. "mpeg4" for those);
+    `audio` adds a 440 Hz sine (AAC) lasting `audio_duration` seconds (default: `duration`);
+    `faststart` puts the mp4 index first; `vf` an extra video filter; `extra` more output args.
+    """
+
+    def make(
+        name: str,
+        *,
+        size: tuple[int, int] = (160, 120),
+        rate: str = "25",
+        duration: float = 1.0,
+        pix_fmt: str = "yuv420p",
+        vcodec: str = "libx264",
+        audio: bool = False,
+        audio_duration: float | None = None,
+        faststart: bool = False,
+        vf: str | None = None,
+        extra: Sequence[str] = (),
+    ) -> Path:
+        out = tmp_path / name
+        width, height = size
+        # testsrc2 only makes even sizes; draw one pixel larger and crop to get odd ones.
+        src = f"testsrc2=size={width + width % 2}x{height + height % 2}:rate={rate}"
+        src += f":duration={duration}"
+        if width % 2 or height % 2:
+            # Crop in RGB: crop rounds odd sizes down to even in subsampled YUV formats.
+            src += f",format=rgb24,crop={width}:{height}:0:0"
+        args = ["-f", "lavfi", "-i", src]
+        if audio:
+            seconds = duration if audio_duration is None else audio_duration
+            args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+        if vf:
+            args += ["-vf", vf]
+        args += ["-c:v", vcodec, "-pix_fmt", pix_fmt]
+        if vcodec == "libx264":
+            args += ["-preset", "ultrafast"]
+        if audio:
+            args += ["-c:a", "aac"]
+        if faststart:
+            args += ["-movflags", "+faststart"]
+        run_ffmpeg_checked(*args, *extra, str(out))
+        return out
+
+    return make
+
+
+@pytest.fixture
+def make_audio_only(tmp_path: Path) -> Callable[[str], Path]:
+    """Factory of audio-only files (1 s sine, AAC), e.g. ``make_audio_only("tone.m4a")``."""
+
+    def make(name: str) -> Path:
+        out = tmp_path / name
+        run_ffmpeg_checked("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(out))
+        return out
+
+    return make
+
+
+@pytest.fixture
+def make_rotated(tmp_path: Path) -> Callable[[Path, int], Path]:
+    """Factory: stream-copy `src` with a display rotation tag, as phones record portrait video.
+
+    `degrees` is counter-clockwise, ffmpeg's `-display_rotation` convention.
+    """
+
+    def make(src: Path, degrees: int) -> Path:
+        out = tmp_path / f"{src.stem}.rot{degrees}{src.suffix}"
+        run_ffmpeg_checked(
+            "-display_rotation", str(degrees), "-i", str(src), "-c", "copy", str(out)
+        )
+        return out
+
+    return make
+
+
+@pytest.fixture
+def make_vfr_clip(make_clip: MakeClip) -> Callable[[str], Path]:
+    """Factory of a variable-frame-rate clip: 1 s at 30 fps then 2 s at 15 fps (60 frames).
+
+    Its average rate is 20 fps over 3.0 s.
+    """
+
+    def make(name: str) -> Path:
+        return make_clip(
+            name,
+            rate="30",
+            duration=2.0,
+            vf="setpts='if(lt(N,30),N/30,1+(N-30)/15)/TB'",
+            extra=["-fps_mode", "passthrough"],
+        )
+
+    return make

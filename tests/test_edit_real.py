@@ -1,0 +1,134 @@
+"""`spfem edit` end to end on real clips of real people (skipped without ../shared/clips).
+
+Each real edit runs once per module and several tests read its result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spfem_cli.evaluate import background_difference, compare_speech, video_landmarks
+from spfem_cli.face import mesh
+from spfem_cli.media import FrameReader, audio_packet_checksums, probe
+from spfem_cli.pipeline import EditReport, edit_video
+
+SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
+needs_clips = pytest.mark.skipif(not SHARED_CLIPS.is_dir(), reason="../shared/clips is absent")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Edited:
+    """An input clip, its edit, and the landmarks re-detected on both."""
+
+    def __init__(self, clip: Path, out: Path, report: EditReport, input_hash: str) -> None:
+        self.clip, self.out, self.report, self.input_hash = clip, out, report, input_hash
+        self.lm_in = video_landmarks(clip)
+        self.lm_out = video_landmarks(out)
+
+
+def _edit(tmp_path_factory: pytest.TempPathFactory, name: str, emotion: str, **kw: object) -> Edited:
+    clip = SHARED_CLIPS / name
+    before = sha256(clip)
+    out = tmp_path_factory.mktemp("edit") / f"{clip.stem}.{emotion}.mp4"
+    report = edit_video(input_path=clip, output_path=out, emotion=emotion, device="cpu", **kw)
+    return Edited(clip, out, report, before)
+
+
+@pytest.fixture(scope="module")
+def speech_happy(tmp_path_factory: pytest.TempPathFactory) -> Edited:
+    if not SHARED_CLIPS.is_dir():
+        pytest.skip("../shared/clips is absent")
+    return _edit(tmp_path_factory, "speech_obama_450x450.mp4", "happy")
+
+
+@pytest.fixture(scope="module")
+def mead_sad_to_surprised(tmp_path_factory: pytest.TempPathFactory) -> Edited:
+    if not SHARED_CLIPS.is_dir():
+        pytest.skip("../shared/clips is absent")
+    return _edit(tmp_path_factory, "talk_mead_sad_1920x1080.mp4", "surprised")
+
+
+CASES = ["speech_happy", "mead_sad_to_surprised"]
+
+
+@needs_clips
+@pytest.mark.parametrize("case", CASES)
+def test_same_format_and_timing(case: str, request: pytest.FixtureRequest) -> None:
+    e: Edited = request.getfixturevalue(case)
+    a, b = probe(e.clip), probe(e.out)
+    assert (b.width, b.height) == (a.width, a.height)
+    assert b.fps == a.fps
+    assert b.n_frames == a.n_frames
+    assert abs(b.duration_s - a.duration_s) <= 1.0 / float(a.fps)
+    assert sha256(e.clip) == e.input_hash  # the input is never modified
+
+
+@needs_clips
+@pytest.mark.parametrize("case", CASES)
+def test_audio_is_bit_identical(case: str, request: pytest.FixtureRequest) -> None:
+    e: Edited = request.getfixturevalue(case)
+    before = audio_packet_checksums(e.clip)
+    assert before, "these clips have an audio track"
+    assert audio_packet_checksums(e.out) == before
+
+
+@needs_clips
+@pytest.mark.parametrize("case", CASES)
+def test_background_unchanged(case: str, request: pytest.FixtureRequest) -> None:
+    e: Edited = request.getfixturevalue(case)
+    # Codec noise of one re-encode at crf 18 is about 1 level; the face edit must add nothing.
+    assert background_difference(e.clip, e.out, input_lm=e.lm_in) < 1.5
+
+
+@needs_clips
+@pytest.mark.parametrize("case", CASES)
+def test_speech_articulation_kept(case: str, request: pytest.FixtureRequest) -> None:
+    e: Edited = request.getfixturevalue(case)
+    rep = compare_speech(e.lm_in, e.lm_out)
+    assert rep.frames >= 0.95 * len(e.lm_in)
+    assert rep.inner_lip_error <= 0.015, rep
+    assert rep.opening_corr >= 0.98, rep
+
+
+@needs_clips
+@pytest.mark.parametrize("case", CASES)
+def test_no_added_jitter(case: str, request: pytest.FixtureRequest) -> None:
+    e: Edited = request.getfixturevalue(case)
+    rep = compare_speech(e.lm_in, e.lm_out)
+    # Re-detection on a re-encoded video has its own noise: allow 5% of the input's motion.
+    assert rep.jitter_out <= rep.jitter_in * 1.05, rep
+
+
+@needs_clips
+def test_happy_visibly_changes_the_face(speech_happy: Edited) -> None:
+    e = speech_happy
+    assert e.report.n_edited >= 0.95 * e.report.n_frames
+    corners = list(mesh.LIP_CORNERS)
+    right, left = mesh.eye_centres(e.lm_in)
+    iod = np.linalg.norm(left - right, axis=-1)[:, None]
+    # Lip corners rise (image y decreases) relative to the input's.
+    rise = ((e.lm_in[:, corners, 1] - e.lm_out[:, corners, 1]) / iod).mean()
+    assert rise > 0.01
+    with FrameReader(probe(e.clip)) as ra, FrameReader(probe(e.out)) as rb:
+        fa, fb = next(iter(ra)), next(iter(rb))
+    assert np.abs(fa.astype(int) - fb.astype(int)).max() > 20
+
+
+@needs_clips
+def test_surprised_raises_the_brows(mead_sad_to_surprised: Edited) -> None:
+    e = mead_sad_to_surprised
+    brows = list(mesh.RIGHT_EYEBROW + mesh.LEFT_EYEBROW)
+    right, left = mesh.eye_centres(e.lm_in)
+    iod = np.linalg.norm(left - right, axis=-1)[:, None]
+    eyes_in = ((right + left) / 2)[:, None, 1]
+    right_o, left_o = mesh.eye_centres(e.lm_out)
+    eyes_out = ((right_o + left_o) / 2)[:, None, 1]
+    lift = (((eyes_in - e.lm_in[:, brows, 1]) - (eyes_out - e.lm_out[:, brows, 1])) / iod).mean()
+    assert lift < -0.01  # the brow-to-eye distance grows

@@ -1,0 +1,724 @@
+"""Tests of spfem_cli.media: argument builders, probing, streamed decode/encode, output."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import subprocess
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from spfem_cli.errors import SpfemError
+from spfem_cli.media import (
+    ColorTags,
+    FrameReader,
+    FrameWriter,
+    VideoInfo,
+    atomic_output,
+    audio_packet_checksums,
+    check_output_path,
+    default_output_path,
+    mux_audio,
+    output_pix_fmt,
+    probe,
+)
+from spfem_cli.media import ffmpeg_args as fa
+from spfem_cli.media import output as output_module
+from spfem_cli.media.probe import (
+    Packet,
+    compute_timing,
+    error_reason,
+    parse_color,
+    parse_framecrc,
+    parse_input_dump,
+)
+
+MakeClip = Callable[..., Path]
+
+
+def one_line_error(excinfo: pytest.ExceptionInfo[SpfemError]) -> str:
+    message = str(excinfo.value)
+    assert message and "\n" not in message
+    return message
+
+
+def read_all(info: VideoInfo, **kwargs: object) -> list[np.ndarray]:
+    with FrameReader(info, **kwargs) as reader:  # type: ignore[arg-type]
+        return list(reader)
+
+
+def encode(frames: list[np.ndarray], path: Path, info: VideoInfo, fps: Fraction) -> None:
+    with FrameWriter(
+        path,
+        width=info.width,
+        height=info.height,
+        fps=fps,
+        pix_fmt=output_pix_fmt(info),
+        preset="ultrafast",
+        color=info.color,
+    ) as writer:
+        for frame in frames:
+            writer.write(frame)
+
+
+def info_for(**changes: object) -> VideoInfo:
+    base = VideoInfo(
+        path=Path("/x/in.mp4"),
+        width=640,
+        height=480,
+        fps=Fraction(25),
+        n_frames=25,
+        duration_s=1.0,
+        pix_fmt="yuv420p",
+        codec="h264",
+        rotation=0,
+        variable_frame_rate=False,
+        has_audio=True,
+        audio_codec="aac",
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- pure argument builders
+
+
+def test_fraction_arg() -> None:
+    assert fa.fraction_arg(Fraction(30)) == "30"
+    assert fa.fraction_arg(Fraction(30000, 1001)) == "30000/1001"
+    assert fa.fraction_arg(29.97) == "2997/100"  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        fa.fraction_arg(Fraction(0))
+
+
+def test_decode_args() -> None:
+    head = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-i", "/v/in.mp4"]
+    tail = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    assert fa.decode_args(Path("/v/in.mp4")) == [
+        *head,
+        *["-map", "0:V:0", "-fps_mode", "passthrough"],
+        *tail,
+    ]
+    assert fa.decode_args(Path("/v/in.mp4"), fps=Fraction(30000, 1001), max_frames=7) == [
+        *head,
+        *["-map", "0:V:0", "-vf", "setpts=PTS-STARTPTS", "-fps_mode", "cfr"],
+        *["-r", "30000/1001", "-frames:v", "7"],
+        *tail,
+    ]
+
+
+def test_encode_args_mp4_and_mkv() -> None:
+    quiet = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
+    raw_in = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", "721x405"]
+    assert fa.encode_args(
+        Path("/o/v.mp4"), width=721, height=405, fps=Fraction(25), pix_fmt="yuv444p"
+    ) == [
+        *quiet,
+        *raw_in,
+        *["-framerate", "25", "-i", "-", "-an", "-c:v", "libx264"],
+        *["-preset", "medium", "-crf", "18", "-pix_fmt", "yuv444p"],
+        *["-movflags", "+faststart", "-f", "mp4", "-y", "/o/v.mp4"],
+    ]
+    args = fa.encode_args(
+        Path("/o/v.MKV"), width=721, height=405, fps=Fraction(24000, 1001), crf=23, preset="fast"
+    )
+    assert "-movflags" not in args
+    assert args[-4:] == ["-f", "matroska", "-y", "/o/v.MKV"]
+    assert args[args.index("-framerate") + 1] == "24000/1001"
+    assert args[args.index("-crf") + 1] == "23"
+
+
+def test_color_args() -> None:
+    assert fa.color_args(None) == []
+    assert fa.color_args(ColorTags()) == []
+    tags = ColorTags(range="tv", matrix="bt709", primaries="bt709", transfer="bt709")
+    assert fa.color_args(tags) == [
+        *["-vf", "setparams=color_primaries=bt709:color_trc=bt709"],
+        *["-colorspace", "bt709", "-color_range", "tv"],
+    ]
+    # No swscale matrix for rgb/ycgco: tag nothing rather than mis-convert.
+    assert fa.color_args(ColorTags(range="pc", matrix="gbr")) == ["-color_range", "pc"]
+    hlg = ColorTags(range="tv", matrix="bt2020nc", primaries="bt2020", transfer="arib-std-b67")
+    assert fa.color_args(hlg) == [
+        *["-vf", "setparams=color_primaries=bt2020:color_trc=arib-std-b67"],
+        *["-colorspace", "bt2020nc", "-color_range", "tv"],
+    ]
+    assert fa.color_args(ColorTags(primaries="left", transfer="weird")) == []
+
+
+def test_mux_args() -> None:
+    quiet = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
+    assert fa.mux_args(
+        video_only=Path("/t/v.mp4"),
+        source=Path("/s/in.mov"),
+        output=Path("/o/out.mp4"),
+        has_audio=True,
+    ) == [
+        *quiet,
+        *["-i", "/t/v.mp4", "-i", "/s/in.mov", "-map", "0:v:0", "-map", "1:a?"],
+        *["-c", "copy", "-movflags", "+faststart", "-f", "mp4", "-y", "/o/out.mp4"],
+    ]
+    assert fa.mux_args(
+        video_only=Path("/t/v.mkv"),
+        source=Path("/s/in.mov"),
+        output=Path("/o/out.mkv"),
+        has_audio=False,
+        video_delay_s=0.2,
+    ) == [
+        *quiet,
+        *["-itsoffset", "0.200000", "-i", "/t/v.mkv", "-map", "0:v:0"],
+        *["-c", "copy", "-f", "matroska", "-y", "/o/out.mkv"],
+    ]
+
+
+def test_probe_and_audio_args() -> None:
+    common = ["-hide_banner", "-nostdin", "-nostats", "-i", "/v/a.mp4"]
+    assert fa.probe_args(Path("/v/a.mp4")) == [
+        *common,
+        *["-map", "0:V:0", "-c", "copy", "-f", "framecrc", "-"],
+    ]
+    assert fa.audio_crc_args(Path("/v/a.mp4")) == [
+        *common,
+        *["-map", "0:a:0?", "-c", "copy", "-f", "framecrc", "-"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "size", "expected"),
+    [
+        ("yuv420p", (640, 480), "yuv420p"),
+        ("yuv422p", (640, 480), "yuv422p"),
+        ("yuv444p", (640, 480), "yuv444p"),
+        ("yuv420p10le", (640, 480), "yuv420p10le"),
+        ("yuv444p10le", (640, 480), "yuv444p10le"),
+        ("yuvj420p", (640, 480), "yuv420p"),
+        ("nv12", (640, 480), "yuv420p"),
+        ("rgb24", (640, 480), "yuv420p"),
+        ("p010le", (640, 480), "yuv420p10le"),
+        ("yuv420p", (721, 405), "yuv444p"),
+        ("yuv422p", (720, 405), "yuv444p"),
+        ("yuv420p10le", (721, 404), "yuv444p10le"),
+        ("rgb24", (721, 405), "yuv444p"),
+    ],
+)
+def test_output_pix_fmt(pix_fmt: str, size: tuple[int, int], expected: str) -> None:
+    assert output_pix_fmt(info_for(pix_fmt=pix_fmt, width=size[0], height=size[1])) == expected
+
+
+# ---------------------------------------------------------------- pure parsers
+
+_DUMP = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from '/v/phone.mov':
+  Duration: 00:00:06.00, start: 0.033000, bitrate: 917 kb/s
+  Stream #0:0[0x1](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp (default)
+  Stream #0:1: Video: mjpeg (Baseline), yuvj420p(pc, bt470bg/unknown/unknown), 300x300, \
+90k tbr, 90k tbn (attached pic)
+  Stream #0:2[0x2](und): Video: hevc (Main 10) (hvc1 / 0x31637668), \
+yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67, progressive), 1920x1080, 9000 kb/s, \
+29.97 fps, 29.97 tbr, 600 tbn (default)
+    Metadata:
+      handler_name    : Core Media Video
+    Side data:
+      Display Matrix: rotation of -90.00 degrees
+Stream mapping:
+  Stream #0:2 -> #0:0 (copy)
+Output #0, framecrc, to 'pipe:':
+  Stream #0:0: Video: hevc, yuv420p(progressive), 640x480, 25 fps
+"""
+
+
+def test_parse_input_dump() -> None:
+    dump = parse_input_dump(_DUMP)
+    assert dump.opened
+    assert dump.start_s == pytest.approx(0.033)
+    assert len(dump.streams) == 3  # the output part of the dump is not read
+    assert [a.codec for a in dump.audio] == ["aac"]
+    video = dump.video
+    assert video is not None and video.index == 2  # cover art is skipped
+    assert (video.codec, video.pix_fmt, video.width, video.height) == (
+        "hevc",
+        "yuv420p10le",
+        1920,
+        1080,
+    )
+    assert video.rotation == 270
+    assert video.rate == Fraction(30000, 1001)
+    assert video.color == ColorTags("tv", "bt2020nc", "bt2020", "arib-std-b67")
+    assert not parse_input_dump("/v/x.mp4: Invalid data found when processing input").opened
+
+
+def test_parse_color() -> None:
+    assert parse_color("progressive") == ColorTags()
+    assert parse_color("tv, bt709, progressive") == ColorTags("tv", "bt709", "bt709", "bt709")
+    assert parse_color("pc, bt470bg/unknown/unknown") == ColorTags("pc", "bt470bg", None, None)
+    assert parse_color("tv, top first") == ColorTags(range="tv")
+    assert parse_color("progressive, left") == ColorTags()
+
+
+def test_parse_framecrc_and_timing() -> None:
+    text = """#software: Lavf63.1.102
+#tb 0: 1/12800
+#media_type 0: video
+0,      -1024,      -1024,      512,     5157, 0x6519aa12, F=0x5
+0,      -1024,          0,      512,     5117, 0x2c645f56
+0,       -512,       1024,      512,     2485, 0xb871c40d, F=0x0
+0,          0,        512,      512,      975, 0x5a66d736, F=0x0
+"""
+    tb, packets = parse_framecrc(text)
+    assert tb == Fraction(1, 12800)
+    assert [p.flags for p in packets] == [5, 1, 0, 0]
+    timing = compute_timing(tb, packets, None)
+    # The first packet is discarded by an edit list; the rest are 3 frames of 512 ticks.
+    assert timing.n_frames == 3
+    assert timing.duration_s == pytest.approx(0.12)
+    assert timing.fps == 25 and not timing.variable_frame_rate
+
+
+def _packets(times: list[int], last: int) -> list[Packet]:
+    return [Packet(dts=t, pts=t, duration=last, size=1, crc="0x0", flags=1) for t in times]
+
+
+def test_timing_keeps_ntsc_rates_exact() -> None:
+    # 29.97 fps in milliseconds (Matroska): durations of 33 and 34 ticks are rounding, not VFR.
+    times = [round(i * 1001 / 30) for i in range(300)]
+    timing = compute_timing(Fraction(1, 1000), _packets(times, 33), None)
+    assert timing.fps == Fraction(30000, 1001)
+    assert not timing.variable_frame_rate
+    # 29.97 fps in a 1/90000 time base: exactly 3003 ticks per frame.
+    timing = compute_timing(Fraction(1, 90000), _packets([i * 3003 for i in range(10)], 3003), None)
+    assert timing.fps == Fraction(30000, 1001)
+    assert timing.duration_s == pytest.approx(10 * 1001 / 30000)
+
+
+def test_timing_after_millisecond_rounding() -> None:
+    # 29.97 fps rounded to milliseconds (an mkv) and then remuxed to 1/90000 (a .ts): the
+    # durations vary by 90 ticks, so this is VFR by the book, but the rate is still NTSC.
+    times = [round(i * 1001 / 30) * 90 for i in range(60)]
+    timing = compute_timing(Fraction(1, 90000), _packets(times, 3060), None)
+    assert timing.variable_frame_rate
+    assert timing.fps == Fraction(30000, 1001)
+
+
+def test_timing_vfr() -> None:
+    times = [i * 512 for i in range(30)] + [15360 + i * 1024 for i in range(30)]
+    timing = compute_timing(Fraction(1, 15360), _packets(times, 1024), None)
+    assert timing.variable_frame_rate
+    assert timing.n_frames == 60 and timing.duration_s == pytest.approx(3.0)
+    assert timing.fps == 20
+
+
+def test_error_reason_prefers_cause() -> None:
+    stderr = (
+        "[vf#0:0 @ 0x55] Error sending frames to consumers: Invalid argument\n"
+        "[out#0/mp4 @ 0x55] Could not write header: No space left on device\n"
+        "[out#0/mp4 @ 0x55] Nothing was written into output file.\n"
+    )
+    assert error_reason(stderr) == "Could not write header: No space left on device"
+    assert error_reason("[mp4 @ 0x1] Could not find tag\n[out] later\n") == "Could not find tag"
+    assert error_reason("") == "no message from ffmpeg"
+
+
+# ---------------------------------------------------------------- probe on real clips
+
+
+@pytest.mark.clips
+@pytest.mark.parametrize(
+    ("name", "size", "fps"),
+    [
+        ("talk_s32_1280x720.mp4", (1280, 720), 30),
+        ("speech_obama_450x450.mp4", (450, 450), 25),
+        ("talk_s20_480x908.mp4", (480, 908), 30),
+    ],
+)
+def test_probe_real_clips(clips_dir: Path, name: str, size: tuple[int, int], fps: int) -> None:
+    info = probe(clips_dir / name)
+    assert (info.width, info.height) == size
+    assert info.fps == fps
+    assert info.codec == "h264" and info.pix_fmt == "yuv420p" and info.rotation == 0
+    assert info.has_audio and info.audio_codec == "aac"
+    assert not info.variable_frame_rate
+    assert info.duration_s == pytest.approx(info.n_frames / fps)
+    with FrameReader(info) as reader:
+        count = 0
+        for frame in reader:
+            assert frame.shape == (size[1], size[0], 3) and frame.dtype == np.uint8
+            count += 1
+    assert count == info.n_frames == reader.expected_frames
+
+
+@pytest.mark.clips
+def test_reencode_keeps_audio_bit_exact(clips_dir: Path, tmp_path: Path) -> None:
+    src = clips_dir / "talk_s32_1280x720.mp4"
+    info = probe(src)
+    video_only = tmp_path / "video.mkv"
+    with (
+        FrameReader(info) as reader,
+        FrameWriter(
+            video_only, width=info.width, height=info.height, fps=info.fps, preset="ultrafast"
+        ) as writer,
+    ):
+        for frame in reader:
+            writer.write(frame)
+    final = tmp_path / "talk.happy.mp4"
+    with atomic_output(final) as temp:
+        mux_audio(video_only=video_only, source=info, output=temp)
+    out = probe(final)
+    assert (out.width, out.height, out.n_frames, out.fps) == (1280, 720, info.n_frames, info.fps)
+    assert abs(out.duration_s - info.duration_s) <= 1 / float(info.fps)
+    checksums = audio_packet_checksums(src)
+    assert checksums and audio_packet_checksums(final) == checksums
+
+
+# ---------------------------------------------------------------- probe errors
+
+
+def test_probe_missing_folder_and_empty(tmp_path: Path) -> None:
+    with pytest.raises(SpfemError, match="does not exist") as excinfo:
+        probe(tmp_path / "nope.mp4")
+    assert "nope.mp4" in one_line_error(excinfo)
+    with pytest.raises(SpfemError, match="is a folder"):
+        probe(tmp_path)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(SpfemError, match=r"empty \(0 bytes\)") as excinfo:
+        probe(empty)
+    assert "empty.mp4" in one_line_error(excinfo)
+
+
+def test_probe_not_a_video(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 20)
+    with pytest.raises(SpfemError, match="is not a video file ffmpeg can read") as excinfo:
+        probe(fake)
+    assert "notes.mp4" in one_line_error(excinfo)
+
+
+def test_probe_audio_only(
+    make_audio_only: Callable[[str], Path],
+    tmp_path: Path,
+    ffmpeg_checked: Callable[..., None],
+) -> None:
+    tone = make_audio_only("tone.m4a")
+    with pytest.raises(SpfemError, match="has no video stream") as excinfo:
+        probe(tone)
+    assert "tone.m4a" in one_line_error(excinfo)
+    assert len(audio_packet_checksums(tone)) > 10
+    # Cover art is a video stream to ffmpeg, but not a video.
+    song = tmp_path / "song.m4a"
+    ffmpeg_checked(
+        *["-f", "lavfi", "-i", "sine=duration=1", "-f", "lavfi", "-i", "testsrc2=size=64x64"],
+        *["-map", "0", "-map", "1", "-frames:v", "1", "-c:a", "aac", "-c:v", "png"],
+        *["-disposition:v:0", "attached_pic", str(song)],
+    )
+    with pytest.raises(SpfemError, match="song.m4a has no video stream"):
+        probe(song)
+
+
+def test_probe_zero_frames(
+    make_clip: MakeClip, tmp_path: Path, ffmpeg_checked: Callable[..., None]
+) -> None:
+    src = make_clip("src.mp4", audio=True)
+    zero = tmp_path / "zero.mkv"
+    # The noise bitstream filter drops every video packet: a video stream with no frames.
+    ffmpeg_checked("-i", str(src), "-map", "0", "-c", "copy", "-bsf:v", "noise=drop=1", str(zero))
+    with pytest.raises(SpfemError, match="has no video frames") as excinfo:
+        probe(zero)
+    one_line_error(excinfo)
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+def test_truncated_mp4(make_clip: MakeClip, tmp_path: Path, faststart: bool) -> None:
+    src = make_clip("full.mp4", duration=2.0, audio=True, faststart=faststart)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(SpfemError) as excinfo:
+        # Without faststart the index (moov) is at the end and is lost: ffmpeg cannot open it.
+        # With faststart the index survives and promises frames the file no longer holds.
+        read_all(probe(cut))
+    message = one_line_error(excinfo)
+    assert "cut.mp4" in message
+    assert ("not a video file" in message) if not faststart else ("truncated" in message)
+
+
+def test_reader_raises_when_frames_are_missing(make_clip: MakeClip) -> None:
+    info = probe(make_clip("short.mp4"))
+    assert info.n_frames == 25
+    # One frame short is tolerated; more is a truncated or corrupt file.
+    assert len(read_all(dataclasses.replace(info, n_frames=26))) == 25
+    with pytest.raises(SpfemError, match=r"truncated or corrupt: decoded 25 of 30 frames") as ei:
+        read_all(dataclasses.replace(info, n_frames=30))
+    one_line_error(ei)
+
+
+# ---------------------------------------------------------------- decode details
+
+
+def test_rotated_phone_video(
+    make_clip: MakeClip, make_rotated: Callable[[Path, int], Path]
+) -> None:
+    src = make_clip("landscape.mp4", size=(320, 240), duration=0.4)
+    rotated = make_rotated(src, 90)
+    info = probe(rotated)
+    assert (info.width, info.height, info.rotation) == (240, 320, 90)
+    frames = read_all(info)
+    assert len(frames) == info.n_frames == 10
+    assert frames[0].shape == (320, 240, 3)
+    # Same decoded pixels, turned 90 degrees counter-clockwise.
+    upright = read_all(probe(src))
+    assert np.array_equal(frames[3], np.rot90(upright[3], k=1))
+    assert probe(make_rotated(src, -90)).rotation == 270
+
+
+def test_vfr_decodes_to_constant_rate(
+    make_vfr_clip: Callable[[str], Path], make_clip: MakeClip
+) -> None:
+    info = probe(make_vfr_clip("vfr.mp4"))
+    assert info.variable_frame_rate
+    # The last frame lasts 1/30 or 1/15 s depending on how the muxer closed the track.
+    assert info.n_frames == 60 and info.duration_s == pytest.approx(3.0, abs=0.04)
+    assert float(info.fps) == pytest.approx(60 / info.duration_s)
+    with FrameReader(info) as reader:
+        frames = list(reader)
+    assert reader.fps == info.fps
+    assert reader.expected_frames == round(info.duration_s * info.fps) == len(frames) == 60
+    assert not probe(make_clip("cfr.mp4")).variable_frame_rate
+
+
+def test_vfr_with_audio_first(make_clip: MakeClip, tmp_path: Path) -> None:
+    # VFR video that starts 0.2 s after its audio: the constant-rate frames must start at the
+    # first video frame (not pad the gap), and the remux puts the gap back.
+    src = make_clip(
+        "vfr_late.mp4",
+        rate="30",
+        duration=2.0,
+        audio=True,
+        audio_duration=3.5,
+        vf="setpts='(0.2+if(lt(N,30),N/30,1+(N-30)/15))/TB'",
+        extra=["-fps_mode", "passthrough"],
+    )
+    info = probe(src)
+    assert info.variable_frame_rate and info.video_delay_s == pytest.approx(0.2, abs=0.01)
+    frames = read_all(info)
+    assert len(frames) == info.n_frames == 60
+    assert not np.array_equal(frames[0], frames[1])
+    video_only = tmp_path / "v.mp4"
+    encode(frames, video_only, info, info.fps)
+    mux_audio(video_only=video_only, source=info, output=tmp_path / "out.mp4")
+    out = probe(tmp_path / "out.mp4")
+    assert out.video_delay_s == pytest.approx(info.video_delay_s, abs=0.001)
+    assert out.duration_s == pytest.approx(info.duration_s, abs=float(1 / info.fps))
+
+
+def test_reader_resamples_to_requested_fps(
+    make_clip: MakeClip, make_rotated: Callable[[Path, int], Path]
+) -> None:
+    info = probe(make_clip("c.mp4", rate="25", duration=1.0))
+    with FrameReader(info, fps=Fraction(10)) as reader:
+        frames = list(reader)
+    assert reader.expected_frames == 10 and len(frames) == 10
+    # Resampling keeps the autorotation (its filters run before ours).
+    rotated = probe(make_rotated(info.path, 270))
+    frames = read_all(rotated, fps=Fraction(10))
+    assert len(frames) == 10 and frames[0].shape == (160, 120, 3)
+
+
+def test_reader_close_early_reaps_ffmpeg(make_clip: MakeClip) -> None:
+    info = probe(make_clip("c.mp4", duration=2.0))
+    with FrameReader(info) as reader:
+        proc = reader._proc
+        assert proc is not None
+        next(reader)
+    assert proc.returncode is not None  # killed and waited for: no zombie
+    assert list(reader) == []
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize(
+    ("size", "vcodec", "pix_fmt", "out_fmt"),
+    [
+        # Odd size: x264 refuses 4:2:0 there (mpeg4 makes the input), 4:4:4 works.
+        ((721, 405), "mpeg4", "yuv420p", "yuv444p"),
+        ((320, 240), "libx264", "yuv420p10le", "yuv420p10le"),
+        ((320, 240), "libx264", "yuv444p", "yuv444p"),
+        ((321, 240), "libx264", "yuv444p10le", "yuv444p10le"),
+    ],
+)
+def test_round_trip(
+    make_clip: MakeClip,
+    tmp_path: Path,
+    size: tuple[int, int],
+    vcodec: str,
+    pix_fmt: str,
+    out_fmt: str,
+) -> None:
+    src = make_clip("in.mp4", size=size, vcodec=vcodec, pix_fmt=pix_fmt, duration=0.4, audio=True)
+    info = probe(src)
+    assert (info.width, info.height, info.pix_fmt) == (*size, pix_fmt)
+    frames = read_all(info)
+    assert len(frames) == info.n_frames == 10
+    video_only = tmp_path / "v.mp4"
+    encode(frames, video_only, info, info.fps)
+    final = tmp_path / "out.mp4"
+    mux_audio(video_only=video_only, source=info, output=final)
+    out = probe(final)
+    assert (out.width, out.height, out.n_frames, out.pix_fmt) == (*size, 10, out_fmt)
+    assert out.has_audio and audio_packet_checksums(final) == audio_packet_checksums(src)
+    decoded = read_all(out)
+    assert np.abs(decoded[5].astype(int) - frames[5].astype(int)).mean() < 3
+
+
+def stored_yuv(path: Path) -> np.ndarray:
+    """Frame 3 of `path` as stored YUV (chroma upsampled, no YUV->RGB matrix involved)."""
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    cmd = [exe, "-v", "error", "-i", str(path), "-vf", "select=eq(n\\,3)", "-frames:v", "1"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "yuv444p", "-"]
+    raw = subprocess.run(cmd, capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).astype(int)
+
+
+def test_round_trip_keeps_colour(make_clip: MakeClip, tmp_path: Path) -> None:
+    src = make_clip(
+        "hd.mp4",
+        vf="setparams=color_primaries=bt709:color_trc=bt709",
+        extra=["-colorspace", "bt709", "-color_range", "tv"],
+    )
+    info = probe(src)
+    assert info.color == ColorTags("tv", "bt709", "bt709", "bt709")
+    frames = read_all(info)
+    encode(frames, tmp_path / "tagged.mp4", info, info.fps)
+    assert probe(tmp_path / "tagged.mp4").color.matrix == "bt709"
+    untagged = dataclasses.replace(info, color=ColorTags())
+    encode(frames, tmp_path / "untagged.mp4", untagged, info.fps)
+    # Players show the stored YUV through the tagged matrix: with the tags copied the stored
+    # values stay the source's; without them the bt601 conversion shifts them.
+    assert np.abs(stored_yuv(tmp_path / "tagged.mp4") - stored_yuv(src)).mean() < 2.5
+    assert np.abs(stored_yuv(tmp_path / "untagged.mp4") - stored_yuv(src)).mean() > 5
+
+
+def test_mux_keeps_av_offset_and_long_audio(make_clip: MakeClip, tmp_path: Path) -> None:
+    # Video starts 0.2 s after the audio; the audio also runs 0.5 s past the video.
+    src = make_clip(
+        "late.mp4", duration=1.0, audio=True, audio_duration=1.7, vf="setpts=PTS+0.2/TB"
+    )
+    info = probe(src)
+    assert info.video_delay_s == pytest.approx(0.2, abs=0.01)
+    video_only = tmp_path / "v.mp4"
+    encode(read_all(info), video_only, info, info.fps)
+    final = tmp_path / "out.mov"
+    mux_audio(video_only=video_only, source=info, output=final)
+    out = probe(final)
+    assert out.video_delay_s == pytest.approx(info.video_delay_s, abs=0.001)
+    assert out.n_frames == info.n_frames
+    assert audio_packet_checksums(final) == audio_packet_checksums(src)
+
+
+def test_mux_without_audio(make_clip: MakeClip, tmp_path: Path) -> None:
+    info = probe(make_clip("silent.mp4", duration=0.4))
+    assert not info.has_audio and audio_packet_checksums(info.path) == []
+    video_only = tmp_path / "v.mkv"
+    encode(read_all(info), video_only, info, info.fps)
+    mux_audio(video_only=video_only, source=info, output=tmp_path / "out.mp4")
+    out = probe(tmp_path / "out.mp4")
+    assert out.n_frames == info.n_frames and not out.has_audio
+
+
+def test_mux_incompatible_audio_explains(make_clip: MakeClip, tmp_path: Path) -> None:
+    src = make_clip("mulaw.mkv", duration=0.4, audio=True, extra=["-c:a", "pcm_mulaw"])
+    info = probe(src)
+    video_only = tmp_path / "v.mp4"
+    encode(read_all(info), video_only, info, info.fps)
+    with pytest.raises(SpfemError, match=r"pcm_mulaw.*try \.mkv") as excinfo:
+        mux_audio(video_only=video_only, source=info, output=tmp_path / "out.mp4")
+    one_line_error(excinfo)
+    mux_audio(video_only=video_only, source=info, output=tmp_path / "out.mkv")
+
+
+def test_writer_checks(tmp_path: Path) -> None:
+    with pytest.raises(SpfemError, match="even width and height"):
+        FrameWriter(tmp_path / "o.mp4", width=721, height=405, fps=Fraction(25))
+    with FrameWriter(tmp_path / "o.mp4", width=64, height=48, fps=Fraction(25)) as writer:
+        with pytest.raises(ValueError, match=r"\(48, 64, 3\)"):
+            writer.write(np.zeros((64, 48, 3), np.uint8))
+        with pytest.raises(ValueError):
+            writer.write(np.zeros((48, 64, 3), np.float32))
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    assert probe(tmp_path / "o.mp4").n_frames == 1
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_writer_disk_full(tmp_path: Path) -> None:
+    full = tmp_path / "full.mkv"
+    full.symlink_to("/dev/full")
+    frame = np.zeros((120, 160, 3), np.uint8)
+    with (
+        pytest.raises(SpfemError, match="No space left on device") as excinfo,
+        FrameWriter(full, width=160, height=120, fps=Fraction(25)) as writer,
+    ):
+        for _ in range(50):
+            writer.write(frame)
+    one_line_error(excinfo)
+
+
+# ---------------------------------------------------------------- output paths
+
+
+def test_atomic_output_success_and_failure(tmp_path: Path) -> None:
+    target = tmp_path / "talk.happy.mp4"
+    for error in (RuntimeError("boom"), KeyboardInterrupt()):
+        with pytest.raises(type(error)), atomic_output(target) as temp:
+            assert temp.parent == tmp_path and temp.name.startswith(".talk.happy.mp4.spfem-")
+            assert temp.suffix == ".mp4" and temp.exists()
+            temp.write_bytes(b"partial")
+            assert not target.exists()
+            raise error
+        assert list(tmp_path.iterdir()) == []
+    with atomic_output(target) as temp:
+        temp.write_bytes(b"done")
+    assert target.read_bytes() == b"done"
+    assert list(tmp_path.iterdir()) == [target]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_check_output_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "talk.mp4"
+    src.write_bytes(b"x")
+
+    def refused(output: Path, overwrite: bool = False) -> str:
+        with pytest.raises(SpfemError) as excinfo:
+            check_output_path(input_path=src, output_path=output, overwrite=overwrite)
+        return one_line_error(excinfo)
+
+    assert "is the input file" in refused(src, overwrite=True)
+    assert "is the input file" in refused(tmp_path / "sub" / ".." / "talk.mp4", overwrite=True)
+    link = tmp_path / "link.mp4"
+    link.symlink_to(src)
+    assert "is the input file" in refused(link, overwrite=True)
+    hard = tmp_path / "hard.mp4"
+    os.link(src, hard)
+    assert "is the input file" in refused(hard, overwrite=True)
+    assert "does not exist" in refused(tmp_path / "missing" / "out.mp4")
+    assert "must end in .mp4, .mov, .mkv" in refused(tmp_path / "out.avi")
+    existing = tmp_path / "old.mkv"
+    existing.write_bytes(b"y")
+    assert refused(existing).endswith("exists; use --overwrite")
+    check_output_path(input_path=src, output_path=existing, overwrite=True)
+    check_output_path(input_path=src, output_path=tmp_path / "new.MOV", overwrite=False)
+    monkeypatch.setattr(output_module.os, "access", lambda *args, **kwargs: False)
+    assert "not writable" in refused(tmp_path / "new.mp4")
+
+
+def test_default_output_path() -> None:
+    assert default_output_path(Path("/v/talk.mp4"), "happy") == Path("/v/talk.happy.mp4")
+    assert default_output_path(Path("clip.MOV"), "sad") == Path("clip.sad.MOV")
+    assert default_output_path(Path("/v/old.avi"), "happy") == Path("/v/old.happy.mp4")
+    assert default_output_path(Path("a.mp4"), "../x y") == Path("a.x_y.mp4")

@@ -1,0 +1,112 @@
+"""The warp and the mouth rule, on synthetic data (no video, no model files)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spfem_cli.face import mesh
+from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.generator.generator import hold_mouth
+from spfem_cli.generator.warp import Warper, WarpConfig, min_jacobian_det, shepard_flow
+from spfem_cli.pipeline import envelope
+
+
+def _grid_points(n: int = 22) -> np.ndarray:
+    """(n*n, 2) points over a face-sized square in the face frame (IOD units)."""
+    g = np.linspace(-1.0, 1.0, n)
+    return np.stack(np.meshgrid(g, g * 1.3 + 0.6), axis=-1).reshape(-1, 2)
+
+
+def _frame(h: int = 240, w: int = 320) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def test_face_frame_round_trip() -> None:
+    rng = np.random.default_rng(1)
+    lm = rng.uniform(50, 400, size=(mesh.N_LANDMARKS, 2))
+    ff = FaceFrame.from_landmarks(lm)
+    assert np.allclose(ff.to_image(ff.to_face(lm)), lm)
+    right, left = mesh.eye_centres(lm)
+    assert np.allclose(ff.to_face(np.stack([right, left])), [[-0.5, 0.0], [0.5, 0.0]])
+    assert np.allclose(FaceFrame.from_params(ff.params).params, ff.params)
+
+
+def test_shepard_flow_reproduces_uniform_shift_and_fades_far_away() -> None:
+    pts = torch.from_numpy(_grid_points()).float()
+    vals = torch.tensor([[0.05, -0.02]]).repeat(len(pts), 1)
+    inside = shepard_flow(pts, vals, torch.tensor([[0.0, 0.5]]), sigma=0.12, background=0.25)
+    far = shepard_flow(pts, vals, torch.tensor([[5.0, 5.0]]), sigma=0.12, background=0.25)
+    assert torch.allclose(inside, vals[:1], atol=2e-3)
+    assert far.abs().max() < 1e-6
+
+
+def test_zero_displacement_is_identity() -> None:
+    frame = _frame()
+    ff = FaceFrame(origin=np.array([160.0, 100.0]), angle=0.1, iod=60.0)
+    pts = _grid_points()
+    out = Warper(device=torch.device("cpu")).apply(
+        frame, face=ff, points=pts, values=np.zeros_like(pts), landmarks_px=ff.to_image(pts)
+    )
+    assert np.array_equal(out, frame)
+
+
+def test_warp_moves_content_and_leaves_outside_untouched() -> None:
+    frame = np.zeros((240, 320, 3), dtype=np.uint8)
+    frame[:, ::8] = 255  # vertical stripes: a horizontal shift is visible
+    ff = FaceFrame(origin=np.array([160.0, 90.0]), angle=0.0, iod=50.0)
+    pts = _grid_points()
+    vals = np.zeros_like(pts)
+    centre = np.linalg.norm(pts - [0.0, 0.6], axis=1) < 0.35
+    vals[centre] = [0.06, 0.0]  # 3 px to the right
+    warper = Warper(device=torch.device("cpu"))
+    out = warper.apply(frame, face=ff, points=pts, values=vals, landmarks_px=ff.to_image(pts))
+    assert not np.array_equal(out, frame)
+    changed = np.argwhere(np.any(out != frame, axis=-1))
+    px = ff.to_image(pts)
+    lo = px.min(0) - 0.25 * (px.max(0) - px.min(0)) - 1
+    hi = px.max(0) + 0.25 * (px.max(0) - px.min(0)) + 1
+    assert changed[:, 1].min() >= lo[0] and changed[:, 1].max() <= hi[0]
+    assert changed[:, 0].min() >= max(lo[1], 0) and changed[:, 0].max() <= hi[1]
+    # The bright column nearest the centre moved right by about 3 px.
+    row = int(ff.to_image(np.array([0.0, 0.6]))[1])
+    col = int(ff.to_image(np.array([0.0, 0.6]))[0]) // 8 * 8
+    bright = np.flatnonzero(out[row, col - 4 : col + 8, 0] > 128) + col - 4
+    assert np.any(np.abs(bright - (col + 3)) <= 1)
+
+
+@pytest.mark.parametrize("amplitude", [0.05, 0.3, 2.0])
+def test_flow_never_folds(amplitude: float) -> None:
+    rng = np.random.default_rng(2)
+    ff = FaceFrame(origin=np.array([160.0, 90.0]), angle=0.2, iod=50.0)
+    pts = _grid_points()
+    vals = rng.normal(0.0, amplitude, size=pts.shape)
+    warper = Warper(device=torch.device("cpu"), config=WarpConfig(grid=48))
+    box = (40, 10, 280, 230)
+    flow = warper.box_flow(face=ff, points=pts, values=vals, box=box)
+    step_x, step_y = (box[2] - 1 - box[0]) / 47, (box[3] - 1 - box[1]) / 47
+    assert min_jacobian_det(flow, step_x=step_x, step_y=step_y) > 0.2
+
+
+def test_hold_mouth_keeps_inner_lips_and_jaw() -> None:
+    rng = np.random.default_rng(3)
+    disp = rng.normal(0, 0.05, size=(mesh.N_LANDMARKS, 2))
+    pts = rng.normal(0, 0.5, size=(mesh.N_LANDMARKS, 2))
+    natural = hold_mouth(disp, points=pts, mode="natural")
+    central = [i for i in mesh.LIPS_INNER if i not in (78, 191, 95, 308, 415, 324)]
+    assert np.all(natural[central] == 0) and np.all(natural[list(mesh.JAW)] == 0)
+    # Natural mode: the inner corners go part of the way with the outer corners.
+    assert np.allclose(natural[78], 0.6 * disp[61]) and np.allclose(natural[61], disp[61])
+    strict = hold_mouth(disp, points=pts, mode="strict")
+    lips = list(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER))
+    assert np.all(strict[lips] == 0)
+
+
+def test_envelope_ramps_and_bounds() -> None:
+    w = envelope(n_frames=300, fps=30.0, start=2.0, end=6.0)
+    assert np.all(w[:60] == 0) and np.all(w[180:] == 0)
+    assert np.all(w[75:165] == 1.0)
+    assert 0 < w[62] < 1 and np.all(np.diff(w[60:75]) >= 0)
+    assert np.all(envelope(n_frames=10, fps=30.0, start=None, end=None) == 1.0)
