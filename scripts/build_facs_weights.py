@@ -16,9 +16,13 @@ Steps, all deterministic given the clips:
    of distance on the template. Inner lips, jaw line and irises are held at zero.
 4. EMFACS prototypes: each emotion's activations at intensity 1.
 5. Sanity table: cosine similarity between each emotion's displacement and the offset measured on
-   the acted clips in ``mead_emotions/``, over the upper face and over the lip corners.
+   the acted clips in ``mead_emotions/``, over the upper face and over the lip corners, three
+   ways (see `sanity_table`). MEAD actors hold the emotion from the first frame, so no clip has a
+   truly calm rest; the table is a check of directions, not a calibration.
 
-Writes the checkpoint and its entry in ``weights/manifest.json``.
+Writes the checkpoint (tensors ``template`` (478, 2), ``au_basis`` (K, 478, 2), ``prototypes``
+(E, K), ``estimate_mask`` (478,) bool, ``mirror`` (478,) int64; config with AU and emotion names,
+the EMFACS recipes and the sanity cosines) and its entry in ``weights/manifest.json``.
 """
 
 from __future__ import annotations
@@ -379,10 +383,16 @@ def estimate_mask(template: np.ndarray) -> np.ndarray:
     return mask
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
+def cosine(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Cosine similarity of two flattened arrays; None when either is zero."""
     a, b = a.ravel(), b.ravel()
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b) / denom if denom > 0 else float("nan")
+    return float(a @ b) / denom if denom > 1e-12 else None
+
+
+def fmt(value: float | None, width: int) -> str:
+    """A signed cosine, or n/a."""
+    return f"{value:>+{width}.2f}" if value is not None else f"{'n/a':>{width}s}"
 
 
 def region_indices(template: np.ndarray) -> dict[str, np.ndarray]:
@@ -431,7 +441,7 @@ def sanity_table(
     mirror: np.ndarray,
     faces_of: dict[str, np.ndarray],
     rest_frames: int = 8,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, float | None]]:
     """Print and return cosines between model displacements and offsets measured on real clips.
 
     Three measurements of each acted clip, none of them clean, so they are read together:
@@ -472,9 +482,9 @@ def sanity_table(
         line += f" | {label:^26s}"
     print(line)
     print(f"{'emotion':10s}" + f" | {'upper':>7s} {'corners':>8s} {'asym':>8s}" * len(offsets))
-    rows: dict[str, dict[str, float]] = {}
+    rows: dict[str, dict[str, float | None]] = {}
     for e in emotions:
-        row: dict[str, float] = {}
+        row: dict[str, float | None] = {}
         line = f"{e:10s}"
         for label in offsets:
             off, mod = offsets[label][e], models[label][e]
@@ -485,9 +495,7 @@ def sanity_table(
                 asymmetry(off, template=template, mirror=mirror, idx=both),
             )
             row |= {f"{label}_upper": up, f"{label}_corners": co, f"{label}_asym": asym}
-            line += f" | {up:>+7.2f} {co:>+8.2f} " + (
-                f"{asym:>+8.2f}" if asym == asym else "     n/a"
-            )
+            line += f" | {fmt(up, 7)} {fmt(co, 8)} {fmt(asym, 8)}"
         rows[e] = row
         print(line)
     feats = {
@@ -604,7 +612,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         mirror=mirror,
         faces_of=faces_of,
     )
-    config["sanity_cosines"] = {e: {k: round(v, 3) for k, v in r.items()} for e, r in rows.items()}
+    config["sanity_cosines"] = {
+        e: {k: None if v is None else round(v, 3) for k, v in r.items()} for e, r in rows.items()
+    }
     sha = save_checkpoint(args.out, tensors=tensors, config=config)
     print(f"\nwrote {args.out} ({args.out.stat().st_size} bytes, sha256 {sha})")
     if not args.no_manifest:

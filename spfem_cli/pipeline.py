@@ -95,6 +95,46 @@ def estimate_expression(
     return smooth_valid(acts, track.valid, sigma_frames)
 
 
+@dataclass
+class Analysis:
+    """A video's face track and the expression already on the face.
+
+    current: (T, K) AU activations relative to the person's rest face, smoothed in time.
+    """
+
+    info: VideoInfo
+    track: FaceTrack
+    current: np.ndarray
+
+    def deltas(
+        self, *, target: np.ndarray, weights: np.ndarray, removal: float = 1.0
+    ) -> np.ndarray:
+        """AU changes per frame (T, K) that replace the current expression with `target`
+        (K,) or (T, K), scaled by the per-frame edit weight (T,); 0 where there is no face.
+
+        removal in [0, 1]: how much of the current expression is taken away (1: replaced)."""
+        full = np.broadcast_to(target, self.current.shape) - removal * self.current
+        out = weights[:, None] * full
+        out[~self.track.valid] = 0.0
+        return out
+
+
+def analyse_video(
+    info: VideoInfo, *, model: ExpressionModel, workdir: Path, reporter: Reporter
+) -> Analysis:
+    """Track the face on every frame (one streamed decode) and estimate its expression.
+
+    workdir holds the memory-mapped landmark arrays and must outlive the Analysis.
+    """
+    with FrameReader(info) as reader, reporter.stage("Tracking face", reader.expected_frames) as adv:
+        track = track_frames(reader, n_frames=reader.expected_frames, workdir=workdir, on_frame=adv)
+    current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))
+    if track.n_valid:
+        current = estimate_expression(track, model=model, rest=track.rest_face(),
+                                      sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps))
+    return Analysis(info=info, track=track, current=current)
+
+
 def validate_options(
     *, info: VideoInfo, intensity: float, start: float | None, end: float | None, mouth: str
 ) -> None:
@@ -153,21 +193,13 @@ def edit_video(
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
         t0 = time.perf_counter()
-        with FrameReader(info) as reader, rep.stage("Tracking face", reader.expected_frames) as adv:
-            track = track_frames(reader, n_frames=reader.expected_frames, workdir=workdir,
-                                 on_frame=adv)
+        analysis = analyse_video(info, model=expression, workdir=workdir, reporter=rep)
+        track = analysis.track
         seconds["track"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        deltas = np.zeros((track.n_frames, target.shape[0]))
         weights = envelope(n_frames=track.n_frames, fps=fps, start=start, end=end)
-        if track.n_valid:
-            rest = track.rest_face()
-            current = estimate_expression(track, model=expression, rest=rest,
-                                          sigma_frames=EXPRESSION_SMOOTHING_S * fps)
-            deltas = weights[:, None] * (target[None, :] - current)
-            deltas[~track.valid] = 0.0
-        seconds["estimate"] = time.perf_counter() - t0
+        # Intensity scales the whole edit, removal of the present expression included, so
+        # that 0 means no change at all.
+        deltas = analysis.deltas(target=target, weights=weights, removal=min(intensity, 1.0))
 
         n_edited = 0
         t0 = time.perf_counter()

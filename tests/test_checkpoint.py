@@ -220,6 +220,12 @@ def test_update_manifest_keeps_other_entries(weights_dir: Path) -> None:
     assert [r[1] for r in verify_manifest(weights_dir=weights_dir)] == [True, True]
 
 
+def test_name_without_manifest(tmp_path: Path) -> None:
+    with pytest.raises(SpfemError, match="no weights manifest") as err:
+        load_checkpoint("facs-v1", weights_dir=tmp_path, cache_dir=tmp_path / "cache")
+    assert err.value.exit_code == 3
+
+
 def test_verify_without_manifest(tmp_path: Path) -> None:
     name, ok, detail = verify_manifest(weights_dir=tmp_path)[0]
     assert (name, ok) == ("manifest", False) and "not found" in detail

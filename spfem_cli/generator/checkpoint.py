@@ -224,6 +224,12 @@ def load_checkpoint(
     name = str(name_or_path)
     weights_dir = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if not (weights_dir / MANIFEST_NAME).is_file():
+        raise SpfemError(
+            f"cannot look up checkpoint {name!r}: no weights manifest at "
+            f"{weights_dir / MANIFEST_NAME} (set SPFEM_WEIGHTS_DIR or pass a checkpoint path)",
+            exit_code=3,
+        )
     entries = read_manifest(weights_dir)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"

@@ -226,7 +226,8 @@ class ExpressionModel(torch.nn.Module):
         units. Only landmarks in `estimate_mask` count: the mouth and jaw move with speech.
         Solves min ||offsets - displacement(a)||^2 subject to a >= 0 for every frame at once:
         accelerated projected gradient (FISTA) on the K x K normal equations, so one iteration
-        costs one (T, K) x (K, K) product. A frame containing NaN gets NaN activations.
+        costs one (T, K) x (K, K) product. A frame with NaN at a landmark the estimate uses gets
+        NaN activations.
         ``max_activation`` optionally caps every activation too (a box constraint), which keeps
         noise or a wrong rest face from producing huge activations of weakly visible AUs.
 
@@ -262,7 +263,7 @@ class ExpressionModel(torch.nn.Module):
             if upper is not None:
                 x_next = torch.minimum(x_next, upper)
             t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-            y = x_next + ((t - 1.0) / t_next) * (x_next - x)
+            y = torch.add(x_next, x_next - x, alpha=(t - 1.0) / t_next)
             x, t = x_next, t_next
         return x * scale.to(basis.dtype)
 

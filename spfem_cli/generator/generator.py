@@ -11,7 +11,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import ExpressionModel
-from spfem_cli.generator.warp import Warper, WarpConfig
+from spfem_cli.generator.warp import HoldRegion, Warper, WarpConfig
 
 MouthMode = Literal["natural", "strict"]
 MOUTH_MODES: tuple[str, ...] = ("natural", "strict")
@@ -28,6 +28,18 @@ _CORNER_TAPER: tuple[tuple[int, int, float], ...] = (
 )  # fmt: skip
 # In strict mode every point this close to the outer lip contour holds still (IOD units).
 STRICT_RADIUS = 0.12
+# The pixels of the mouth held still (IOD units): natural mode holds the inner-lip contour
+# and a thin band around it, letting go at the corners; strict mode the whole lips.
+NATURAL_HOLD = {"band": 0.02, "feather": 0.06}
+STRICT_HOLD = {"band": 0.04, "feather": 0.10}
+
+
+def mouth_hold(points: np.ndarray, *, mode: MouthMode) -> HoldRegion:
+    """The region held still for the speech. points: (478, 2) face-frame landmarks."""
+    if mode == "strict":
+        return HoldRegion(polygon=points[list(mesh.LIPS_OUTER)], **STRICT_HOLD)
+    return HoldRegion(polygon=points[list(mesh.LIPS_INNER)], release=points[list(mesh.LIP_CORNERS)],
+                      **NATURAL_HOLD)
 
 
 def hold_mouth(disp: np.ndarray, *, points: np.ndarray, mode: MouthMode) -> np.ndarray:
@@ -91,5 +103,6 @@ class FaceGenerator:
             return frame
         disp = self.displacement(delta, points=points)
         return self.warper.apply(
-            frame, face=face, points=points, values=disp, landmarks_px=face.to_image(points)
+            frame, face=face, points=points, values=disp, landmarks_px=face.to_image(points),
+            hold=mouth_hold(points, mode=self.mouth),
         )

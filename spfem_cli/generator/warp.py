@@ -79,6 +79,53 @@ def min_jacobian_det(flow_px: torch.Tensor, *, step_x: float, step_y: float) -> 
     return float(torch.linalg.det(eye - jac).min())
 
 
+@dataclass(frozen=True)
+class HoldRegion:
+    """A region of the face whose pixels must not move: the mouth, which the speech owns.
+
+    polygon: (M, 2) closed contour in the face frame (IOD units); inside it and within `band`
+    of it the flow is zero, fading back to full over `feather` (IOD). Near each of
+    `release` (R, 2) points, within about `release_radius`, the hold lets go (lip corners
+    that may follow the emotion).
+    """
+
+    polygon: np.ndarray
+    band: float
+    feather: float
+    release: np.ndarray | None = None
+    release_radius: float = 0.06
+
+
+def polygon_distance(points: torch.Tensor, polygon: torch.Tensor) -> torch.Tensor:
+    """Distance from each point (P, 2) to a closed polygon (M, 2); 0 inside it. Returns (P,)."""
+    a = polygon
+    b = torch.roll(polygon, -1, dims=0)
+    ab = b - a  # (M, 2)
+    ap = points[:, None, :] - a[None]  # (P, M, 2)
+    t = ((ap * ab).sum(-1) / ab.square().sum(-1).clamp_min(1e-12)).clamp(0, 1)
+    dist = (ap - t[..., None] * ab).norm(dim=-1).min(dim=1).values
+    # Even-odd rule: a ray to the right crosses the contour an odd number of times inside.
+    py = points[:, None, 1]
+    crosses = (a[None, :, 1] > py) != (b[None, :, 1] > py)
+    x_at = a[None, :, 0] + (py - a[None, :, 1]) * ab[None, :, 0] / torch.where(
+        ab[None, :, 1] == 0, torch.full_like(ab[None, :, 1], 1e-12), ab[None, :, 1])
+    inside = (crosses & (points[:, None, 0] < x_at)).sum(dim=1) % 2 == 1
+    return torch.where(inside, torch.zeros_like(dist), dist)
+
+
+def hold_weight(points: torch.Tensor, hold: HoldRegion) -> torch.Tensor:
+    """How firmly each point (P, 2), face frame, is held: 1 held still, 0 free. Returns (P,)."""
+    poly = torch.as_tensor(hold.polygon, dtype=points.dtype, device=points.device)
+    d = polygon_distance(points, poly)
+    x = ((d - hold.band) / hold.feather).clamp(0, 1)
+    weight = 1 - x * x * (3 - 2 * x)  # smoothstep: no crease where the hold ends
+    if hold.release is not None and len(hold.release):
+        rel = torch.as_tensor(hold.release, dtype=points.dtype, device=points.device)
+        near = torch.cdist(points, rel).min(dim=1).values
+        weight = weight * (1 - torch.exp(-0.5 * (near / hold.release_radius) ** 2))
+    return weight
+
+
 class Warper:
     """Applies sparse face-frame displacements to a frame as a dense, smooth warp."""
 
@@ -129,13 +176,14 @@ class Warper:
         points: np.ndarray,
         values: np.ndarray,
         landmarks_px: np.ndarray,
+        hold: HoldRegion | None = None,
     ) -> np.ndarray:
         """Warp one frame.
 
         frame: (H, W, 3) uint8 RGB; face: the frame's face frame; points, values: (N, 2)
         sparse positions and forward displacements in the face frame (IOD units);
-        landmarks_px: (478, 2) pixels, to place the face box. Returns a new (H, W, 3) uint8
-        frame; pixels outside the face box are the input's.
+        landmarks_px: (478, 2) pixels, to place the face box; hold: a region kept still.
+        Returns a new (H, W, 3) uint8 frame; pixels outside the face box are the input's.
         """
         height, width = frame.shape[:2]
         box = face_box(landmarks_px, width=width, height=height, margin=self.config.margin)
@@ -148,6 +196,8 @@ class Warper:
         dense = F.interpolate(
             flow_px.permute(2, 0, 1)[None], size=(h, w), mode="bilinear", align_corners=True
         )[0]  # (2, h, w)
+        if hold is not None:
+            self._hold(dense, face=face, box=box, hold=hold)
         still = dense.square().sum(dim=0).sqrt() < self.config.still_px
         ys = torch.arange(h, device=self.device, dtype=torch.float32)[:, None]
         xs = torch.arange(w, device=self.device, dtype=torch.float32)[None, :]
@@ -163,3 +213,29 @@ class Warper:
         warped = torch.where(still[..., None], src, warped)
         out[y0:y1, x0:x1] = warped.cpu().numpy()
         return out
+
+    def _hold(
+        self, dense: torch.Tensor, *, face: FaceFrame, box: tuple[int, int, int, int],
+        hold: HoldRegion,
+    ) -> None:
+        """Scale the dense flow (2, h, w) over `box` down to zero in the held region, in place.
+        Only the held region's bounding box (plus its fade) is visited, for speed."""
+        x0, y0, x1, y1 = box
+        reach = hold.band + hold.feather
+        corners = face.to_image(np.array([
+            [hold.polygon[:, 0].min() - reach, hold.polygon[:, 1].min() - reach],
+            [hold.polygon[:, 0].max() + reach, hold.polygon[:, 1].min() - reach],
+            [hold.polygon[:, 0].min() - reach, hold.polygon[:, 1].max() + reach],
+            [hold.polygon[:, 0].max() + reach, hold.polygon[:, 1].max() + reach],
+        ]))
+        hx0 = int(np.clip(np.floor(corners[:, 0].min()), x0, x1)) - x0
+        hx1 = int(np.clip(np.ceil(corners[:, 0].max()) + 1, x0, x1)) - x0
+        hy0 = int(np.clip(np.floor(corners[:, 1].min()), y0, y1)) - y0
+        hy1 = int(np.clip(np.ceil(corners[:, 1].max()) + 1, y0, y1)) - y0
+        if hx1 <= hx0 or hy1 <= hy0:
+            return
+        ys, xs = np.mgrid[hy0 + y0 : hy1 + y0, hx0 + x0 : hx1 + x0]
+        pix = np.stack([xs.ravel(), ys.ravel()], axis=-1).astype(np.float64)
+        pts = torch.from_numpy(face.to_face(pix)).float().to(self.device)
+        keep = 1 - hold_weight(pts, hold).reshape(hy1 - hy0, hx1 - hx0)
+        dense[:, hy0:hy1, hx0:hx1] *= keep

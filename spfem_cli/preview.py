@@ -1,0 +1,76 @@
+"""`spfem preview`: a contact sheet of a few frames of a video under every emotion.
+
+One tracking pass over the video, then only the chosen frames are generated, so a sheet of
+all eight emotions costs little more than the tracking.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from spfem_cli.errors import SpfemError
+from spfem_cli.generator.device import resolve_device
+from spfem_cli.generator.expression import EMOTIONS, ExpressionModel
+from spfem_cli.generator.generator import FaceGenerator, MouthMode
+from spfem_cli.generator.warp import face_box
+from spfem_cli.media import FrameReader, probe
+from spfem_cli.pipeline import analyse_video
+from spfem_cli.progress import Reporter, SilentReporter
+from spfem_cli.sheet import contact_sheet, write_png
+
+
+def preview_sheet(
+    *,
+    input_path: str | Path,
+    output_path: str | Path,
+    emotions: Sequence[str] = EMOTIONS,
+    n_frames: int = 3,
+    intensity: float = 1.0,
+    mouth: MouthMode = "natural",
+    device: str = "auto",
+    crop_face: bool = True,
+    model: str | Path = "facs-v1",
+    reporter: Reporter | None = None,
+) -> Path:
+    """Write a PNG: one row per sampled frame, columns input then each emotion.
+
+    crop_face: show the face region (grown by half its size) rather than the whole frame.
+    """
+    rep = reporter or SilentReporter()
+    info = probe(input_path)
+    expression = ExpressionModel.load(model)
+    generator = FaceGenerator(model=expression, device=resolve_device(device), mouth=mouth)
+    targets = {e: expression.emotion_vector(e, intensity=intensity).double().numpy()
+               for e in emotions}
+    with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
+        analysis = analyse_video(info, model=expression, workdir=Path(tmp), reporter=rep)
+        track = analysis.track
+        faces = np.flatnonzero(track.valid)
+        if faces.size == 0:
+            raise SpfemError(f"{input_path}: no face found in any frame")
+        picks = faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)]
+        weights = np.ones(track.n_frames)
+        deltas = {e: analysis.deltas(target=t, weights=weights, removal=min(intensity, 1.0))
+                  for e, t in targets.items()}
+        rows: list[list[np.ndarray]] = []
+        with FrameReader(info) as reader:
+            for t, frame in enumerate(reader):
+                if t not in picks:
+                    continue
+                points = np.asarray(track.norm[t], np.float64)
+                row = [frame] + [generator.edit_frame(frame, face=track.frame(t), points=points,
+                                                      delta=deltas[e][t]) for e in emotions]
+                if crop_face:
+                    x0, y0, x1, y1 = face_box(track.landmarks_px(t), width=info.width,
+                                              height=info.height, margin=0.5)
+                    row = [f[y0:y1, x0:x1] for f in row]
+                rows.append(row)
+                if len(rows) == len(picks):
+                    break
+    sheet = contact_sheet(rows, column_labels=["input", *emotions],
+                          row_labels=[f"t={t / float(info.fps):.2f}s" for t in picks])
+    return write_png(output_path, sheet)

@@ -1,0 +1,298 @@
+"""`spfem edit` on awkward and bad input, through the real command line.
+
+Clips with a face are cut from the shared real clips (skipped without ../shared/clips);
+clips without one are synthetic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from spfem_cli import cli
+from spfem_cli.errors import SpfemError
+from spfem_cli.generator.generator import FaceGenerator
+from spfem_cli.media import FrameReader, FrameWriter, audio_packet_checksums, probe
+from spfem_cli.pipeline import edit_video
+
+from .conftest import run_ffmpeg_checked
+
+runner = CliRunner()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def spfem(*args: str) -> tuple[int, str]:
+    result = runner.invoke(cli.app, ["edit", *args, "--quiet"], env={"COLUMNS": "300"})
+    return result.exit_code, result.output
+
+
+def assert_clean_failure(code: int, output: str, *, expect: str) -> None:
+    assert code != 0
+    assert "Traceback" not in output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    assert lines[0].startswith("spfem: error:") and expect in lines[0], lines[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "spfem" in p.name)
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s of a real speaker (256x256, 25 fps, AAC speech)."""
+    src = Path(__file__).resolve().parents[2] / "shared" / "clips" / "speech_man_256x256.mp4"
+    if not src.is_file():
+        pytest.skip("../shared/clips is absent")
+    out = tmp_path_factory.mktemp("clips") / "speaker.mp4"
+    run_ffmpeg_checked("-i", str(src), "-t", "2", "-c:v", "libx264", "-preset", "ultrafast",
+                       "-crf", "16", "-c:a", "copy", str(out))
+    return out
+
+
+def derived(face_clip: Path, tmp_path: Path, name: str, *args: str) -> Path:
+    out = tmp_path / name
+    run_ffmpeg_checked("-i", str(face_clip), *args, str(out))
+    return out
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    code, out = spfem(str(tmp_path / "nope.mp4"), "-e", "happy")
+    assert_clean_failure(code, out, expect="nope.mp4")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    code, out = spfem(str(empty), "-e", "happy")
+    assert_clean_failure(code, out, expect="empty")
+    assert leftovers(tmp_path) == []
+
+
+def test_not_a_video(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("these are not frames\n" * 100)
+    code, out = spfem(str(fake), "-e", "happy")
+    assert_clean_failure(code, out, expect="not a video")
+
+
+def test_audio_only(make_audio_only: Callable[[str], Path]) -> None:
+    code, out = spfem(str(make_audio_only("tone.m4a")), "-e", "happy")
+    assert_clean_failure(code, out, expect="no video stream")
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+def test_truncated_video(face_clip: Path, tmp_path: Path, faststart: bool) -> None:
+    full = derived(face_clip, tmp_path, "full.mp4", "-c", "copy",
+                   *(["-movflags", "+faststart"] if faststart else []))
+    cut = tmp_path / "cut.mp4"
+    data = full.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    code, out = spfem(str(cut), "-e", "happy", "-o", str(tmp_path / "out.mp4"))
+    assert_clean_failure(code, out, expect="cut.mp4")
+    assert not (tmp_path / "out.mp4").exists() and leftovers(tmp_path) == []
+
+
+def test_output_equal_to_input(face_clip: Path, tmp_path: Path) -> None:
+    before = sha256(face_clip)
+    code, out = spfem(str(face_clip), "-e", "happy", "-o", str(face_clip), "--overwrite")
+    assert_clean_failure(code, out, expect="input")
+    link = tmp_path / "link.mp4"
+    link.symlink_to(face_clip)
+    code, out = spfem(str(face_clip), "-e", "happy", "-o", str(link), "--overwrite")
+    assert_clean_failure(code, out, expect="input")
+    assert sha256(face_clip) == before
+
+
+def test_output_folder_missing_or_not_a_folder(face_clip: Path, tmp_path: Path) -> None:
+    code, out = spfem(str(face_clip), "-e", "happy", "-o", str(tmp_path / "no" / "o.mp4"))
+    assert_clean_failure(code, out, expect="does not exist")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, out = spfem(str(face_clip), "-e", "happy", "-o", str(blocker / "o.mp4"))
+    assert_clean_failure(code, out, expect="file")
+
+
+def test_output_folder_not_writable(face_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests may run as root, for whom permission bits do not bind: /proc refuses everyone.
+    code, out = spfem(str(face_clip), "-e", "happy", "-o", "/proc/o.mp4")
+    assert_clean_failure(code, out, expect="/proc")
+
+
+def test_existing_output_needs_overwrite(face_clip: Path, tmp_path: Path) -> None:
+    target = tmp_path / "o.mp4"
+    target.write_bytes(b"keep me")
+    code, out = spfem(str(face_clip), "-e", "happy", "-o", str(target))
+    assert_clean_failure(code, out, expect="--overwrite")
+    assert target.read_bytes() == b"keep me"
+
+
+def test_bad_options(face_clip: Path, tmp_path: Path) -> None:
+    o = str(tmp_path / "o.mp4")
+    for args, expect in [
+        (["-e", "ecstatic"], "ecstatic"),
+        (["-e", "happy", "--intensity", "2"], "intensity"),
+        (["-e", "happy", "--mouth", "loose"], "mouth"),
+        (["-e", "happy", "--device", "tpu"], "device"),
+        (["-e", "happy", "--start", "1.5", "--end", "1"], "--end"),
+        (["-e", "happy", "--start", "99"], "--start"),
+    ]:
+        code, out = spfem(str(face_clip), *args, "-o", o)
+        assert_clean_failure(code, out, expect=expect)
+    assert not Path(o).exists()
+
+
+# --- failures during the run leave nothing behind ---------------------------------------------
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SpfemError])
+def test_interrupted_run_leaves_nothing(
+    face_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
+) -> None:
+    real = FaceGenerator.edit_frame
+    calls = {"n": 0}
+
+    def flaky(self: FaceGenerator, frame: np.ndarray, **kw: object) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise error("stop") if error is SpfemError else error()
+        return real(self, frame, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FaceGenerator, "edit_frame", flaky)
+    before = sha256(face_clip)
+    target = tmp_path / "o.mp4"
+    code, out = spfem(str(face_clip), "-e", "happy", "-o", str(target))
+    assert code == (130 if error is KeyboardInterrupt else 2)
+    assert not target.exists() and leftovers(tmp_path) == []
+    assert sha256(face_clip) == before
+
+
+# --- awkward but valid input ---------------------------------------------------------------
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    with FrameReader(probe(path)) as reader:
+        return list(reader)
+
+
+def test_video_without_faces_passes_through(make_clip: Callable[..., Path], tmp_path: Path) -> None:
+    clip = make_clip("pattern.mp4", size=(160, 120), duration=1.0, audio=True)
+    target = tmp_path / "o.mp4"
+    result = runner.invoke(cli.app, ["edit", str(clip), "-e", "happy", "-o", str(target)],
+                           env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "no face was found" in result.output
+    # Unchanged frames: the output is what a plain re-encode with the same settings gives.
+    plain = tmp_path / "plain.mp4"
+    info = probe(clip)
+    with FrameWriter(plain, width=info.width, height=info.height, fps=info.fps) as writer:
+        for frame in frames_of(clip):
+            writer.write(frame)
+    a, b = frames_of(plain), frames_of(target)
+    assert len(a) == len(b) == info.n_frames
+    assert max(np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(a, b)) < 0.1
+    assert audio_packet_checksums(target) == audio_packet_checksums(clip)
+
+
+def test_some_frames_without_a_face(face_clip: Path, tmp_path: Path) -> None:
+    clip = derived(face_clip, tmp_path, "half.mp4", "-vf",
+                   "drawbox=enable='gte(t,1)':color=black:t=fill", "-c:v", "libx264",
+                   "-preset", "ultrafast", "-crf", "16", "-c:a", "copy")
+    report = edit_video(input_path=clip, emotion="happy", output_path=tmp_path / "o.mp4")
+    assert 20 <= report.n_without_face <= 30
+    assert any("have no face and pass through unchanged" in n for n in report.notes)
+    a, b = frames_of(clip), frames_of(report.output)
+    assert np.abs(a[-1].astype(int) - b[-1].astype(int)).max() <= 2
+
+
+def test_several_faces_edits_the_largest(face_clip: Path, tmp_path: Path) -> None:
+    clip = derived(face_clip, tmp_path, "two.mp4", "-filter_complex",
+                   "[0:v]split[a][b];[b]scale=128:128,pad=128:256:0:64[s];[a][s]hstack",
+                   "-c:v", "libx264", "-preset", "ultrafast", "-crf", "16")
+    report = edit_video(input_path=clip, emotion="surprised", output_path=tmp_path / "o.mp4")
+    assert report.max_faces >= 2
+    assert any("largest" in n for n in report.notes)
+    a, b = frames_of(clip)[25], frames_of(report.output)[25]
+    # Count pixels changed beyond codec noise: many on the big face, hardly any on the small.
+    changed = np.abs(a.astype(int) - b.astype(int)).max(axis=-1) > 20
+    assert changed[:, :256].sum() > 200
+    assert changed[:, 256:].sum() < 0.05 * changed[:, :256].sum()
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "pix_fmt"),
+    [
+        ("odd.mkv", ["-vf", "scale=721:405", "-c:v", "mpeg4", "-q:v", "2"], "yuv444p"),
+        ("ten.mp4", ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le"],
+         "yuv420p10le"),
+        ("full.mp4", ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p"],
+         "yuv444p"),
+    ],
+)
+def test_odd_sizes_and_pixel_formats(
+    face_clip: Path, tmp_path: Path, name: str, args: list[str], pix_fmt: str
+) -> None:
+    clip = derived(face_clip, tmp_path, name, *args, "-an")
+    report = edit_video(input_path=clip, emotion="happy", output_path=tmp_path / f"o.{name}")
+    a, b = probe(clip), probe(report.output)
+    assert (b.width, b.height, b.n_frames) == (a.width, a.height, a.n_frames)
+    assert b.pix_fmt == pix_fmt
+    assert report.n_edited >= 0.9 * report.n_frames
+
+
+def test_rotated_phone_video(
+    face_clip: Path, tmp_path: Path, make_rotated: Callable[[Path, int], Path]
+) -> None:
+    upright = derived(face_clip, tmp_path, "wide.mp4", "-vf", "pad=320:256:32:0",
+                      "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy")
+    # Stored sideways with a rotation tag, as phones record: displayed 256x320.
+    sideways = derived(upright, tmp_path, "side.mp4", "-vf", "transpose=2", "-c:v", "libx264",
+                       "-preset", "ultrafast", "-c:a", "copy")
+    phone = make_rotated(sideways, 270)
+    info = probe(phone)
+    assert info.rotation in (90, 270) and (info.width, info.height) == (320, 256)
+    report = edit_video(input_path=phone, emotion="happy", output_path=tmp_path / "o.mp4")
+    out = probe(report.output)
+    assert (out.width, out.height) == (320, 256) and out.n_frames == info.n_frames
+    assert report.n_edited >= 0.9 * report.n_frames
+
+
+def test_variable_frame_rate_real_clip(tmp_path: Path) -> None:
+    src = Path(__file__).resolve().parents[2] / "shared" / "clips" / "mead_emotions" / "sad.mp4"
+    if not src.is_file():
+        pytest.skip("../shared/clips is absent")
+    info = probe(src)
+    assert info.variable_frame_rate
+    report = edit_video(input_path=src, emotion="happy", output_path=tmp_path / "o.mp4")
+    out = probe(report.output)
+    assert any("variable frame rate" in n for n in report.notes)
+    assert abs(out.duration_s - info.duration_s) <= 1.0 / float(info.fps)
+    assert audio_packet_checksums(report.output) == audio_packet_checksums(src)
+
+
+def test_intensity_zero_and_time_range(face_clip: Path, tmp_path: Path) -> None:
+    zero = edit_video(input_path=face_clip, emotion="angry", intensity=0.0,
+                      output_path=tmp_path / "zero.mp4")
+    assert zero.n_edited == 0
+    ranged = edit_video(input_path=face_clip, emotion="angry", start=0.5, end=1.5,
+                        output_path=tmp_path / "ranged.mp4")
+    assert 0.4 * ranged.n_frames <= ranged.n_edited <= 0.5 * ranged.n_frames
+    # The zero-intensity output is a plain re-encode: the ranged edit matches it before the
+    # range (up to the encoder's choices, which see later frames) and differs inside it.
+    a, b = frames_of(zero.output), frames_of(ranged.output)
+
+    def changed(t: int) -> int:
+        return int((np.abs(a[t].astype(int) - b[t].astype(int)).max(axis=-1) > 20).sum())
+
+    assert changed(3) < 5 and changed(25) > 100
