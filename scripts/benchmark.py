@@ -35,18 +35,56 @@ def ffmpeg_exe() -> str:
 
 def loop_clip(src: Path, dst: Path, times: int) -> Path:
     """The clip repeated `times` times (stream copy, no re-encode)."""
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(times - 1), "-i",
-                    str(src), "-c", "copy", str(dst)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-stream_loop",
+            str(times - 1),
+            "-i",
+            str(src),
+            "-c",
+            "copy",
+            str(dst),
+        ],
+        check=True,
+    )
     return dst
 
 
 def baseline_reencode(src: Path, dst: Path) -> float:
     """Seconds for a plain ffmpeg re-encode with the encoder settings spfem uses."""
     t0 = time.perf_counter()
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(src), "-map", "0:v:0",
-                    "-map", "0:a?", "-c:v", "libx264", "-crf", str(CRF), "-preset", PRESET,
-                    "-pix_fmt", "yuv420p", "-c:a", "copy", "-movflags", "+faststart", str(dst)],
-                   check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-map",
+            "0:v:0",
+            "-map",
+            "0:a?",
+            "-c:v",
+            "libx264",
+            "-crf",
+            str(CRF),
+            "-preset",
+            PRESET,
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "copy",
+            "-movflags",
+            "+faststart",
+            str(dst),
+        ],
+        check=True,
+    )
     return time.perf_counter() - t0
 
 
@@ -55,19 +93,36 @@ def child_edit(src: str, dst: str, device: str) -> None:
     from spfem_cli.pipeline import edit_video
 
     t0 = time.perf_counter()
-    report = edit_video(input_path=src, output_path=dst, emotion="happy", device=device,
-                        overwrite=True, crf=CRF, preset=PRESET)
+    report = edit_video(
+        input_path=src,
+        output_path=dst,
+        emotion="happy",
+        device=device,
+        overwrite=True,
+        crf=CRF,
+        preset=PRESET,
+    )
     total = time.perf_counter() - t0
-    print(json.dumps({
-        "seconds": total, "stages": report.seconds, "frames": report.n_frames,
-        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "child_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": total,
+                "stages": report.seconds,
+                "frames": report.n_frames,
+                "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "child_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def run_edit(src: Path, dst: Path, device: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", str(src), str(dst), device],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(src), str(dst), device],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -105,16 +160,23 @@ def stage_speeds(src: Path, device: str, workdir: Path) -> dict[str, float]:
         if det is None:
             continue
         face = FaceFrame.from_landmarks(det.landmarks)
-        gen.edit_frame(f, face=face, points=face.to_face(det.landmarks.astype(np.float64)),
-                       delta=delta)
+        gen.edit_frame(
+            f, face=face, points=face.to_face(det.landmarks.astype(np.float64)), delta=delta
+        )
         n += 1
     if dev.type == "cuda":
         torch.cuda.synchronize()
     speeds["generate"] = n / max(time.perf_counter() - t0, 1e-9)
 
     t0 = time.perf_counter()
-    with FrameWriter(workdir / "enc.mp4", width=info.width, height=info.height, fps=info.fps,
-                     crf=CRF, preset=PRESET) as writer:
+    with FrameWriter(
+        workdir / "enc.mp4",
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        crf=CRF,
+        preset=PRESET,
+    ) as writer:
         for f in frames:
             writer.write(f)
     speeds["encode"] = len(frames) / (time.perf_counter() - t0)
@@ -126,8 +188,9 @@ def main() -> None:
         child_edit(sys.argv[2], sys.argv[3], sys.argv[4])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "clips")
+    parser.add_argument(
+        "--clips", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "clips"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="keep outputs here")
     parser.add_argument("--long-factor", type=int, default=6)
@@ -145,19 +208,26 @@ def main() -> None:
             fps_edit = edit["frames"] / edit["seconds"]
             stages = "  ".join(f"{k} {v:7.1f} fps" for k, v in speeds.items())
             print(f"[{label}] stages alone: {stages}")
-            print(f"[{label}] spfem edit end to end: {fps_edit:6.1f} fps ({edit['frames']} frames"
-                  f", {edit['seconds']:.2f} s; "
-                  + ", ".join(f"{k} {v:.2f} s" for k, v in edit["stages"].items()) + ")")
-            print(f"[{label}] ffmpeg re-encode: {edit['frames'] / base:6.1f} fps ({base:.2f} s)"
-                  f"  ->  spfem/ffmpeg time ratio {edit['seconds'] / base:.2f}x")
+            print(
+                f"[{label}] spfem edit end to end: {fps_edit:6.1f} fps ({edit['frames']} frames"
+                f", {edit['seconds']:.2f} s; "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in edit["stages"].items())
+                + ")"
+            )
+            print(
+                f"[{label}] ffmpeg re-encode: {edit['frames'] / base:6.1f} fps ({base:.2f} s)"
+                f"  ->  spfem/ffmpeg time ratio {edit['seconds'] / base:.2f}x"
+            )
 
         src = args.clips / CLIPS["720p"]
         long = loop_clip(src, work / "long.mp4", args.long_factor)
         short_run = run_edit(src, work / "short.happy.mp4", args.device)
         long_run = run_edit(long, work / "long.happy.mp4", args.device)
         for tag, run in (("1x", short_run), (f"{args.long_factor}x", long_run)):
-            print(f"[memory {tag}] {run['frames']} frames: peak RSS python {run['rss_mib']:.0f} MiB,"
-                  f" largest child {run['child_rss_mib']:.0f} MiB")
+            print(
+                f"[memory {tag}] {run['frames']} frames: peak RSS python {run['rss_mib']:.0f} MiB,"
+                f" largest child {run['child_rss_mib']:.0f} MiB"
+            )
 
 
 if __name__ == "__main__":

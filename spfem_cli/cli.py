@@ -50,8 +50,11 @@ def run_guarded(fn: Callable[[], T]) -> T:
     except Exception as exc:  # noqa: BLE001 - the edge where any failure becomes one line
         if os.environ.get("SPFEM_DEBUG"):
             raise
-        err.print(f"[bold red]spfem: internal error:[/bold red] {type(exc).__name__}: {exc} "
-                  "(set SPFEM_DEBUG=1 for the traceback)", highlight=False)
+        err.print(
+            f"[bold red]spfem: internal error:[/bold red] {type(exc).__name__}: {exc} "
+            "(set SPFEM_DEBUG=1 for the traceback)",
+            highlight=False,
+        )
         raise typer.Exit(1) from None
 
 
@@ -73,7 +76,9 @@ def main_callback(
 @app.command()
 def edit(
     input: Annotated[Path, typer.Argument(help="The video to edit (never modified).")],
-    emotion: Annotated[str, typer.Option("--emotion", "-e", help="Target emotion (see `spfem emotions`).")],
+    emotion: Annotated[
+        str, typer.Option("--emotion", "-e", help="Target emotion (see `spfem emotions`).")
+    ],
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Output file. Default: INPUT.EMOTION.mp4 beside it."),
@@ -84,8 +89,10 @@ def edit(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     mouth: Annotated[
         str,
-        typer.Option(help="natural: lip corners follow the emotion, lip opening follows the "
-                     "speech; strict: the whole mouth region is kept from the source."),
+        typer.Option(
+            help="natural: lip corners follow the emotion, lip opening follows the "
+            "speech; strict: the whole mouth region is kept from the source."
+        ),
     ] = "natural",
     start: Annotated[
         float | None, typer.Option(help="Edit from this time (seconds); before it, unchanged.")
@@ -94,23 +101,35 @@ def edit(
         float | None, typer.Option(help="Edit until this time (seconds); after it, unchanged.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")
+    ] = False,
 ) -> None:
     """Edit the emotion on the face in INPUT and write a new video with the same audio."""
     from spfem_cli.console import RichReporter
     from spfem_cli.pipeline import edit_video
 
     console = _console(quiet)
-    report = run_guarded(lambda: edit_video(
-        input_path=input, emotion=emotion, output_path=output, intensity=intensity,
-        device=device, mouth=mouth, start=start, end=end, overwrite=overwrite,  # type: ignore[arg-type]
-        reporter=RichReporter(console),
-    ))
+    report = run_guarded(
+        lambda: edit_video(
+            input_path=input,
+            emotion=emotion,
+            output_path=output,
+            intensity=intensity,
+            device=device,
+            mouth=mouth,
+            start=start,
+            end=end,
+            overwrite=overwrite,  # type: ignore[arg-type]
+            reporter=RichReporter(console),
+        )
+    )
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     console.print(
         f"[green]wrote[/green] {report.output}  ({report.n_frames} frames, "
-        f"{report.n_edited} edited, {report.n_without_face} without a face)", highlight=False
+        f"{report.n_edited} edited, {report.n_without_face} without a face)",
+        highlight=False,
     )
 
 
@@ -133,8 +152,9 @@ def doctor() -> None:
     table = Table("check", "status", "detail")
     results = run_guarded(run_checks)
     for check in results:
-        table.add_row(check.name, "[green]ok[/green]" if check.ok else "[red]FAIL[/red]",
-                      check.detail)
+        table.add_row(
+            check.name, "[green]ok[/green]" if check.ok else "[red]FAIL[/red]", check.detail
+        )
     Console().print(table)
     if not all(c.ok for c in results):
         raise typer.Exit(3)
@@ -145,7 +165,9 @@ def demo(
     output_dir: Annotated[
         Path, typer.Option("--output-dir", "-o", help="Where to write the demo files.")
     ] = Path("spfem-demo"),
-    emotion: Annotated[str, typer.Option("--emotion", "-e", help="Emotion for the demo edit.")] = "happy",
+    emotion: Annotated[
+        str, typer.Option("--emotion", "-e", help="Emotion for the demo edit.")
+    ] = "happy",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -154,10 +176,16 @@ def demo(
     from spfem_cli.demo import run_demo
 
     console = _console(quiet)
-    result = run_guarded(lambda: run_demo(output_dir=output_dir, emotion=emotion, device=device,
-                                          reporter=RichReporter(console)))
-    console.print(f"[green]demo written[/green]: input {result.input}, edit {result.edited}, "
-                  f"contact sheet {result.sheet}", highlight=False)
+    result = run_guarded(
+        lambda: run_demo(
+            output_dir=output_dir, emotion=emotion, device=device, reporter=RichReporter(console)
+        )
+    )
+    console.print(
+        f"[green]demo written[/green]: input {result.input}, edit {result.edited}, "
+        f"contact sheet {result.sheet}",
+        highlight=False,
+    )
 
 
 def main() -> None:

@@ -54,7 +54,10 @@ def portrait_frames(*, n_frames: int, size: int = SIZE) -> list[np.ndarray]:
 
 
 def run_demo(
-    *, output_dir: Path, emotion: str = "happy", device: str = "auto",
+    *,
+    output_dir: Path,
+    emotion: str = "happy",
+    device: str = "auto",
     reporter: Reporter | None = None,
 ) -> DemoResult:
     """Write `astronaut.mp4`, its edit `astronaut.EMOTION.mp4` and `contact_sheet.png`."""
@@ -68,9 +71,14 @@ def run_demo(
     with FrameWriter(clip, width=SIZE, height=SIZE, fps=FPS) as writer:
         for frame in frames:
             writer.write(frame)
-    report = edit_video(input_path=clip, emotion=emotion, output_path=output_dir /
-                        f"astronaut.{emotion}.mp4", device=device, overwrite=True,
-                        reporter=reporter or SilentReporter())
+    report = edit_video(
+        input_path=clip,
+        emotion=emotion,
+        output_path=output_dir / f"astronaut.{emotion}.mp4",
+        device=device,
+        overwrite=True,
+        reporter=reporter or SilentReporter(),
+    )
     with FrameReader(probe(report.output)) as reader:
         edited = list(reader)
     picks = [len(frames) // 6, len(frames) // 2, len(frames) - len(frames) // 6 - 1]
@@ -79,5 +87,6 @@ def run_demo(
         column_labels=["input", f"{emotion}"],
         row_labels=[f"t={i / float(FPS):.1f}s" for i in picks],
     )
-    return DemoResult(input=clip, edited=report.output,
-                      sheet=write_png(output_dir / "contact_sheet.png", sheet))
+    return DemoResult(
+        input=clip, edited=report.output, sheet=write_png(output_dir / "contact_sheet.png", sheet)
+    )

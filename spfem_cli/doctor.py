@@ -26,8 +26,13 @@ def check_ffmpeg() -> Check:
         import imageio_ffmpeg
 
         exe = imageio_ffmpeg.get_ffmpeg_exe()
-        enc = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True,
-                             timeout=30, check=False).stdout
+        enc = subprocess.run(
+            [exe, "-hide_banner", "-encoders"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
     except Exception as exc:  # noqa: BLE001 - any failure here is the check's answer
         return Check("ffmpeg", False, f"not usable: {exc}")
     if "libx264" not in enc:

@@ -27,8 +27,9 @@ def video_landmarks(path: str | Path, *, max_frames: int | None = None) -> np.nd
             if max_frames is not None and t >= max_frames:
                 break
             det = tracker.detect(frame)
-            rows.append(det.landmarks if det is not None
-                        else np.full((N_LANDMARKS, 2), np.nan, np.float32))
+            rows.append(
+                det.landmarks if det is not None else np.full((N_LANDMARKS, 2), np.nan, np.float32)
+            )
     return np.stack(rows) if rows else np.zeros((0, N_LANDMARKS, 2), np.float32)
 
 
@@ -77,9 +78,13 @@ def compare_speech(input_lm: np.ndarray, output_lm: np.ndarray) -> SpeechReport:
     a_j, b_j = a.copy(), b.copy()
     a_j[~both] = np.nan
     b_j[~both] = np.nan
-    return SpeechReport(inner_lip_error=float(err.mean()) if err.size else float("nan"),
-                        opening_corr=corr, jitter_in=jitter(a_j), jitter_out=jitter(b_j),
-                        frames=int(both.sum()))
+    return SpeechReport(
+        inner_lip_error=float(err.mean()) if err.size else float("nan"),
+        opening_corr=corr,
+        jitter_in=jitter(a_j),
+        jitter_out=jitter(b_j),
+        frames=int(both.sum()),
+    )
 
 
 def background_difference(

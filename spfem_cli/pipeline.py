@@ -126,12 +126,19 @@ def analyse_video(
 
     workdir holds the memory-mapped landmark arrays and must outlive the Analysis.
     """
-    with FrameReader(info) as reader, reporter.stage("Tracking face", reader.expected_frames) as adv:
+    with (
+        FrameReader(info) as reader,
+        reporter.stage("Tracking face", reader.expected_frames) as adv,
+    ):
         track = track_frames(reader, n_frames=reader.expected_frames, workdir=workdir, on_frame=adv)
     current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))
     if track.n_valid:
-        current = estimate_expression(track, model=model, rest=track.rest_face(),
-                                      sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps))
+        current = estimate_expression(
+            track,
+            model=model,
+            rest=track.rest_face(),
+            sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps),
+        )
     return Analysis(info=info, track=track, current=current)
 
 
@@ -145,7 +152,9 @@ def validate_options(
     if start is not None and start < 0:
         raise SpfemError(f"--start must be >= 0 seconds, got {start}")
     if start is not None and start >= info.duration_s:
-        raise SpfemError(f"--start {start} s is past the end of the video ({info.duration_s:.2f} s)")
+        raise SpfemError(
+            f"--start {start} s is past the end of the video ({info.duration_s:.2f} s)"
+        )
     if end is not None and start is not None and end <= start:
         raise SpfemError(f"--end ({end} s) must be after --start ({start} s)")
     if end is not None and end <= 0:
@@ -207,16 +216,26 @@ def edit_video(
             video_tmp = workdir / f"video{out.suffix}"
             with (
                 FrameReader(info) as reader,
-                FrameWriter(video_tmp, width=info.width, height=info.height, fps=reader.fps,
-                            pix_fmt=output_pix_fmt(info), color=info.color, crf=crf,
-                            preset=preset) as writer,
+                FrameWriter(
+                    video_tmp,
+                    width=info.width,
+                    height=info.height,
+                    fps=reader.fps,
+                    pix_fmt=output_pix_fmt(info),
+                    color=info.color,
+                    crf=crf,
+                    preset=preset,
+                ) as writer,
                 rep.stage(f"Editing ({emotion})", track.n_frames) as adv,
             ):
                 for t, frame in enumerate(reader):
                     if t < track.n_frames and track.valid[t] and np.any(deltas[t]):
-                        frame = generator.edit_frame(frame, face=track.frame(t),
-                                                     points=np.asarray(track.norm[t], np.float64),
-                                                     delta=deltas[t])
+                        frame = generator.edit_frame(
+                            frame,
+                            face=track.frame(t),
+                            points=np.asarray(track.norm[t], np.float64),
+                            delta=deltas[t],
+                        )
                         n_edited += 1
                     writer.write(frame)
                     adv()
@@ -229,12 +248,21 @@ def edit_video(
     if track.n_valid == 0:
         notes.append("no face was found in any frame: the video passes through unchanged")
     elif track.n_valid < track.n_frames:
-        notes.append(f"{track.n_frames - track.n_valid} of {track.n_frames} frames have no face "
-                     "and pass through unchanged")
+        notes.append(
+            f"{track.n_frames - track.n_valid} of {track.n_frames} frames have no face "
+            "and pass through unchanged"
+        )
     if max_faces > 1:
         notes.append(f"up to {max_faces} faces in a frame: the largest one was edited")
     return EditReport(
-        output=out, n_frames=track.n_frames, n_face_frames=track.n_valid, n_edited=n_edited,
-        max_faces=max_faces, fps=info.fps, width=info.width, height=info.height,
-        seconds=seconds, notes=notes,
+        output=out,
+        n_frames=track.n_frames,
+        n_face_frames=track.n_valid,
+        n_edited=n_edited,
+        max_faces=max_faces,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        seconds=seconds,
+        notes=notes,
     )

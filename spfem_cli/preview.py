@@ -44,8 +44,9 @@ def preview_sheet(
     info = probe(input_path)
     expression = ExpressionModel.load(model)
     generator = FaceGenerator(model=expression, device=resolve_device(device), mouth=mouth)
-    targets = {e: expression.emotion_vector(e, intensity=intensity).double().numpy()
-               for e in emotions}
+    targets = {
+        e: expression.emotion_vector(e, intensity=intensity).double().numpy() for e in emotions
+    }
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         analysis = analyse_video(info, model=expression, workdir=Path(tmp), reporter=rep)
         track = analysis.track
@@ -54,23 +55,33 @@ def preview_sheet(
             raise SpfemError(f"{input_path}: no face found in any frame")
         picks = faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)]
         weights = np.ones(track.n_frames)
-        deltas = {e: analysis.deltas(target=t, weights=weights, removal=min(intensity, 1.0))
-                  for e, t in targets.items()}
+        deltas = {
+            e: analysis.deltas(target=t, weights=weights, removal=min(intensity, 1.0))
+            for e, t in targets.items()
+        }
         rows: list[list[np.ndarray]] = []
         with FrameReader(info) as reader:
             for t, frame in enumerate(reader):
                 if t not in picks:
                     continue
                 points = np.asarray(track.norm[t], np.float64)
-                row = [frame] + [generator.edit_frame(frame, face=track.frame(t), points=points,
-                                                      delta=deltas[e][t]) for e in emotions]
+                row = [frame] + [
+                    generator.edit_frame(
+                        frame, face=track.frame(t), points=points, delta=deltas[e][t]
+                    )
+                    for e in emotions
+                ]
                 if crop_face:
-                    x0, y0, x1, y1 = face_box(track.landmarks_px(t), width=info.width,
-                                              height=info.height, margin=0.5)
+                    x0, y0, x1, y1 = face_box(
+                        track.landmarks_px(t), width=info.width, height=info.height, margin=0.5
+                    )
                     row = [f[y0:y1, x0:x1] for f in row]
                 rows.append(row)
                 if len(rows) == len(picks):
                     break
-    sheet = contact_sheet(rows, column_labels=["input", *emotions],
-                          row_labels=[f"t={t / float(info.fps):.2f}s" for t in picks])
+    sheet = contact_sheet(
+        rows,
+        column_labels=["input", *emotions],
+        row_labels=[f"t={t / float(info.fps):.2f}s" for t in picks],
+    )
     return write_png(output_path, sheet)

@@ -18,9 +18,17 @@ runner = CliRunner()
 def _fake_report(output: Path) -> EditReport:
     from fractions import Fraction
 
-    return EditReport(output=output, n_frames=10, n_face_frames=8, n_edited=8, max_faces=2,
-                      fps=Fraction(25), width=64, height=64,
-                      notes=["2 of 10 frames have no face and pass through unchanged"])
+    return EditReport(
+        output=output,
+        n_frames=10,
+        n_face_frames=8,
+        n_edited=8,
+        max_faces=2,
+        fps=Fraction(25),
+        width=64,
+        height=64,
+        notes=["2 of 10 frames have no face and pass through unchanged"],
+    )
 
 
 def test_edit_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -32,10 +40,28 @@ def test_edit_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
     monkeypatch.setattr("spfem_cli.pipeline.edit_video", fake_edit_video)
     out = tmp_path / "o.mp4"
-    result = runner.invoke(cli.app, [
-        "edit", "in.mp4", "--emotion", "sad", "-o", str(out), "--intensity", "0.5",
-        "--device", "cpu", "--mouth", "strict", "--start", "1", "--end", "2.5", "--overwrite",
-    ])
+    result = runner.invoke(
+        cli.app,
+        [
+            "edit",
+            "in.mp4",
+            "--emotion",
+            "sad",
+            "-o",
+            str(out),
+            "--intensity",
+            "0.5",
+            "--device",
+            "cpu",
+            "--mouth",
+            "strict",
+            "--start",
+            "1",
+            "--end",
+            "2.5",
+            "--overwrite",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert seen["input_path"] == Path("in.mp4") and seen["emotion"] == "sad"
     assert seen["output_path"] == out and seen["intensity"] == 0.5

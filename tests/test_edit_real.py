@@ -33,7 +33,9 @@ class Edited:
         self.lm_out = video_landmarks(out)
 
 
-def _edit(tmp_path_factory: pytest.TempPathFactory, name: str, emotion: str, **kw: object) -> Edited:
+def _edit(
+    tmp_path_factory: pytest.TempPathFactory, name: str, emotion: str, **kw: object
+) -> Edited:
     clip = SHARED_CLIPS / name
     before = sha256(clip)
     out = tmp_path_factory.mktemp("edit") / f"{clip.stem}.{emotion}.mp4"

@@ -9,7 +9,7 @@ import torch
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.generator import hold_mouth
-from spfem_cli.generator.warp import Warper, WarpConfig, min_jacobian_det, shepard_flow
+from spfem_cli.generator.warp import WarpConfig, Warper, min_jacobian_det, shepard_flow
 from spfem_cli.pipeline import envelope
 
 

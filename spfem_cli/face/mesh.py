@@ -69,14 +69,20 @@ class FaceFrame:
         """landmarks: (478, 2) pixels."""
         right, left = eye_centres(landmarks)
         d = left - right
-        return cls(origin=(left + right) / 2.0, angle=float(np.arctan2(d[1], d[0])),
-                   iod=float(np.hypot(d[0], d[1])))
+        return cls(
+            origin=(left + right) / 2.0,
+            angle=float(np.arctan2(d[1], d[0])),
+            iod=float(np.hypot(d[0], d[1])),
+        )
 
     @classmethod
     def from_params(cls, params: np.ndarray) -> FaceFrame:
         """params: (4,) as returned by `params`: origin x, origin y, angle, iod."""
-        return cls(origin=np.asarray(params[:2], dtype=np.float64), angle=float(params[2]),
-                   iod=float(params[3]))
+        return cls(
+            origin=np.asarray(params[:2], dtype=np.float64),
+            angle=float(params[2]),
+            iod=float(params[3]),
+        )
 
     @property
     def params(self) -> np.ndarray:

@@ -10,7 +10,7 @@ DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> the GPU when torch sees one, else the CPU; "cuda" refuses when there is none."""
+    """ "auto" -> the GPU when torch sees one, else the CPU; "cuda" refuses when there is none."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":

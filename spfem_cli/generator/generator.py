@@ -11,7 +11,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import ExpressionModel
-from spfem_cli.generator.warp import HoldRegion, Warper, WarpConfig
+from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper
 
 MouthMode = Literal["natural", "strict"]
 MOUTH_MODES: tuple[str, ...] = ("natural", "strict")
@@ -38,8 +38,11 @@ def mouth_hold(points: np.ndarray, *, mode: MouthMode) -> HoldRegion:
     """The region held still for the speech. points: (478, 2) face-frame landmarks."""
     if mode == "strict":
         return HoldRegion(polygon=points[list(mesh.LIPS_OUTER)], **STRICT_HOLD)
-    return HoldRegion(polygon=points[list(mesh.LIPS_INNER)], release=points[list(mesh.LIP_CORNERS)],
-                      **NATURAL_HOLD)
+    return HoldRegion(
+        polygon=points[list(mesh.LIPS_INNER)],
+        release=points[list(mesh.LIP_CORNERS)],
+        **NATURAL_HOLD,
+    )
 
 
 def hold_mouth(disp: np.ndarray, *, points: np.ndarray, mode: MouthMode) -> np.ndarray:
@@ -82,7 +85,9 @@ class FaceGenerator:
         warp: WarpConfig | None = None,
     ) -> None:
         if mouth not in MOUTH_MODES:
-            raise SpfemError(f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}")
+            raise SpfemError(
+                f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}"
+            )
         self.model = model
         self.mouth = mouth
         self.warper = Warper(device=device, config=warp)
@@ -103,6 +108,10 @@ class FaceGenerator:
             return frame
         disp = self.displacement(delta, points=points)
         return self.warper.apply(
-            frame, face=face, points=points, values=disp, landmarks_px=face.to_image(points),
+            frame,
+            face=face,
+            points=points,
+            values=disp,
+            landmarks_px=face.to_image(points),
             hold=mouth_hold(points, mode=self.mouth),
         )

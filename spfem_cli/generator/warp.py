@@ -47,7 +47,11 @@ def face_box(
 
 
 def shepard_flow(
-    points: torch.Tensor, values: torch.Tensor, query: torch.Tensor, *, sigma: float,
+    points: torch.Tensor,
+    values: torch.Tensor,
+    query: torch.Tensor,
+    *,
+    sigma: float,
     background: float,
 ) -> torch.Tensor:
     """Gaussian-weighted interpolation of sparse displacements.
@@ -108,7 +112,8 @@ def polygon_distance(points: torch.Tensor, polygon: torch.Tensor) -> torch.Tenso
     py = points[:, None, 1]
     crosses = (a[None, :, 1] > py) != (b[None, :, 1] > py)
     x_at = a[None, :, 0] + (py - a[None, :, 1]) * ab[None, :, 0] / torch.where(
-        ab[None, :, 1] == 0, torch.full_like(ab[None, :, 1], 1e-12), ab[None, :, 1])
+        ab[None, :, 1] == 0, torch.full_like(ab[None, :, 1], 1e-12), ab[None, :, 1]
+    )
     inside = (crosses & (points[:, None, 0] < x_at)).sum(dim=1) % 2 == 1
     return torch.where(inside, torch.zeros_like(dist), dist)
 
@@ -207,27 +212,36 @@ class Warper:
         grid = torch.stack([sx, sy], dim=-1)[None]
         src = torch.from_numpy(frame[y0:y1, x0:x1]).to(self.device)
         img = src.permute(2, 0, 1)[None].float()
-        warped = F.grid_sample(img, grid, mode="bilinear", padding_mode="border",
-                               align_corners=True)[0]
+        warped = F.grid_sample(
+            img, grid, mode="bilinear", padding_mode="border", align_corners=True
+        )[0]
         warped = warped.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
         warped = torch.where(still[..., None], src, warped)
         out[y0:y1, x0:x1] = warped.cpu().numpy()
         return out
 
     def _hold(
-        self, dense: torch.Tensor, *, face: FaceFrame, box: tuple[int, int, int, int],
+        self,
+        dense: torch.Tensor,
+        *,
+        face: FaceFrame,
+        box: tuple[int, int, int, int],
         hold: HoldRegion,
     ) -> None:
         """Scale the dense flow (2, h, w) over `box` down to zero in the held region, in place.
         Only the held region's bounding box (plus its fade) is visited, for speed."""
         x0, y0, x1, y1 = box
         reach = hold.band + hold.feather
-        corners = face.to_image(np.array([
-            [hold.polygon[:, 0].min() - reach, hold.polygon[:, 1].min() - reach],
-            [hold.polygon[:, 0].max() + reach, hold.polygon[:, 1].min() - reach],
-            [hold.polygon[:, 0].min() - reach, hold.polygon[:, 1].max() + reach],
-            [hold.polygon[:, 0].max() + reach, hold.polygon[:, 1].max() + reach],
-        ]))
+        corners = face.to_image(
+            np.array(
+                [
+                    [hold.polygon[:, 0].min() - reach, hold.polygon[:, 1].min() - reach],
+                    [hold.polygon[:, 0].max() + reach, hold.polygon[:, 1].min() - reach],
+                    [hold.polygon[:, 0].min() - reach, hold.polygon[:, 1].max() + reach],
+                    [hold.polygon[:, 0].max() + reach, hold.polygon[:, 1].max() + reach],
+                ]
+            )
+        )
         hx0 = int(np.clip(np.floor(corners[:, 0].min()), x0, x1)) - x0
         hx1 = int(np.clip(np.ceil(corners[:, 0].max()) + 1, x0, x1)) - x0
         hy0 = int(np.clip(np.floor(corners[:, 1].min()), y0, y1)) - y0
