@@ -91,7 +91,7 @@ def estimate_expression(
     for start, end in chunks(track.n_frames):
         offsets = torch.from_numpy(np.asarray(track.norm[start:end], dtype=np.float32)) - rest_t
         with torch.no_grad():
-            acts[start:end] = model.estimate(offsets).double().numpy()
+            acts[start:end] = model.estimate(offsets, max_activation=MAX_INTENSITY).double().numpy()
     return smooth_valid(acts, track.valid, sigma_frames)
 
 

@@ -28,9 +28,11 @@ _CORNER_TAPER: tuple[tuple[int, int, float], ...] = (
 )  # fmt: skip
 # In strict mode every point this close to the outer lip contour holds still (IOD units).
 STRICT_RADIUS = 0.12
-# The pixels of the mouth held still (IOD units): natural mode holds the inner-lip contour
-# and a thin band around it, letting go at the corners; strict mode the whole lips.
-NATURAL_HOLD = {"band": 0.02, "feather": 0.06}
+# The pixels of the mouth held still (IOD units): both modes hold the lips and a band around
+# them; natural mode lets go at the lip corners (within about release_radius), which is as
+# far as they can follow the emotion before the inner-lip contour reads as changed (measured
+# by re-detecting landmarks on the output: see tests/test_edit_real.py).
+NATURAL_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.04}
 STRICT_HOLD = {"band": 0.04, "feather": 0.10}
 
 
@@ -39,7 +41,7 @@ def mouth_hold(points: np.ndarray, *, mode: MouthMode) -> HoldRegion:
     if mode == "strict":
         return HoldRegion(polygon=points[list(mesh.LIPS_OUTER)], **STRICT_HOLD)
     return HoldRegion(
-        polygon=points[list(mesh.LIPS_INNER)],
+        polygon=points[list(mesh.LIPS_OUTER)],
         release=points[list(mesh.LIP_CORNERS)],
         **NATURAL_HOLD,
     )
