@@ -18,7 +18,7 @@ import torch
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
-from spfem_cli.generator.device import resolve_device
+from spfem_cli.generator.device import resolve_device, torch_threads
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode
 from spfem_cli.media import (
@@ -39,6 +39,7 @@ MAX_INTENSITY = 1.5
 # what is replaced is the slow expression, not the quick motions of speech.
 EXPRESSION_SMOOTHING_S = 0.5
 RAMP_S = 0.3
+ANALYSIS_MAX_SIDE = 1280
 
 
 @dataclass
@@ -95,6 +96,17 @@ def estimate_expression(
     return smooth_valid(acts, track.valid, sigma_frames)
 
 
+def analysis_size(width: int, height: int) -> tuple[int, int] | None:
+    """The size frames are decoded at for tracking: at most ANALYSIS_MAX_SIDE pixels on the
+    long side (None: full size). MediaPipe reads the face through a 192-pixel crop, so a face
+    loses nothing at this size, and decoding and tracking cost less."""
+    side = max(width, height)
+    if side <= ANALYSIS_MAX_SIDE:
+        return None
+    k = ANALYSIS_MAX_SIDE / side
+    return max(2, round(width * k)), max(2, round(height * k))
+
+
 @dataclass
 class Analysis:
     """A video's face track and the expression already on the face.
@@ -126,11 +138,18 @@ def analyse_video(
 
     workdir holds the memory-mapped landmark arrays and must outlive the Analysis.
     """
+    size = analysis_size(info.width, info.height)
     with (
-        FrameReader(info) as reader,
+        FrameReader(info, size=size) as reader,
         reporter.stage("Tracking face", reader.expected_frames) as adv,
     ):
-        track = track_frames(reader, n_frames=reader.expected_frames, workdir=workdir, on_frame=adv)
+        track = track_frames(
+            reader,
+            n_frames=reader.expected_frames,
+            workdir=workdir,
+            pixel_scale=(info.width / reader.width, info.height / reader.height),
+            on_frame=adv,
+        )
     current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))
     if track.n_valid:
         current = estimate_expression(
@@ -227,6 +246,7 @@ def edit_video(
                     preset=preset,
                 ) as writer,
                 rep.stage(f"Editing ({emotion})", track.n_frames) as adv,
+                torch_threads(1 if torch_device.type == "cpu" else torch.get_num_threads()),
             ):
                 for t, frame in enumerate(reader):
                     if t < track.n_frames and track.valid[t] and np.any(deltas[t]):

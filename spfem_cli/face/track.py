@@ -102,14 +102,18 @@ def track_frames(
     n_frames: int,
     workdir: Path,
     sigma_frames: float = 1.0,
+    pixel_scale: tuple[float, float] = (1.0, 1.0),
     on_frame: Callable[[], None] | None = None,
 ) -> FaceTrack:
     """Detect landmarks on every frame and smooth them in time.
 
     frames: iterable of (H, W, 3) uint8 RGB; n_frames: how many it yields (an upper bound is
     fine; the track is cut to what came); workdir: a folder for the memory-mapped arrays;
-    sigma_frames: temporal smoothing of the face frame and of the non-lip landmarks, in frames.
+    sigma_frames: temporal smoothing of the face frame and of the non-lip landmarks, in frames;
+    pixel_scale: (x, y) factors from the frames' pixels to the video's, when the frames were
+    decoded smaller for speed. The track is always in the video's pixels.
     """
+    scale = np.asarray(pixel_scale, dtype=np.float32)
     raw = _memmap(workdir / "landmarks_raw.npy", n_frames)
     valid = np.zeros(n_frames, dtype=bool)
     n_faces = np.zeros(n_frames, dtype=np.int16)
@@ -121,10 +125,11 @@ def track_frames(
                 break
             det = tracker.detect(frame)
             if det is not None:
-                raw[t] = det.landmarks
+                landmarks = det.landmarks * scale
+                raw[t] = landmarks
                 valid[t] = True
                 n_faces[t] = det.n_faces
-                params[t] = FaceFrame.from_landmarks(det.landmarks).params
+                params[t] = FaceFrame.from_landmarks(landmarks).params
             count = t + 1
             if on_frame is not None:
                 on_frame()

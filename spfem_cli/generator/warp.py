@@ -28,7 +28,7 @@ class WarpConfig:
     sigma: float = 0.12
     background: float = 0.25
     grid: int = 48
-    margin: float = 0.25
+    margin: float = 0.1
     max_gradient: float = 0.6
     still_px: float = 0.02
 
@@ -61,7 +61,8 @@ def shepard_flow(
     near (the `background` weight), so the flow fades out beyond the face.
     """
     d2 = torch.cdist(query, points).square_()
-    w = torch.exp_(d2.mul_(-0.5 / sigma**2))
+    # Clamped so far-away weights stay normal floats: subnormal results make exp ~10x slower.
+    w = torch.exp_(d2.mul_(-0.5 / sigma**2).clamp_(min=-80.0))
     return (w @ values) / (w.sum(dim=1, keepdim=True) + background)
 
 
@@ -164,6 +165,11 @@ class Warper:
         # Face-frame displacement (IOD) -> image pixels: rotate and scale.
         lin = torch.from_numpy(face.rotation.T * face.iod).float().to(self.device)
         flow_px = (flow @ lin).reshape(cfg.grid, cfg.grid, 2)
+        # The flow is ~0 at the box edge already (the face outline is held); the fade makes
+        # sure no seam can appear there whatever the displacement.
+        ramp = torch.linspace(0, 1, cfg.grid, device=self.device)
+        edge = (torch.minimum(ramp, ramp.flip(0)) * (cfg.grid - 1) / 3).clamp(max=1)
+        flow_px = flow_px * (edge[:, None] * edge[None, :])[..., None]
         step_x = max((x1 - 1 - x0) / (cfg.grid - 1), 1e-6)
         step_y = max((y1 - 1 - y0) / (cfg.grid - 1), 1e-6)
         jac = flow_jacobian(flow_px, step_x=step_x, step_y=step_y)
@@ -248,8 +254,16 @@ class Warper:
         hy1 = int(np.clip(np.ceil(corners[:, 1].max()) + 1, y0, y1)) - y0
         if hx1 <= hx0 or hy1 <= hy0:
             return
-        ys, xs = np.mgrid[hy0 + y0 : hy1 + y0, hx0 + x0 : hx1 + x0]
-        pix = np.stack([xs.ravel(), ys.ravel()], axis=-1).astype(np.float64)
+        h, w = hy1 - hy0, hx1 - hx0
+        # The hold fades over `feather`, so a grid a few times finer than that is enough;
+        # it is then interpolated to every pixel (a large face has tens of thousands).
+        step = max(1.0, face.iod * hold.feather / 6)
+        gh, gw = max(2, min(h, round(h / step) + 1)), max(2, min(w, round(w / step) + 1))
+        gx = np.linspace(hx0 + x0, hx1 - 1 + x0, gw)
+        gy = np.linspace(hy0 + y0, hy1 - 1 + y0, gh)
+        pix = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
         pts = torch.from_numpy(face.to_face(pix)).float().to(self.device)
-        keep = 1 - hold_weight(pts, hold).reshape(hy1 - hy0, hx1 - hx0)
-        dense[:, hy0:hy1, hx0:hx1] *= keep
+        keep = 1 - hold_weight(pts, hold).reshape(1, 1, gh, gw)
+        if (gh, gw) != (h, w):
+            keep = F.interpolate(keep, size=(h, w), mode="bilinear", align_corners=True)
+        dense[:, hy0:hy1, hx0:hx1] *= keep[0]

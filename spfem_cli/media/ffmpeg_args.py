@@ -109,7 +109,11 @@ def audio_crc_args(path: Path) -> list[str]:
 
 
 def decode_args(
-    path: Path, *, fps: Fraction | None = None, max_frames: int | None = None
+    path: Path,
+    *,
+    fps: Fraction | None = None,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
 ) -> list[str]:
     """Decode the video to raw rgb24 frames on stdout.
 
@@ -119,14 +123,19 @@ def decode_args(
     Autorotation is ffmpeg's default, so frames arrive in display orientation.
     `max_frames` stops after that many frames: in cfr mode ffmpeg pads the end with a frame
     or two of duplicates past the input's duration, which the caller does not want.
+    `size` (width, height) scales the frames (area averaging), for analysis at lower cost.
     """
+    filters = [] if size is None else [f"scale={size[0]}:{size[1]}:flags=area"]
     if fps is None:
         timing = ["-fps_mode", "passthrough"]
     else:
         # Restart the clock at the first video frame: when the audio starts earlier, cfr mode
         # would otherwise pad the start with copies of the first frame (the remux restores
         # that offset with -itsoffset instead).
-        timing = ["-vf", "setpts=PTS-STARTPTS", "-fps_mode", "cfr", "-r", fraction_arg(fps)]
+        filters.insert(0, "setpts=PTS-STARTPTS")
+        timing = ["-fps_mode", "cfr", "-r", fraction_arg(fps)]
+    if filters:
+        timing = ["-vf", ",".join(filters), *timing]
     if max_frames is not None:
         timing += ["-frames:v", str(max_frames)]
     return [

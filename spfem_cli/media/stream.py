@@ -113,12 +113,20 @@ class FrameReader:
     (frames per second) the video is resampled to that constant rate: frame i shows the input
     at time i / fps seconds and `expected_frames` is round(duration * fps).
     Ending more than one frame short of `expected_frames` raises SpfemError (truncated input).
+    `size` (width, height) scales the frames on decode; `width` and `height` give the size
+    that comes out.
     """
 
-    def __init__(self, info: VideoInfo, *, fps: Fraction | None = None) -> None:
+    def __init__(
+        self,
+        info: VideoInfo,
+        *,
+        fps: Fraction | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> None:
         self.info = info
-        self.width = info.width
-        self.height = info.height
+        self._size = size
+        self.width, self.height = size if size is not None else (info.width, info.height)
         if fps is None and info.variable_frame_rate:
             fps = info.fps
         self._resample_fps = fps
@@ -142,6 +150,7 @@ class FrameReader:
                     self.info.path,
                     fps=self._resample_fps,
                     max_frames=None if self._resample_fps is None else self.expected_frames,
+                    size=self._size,
                 ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
