@@ -134,6 +134,37 @@ def edit(
 
 
 @app.command()
+def preview(
+    input: Annotated[Path, typer.Argument(help="The video to preview.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")] = Path(
+        "spfem-preview.png"
+    ),
+    frames: Annotated[int, typer.Option(help="How many frames (rows) to show.")] = 3,
+    intensity: Annotated[float, typer.Option(help="Emotion strength, 0 to 1.5.")] = 1.0,
+    mouth: Annotated[str, typer.Option(help="natural or strict (see `spfem edit`).")] = "natural",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Write a contact sheet: a few frames of INPUT under every emotion, side by side."""
+    from spfem_cli.console import RichReporter
+    from spfem_cli.preview import preview_sheet
+
+    console = _console(quiet)
+    path = run_guarded(
+        lambda: preview_sheet(
+            input_path=input,
+            output_path=output,
+            n_frames=frames,
+            intensity=intensity,
+            mouth=mouth,  # type: ignore[arg-type]
+            device=device,
+            reporter=RichReporter(console),
+        )
+    )
+    console.print(f"[green]wrote[/green] {path}", highlight=False)
+
+
+@app.command()
 def emotions() -> None:
     """List the emotions and what each one changes on the face."""
     from spfem_cli.generator.expression import EMOTION_DESCRIPTIONS, EMOTIONS

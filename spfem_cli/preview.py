@@ -18,9 +18,11 @@ from spfem_cli.generator.expression import EMOTIONS, ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator, MouthMode
 from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, probe
-from spfem_cli.pipeline import analyse_video
+from spfem_cli.pipeline import MAX_INTENSITY, analyse_video
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
+
+MAX_ROWS = 12
 
 
 def preview_sheet(
@@ -41,6 +43,15 @@ def preview_sheet(
     crop_face: show the face region (grown by half its size) rather than the whole frame.
     """
     rep = reporter or SilentReporter()
+    output_path = Path(output_path)
+    if output_path.suffix.lower() != ".png":
+        raise SpfemError(f"the preview is a PNG image: name it *.png, not {output_path.name}")
+    if not output_path.resolve().parent.is_dir():
+        raise SpfemError(f"output folder does not exist: {output_path.parent}")
+    if not 1 <= n_frames <= MAX_ROWS:
+        raise SpfemError(f"--frames must be between 1 and {MAX_ROWS}, got {n_frames}")
+    if not 0.0 <= intensity <= MAX_INTENSITY:
+        raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
     info = probe(input_path)
     expression = ExpressionModel.load(model)
     generator = FaceGenerator(model=expression, device=resolve_device(device), mouth=mouth)

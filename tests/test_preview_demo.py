@@ -1,0 +1,46 @@
+"""`spfem preview` and `spfem demo`: the pictures a person looks at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from spfem_cli import cli
+from spfem_cli.media import FrameReader, probe
+
+runner = CliRunner()
+SPEAKER = Path(__file__).resolve().parents[2] / "shared" / "clips" / "speech_man_256x256.mp4"
+
+
+def test_demo_writes_clip_edit_and_sheet(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["demo", "-o", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    clip, edit = tmp_path / "astronaut.mp4", tmp_path / "astronaut.happy.mp4"
+    a, b = probe(clip), probe(edit)
+    assert (a.width, a.height, a.n_frames) == (b.width, b.height, b.n_frames)
+    with FrameReader(a) as ra, FrameReader(b) as rb:
+        fa, fb = list(ra)[40], list(rb)[40]
+    changed = np.abs(fa.astype(int) - fb.astype(int)).max(axis=-1) > 20
+    assert changed.sum() > 100  # the face was edited
+    sheet = iio.imread(tmp_path / "contact_sheet.png")
+    assert sheet.ndim == 3 and sheet.shape[0] > 3 * 200
+
+
+@pytest.mark.skipif(not SPEAKER.is_file(), reason="../shared/clips is absent")
+def test_preview_sheet_of_all_emotions(tmp_path: Path) -> None:
+    out = tmp_path / "sheet.png"
+    result = runner.invoke(
+        cli.app, ["preview", str(SPEAKER), "-o", str(out), "--frames", "2", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    sheet = iio.imread(out)
+    assert sheet.shape[0] > 2 * 200 and sheet.shape[1] > 9 * 150  # 2 rows, input + 8 emotions
+
+
+def test_preview_refuses_bad_output(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["preview", "x.mp4", "-o", str(tmp_path / "a.jpg"), "-q"])
+    assert result.exit_code == 2 and "PNG" in result.output
