@@ -369,3 +369,30 @@ def test_intensity_zero_and_time_range(face_clip: Path, tmp_path: Path) -> None:
         return int((np.abs(a[t].astype(int) - b[t].astype(int)).max(axis=-1) > 20).sum())
 
     assert changed(3) < 5 and changed(25) > 100
+
+
+def test_portrait_video(tmp_path: Path) -> None:
+    src = Path(__file__).resolve().parents[2] / "shared" / "clips" / "talk_s20_480x908.mp4"
+    if not src.is_file():
+        pytest.skip("../shared/clips is absent")
+    clip = tmp_path / "portrait.mp4"
+    run_ffmpeg_checked(
+        "-i",
+        str(src),
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "16",
+        "-c:a",
+        "copy",
+        str(clip),
+    )
+    report = edit_video(input_path=clip, emotion="surprised", output_path=tmp_path / "o.mp4")
+    a, b = probe(clip), probe(report.output)
+    assert (b.width, b.height, b.n_frames) == (480, 908, a.n_frames)
+    assert report.n_edited >= 0.9 * report.n_frames
+    assert audio_packet_checksums(report.output) == audio_packet_checksums(clip)
