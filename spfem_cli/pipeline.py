@@ -40,6 +40,12 @@ MAX_INTENSITY = 1.5
 EXPRESSION_SMOOTHING_S = 0.5
 RAMP_S = 0.3
 ANALYSIS_MAX_SIDE = 1280
+REST_PERCENTILE = 10.0
+RIDGE = 0.2
+# The AUs whose present level is estimated and replaced: brows, lids, cheeks, nose. The mouth
+# AUs show outside the lips only faintly and the speech moves that skin all the time, so
+# their estimates are mostly noise; the target's mouth AUs are added, not swapped.
+REPLACED_AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9")
 
 
 @dataclass
@@ -79,21 +85,45 @@ def envelope(
     return w
 
 
-def estimate_expression(
-    track: FaceTrack, *, model: ExpressionModel, rest: np.ndarray, sigma_frames: float
-) -> np.ndarray:
-    """AU activations already on the face relative to the rest face, smoothed in time.
+def signed_activations(model: ExpressionModel, offsets: torch.Tensor) -> torch.Tensor:
+    """AU activations (T, K) of landmark offsets (T, 478, 2) from the clip's median face,
+    allowed to be negative (less of an AU than the median shows): ridge least squares over
+    the landmarks the model estimates from (`estimate_mask`: not the mouth or jaw)."""
+    k = int(model.au_basis.shape[0])
+    mask = model.estimate_mask
+    basis = model.au_basis[:, mask].reshape(k, -1).double()
+    gram = basis @ basis.T
+    # A small ridge, relative to each AU's own energy, keeps near-collinear AUs (AU12 and
+    # its one-sided AU12R) from trading off wildly.
+    gram = gram + RIDGE * torch.diag(gram.diagonal())
+    x = offsets[:, mask].reshape(offsets.shape[0], -1).double()
+    return torch.linalg.solve(gram, basis @ x.T).T
 
-    rest: (478, 2) face frame. Returns (T, K) float64; rows without a face are 0.
+
+def estimate_expression(
+    track: FaceTrack, *, model: ExpressionModel, sigma_frames: float
+) -> np.ndarray:
+    """AU activations already on the face, relative to the person's rest face, smoothed in time.
+
+    The rest face is the person's calmest state in the clip, per AU: the REST_PERCENTILE-th
+    percentile of that AU's activation over the clip (measured from the clip's median face).
+    A speaker who smiles more and less keeps only the smile above their calmest moments
+    removed when the target replaces it. Returns (T, K) float64 in [0, MAX_INTENSITY]; rows
+    without a face and AUs outside REPLACED_AUS are 0.
     """
     k = int(model.au_basis.shape[0])
     acts = np.zeros((track.n_frames, k))
-    rest_t = torch.from_numpy(rest).float()
+    median = torch.from_numpy(track.rest_face()).float()
     for start, end in chunks(track.n_frames):
-        offsets = torch.from_numpy(np.asarray(track.norm[start:end], dtype=np.float32)) - rest_t
+        offsets = torch.from_numpy(np.asarray(track.norm[start:end], dtype=np.float32)) - median
         with torch.no_grad():
-            acts[start:end] = model.estimate(offsets, max_activation=MAX_INTENSITY).double().numpy()
-    return smooth_valid(acts, track.valid, sigma_frames)
+            acts[start:end] = signed_activations(model, offsets).numpy()
+    acts = smooth_valid(acts, track.valid, sigma_frames)
+    rest = np.percentile(acts[track.valid], REST_PERCENTILE, axis=0)
+    current = np.clip(acts - rest, 0.0, MAX_INTENSITY)
+    current[~track.valid] = 0.0
+    current[:, [i for i, name in enumerate(model.au_names) if name not in REPLACED_AUS]] = 0.0
+    return current
 
 
 def analysis_size(width: int, height: int) -> tuple[int, int] | None:
@@ -153,10 +183,7 @@ def analyse_video(
     current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))
     if track.n_valid:
         current = estimate_expression(
-            track,
-            model=model,
-            rest=track.rest_face(),
-            sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps),
+            track, model=model, sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps)
         )
     return Analysis(info=info, track=track, current=current)
 
@@ -178,6 +205,59 @@ def validate_options(
         raise SpfemError(f"--end ({end} s) must be after --start ({start} s)")
     if end is not None and end <= 0:
         raise SpfemError(f"--end must be > 0 seconds, got {end}")
+
+
+def render_video(
+    analysis: Analysis,
+    *,
+    generator: FaceGenerator,
+    deltas: np.ndarray,
+    output: Path,
+    workdir: Path,
+    crf: int = 18,
+    preset: str = "medium",
+    reporter: Reporter | None = None,
+    label: str = "",
+) -> int:
+    """Decode the analysed video again, edit each frame by its AU change, encode, remux audio.
+
+    deltas: (T, K) AU activation change per frame (0 rows pass through). The result appears
+    at `output` only when everything succeeded. Returns the number of frames edited.
+    """
+    rep = reporter or SilentReporter()
+    info, track = analysis.info, analysis.track
+    device = generator.warper.device
+    n_edited = 0
+    with atomic_output(output) as final_tmp:
+        video_tmp = workdir / f"video{output.suffix}"
+        with (
+            FrameReader(info) as reader,
+            FrameWriter(
+                video_tmp,
+                width=info.width,
+                height=info.height,
+                fps=reader.fps,
+                pix_fmt=output_pix_fmt(info),
+                color=info.color,
+                crf=crf,
+                preset=preset,
+            ) as writer,
+            rep.stage(f"Editing ({label})" if label else "Editing", track.n_frames) as adv,
+            torch_threads(1 if device.type == "cpu" else torch.get_num_threads()),
+        ):
+            for t, frame in enumerate(reader):
+                if t < track.n_frames and track.valid[t] and np.any(deltas[t]):
+                    frame = generator.edit_frame(
+                        frame,
+                        face=track.frame(t),
+                        points=np.asarray(track.norm[t], np.float64),
+                        delta=deltas[t],
+                    )
+                    n_edited += 1
+                writer.write(frame)
+                adv()
+        mux_audio(video_only=video_tmp, source=info, output=final_tmp)
+    return n_edited
 
 
 def edit_video(
@@ -229,40 +309,19 @@ def edit_video(
         # that 0 means no change at all.
         deltas = analysis.deltas(target=target, weights=weights, removal=min(intensity, 1.0))
 
-        n_edited = 0
         t0 = time.perf_counter()
-        with atomic_output(out) as final_tmp:
-            video_tmp = workdir / f"video{out.suffix}"
-            with (
-                FrameReader(info) as reader,
-                FrameWriter(
-                    video_tmp,
-                    width=info.width,
-                    height=info.height,
-                    fps=reader.fps,
-                    pix_fmt=output_pix_fmt(info),
-                    color=info.color,
-                    crf=crf,
-                    preset=preset,
-                ) as writer,
-                rep.stage(f"Editing ({emotion})", track.n_frames) as adv,
-                torch_threads(1 if torch_device.type == "cpu" else torch.get_num_threads()),
-            ):
-                for t, frame in enumerate(reader):
-                    if t < track.n_frames and track.valid[t] and np.any(deltas[t]):
-                        frame = generator.edit_frame(
-                            frame,
-                            face=track.frame(t),
-                            points=np.asarray(track.norm[t], np.float64),
-                            delta=deltas[t],
-                        )
-                        n_edited += 1
-                    writer.write(frame)
-                    adv()
-            seconds["edit+encode"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            mux_audio(video_only=video_tmp, source=info, output=final_tmp)
-            seconds["mux"] = time.perf_counter() - t0
+        n_edited = render_video(
+            analysis,
+            generator=generator,
+            deltas=deltas,
+            output=out,
+            workdir=workdir,
+            crf=crf,
+            preset=preset,
+            reporter=rep,
+            label=emotion,
+        )
+        seconds["edit+encode+mux"] = time.perf_counter() - t0
 
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     if track.n_valid == 0:
