@@ -77,7 +77,13 @@ def main_callback(
 def edit(
     input: Annotated[Path, typer.Argument(help="The video to edit (never modified).")],
     emotion: Annotated[
-        str, typer.Option("--emotion", "-e", help="Target emotion (see `spfem emotions`).")
+        str,
+        typer.Option(
+            "--emotion",
+            "-e",
+            help="Target: a label (see `spfem emotions`), a mixture 'happy:0.6+surprised:0.4', "
+            "a timeline '0-3:happy,3-:sad' (seconds; smooth transitions) or a .json file.",
+        ),
     ],
     output: Annotated[
         Path | None,

@@ -17,6 +17,9 @@ from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
 from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.media import FrameReader, probe
 
+# Inner-lip points facing each other across the mouth: upper (82, 13, 312), lower (87, 14, 317).
+OPENING_PAIRS = ((82, 13, 312), (87, 14, 317))
+
 
 def video_landmarks(path: str | Path, *, max_frames: int | None = None) -> np.ndarray:
     """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face."""
@@ -38,10 +41,13 @@ def _iod(lm: np.ndarray) -> np.ndarray:
     return np.linalg.norm(left - right, axis=-1)
 
 
-def mouth_opening(lm: np.ndarray) -> np.ndarray:
-    """(T,) distance between the inner lips' midpoints, in IOD units."""
-    gap = lm[:, mesh.UPPER_LIP_INNER_MID] - lm[:, mesh.LOWER_LIP_INNER_MID]
-    return np.linalg.norm(gap, axis=-1) / _iod(lm)
+def mouth_opening(lm: np.ndarray, *, iod: np.ndarray | None = None) -> np.ndarray:
+    """(T,) gap between the inner lips, in IOD units (of `lm`'s own eyes, or the given (T,)
+    inter-ocular distances in pixels): the mean of three upper/lower point pairs across the
+    middle of the mouth, which is steadier than the midpoints alone."""
+    upper, lower = list(OPENING_PAIRS[0]), list(OPENING_PAIRS[1])
+    gap = np.linalg.norm(lm[:, upper] - lm[:, lower], axis=-1).mean(axis=-1)
+    return gap / (_iod(lm) if iod is None else iod)
 
 
 def jitter(lm: np.ndarray, *, indices: Iterable[int] | None = None) -> float:
@@ -73,7 +79,10 @@ def compare_speech(input_lm: np.ndarray, output_lm: np.ndarray) -> SpeechReport:
     inner = list(mesh.LIPS_INNER)
     err = np.linalg.norm(a[both][:, inner] - b[both][:, inner], axis=-1).mean(axis=1)
     err = err / _iod(a[both])
-    oa, ob = mouth_opening(a[both]), mouth_opening(b[both])
+    # Both openings are scaled by the input's eyes: an edit that widens the eyes must not
+    # register as a change of the mouth.
+    iod_a = _iod(a[both])
+    oa, ob = mouth_opening(a[both], iod=iod_a), mouth_opening(b[both], iod=iod_a)
     corr = float(np.corrcoef(oa, ob)[0, 1]) if both.sum() > 2 and oa.std() > 0 else float("nan")
     a_j, b_j = a.copy(), b.copy()
     a_j[~both] = np.nan

@@ -33,12 +33,12 @@ from spfem_cli.media import (
     probe,
 )
 from spfem_cli.progress import Reporter, SilentReporter
+from spfem_cli.targets import default_resolver, parse_emotion, render, with_range
 
 MAX_INTENSITY = 1.5
 # The expression already on the face is estimated from a heavily smoothed signal, so that
 # what is replaced is the slow expression, not the quick motions of speech.
 EXPRESSION_SMOOTHING_S = 0.5
-RAMP_S = 0.3
 ANALYSIS_MAX_SIDE = 1280
 REST_PERCENTILE = 10.0
 RIDGE = 0.2
@@ -66,23 +66,6 @@ class EditReport:
     @property
     def n_without_face(self) -> int:
         return self.n_frames - self.n_face_frames
-
-
-def envelope(
-    *, n_frames: int, fps: float, start: float | None, end: float | None, ramp_s: float = RAMP_S
-) -> np.ndarray:
-    """Per-frame edit weight (T,) in [0, 1]: 1 inside [start, end) seconds, 0 outside, with
-    smooth ramps of `ramp_s` seconds inside the range so the edit fades in and out."""
-    t = np.arange(n_frames) / fps
-    lo = -np.inf if start is None else start
-    hi = np.inf if end is None else end
-    w = ((t >= lo) & (t < hi)).astype(np.float64)
-    if ramp_s > 0:
-        rise = np.clip((t - lo) / ramp_s, 0, 1) if start is not None and start > 0 else 1.0
-        fall = np.clip((hi - t) / ramp_s, 0, 1) if end is not None else 1.0
-        w = w * np.minimum(rise, fall)
-        w = w * w * (3 - 2 * w)  # smoothstep: no kink where the ramp starts
-    return w
 
 
 def signed_activations(model: ExpressionModel, offsets: torch.Tensor) -> torch.Tensor:
@@ -285,12 +268,16 @@ def edit_video(
     rep = reporter or SilentReporter()
     input_path = Path(input_path)
     info = probe(input_path)
-    out = Path(output_path) if output_path is not None else default_output_path(input_path, emotion)
+    timeline = with_range(parse_emotion(emotion), start=start, end=end)
+    if output_path is not None:
+        out = Path(output_path)
+    else:
+        out = default_output_path(input_path, timeline.label())
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     validate_options(info=info, intensity=intensity, start=start, end=end, mouth=mouth)
     torch_device = resolve_device(device)
     expression = ExpressionModel.load(model).to("cpu")
-    target = expression.emotion_vector(emotion, intensity=intensity).double().numpy()
+    vector_of = default_resolver(lambda name: expression.emotion_vector(name).double().numpy())
     generator = FaceGenerator(model=expression, device=torch_device, mouth=mouth)
     fps = float(info.fps)
     seconds: dict[str, float] = {}
@@ -304,10 +291,12 @@ def edit_video(
         analysis = analyse_video(info, model=expression, workdir=workdir, reporter=rep)
         track = analysis.track
         seconds["track"] = time.perf_counter() - t0
-        weights = envelope(n_frames=track.n_frames, fps=fps, start=start, end=end)
+        targets, weights = render(timeline, n_frames=track.n_frames, fps=fps, resolve=vector_of)
         # Intensity scales the whole edit, removal of the present expression included, so
         # that 0 means no change at all.
-        deltas = analysis.deltas(target=target, weights=weights, removal=min(intensity, 1.0))
+        deltas = analysis.deltas(
+            target=intensity * targets, weights=weights, removal=min(intensity, 1.0)
+        )
 
         t0 = time.perf_counter()
         n_edited = render_video(
@@ -319,7 +308,7 @@ def edit_video(
             crf=crf,
             preset=preset,
             reporter=rep,
-            label=emotion,
+            label=timeline.label(),
         )
         seconds["edit+encode+mux"] = time.perf_counter() - t0
 

@@ -10,7 +10,6 @@ from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.generator import hold_mouth
 from spfem_cli.generator.warp import WarpConfig, Warper, min_jacobian_det, shepard_flow
-from spfem_cli.pipeline import envelope
 
 
 def _grid_points(n: int = 22) -> np.ndarray:
@@ -102,11 +101,3 @@ def test_hold_mouth_keeps_inner_lips_and_jaw() -> None:
     strict = hold_mouth(disp, points=pts, mode="strict")
     lips = list(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER))
     assert np.all(strict[lips] == 0)
-
-
-def test_envelope_ramps_and_bounds() -> None:
-    w = envelope(n_frames=300, fps=30.0, start=2.0, end=6.0)
-    assert np.all(w[:60] == 0) and np.all(w[180:] == 0)
-    assert np.all(w[75:165] == 1.0)
-    assert 0 < w[62] < 1 and np.all(np.diff(w[60:75]) >= 0)
-    assert np.all(envelope(n_frames=10, fps=30.0, start=None, end=None) == 1.0)

@@ -101,6 +101,11 @@ class FaceGenerator:
             disp = self.model.displacement(torch.as_tensor(delta, dtype=torch.float32))
         return hold_mouth(disp.numpy().astype(np.float64), points=points, mode=self.mouth)
 
+    def sparse(self, *, points: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, HoldRegion]:
+        """The sparse forward displacements (478, 2), IOD units, and the held mouth region for
+        one frame. points: (478, 2) landmarks in the face frame; delta: (K,) AU change."""
+        return self.displacement(delta, points=points), mouth_hold(points, mode=self.mouth)
+
     def edit_frame(
         self, frame: np.ndarray, *, face: FaceFrame, points: np.ndarray, delta: np.ndarray
     ) -> np.ndarray:
@@ -108,12 +113,12 @@ class FaceGenerator:
         the face frame (IOD); delta: (K,) AU activation change. Returns the edited frame."""
         if not np.any(delta):
             return frame
-        disp = self.displacement(delta, points=points)
+        disp, hold = self.sparse(points=points, delta=delta)
         return self.warper.apply(
             frame,
             face=face,
             points=points,
             values=disp,
             landmarks_px=face.to_image(points),
-            hold=mouth_hold(points, mode=self.mouth),
+            hold=hold,
         )

@@ -77,6 +77,15 @@ def flow_jacobian(flow_px: torch.Tensor, *, step_x: float, step_y: float) -> tor
     return torch.stack([dx, dy], dim=-1)
 
 
+def dense_min_jacobian_det(dense: torch.Tensor) -> float:
+    """Smallest determinant of x -> x - flow(x) over a dense flow (2, h, w) in pixels, by
+    finite differences between neighbouring pixels; > 0 means the warp never folds."""
+    if dense.shape[1] < 2 or dense.shape[2] < 2:
+        return 1.0
+    flow = dense.permute(1, 2, 0)  # (h, w, 2)
+    return min_jacobian_det(flow, step_x=1.0, step_y=1.0)
+
+
 def min_jacobian_det(flow_px: torch.Tensor, *, step_x: float, step_y: float) -> float:
     """Smallest determinant of the backward map x -> x - flow(x); > 0 means no folding."""
     jac = flow_jacobian(flow_px, step_x=step_x, step_y=step_y)
@@ -179,6 +188,29 @@ class Warper:
             flow_px = flow_px * (cfg.max_gradient / norm)
         return flow_px
 
+    def dense_flow(
+        self,
+        *,
+        face: FaceFrame,
+        points: np.ndarray,
+        values: np.ndarray,
+        box: tuple[int, int, int, int],
+        hold: HoldRegion | None = None,
+    ) -> torch.Tensor:
+        """The flow at every pixel of `box`: (2, h, w) forward displacement in pixels, with
+        the held region brought to rest. Arguments as in `apply`."""
+        x0, y0, x1, y1 = box
+        flow_px = self.box_flow(face=face, points=points, values=values, box=box)
+        dense = F.interpolate(
+            flow_px.permute(2, 0, 1)[None],
+            size=(y1 - y0, x1 - x0),
+            mode="bilinear",
+            align_corners=True,
+        )[0]
+        if hold is not None:
+            self._hold(dense, face=face, box=box, hold=hold)
+        return dense
+
     def apply(
         self,
         frame: np.ndarray,
@@ -202,13 +234,8 @@ class Warper:
         out = frame.copy()
         if x1 - x0 < 4 or y1 - y0 < 4 or not np.any(values):
             return out
-        flow_px = self.box_flow(face=face, points=points, values=values, box=box)
+        dense = self.dense_flow(face=face, points=points, values=values, box=box, hold=hold)
         h, w = y1 - y0, x1 - x0
-        dense = F.interpolate(
-            flow_px.permute(2, 0, 1)[None], size=(h, w), mode="bilinear", align_corners=True
-        )[0]  # (2, h, w)
-        if hold is not None:
-            self._hold(dense, face=face, box=box, hold=hold)
         still = dense.square().sum(dim=0).sqrt() < self.config.still_px
         ys = torch.arange(h, device=self.device, dtype=torch.float32)[:, None]
         xs = torch.arange(w, device=self.device, dtype=torch.float32)[None, :]

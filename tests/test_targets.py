@@ -1,0 +1,434 @@
+"""The --emotion grammar (labels, mixtures, timelines, files) and per-frame AU targets."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import pytest
+
+from spfem_cli.errors import SpfemError
+from spfem_cli.generator.expression import EMOTIONS
+from spfem_cli.targets import (
+    TRANSITION_S,
+    Part,
+    Segment,
+    Timeline,
+    default_resolver,
+    parse_emotion,
+    render,
+    with_range,
+)
+
+K = 3
+# Fake AU vectors: one-hot, cycling through K = 3, so happy, sad and surprised are orthogonal
+# (checked below) and a mixture's weights can be read off its target.
+_ONE_HOT = MappingProxyType({name: np.eye(K)[i % K] for i, name in enumerate(EMOTIONS)})
+HAPPY, SAD, SURPRISED = _ONE_HOT["happy"], _ONE_HOT["sad"], _ONE_HOT["surprised"]
+RESOLVE = default_resolver(lambda name: _ONE_HOT[name])
+
+
+# An independent statement of how one edited range fades in and out (smoothstep inside the
+# range, no fade at 0 s or at an open end), to check `render` against.
+def envelope(
+    *,
+    n_frames: int,
+    fps: float,
+    start: float | None,
+    end: float | None,
+    ramp_s: float = TRANSITION_S,
+) -> np.ndarray:
+    """Per-frame edit weight (T,) in [0, 1]: 1 inside [start, end) seconds, 0 outside, with
+    smooth ramps of `ramp_s` seconds inside the range so the edit fades in and out."""
+    t = np.arange(n_frames) / fps
+    lo = -np.inf if start is None else start
+    hi = np.inf if end is None else end
+    w = ((t >= lo) & (t < hi)).astype(np.float64)
+    if ramp_s > 0:
+        rise = np.clip((t - lo) / ramp_s, 0, 1) if start is not None and start > 0 else 1.0
+        fall = np.clip((hi - t) / ramp_s, 0, 1) if end is not None else 1.0
+        w = w * np.minimum(rise, fall)
+        w = w * w * (3 - 2 * w)  # smoothstep: no kink where the ramp starts
+    return w
+
+
+def known(name: str, weight: float = 1.0) -> Part:
+    return Part(name=name, weight=weight, is_text=False)
+
+
+def plain(*parts: Part) -> Timeline:
+    return Timeline(segments=(Segment(start=None, end=None, parts=parts),))
+
+
+def bad(spec: str, match: str) -> SpfemError:
+    """Parse a spec that must fail; the message is one line and matches ``match``."""
+    with pytest.raises(SpfemError, match=match) as info:
+        parse_emotion(spec)
+    message = str(info.value)
+    assert "\n" not in message and message.strip() == message
+    return info.value
+
+
+def test_fake_vectors_tell_the_tested_emotions_apart() -> None:
+    assert not np.array_equal(HAPPY, SAD)
+    assert not np.array_equal(HAPPY, SURPRISED)
+    assert not np.array_equal(SAD, SURPRISED)
+
+
+# --- grammar -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [
+        ("happy", "happy"),
+        ("Surprise", "surprised"),
+        ("  ANGER ", "angry"),
+        ("disgust", "disgusted"),
+        ("afraid", "fear"),
+    ],
+)
+def test_label_and_aliases(spec: str, name: str) -> None:
+    assert parse_emotion(spec) == plain(known(name))
+
+
+def test_mixture_with_weights_and_bare_labels() -> None:
+    assert parse_emotion("happy:0.6+surprised:0.4") == plain(
+        known("happy", 0.6), known("surprised", 0.4)
+    )
+    assert parse_emotion("happy + Surprise:2") == plain(known("happy"), known("surprised", 2.0))
+    assert parse_emotion("sad:0") == plain(known("sad", 0.0))
+
+
+def test_timeline_segments_are_sorted_and_open_ended() -> None:
+    tl = parse_emotion("3-:sad, 0 - 3 : happy")
+    assert tl.segments == (
+        Segment(start=0.0, end=3.0, parts=(known("happy"),)),
+        Segment(start=3.0, end=None, parts=(known("sad"),)),
+    )
+    assert tl.transition_s == TRANSITION_S
+
+
+def test_timeline_open_start_and_weighted_mixture() -> None:
+    assert parse_emotion("-2:neutral").segments == (
+        Segment(start=None, end=2.0, parts=(known("neutral"),)),
+    )
+    assert parse_emotion("1.5-4:happy:0.5+fear:0.5").segments == (
+        Segment(start=1.5, end=4.0, parts=(known("happy", 0.5), known("fear", 0.5))),
+    )
+
+
+def test_free_text_is_kept_as_text() -> None:
+    tl = parse_emotion("smug")
+    assert tl == plain(Part(name="smug", weight=1.0, is_text=True))
+    tl = parse_emotion("0-2:a  proud smile:0.5+happy")
+    assert tl.segments[0].parts == (
+        Part(name="a proud smile", weight=0.5, is_text=True),
+        known("happy"),
+    )
+
+
+def test_default_resolver_refuses_free_text() -> None:
+    with pytest.raises(SpfemError) as info:
+        render(parse_emotion("smug"), n_frames=3, fps=25.0, resolve=RESOLVE)
+    message = str(info.value)
+    assert message.startswith("'smug' is not one of the eight emotions (neutral, angry, ")
+    assert "free text needs CLIP weights: see `spfem finetune`" in message
+    assert "\n" not in message
+    np.testing.assert_array_equal(RESOLVE(known("sad")), SAD)
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("happy,", "empty segment in 'happy,'"),
+        ("happy+", "empty part in 'happy\\+'"),
+        ("happy++sad", "empty part"),
+        (":0.5", "empty emotion name"),
+        ("0-3:", "no emotion given in '0-3:'"),
+        ("happy:", "missing weight after 'happy:'"),
+        ("happy:abc", "weight 'abc' of 'happy' in 'happy:abc' is not a number"),
+        ("happy:-1", "weight of 'happy' in 'happy:-1' must be a finite number >= 0"),
+        ("happy:nan", "finite"),
+        ("happy:inf", "finite"),
+        ("happy::1", "more than one ':'"),
+        ("3-1:happy", "segment '3-1' in '3-1:happy' must start before it ends"),
+        ("2-2:happy", "must start before it ends"),
+        ("0-3:happy,2-5:sad", "segments '0-3' and '2-5' in '0-3:happy,2-5:sad' overlap"),
+        ("0-:happy,4-5:sad", "overlap"),
+        ("happy,3-4:sad", "segment 'happy' in 'happy,3-4:sad' needs a time range"),
+        ("-1-2:happy", "'-1-2' in '-1-2:happy' is neither an emotion nor free text"),
+        ("1-2 happy", "neither an emotion nor free text"),
+        ("1..2-3:happy", "time '1..2'"),
+        ("42", "'42' in '42' is neither"),
+        ("happy+happiness", "'happy' appears twice"),
+        ("+".join(EMOTIONS) + "+smug", "mixes 9 emotions; at most 8"),
+    ],
+)
+def test_bad_specs_fail_with_one_line(spec: str, match: str) -> None:
+    bad(spec, match)
+
+
+# --- files ---------------------------------------------------------------------------------
+
+FILE_DATA = {
+    "segments": [
+        {"start": 3, "emotion": {"sad": 0.7, "fear": 0.3}},
+        {"start": 0, "end": 3, "emotion": "Happy"},
+    ],
+    "transition": 0.5,
+}
+FILE_TIMELINE = Timeline(
+    segments=(
+        Segment(start=0.0, end=3.0, parts=(known("happy"),)),
+        Segment(start=3.0, end=None, parts=(known("sad", 0.7), known("fear", 0.3))),
+    ),
+    transition_s=0.5,
+)
+
+
+def write_json(path: Path, data: object) -> str:
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return str(path)
+
+
+def test_json_file(tmp_path: Path) -> None:
+    assert parse_emotion(write_json(tmp_path / "plan.json", FILE_DATA)) == FILE_TIMELINE
+    default = parse_emotion(write_json(tmp_path / "d.json", {"segments": [{"emotion": "smug"}]}))
+    assert default == Timeline(
+        segments=(Segment(start=None, end=None, parts=(Part("smug", 1.0, True),)),),
+        transition_s=TRANSITION_S,
+    )
+
+
+YAML_TEXT = """\
+# what a user writes by hand
+transition: 0.5
+segments:
+  - start: 3
+    emotion: {sad: 0.7, fear: 0.3}
+  - {start: 0, end: 3, emotion: Happy}
+"""
+
+
+def test_yaml_file(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
+    for suffix in (".yaml", ".YML"):
+        path = tmp_path / f"plan{suffix}"
+        path.write_text(YAML_TEXT, encoding="utf-8")
+        assert parse_emotion(str(path)) == FILE_TIMELINE
+
+
+def test_yaml_without_pyyaml_says_to_use_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text("segments: []\n", encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml -> ImportError
+    with pytest.raises(SpfemError, match="PyYAML is not installed; use a .json file"):
+        parse_emotion(str(path))
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"segments": [{"emotion": "happy"}], "fps": 30}, "unknown key 'fps'"),
+        ({"segments": [{"emotion": "happy", "begin": 1}]}, "unknown key 'begin' in segment 1"),
+        ([{"emotion": "happy"}], "must hold a mapping with a 'segments' list, not a list"),
+        ({"segments": []}, "non-empty 'segments' list"),
+        ({"segments": {"emotion": "happy"}}, "non-empty 'segments' list"),
+        ({"segments": ["happy"]}, "segment 1 of .* must be a mapping"),
+        ({"segments": [{"start": 1}]}, "segment 1 of .* has no 'emotion'"),
+        ({"segments": [{"emotion": 3}]}, "must be a label, a mixture string or a mapping"),
+        ({"segments": [{"emotion": {"sad": "lots"}}]}, "maps names to numbers"),
+        ({"segments": [{"emotion": {"sad": -1}}]}, "weight of 'sad' .* >= 0"),
+        ({"segments": [{"emotion": "happy:x"}]}, "weight 'x' of 'happy'"),
+        ({"segments": [{"start": "0", "emotion": "happy"}]}, "'start' .* number of seconds"),
+        ({"segments": [{"start": True, "emotion": "happy"}]}, "'start' .* number of seconds"),
+        ({"segments": [{"start": -1, "emotion": "happy"}]}, "times must be seconds >= 0"),
+        ({"segments": [{"start": 2, "end": 1, "emotion": "happy"}]}, "start before it ends"),
+        (
+            {"segments": [{"end": 2, "emotion": "happy"}, {"start": 1, "emotion": "sad"}]},
+            "overlap",
+        ),
+        ({"segments": [{"emotion": "happy"}], "transition": -0.1}, "'transition'"),
+    ],
+)
+def test_bad_files_fail_with_one_line(tmp_path: Path, data: object, match: str) -> None:
+    bad(write_json(tmp_path / "plan.json", data), match)
+
+
+def test_missing_or_broken_file(tmp_path: Path) -> None:
+    bad(str(tmp_path / "nope.json"), "emotion file .*nope.json' not found")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"segments": [', encoding="utf-8")
+    bad(str(broken), "not valid JSON: .* at line 1")
+    other = tmp_path / "plan.txt"
+    other.write_text("happy", encoding="utf-8")
+    bad(str(other), "must end in .json")
+
+
+def test_broken_yaml_file(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
+    path = tmp_path / "plan.yml"
+    path.write_text("segments: [\n  - {start: 0\n", encoding="utf-8")
+    bad(str(path), "not valid YAML: .* at line")
+
+
+# --- label, is_plain, with_range -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "label"),
+    [
+        ("happy", "happy"),
+        ("Surprise", "surprised"),
+        ("happy:0.6+surprised:0.4", "happy0.6+surprised0.4"),
+        ("happy+surprised:1", "happy+surprised"),
+        ("sad:0.333333", "sad0.333"),
+        ("a proud smile/ok:0.5", "a_proud_smile_ok0.5"),
+        ("0-3:happy,3-:sad", "timeline"),
+        ("1-2:happy", "timeline"),
+        ("-:happy", "happy"),
+    ],
+)
+def test_label(spec: str, label: str) -> None:
+    tl = parse_emotion(spec)
+    assert tl.label() == label
+    assert re.fullmatch(r"[A-Za-z0-9.+_-]+", tl.label())
+    assert tl.is_plain() == (label != "timeline")
+
+
+def test_with_range_matches_the_timeline_and_refuses_timelines() -> None:
+    happy = parse_emotion("happy:0.5")
+    assert with_range(happy, start=1, end=2) == parse_emotion("1-2:happy:0.5")
+    assert with_range(happy, start=1.5, end=None) == parse_emotion("1.5-:happy:0.5")
+    assert with_range(happy, start=None, end=None) == happy
+    timeline = parse_emotion("0-3:happy,3-:sad")
+    assert with_range(timeline, start=None, end=None) == timeline
+    for tl in (timeline, parse_emotion("1-2:happy")):
+        with pytest.raises(SpfemError, match="^--start/--end cannot be combined with a timeline$"):
+            with_range(tl, start=1, end=None)
+    with pytest.raises(SpfemError, match="--start .* must be before --end"):
+        with_range(happy, start=2, end=1)
+    with pytest.raises(SpfemError, match="--start must be a number of seconds >= 0"):
+        with_range(happy, start=-1, end=None)
+
+
+# --- render --------------------------------------------------------------------------------
+
+FPS = 30.0
+
+
+def test_render_single_label() -> None:
+    targets, weights = render(parse_emotion("happy"), n_frames=50, fps=FPS, resolve=RESOLVE)
+    assert targets.shape == (50, K) and weights.shape == (50,)
+    assert targets.dtype == np.float64 and weights.dtype == np.float64
+    np.testing.assert_array_equal(weights, 1.0)
+    np.testing.assert_array_equal(targets, np.tile(HAPPY, (50, 1)))
+
+
+def test_render_mixture_is_the_weighted_sum() -> None:
+    tl = parse_emotion("happy:0.6+surprised:0.4+sad:2")
+    targets, weights = render(tl, n_frames=10, fps=FPS, resolve=RESOLVE)
+    np.testing.assert_allclose(targets, np.tile(0.6 * HAPPY + 0.4 * SURPRISED + 2 * SAD, (10, 1)))
+    np.testing.assert_array_equal(weights, 1.0)
+
+
+def test_render_crossfade_between_touching_segments() -> None:
+    n = int(6 * FPS)
+    targets, weights = render(
+        parse_emotion("0-3:happy,3-:sad"), n_frames=n, fps=FPS, resolve=RESOLVE
+    )
+    t = np.arange(n) / FPS
+    np.testing.assert_array_equal(weights, 1.0)
+    np.testing.assert_allclose(targets[t < 2.85], np.tile(HAPPY, ((t < 2.85).sum(), 1)))
+    np.testing.assert_allclose(targets[t > 3.15], np.tile(SAD, ((t > 3.15).sum(), 1)))
+    # Between, the target moves monotonically from happy to sad along a smoothstep.
+    share_sad = targets @ SAD / (SAD @ SAD)
+    np.testing.assert_allclose(targets, np.outer(1 - share_sad, HAPPY) + np.outer(share_sad, SAD))
+    assert np.all(np.diff(share_sad) >= 0)
+    # A linear 0.3 s ramp at 30 fps moves 1/9 a frame; smoothstep peaks at 1.5x that.
+    assert np.abs(np.diff(targets, axis=0)).max() <= 1.5 / (TRANSITION_S * FPS) + 1e-9
+    assert share_sad[np.searchsorted(t, 3.0)] == pytest.approx(0.5)
+
+
+def test_render_touching_within_half_a_frame_still_crossfades() -> None:
+    gap = 0.4 / FPS
+    tl = Timeline(
+        segments=(
+            Segment(start=None, end=3.0, parts=(known("happy"),)),
+            Segment(start=3.0 + gap, end=None, parts=(known("sad"),)),
+        )
+    )
+    targets, weights = render(tl, n_frames=int(6 * FPS), fps=FPS, resolve=RESOLVE)
+    np.testing.assert_array_equal(weights, 1.0)
+    assert np.abs(np.diff(targets, axis=0)).max() <= 1.5 / (TRANSITION_S * FPS) + 1e-9
+
+
+def test_render_lone_range_fades_inside_like_the_envelope() -> None:
+    n = int(4 * FPS)
+    targets, weights = render(parse_emotion("1-2:happy"), n_frames=n, fps=FPS, resolve=RESOLVE)
+    t = np.arange(n) / FPS
+    outside = (t < 1.0) | (t >= 2.0)
+    np.testing.assert_array_equal(weights[outside], 0.0)
+    np.testing.assert_array_equal(targets[outside], 0.0)
+    inside = ~outside
+    np.testing.assert_array_equal(targets[inside], np.tile(HAPPY, (inside.sum(), 1)))
+    np.testing.assert_array_equal(weights[(t >= 1.3) & (t <= 1.7)], 1.0)
+    rising = weights[(t >= 1.0) & (t <= 1.3)]
+    assert rising[0] == 0.0 and np.all(np.diff(rising) > 0)
+    np.testing.assert_allclose(
+        weights, envelope(n_frames=n, fps=FPS, start=1.0, end=2.0, ramp_s=TRANSITION_S)
+    )
+
+
+def test_render_gap_fades_out_and_in() -> None:
+    n = int(5 * FPS)
+    tl = parse_emotion("-2:happy,3-:sad")
+    targets, weights = render(tl, n_frames=n, fps=FPS, resolve=RESOLVE)
+    t = np.arange(n) / FPS
+    np.testing.assert_allclose(
+        weights,
+        envelope(n_frames=n, fps=FPS, start=None, end=2.0)
+        + envelope(n_frames=n, fps=FPS, start=3.0, end=None),
+    )
+    assert weights[0] == 1.0 and weights[-1] == 1.0  # no fade at the video's ends
+    np.testing.assert_array_equal(targets[(t >= 2.0) & (t < 3.0)], 0.0)
+    np.testing.assert_array_equal(targets[t >= 3.0], np.tile(SAD, ((t >= 3.0).sum(), 1)))
+
+
+def test_render_short_segments_stay_smooth_and_convex() -> None:
+    # Segments shorter than the transition: crossfades overlap but stay a convex combination.
+    tl = parse_emotion("0-1:happy,1-1.1:surprised,1.1-1.2:sad,1.2-:happy")
+    targets, weights = render(tl, n_frames=int(3 * FPS), fps=FPS, resolve=RESOLVE)
+    np.testing.assert_array_equal(weights, 1.0)
+    assert targets.min() >= -1e-12
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0)
+    assert np.abs(np.diff(targets, axis=0)).max() <= 1.5 / (TRANSITION_S * FPS) + 1e-9
+
+
+def test_render_beyond_the_video_and_empty() -> None:
+    targets, weights = render(parse_emotion("10-20:happy"), n_frames=30, fps=FPS, resolve=RESOLVE)
+    assert not weights.any() and not targets.any()
+    targets, weights = render(parse_emotion("happy"), n_frames=0, fps=FPS, resolve=RESOLVE)
+    assert targets.shape == (0, K) and weights.shape == (0,)
+
+
+def test_render_resolves_each_part_once() -> None:
+    calls: list[str] = []
+
+    def resolve(part: Part) -> np.ndarray:
+        calls.append(part.name)
+        return _ONE_HOT[part.name]
+
+    render(
+        parse_emotion("0-1:happy,1-2:sad+happy:0.5,2-3:happy"), n_frames=9, fps=3.0, resolve=resolve
+    )
+    assert sorted(calls) == ["happy", "sad"]
