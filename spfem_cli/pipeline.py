@@ -42,10 +42,14 @@ EXPRESSION_SMOOTHING_S = 0.5
 ANALYSIS_MAX_SIDE = 1280
 REST_PERCENTILE = 10.0
 RIDGE = 0.2
-# The AUs whose present level is estimated and replaced: brows, lids, cheeks, nose. The mouth
-# AUs show outside the lips only faintly and the speech moves that skin all the time, so
-# their estimates are mostly noise; the target's mouth AUs are added, not swapped.
-REPLACED_AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9")
+# The AUs whose present level is estimated and replaced: brows, lids, cheeks. The mouth AUs
+# show outside the lips only faintly and the speech moves that skin all the time, and the nose
+# wrinkler's estimate follows head pitch and face shape, so their estimates are mostly noise;
+# the target's levels of those AUs are added, not swapped.
+REPLACED_AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7")
+# Estimates below this are indistinguishable from landmark noise and head motion (measured on
+# calm clips); they are not worth a warp.
+NOISE_FLOOR = 0.15
 
 
 @dataclass
@@ -103,7 +107,7 @@ def estimate_expression(
             acts[start:end] = signed_activations(model, offsets).numpy()
     acts = smooth_valid(acts, track.valid, sigma_frames)
     rest = np.percentile(acts[track.valid], REST_PERCENTILE, axis=0)
-    current = np.clip(acts - rest, 0.0, MAX_INTENSITY)
+    current = np.clip(acts - rest - NOISE_FLOOR, 0.0, MAX_INTENSITY)
     current[~track.valid] = 0.0
     current[:, [i for i, name in enumerate(model.au_names) if name not in REPLACED_AUS]] = 0.0
     return current

@@ -396,3 +396,19 @@ def test_portrait_video(tmp_path: Path) -> None:
     assert (b.width, b.height, b.n_frames) == (480, 908, a.n_frames)
     assert report.n_edited >= 0.9 * report.n_frames
     assert audio_packet_checksums(report.output) == audio_packet_checksums(clip)
+
+
+def test_mixture_and_timeline_specs(face_clip: Path, tmp_path: Path) -> None:
+    mix = edit_video(
+        input_path=face_clip, emotion="happy:0.6+surprised:0.4", output_path=tmp_path / "mix.mp4"
+    )
+    assert mix.n_edited >= 0.9 * mix.n_frames
+    clip = tmp_path / "speaker.mp4"
+    clip.write_bytes(face_clip.read_bytes())
+    timeline = edit_video(input_path=clip, emotion="0-1:happy,1-:sad")
+    assert timeline.output == tmp_path / "speaker.timeline.mp4"
+    assert timeline.n_edited >= 0.9 * timeline.n_frames
+    a, b = frames_of(mix.output), frames_of(timeline.output)
+    # Early frames lean happy in both; late frames differ (sad vs the mixture).
+    late = np.abs(a[45].astype(int) - b[45].astype(int)).max(axis=-1) > 20
+    assert late.sum() > 50

@@ -23,7 +23,9 @@ class WarpConfig:
     the implicit zero displacement far from every landmark (relative to one landmark at
     distance 0); grid: flow samples per box side; margin: the face box's extra border as a
     fraction of the landmarks' extent; max_gradient: bound on the flow's Jacobian norm
-    (pixels per pixel), below 1 so the warp never folds."""
+    (pixels per pixel), below 1 so the warp never folds; refinements: residual corrections
+    that make the flow at the landmarks approach their own displacement (Gaussian smoothing
+    alone averages each landmark with its still neighbours and moves it too little)."""
 
     sigma: float = 0.12
     background: float = 0.25
@@ -31,6 +33,7 @@ class WarpConfig:
     margin: float = 0.1
     max_gradient: float = 0.6
     still_px: float = 0.02
+    refinements: int = 3
 
 
 def face_box(
@@ -64,6 +67,24 @@ def shepard_flow(
     # Clamped so far-away weights stay normal floats: subnormal results make exp ~10x slower.
     w = torch.exp_(d2.mul_(-0.5 / sigma**2).clamp_(min=-80.0))
     return (w @ values) / (w.sum(dim=1, keepdim=True) + background)
+
+
+def fitted_values(
+    points: torch.Tensor,
+    values: torch.Tensor,
+    *,
+    sigma: float,
+    background: float,
+    refinements: int,
+) -> torch.Tensor:
+    """Values to interpolate so that the smoothed flow at `points` (N, 2) comes close to the
+    wanted `values` (N, 2): a few Jacobi steps of residual correction. Returns (N, 2)."""
+    fitted = values
+    for _ in range(refinements):
+        fitted = fitted + (
+            values - shepard_flow(points, fitted, points, sigma=sigma, background=background)
+        )
+    return fitted
 
 
 def flow_jacobian(flow_px: torch.Tensor, *, step_x: float, step_y: float) -> torch.Tensor:
@@ -170,7 +191,15 @@ class Warper:
         query = torch.from_numpy(face.to_face(nodes)).float().to(self.device)
         pts = torch.from_numpy(np.asarray(points, dtype=np.float32)).to(self.device)
         vals = torch.from_numpy(np.asarray(values, dtype=np.float32)).to(self.device)
-        flow = shepard_flow(pts, vals, query, sigma=cfg.sigma, background=cfg.background)
+        flow = shepard_flow(
+            pts,
+            fitted_values(
+                pts, vals, sigma=cfg.sigma, background=cfg.background, refinements=cfg.refinements
+            ),
+            query,
+            sigma=cfg.sigma,
+            background=cfg.background,
+        )
         # Face-frame displacement (IOD) -> image pixels: rotate and scale.
         lin = torch.from_numpy(face.rotation.T * face.iod).float().to(self.device)
         flow_px = (flow @ lin).reshape(cfg.grid, cfg.grid, 2)
