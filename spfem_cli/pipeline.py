@@ -7,6 +7,7 @@ original audio untouched. The output is written to a temporary file and renamed 
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ MAX_INTENSITY = 1.5
 # what is replaced is the slow expression, not the quick motions of speech.
 EXPRESSION_SMOOTHING_S = 0.5
 ANALYSIS_MAX_SIDE = 1280
+MIN_SEGMENT_FRAMES = 60
 REST_PERCENTILE = 10.0
 RIDGE = 0.2
 # The AUs whose present level is estimated and replaced: brows, lids, cheeks. The mouth AUs
@@ -113,6 +115,16 @@ def estimate_expression(
     return current
 
 
+def tracking_segments(info: VideoInfo) -> list[tuple[int, int] | None]:
+    """How the tracking pass is split: two halves tracked at once when the video is long
+    enough to repay a second MediaPipe graph and has a constant frame rate (a resampled
+    variable-rate video is read in one piece). None means the whole video."""
+    if info.variable_frame_rate or info.n_frames < 2 * MIN_SEGMENT_FRAMES:
+        return [None]
+    half = info.n_frames // 2
+    return [(0, half), (half, info.n_frames - half)]
+
+
 def analysis_size(width: int, height: int) -> tuple[int, int] | None:
     """The size frames are decoded at for tracking: at most ANALYSIS_MAX_SIDE pixels on the
     long side (None: full size). MediaPipe reads the face through a 192-pixel crop, so a face
@@ -156,15 +168,22 @@ def analyse_video(
     workdir holds the memory-mapped landmark arrays and must outlive the Analysis.
     """
     size = analysis_size(info.width, info.height)
-    with (
-        FrameReader(info, size=size) as reader,
-        reporter.stage("Tracking face", reader.expected_frames) as adv,
-    ):
+    with contextlib.ExitStack() as stack:
+        readers = [
+            stack.enter_context(FrameReader(info, size=size, segment=seg))
+            for seg in tracking_segments(info)
+        ]
+        total = sum(r.expected_frames for r in readers)
+        adv = stack.enter_context(reporter.stage("Tracking face", total))
+        first = readers[0]
         track = track_frames(
-            reader,
-            n_frames=reader.expected_frames,
+            [
+                (seg[0] if seg else 0, r)
+                for seg, r in zip(tracking_segments(info), readers, strict=True)
+            ],
+            n_frames=total,
             workdir=workdir,
-            pixel_scale=(info.width / reader.width, info.height / reader.height),
+            pixel_scale=(info.width / first.width, info.height / first.height),
             on_frame=adv,
         )
     current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))

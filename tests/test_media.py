@@ -722,3 +722,18 @@ def test_default_output_path() -> None:
     assert default_output_path(Path("clip.MOV"), "sad") == Path("clip.sad.MOV")
     assert default_output_path(Path("/v/old.avi"), "happy") == Path("/v/old.happy.mp4")
     assert default_output_path(Path("a.mp4"), "../x y") == Path("a.x_y.mp4")
+
+
+def test_segments_decode_the_same_frames_as_one_pass(clips_dir: Path) -> None:
+    for name in ("talk_s32_1280x720.mp4", "speech_man_256x256.mp4"):
+        info = probe(clips_dir / name)
+        with FrameReader(info) as reader:
+            whole = list(reader)
+        k = info.n_frames // 2 + 1
+        with (
+            FrameReader(info, segment=(0, k)) as a,
+            FrameReader(info, segment=(k, info.n_frames - k)) as b,
+        ):
+            parts = list(a) + list(b)
+        assert len(parts) == len(whole)
+        assert all(np.array_equal(x, y) for x, y in zip(parts, whole, strict=True))

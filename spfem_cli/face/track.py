@@ -6,7 +6,8 @@ in a working folder, and every pass over them goes in chunks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
 
 
 def track_frames(
-    frames: Iterable[np.ndarray],
+    sources: Sequence[tuple[int, Iterable[np.ndarray]]],
     *,
     n_frames: int,
     workdir: Path,
@@ -107,32 +108,45 @@ def track_frames(
 ) -> FaceTrack:
     """Detect landmarks on every frame and smooth them in time.
 
-    frames: iterable of (H, W, 3) uint8 RGB; n_frames: how many it yields (an upper bound is
-    fine; the track is cut to what came); workdir: a folder for the memory-mapped arrays;
-    sigma_frames: temporal smoothing of the face frame and of the non-lip landmarks, in frames;
-    pixel_scale: (x, y) factors from the frames' pixels to the video's, when the frames were
-    decoded smaller for speed. The track is always in the video's pixels.
+    sources: (index of the first frame, iterable of (H, W, 3) uint8 RGB frames) for each
+    consecutive segment of the video; segments are tracked at the same time, one thread and
+    one MediaPipe graph each (MediaPipe works outside the GIL). n_frames: the video's frame
+    count (an upper bound is fine; the track is cut to what came); workdir: a folder for the
+    memory-mapped arrays; sigma_frames: temporal smoothing of the face frame and of the
+    non-lip landmarks, in frames; pixel_scale: (x, y) factors from the frames' pixels to the
+    video's, when the frames were decoded smaller for speed. The track is in the video's pixels.
     """
     scale = np.asarray(pixel_scale, dtype=np.float32)
     raw = _memmap(workdir / "landmarks_raw.npy", n_frames)
     valid = np.zeros(n_frames, dtype=bool)
     n_faces = np.zeros(n_frames, dtype=np.int16)
     params = np.zeros((n_frames, 4), dtype=np.float64)
-    count = 0
-    with LandmarkTracker() as tracker:
-        for t, frame in enumerate(frames):
-            if t >= n_frames:
-                break
-            det = tracker.detect(frame)
-            if det is not None:
-                landmarks = det.landmarks * scale
-                raw[t] = landmarks
-                valid[t] = True
-                n_faces[t] = det.n_faces
-                params[t] = FaceFrame.from_landmarks(landmarks).params
-            count = t + 1
-            if on_frame is not None:
-                on_frame()
+
+    def track_segment(first: int, frames: Iterable[np.ndarray]) -> int:
+        """Track one segment into the shared arrays; returns the index after its last frame."""
+        end = first
+        with LandmarkTracker() as tracker:
+            for t, frame in enumerate(frames, start=first):
+                if t >= n_frames:
+                    break
+                det = tracker.detect(frame)
+                if det is not None:
+                    landmarks = det.landmarks * scale
+                    raw[t] = landmarks
+                    valid[t] = True
+                    n_faces[t] = det.n_faces
+                    params[t] = FaceFrame.from_landmarks(landmarks).params
+                end = t + 1
+                if on_frame is not None:
+                    on_frame()
+        return end
+
+    if len(sources) == 1:
+        count = track_segment(*sources[0])
+    else:
+        with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+            futures = [pool.submit(track_segment, first, frames) for first, frames in sources]
+            count = max(f.result() for f in futures)
     valid, n_faces, params = valid[:count], n_faces[:count], params[:count]
     params = smooth_valid(_unwrap_angles(params, valid), valid, sigma_frames)
     norm = _memmap(workdir / "landmarks_norm.npy", count)

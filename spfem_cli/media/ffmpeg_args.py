@@ -114,6 +114,7 @@ def decode_args(
     fps: Fraction | None = None,
     max_frames: int | None = None,
     size: tuple[int, int] | None = None,
+    start_s: float | None = None,
 ) -> list[str]:
     """Decode the video to raw rgb24 frames on stdout.
 
@@ -124,7 +125,10 @@ def decode_args(
     `max_frames` stops after that many frames: in cfr mode ffmpeg pads the end with a frame
     or two of duplicates past the input's duration, which the caller does not want.
     `size` (width, height) scales the frames (area averaging), for analysis at lower cost.
+    `start_s` seeks first: decoding starts at the first frame at or after that time (seconds;
+    an input-side seek, which ffmpeg makes frame-accurate by decoding from the keyframe before).
     """
+    seek = [] if start_s is None else ["-ss", f"{start_s:.6f}"]
     filters = [] if size is None else [f"scale={size[0]}:{size[1]}:flags=area"]
     if fps is None:
         timing = ["-fps_mode", "passthrough"]
@@ -140,6 +144,7 @@ def decode_args(
         timing += ["-frames:v", str(max_frames)]
     return [
         *_QUIET,
+        *seek,
         "-i",
         str(path),
         "-map",

@@ -114,7 +114,8 @@ class FrameReader:
     at time i / fps seconds and `expected_frames` is round(duration * fps).
     Ending more than one frame short of `expected_frames` raises SpfemError (truncated input).
     `size` (width, height) scales the frames on decode; `width` and `height` give the size
-    that comes out.
+    that comes out. `segment` (first frame, count) decodes only those frames of a constant
+    frame rate video, so that several readers can share the work.
     """
 
     def __init__(
@@ -123,9 +124,11 @@ class FrameReader:
         *,
         fps: Fraction | None = None,
         size: tuple[int, int] | None = None,
+        segment: tuple[int, int] | None = None,
     ) -> None:
         self.info = info
         self._size = size
+        self._segment = segment
         self.width, self.height = size if size is not None else (info.width, info.height)
         if fps is None and info.variable_frame_rate:
             fps = info.fps
@@ -134,6 +137,13 @@ class FrameReader:
         self.expected_frames: int = (
             info.n_frames if fps is None else max(1, round(info.duration_s * fps))
         )
+        if segment is not None:
+            if fps is not None:
+                raise ValueError("a segment of a resampled (variable frame rate) video")
+            first, count = segment
+            if first < 0 or count < 1 or first + count > self.expected_frames:
+                raise ValueError(f"segment {segment} outside {self.expected_frames} frames")
+            self.expected_frames = count
         self.frames_read = 0
         self._frame_bytes = self.width * self.height * 3
         self._proc: subprocess.Popen[bytes] | None = None
@@ -149,8 +159,13 @@ class FrameReader:
                 ffmpeg_args.decode_args(
                     self.info.path,
                     fps=self._resample_fps,
-                    max_frames=None if self._resample_fps is None else self.expected_frames,
+                    max_frames=(
+                        self.expected_frames
+                        if self._resample_fps is not None or self._segment is not None
+                        else None
+                    ),
                     size=self._size,
+                    start_s=self._seek_s(),
                 ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -158,6 +173,13 @@ class FrameReader:
                 bufsize=self._frame_bytes,
             )
         return self._proc
+
+    def _seek_s(self) -> float | None:
+        """Where a segment starts: half a frame before its first frame's time, so rounding
+        can neither skip that frame nor let the one before it in."""
+        if self._segment is None or self._segment[0] == 0:
+            return None
+        return float((self._segment[0] - Fraction(1, 2)) / self.fps) + self.info.video_delay_s
 
     def __enter__(self) -> FrameReader:
         self._start()

@@ -1,0 +1,823 @@
+"""Calibrate the FACS expression model on real faces: checkpoint ``facs-v2`` from ``facs-v1``.
+
+    python scripts/calibrate_expressions.py [--clips DIR] [--cache DIR] [--no-write]
+
+The AU displacement fields of facs-v1 (authored from FACS by ``scripts/build_facs_weights.py``)
+keep their directions; what is calibrated is each emotion's AU activations (its prototype) and,
+where an AU's authored magnitude is too small for the strongest calibrated emotion, that AU's
+field scale. Everything is deterministic given the clips.
+
+Landmarks
+    MediaPipe FaceMesh with its depth output (x, y in pixels, z in pixel units) on every frame.
+    Each frame goes to the normalised face frame (`FaceFrame`, IOD units, y down) and is then
+    *frontalised*: a 3-D similarity fit on landmarks that expressions barely move (eye corners,
+    nose ridge, forehead, temples) onto a symmetric reference face, after which only x, y are
+    kept and the face frame is applied again. A turned or nodding head otherwise leaks into the
+    2-D frame (yaw shifts points sideways in proportion to their depth, pitch vertically); in
+    these clips the nod moved the nose tip more than any expression moved the brows. Frames
+    with a blink (eye opening under 60% of the clip's median) are dropped: a blink is the
+    largest upper-face motion in most clips and no emotion.
+
+Two measurements of each acted emotion (``mead_emotions/*.mp4``, one actor each), compared
+over the upper face (`upper_face`: the model's `estimate_mask` above the upper lip)
+    within: the pattern inside the clip, relative to the same person's calmer frames (the
+        issue's definition). Offsets from the clip mean; the part linearly explained by the
+        lip shape (the first `SPEECH_MODES` principal components of the lip landmarks) is
+        regressed out, because in these clips speech moves the nose base, cheeks and lower lids
+        more than the emotion does (lip shape explains over half the within-clip variance of
+        131 of the 285 upper-face landmarks); symmetrised for the bilateral emotions (which also
+        cancels the first-order effect of any remaining yaw). Frames are ranked along the first
+        principal component over the upper face, its sign taken from the EMFACS prior, and the
+        pattern is the mean of the top quartile minus the mean of the bottom quartile.
+    held: the clip's median face minus a population neutral face (the symmetrised mean of
+        eleven calm faces of other people: four calm clips and the calm first frames of seven
+        ``expr_d*`` clips), symmetrised for the bilateral emotions. MEAD actors hold the emotion
+        from the first frame to the last, so this is the only measurement that sees the whole
+        expression; it also carries the actor's identity (about 0.03 IOD per landmark).
+
+    The within-clip measurement is weak for most of these clips and the script prints how weak
+    (``spread``: the pattern's largest landmark displacement, IOD): the actors barely change
+    their upper face while speaking (brow and lid positions vary by 0.01-0.02 IOD in the sad,
+    surprised, fear, disgusted and contempt clips, near the tracking noise), so there the
+    first component is residual speech or pose, and the happy actor's is a conversational brow
+    flash. Neither measurement is clean, so the fit uses both (below) and the table shows both.
+
+Direction fit
+    Per emotion, the mouth AUs (AU10, AU12, AU14, AU15, AU20, AU23 and the one-sided ones) keep
+    their EMFACS activations: they act mostly inside the mouth region, which no measurement here
+    can read apart from speech. The upper-face AUs (AU1, AU2, AU4, AU5, AU6, AU7, AU9) are a
+    non-negative least-squares fit over the upper face of
+
+        |B a - held|^2 + MU |P (B a)|^2 + LAMBDA sum_k |B_k|^2 (a_k - c r_k)^2
+
+    where B is the AU basis on the upper face, P removes the direction of the within pattern
+    (so that term asks the model to point along the within pattern without asking for its small
+    size), r is the EMFACS recipe and c its least-squares scale onto the held pattern. Each
+    emotion's defining upper-face AUs are bounded below by `DEFINING_FLOOR` of the scaled recipe,
+    so no defining AU disappears.
+
+Magnitude
+    The within-clip difference underestimates a full expression (the actor is never neutral)
+    and the held pattern's size mixes in identity, so the magnitude comes from the ``expr_d*``
+    clips, where people go from calm to strong expressions: for each feature (brow raise, inner
+    brow raise, brow lowering, upper lid raise, lower lid raise, cheek raise, nose raise; dy of
+    a landmark group, both sides) the excursion from the clip's median to its 2nd/98th
+    percentile in the feature's direction, averaged over the three clips where it is largest
+    (the performers who make that movement at all). A clip's median is not a neutral face, so
+    this is a conservative full-expression level. Each emotion's upper-face activations are
+    scaled so that its features reach, and none exceeds, these levels. Angry has no acted clip:
+    it keeps its recipe and is scaled by the same rule. The held patterns' own feature sizes are
+    printed as a cross-check.
+
+Finally an AU whose largest activation over the emotions exceeds 1 has its field scaled up by
+that factor (directions unchanged) and its activations divided by it, so activation 1 stays
+the strongest calibrated use of every AU.
+
+Writes ``weights/facs_v2.safetensors`` (the tensors of facs-v1 with new ``au_basis`` and
+``prototypes``; config with a ``calibration`` entry: before/after cosines, magnitudes, feature
+levels, AU scales and the clips used) and its entry in ``weights/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import nnls
+
+from spfem_cli.face.mesh import LIP_CORNERS, LIPS_INNER, LIPS_OUTER, N_LANDMARKS, FaceFrame
+from spfem_cli.generator.checkpoint import load_checkpoint, save_checkpoint, update_manifest
+from spfem_cli.generator.expression import ExpressionModel
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CLIPS = REPO.parent / "shared" / "clips"
+BASE = "facs-v1"
+NAME = "facs-v2"
+OUT_FILE = "facs_v2.safetensors"
+
+MEAD_EMOTIONS = ("happy", "sad", "surprised", "fear", "disgusted", "contempt")
+# Calm faces of people other than the MEAD actors: (clip, frames used; None = all).
+# portrait_s29 (smiling), talk_s32 (smiling) and talk_mead_sad (sad) are not calm.
+NEUTRAL_CLIPS: tuple[tuple[str, int | None], ...] = (
+    ("talk_s18_1280x720.mp4", None),
+    ("talk_s20_480x908.mp4", None),
+    ("speech_obama_450x450.mp4", None),
+    ("speech_man_256x256.mp4", None),
+    ("expr_d0.mp4", 12),
+    ("expr_d3.mp4", 12),
+    ("expr_d9.mp4", 12),
+    ("expr_d12.mp4", 12),
+    ("expr_d14.mp4", 12),
+    ("expr_d18.mp4", 12),
+    ("expr_d19.mp4", 12),
+)
+EXPR_CLIPS = tuple(f"expr_d{i}.mp4" for i in (0, 3, 9, 10, 12, 14, 18, 19))
+
+# Landmarks that expressions barely move, used to find the head's rotation: eye corners, nose
+# ridge and tip, forehead, temples.
+RIGID = (33, 133, 263, 362, 168, 6, 197, 195, 5, 4, 1, 10, 151, 109, 338, 67, 297,
+         21, 251, 54, 284, 162, 389, 127, 356, 234, 454)  # fmt: skip
+BLINK_FRACTION = 0.6
+SPEECH_MODES = 4
+QUANTILE = 0.25
+UPPER_FACE_MAX_Y = 0.8  # IOD below the eye line: just above the upper lip
+
+UPPER_AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9")
+# The upper-face AUs that define each emotion (EMFACS); the mouth AUs keep their recipe anyway.
+DEFINING_UPPER = {
+    "angry": ("AU4", "AU5", "AU7"),
+    "contempt": (),
+    "disgusted": ("AU9",),
+    "fear": ("AU1", "AU2", "AU4", "AU5", "AU7"),
+    "happy": ("AU6",),
+    "sad": ("AU1", "AU4"),
+    "surprised": ("AU1", "AU2", "AU5"),
+}
+MU = 1.0
+LAMBDA = 0.3
+DEFINING_FLOOR = 0.3
+LEVEL_PERCENTILE = 2.0
+LEVEL_TOP_CLIPS = 3
+
+# Feature: landmarks on the subject's right side (mirrored to the left too) and the sign of dy
+# that is the feature's direction (y points down the face, so -1 is "up").
+FEATURES: dict[str, tuple[tuple[int, ...], int]] = {
+    "brow raise": ((107, 66, 55, 65, 105, 52, 70, 63, 46, 53), -1),
+    "inner brow raise": ((107, 66, 55, 65), -1),
+    "brow lower": ((107, 66, 55, 65), 1),
+    "upper lid raise": ((159, 160, 158), -1),
+    "lower lid raise": ((145, 144, 153), -1),
+    "cheek raise": ((117, 118, 119, 100, 101, 50), -1),
+    "nose raise": ((64, 48, 98), -1),
+}
+LID_FEATURES = ("upper lid raise", "lower lid raise")
+UPPER_LIDS = ((159, 145), (386, 374))  # (upper, lower) lid midpoints, right then left eye
+
+
+# --- landmarks -------------------------------------------------------------------------------
+
+
+def read_landmarks_3d(path: Path, *, max_frames: int | None = None) -> np.ndarray:
+    """MediaPipe landmarks with depth: (T, 478, 3) float32, x and y in pixels, z in the same
+    pixel units (MediaPipe's z times the frame width); NaN rows where no face was found."""
+    import mediapipe as mp
+
+    from spfem_cli.media import FrameReader, probe
+
+    rows: list[np.ndarray] = []
+    with (
+        FrameReader(probe(path)) as reader,
+        mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=True
+        ) as mesh,
+    ):
+        for t, frame in enumerate(reader):
+            if max_frames is not None and t >= max_frames:
+                break
+            height, width = frame.shape[:2]
+            result = mesh.process(frame)
+            if not result.multi_face_landmarks:
+                rows.append(np.full((N_LANDMARKS, 3), np.nan, np.float32))
+                continue
+            lms = result.multi_face_landmarks[0].landmark
+            rows.append(
+                np.array([(p.x * width, p.y * height, p.z * width) for p in lms], np.float32)
+            )
+    return np.stack(rows) if rows else np.zeros((0, N_LANDMARKS, 3), np.float32)
+
+
+def clip_landmarks(
+    clips_dir: Path, clip: str, *, cache_dir: Path | None = None, max_frames: int | None = None
+) -> np.ndarray:
+    """`read_landmarks_3d` of ``clips_dir / clip``, kept in ``cache_dir`` when one is given.
+
+    The cache key includes the file's size and modification time, so a changed clip is read
+    again.
+    """
+    path = clips_dir / clip
+    if cache_dir is None:
+        return read_landmarks_3d(path, max_frames=max_frames)
+    stat = path.stat()
+    key = f"{clip}|{stat.st_size}|{stat.st_mtime_ns}|{max_frames}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    cached = cache_dir / f"{Path(clip).stem}-{digest}.npy"
+    if cached.is_file():
+        return np.load(cached)
+    landmarks = read_landmarks_3d(path, max_frames=max_frames)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(cached, landmarks)
+    return landmarks
+
+
+def to_face_3d(landmarks: np.ndarray) -> np.ndarray:
+    """(T, 478, 3) pixels -> (T', 478, 3) in the normalised face frame, faceless frames dropped.
+
+    x, y as `FaceFrame.to_face`; z relative to the mean depth of the four eye corners, in IOD.
+    """
+    out = []
+    for lm in landmarks:
+        if np.isnan(lm).any():
+            continue
+        frame = FaceFrame.from_landmarks(lm[:, :2].astype(np.float64))
+        xy = frame.to_face(lm[:, :2].astype(np.float64))
+        z = (lm[:, 2] - lm[[33, 133, 263, 362], 2].mean()) / frame.iod
+        out.append(np.concatenate([xy, z[:, None]], axis=1))
+    return np.stack(out) if out else np.zeros((0, N_LANDMARKS, 3))
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Rotation R (3, 3), scale s and shift t (3,) with s * src @ R + t closest to dst (N, 3)."""
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - src_mean, dst - dst_mean
+    u, sv, vt = np.linalg.svd(a.T @ b)
+    # A reflection is never a head pose.
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    scale = float((sv * np.diag(d)).sum() / (a**2).sum())
+    return rot, scale, dst_mean - scale * src_mean @ rot
+
+
+def frontalise(faces: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Faces (T, 478, 3) from `to_face_3d` turned to face the camera like ``reference``
+    (478, 3); returns (T, 478, 2) in the normalised face frame, IOD units."""
+    out = np.empty(faces.shape[:2] + (2,))
+    rigid = list(RIGID)
+    for t, face in enumerate(faces):
+        rot, scale, shift = similarity_fit(face[rigid], reference[rigid])
+        xy = (scale * face @ rot + shift)[:, :2]
+        out[t] = FaceFrame.from_landmarks(xy).to_face(xy)
+    return out
+
+
+def eye_opening(faces: np.ndarray) -> np.ndarray:
+    """(T,) mean distance between the upper and lower lid midpoints of both eyes, IOD."""
+    gaps = [faces[:, lower, 1] - faces[:, upper, 1] for upper, lower in UPPER_LIDS]
+    return 0.5 * (gaps[0] + gaps[1])
+
+
+def drop_blinks(faces: np.ndarray) -> np.ndarray:
+    """Faces (T, 478, 2) without the frames whose eyes are under `BLINK_FRACTION` open."""
+    opening = eye_opening(faces)
+    return faces[opening > BLINK_FRACTION * np.median(opening)]
+
+
+# --- geometry helpers ------------------------------------------------------------------------
+
+
+def symmetrise(field: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """Mirror-symmetric part (..., 478, 2) of a face or displacement field."""
+    return 0.5 * (field + field[..., mirror, :] * np.array([-1.0, 1.0]))
+
+
+def upper_face(model: ExpressionModel) -> np.ndarray:
+    """Indices of the upper-face landmarks: the estimate mask above `UPPER_FACE_MAX_Y`."""
+    template = model.template.double().numpy()
+    mask = model.estimate_mask.numpy() & (template[:, 1] < UPPER_FACE_MAX_Y)
+    return np.flatnonzero(mask)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two flattened arrays; 0 when either is zero."""
+    a, b = np.ravel(a), np.ravel(b)
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / denom if denom > 1e-12 else 0.0
+
+
+def feature_values(field: np.ndarray, mirror: np.ndarray) -> dict[str, float]:
+    """Each feature of a displacement field (478, 2): mean dy of its landmarks, both sides, in
+    the feature's direction (positive = the feature happens), IOD."""
+    out = {}
+    for name, (right, sign) in FEATURES.items():
+        idx = list(right) + [int(mirror[i]) for i in right]
+        out[name] = sign * float(field[idx, 1].mean())
+    return out
+
+
+# --- measurements ----------------------------------------------------------------------------
+
+
+@dataclass
+class Clip:
+    """Frontalised, blink-free faces (T, 478, 2) of one clip, IOD units."""
+
+    name: str
+    faces: np.ndarray
+
+
+def load_faces(
+    clips_dir: Path,
+    clip: str,
+    *,
+    reference: np.ndarray,
+    cache_dir: Path | None = None,
+    max_frames: int | None = None,
+) -> Clip:
+    """Read, normalise, frontalise and de-blink one clip."""
+    faces3d = to_face_3d(
+        clip_landmarks(clips_dir, clip, cache_dir=cache_dir, max_frames=max_frames)
+    )
+    return Clip(clip, drop_blinks(frontalise(faces3d, reference)))
+
+
+def reference_face(
+    clips_dir: Path, mirror: np.ndarray, *, cache_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The frontalisation reference (478, 3) and the population neutral face (478, 2).
+
+    Reference: symmetrised median of the calm clips' median 3-D faces (they face the camera
+    roughly; only its rough shape matters). Neutral: symmetrised mean over people of each calm
+    clip's median frontalised face. Returns them and the clips used.
+    """
+    used = [(c, n) for c, n in NEUTRAL_CLIPS if (clips_dir / c).is_file()]
+    if not used:
+        raise RuntimeError(f"none of the calm clips is in {clips_dir}")
+    faces3d = [
+        to_face_3d(clip_landmarks(clips_dir, c, cache_dir=cache_dir, max_frames=n))
+        for c, n in used
+    ]
+    medians = np.stack([np.median(f, axis=0) for f in faces3d])
+    reference = np.median(medians, axis=0)
+    reference = 0.5 * (reference + reference[mirror] * np.array([-1.0, 1.0, 1.0]))
+    neutral = np.mean(
+        [np.median(drop_blinks(frontalise(f, reference)), axis=0) for f in faces3d], axis=0
+    )
+    return reference, symmetrise(neutral, mirror), [c for c, _ in used]
+
+
+def remove_speech(offsets: np.ndarray, modes: int = SPEECH_MODES) -> np.ndarray:
+    """Offsets (T, 478, 2) less their least-squares fit on the first ``modes`` principal
+    components of the lip landmarks' motion (the speech)."""
+    lips = list(LIPS_OUTER) + list(LIPS_INNER)
+    centred = offsets - offsets.mean(axis=0)
+    u, _, _ = np.linalg.svd(centred[:, lips].reshape(len(offsets), -1), full_matrices=False)
+    z = u[:, :modes]
+    return centred - np.einsum("tk,kld->tld", z, np.einsum("tk,tld->kld", z, centred))
+
+
+def within_pattern(
+    faces: np.ndarray,
+    *,
+    prior: np.ndarray,
+    idx: np.ndarray,
+    mirror: np.ndarray | None,
+    quantile: float = QUANTILE,
+) -> np.ndarray:
+    """Within-clip expression pattern (478, 2), IOD: strongest minus weakest frames.
+
+    faces: (T, 478, 2) frontalised, blink-free; prior: (478, 2) the model's displacement for
+    the emotion, used only for the sign; idx: upper-face landmarks that rank the frames;
+    mirror: symmetrise with this mirror map (None for one-sided emotions). See the module
+    docstring for the steps.
+    """
+    offsets = remove_speech(faces - faces.mean(axis=0))
+    if mirror is not None:
+        offsets = symmetrise(offsets, mirror)
+    x = offsets[:, idx].reshape(len(offsets), -1)
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    sign = 1.0 if float(vt[0] @ prior[idx].ravel()) >= 0 else -1.0
+    score = sign * (x @ vt[0])
+    lo, hi = np.quantile(score, [quantile, 1.0 - quantile])
+    return offsets[score >= hi].mean(axis=0) - offsets[score <= lo].mean(axis=0)
+
+
+def held_pattern(faces: np.ndarray, *, neutral: np.ndarray, mirror: np.ndarray | None) -> np.ndarray:
+    """The clip's median face minus the population neutral face (478, 2), IOD; symmetrised
+    with ``mirror`` unless it is None."""
+    pattern = np.median(faces, axis=0) - neutral
+    return symmetrise(pattern, mirror) if mirror is not None else pattern
+
+
+def feature_levels(clips: Sequence[Clip], mirror: np.ndarray) -> dict[str, float]:
+    """Full-expression level of each feature (IOD) from clips that go from calm to strong.
+
+    Per clip, the excursion of the feature's mean dy from its median to the
+    `LEVEL_PERCENTILE`-th percentile in the feature's direction; the level is the mean of the
+    `LEVEL_TOP_CLIPS` largest excursions.
+    """
+    levels = {}
+    for name, (right, sign) in FEATURES.items():
+        idx = list(right) + [int(mirror[i]) for i in right]
+        excursions = []
+        for clip in clips:
+            y = clip.faces[:, idx, 1].mean(axis=1)
+            q = 100.0 - LEVEL_PERCENTILE if sign > 0 else LEVEL_PERCENTILE
+            excursions.append(sign * float(np.percentile(y, q) - np.median(y)))
+        levels[name] = float(np.mean(sorted(excursions)[-LEVEL_TOP_CLIPS:]))
+    return levels
+
+
+@dataclass
+class Measured:
+    """Real patterns (478, 2) of one acted emotion, IOD."""
+
+    within: np.ndarray
+    held: np.ndarray
+
+
+def measure_emotions(
+    clips: dict[str, Clip],
+    *,
+    base: ExpressionModel,
+    mirror: np.ndarray,
+    neutral: np.ndarray,
+) -> dict[str, Measured]:
+    """Within and held patterns of each acted emotion in ``clips`` (emotion -> Clip)."""
+    idx = upper_face(base)
+    out = {}
+    for emotion, clip in clips.items():
+        prior = base.emotion_displacement(emotion).double().numpy()
+        sym = None if emotion == "contempt" else mirror
+        out[emotion] = Measured(
+            within=within_pattern(clip.faces, prior=prior, idx=idx, mirror=sym),
+            held=held_pattern(clip.faces, neutral=neutral, mirror=sym),
+        )
+    return out
+
+
+# --- calibration -----------------------------------------------------------------------------
+
+
+def recipe_vector(model: ExpressionModel, emotion: str) -> np.ndarray:
+    """(K,) the base model's activations of ``emotion`` (its EMFACS recipe)."""
+    return model.emotion_vector(emotion).double().numpy()
+
+
+def fit_direction(
+    model: ExpressionModel, emotion: str, measured: Measured, idx: np.ndarray
+) -> np.ndarray:
+    """Activations (K,) whose upper-face displacement follows the measured patterns.
+
+    Mouth AUs keep the recipe; the upper-face AUs minimise the objective of the module
+    docstring (non-negative, defining AUs bounded below), solved as one NNLS problem.
+    """
+    names = list(model.au_names)
+    basis = model.au_basis.double().numpy()
+    recipe = recipe_vector(model, emotion)
+    up = [names.index(n) for n in UPPER_AUS]
+    mouth = recipe.copy()
+    mouth[up] = 0.0
+    mouth_disp = np.einsum("k,kld->ld", mouth, basis)[idx].ravel()
+    a_up = basis[up][:, idx].reshape(len(up), -1).T  # (2N, k)
+    norms = np.linalg.norm(a_up, axis=0)
+    target = measured.held[idx].ravel() - mouth_disp
+    w = measured.within[idx].ravel()
+    w = w / max(float(np.linalg.norm(w)), 1e-12)
+    # P removes the within direction: |P m| is the part of the model pattern m that points
+    # elsewhere.
+    p_up = a_up - np.outer(w, w @ a_up)
+    p_mouth = mouth_disp - w * float(w @ mouth_disp)
+    r = recipe[up]
+    shape = a_up @ r
+    c = float(shape @ target) / float(shape @ shape) if r.any() else 0.0
+    # A recipe the held pattern disagrees with is still kept at a floor of its own size.
+    c = max(c, 0.5)
+    rho = c * r
+    lower = np.zeros(len(up))
+    for au in DEFINING_UPPER[emotion]:
+        k = UPPER_AUS.index(au)
+        lower[k] = DEFINING_FLOOR * rho[k]
+    # a = lower + b with b >= 0 turns the lower bounds into plain non-negativity.
+    lhs = np.vstack([a_up, np.sqrt(MU) * p_up, np.sqrt(LAMBDA) * np.diag(norms)])
+    rhs = np.concatenate(
+        [target, -np.sqrt(MU) * p_mouth, np.sqrt(LAMBDA) * norms * rho]
+    ) - lhs @ lower
+    b, _ = nnls(lhs, rhs, maxiter=50 * lhs.shape[1])
+    out = mouth.copy()
+    out[up] = lower + b
+    return out
+
+
+def scale_to_levels(
+    model: ExpressionModel,
+    activations: np.ndarray,
+    *,
+    levels: dict[str, float],
+    mirror: np.ndarray,
+) -> tuple[np.ndarray, str]:
+    """Scale the upper-face AUs of ``activations`` (K,) so that the emotion's features reach,
+    and none exceeds, ``levels``. Returns the scaled activations and the binding feature."""
+    names = list(model.au_names)
+    basis = model.au_basis.double().numpy()
+    up = [names.index(n) for n in UPPER_AUS]
+    upper, mouth = np.zeros_like(activations), activations.copy()
+    upper[up], mouth[up] = activations[up], 0.0
+    f_up = feature_values(np.einsum("k,kld->ld", upper, basis), mirror)
+    f_mouth = feature_values(np.einsum("k,kld->ld", mouth, basis), mirror)
+    best, binding = np.inf, ""
+    for name, level in levels.items():
+        # Features the emotion barely moves would bind on noise; 5% of the level is visible.
+        if f_up[name] > 0.05 * level:
+            ratio = (level - f_mouth[name]) / f_up[name]
+            if ratio < best:
+                best, binding = ratio, name
+    if not np.isfinite(best):
+        return activations, ""
+    out = mouth + max(best, 0.0) * upper
+    return out, binding
+
+
+def calibrate(
+    base: ExpressionModel,
+    measured: dict[str, Measured],
+    *,
+    levels: dict[str, float],
+    mirror: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """New prototypes (E, K), per-AU field scales (K,) and each emotion's binding feature.
+
+    The returned prototypes already account for the field scales (divide by them).
+    """
+    idx = upper_face(base)
+    prototypes = base.prototypes.double().numpy().copy()
+    binding = {}
+    for e, emotion in enumerate(base.emotions):
+        if emotion == "neutral":
+            continue
+        acts = (
+            fit_direction(base, emotion, measured[emotion], idx)
+            if emotion in measured
+            else recipe_vector(base, emotion)
+        )
+        prototypes[e], binding[emotion] = scale_to_levels(
+            base, acts, levels=levels, mirror=mirror
+        )
+    au_scale = np.maximum(prototypes.max(axis=0), 1.0)
+    return prototypes / au_scale, au_scale, binding
+
+
+def build_model(base: ExpressionModel, prototypes: np.ndarray, au_scale: np.ndarray) -> ExpressionModel:
+    """facs-v1's tensors with the calibrated prototypes and the rescaled AU fields."""
+    return ExpressionModel(
+        template=base.template,
+        au_basis=base.au_basis * torch.from_numpy(au_scale).float()[:, None, None],
+        prototypes=torch.from_numpy(prototypes).float(),
+        au_names=base.au_names,
+        emotions=base.emotions,
+        estimate_mask=base.estimate_mask,
+        config=base.config,
+    )
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def magnitudes(field: np.ndarray, idx: np.ndarray) -> tuple[float, float]:
+    """Largest and mean landmark displacement (IOD) of a field (478, 2) over ``idx``."""
+    norms = np.linalg.norm(field[idx], axis=1)
+    return float(norms.max()), float(norms.mean())
+
+
+def comparison(
+    models: dict[str, ExpressionModel],
+    measured: dict[str, Measured],
+    *,
+    mirror: np.ndarray,
+) -> dict[str, dict[str, float]]:
+    """Per emotion: cosines of each model ("v1", "v2") with the real patterns, lip-corner
+    agreement, magnitudes and features. Keys like ``within_v1``, ``corners_held_v2``,
+    ``max_v2``, ``brow raise_v1``; emotions without a clip get magnitudes only."""
+    some = next(iter(models.values()))
+    idx = upper_face(some)
+    corners = list(LIP_CORNERS)
+    rows: dict[str, dict[str, float]] = {}
+    for emotion in some.emotions[1:]:
+        row: dict[str, float] = {}
+        for tag, model in models.items():
+            d = model.emotion_displacement(emotion).double().numpy()
+            row[f"max_{tag}"], row[f"mean_{tag}"] = magnitudes(d, idx)
+            for name, value in feature_values(d, mirror).items():
+                row[f"{name}_{tag}"] = value
+            if emotion in measured:
+                real = measured[emotion]
+                row[f"within_{tag}"] = cosine(d[idx], real.within[idx])
+                row[f"held_{tag}"] = cosine(d[idx], real.held[idx])
+                row[f"corners_within_{tag}"] = cosine(d[corners], real.within[corners])
+                row[f"corners_held_{tag}"] = cosine(d[corners], real.held[corners])
+        if emotion in measured:
+            real = measured[emotion]
+            row["within_spread"] = magnitudes(real.within, idx)[0]
+            for name, value in feature_values(real.held, mirror).items():
+                row[f"{name}_held"] = value
+        rows[emotion] = row
+    return rows
+
+
+def print_report(
+    rows: dict[str, dict[str, float]],
+    *,
+    levels: dict[str, float],
+    binding: dict[str, str],
+    au_scale: np.ndarray,
+    au_names: Sequence[str],
+) -> None:
+    """The before/after tables."""
+    print("\nUpper-face cosine between the model's emotion and the real pattern (v1 -> v2);")
+    print("corners: cosine of the two lip-corner displacements; magnitudes over the upper face")
+    print("(IOD). spread: the within pattern's largest displacement (IOD).")
+    head = (
+        f"{'emotion':10s} {'within':>13s} {'held':>13s} {'corners within':>15s} "
+        f"{'corners held':>14s} {'max':>13s} {'mean':>13s} {'spread':>7s}"
+    )
+    print(head)
+    print("-" * len(head))
+
+    def pair(row: dict[str, float], key: str, fmt: str = "+.2f") -> str:
+        if f"{key}_v1" not in row:
+            return f"{'-':>13s}"
+        return f"{format(row[f'{key}_v1'], fmt):>6s}>{format(row[f'{key}_v2'], fmt):>6s}"
+
+    for emotion, row in rows.items():
+        spread = f"{row['within_spread']:7.3f}" if "within_spread" in row else f"{'-':>7s}"
+        print(
+            f"{emotion:10s} {pair(row, 'within')} {pair(row, 'held')} "
+            f"{pair(row, 'corners_within'):>15s} {pair(row, 'corners_held'):>14s} "
+            f"{pair(row, 'max', '.3f')} {pair(row, 'mean', '.3f')} {spread}"
+        )
+    print("\nFeatures (mean dy of the group, IOD, positive = the movement happens): v1 > v2,")
+    print("[the acted clip's held pattern], and the full-expression level from the expr clips.")
+    names = list(FEATURES)
+    print(f"{'emotion':10s}" + "".join(f"{n:>21s}" for n in names) + f"  {'binding':s}")
+    print(f"{'level':10s}" + "".join(f"{levels[n]:>21.3f}" for n in names))
+    for emotion, row in rows.items():
+        cells = ""
+        for n in names:
+            cell = f"{row[f'{n}_v1']:+.3f}>{row[f'{n}_v2']:+.3f}"
+            if f"{n}_held" in row:
+                cell += f"[{row[f'{n}_held']:+.3f}]"
+            cells += f"{cell:>21s}"
+        print(f"{emotion:10s}{cells}  {binding.get(emotion, '')}")
+    scaled = [f"{n} x{s:.2f}" for n, s in zip(au_names, au_scale, strict=True) if s > 1.0]
+    print("\nAU fields scaled up: " + (", ".join(scaled) if scaled else "none"))
+
+
+def print_prototypes(model: ExpressionModel) -> None:
+    """Each emotion's non-zero activations."""
+    print("\nfacs-v2 prototypes (activations at intensity 1):")
+    for e, emotion in enumerate(model.emotions[1:], start=1):
+        acts = model.prototypes[e].tolist()
+        cells = ", ".join(
+            f"{n} {a:.2f}" for n, a in zip(model.au_names, acts, strict=True) if a > 0
+        )
+        print(f"  {emotion:10s} {cells}")
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Calibration:
+    """Everything the script computes: both models, the real patterns and the report rows."""
+
+    base: ExpressionModel
+    model: ExpressionModel
+    measured: dict[str, Measured]
+    levels: dict[str, float]
+    binding: dict[str, str]
+    au_scale: np.ndarray
+    rows: dict[str, dict[str, float]]
+    clips_used: dict[str, list[str]]
+
+
+def load_mirror(weights_dir: Path | None = None) -> np.ndarray:
+    """(478,) the mesh's mirror map, stored in facs-v1."""
+    ckpt = load_checkpoint(BASE, weights_dir=weights_dir)
+    return ckpt.tensors["mirror"].numpy().astype(np.int64)
+
+
+def measure_clips(
+    clips_dir: Path,
+    *,
+    base: ExpressionModel,
+    mirror: np.ndarray,
+    cache_dir: Path | None = None,
+    emotions: Sequence[str] = MEAD_EMOTIONS,
+) -> tuple[dict[str, Measured], np.ndarray, dict[str, list[str]]]:
+    """Read the calm and acted clips: real patterns per emotion, the frontalisation reference
+    (478, 3) and the clips used."""
+    reference, neutral, calm_used = reference_face(clips_dir, mirror, cache_dir=cache_dir)
+    acted = {
+        e: load_faces(
+            clips_dir, f"mead_emotions/{e}.mp4", reference=reference, cache_dir=cache_dir
+        )
+        for e in emotions
+        if (clips_dir / "mead_emotions" / f"{e}.mp4").is_file()
+    }
+    if not acted:
+        raise RuntimeError(f"no acted clips under {clips_dir / 'mead_emotions'}")
+    measured = measure_emotions(acted, base=base, mirror=mirror, neutral=neutral)
+    used = {"calm": calm_used, "acted": [c.name for c in acted.values()]}
+    return measured, reference, used
+
+
+def run(clips_dir: Path, *, cache_dir: Path | None = None) -> Calibration:
+    """Measure, calibrate and compare; prints nothing."""
+    base = ExpressionModel.load(BASE)
+    mirror = load_mirror()
+    measured, reference, used = measure_clips(
+        clips_dir, base=base, mirror=mirror, cache_dir=cache_dir
+    )
+    expr = [
+        load_faces(clips_dir, c, reference=reference, cache_dir=cache_dir)
+        for c in EXPR_CLIPS
+        if (clips_dir / c).is_file()
+    ]
+    if len(expr) < LEVEL_TOP_CLIPS:
+        raise RuntimeError(f"need at least {LEVEL_TOP_CLIPS} expr_d* clips in {clips_dir}")
+    used["levels"] = [c.name for c in expr]
+    levels = feature_levels(expr, mirror)
+    prototypes, au_scale, binding = calibrate(base, measured, levels=levels, mirror=mirror)
+    model = build_model(base, prototypes, au_scale)
+    rows = comparison({"v1": base, "v2": model}, measured, mirror=mirror)
+    return Calibration(base, model, measured, levels, binding, au_scale, rows, used)
+
+
+def checkpoint_config(cal: Calibration) -> dict:
+    """facs-v1's config with the new name, prototypes and the calibration record."""
+    config = dict(cal.base.config)
+    names = list(cal.model.au_names)
+    protos = cal.model.prototypes.double().numpy()
+    config["name"] = NAME
+    config["prototypes"] = {
+        emotion: {n: round(float(a), 4) for n, a in zip(names, protos[e], strict=True) if a > 0}
+        for e, emotion in enumerate(cal.model.emotions)
+    }
+    config.pop("sanity_cosines", None)
+    config["authoring"] = (
+        "scripts/build_facs_weights.py (AU fields, EMFACS), calibrated on real faces by "
+        "scripts/calibrate_expressions.py"
+    )
+    config["calibration"] = {
+        "base": BASE,
+        "script": "scripts/calibrate_expressions.py",
+        "clips": cal.clips_used,
+        "cosines": {
+            e: {k: round(v, 3) for k, v in row.items() if not k.endswith(("_held", "_spread"))}
+            for e, row in cal.rows.items()
+        },
+        "feature_levels": {k: round(v, 4) for k, v in cal.levels.items()},
+        "binding_feature": cal.binding,
+        "au_scale": {n: round(float(s), 4) for n, s in zip(names, cal.au_scale, strict=True)},
+        "params": {
+            "mu": MU,
+            "lambda": LAMBDA,
+            "defining_floor": DEFINING_FLOOR,
+            "speech_modes": SPEECH_MODES,
+            "blink_fraction": BLINK_FRACTION,
+            "quantile": QUANTILE,
+            "level_percentile": LEVEL_PERCENTILE,
+            "level_top_clips": LEVEL_TOP_CLIPS,
+            "upper_face_max_y": UPPER_FACE_MAX_Y,
+        },
+    }
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=Path, default=DEFAULT_CLIPS, help="real clips folder")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="folder to keep landmark arrays in (optional)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "weights" / OUT_FILE, help="checkpoint to write"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the tables only; write no checkpoint"
+    )
+    args = parser.parse_args(argv)
+
+    cal = run(args.clips, cache_dir=args.cache)
+    print_report(
+        cal.rows,
+        levels=cal.levels,
+        binding=cal.binding,
+        au_scale=cal.au_scale,
+        au_names=cal.model.au_names,
+    )
+    print_prototypes(cal.model)
+    if args.no_write:
+        return 0
+    tensors = dict(load_checkpoint(BASE).tensors)
+    tensors["au_basis"] = cal.model.au_basis.clone()
+    tensors["prototypes"] = cal.model.prototypes.clone()
+    sha = save_checkpoint(args.out, tensors=tensors, config=checkpoint_config(cal))
+    print(f"\nwrote {args.out} ({args.out.stat().st_size} bytes, sha256 {sha})")
+    update_manifest(
+        name=NAME,
+        path=args.out,
+        description="FACS prior calibrated on real faces: facs-v1's AU fields (some rescaled), "
+        "emotion prototypes fitted to acted MEAD clips, magnitudes from calm-to-strong clips",
+        weights_dir=args.out.parent,
+    )
+    print(f"updated {args.out.parent / 'manifest.json'} entry {NAME!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
