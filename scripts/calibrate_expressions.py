@@ -139,8 +139,13 @@ DEFINING_UPPER = {
     "surprised": ("AU1", "AU2", "AU5"),
 }
 MU = 1.0
-LAMBDA = 0.3
-DEFINING_FLOOR = 0.3
+LAMBDA = 1.0
+LAMBDA_EXTRA = 3.0
+MAX_STRENGTH = 64.0
+MAX_DISPLACEMENT = 0.15
+DEFINING_FLOOR = 0.5
+RECIPE_MIN_SCALE = 0.5
+DIRECTED_COSINE = 0.3
 LEVEL_PERCENTILE = 2.0
 LEVEL_TOP_CLIPS = 3
 
@@ -149,13 +154,34 @@ LEVEL_TOP_CLIPS = 3
 FEATURES: dict[str, tuple[tuple[int, ...], int]] = {
     "brow raise": ((107, 66, 55, 65, 105, 52, 70, 63, 46, 53), -1),
     "inner brow raise": ((107, 66, 55, 65), -1),
+    "outer brow raise": ((70, 63, 46, 53), -1),
     "brow lower": ((107, 66, 55, 65), 1),
     "upper lid raise": ((159, 160, 158), -1),
     "lower lid raise": ((145, 144, 153), -1),
     "cheek raise": ((117, 118, 119, 100, 101, 50), -1),
     "nose raise": ((64, 48, 98), -1),
 }
-LID_FEATURES = ("upper lid raise", "lower lid raise")
+# The upper-face features that make each emotion what it is (EMFACS); contempt's are all in
+# the mouth.
+SIGNATURE: dict[str, tuple[str, ...]] = {
+    "angry": ("brow lower",),
+    "contempt": (),
+    "disgusted": ("nose raise",),
+    "fear": ("inner brow raise", "upper lid raise"),
+    "happy": ("cheek raise", "lower lid raise"),
+    "sad": ("inner brow raise",),
+    "surprised": ("brow raise", "upper lid raise"),
+}
+# The feature that measures each upper-face AU's strength.
+AU_FEATURE = {
+    "AU1": "inner brow raise",
+    "AU2": "outer brow raise",
+    "AU4": "brow lower",
+    "AU5": "upper lid raise",
+    "AU6": "cheek raise",
+    "AU7": "lower lid raise",
+    "AU9": "nose raise",
+}
 UPPER_LIDS = ((159, 145), (386, 374))  # (upper, lower) lid midpoints, right then left eye
 
 
@@ -444,17 +470,48 @@ def measure_emotions(
 
 
 def recipe_vector(model: ExpressionModel, emotion: str) -> np.ndarray:
-    """(K,) the base model's activations of ``emotion`` (its EMFACS recipe)."""
+    """(K,) the model's activations of ``emotion`` (for facs-v1: its EMFACS recipe)."""
     return model.emotion_vector(emotion).double().numpy()
 
 
+def activation_features(
+    model: ExpressionModel, activations: np.ndarray, mirror: np.ndarray
+) -> dict[str, float]:
+    """`feature_values` of the displacement of ``activations`` (K,)."""
+    basis = model.au_basis.double().numpy()
+    return feature_values(np.einsum("k,kld->ld", activations, basis), mirror)
+
+
+def au_level_scales(
+    model: ExpressionModel, levels: dict[str, float], mirror: np.ndarray
+) -> np.ndarray:
+    """(K,) factor for each AU field so that its main feature (`AU_FEATURE`) reaches the
+    full-expression level at activation 1; never below 1 (only fields too small for real
+    faces grow), 1 for the mouth AUs."""
+    scales = np.ones(model.num_aus)
+    for k, name in enumerate(model.au_names):
+        if name in AU_FEATURE:
+            unit = np.zeros(model.num_aus)
+            unit[k] = 1.0
+            own = activation_features(model, unit, mirror)[AU_FEATURE[name]]
+            scales[k] = max(1.0, levels[AU_FEATURE[name]] / own)
+    return scales
+
+
 def fit_direction(
-    model: ExpressionModel, emotion: str, measured: Measured, idx: np.ndarray
+    model: ExpressionModel,
+    emotion: str,
+    measured: Measured,
+    idx: np.ndarray,
+    *,
+    strength: float = 1.0,
 ) -> np.ndarray:
     """Activations (K,) whose upper-face displacement follows the measured patterns.
 
     Mouth AUs keep the recipe; the upper-face AUs minimise the objective of the module
-    docstring (non-negative, defining AUs bounded below), solved as one NNLS problem.
+    docstring (non-negative, defining AUs bounded below), solved as one NNLS problem. The
+    within term is left out when the within pattern's sign is undetermined (see
+    `within_is_directed`). ``strength`` multiplies the pull toward the recipe.
     """
     names = list(model.au_names)
     basis = model.au_basis.double().numpy()
@@ -466,60 +523,82 @@ def fit_direction(
     a_up = basis[up][:, idx].reshape(len(up), -1).T  # (2N, k)
     norms = np.linalg.norm(a_up, axis=0)
     target = measured.held[idx].ravel() - mouth_disp
-    w = measured.within[idx].ravel()
-    w = w / max(float(np.linalg.norm(w)), 1e-12)
-    # P removes the within direction: |P m| is the part of the model pattern m that points
-    # elsewhere.
-    p_up = a_up - np.outer(w, w @ a_up)
-    p_mouth = mouth_disp - w * float(w @ mouth_disp)
     r = recipe[up]
     shape = a_up @ r
     c = float(shape @ target) / float(shape @ shape) if r.any() else 0.0
-    # A recipe the held pattern disagrees with is still kept at a floor of its own size.
-    c = max(c, 0.5)
+    # The recipe keeps a size of its own when the held pattern disagrees with it.
+    c = max(c, RECIPE_MIN_SCALE)
     rho = c * r
+    # AUs outside the recipe need more evidence than a recipe AU needs to change its level.
+    weight = strength * np.where(r > 0, LAMBDA, LAMBDA_EXTRA) * norms**2
     lower = np.zeros(len(up))
     for au in DEFINING_UPPER[emotion]:
         k = UPPER_AUS.index(au)
         lower[k] = DEFINING_FLOOR * rho[k]
+    blocks = [a_up, np.diag(np.sqrt(weight))]
+    rhs_blocks = [target, np.sqrt(weight) * rho]
+    prior = model.emotion_displacement(emotion).double().numpy()
+    if within_is_directed(measured, prior, idx):
+        w = measured.within[idx].ravel()
+        w = w / float(np.linalg.norm(w))
+        # |P m| is the part of the model pattern m that points away from the within pattern:
+        # penalising it asks for the within direction without asking for its (small) size.
+        blocks.append(np.sqrt(MU) * (a_up - np.outer(w, w @ a_up)))
+        rhs_blocks.append(-np.sqrt(MU) * (mouth_disp - w * float(w @ mouth_disp)))
+    lhs = np.vstack(blocks)
     # a = lower + b with b >= 0 turns the lower bounds into plain non-negativity.
-    lhs = np.vstack([a_up, np.sqrt(MU) * p_up, np.sqrt(LAMBDA) * np.diag(norms)])
-    rhs = np.concatenate(
-        [target, -np.sqrt(MU) * p_mouth, np.sqrt(LAMBDA) * norms * rho]
-    ) - lhs @ lower
+    rhs = np.concatenate(rhs_blocks) - lhs @ lower
     b, _ = nnls(lhs, rhs, maxiter=50 * lhs.shape[1])
     out = mouth.copy()
     out[up] = lower + b
     return out
 
 
-def scale_to_levels(
-    model: ExpressionModel,
-    activations: np.ndarray,
-    *,
-    levels: dict[str, float],
-    mirror: np.ndarray,
-) -> tuple[np.ndarray, str]:
-    """Scale the upper-face AUs of ``activations`` (K,) so that the emotion's features reach,
-    and none exceeds, ``levels``. Returns the scaled activations and the binding feature."""
+def within_is_directed(measured: Measured, prior: np.ndarray, idx: np.ndarray) -> bool:
+    """Whether the within pattern's sign is determined: its cosine with the EMFACS prior
+    over the upper face is at least `DIRECTED_COSINE` in size. A first component orthogonal
+    to the prior (a brow flash in a smiling clip, residual pose) is oriented by chance, so it
+    says nothing about the emotion's direction."""
+    return abs(cosine(measured.within[idx], prior[idx])) >= DIRECTED_COSINE
+
+
+def keeps_signature(
+    model: ExpressionModel, emotion: str, activations: np.ndarray, mirror: np.ndarray
+) -> bool:
+    """Whether every signature feature of ``emotion`` happens (is positive)."""
+    feats = activation_features(model, activations, mirror)
+    return all(feats[f] > 0 for f in SIGNATURE[emotion])
+
+
+def resize(
+    model: ExpressionModel, activations: np.ndarray, *, emotion: str, idx: np.ndarray
+) -> np.ndarray:
+    """Scale the upper-face AUs of ``activations`` (K,) to the size of the recipe's, measured
+    as the norm of their displacement over the upper face, and down to `MAX_DISPLACEMENT` at
+    the most-moved upper-face landmark if they pass it."""
     names = list(model.au_names)
-    basis = model.au_basis.double().numpy()
+    basis = model.au_basis.double().numpy()[:, idx]
     up = [names.index(n) for n in UPPER_AUS]
     upper, mouth = np.zeros_like(activations), activations.copy()
     upper[up], mouth[up] = activations[up], 0.0
-    f_up = feature_values(np.einsum("k,kld->ld", upper, basis), mirror)
-    f_mouth = feature_values(np.einsum("k,kld->ld", mouth, basis), mirror)
-    best, binding = np.inf, ""
-    for name, level in levels.items():
-        # Features the emotion barely moves would bind on noise; 5% of the level is visible.
-        if f_up[name] > 0.05 * level:
-            ratio = (level - f_mouth[name]) / f_up[name]
-            if ratio < best:
-                best, binding = ratio, name
-    if not np.isfinite(best):
-        return activations, ""
-    out = mouth + max(best, 0.0) * upper
-    return out, binding
+    recipe_upper = np.zeros_like(activations)
+    recipe_upper[up] = recipe_vector(model, emotion)[up]
+    have = float(np.linalg.norm(np.einsum("k,kld->ld", upper, basis)))
+    want = float(np.linalg.norm(np.einsum("k,kld->ld", recipe_upper, basis)))
+    scale = want / have if have > 1e-12 else 0.0
+
+    def peak(s: float) -> float:
+        d = np.einsum("k,kld->ld", mouth + s * upper, basis)
+        return float(np.linalg.norm(d, axis=1).max())
+
+    if peak(scale) > MAX_DISPLACEMENT:
+        # Bisection: with the mouth AUs' share added the peak is not linear in the scale.
+        lo, hi = 0.0, scale
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if peak(mid) <= MAX_DISPLACEMENT else (lo, mid)
+        scale = lo
+    return mouth + scale * upper
 
 
 def calibrate(
@@ -528,31 +607,40 @@ def calibrate(
     *,
     levels: dict[str, float],
     mirror: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-    """New prototypes (E, K), per-AU field scales (K,) and each emotion's binding feature.
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """New prototypes (E, K), per-AU field scales (K,) and the recipe pull each emotion needed.
 
-    The returned prototypes already account for the field scales (divide by them).
+    The AU fields are scaled to the full-expression levels (`au_level_scales`); in those
+    fields each acted emotion is fitted (`fit_direction`), and when the fit loses one of the
+    emotion's EMFACS signature features (the data may reshape an emotion, not turn it into
+    another) the pull toward the recipe is doubled until it keeps them. Each emotion's
+    upper-face part is then given the size of its recipe (`resize`); angry, without a clip,
+    keeps its recipe.
     """
     idx = upper_face(base)
-    prototypes = base.prototypes.double().numpy().copy()
-    binding = {}
+    au_scale = au_level_scales(base, levels, mirror)
+    scaled = build_model(base, base.prototypes.double().numpy(), au_scale)
+    prototypes = scaled.prototypes.double().numpy().copy()
+    strengths: dict[str, float] = {}
     for e, emotion in enumerate(base.emotions):
-        if emotion == "neutral":
+        if emotion not in measured:
             continue
-        acts = (
-            fit_direction(base, emotion, measured[emotion], idx)
-            if emotion in measured
-            else recipe_vector(base, emotion)
-        )
-        prototypes[e], binding[emotion] = scale_to_levels(
-            base, acts, levels=levels, mirror=mirror
-        )
-    au_scale = np.maximum(prototypes.max(axis=0), 1.0)
-    return prototypes / au_scale, au_scale, binding
+        strength = 1.0
+        acts = fit_direction(scaled, emotion, measured[emotion], idx, strength=strength)
+        while not keeps_signature(scaled, emotion, acts, mirror) and strength < MAX_STRENGTH:
+            strength *= 2.0
+            acts = fit_direction(scaled, emotion, measured[emotion], idx, strength=strength)
+        if not keeps_signature(scaled, emotion, acts, mirror):
+            acts, strength = recipe_vector(scaled, emotion), float("inf")
+        strengths[emotion] = strength
+        prototypes[e] = resize(scaled, acts, emotion=emotion, idx=idx)
+    return prototypes, au_scale, strengths
 
 
-def build_model(base: ExpressionModel, prototypes: np.ndarray, au_scale: np.ndarray) -> ExpressionModel:
-    """facs-v1's tensors with the calibrated prototypes and the rescaled AU fields."""
+def build_model(
+    base: ExpressionModel, prototypes: np.ndarray, au_scale: np.ndarray
+) -> ExpressionModel:
+    """facs-v1's tensors with ``prototypes`` (E, K) and each AU field times ``au_scale`` (K,)."""
     return ExpressionModel(
         template=base.template,
         au_basis=base.au_basis * torch.from_numpy(au_scale).float()[:, None, None],
@@ -612,7 +700,7 @@ def print_report(
     rows: dict[str, dict[str, float]],
     *,
     levels: dict[str, float],
-    binding: dict[str, str],
+    strengths: dict[str, float],
     au_scale: np.ndarray,
     au_names: Sequence[str],
 ) -> None:
@@ -642,7 +730,7 @@ def print_report(
     print("\nFeatures (mean dy of the group, IOD, positive = the movement happens): v1 > v2,")
     print("[the acted clip's held pattern], and the full-expression level from the expr clips.")
     names = list(FEATURES)
-    print(f"{'emotion':10s}" + "".join(f"{n:>21s}" for n in names) + f"  {'binding':s}")
+    print(f"{'emotion':10s}" + "".join(f"{n:>21s}" for n in names) + "  recipe pull")
     print(f"{'level':10s}" + "".join(f"{levels[n]:>21.3f}" for n in names))
     for emotion, row in rows.items():
         cells = ""
@@ -651,7 +739,8 @@ def print_report(
             if f"{n}_held" in row:
                 cell += f"[{row[f'{n}_held']:+.3f}]"
             cells += f"{cell:>21s}"
-        print(f"{emotion:10s}{cells}  {binding.get(emotion, '')}")
+        pull = strengths.get(emotion)
+        print(f"{emotion:10s}{cells}  {'' if pull is None else f'x{pull:g}'}")
     scaled = [f"{n} x{s:.2f}" for n, s in zip(au_names, au_scale, strict=True) if s > 1.0]
     print("\nAU fields scaled up: " + (", ".join(scaled) if scaled else "none"))
 
@@ -678,7 +767,7 @@ class Calibration:
     model: ExpressionModel
     measured: dict[str, Measured]
     levels: dict[str, float]
-    binding: dict[str, str]
+    strengths: dict[str, float]
     au_scale: np.ndarray
     rows: dict[str, dict[str, float]]
     clips_used: dict[str, list[str]]
@@ -731,10 +820,10 @@ def run(clips_dir: Path, *, cache_dir: Path | None = None) -> Calibration:
         raise RuntimeError(f"need at least {LEVEL_TOP_CLIPS} expr_d* clips in {clips_dir}")
     used["levels"] = [c.name for c in expr]
     levels = feature_levels(expr, mirror)
-    prototypes, au_scale, binding = calibrate(base, measured, levels=levels, mirror=mirror)
+    prototypes, au_scale, strengths = calibrate(base, measured, levels=levels, mirror=mirror)
     model = build_model(base, prototypes, au_scale)
     rows = comparison({"v1": base, "v2": model}, measured, mirror=mirror)
-    return Calibration(base, model, measured, levels, binding, au_scale, rows, used)
+    return Calibration(base, model, measured, levels, strengths, au_scale, rows, used)
 
 
 def checkpoint_config(cal: Calibration) -> dict:
@@ -761,7 +850,7 @@ def checkpoint_config(cal: Calibration) -> dict:
             for e, row in cal.rows.items()
         },
         "feature_levels": {k: round(v, 4) for k, v in cal.levels.items()},
-        "binding_feature": cal.binding,
+        "recipe_pull": cal.strengths,
         "au_scale": {n: round(float(s), 4) for n, s in zip(names, cal.au_scale, strict=True)},
         "params": {
             "mu": MU,
@@ -796,7 +885,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(
         cal.rows,
         levels=cal.levels,
-        binding=cal.binding,
+        strengths=cal.strengths,
         au_scale=cal.au_scale,
         au_names=cal.model.au_names,
     )

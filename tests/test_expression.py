@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -201,18 +200,6 @@ def test_estimate_recovers_sparse_activations(model: ExpressionModel) -> None:
         vec = model.emotion_vector(emotion, intensity=0.8)
         got = model.estimate(model.displacement(vec)[None])[0]
         assert torch.allclose(got, vec, atol=5e-3), emotion
-
-
-def test_estimate_is_fast(model: ExpressionModel) -> None:
-    offsets = model.displacement(torch.rand(10_000, model.num_aus))
-    model.estimate(offsets[:10])
-    # Best of three: other processes on a small CI machine should not fail the test.
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        model.estimate(offsets)
-        times.append(time.perf_counter() - start)
-    assert min(times) < 1.0, times
 
 
 def test_estimate_ignores_the_mouth_and_negative_directions(model: ExpressionModel) -> None:
