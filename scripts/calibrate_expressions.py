@@ -3,79 +3,89 @@
     python scripts/calibrate_expressions.py [--clips DIR] [--cache DIR] [--no-write]
 
 The AU displacement fields of facs-v1 (authored from FACS by ``scripts/build_facs_weights.py``)
-keep their directions; what is calibrated is each emotion's AU activations (its prototype) and,
-where an AU's authored magnitude is too small for the strongest calibrated emotion, that AU's
-field scale. Everything is deterministic given the clips.
+keep their directions. Calibrated are: the size of each upper-face AU field (to the size of
+real full expressions) and each emotion's AU activations (its prototype, fitted to acted
+faces). Deterministic given the clips; about half a minute on two cores from scratch.
 
 Landmarks
-    MediaPipe FaceMesh with its depth output (x, y in pixels, z in pixel units) on every frame.
-    Each frame goes to the normalised face frame (`FaceFrame`, IOD units, y down) and is then
-    *frontalised*: a 3-D similarity fit on landmarks that expressions barely move (eye corners,
-    nose ridge, forehead, temples) onto a symmetric reference face, after which only x, y are
-    kept and the face frame is applied again. A turned or nodding head otherwise leaks into the
-    2-D frame (yaw shifts points sideways in proportion to their depth, pitch vertically); in
-    these clips the nod moved the nose tip more than any expression moved the brows. Frames
-    with a blink (eye opening under 60% of the clip's median) are dropped: a blink is the
-    largest upper-face motion in most clips and no emotion.
+    MediaPipe FaceMesh with its depth output on every frame. Each frame goes to the
+    normalised face frame (`FaceFrame`: IOD units, y down) and is *frontalised*: a 3-D
+    similarity fit on landmarks that expressions barely move (eye corners, nose ridge,
+    forehead, temples) onto a symmetric reference face; then only x, y are kept and the face
+    frame is applied again. A turned or nodding head otherwise leaks into the 2-D frame (yaw
+    shifts points sideways in proportion to their depth, pitch vertically); in the acted clips
+    the nodding moved the nose tip more than the emotion moved the brows. Frames with a blink
+    (eyes under 60% of the clip's median opening) are dropped: a blink is the largest upper-face
+    motion of most clips and no emotion.
 
-Two measurements of each acted emotion (``mead_emotions/*.mp4``, one actor each), compared
-over the upper face (`upper_face`: the model's `estimate_mask` above the upper lip)
-    within: the pattern inside the clip, relative to the same person's calmer frames (the
-        issue's definition). Offsets from the clip mean; the part linearly explained by the
-        lip shape (the first `SPEECH_MODES` principal components of the lip landmarks) is
-        regressed out, because in these clips speech moves the nose base, cheeks and lower lids
-        more than the emotion does (lip shape explains over half the within-clip variance of
-        131 of the 285 upper-face landmarks); symmetrised for the bilateral emotions (which also
-        cancels the first-order effect of any remaining yaw). Frames are ranked along the first
-        principal component over the upper face, its sign taken from the EMFACS prior, and the
-        pattern is the mean of the top quartile minus the mean of the bottom quartile.
+Upper face (`upper_face`): the model's `estimate_mask` above the upper lip (y < 0.8 IOD):
+brows, eyes, nose, upper cheeks. Cosines are over these landmarks' (dx, dy).
+
+Two measurements of each acted emotion (``mead_emotions/*.mp4``, one actor per emotion)
+    within: the issue's definition, the pattern relative to the same person's calmer frames.
+        Offsets from the clip's mean face; the part linearly explained by the lip shape (the
+        first `SPEECH_MODES` principal components of the lip landmarks) is regressed out,
+        because speech moves the nose base, cheeks and lower lids more than these actors'
+        emotion does (lip shape explains over half the within-clip variance of 131 of the 285
+        upper-face landmarks); symmetrised for the bilateral emotions, which also cancels
+        first-order yaw. Frames are ranked along the first principal component over the upper
+        face, its sign taken from the EMFACS prior; the pattern is the mean of the top quartile
+        minus the mean of the bottom quartile.
     held: the clip's median face minus a population neutral face (the symmetrised mean of
-        eleven calm faces of other people: four calm clips and the calm first frames of seven
-        ``expr_d*`` clips), symmetrised for the bilateral emotions. MEAD actors hold the emotion
-        from the first frame to the last, so this is the only measurement that sees the whole
-        expression; it also carries the actor's identity (about 0.03 IOD per landmark).
+        eleven calm faces of other people, `NEUTRAL_CLIPS`), symmetrised for the bilateral
+        emotions. MEAD actors hold the emotion from the first frame to the last, so this is
+        the measurement that sees the whole expression; it also carries the actor's identity
+        (about 0.03 IOD per landmark), which is why the fit below only leans on it.
 
-    The within-clip measurement is weak for most of these clips and the script prints how weak
-    (``spread``: the pattern's largest landmark displacement, IOD): the actors barely change
-    their upper face while speaking (brow and lid positions vary by 0.01-0.02 IOD in the sad,
-    surprised, fear, disgusted and contempt clips, near the tracking noise), so there the
-    first component is residual speech or pose, and the happy actor's is a conversational brow
-    flash. Neither measurement is clean, so the fit uses both (below) and the table shows both.
+    The within measurement is weak in these clips, and the table says how weak (``spread``:
+    the pattern's largest displacement, IOD; full expressions move 0.1). The actors barely
+    change their upper face while speaking (brows and lids vary by 0.01-0.02 IOD in the sad,
+    surprised, fear, disgusted and contempt clips, close to tracking noise), so the first
+    component is residual speech or pose there, and in the happy clip a conversational brow
+    flash. Such a component is nearly orthogonal to the prior, so its sign, and with it the
+    pattern, is undetermined: the fit uses a within pattern only when its cosine with the prior
+    is at least `DIRECTED_COSINE` in size (only disgusted's: the nose wrinkle really does come
+    and go with the speech there).
 
-Direction fit
-    Per emotion, the mouth AUs (AU10, AU12, AU14, AU15, AU20, AU23 and the one-sided ones) keep
-    their EMFACS activations: they act mostly inside the mouth region, which no measurement here
-    can read apart from speech. The upper-face AUs (AU1, AU2, AU4, AU5, AU6, AU7, AU9) are a
-    non-negative least-squares fit over the upper face of
+Magnitude: full-expression levels
+    The within difference underestimates a full expression (the actor is never neutral) and
+    the held pattern's size mixes in identity, so the size comes from the ``expr_d*`` clips,
+    where people go from calm to strong expressions. Per feature (brow, inner and outer brow
+    raise, brow lowering, upper and lower lid raise, cheek raise, nose raise: mean dy of a
+    landmark group, both sides) and clip, the excursion from the clip's median to its 2nd or
+    98th percentile in the feature's direction; the level is the mean over the three clips
+    where it is largest (the people who make that movement at all). A clip's median is not a
+    neutral face, so the levels are conservative; the held patterns of the surprised and fear
+    actors agree with them (brows 0.08-0.10 IOD, upper lids 0.03). Each upper-face AU field is
+    scaled so that its own feature (`AU_FEATURE`) reaches the level at activation 1, never down
+    (a field already that strong keeps its size).
 
-        |B a - held|^2 + MU |P (B a)|^2 + LAMBDA sum_k |B_k|^2 (a_k - c r_k)^2
+Prototypes
+    The mouth AUs (AU10, AU12, AU14, AU15, AU20, AU23 and the one-sided ones) keep their EMFACS
+    activations: they act mostly inside the lips, which no measurement here can read apart from
+    speech (the table shows whether the lip corners agree with the held faces). The upper-face
+    AUs (AU1, AU2, AU4, AU5, AU6, AU7, AU9), in the scaled fields, are a non-negative
+    least-squares fit over the upper face of
 
-    where B is the AU basis on the upper face, P removes the direction of the within pattern
-    (so that term asks the model to point along the within pattern without asking for its small
-    size), r is the EMFACS recipe and c its least-squares scale onto the held pattern. Each
-    emotion's defining upper-face AUs are bounded below by `DEFINING_FLOOR` of the scaled recipe,
-    so no defining AU disappears.
+        |B a - held|^2 + MU |P B a|^2 + sum_k LAMBDA_k |B_k|^2 (a_k - c r_k)^2
 
-Magnitude
-    The within-clip difference underestimates a full expression (the actor is never neutral)
-    and the held pattern's size mixes in identity, so the magnitude comes from the ``expr_d*``
-    clips, where people go from calm to strong expressions: for each feature (brow raise, inner
-    brow raise, brow lowering, upper lid raise, lower lid raise, cheek raise, nose raise; dy of
-    a landmark group, both sides) the excursion from the clip's median to its 2nd/98th
-    percentile in the feature's direction, averaged over the three clips where it is largest
-    (the performers who make that movement at all). A clip's median is not a neutral face, so
-    this is a conservative full-expression level. Each emotion's upper-face activations are
-    scaled so that its features reach, and none exceeds, these levels. Angry has no acted clip:
-    it keeps its recipe and is scaled by the same rule. The held patterns' own feature sizes are
-    printed as a cross-check.
+    B: the AU fields on the upper face (the mouth AUs' share is taken off the target first);
+    P: projection away from the within pattern (asks for its direction, not its small size;
+    only when its sign is determined); r: the EMFACS recipe, c its least-squares scale onto the
+    held pattern (at least `RECIPE_MIN_SCALE`); LAMBDA_k is `LAMBDA` for the recipe's AUs and
+    `LAMBDA_EXTRA` for others, which need more evidence. Each defining AU stays at least
+    `DEFINING_FLOOR` of c r_k. If the fit loses one of the emotion's signature features
+    (`SIGNATURE`, e.g. sad's inner brow raise; the data may reshape an emotion, not turn it
+    into another), the pull toward the recipe is doubled until it keeps them.
+    Size: the fitted upper-face part is scaled to the size of the recipe's (norm over the upper
+    face, scaled fields); a signature feature still weaker than in facs-v1 (which reads weakly
+    on video) is raised to facs-v1's level with the AU that moves it most; nothing on the upper
+    face moves more than `MAX_DISPLACEMENT`. Angry, without a clip, keeps its recipe in the
+    scaled fields, so it grows with them.
 
-Finally an AU whose largest activation over the emotions exceeds 1 has its field scaled up by
-that factor (directions unchanged) and its activations divided by it, so activation 1 stays
-the strongest calibrated use of every AU.
-
-Writes ``weights/facs_v2.safetensors`` (the tensors of facs-v1 with new ``au_basis`` and
-``prototypes``; config with a ``calibration`` entry: before/after cosines, magnitudes, feature
-levels, AU scales and the clips used) and its entry in ``weights/manifest.json``.
+Writes ``weights/facs_v2.safetensors`` (facs-v1's tensors with the new ``au_basis`` and
+``prototypes``; config with a ``calibration`` entry: the before/after comparison, the feature
+levels, the AU scales, the fit parameters and the clips used) and its manifest entry.
 """
 
 from __future__ import annotations
@@ -363,8 +373,7 @@ def reference_face(
     if not used:
         raise RuntimeError(f"none of the calm clips is in {clips_dir}")
     faces3d = [
-        to_face_3d(clip_landmarks(clips_dir, c, cache_dir=cache_dir, max_frames=n))
-        for c, n in used
+        to_face_3d(clip_landmarks(clips_dir, c, cache_dir=cache_dir, max_frames=n)) for c, n in used
     ]
     medians = np.stack([np.median(f, axis=0) for f in faces3d])
     reference = np.median(medians, axis=0)
@@ -412,7 +421,9 @@ def within_pattern(
     return offsets[score >= hi].mean(axis=0) - offsets[score <= lo].mean(axis=0)
 
 
-def held_pattern(faces: np.ndarray, *, neutral: np.ndarray, mirror: np.ndarray | None) -> np.ndarray:
+def held_pattern(
+    faces: np.ndarray, *, neutral: np.ndarray, mirror: np.ndarray | None
+) -> np.ndarray:
     """The clip's median face minus the population neutral face (478, 2), IOD; symmetrised
     with ``mirror`` unless it is None."""
     pattern = np.median(faces, axis=0) - neutral
@@ -551,6 +562,8 @@ def fit_direction(
     b, _ = nnls(lhs, rhs, maxiter=50 * lhs.shape[1])
     out = mouth.copy()
     out[up] = lower + b
+    # Activations under 0.01 move nothing visible (under 0.001 IOD) and only clutter the recipe.
+    out[out < 0.01] = 0.0
     return out
 
 
@@ -571,26 +584,52 @@ def keeps_signature(
 
 
 def resize(
-    model: ExpressionModel, activations: np.ndarray, *, emotion: str, idx: np.ndarray
+    model: ExpressionModel,
+    activations: np.ndarray,
+    *,
+    emotion: str,
+    idx: np.ndarray,
+    floor: dict[str, float],
+    mirror: np.ndarray,
 ) -> np.ndarray:
-    """Scale the upper-face AUs of ``activations`` (K,) to the size of the recipe's, measured
-    as the norm of their displacement over the upper face, and down to `MAX_DISPLACEMENT` at
-    the most-moved upper-face landmark if they pass it."""
+    """Give the upper-face AUs of ``activations`` (K,) their full-expression size.
+
+    1. Scale them to the size of the recipe's (norm of their displacement over the upper
+       face, in the level-calibrated fields).
+    2. Raise any signature feature that is still below ``floor`` (facs-v1's value, which
+       reads weakly on video) with the AU that moves it most, preferring the recipe's AUs.
+    3. Scale down if an upper-face landmark moves more than `MAX_DISPLACEMENT` IOD.
+    """
     names = list(model.au_names)
-    basis = model.au_basis.double().numpy()[:, idx]
+    basis = model.au_basis.double().numpy()
     up = [names.index(n) for n in UPPER_AUS]
     upper, mouth = np.zeros_like(activations), activations.copy()
     upper[up], mouth[up] = activations[up], 0.0
+    recipe = recipe_vector(model, emotion)
     recipe_upper = np.zeros_like(activations)
-    recipe_upper[up] = recipe_vector(model, emotion)[up]
-    have = float(np.linalg.norm(np.einsum("k,kld->ld", upper, basis)))
-    want = float(np.linalg.norm(np.einsum("k,kld->ld", recipe_upper, basis)))
-    scale = want / have if have > 1e-12 else 0.0
+    recipe_upper[up] = recipe[up]
+    have = float(np.linalg.norm(np.einsum("k,kld->ld", upper, basis[:, idx])))
+    want = float(np.linalg.norm(np.einsum("k,kld->ld", recipe_upper, basis[:, idx])))
+    upper *= want / have if have > 1e-12 else 0.0
+
+    for feature in SIGNATURE[emotion]:
+        short = floor[feature] - activation_features(model, mouth + upper, mirror)[feature]
+        if short <= 0:
+            continue
+        effects = {}
+        for k in up:
+            unit = np.zeros_like(activations)
+            unit[k] = 1.0
+            effects[k] = activation_features(model, unit, mirror)[feature]
+        mine = [k for k in up if recipe[k] > 0 and effects[k] > 0]
+        k = max(mine or up, key=lambda j: effects[j])
+        upper[k] += short / effects[k]
 
     def peak(s: float) -> float:
-        d = np.einsum("k,kld->ld", mouth + s * upper, basis)
+        d = np.einsum("k,kld->ld", mouth + s * upper, basis[:, idx])
         return float(np.linalg.norm(d, axis=1).max())
 
+    scale = 1.0
     if peak(scale) > MAX_DISPLACEMENT:
         # Bisection: with the mouth AUs' share added the peak is not linear in the scale.
         lo, hi = 0.0, scale
@@ -633,7 +672,8 @@ def calibrate(
         if not keeps_signature(scaled, emotion, acts, mirror):
             acts, strength = recipe_vector(scaled, emotion), float("inf")
         strengths[emotion] = strength
-        prototypes[e] = resize(scaled, acts, emotion=emotion, idx=idx)
+        floor = activation_features(base, recipe_vector(base, emotion), mirror)
+        prototypes[e] = resize(scaled, acts, emotion=emotion, idx=idx, floor=floor, mirror=mirror)
     return prototypes, au_scale, strengths
 
 
@@ -661,21 +701,41 @@ def magnitudes(field: np.ndarray, idx: np.ndarray) -> tuple[float, float]:
     return float(norms.max()), float(norms.mean())
 
 
+def corner_agreement(
+    model_disp: np.ndarray, real: np.ndarray, mirror: np.ndarray, *, one_sided: bool
+) -> float | None:
+    """Cosine of the lip-corner displacements (61, 291) of the model and of a real pattern,
+    (478, 2) each: their mirror-symmetric parts, or for a one-sided emotion their
+    antisymmetric parts (which corner rises relative to the other). None when the model
+    barely moves the corners (under 0.005 IOD)."""
+    sign = -1.0 if one_sided else 1.0
+    corners = list(LIP_CORNERS)
+
+    def part(field: np.ndarray) -> np.ndarray:
+        return 0.5 * (field + sign * field[mirror] * np.array([-1.0, 1.0]))[corners]
+
+    ours = part(model_disp)
+    if np.linalg.norm(ours, axis=1).max() < 0.005:
+        return None
+    return cosine(ours, part(real))
+
+
 def comparison(
     models: dict[str, ExpressionModel],
     measured: dict[str, Measured],
     *,
     mirror: np.ndarray,
-) -> dict[str, dict[str, float]]:
-    """Per emotion: cosines of each model ("v1", "v2") with the real patterns, lip-corner
-    agreement, magnitudes and features. Keys like ``within_v1``, ``corners_held_v2``,
-    ``max_v2``, ``brow raise_v1``; emotions without a clip get magnitudes only."""
+) -> dict[str, dict[str, float | None]]:
+    """Per emotion: cosines of each model (e.g. "v1", "v2") with the real patterns over the
+    upper face, lip-corner agreement with the held pattern, magnitudes and features. Keys like
+    ``within_v1``, ``held_v2``, ``corners_v2``, ``max_v1``, ``brow raise_v2``, and for the
+    acted emotions ``within_spread``, ``within_directed`` (1 or 0) and the held pattern's
+    features (``brow raise_held``); emotions without a clip get magnitudes only."""
     some = next(iter(models.values()))
     idx = upper_face(some)
-    corners = list(LIP_CORNERS)
-    rows: dict[str, dict[str, float]] = {}
+    rows: dict[str, dict[str, float | None]] = {}
     for emotion in some.emotions[1:]:
-        row: dict[str, float] = {}
+        row: dict[str, float | None] = {}
         for tag, model in models.items():
             d = model.emotion_displacement(emotion).double().numpy()
             row[f"max_{tag}"], row[f"mean_{tag}"] = magnitudes(d, idx)
@@ -685,19 +745,34 @@ def comparison(
                 real = measured[emotion]
                 row[f"within_{tag}"] = cosine(d[idx], real.within[idx])
                 row[f"held_{tag}"] = cosine(d[idx], real.held[idx])
-                row[f"corners_within_{tag}"] = cosine(d[corners], real.within[corners])
-                row[f"corners_held_{tag}"] = cosine(d[corners], real.held[corners])
+                row[f"corners_{tag}"] = corner_agreement(
+                    d, real.held, mirror, one_sided=emotion == "contempt"
+                )
         if emotion in measured:
             real = measured[emotion]
+            prior = some.emotion_displacement(emotion).double().numpy()
             row["within_spread"] = magnitudes(real.within, idx)[0]
+            row["within_directed"] = float(within_is_directed(real, prior, idx))
             for name, value in feature_values(real.held, mirror).items():
                 row[f"{name}_held"] = value
         rows[emotion] = row
     return rows
 
 
+FEATURE_LABELS = {
+    "brow raise": "brow up",
+    "inner brow raise": "inner up",
+    "outer brow raise": "outer up",
+    "brow lower": "brow down",
+    "upper lid raise": "uplid up",
+    "lower lid raise": "lowlid up",
+    "cheek raise": "cheek up",
+    "nose raise": "nose up",
+}
+
+
 def print_report(
-    rows: dict[str, dict[str, float]],
+    rows: dict[str, dict[str, float | None]],
     *,
     levels: dict[str, float],
     strengths: dict[str, float],
@@ -705,44 +780,48 @@ def print_report(
     au_names: Sequence[str],
 ) -> None:
     """The before/after tables."""
-    print("\nUpper-face cosine between the model's emotion and the real pattern (v1 -> v2);")
-    print("corners: cosine of the two lip-corner displacements; magnitudes over the upper face")
-    print("(IOD). spread: the within pattern's largest displacement (IOD).")
+
+    def num(value: float | None, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    def pair(row: dict[str, float | None], key: str, fmt: str = "+.2f") -> str:
+        if f"{key}_v1" not in row:
+            return "-"
+        return f"{num(row[f'{key}_v1'], fmt)} > {num(row[f'{key}_v2'], fmt)}"
+
+    print("\nfacs-v1 > facs-v2 against the acted clips (mead_emotions). within, held: cosine over")
+    print("the upper face with the within-clip and the held pattern; * = the within pattern's")
+    print("sign is determined and the fit used it. corners: cosine of the lip-corner")
+    print("displacements with the held pattern's. max, mean: displacement over the upper face,")
+    print("IOD. spread: the within pattern's largest displacement, IOD.")
     head = (
-        f"{'emotion':10s} {'within':>13s} {'held':>13s} {'corners within':>15s} "
-        f"{'corners held':>14s} {'max':>13s} {'mean':>13s} {'spread':>7s}"
+        f"{'emotion':10s} {'within':>14s} {'held':>13s} {'corners':>13s} "
+        f"{'max':>13s} {'mean':>13s} {'spread':>7s}"
     )
     print(head)
     print("-" * len(head))
-
-    def pair(row: dict[str, float], key: str, fmt: str = "+.2f") -> str:
-        if f"{key}_v1" not in row:
-            return f"{'-':>13s}"
-        return f"{format(row[f'{key}_v1'], fmt):>6s}>{format(row[f'{key}_v2'], fmt):>6s}"
-
     for emotion, row in rows.items():
-        spread = f"{row['within_spread']:7.3f}" if "within_spread" in row else f"{'-':>7s}"
+        spread = num(row.get("within_spread"), ".3f") if "within_spread" in row else "-"
+        star = "*" if row.get("within_directed") else " "
         print(
-            f"{emotion:10s} {pair(row, 'within')} {pair(row, 'held')} "
-            f"{pair(row, 'corners_within'):>15s} {pair(row, 'corners_held'):>14s} "
-            f"{pair(row, 'max', '.3f')} {pair(row, 'mean', '.3f')} {spread}"
+            f"{emotion:10s} {pair(row, 'within'):>13s}{star} {pair(row, 'held'):>13s} "
+            f"{pair(row, 'corners'):>13s} {pair(row, 'max', '.3f'):>13s} "
+            f"{pair(row, 'mean', '.3f'):>13s} {spread:>7s}"
         )
-    print("\nFeatures (mean dy of the group, IOD, positive = the movement happens): v1 > v2,")
-    print("[the acted clip's held pattern], and the full-expression level from the expr clips.")
-    names = list(FEATURES)
-    print(f"{'emotion':10s}" + "".join(f"{n:>21s}" for n in names) + "  recipe pull")
-    print(f"{'level':10s}" + "".join(f"{levels[n]:>21.3f}" for n in names))
+    print("\nFeatures: mean dy of a landmark group, both sides, IOD, + = the movement happens;")
+    print("level: full-expression level from the expr_d* clips; held: the acted clip's.")
+    print(f"{'emotion':10s} {'':5s}" + "".join(f"{FEATURE_LABELS[n]:>10s}" for n in FEATURES))
+    print(f"{'level':10s} {'':5s}" + "".join(f"{levels[n]:>10.3f}" for n in FEATURES))
     for emotion, row in rows.items():
-        cells = ""
-        for n in names:
-            cell = f"{row[f'{n}_v1']:+.3f}>{row[f'{n}_v2']:+.3f}"
-            if f"{n}_held" in row:
-                cell += f"[{row[f'{n}_held']:+.3f}]"
-            cells += f"{cell:>21s}"
-        pull = strengths.get(emotion)
-        print(f"{emotion:10s}{cells}  {'' if pull is None else f'x{pull:g}'}")
+        for tag in ("v1", "v2", "held"):
+            if f"brow raise_{tag}" not in row:
+                continue
+            cells = "".join(f"{num(row[f'{n}_{tag}'], '+.3f'):>10s}" for n in FEATURES)
+            print(f"{emotion if tag == 'v1' else '':10s} {tag:5s}{cells}")
+    pulls = ", ".join(f"{e} x{v:g}" for e, v in strengths.items() if v != 1.0)
+    print("\nRecipe pull raised to keep the EMFACS signature: " + (pulls or "none"))
     scaled = [f"{n} x{s:.2f}" for n, s in zip(au_names, au_scale, strict=True) if s > 1.0]
-    print("\nAU fields scaled up: " + (", ".join(scaled) if scaled else "none"))
+    print("AU fields scaled up to the full-expression levels: " + (", ".join(scaled) or "none"))
 
 
 def print_prototypes(model: ExpressionModel) -> None:
@@ -769,7 +848,7 @@ class Calibration:
     levels: dict[str, float]
     strengths: dict[str, float]
     au_scale: np.ndarray
-    rows: dict[str, dict[str, float]]
+    rows: dict[str, dict[str, float | None]]
     clips_used: dict[str, list[str]]
 
 
@@ -791,9 +870,7 @@ def measure_clips(
     (478, 3) and the clips used."""
     reference, neutral, calm_used = reference_face(clips_dir, mirror, cache_dir=cache_dir)
     acted = {
-        e: load_faces(
-            clips_dir, f"mead_emotions/{e}.mp4", reference=reference, cache_dir=cache_dir
-        )
+        e: load_faces(clips_dir, f"mead_emotions/{e}.mp4", reference=reference, cache_dir=cache_dir)
         for e in emotions
         if (clips_dir / "mead_emotions" / f"{e}.mp4").is_file()
     }
@@ -845,8 +922,8 @@ def checkpoint_config(cal: Calibration) -> dict:
         "base": BASE,
         "script": "scripts/calibrate_expressions.py",
         "clips": cal.clips_used,
-        "cosines": {
-            e: {k: round(v, 3) for k, v in row.items() if not k.endswith(("_held", "_spread"))}
+        "comparison": {
+            e: {k: None if v is None else round(v, 4) for k, v in row.items()}
             for e, row in cal.rows.items()
         },
         "feature_levels": {k: round(v, 4) for k, v in cal.levels.items()},

@@ -102,9 +102,9 @@ def estimate_expression(
     """
     k = int(model.au_basis.shape[0])
     acts = np.zeros((track.n_frames, k))
-    median = torch.from_numpy(track.rest_face()).float()
+    median = torch.from_numpy(track.median_frontal()).float()
     for start, end in chunks(track.n_frames):
-        offsets = torch.from_numpy(np.asarray(track.norm[start:end], dtype=np.float32)) - median
+        offsets = torch.from_numpy(np.asarray(track.frontal[start:end], dtype=np.float32)) - median
         with torch.no_grad():
             acts[start:end] = signed_activations(model, offsets).numpy()
     acts = smooth_valid(acts, track.valid, sigma_frames)

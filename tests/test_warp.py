@@ -101,3 +101,16 @@ def test_hold_mouth_keeps_inner_lips_and_jaw() -> None:
     strict = hold_mouth(disp, points=pts, mode="strict")
     lips = list(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER))
     assert np.all(strict[lips] == 0)
+
+
+def test_pose_alignment_removes_a_head_turn() -> None:
+    from spfem_cli.face.pose import align, frontal_face_frame
+
+    rng = np.random.default_rng(4)
+    face = rng.normal(0, 50, size=(mesh.N_LANDMARKS, 3))
+    a, b = 0.3, -0.2  # yaw and pitch, radians
+    yaw = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    pitch = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    turned = 1.3 * face @ (yaw @ pitch).T + [200.0, 150.0, 10.0]
+    assert np.allclose(align(turned, face), face, atol=1e-6)
+    assert np.allclose(frontal_face_frame(turned, face), frontal_face_frame(face, face), atol=1e-6)

@@ -16,9 +16,11 @@ from scipy.ndimage import gaussian_filter1d
 
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
+from spfem_cli.face.pose import frontal_face_frame, reference_shape
 from spfem_cli.face.tracker import LandmarkTracker
 
 CHUNK = 1024
+REFERENCE_SAMPLES = 300
 # Lip points keep their raw positions: speech moves them faster than any smoothing could follow.
 _MOUTH = np.array(sorted(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER)))
 
@@ -30,13 +32,16 @@ class FaceTrack:
     valid: (T,) bool, a face was found; n_faces: (T,) int16 faces seen;
     params: (T, 4) float64 smoothed face frame (origin x, y in pixels, angle in radians,
     IOD in pixels; see `mesh.FaceFrame`); norm: (T, 478, 2) float32 memmap of the smoothed
-    landmarks in the normalised face frame (IOD units). Rows of frames without a face are 0.
+    landmarks in the normalised face frame (IOD units); frontal: (T, 478, 2) float32 memmap of
+    the same with the head's pose taken out (every frame seen in the clip's reference pose,
+    see `face.pose`), for estimating expressions. Rows of frames without a face are 0.
     """
 
     valid: np.ndarray
     n_faces: np.ndarray
     params: np.ndarray
     norm: np.ndarray
+    frontal: np.ndarray
 
     @property
     def n_frames(self) -> int:
@@ -53,15 +58,21 @@ class FaceTrack:
         """(478, 2) smoothed landmarks of frame t in image pixels."""
         return self.frame(t).to_image(self.norm[t].astype(np.float64))
 
-    def rest_face(self, *, max_samples: int = 3000) -> np.ndarray:
-        """The person's rest face: per-landmark median over (up to max_samples) valid frames.
+    def median_frontal(self, *, max_samples: int = 3000) -> np.ndarray:
+        """Per-landmark median of the pose-free face over (up to max_samples) valid frames.
 
         Returns (478, 2) float64 in the normalised face frame.
         """
-        idx = np.flatnonzero(self.valid)
-        if idx.size > max_samples:
-            idx = idx[np.linspace(0, idx.size - 1, max_samples).astype(int)]
-        return np.median(np.asarray(self.norm[idx], dtype=np.float64), axis=0)
+        idx = _samples(self.valid, max_samples)
+        return np.median(np.asarray(self.frontal[idx], dtype=np.float64), axis=0)
+
+
+def _samples(valid: np.ndarray, count: int) -> np.ndarray:
+    """Indices of up to `count` valid frames spread evenly over the clip."""
+    idx = np.flatnonzero(valid)
+    if idx.size > count:
+        idx = idx[np.linspace(0, idx.size - 1, count).astype(int)]
+    return idx
 
 
 def _memmap(path: Path, n_frames: int) -> np.memmap:
@@ -118,6 +129,12 @@ def track_frames(
     """
     scale = np.asarray(pixel_scale, dtype=np.float32)
     raw = _memmap(workdir / "landmarks_raw.npy", n_frames)
+    depth = np.lib.format.open_memmap(
+        workdir / "depth_raw.npy",
+        mode="w+",
+        dtype=np.float32,
+        shape=(max(n_frames, 1), N_LANDMARKS),
+    )
     valid = np.zeros(n_frames, dtype=bool)
     n_faces = np.zeros(n_frames, dtype=np.int16)
     params = np.zeros((n_frames, 4), dtype=np.float64)
@@ -133,6 +150,7 @@ def track_frames(
                 if det is not None:
                     landmarks = det.landmarks * scale
                     raw[t] = landmarks
+                    depth[t] = det.depth * scale[0]
                     valid[t] = True
                     n_faces[t] = det.n_faces
                     params[t] = FaceFrame.from_landmarks(landmarks).params
@@ -161,4 +179,14 @@ def track_frames(
         smooth[:, _MOUTH] = pts[:, _MOUTH]
         norm[start:end] = smooth[start - lo : end - lo]
     norm.flush()
-    return FaceTrack(valid=valid, n_faces=n_faces, params=params, norm=norm[:count])
+    frontal = _memmap(workdir / "landmarks_frontal.npy", count)
+    if valid.any():
+        idx = _samples(valid, REFERENCE_SAMPLES)
+        reference = reference_shape(np.concatenate([raw[idx], depth[idx, :, None]], axis=-1))
+        for t in np.flatnonzero(valid):
+            pts = np.concatenate([raw[t], depth[t, :, None]], axis=-1).astype(np.float64)
+            frontal[t] = frontal_face_frame(pts, reference)
+    frontal.flush()
+    return FaceTrack(
+        valid=valid, n_faces=n_faces, params=params, norm=norm[:count], frontal=frontal[:count]
+    )

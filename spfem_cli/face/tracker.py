@@ -26,10 +26,12 @@ class Detection:
     """The landmarks of the largest face in one frame.
 
     landmarks: (478, 2) float32 image coordinates in pixels (x right, y down);
-    n_faces: how many faces MediaPipe saw in the frame.
+    depth: (478,) float32 relative depth in pixels (MediaPipe's z, same scale as x; smaller is
+    nearer the camera); n_faces: how many faces MediaPipe saw in the frame.
     """
 
     landmarks: np.ndarray
+    depth: np.ndarray
     n_faces: int
 
 
@@ -95,16 +97,18 @@ class LandmarkTracker:
         best: np.ndarray | None = None
         best_area = -1.0
         for face in faces:
-            pts = np.array([(p.x * width, p.y * height) for p in face.landmark], dtype=np.float32)
+            pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)
             if pts.shape[0] != N_LANDMARKS:
                 continue
-            span = pts.max(axis=0) - pts.min(axis=0)
+            # MediaPipe normalises x by the width, y by the height and z like x.
+            pts *= np.array([width, height, width], dtype=np.float32)
+            span = pts[:, :2].max(axis=0) - pts[:, :2].min(axis=0)
             area = float(span[0] * span[1])
             if area > best_area:
                 best, best_area = pts, area
         if best is None:
             return None
-        return Detection(landmarks=best, n_faces=len(faces))
+        return Detection(landmarks=best[:, :2].copy(), depth=best[:, 2].copy(), n_faces=len(faces))
 
     def close(self) -> None:
         self._mesh.close()
