@@ -151,7 +151,7 @@ def stage_speeds(src: Path, device: str, workdir: Path) -> dict[str, float]:
     speeds["landmarks"] = len(frames) / (time.perf_counter() - t0)
 
     dev = resolve_device(device)
-    model = ExpressionModel.load("facs-v1")
+    model = ExpressionModel.load()
     gen = FaceGenerator(model=model, device=dev)
     delta = model.emotion_vector("happy", intensity=1.0).double().numpy()
     t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """Calibrate the FACS expression model on real faces: checkpoint ``facs-v2`` from ``facs-v1``.
 
-    python scripts/calibrate_expressions.py [--clips DIR] [--cache DIR] [--no-write]
+    python scripts/calibrate_expressions.py [--clips DIR] [--cache DIR] [--out FILE]
+                                            [--no-write] [--no-manifest]
 
 The AU displacement fields of facs-v1 (authored from FACS by ``scripts/build_facs_weights.py``)
 keep their directions. Calibrated are: the size of each upper-face AU field (to the size of
@@ -39,12 +40,12 @@ Two measurements of each acted emotion (``mead_emotions/*.mp4``, one actor per e
 
     The within measurement is weak in these clips, and the table says how weak (``spread``:
     the pattern's largest displacement, IOD; full expressions move 0.1). The actors barely
-    change their upper face while speaking (brows and lids vary by 0.01-0.02 IOD in the sad,
+    change their upper face while speaking (brows and lids vary by at most 0.02 IOD in the sad,
     surprised, fear, disgusted and contempt clips, close to tracking noise), so the first
     component is residual speech or pose there, and in the happy clip a conversational brow
     flash. Such a component is nearly orthogonal to the prior, so its sign, and with it the
     pattern, is undetermined: the fit uses a within pattern only when its cosine with the prior
-    is at least `DIRECTED_COSINE` in size (only disgusted's: the nose wrinkle really does come
+    is at least `DIRECTED_COSINE` in size (here only disgusted's: its nose wrinkle does come
     and go with the speech there).
 
 Magnitude: full-expression levels
@@ -148,15 +149,19 @@ DEFINING_UPPER = {
     "sad": ("AU1", "AU4"),
     "surprised": ("AU1", "AU2", "AU5"),
 }
+# Fit weights (see the module docstring). One actor per emotion carries identity into the held
+# pattern, so the recipe pull is as strong as the data term and AUs outside the recipe pay more.
 MU = 1.0
 LAMBDA = 1.0
 LAMBDA_EXTRA = 3.0
-MAX_STRENGTH = 64.0
-MAX_DISPLACEMENT = 0.15
+MAX_STRENGTH = 64.0  # largest multiple of the recipe pull tried before falling back to it
 DEFINING_FLOOR = 0.5
 RECIPE_MIN_SCALE = 0.5
 DIRECTED_COSINE = 0.3
-LEVEL_PERCENTILE = 2.0
+# A landmark moved further than this on the upper face looks like a different face, not an
+# expression; real full expressions in the clips stay near 0.12 at the inner brows.
+MAX_DISPLACEMENT = 0.15
+LEVEL_PERCENTILE = 2.0  # robust to single-frame tracking glitches, unlike the extreme frame
 LEVEL_TOP_CLIPS = 3
 
 # Feature: landmarks on the subject's right side (mirrored to the left too) and the sign of dy
@@ -927,7 +932,8 @@ def checkpoint_config(cal: Calibration) -> dict:
             for e, row in cal.rows.items()
         },
         "feature_levels": {k: round(v, 4) for k, v in cal.levels.items()},
-        "recipe_pull": cal.strengths,
+        # inf (the fit gave way to the plain recipe) is not JSON: stored as null.
+        "recipe_pull": {e: v if np.isfinite(v) else None for e, v in cal.strengths.items()},
         "au_scale": {n: round(float(s), 4) for n, s in zip(names, cal.au_scale, strict=True)},
         "params": {
             "mu": MU,
@@ -956,6 +962,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-write", action="store_true", help="print the tables only; write no checkpoint"
     )
+    parser.add_argument("--no-manifest", action="store_true", help="do not touch the manifest")
     args = parser.parse_args(argv)
 
     cal = run(args.clips, cache_dir=args.cache)
@@ -974,6 +981,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tensors["prototypes"] = cal.model.prototypes.clone()
     sha = save_checkpoint(args.out, tensors=tensors, config=checkpoint_config(cal))
     print(f"\nwrote {args.out} ({args.out.stat().st_size} bytes, sha256 {sha})")
+    if args.no_manifest:
+        return 0
     update_manifest(
         name=NAME,
         path=args.out,

@@ -31,7 +31,7 @@ import torch
 from spfem_cli.evaluate import compare_speech, jitter, video_landmarks
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
-from spfem_cli.generator.expression import EMOTIONS, ExpressionModel
+from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.generator.warp import dense_min_jacobian_det, face_box
 from spfem_cli.media import probe
@@ -91,7 +91,7 @@ def main() -> None:
         "--clips", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "clips"
     )
     parser.add_argument("--out", type=Path, default=Path("out/measure"))
-    parser.add_argument("--model", default="facs-v2")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--names", nargs="*", default=list(CLIPS))
     parser.add_argument("--emotions", nargs="*", default=list(EMOTIONS))
     args = parser.parse_args()

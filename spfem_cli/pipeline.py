@@ -20,7 +20,7 @@ import torch
 from spfem_cli.errors import SpfemError
 from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
 from spfem_cli.generator.device import resolve_device, torch_threads
-from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
 from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode
 from spfem_cli.media import (
     FrameReader,
@@ -277,7 +277,7 @@ def edit_video(
     start: float | None = None,
     end: float | None = None,
     overwrite: bool = False,
-    model: str | Path = "facs-v1",
+    model: str | Path = DEFAULT_MODEL,
     crf: int = 18,
     preset: str = "medium",
     reporter: Reporter | None = None,

@@ -14,7 +14,7 @@ import numpy as np
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.generator.device import resolve_device
-from spfem_cli.generator.expression import EMOTIONS, ExpressionModel
+from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator, MouthMode
 from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, probe
@@ -35,7 +35,7 @@ def preview_sheet(
     mouth: MouthMode = "natural",
     device: str = "auto",
     crop_face: bool = True,
-    model: str | Path = "facs-v1",
+    model: str | Path = DEFAULT_MODEL,
     reporter: Reporter | None = None,
 ) -> Path:
     """Write a PNG: one row per sampled frame, columns input then each emotion.

@@ -17,7 +17,6 @@ from spfem_cli.media import FrameReader, audio_packet_checksums, probe
 from spfem_cli.pipeline import EditReport, edit_video
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
-DEFAULT_MODEL = "facs-v1"
 # Issue 3 is open here: the replacement removes too little of a constant smile (the person's
 # rest is their calmest frames), and re-detected cheek and lid landmarks barely follow the warp.
 REPLACE_GAP = "issue 3 open: replacing a constant smile is too weak"
@@ -148,7 +147,7 @@ def upper_face_aus(lm: np.ndarray, *, median: np.ndarray, names: tuple[str, ...]
     from spfem_cli.generator.expression import ExpressionModel
     from spfem_cli.pipeline import signed_activations
 
-    model = ExpressionModel.load(DEFAULT_MODEL)
+    model = ExpressionModel.load()
     ok = ~np.isnan(lm).any(axis=(1, 2))
     norm = np.stack([FaceFrame.from_landmarks(x).to_face(x.astype(np.float64)) for x in lm[ok]])
     with torch.no_grad():

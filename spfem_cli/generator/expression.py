@@ -25,6 +25,9 @@ from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint
 
 CHECKPOINT_KIND = "expression"
 CHECKPOINT_VERSION = 1
+# The expression model `spfem edit` uses unless told otherwise: FACS-authored, calibrated on
+# real faces (scripts/calibrate_expressions.py).
+DEFAULT_MODEL = "facs-v2"
 
 EMOTIONS = ("neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised")
 
@@ -179,7 +182,7 @@ class ExpressionModel(torch.nn.Module):
     @classmethod
     def load(
         cls,
-        name_or_path: str | Path = "facs-v1",
+        name_or_path: str | Path = DEFAULT_MODEL,
         *,
         weights_dir: Path | None = None,
         cache_dir: Path | None = None,
