@@ -114,3 +114,22 @@ def test_pose_alignment_removes_a_head_turn() -> None:
     turned = 1.3 * face @ (yaw @ pitch).T + [200.0, 150.0, 10.0]
     assert np.allclose(align(turned, face), face, atol=1e-6)
     assert np.allclose(frontal_face_frame(turned, face), frontal_face_frame(face, face), atol=1e-6)
+
+
+@pytest.mark.parametrize("amplitude", [0.05, 0.2])
+def test_hold_never_makes_the_warp_fold(amplitude: float) -> None:
+    from spfem_cli.generator.warp import HoldRegion, dense_min_jacobian_det
+
+    ff = FaceFrame(origin=np.array([160.0, 90.0]), angle=0.0, iod=60.0)
+    pts = _grid_points()
+    mouth = np.array([[-0.3, 1.2], [0.0, 1.1], [0.3, 1.2], [0.0, 1.35]])
+    vals = np.zeros_like(pts)
+    # Everything just outside the mouth moves up hard; the mouth itself is held.
+    ring = np.abs(np.linalg.norm(pts - [0.0, 1.22], axis=1) - 0.4) < 0.1
+    vals[ring] = [0.0, -amplitude]
+    hold = HoldRegion(polygon=mouth, band=0.04, feather=0.1, release=mouth[[0, 2]])
+    warper = Warper(device=torch.device("cpu"))
+    box = (40, 10, 280, 230)
+    dense = warper.dense_flow(face=ff, points=pts, values=vals, box=box, hold=hold)
+    assert dense.abs().max() > 1.0  # it still moves
+    assert dense_min_jacobian_det(dense) > 0.2

@@ -162,6 +162,16 @@ def hold_weight(points: torch.Tensor, hold: HoldRegion) -> torch.Tensor:
     return weight
 
 
+def _max_jacobian_norm(dense: torch.Tensor) -> float:
+    """Largest Frobenius norm of the Jacobian of a dense flow (2, h, w), pixels per pixel."""
+    jac = flow_jacobian(dense.permute(1, 2, 0), step_x=1.0, step_y=1.0)
+    return float(jac.flatten(-2).norm(dim=-1).max()) if jac.numel() else 0.0
+
+
+# How far beyond the held mouth the motion is toned down when it would fold (IOD units).
+NEAR_HOLD_FADE = 0.3
+
+
 class Warper:
     """Applies sparse face-frame displacements to a frame as a dense, smooth warp."""
 
@@ -238,7 +248,40 @@ class Warper:
         )[0]
         if hold is not None:
             self._hold(dense, face=face, box=box, hold=hold)
+            dense = self._unfold_near(dense, face=face, box=box, hold=hold)
         return dense
+
+    def _unfold_near(
+        self,
+        dense: torch.Tensor,
+        *,
+        face: FaceFrame,
+        box: tuple[int, int, int, int],
+        hold: HoldRegion,
+    ) -> torch.Tensor:
+        """Fading the flow out over the hold's feather steepens it there (the lip corners move,
+        the lips between them do not). Where that would fold the warp, the motion is toned down
+        around the held region only, smoothly, so the rest of the face keeps its full edit;
+        a uniform scale is the last resort. dense: (2, h, w) pixels."""
+        bound = self.config.max_gradient
+        norm = _max_jacobian_norm(dense)
+        if norm <= bound:
+            return dense
+        x0, y0, x1, y1 = box
+        g = self.config.grid
+        nodes = np.stack(
+            np.meshgrid(np.linspace(x0, x1 - 1, g), np.linspace(y0, y1 - 1, g)), axis=-1
+        ).reshape(-1, 2)
+        near = HoldRegion(
+            polygon=hold.polygon, band=hold.band + hold.feather, feather=NEAR_HOLD_FADE
+        )
+        bump = hold_weight(torch.from_numpy(face.to_face(nodes)).float().to(self.device), near)
+        bump = F.interpolate(
+            bump.reshape(1, 1, g, g), size=dense.shape[1:], mode="bilinear", align_corners=True
+        )[0]
+        dense = dense * (1 - (1 - bound / norm) * bump)
+        norm = _max_jacobian_norm(dense)
+        return dense if norm <= bound else dense * (bound / norm)
 
     def apply(
         self,
