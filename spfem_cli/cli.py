@@ -140,6 +140,102 @@ def edit(
 
 
 @app.command()
+def batch(
+    in_dir: Annotated[Path, typer.Argument(help="Folder of videos to edit (never modified).")],
+    out_dir: Annotated[
+        Path, typer.Argument(help="Folder for the outputs and the report; mirrors IN_DIR.")
+    ],
+    emotion: Annotated[
+        list[str],
+        typer.Option(
+            "--emotion",
+            "-e",
+            help="Target emotion (as for `spfem edit`); repeat for several: one output per "
+            "emotion, named STEM.EMOTION.mp4.",
+        ),
+    ],
+    intensity: Annotated[
+        float, typer.Option(help="How strong the emotion is, 0 (no change) to 1.5.")
+    ] = 1.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    mouth: Annotated[str, typer.Option(help="natural or strict (see `spfem edit`).")] = "natural",
+    start: Annotated[
+        float | None, typer.Option(help="Edit from this time (seconds); before it, unchanged.")
+    ] = None,
+    end: Annotated[
+        float | None, typer.Option(help="Edit until this time (seconds); after it, unchanged.")
+    ] = None,
+    pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Glob for the files to edit, matched against their path in IN_DIR "
+            "(default: .mp4 .mov .mkv .avi .webm .m4v)."
+        ),
+    ] = None,
+    recursive: Annotated[bool, typer.Option(help="Also edit the videos in subfolders.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Local worker processes (default 1); with --executor ray, the most tasks "
+            "in flight (default: as many as the cluster runs)."
+        ),
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="local (this machine) or ray (a Ray cluster).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to run on (HEAD:6379); default: a local Ray instance."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Redo outputs that an earlier run finished.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress, status lines or summary.")
+    ] = False,
+) -> None:
+    """Edit every video in IN_DIR into OUT_DIR; a re-run resumes where the last one stopped.
+
+    Exit code 0 when every output is done (or was done before), 1 when any failed or was
+    left undone, 2 for bad arguments, 130 on Ctrl-C.
+    """
+    from spfem_cli.batch import BatchInterrupted, BatchSummary, EditOptions, run_batch
+    from spfem_cli.console import RichBatchReporter, print_batch_summary
+
+    console = _console(quiet)
+
+    def body() -> BatchSummary:
+        try:
+            return run_batch(
+                in_dir=in_dir,
+                out_dir=out_dir,
+                emotions=emotion,
+                pattern=pattern,
+                recursive=recursive,
+                workers=workers,
+                executor=executor,
+                ray_address=ray_address,
+                overwrite=overwrite,
+                options=EditOptions(
+                    intensity=intensity, device=device, mouth=mouth, start=start, end=end
+                ),
+                reporter=RichBatchReporter(console),
+            )
+        except BatchInterrupted as exc:
+            print_batch_summary(console, exc.summary)
+            _console().print(
+                f"[bold red]spfem: interrupted[/bold red]: {exc.summary.n_done} finished "
+                "output(s) and their records are kept; run the same command again to resume"
+            )
+            raise typer.Exit(130) from None
+
+    summary = run_guarded(body)
+    print_batch_summary(console, summary)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def preview(
     input: Annotated[Path, typer.Argument(help="The video to preview.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")] = Path(

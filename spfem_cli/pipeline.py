@@ -34,7 +34,14 @@ from spfem_cli.media import (
     probe,
 )
 from spfem_cli.progress import Reporter, SilentReporter
-from spfem_cli.targets import default_resolver, parse_emotion, render, with_range
+from spfem_cli.targets import (
+    Resolver,
+    Timeline,
+    default_resolver,
+    parse_emotion,
+    render,
+    with_range,
+)
 
 MAX_INTENSITY = 1.5
 # The expression already on the face is estimated from a heavily smoothed signal, so that
@@ -266,6 +273,53 @@ def render_video(
     return n_edited
 
 
+@dataclass
+class Editor:
+    """What turns a timeline into edited frames under one set of options: the expression
+    model, the generator (with its mouth mode and device) and the resolver of emotion names."""
+
+    expression: ExpressionModel
+    generator: FaceGenerator
+    vector_of: Resolver
+
+    @classmethod
+    def load(cls, *, model: str | Path, device: str, mouth: MouthMode) -> Editor:
+        expression = ExpressionModel.load(model).to("cpu")
+        generator = FaceGenerator(model=expression, device=resolve_device(device), mouth=mouth)
+        vector_of = default_resolver(lambda name: expression.emotion_vector(name).double().numpy())
+        return cls(expression=expression, generator=generator, vector_of=vector_of)
+
+    def deltas(self, analysis: Analysis, timeline: Timeline, *, intensity: float) -> np.ndarray:
+        """(T, K) AU change per frame that plays `timeline` on the analysed video."""
+        track = analysis.track
+        targets, weights = render(
+            timeline, n_frames=track.n_frames, fps=float(analysis.info.fps), resolve=self.vector_of
+        )
+        # Intensity scales the whole edit, removal of the present expression included, so
+        # that 0 means no change at all.
+        return analysis.deltas(
+            target=intensity * targets, weights=weights, removal=min(intensity, 1.0)
+        )
+
+
+def track_notes(info: VideoInfo, track: FaceTrack) -> list[str]:
+    """What a user should know about the input and its faces, one line each."""
+    notes = []
+    if info.variable_frame_rate:
+        notes.append(f"variable frame rate input: written at a constant {float(info.fps):.3f} fps")
+    if track.n_valid == 0:
+        notes.append("no face was found in any frame: the video passes through unchanged")
+    elif track.n_valid < track.n_frames:
+        notes.append(
+            f"{track.n_frames - track.n_valid} of {track.n_frames} frames have no face "
+            "and pass through unchanged"
+        )
+    max_faces = int(track.n_faces.max()) if track.n_frames else 0
+    if max_faces > 1:
+        notes.append(f"up to {max_faces} faces in a frame: the largest one was edited")
+    return notes
+
+
 def edit_video(
     *,
     input_path: str | Path,
@@ -298,33 +352,19 @@ def edit_video(
         out = default_output_path(input_path, timeline.label())
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     validate_options(info=info, intensity=intensity, start=start, end=end, mouth=mouth)
-    torch_device = resolve_device(device)
-    expression = ExpressionModel.load(model).to("cpu")
-    vector_of = default_resolver(lambda name: expression.emotion_vector(name).double().numpy())
-    generator = FaceGenerator(model=expression, device=torch_device, mouth=mouth)
-    fps = float(info.fps)
+    editor = Editor.load(model=model, device=device, mouth=mouth)
     seconds: dict[str, float] = {}
-    notes: list[str] = []
-    if info.variable_frame_rate:
-        notes.append(f"variable frame rate input: written at a constant {fps:.3f} fps")
-
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
         t0 = time.perf_counter()
-        analysis = analyse_video(info, model=expression, workdir=workdir, reporter=rep)
+        analysis = analyse_video(info, model=editor.expression, workdir=workdir, reporter=rep)
         track = analysis.track
         seconds["track"] = time.perf_counter() - t0
-        targets, weights = render(timeline, n_frames=track.n_frames, fps=fps, resolve=vector_of)
-        # Intensity scales the whole edit, removal of the present expression included, so
-        # that 0 means no change at all.
-        deltas = analysis.deltas(
-            target=intensity * targets, weights=weights, removal=min(intensity, 1.0)
-        )
-
+        deltas = editor.deltas(analysis, timeline, intensity=intensity)
         t0 = time.perf_counter()
         n_edited = render_video(
             analysis,
-            generator=generator,
+            generator=editor.generator,
             deltas=deltas,
             output=out,
             workdir=workdir,
@@ -334,17 +374,7 @@ def edit_video(
             label=timeline.label(),
         )
         seconds["edit+encode+mux"] = time.perf_counter() - t0
-
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
-    if track.n_valid == 0:
-        notes.append("no face was found in any frame: the video passes through unchanged")
-    elif track.n_valid < track.n_frames:
-        notes.append(
-            f"{track.n_frames - track.n_valid} of {track.n_frames} frames have no face "
-            "and pass through unchanged"
-        )
-    if max_faces > 1:
-        notes.append(f"up to {max_faces} faces in a frame: the largest one was edited")
     return EditReport(
         output=out,
         n_frames=track.n_frames,
@@ -355,5 +385,5 @@ def edit_video(
         width=info.width,
         height=info.height,
         seconds=seconds,
-        notes=notes,
+        notes=track_notes(info, track),
     )

@@ -105,6 +105,8 @@ def mux_audio(*, video_only: Path, source: VideoInfo, output: Path) -> None:
         reason = error_reason(result.stderr.decode("utf-8", "replace"))
         hint = ""
         suffix = Path(output).suffix.lower()
-        if source.has_audio and suffix != ".mkv":
+        # Only a refused codec is the container's fault; a full disk or a vanished file is not.
+        refused = any(w in reason.lower() for w in ("codec", "tag", "not supported", "muxer"))
+        if source.has_audio and suffix != ".mkv" and refused:
             hint = f"; the {source.audio_codec} audio may not fit in {suffix}, try .mkv"
         raise SpfemError(f"adding the audio of {source.path} failed: {reason}{hint}", exit_code=1)
