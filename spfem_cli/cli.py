@@ -30,6 +30,26 @@ app = typer.Typer(
 )
 
 
+# Options several commands share, declared once.
+IntensityOption = Annotated[
+    float, typer.Option(help="How strong the emotion is, 0 (no change) to 1.5.")
+]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+MouthOption = Annotated[
+    str,
+    typer.Option(
+        help="natural: lip corners follow the emotion, lip opening follows the "
+        "speech; strict: the whole mouth region is kept from the source."
+    ),
+]
+StartOption = Annotated[
+    float | None, typer.Option(help="Edit from this time (seconds); before it, unchanged.")
+]
+EndOption = Annotated[
+    float | None, typer.Option(help="Edit until this time (seconds); after it, unchanged.")
+]
+
+
 def _console(quiet: bool = False) -> Console:
     return Console(stderr=True, quiet=quiet)
 
@@ -89,23 +109,11 @@ def edit(
         Path | None,
         typer.Option("--output", "-o", help="Output file. Default: INPUT.EMOTION.mp4 beside it."),
     ] = None,
-    intensity: Annotated[
-        float, typer.Option(help="How strong the emotion is, 0 (no change) to 1.5.")
-    ] = 1.0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    mouth: Annotated[
-        str,
-        typer.Option(
-            help="natural: lip corners follow the emotion, lip opening follows the "
-            "speech; strict: the whole mouth region is kept from the source."
-        ),
-    ] = "natural",
-    start: Annotated[
-        float | None, typer.Option(help="Edit from this time (seconds); before it, unchanged.")
-    ] = None,
-    end: Annotated[
-        float | None, typer.Option(help="Edit until this time (seconds); after it, unchanged.")
-    ] = None,
+    intensity: IntensityOption = 1.0,
+    device: DeviceOption = "auto",
+    mouth: MouthOption = "natural",
+    start: StartOption = None,
+    end: EndOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")
@@ -154,17 +162,11 @@ def batch(
             "emotion, named STEM.EMOTION.mp4.",
         ),
     ],
-    intensity: Annotated[
-        float, typer.Option(help="How strong the emotion is, 0 (no change) to 1.5.")
-    ] = 1.0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    mouth: Annotated[str, typer.Option(help="natural or strict (see `spfem edit`).")] = "natural",
-    start: Annotated[
-        float | None, typer.Option(help="Edit from this time (seconds); before it, unchanged.")
-    ] = None,
-    end: Annotated[
-        float | None, typer.Option(help="Edit until this time (seconds); after it, unchanged.")
-    ] = None,
+    intensity: IntensityOption = 1.0,
+    device: DeviceOption = "auto",
+    mouth: MouthOption = "natural",
+    start: StartOption = None,
+    end: EndOption = None,
     pattern: Annotated[
         str | None,
         typer.Option(
@@ -242,9 +244,9 @@ def preview(
         "spfem-preview.png"
     ),
     frames: Annotated[int, typer.Option(help="How many frames (rows) to show.")] = 3,
-    intensity: Annotated[float, typer.Option(help="Emotion strength, 0 to 1.5.")] = 1.0,
-    mouth: Annotated[str, typer.Option(help="natural or strict (see `spfem edit`).")] = "natural",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    intensity: IntensityOption = 1.0,
+    mouth: MouthOption = "natural",
+    device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Write a contact sheet: a few frames of INPUT under every emotion, side by side."""
@@ -301,7 +303,7 @@ def demo(
     emotion: Annotated[
         str, typer.Option("--emotion", "-e", help="Emotion for the demo edit.")
     ] = "happy",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Make a short clip from a built-in portrait, edit it, and write a contact sheet."""
