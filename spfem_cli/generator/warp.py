@@ -247,8 +247,9 @@ class Warper:
             align_corners=True,
         )[0]
         if hold is not None:
-            self._hold(dense, face=face, box=box, hold=hold)
-            dense = self._unfold_near(dense, face=face, box=box, hold=hold)
+            region = self._hold(dense, face=face, box=box, hold=hold)
+            if region is not None:
+                dense = self._unfold_near(dense, face=face, box=box, hold=hold, region=region)
         return dense
 
     def _unfold_near(
@@ -258,13 +259,16 @@ class Warper:
         face: FaceFrame,
         box: tuple[int, int, int, int],
         hold: HoldRegion,
+        region: tuple[slice, slice],
     ) -> torch.Tensor:
         """Fading the flow out over the hold's feather steepens it there (the lip corners move,
         the lips between them do not). Where that would fold the warp, the motion is toned down
         around the held region only, smoothly, so the rest of the face keeps its full edit;
-        a uniform scale is the last resort. dense: (2, h, w) pixels."""
+        a uniform scale is the last resort. dense: (2, h, w) pixels; region: the rows and
+        columns the hold changed (elsewhere the coarse flow's bound already holds)."""
         bound = self.config.max_gradient
-        norm = _max_jacobian_norm(dense)
+        rows, cols = region
+        norm = _max_jacobian_norm(dense[:, rows, cols])
         if norm <= bound:
             return dense
         x0, y0, x1, y1 = box
@@ -280,7 +284,7 @@ class Warper:
             bump.reshape(1, 1, g, g), size=dense.shape[1:], mode="bilinear", align_corners=True
         )[0]
         dense = dense * (1 - (1 - bound / norm) * bump)
-        norm = _max_jacobian_norm(dense)
+        norm = _max_jacobian_norm(dense)  # the toned-down zone reaches beyond the region
         return dense if norm <= bound else dense * (bound / norm)
 
     def apply(
@@ -332,8 +336,9 @@ class Warper:
         face: FaceFrame,
         box: tuple[int, int, int, int],
         hold: HoldRegion,
-    ) -> None:
-        """Scale the dense flow (2, h, w) over `box` down to zero in the held region, in place.
+    ) -> tuple[slice, slice] | None:
+        """Scale the dense flow (2, h, w) over `box` down to zero in the held region, in place;
+        returns the rows and columns it touched (None: none).
         Only the held region's bounding box (plus its fade) is visited, for speed."""
         x0, y0, x1, y1 = box
         reach = hold.band + hold.feather
@@ -352,7 +357,7 @@ class Warper:
         hy0 = int(np.clip(np.floor(corners[:, 1].min()), y0, y1)) - y0
         hy1 = int(np.clip(np.ceil(corners[:, 1].max()) + 1, y0, y1)) - y0
         if hx1 <= hx0 or hy1 <= hy0:
-            return
+            return None
         h, w = hy1 - hy0, hx1 - hx0
         # The hold fades over `feather`, so a grid a few times finer than that is enough;
         # it is then interpolated to every pixel (a large face has tens of thousands).
@@ -366,3 +371,4 @@ class Warper:
         if (gh, gw) != (h, w):
             keep = F.interpolate(keep, size=(h, w), mode="bilinear", align_corners=True)
         dense[:, hy0:hy1, hx0:hx1] *= keep[0]
+        return slice(hy0, hy1), slice(hx0, hx1)
