@@ -23,6 +23,8 @@ from spfem_cli.pipeline import edit_video
 from .conftest import run_ffmpeg_checked
 
 runner = CliRunner()
+# A quick, nearly lossless encode for the clips the tests derive.
+FAST_X264 = ("-c:v", "libx264", "-preset", "ultrafast", "-crf", "16")
 
 
 def sha256(path: Path) -> str:
@@ -58,12 +60,7 @@ def face_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
         str(src),
         "-t",
         "2",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-crf",
-        "16",
+        *FAST_X264,
         "-c:a",
         "copy",
         str(out),
@@ -233,12 +230,7 @@ def test_some_frames_without_a_face(face_clip: Path, tmp_path: Path) -> None:
         "half.mp4",
         "-vf",
         "drawbox=enable='gte(t,1)':color=black:t=fill",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-crf",
-        "16",
+        *FAST_X264,
         "-c:a",
         "copy",
     )
@@ -256,12 +248,7 @@ def test_several_faces_edits_the_largest(face_clip: Path, tmp_path: Path) -> Non
         "two.mp4",
         "-filter_complex",
         "[0:v]split[a][b];[b]scale=128:128,pad=128:256:0:64[s];[a][s]hstack",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-crf",
-        "16",
+        *FAST_X264,
     )
     report = edit_video(input_path=clip, emotion="surprised", output_path=tmp_path / "o.mp4")
     assert report.max_faces >= 2
@@ -381,12 +368,7 @@ def test_portrait_video(tmp_path: Path) -> None:
         str(src),
         "-t",
         "1",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-crf",
-        "16",
+        *FAST_X264,
         "-c:a",
         "copy",
         str(clip),
