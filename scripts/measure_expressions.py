@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spfem_cli.evaluate import compare_speech, jitter, video_landmarks
+from spfem_cli.evaluate import compare_speech, face_frame_landmarks, jitter, video_landmarks
 from spfem_cli.face import mesh
-from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.generator.warp import dense_min_jacobian_det, face_box
@@ -42,15 +41,6 @@ from spfem_cli.progress import SilentReporter
 CLIPS = ("speech_obama_450x450.mp4", "talk_mead_sad_1920x1080.mp4", "talk_s32_1280x720.mp4")
 # The face outline without the jaw: the jaw moves with the speech in both videos.
 OUTLINE = tuple(i for i in mesh.FACE_OVAL if i not in mesh.JAW)
-
-
-def face_frame_landmarks(lm: np.ndarray) -> np.ndarray:
-    """(T, 478, 2) pixels -> each frame in its own face frame (IOD units); NaN rows kept."""
-    out = np.full(lm.shape, np.nan)
-    for t in range(len(lm)):
-        if not np.isnan(lm[t]).any():
-            out[t] = FaceFrame.from_landmarks(lm[t]).to_face(lm[t].astype(np.float64))
-    return out
 
 
 def achieved_aus(model: ExpressionModel, lm_in: np.ndarray, lm_out: np.ndarray) -> np.ndarray:

@@ -117,11 +117,10 @@ def background_difference(
     return total / max(count, 1)
 
 
-def face_expression_offsets(lm: np.ndarray, *, rest: np.ndarray | None = None) -> np.ndarray:
-    """(T, 478, 2) landmarks in the face frame minus the rest face (median if not given)."""
-    norm = np.full(lm.shape, np.nan)
+def face_frame_landmarks(lm: np.ndarray) -> np.ndarray:
+    """(T, 478, 2) pixels -> each frame in its own face frame (IOD units); NaN rows stay NaN."""
+    out = np.full(lm.shape, np.nan)
     for t in range(len(lm)):
         if not np.isnan(lm[t]).any():
-            norm[t] = FaceFrame.from_landmarks(lm[t]).to_face(lm[t].astype(np.float64))
-    base = np.nanmedian(norm, axis=0) if rest is None else rest
-    return norm - base
+            out[t] = FaceFrame.from_landmarks(lm[t]).to_face(lm[t].astype(np.float64))
+    return out

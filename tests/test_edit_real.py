@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spfem_cli.evaluate import background_difference, compare_speech, video_landmarks
+from spfem_cli.evaluate import (
+    background_difference,
+    compare_speech,
+    face_frame_landmarks,
+    video_landmarks,
+)
 from spfem_cli.face import mesh
 from spfem_cli.media import FrameReader, audio_packet_checksums, probe
 from spfem_cli.pipeline import EditReport, edit_video
@@ -143,13 +148,12 @@ def upper_face_aus(lm: np.ndarray, *, median: np.ndarray, names: tuple[str, ...]
     """Per-frame activations (T, len(names)) of the named AUs, relative to a median face."""
     import torch
 
-    from spfem_cli.face.mesh import FaceFrame
     from spfem_cli.generator.expression import ExpressionModel
     from spfem_cli.pipeline import signed_activations
 
     model = ExpressionModel.load()
-    ok = ~np.isnan(lm).any(axis=(1, 2))
-    norm = np.stack([FaceFrame.from_landmarks(x).to_face(x.astype(np.float64)) for x in lm[ok]])
+    norm = face_frame_landmarks(lm)
+    norm = norm[~np.isnan(norm).any(axis=(1, 2))]
     with torch.no_grad():
         acts = signed_activations(model, torch.from_numpy(norm - median).float()).numpy()
     return acts[:, [model.au_names.index(n) for n in names]]
@@ -165,13 +169,9 @@ def smiling(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Edited]:
 @needs_clips
 @pytest.mark.xfail(strict=True, reason=REPLACE_GAP)
 def test_sad_replaces_the_smile_instead_of_stacking(smiling: dict[str, Edited]) -> None:
-    from spfem_cli.face.mesh import FaceFrame
 
     e = smiling["sad"]
-    ok = ~np.isnan(e.lm_in).any(axis=(1, 2))
-    median = np.median(
-        [FaceFrame.from_landmarks(x).to_face(x.astype(np.float64)) for x in e.lm_in[ok]], axis=0
-    )
+    median = np.nanmedian(face_frame_landmarks(e.lm_in), axis=0)
     names = ("AU6", "AU7", "AU1")
     before = upper_face_aus(e.lm_in, median=median, names=names)
     after = upper_face_aus(e.lm_out, median=median, names=names)
@@ -186,14 +186,10 @@ def test_sad_replaces_the_smile_instead_of_stacking(smiling: dict[str, Edited]) 
 @needs_clips
 @pytest.mark.xfail(strict=True, reason=REPLACE_GAP)
 def test_neutral_calms_an_expressive_face(smiling: dict[str, Edited]) -> None:
-    from spfem_cli.face.mesh import FaceFrame
     from spfem_cli.pipeline import REPLACED_AUS
 
     e = smiling["neutral"]
-    ok = ~np.isnan(e.lm_in).any(axis=(1, 2))
-    median = np.median(
-        [FaceFrame.from_landmarks(x).to_face(x.astype(np.float64)) for x in e.lm_in[ok]], axis=0
-    )
+    median = np.nanmedian(face_frame_landmarks(e.lm_in), axis=0)
     before = upper_face_aus(e.lm_in, median=median, names=REPLACED_AUS)
     after = upper_face_aus(e.lm_out, median=median, names=REPLACED_AUS)
     # The expression's movement over the clip (its spread around the person's calmest state)

@@ -71,6 +71,11 @@ def probe_args(path: Path) -> list[str]:
     Info log level is kept because the stream dump (sizes, pixel format, rotation) is an info
     message; `-nostats` keeps the progress line out of it.
     """
+    return _packet_crc_args(path, VIDEO_STREAM)
+
+
+def _packet_crc_args(path: Path, stream: str) -> list[str]:
+    """One framecrc line per packet of `stream`, copied without decoding."""
     return [
         "-hide_banner",
         "-nostdin",
@@ -78,7 +83,7 @@ def probe_args(path: Path) -> list[str]:
         "-i",
         str(path),
         "-map",
-        VIDEO_STREAM,
+        stream,
         "-c",
         "copy",
         "-f",
@@ -92,20 +97,7 @@ def audio_crc_args(path: Path) -> list[str]:
 
     The trailing ``?`` makes a file without audio succeed with no packets instead of failing.
     """
-    return [
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-i",
-        str(path),
-        "-map",
-        "0:a:0?",
-        "-c",
-        "copy",
-        "-f",
-        "framecrc",
-        "-",
-    ]
+    return _packet_crc_args(path, "0:a:0?")
 
 
 def decode_args(
