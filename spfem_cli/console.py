@@ -11,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -43,6 +44,40 @@ class RichReporter:
 
     def note(self, message: str) -> None:
         self.console.print(f"[yellow]note:[/yellow] {message}")
+
+
+class RichTrainingReporter(RichReporter):
+    """A `RichReporter` whose bars also show the running loss and accuracy (a
+    `MetricsReporter`), with a kept line per epoch above them."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self._live: tuple[Progress, TaskID] | None = None
+
+    @contextmanager
+    def stage(self, description: str, total: int) -> Iterator[Advance]:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=self.console,
+        ) as progress:
+            task = progress.add_task(description, total=max(total, 1), metrics="")
+            self._live = (progress, task)
+            try:
+                yield lambda: progress.advance(task)
+            finally:
+                self._live = None
+
+    def metrics(self, text: str, *, keep: bool = False) -> None:
+        if self._live is not None:
+            progress, task = self._live
+            progress.update(task, metrics=escape(text))
+        if keep:
+            self.console.print(escape(text), highlight=False)
 
 
 class RichBatchReporter:

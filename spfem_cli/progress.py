@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 Advance = Callable[[], None]
 
@@ -17,6 +17,17 @@ class Reporter(Protocol):
         ...
 
     def note(self, message: str) -> None: ...
+
+
+@runtime_checkable
+class MetricsReporter(Reporter, Protocol):
+    """A reporter that can also show how training goes (loss, accuracy); training code checks
+    for it with isinstance and falls back to plain stages."""
+
+    def metrics(self, text: str, *, keep: bool = False) -> None:
+        """Show `text` beside the running stage, replacing the last; `keep` also leaves it
+        as a line of its own (once per epoch, say)."""
+        ...
 
 
 class SilentReporter:

@@ -44,6 +44,10 @@ class ClipBundle:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     device: torch.device
+    arch: str = ""
+    """The open_clip architecture name ("ViT-B-32"), so files trained against it can check it."""
+    pretrained: str | None = None
+    """The weights loaded (a tag or a file path as given), None for random weights."""
 
 
 def load_clip(
@@ -116,6 +120,8 @@ def load_clip(
         mean=tuple(float(v) for v in cfg["mean"]),
         std=tuple(float(v) for v in cfg["std"]),
         device=torch.device(device),
+        arch=arch,
+        pretrained=None if pretrained is None else str(pretrained),
     )
 
 
