@@ -58,6 +58,7 @@ class EditOptions:
     intensity: float = 1.0
     device: str = "auto"
     mouth: str = "natural"
+    generator: str = "refiner"
     start: float | None = None
     end: float | None = None
     # None: the pipeline's default checkpoint (`run_batch` records which one that was).
@@ -69,6 +70,7 @@ class EditOptions:
         return {
             "intensity": self.intensity,
             "mouth": self.mouth,
+            "generator": self.generator,
             "start": self.start,
             "end": self.end,
             "model": self.model,
@@ -389,6 +391,7 @@ def process_job(*, job: Job, options: EditOptions) -> list[Outcome]:
             intensity=options.intensity,
             device=options.device,
             mouth=options.mouth,  # type: ignore[arg-type]
+            generator=options.generator,
             start=options.start,
             end=options.end,
             # The driver decided this output is to be (re)made: a leftover without a
@@ -444,6 +447,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         model=options.model or DEFAULT_MODEL,
         device=options.device,
         mouth=options.mouth,  # type: ignore[arg-type]
+        generator=options.generator,
     )
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
@@ -767,6 +771,7 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
     """Refuse, before any file is touched, options that would fail every job alike."""
     from spfem_cli.generator.device import DEVICE_CHOICES, resolve_device
     from spfem_cli.generator.generator import MOUTH_MODES
+    from spfem_cli.generator.refiner import GENERATORS
     from spfem_cli.pipeline import MAX_INTENSITY
 
     if executor not in EXECUTORS:
@@ -780,6 +785,10 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
     if options.mouth not in MOUTH_MODES:
         raise SpfemError(
             f"unknown mouth mode {options.mouth!r}; choose one of: {', '.join(MOUTH_MODES)}"
+        )
+    if options.generator not in GENERATORS:
+        raise SpfemError(
+            f"unknown generator {options.generator!r}; choose one of: {', '.join(GENERATORS)}"
         )
     if options.end is not None and options.end <= 0:
         raise SpfemError(f"--end must be > 0 seconds, got {options.end}")

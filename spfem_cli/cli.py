@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from spfem_cli import __version__
@@ -42,6 +43,13 @@ MouthOption = Annotated[
         "speech; strict: the whole mouth region is kept from the source."
     ),
 ]
+GeneratorOption = Annotated[
+    str,
+    typer.Option(
+        help="refiner: the warp plus the learned refiner (creases, shading, eye whites); "
+        "warp: the warp alone (faster)."
+    ),
+]
 StartOption = Annotated[
     float | None, typer.Option(help="Edit from this time (seconds); before it, unchanged.")
 ]
@@ -60,7 +68,13 @@ def run_guarded(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except SpfemError as exc:
-        err.print(f"[bold red]spfem: error:[/bold red] {exc}", highlight=False, markup=True)
+        # soft_wrap: the message stays one line however narrow the terminal; escape: a file
+        # name with brackets is not markup.
+        err.print(
+            f"[bold red]spfem: error:[/bold red] {escape(str(exc))}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("[bold red]spfem: interrupted[/bold red]: nothing was written")
@@ -71,9 +85,10 @@ def run_guarded(fn: Callable[[], T]) -> T:
         if os.environ.get("SPFEM_DEBUG"):
             raise
         err.print(
-            f"[bold red]spfem: internal error:[/bold red] {type(exc).__name__}: {exc} "
-            "(set SPFEM_DEBUG=1 for the traceback)",
+            f"[bold red]spfem: internal error:[/bold red] {type(exc).__name__}: "
+            f"{escape(str(exc))} (set SPFEM_DEBUG=1 for the traceback)",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(1) from None
 
@@ -112,6 +127,7 @@ def edit(
     intensity: IntensityOption = 1.0,
     device: DeviceOption = "auto",
     mouth: MouthOption = "natural",
+    generator: GeneratorOption = "refiner",
     start: StartOption = None,
     end: EndOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
@@ -132,6 +148,7 @@ def edit(
             intensity=intensity,
             device=device,
             mouth=mouth,
+            generator=generator,
             start=start,
             end=end,
             overwrite=overwrite,  # type: ignore[arg-type]
@@ -165,6 +182,7 @@ def batch(
     intensity: IntensityOption = 1.0,
     device: DeviceOption = "auto",
     mouth: MouthOption = "natural",
+    generator: GeneratorOption = "refiner",
     start: StartOption = None,
     end: EndOption = None,
     pattern: Annotated[
@@ -219,7 +237,12 @@ def batch(
                 ray_address=ray_address,
                 overwrite=overwrite,
                 options=EditOptions(
-                    intensity=intensity, device=device, mouth=mouth, start=start, end=end
+                    intensity=intensity,
+                    device=device,
+                    mouth=mouth,
+                    generator=generator,
+                    start=start,
+                    end=end,
                 ),
                 reporter=RichBatchReporter(console),
             )
@@ -246,6 +269,7 @@ def preview(
     frames: Annotated[int, typer.Option(help="How many frames (rows) to show.")] = 3,
     intensity: IntensityOption = 1.0,
     mouth: MouthOption = "natural",
+    generator: GeneratorOption = "refiner",
     device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -261,6 +285,7 @@ def preview(
             n_frames=frames,
             intensity=intensity,
             mouth=mouth,  # type: ignore[arg-type]
+            generator=generator,
             device=device,
             reporter=RichReporter(console),
         )
@@ -319,6 +344,162 @@ def demo(
     console.print(
         f"[green]demo written[/green]: input {result.input}, edit {result.edited}, "
         f"contact sheet {result.sheet}",
+        highlight=False,
+    )
+
+
+train_app = typer.Typer(
+    help="Train spfem's learned parts on your own videos.", no_args_is_help=True
+)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("refiner")
+def train_refiner_command(
+    video_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of videos: one sub-folder per person, or one person per file "
+            "(the config's 'people' can name who is in which file)."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The refiner checkpoint to write.")
+    ] = Path("refiner.safetensors"),
+    config: Annotated[
+        Path | None, typer.Option(help="Training config (JSON); see configs/refiner-v1.json.")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Training steps (overrides the config).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config).")] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Folder to keep the cut face crops in between runs.")
+    ] = None,
+    device: DeviceOption = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Pre-train the refiner self-supervised: warp one frame toward another frame of the same
+    video and learn the rest. Validates on held-out people; logs to OUTPUT.log.jsonl."""
+    from spfem_cli.console import RichReporter
+    from spfem_cli.generator.device import resolve_device
+    from spfem_cli.training.refiner import TrainConfig, train_refiner
+
+    console = _console(quiet)
+
+    def body():  # noqa: ANN202 - the result type lives in a lazily imported module
+        cfg = TrainConfig.from_file(config) if config is not None else TrainConfig()
+        if steps is not None:
+            if steps < 1:
+                raise SpfemError(f"--steps must be at least 1, got {steps}")
+            cfg.steps = steps
+        if seed is not None:
+            cfg.seed = seed
+        return train_refiner(
+            video_dir=video_dir,
+            output=output,
+            config=cfg,
+            cache_dir=cache,
+            device=str(resolve_device(device)),
+            reporter=RichReporter(console),
+        )
+
+    result = run_guarded(body)
+    v = result.validation
+    console.print(
+        f"[green]wrote[/green] {result.output} (sha256 {result.sha256[:12]}); held-out people "
+        f"{', '.join(result.val_people)}: L1 {v.l1_refined:.2f} levels with the refiner, "
+        f"{v.l1_warp:.2f} warp alone ({100 * v.l1_gain:.1f}% lower); log {result.log}",
+        highlight=False,
+    )
+
+
+# --- PCMECL stage one: personalised emotion prompts --------------------------------------------
+
+
+@app.command("train-prompts")
+def train_prompts_command(
+    data_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="One folder per emotion (happy/, sad/ ...) of face images and/or video clips. "
+            "Person: a sub-folder per person in each emotion folder, or else the file name up "
+            "to the first '_' (alice_01.png)."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The prompt file to write (.safetensors).")
+    ] = Path("prompts.safetensors"),
+    arch: Annotated[str, typer.Option(help="CLIP architecture (open_clip name).")] = "ViT-B-32",
+    clip_weights: Annotated[
+        str | None,
+        typer.Option(
+            help="CLIP weights: an open_clip tag (downloaded) or a local file. "
+            "Default: random weights, for testing only."
+        ),
+    ] = None,
+    clip_config: Annotated[
+        Path | None,
+        typer.Option(help="JSON config of an architecture open_clip does not ship (named ARCH)."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training frames.")] = 10,
+    lr: Annotated[float, typer.Option(help="Learning rate (Adam, cosine decay).")] = 2e-3,
+    batch_size: Annotated[int, typer.Option(help="Frames per step.")] = 32,
+    val_people: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated people to hold out for validation. Default: a fifth of the "
+            "people (at least one), drawn with --seed."
+        ),
+    ] = None,
+    frames_per_clip: Annotated[
+        int, typer.Option(help="Frames taken from each video, evenly spaced.")
+    ] = 4,
+    n_ctx: Annotated[int, typer.Option(help="Learned context tokens in the prompt.")] = 4,
+    seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, order).")] = 0,
+    device: DeviceOption = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Learn personalised emotion prompts for CLIP (PCMECL stage one) from labelled faces,
+    validating on people it never trained on."""
+    from spfem_cli.console import RichTrainingReporter
+    from spfem_cli.pcmecl.prompt_training import PromptTrainingResult, train_prompts
+
+    console = _console(quiet)
+    held_out = None
+    if val_people is not None:
+        held_out = [name.strip() for name in val_people.split(",") if name.strip()]
+
+    def body() -> PromptTrainingResult:
+        if val_people is not None and not held_out:
+            raise SpfemError("--val-people is empty; name people separated by commas")
+        return train_prompts(
+            data_dir=data_dir,
+            output=output,
+            arch=arch,
+            clip_weights=clip_weights,
+            clip_config=clip_config,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            val_people=held_out,
+            n_ctx=n_ctx,
+            frames_per_clip=frames_per_clip,
+            device=device,
+            overwrite=overwrite,
+            reporter=RichTrainingReporter(console),
+        )
+
+    result = run_guarded(body)
+    last = result.history[-1]
+    console.print(
+        f"[green]wrote[/green] {result.output} (sha256 {result.sha256[:12]}): "
+        f"{len(result.class_names)} emotions, {result.n_train_frames} frames of "
+        f"{len(result.train_people)} people trained, {result.n_val_frames} frames of "
+        f"{', '.join(result.val_people)} held out; held-out accuracy "
+        f"{100 * last.val_accuracy:.0f}% (chance {100 * result.chance:.0f}%)",
         highlight=False,
     )
 

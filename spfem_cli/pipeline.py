@@ -21,7 +21,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
 from spfem_cli.generator.device import resolve_device, torch_threads
 from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
-from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode
+from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode, build_generator
 from spfem_cli.media import (
     FrameReader,
     FrameWriter,
@@ -283,11 +283,16 @@ class Editor:
     vector_of: Resolver
 
     @classmethod
-    def load(cls, *, model: str | Path, device: str, mouth: MouthMode) -> Editor:
+    def load(
+        cls, *, model: str | Path, device: str, mouth: MouthMode, generator: str = "refiner"
+    ) -> Editor:
+        """generator: "refiner" (warp + the shipped refiner) or "warp" (the warp alone)."""
         expression = ExpressionModel.load(model).to("cpu")
-        generator = FaceGenerator(model=expression, device=resolve_device(device), mouth=mouth)
+        gen = build_generator(
+            model=expression, device=resolve_device(device), mouth=mouth, kind=generator
+        )
         vector_of = default_resolver(lambda name: expression.emotion_vector(name).double().numpy())
-        return cls(expression=expression, generator=generator, vector_of=vector_of)
+        return cls(expression=expression, generator=gen, vector_of=vector_of)
 
     def deltas(self, analysis: Analysis, timeline: Timeline, *, intensity: float) -> np.ndarray:
         """(T, K) AU change per frame that plays `timeline` on the analysed video."""
@@ -328,6 +333,7 @@ def edit_video(
     intensity: float = 1.0,
     device: str = "auto",
     mouth: MouthMode = "natural",
+    generator: str = "refiner",
     start: float | None = None,
     end: float | None = None,
     overwrite: bool = False,
@@ -337,6 +343,8 @@ def edit_video(
     reporter: Reporter | None = None,
 ) -> EditReport:
     """Change the emotion on the face in a video, keeping speech, audio and timing.
+
+    generator: "refiner" (the warp and the learned refiner) or "warp" (the warp alone).
 
     Frames outside [start, end) seconds, frames without a face and pixels away from the face
     are passed through. The input file is never modified; nothing appears under the output
@@ -352,7 +360,7 @@ def edit_video(
         out = default_output_path(input_path, timeline.label())
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     validate_options(info=info, intensity=intensity, start=start, end=end, mouth=mouth)
-    editor = Editor.load(model=model, device=device, mouth=mouth)
+    editor = Editor.load(model=model, device=device, mouth=mouth, generator=generator)
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)

@@ -15,7 +15,7 @@ import numpy as np
 from spfem_cli.errors import SpfemError
 from spfem_cli.generator.device import resolve_device
 from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
-from spfem_cli.generator.generator import FaceGenerator, MouthMode
+from spfem_cli.generator.generator import MouthMode, build_generator
 from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import MAX_INTENSITY, analyse_video
@@ -33,6 +33,7 @@ def preview_sheet(
     n_frames: int = 3,
     intensity: float = 1.0,
     mouth: MouthMode = "natural",
+    generator: str = "refiner",
     device: str = "auto",
     crop_face: bool = True,
     model: str | Path = DEFAULT_MODEL,
@@ -54,7 +55,9 @@ def preview_sheet(
         raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
     info = probe(input_path)
     expression = ExpressionModel.load(model)
-    generator = FaceGenerator(model=expression, device=resolve_device(device), mouth=mouth)
+    gen = build_generator(
+        model=expression, device=resolve_device(device), mouth=mouth, kind=generator
+    )
     targets = {
         e: expression.emotion_vector(e, intensity=intensity).double().numpy() for e in emotions
     }
@@ -77,9 +80,7 @@ def preview_sheet(
                     continue
                 points = np.asarray(track.norm[t], np.float64)
                 row = [frame] + [
-                    generator.edit_frame(
-                        frame, face=track.frame(t), points=points, delta=deltas[e][t]
-                    )
+                    gen.edit_frame(frame, face=track.frame(t), points=points, delta=deltas[e][t])
                     for e in emotions
                 ]
                 if crop_face:

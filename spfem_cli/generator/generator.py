@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -11,6 +12,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.refiner import DEFAULT_REFINER, GENERATORS, Refiner, refine_frame
 from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper
 
 MouthMode = Literal["natural", "strict"]
@@ -75,7 +77,8 @@ class FaceGenerator:
     """Turns a change of action-unit activations into an edited frame.
 
     The expression model maps AU activations to landmark displacements (IOD units); the
-    mouth rule keeps the articulation; the warper moves the pixels.
+    mouth rule keeps the articulation; the warper moves the pixels; the refiner, when there
+    is one, adds what moving pixels cannot (creases, shading, eye whites).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class FaceGenerator:
         device: torch.device,
         mouth: MouthMode = "natural",
         warp: WarpConfig | None = None,
+        refiner: Refiner | None = None,
     ) -> None:
         if mouth not in MOUTH_MODES:
             raise SpfemError(
@@ -93,6 +97,7 @@ class FaceGenerator:
         self.model = model
         self.mouth = mouth
         self.warper = Warper(device=device, config=warp)
+        self.refiner = refiner.to(device).eval() if refiner is not None else None
 
     def displacement(self, delta: np.ndarray, *, points: np.ndarray) -> np.ndarray:
         """delta: (K,) change of AU activations; points: (478, 2) face-frame landmarks.
@@ -114,6 +119,17 @@ class FaceGenerator:
         if not np.any(delta):
             return frame
         disp, hold = self.sparse(points=points, delta=delta)
+        if self.refiner is not None:
+            return refine_frame(
+                frame,
+                warper=self.warper,
+                refiner=self.refiner,
+                face=face,
+                points=points,
+                values=disp,
+                hold=hold,
+                delta=delta,
+            )
         return self.warper.apply(
             frame,
             face=face,
@@ -122,3 +138,19 @@ class FaceGenerator:
             landmarks_px=face.to_image(points),
             hold=hold,
         )
+
+
+def build_generator(
+    *,
+    model: ExpressionModel,
+    device: torch.device,
+    mouth: MouthMode = "natural",
+    kind: str = "refiner",
+    refiner: str | Path = DEFAULT_REFINER,
+) -> FaceGenerator:
+    """The generator a command asks for: kind "refiner" (warp + the refiner checkpoint
+    `refiner`, a manifest name or a path) or "warp" (the warp alone)."""
+    if kind not in GENERATORS:
+        raise SpfemError(f"unknown generator {kind!r}; choose one of: {', '.join(GENERATORS)}")
+    net = Refiner.load(refiner) if kind == "refiner" else None
+    return FaceGenerator(model=model, device=device, mouth=mouth, refiner=net)

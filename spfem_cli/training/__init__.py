@@ -1,0 +1,1 @@
+"""Training loops: the refiner's self-supervised pre-training on real video."""

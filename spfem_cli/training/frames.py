@@ -1,0 +1,198 @@
+"""Training frames from real video: aligned face crops with their landmarks and AU activations.
+
+Each video becomes a `ClipFrames`: every usable frame's crop (the refiner's aligned crop, see
+`generator.refiner.CropGeometry`), its smoothed landmarks in the face frame, and its AU
+activations relative to the clip's median face. Which person a video shows decides the
+train/validation split, so that no one is validated on after being trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spfem_cli.errors import SpfemError
+from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.refiner import CropGeometry, sample_crop, supersampled_points
+from spfem_cli.media import FrameReader, probe
+from spfem_cli.pipeline import analyse_video, signed_activations
+from spfem_cli.progress import Reporter, SilentReporter
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+# Faces smaller than this (IOD, pixels) are upsampled into the crop and teach only blur.
+MIN_IOD_PX = 40.0
+
+
+@dataclass
+class ClipFrames:
+    """One video's training frames.
+
+    crops: (T, 3, S, S) uint8 RGB aligned crops; points: (T, 478, 2) float32 landmarks in the
+    face frame (IOD); aus: (T, K) float32 AU activations relative to the clip's median face.
+    """
+
+    name: str
+    person: str
+    crops: np.ndarray
+    points: np.ndarray
+    aus: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.crops.shape[0])
+
+
+def find_videos(root: Path) -> list[Path]:
+    """Video files under `root` (one folder level deep at most), sorted."""
+    if not root.is_dir():
+        raise SpfemError(f"video folder not found: {root}")
+    found = [
+        p
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and p.suffix.lower() in VIDEO_SUFFIXES
+        and len(p.relative_to(root).parts) <= 2
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+    if not found:
+        raise SpfemError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {root}")
+    return found
+
+
+def person_of(video: Path, *, root: Path, people: dict[str, str]) -> str:
+    """Who a video shows: its entry in `people` (keyed by the path relative to root), else
+    its sub-folder's name (one folder per person), else its file name without suffix."""
+    rel = video.relative_to(root).as_posix()
+    if rel in people:
+        return people[rel]
+    parts = video.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else video.stem
+
+
+def _cache_key(video: Path, crop: CropGeometry, max_frames: int) -> str:
+    stat = video.stat()
+    blob = json.dumps(
+        [str(video.resolve()), stat.st_size, stat.st_mtime_ns, crop.__dict__, max_frames, 1]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def load_clip_frames(
+    video: Path,
+    *,
+    person: str,
+    name: str,
+    model: ExpressionModel,
+    crop: CropGeometry,
+    max_frames: int,
+    cache_dir: Path | None = None,
+    reporter: Reporter | None = None,
+) -> ClipFrames | None:
+    """Track a video and cut its training crops (None if no usable face).
+
+    Up to max_frames frames with a face, spread evenly over the video, are kept. With a
+    cache_dir, the result is stored there and reused while the video file is unchanged.
+    """
+    cached = cache_dir / f"{_cache_key(video, crop, max_frames)}.npz" if cache_dir else None
+    if cached is not None and cached.is_file():
+        data = np.load(cached)
+        if data["crops"].shape[0] == 0:
+            return None
+        return ClipFrames(
+            name=name, person=person, crops=data["crops"], points=data["points"], aus=data["aus"]
+        )
+    rep = reporter or SilentReporter()
+    info = probe(video)
+    with tempfile.TemporaryDirectory(prefix="spfem-train-") as tmp:
+        analysis = analyse_video(info, model=model, workdir=Path(tmp), reporter=rep)
+        track = analysis.track
+        usable = track.valid & (track.params[:, 3] >= MIN_IOD_PX)
+        idx = np.flatnonzero(usable)
+        if idx.size < 2:
+            _store(cached, crops=np.zeros((0, 3, crop.size, crop.size), np.uint8))
+            return None
+        if idx.size > max_frames:
+            idx = idx[np.linspace(0, idx.size - 1, max_frames).astype(int)]
+        median = torch.from_numpy(track.median_frontal()).float()
+        frontal = torch.from_numpy(np.asarray(track.frontal[idx], dtype=np.float32))
+        with torch.no_grad():
+            aus = signed_activations(model, frontal - median).float().numpy()
+        points = np.asarray(track.norm[idx], dtype=np.float32)
+        crops = np.zeros((idx.size, 3, crop.size, crop.size), dtype=np.uint8)
+        wanted = {int(t): i for i, t in enumerate(idx)}
+        sub = supersampled_points(crop).double().numpy()
+        with FrameReader(info) as reader, rep.stage(f"Cropping {name}", track.n_frames) as adv:
+            for t, frame in enumerate(reader):
+                adv()
+                if t in wanted:
+                    pix = track.frame(t).to_image(sub)
+                    crops[wanted[t]] = crop_from_frame(frame, pix)
+    out = ClipFrames(name=name, person=person, crops=crops, points=points, aus=aus)
+    _store(cached, crops=crops, points=points, aus=aus)
+    return out
+
+
+def _store(cached: Path | None, **arrays: np.ndarray) -> None:
+    """Write a cache entry atomically (an entry with no crops records a video without a
+    usable face)."""
+    if cached is None:
+        return
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = cached.with_suffix(".tmp.npz")
+    np.savez(tmp_path, **arrays)
+    tmp_path.replace(cached)
+
+
+def crop_from_frame(frame: np.ndarray, pixel_grid: np.ndarray) -> np.ndarray:
+    """The aligned crop (3, S, S) uint8 of a frame (H, W, 3) uint8, sampled at the
+    supersampled pixel positions (2S, 2S, 2) (x, y) of `supersampled_points`; only the frame's
+    part under the grid is converted."""
+    h, w = frame.shape[:2]
+    x0 = int(np.clip(np.floor(pixel_grid[..., 0].min()) - 1, 0, w - 1))
+    x1 = int(np.clip(np.ceil(pixel_grid[..., 0].max()) + 2, x0 + 1, w))
+    y0 = int(np.clip(np.floor(pixel_grid[..., 1].min()) - 1, 0, h - 1))
+    y1 = int(np.clip(np.ceil(pixel_grid[..., 1].max()) + 2, y0 + 1, h))
+    part = torch.from_numpy(np.ascontiguousarray(frame[y0:y1, x0:x1])).permute(2, 0, 1)[None]
+    grid = torch.from_numpy(pixel_grid - np.array([x0, y0])).float()
+    out = sample_crop(part.float(), grid)[0]
+    return out.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def load_collection(
+    root: Path,
+    *,
+    people: dict[str, str],
+    model: ExpressionModel,
+    crop: CropGeometry,
+    max_frames: int,
+    cache_dir: Path | None,
+    exclude: tuple[str, ...] = (),
+    reporter: Reporter | None = None,
+) -> list[ClipFrames]:
+    """Every usable video under root as ClipFrames (videos without a usable face are left out;
+    `exclude` lists paths relative to root to skip)."""
+    clips = []
+    for video in find_videos(root):
+        rel = video.relative_to(root).as_posix()
+        if rel in exclude:
+            continue
+        frames = load_clip_frames(
+            video,
+            person=person_of(video, root=root, people=people),
+            name=rel,
+            model=model,
+            crop=crop,
+            max_frames=max_frames,
+            cache_dir=cache_dir,
+            reporter=reporter,
+        )
+        if frames is not None:
+            clips.append(frames)
+    if not clips:
+        raise SpfemError(f"no video under {root} has a face large enough to train on")
+    return clips

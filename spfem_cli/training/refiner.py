@@ -1,0 +1,462 @@
+"""Self-supervised pre-training of the refiner on real video.
+
+No labels and no pairs: two frames A and B of the same video are taken, A's crop is warped
+toward B's landmarks with the generator's own warp (`generator.refiner.crop_flow`), and the
+refiner learns to turn the warped crop into B's real crop. What the warp cannot do (creases,
+shading, eye whites, teeth behind a lip that moved) is what it learns.
+
+Losses, over the region the refiner may change (the face, not the held mouth):
+- L1 on pixels: the reconstruction itself, robust to the odd bad landmark;
+- L1 on a Laplacian pyramid (three band-pass levels): a loss in a frequency "feature space"
+  that weighs creases and edges as much as flat skin, so the residual is not a blur;
+- SSIM on luminance: local structure (contrast and correlation), not just intensity;
+- a small penalty on the mask, so the refiner leaves alone what it cannot improve.
+No pretrained feature network (VGG/LPIPS/CLIP) can be had offline, and an adversarial loss
+would need far more steps than a CPU run gives to be stable, so the pyramid and SSIM terms
+stand in for both.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from spfem_cli.errors import SpfemError
+from spfem_cli.face import mesh
+from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
+from spfem_cli.generator.generator import mouth_hold
+from spfem_cli.generator.refiner import (
+    CropGeometry,
+    Refiner,
+    RefinerConfig,
+    compose,
+    crop_flow,
+    network_inputs,
+    regions,
+    warp_crop,
+)
+from spfem_cli.generator.warp import WarpConfig
+from spfem_cli.progress import Reporter, SilentReporter
+from spfem_cli.training.frames import ClipFrames, load_collection
+
+# Landmarks that move with the head but not with expression or speech: their difference
+# between two frames (in the face frame) measures how far the head turned.
+_POSE_POINTS = np.array(
+    sorted((set(mesh.FACE_OVAL) - set(mesh.JAW)) | set(mesh.NOSE) | {33, 133, 263, 362})
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a refiner training run depends on (saved in the checkpoint and the log)."""
+
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 12
+    lr: float = 2e-3
+    lr_final: float = 1e-4
+    warmup_steps: int = 200
+    min_gap_frames: int = 3
+    pose_tolerance: float = 0.06
+    max_frames_per_clip: int = 400
+    val_people: list[str] = field(default_factory=list)
+    val_fraction: float = 0.25
+    val_pairs: int = 192
+    people: dict[str, str] = field(default_factory=dict)
+    exclude: list[str] = field(default_factory=list)
+    weight_l1: float = 1.0
+    weight_pyramid: float = 1.0
+    weight_ssim: float = 0.5
+    weight_mask: float = 0.01
+    color_jitter: float = 0.08
+    log_every: int = 25
+    val_every: int = 500
+    crop_size: int = 128
+    channels: tuple[int, int, int] = (24, 48, 96)
+    expression_model: str = DEFAULT_MODEL
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrainConfig:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SpfemError(f"cannot read training config {path}: {exc}") from exc
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known - {"comment"})
+        if unknown:
+            raise SpfemError(f"{path}: unknown training settings: {', '.join(unknown)}")
+        data.pop("comment", None)
+        if "channels" in data:
+            data["channels"] = tuple(data["channels"])
+        return cls(**data)
+
+    def model_config(self) -> RefinerConfig:
+        return RefinerConfig(crop=CropGeometry(size=self.crop_size), channels=self.channels)
+
+
+@dataclass
+class Batch:
+    """A batch of training pairs on the crop, all (B, C, S, S) in [-1, 1] unless said.
+
+    inputs: the network's input (B, 10, S, S); aus: (B, K) AU change from A to B; warped:
+    A warped toward B; target: B; allow: (B, 1, S, S) where the refiner may act."""
+
+    inputs: Tensor
+    aus: Tensor
+    warped: Tensor
+    target: Tensor
+    allow: Tensor
+
+
+def split_people(clips: Sequence[ClipFrames], config: TrainConfig) -> tuple[list[str], list[str]]:
+    """(training people, validation people): `val_people` when given, else a seeded choice of
+    about val_fraction of the people. Raises if either side would be empty."""
+    people = sorted({c.person for c in clips})
+    if config.val_people:
+        missing = sorted(set(config.val_people) - set(people))
+        if missing:
+            raise SpfemError(f"validation people not in the collection: {', '.join(missing)}")
+        val = sorted(config.val_people)
+    else:
+        rng = np.random.default_rng(config.seed)
+        n_val = max(1, round(config.val_fraction * len(people)))
+        val = sorted(rng.choice(people, size=n_val, replace=False).tolist()) if people else []
+    train = [p for p in people if p not in val]
+    if not train or not val:
+        raise SpfemError(
+            "need videos of at least two people to train with a held-out person; "
+            f"found {len(people)}"
+        )
+    return train, val
+
+
+def pose_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS landmark difference (IOD) of two frames' pose points, face frame."""
+    d = a[_POSE_POINTS] - b[_POSE_POINTS]
+    return float(np.sqrt((d**2).sum(axis=-1).mean()))
+
+
+def sample_pairs(
+    clips: Sequence[ClipFrames], n: int, *, rng: np.random.Generator, config: TrainConfig
+) -> list[tuple[int, int, int]]:
+    """n pairs (clip index, frame A, frame B) of different frames of one video with a similar
+    head pose; clips are drawn in proportion to their length."""
+    sizes = np.array([len(c) for c in clips], dtype=np.float64)
+    out = []
+    for c in rng.choice(len(clips), size=n, p=sizes / sizes.sum()):
+        clip = clips[c]
+        best: tuple[float, int, int] | None = None
+        for _ in range(12):
+            a, b = rng.choice(len(clip), size=2, replace=False)
+            if (
+                abs(int(a) - int(b)) < config.min_gap_frames
+                and len(clip) > 2 * config.min_gap_frames
+            ):
+                continue
+            d = pose_distance(clip.points[a], clip.points[b])
+            if best is None or d < best[0]:
+                best = (d, int(a), int(b))
+            if d <= config.pose_tolerance:
+                break
+        if best is None:
+            a, b = rng.choice(len(clip), size=2, replace=False)
+            best = (0.0, int(a), int(b))
+        out.append((int(c), best[1], best[2]))
+    return out
+
+
+def make_batch(
+    clips: Sequence[ClipFrames],
+    pairs: Sequence[tuple[int, int, int]],
+    *,
+    crop: CropGeometry,
+    warp: WarpConfig,
+    rng: np.random.Generator | None = None,
+    color_jitter: float = 0.0,
+) -> Batch:
+    """Build the network's inputs and targets for pairs (clip, A, B): A warped toward B."""
+    src = torch.from_numpy(np.stack([clips[c].crops[a] for c, a, _ in pairs])).float() / 127.5 - 1
+    tgt = torch.from_numpy(np.stack([clips[c].crops[b] for c, _, b in pairs])).float() / 127.5 - 1
+    if rng is not None and color_jitter > 0:
+        # The same colour change on both frames: a new skin tone or light, not a new target.
+        gain = torch.from_numpy(1 + color_jitter * rng.standard_normal((len(pairs), 3, 1, 1)))
+        bias = torch.from_numpy(color_jitter * rng.standard_normal((len(pairs), 3, 1, 1)))
+        src = (src * gain.float() + bias.float()).clamp(-1, 1)
+        tgt = (tgt * gain.float() + bias.float()).clamp(-1, 1)
+    pa = torch.from_numpy(np.stack([clips[c].points[a] for c, a, _ in pairs]))
+    pb = torch.from_numpy(np.stack([clips[c].points[b] for c, _, b in pairs]))
+    aus = torch.from_numpy(np.stack([clips[c].aus[b] - clips[c].aus[a] for c, a, b in pairs]))
+    with torch.no_grad():
+        flow = crop_flow(pa, pb - pa, crop=crop, warp=warp)
+        warped = warp_crop(src, flow, crop=crop)
+    maps = torch.stack(
+        [
+            regions(p, mouth_hold(p.astype(np.float64), mode="natural"), crop=crop)
+            for p in pb.numpy()
+        ]
+    )
+    inputs = network_inputs(warped=warped, source=src, flow=flow, maps=maps)
+    return Batch(inputs=inputs, aus=aus.float(), warped=warped, target=tgt, allow=maps[:, 1:2])
+
+
+def _masked_mean(x: Tensor, weight: Tensor) -> Tensor:
+    return (x * weight).sum() / (weight.sum() * x.shape[1] / weight.shape[1]).clamp_min(1e-6)
+
+
+def _laplacian(x: Tensor, levels: int) -> list[Tensor]:
+    bands = []
+    for _ in range(levels):
+        down = F.avg_pool2d(x, 2)
+        bands.append(
+            x - F.interpolate(down, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        )
+        x = down
+    return bands
+
+
+def _ssim_map(a: Tensor, b: Tensor, *, window: int = 7) -> Tensor:
+    """SSIM per pixel of luminance images (B, 1, S, S) in [-1, 1]."""
+    c1, c2 = (0.01 * 2) ** 2, (0.03 * 2) ** 2
+    pad = window // 2
+
+    def blur(x: Tensor) -> Tensor:
+        return F.avg_pool2d(F.pad(x, (pad,) * 4, mode="replicate"), window, stride=1)
+
+    ma, mb = blur(a), blur(b)
+    va = blur(a * a) - ma * ma
+    vb = blur(b * b) - mb * mb
+    cov = blur(a * b) - ma * mb
+    return ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+
+
+def _luma(x: Tensor) -> Tensor:
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+def reconstruction_losses(out: Tensor, target: Tensor, allow: Tensor) -> dict[str, Tensor]:
+    """The loss terms (scalars) of a refined crop against the real one, over `allow`."""
+    l1 = _masked_mean((out - target).abs(), allow)
+    pyramid = out.new_zeros(())
+    weight = allow
+    for bo, bt in zip(_laplacian(out, 3), _laplacian(target, 3), strict=True):
+        if weight.shape[-1] != bo.shape[-1]:
+            weight = F.interpolate(allow, size=bo.shape[-2:], mode="area")
+        pyramid = pyramid + _masked_mean((bo - bt).abs(), weight)
+    ssim = _masked_mean(1 - _ssim_map(_luma(out), _luma(target)), allow)
+    return {"l1": l1, "pyramid": pyramid, "ssim": ssim}
+
+
+def total_loss(
+    terms: dict[str, Tensor], mask: Tensor, allow: Tensor, config: TrainConfig
+) -> Tensor:
+    return (
+        config.weight_l1 * terms["l1"]
+        + config.weight_pyramid * terms["pyramid"]
+        + config.weight_ssim * terms["ssim"]
+        + config.weight_mask * (mask * allow).mean()
+    )
+
+
+@dataclass
+class ValidationResult:
+    """Held-out reconstruction errors, mean over pairs: L1 in 8-bit levels and 1 - SSIM, for
+    the unwarped source, the warp alone and warp + refiner."""
+
+    pairs: int
+    l1_source: float
+    l1_warp: float
+    l1_refined: float
+    dssim_warp: float
+    dssim_refined: float
+
+    @property
+    def l1_gain(self) -> float:
+        """Relative reduction of the warp's L1 error by the refiner (0.1 = 10% lower)."""
+        return 1 - self.l1_refined / self.l1_warp if self.l1_warp else 0.0
+
+
+def validate(
+    model: Refiner,
+    clips: Sequence[ClipFrames],
+    pairs: Sequence[tuple[int, int, int]],
+    *,
+    warp: WarpConfig,
+    batch_size: int = 32,
+) -> ValidationResult:
+    """Reconstruction errors on fixed pairs (from people the model was not trained on)."""
+    crop = model.config.crop
+    sums = np.zeros(5)
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(pairs), batch_size):
+            chunk = pairs[i : i + batch_size]
+            b = make_batch(clips, chunk, crop=crop, warp=warp)
+            residual, mask = model(b.inputs, b.aus)
+            refined = compose(b.warped, residual, mask, b.allow)
+            source = b.inputs[:, 3:6]
+            for j in range(len(chunk)):
+                w = b.allow[j : j + 1]
+                t = b.target[j : j + 1]
+                sums += [
+                    127.5 * float(_masked_mean((source[j : j + 1] - t).abs(), w)),
+                    127.5 * float(_masked_mean((b.warped[j : j + 1] - t).abs(), w)),
+                    127.5 * float(_masked_mean((refined[j : j + 1] - t).abs(), w)),
+                    float(_masked_mean(1 - _ssim_map(_luma(b.warped[j : j + 1]), _luma(t)), w)),
+                    float(_masked_mean(1 - _ssim_map(_luma(refined[j : j + 1]), _luma(t)), w)),
+                ]
+    model.train()
+    m = sums / max(len(pairs), 1)
+    return ValidationResult(len(pairs), *[float(v) for v in m])
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Learning rate over lr at a step: a linear warm-up (a zero-initialised head takes big
+    first steps otherwise), then a cosine decay to lr_final."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    floor = config.lr_final / config.lr
+    progress = (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    sha256: str
+    train_people: list[str]
+    val_people: list[str]
+    steps: int
+    seconds: float
+    validation: ValidationResult
+    log: Path
+
+
+def train_refiner(
+    *,
+    video_dir: Path,
+    output: Path,
+    config: TrainConfig,
+    cache_dir: Path | None = None,
+    device: str = "cpu",
+    reporter: Reporter | None = None,
+) -> TrainResult:
+    """Pre-train a refiner on the videos under video_dir and save it to `output` (fp16).
+
+    Losses and validation results are logged, one JSON object per line, to
+    ``<output>.log.jsonl``. Reproducible for a given config (seed) and machine.
+    """
+    rep = reporter or SilentReporter()
+    dev = torch.device(device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    warp = WarpConfig()
+    model_cfg = config.model_config()
+    expression = ExpressionModel.load(config.expression_model)
+    clips = load_collection(
+        Path(video_dir),
+        people=config.people,
+        model=expression,
+        crop=model_cfg.crop,
+        max_frames=config.max_frames_per_clip,
+        cache_dir=cache_dir,
+        exclude=tuple(config.exclude),
+        reporter=rep,
+    )
+    train_people, val_people = split_people(clips, config)
+    train_clips = [c for c in clips if c.person in train_people]
+    val_clips = [c for c in clips if c.person in val_people]
+    val_pairs = sample_pairs(
+        val_clips, config.val_pairs, rng=np.random.default_rng(config.seed + 1), config=config
+    )
+    model = Refiner(model_cfg).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, config))
+    log_path = output.with_name(output.name + ".log.jsonl")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(
+            json.dumps(
+                {
+                    "config": _jsonable(asdict(config)),
+                    "train_people": train_people,
+                    "val_people": val_people,
+                    "train_frames": sum(len(c) for c in train_clips),
+                    "val_frames": sum(len(c) for c in val_clips),
+                }
+            )
+            + "\n"
+        )
+        result = validate(model, val_clips, val_pairs, warp=warp)
+        log.write(json.dumps({"step": 0, "val": asdict(result)}) + "\n")
+        running: dict[str, float] = {}
+        with rep.stage("Training refiner", config.steps) as adv:
+            for step in range(1, config.steps + 1):
+                pairs = sample_pairs(train_clips, config.batch_size, rng=rng, config=config)
+                b = make_batch(
+                    train_clips, pairs, crop=model_cfg.crop, warp=warp, rng=rng,
+                    color_jitter=config.color_jitter,
+                )  # fmt: skip
+                residual, mask = model(b.inputs.to(dev), b.aus.to(dev))
+                allow = b.allow.to(dev)
+                out = compose(b.warped.to(dev), residual, mask, allow)
+                terms = reconstruction_losses(out, b.target.to(dev), allow)
+                loss = total_loss(terms, mask, allow, config)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                for k, v in {**terms, "loss": loss}.items():
+                    running[k] = running.get(k, 0.0) + float(v.detach())
+                if step % config.log_every == 0:
+                    entry = {k: v / config.log_every for k, v in running.items()}
+                    log.write(
+                        json.dumps({"step": step, "lr": sched.get_last_lr()[0], **entry}) + "\n"
+                    )
+                    log.flush()
+                    running = {}
+                if step % config.val_every == 0 or step == config.steps:
+                    result = validate(model, val_clips, val_pairs, warp=warp)
+                    log.write(json.dumps({"step": step, "val": asdict(result)}) + "\n")
+                    log.flush()
+                    rep.note(
+                        f"step {step}: held-out L1 {result.l1_refined:.2f} levels "
+                        f"(warp alone {result.l1_warp:.2f})"
+                    )
+                adv()
+    seconds = time.perf_counter() - t_start
+    sha = model.cpu().save(
+        output,
+        extra={
+            "training": {
+                "config": _jsonable(asdict(config)),
+                "train_people": train_people,
+                "val_people": val_people,
+                "validation": asdict(result),
+                "seconds": round(seconds, 1),
+            }
+        },
+    )
+    return TrainResult(
+        output=output,
+        sha256=sha,
+        train_people=train_people,
+        val_people=val_people,
+        steps=config.steps,
+        seconds=seconds,
+        validation=result,
+        log=log_path,
+    )
+
+
+def _jsonable(data: dict) -> dict:
+    return json.loads(json.dumps(data, default=list))

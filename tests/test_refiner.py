@@ -1,0 +1,303 @@
+"""The refiner: geometry, the edit path's guarantees, checkpoints and the training pieces.
+
+Synthetic data only (no video, no MediaPipe): landmarks are the expression model's neutral
+template placed in a frame of random texture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from spfem_cli.cli import app
+from spfem_cli.errors import SpfemError
+from spfem_cli.face import mesh
+from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.generator import FaceGenerator, build_generator, mouth_hold
+from spfem_cli.generator.refiner import (
+    FACE_FEATHER,
+    FACE_MARGIN,
+    CropGeometry,
+    Refiner,
+    RefinerConfig,
+    crop_flow,
+    refine_frame,
+    regions,
+    warp_crop,
+)
+from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper, hold_weight
+from spfem_cli.training.frames import ClipFrames, person_of
+from spfem_cli.training.refiner import (
+    TrainConfig,
+    make_batch,
+    reconstruction_losses,
+    sample_pairs,
+    split_people,
+    total_loss,
+)
+
+CPU = torch.device("cpu")
+SMALL = RefinerConfig(crop=CropGeometry(size=64), channels=(8, 8, 16))
+
+
+@pytest.fixture(scope="module")
+def model() -> ExpressionModel:
+    return ExpressionModel.load()
+
+
+@pytest.fixture(scope="module")
+def scene(model: ExpressionModel) -> tuple[np.ndarray, FaceFrame, np.ndarray]:
+    """(frame (240, 320, 3) uint8 of smooth random texture, its face frame, landmarks
+    (478, 2) in the face frame)."""
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, size=(30, 40, 3)).astype(np.float32)
+    frame = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(coarse).permute(2, 0, 1)[None], size=(240, 320), mode="bicubic"
+        )[0]
+        .permute(1, 2, 0)
+        .clamp(0, 255)
+        .round()
+        .numpy()
+        .astype(np.uint8)
+    )
+    face = FaceFrame(origin=np.array([160.0, 100.0]), angle=0.05, iod=55.0)
+    return frame, face, model.template.double().numpy()
+
+
+def _random_head(refiner: Refiner, seed: int = 0) -> Refiner:
+    """A refiner whose output is far from the identity (random last layer)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        refiner.head.weight.copy_(torch.randn(refiner.head.weight.shape, generator=gen) * 0.5)
+        refiner.head.bias.copy_(torch.randn(refiner.head.bias.shape, generator=gen))
+    return refiner.eval()
+
+
+def _edit_inputs(
+    model: ExpressionModel, points: np.ndarray
+) -> tuple[np.ndarray, HoldRegion, np.ndarray]:
+    gen = FaceGenerator(model=model, device=CPU, mouth="natural")
+    delta = model.emotion_vector("surprised").double().numpy()
+    disp, hold = gen.sparse(points=points, delta=delta)
+    return disp, hold, delta
+
+
+def test_untrained_refiner_is_the_warp(model, scene) -> None:
+    frame, face, points = scene
+    disp, hold, delta = _edit_inputs(model, points)
+    warper = Warper(device=CPU)
+    plain = warper.apply(
+        frame, face=face, points=points, values=disp, landmarks_px=face.to_image(points), hold=hold
+    )
+    refined = refine_frame(
+        frame, warper=warper, refiner=Refiner(SMALL).eval(), face=face, points=points,
+        values=disp, hold=hold, delta=delta,
+    )  # fmt: skip
+    diff = np.abs(refined.astype(int) - plain.astype(int))
+    assert not np.array_equal(plain, frame)  # the warp did something
+    # Same warp, normalised over a larger box: at most a rounding step apart, rarely.
+    assert diff.max() <= 1
+    assert (diff > 0).mean() < 1e-3
+
+
+def test_refiner_leaves_held_mouth_and_background_alone(model, scene) -> None:
+    frame, face, points = scene
+    disp, hold, delta = _edit_inputs(model, points)
+    warper = Warper(device=CPU)
+    plain = warper.apply(
+        frame, face=face, points=points, values=disp, landmarks_px=face.to_image(points), hold=hold
+    )
+    refined = refine_frame(
+        frame, warper=warper, refiner=_random_head(Refiner(SMALL)), face=face, points=points,
+        values=disp, hold=hold, delta=delta,
+    )  # fmt: skip
+    changed = np.abs(refined.astype(int) - plain.astype(int)).max(axis=-1) > 1
+    assert changed.mean() > 0.05  # the random head does change the face
+    ys, xs = np.mgrid[0:240, 0:320]
+    pix = np.stack([xs, ys], axis=-1).reshape(-1, 2).astype(np.float64)
+    local = torch.from_numpy(face.to_face(pix)).float()
+    held = hold_weight(local, hold).reshape(240, 320).numpy()
+    assert not changed[held > 0.999].any()
+    oval = torch.from_numpy(points[list(mesh.FACE_OVAL)]).float()
+    from spfem_cli.generator.warp import polygon_distance
+
+    dist = polygon_distance(local, oval).reshape(240, 320).numpy()
+    # Off the face the refiner adds nothing to the warp, and far off it nothing changes.
+    off = dist > FACE_MARGIN + FACE_FEATHER + 0.02
+    assert np.abs(refined[off].astype(int) - plain[off].astype(int)).max() <= 1
+    far = dist > 0.6
+    assert np.array_equal(refined[far], frame[far])
+
+
+def test_zero_change_returns_the_frame(model, scene) -> None:
+    frame, face, points = scene
+    gen = FaceGenerator(model=model, device=CPU, refiner=_random_head(Refiner(SMALL)))
+    out = gen.edit_frame(frame, face=face, points=points, delta=np.zeros(model.num_aus))
+    assert np.array_equal(out, frame)
+
+
+def test_crop_flow_follows_the_landmarks_and_zero_is_identity(model) -> None:
+    crop = CropGeometry(size=64)
+    pts = model.template[None].float()
+    vals = torch.zeros_like(pts)
+    vals[0, list(mesh.RIGHT_EYEBROW), 1] = -0.05  # brow up
+    flow = crop_flow(pts, vals, crop=crop, warp=WarpConfig())
+    assert flow.shape == (1, 2, 64, 64)
+
+    # At the brow, the crop's flow is close to the brow's displacement.
+    def at(point: torch.Tensor) -> torch.Tensor:
+        col, row = ((crop.to_unit(point) + 1) / 2 * 63).round().long()
+        return flow[0, :, row, col]
+
+    # Up at the brow (the flow is a smoothed mean of the brow and the still eye below it),
+    # nothing at the chin.
+    assert at(pts[0, 105])[1] < -0.02
+    assert at(pts[0, 152]).abs().max() < 0.005
+    image = torch.rand(1, 3, 64, 64)
+    still = warp_crop(image, torch.zeros(1, 2, 64, 64), crop=crop)
+    assert torch.allclose(still, image, atol=1e-5)
+
+
+def test_regions_hold_the_mouth_and_allow_the_face(model) -> None:
+    points = model.template.double().numpy()
+    crop = CropGeometry(size=64)
+    maps = regions(points, mouth_hold(points, mode="natural"), crop=crop)
+
+    def at(xy: list[float]) -> torch.Tensor:
+        col, row = ((crop.to_unit(torch.tensor(xy)) + 1) / 2 * 63).round().long()
+        return maps[:, row, col]
+
+    mouth = points[[13, 14]].mean(axis=0).tolist()
+    cheek = [0.6, 0.6]
+    corner = [crop.left + 0.01, crop.top + 0.01]
+    assert at(mouth)[0] > 0.99 and at(mouth)[1] < 0.01
+    assert at(cheek)[0] < 0.01 and at(cheek)[1] > 0.99
+    assert at(corner)[1] < 0.01
+
+
+def test_checkpoint_round_trip_fp16_and_refusals(tmp_path: Path) -> None:
+    net = _random_head(Refiner(SMALL), seed=3)
+    path = tmp_path / "r.safetensors"
+    sha = net.save(path)
+    assert len(sha) == 64
+    back = Refiner.load(path)
+    assert back.config == SMALL
+    x, a = torch.rand(2, 10, 64, 64) * 2 - 1, torch.randn(2, 15) * 0.3
+    with torch.no_grad():
+        r1, m1 = net(x, a)
+        r2, m2 = back(x, a)
+    assert torch.allclose(r1, r2, atol=2e-2) and torch.allclose(m1, m2, atol=1e-2)
+    assert path.stat().st_size < 200_000  # fp16
+    # A file whose tensors do not fit its config is refused with a clear error.
+    other = Refiner(RefinerConfig(crop=CropGeometry(size=64), channels=(8, 8, 8)))
+    bad = tmp_path / "bad.safetensors"
+    from spfem_cli.generator.checkpoint import save_checkpoint
+
+    save_checkpoint(
+        bad,
+        tensors=dict(other.state_dict()),
+        config={"kind": "refiner", "version": 1, "model": SMALL.to_dict()},
+    )
+    with pytest.raises(SpfemError, match="do not fit"):
+        Refiner.load(bad)
+    with pytest.raises(SpfemError, match="not a refiner"):
+        Refiner.load("facs-v2")
+
+
+def test_build_generator_kinds(model) -> None:
+    assert build_generator(model=model, device=CPU, kind="warp").refiner is None
+    with pytest.raises(SpfemError, match="unknown generator"):
+        build_generator(model=model, device=CPU, kind="gan")
+
+
+def _synthetic_clips(model: ExpressionModel, n_people: int = 3) -> list[ClipFrames]:
+    """Clips whose 'frames' are smooth random images and jittered template landmarks."""
+    rng = np.random.default_rng(1)
+    clips = []
+    for p in range(n_people):
+        n = 12
+        coarse = torch.from_numpy(rng.uniform(0, 255, size=(n, 3, 8, 8)).astype(np.float32))
+        crops = torch.nn.functional.interpolate(coarse, size=(64, 64), mode="bilinear")
+        points = model.template.numpy()[None] + rng.normal(0, 0.01, size=(n, 478, 2))
+        clips.append(
+            ClipFrames(
+                name=f"p{p}.mp4",
+                person=f"p{p}",
+                crops=crops.round().numpy().astype(np.uint8),
+                points=points.astype(np.float32),
+                aus=rng.normal(0, 0.2, size=(n, model.num_aus)).astype(np.float32),
+            )
+        )
+    return clips
+
+
+def test_training_step_lowers_the_loss_and_reaches_every_layer(model) -> None:
+    torch.manual_seed(0)
+    clips = _synthetic_clips(model)
+    cfg = TrainConfig()
+    pairs = sample_pairs(clips, 6, rng=np.random.default_rng(0), config=cfg)
+    batch = make_batch(clips, pairs, crop=SMALL.crop, warp=WarpConfig())
+    net = Refiner(SMALL)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for step in range(60):
+        residual, mask = net(batch.inputs, batch.aus)
+        out = (batch.warped + mask * residual * batch.allow).clamp(-1, 1)
+        loss = total_loss(
+            reconstruction_losses(out, batch.target, batch.allow), mask, batch.allow, cfg
+        )
+        opt.zero_grad()
+        loss.backward()
+        if step == 1:
+            # After one step the zero head has moved, and gradient reaches every layer.
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.75 * losses[0]
+
+
+def test_split_people_keeps_people_apart(model) -> None:
+    clips = _synthetic_clips(model, n_people=4)
+    train, val = split_people(clips, TrainConfig(seed=5))
+    assert set(train).isdisjoint(val) and set(train) | set(val) == {"p0", "p1", "p2", "p3"}
+    assert split_people(clips, TrainConfig(val_people=["p2"])) == (["p0", "p1", "p3"], ["p2"])
+    with pytest.raises(SpfemError, match="not in the collection"):
+        split_people(clips, TrainConfig(val_people=["nobody"]))
+    with pytest.raises(SpfemError, match="at least two people"):
+        split_people(clips[:1], TrainConfig())
+
+
+def test_person_of(tmp_path: Path) -> None:
+    root = tmp_path
+    assert person_of(root / "ann" / "a.mp4", root=root, people={}) == "ann"
+    assert person_of(root / "bob.mp4", root=root, people={}) == "bob"
+    assert person_of(root / "x" / "c.mp4", root=root, people={"x/c.mp4": "cy"}) == "cy"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{missing}"], "video folder not found"),
+        (["{empty}"], "no videos"),
+        (["{empty}", "--steps", "0"], "--steps must be at least 1"),
+        (["{empty}", "--config", "{badconfig}"], "unknown training settings"),
+    ],
+)
+def test_train_cli_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    badconfig = tmp_path / "c.json"
+    badconfig.write_text('{"stepz": 3}')
+    names = {"missing": tmp_path / "nope", "empty": empty, "badconfig": badconfig}
+    argv = ["train", "refiner", *[a.format(**names) for a in args], "-o", str(tmp_path / "o.st")]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o.st").exists()
