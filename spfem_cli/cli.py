@@ -56,6 +56,18 @@ StartOption = Annotated[
 EndOption = Annotated[
     float | None, typer.Option(help="Edit until this time (seconds); after it, unchanged.")
 ]
+ClipArchOption = Annotated[str, typer.Option(help="CLIP architecture (open_clip name).")]
+ClipWeightsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="CLIP weights: an open_clip tag such as 'openai' (downloaded once and cached) "
+        "or a local weights file."
+    ),
+]
+ClipConfigOption = Annotated[
+    Path | None,
+    typer.Option(help="JSON config of a CLIP architecture open_clip does not ship."),
+]
 
 
 def _console(quiet: bool = False) -> Console:
@@ -117,7 +129,8 @@ def edit(
             "--emotion",
             "-e",
             help="Target: a label (see `spfem emotions`), a mixture 'happy:0.6+surprised:0.4', "
-            "a timeline '0-3:happy,3-:sad' (seconds; smooth transitions) or a .json file.",
+            "a timeline '0-3:happy,3-:sad' (seconds; smooth transitions), a .json file, or "
+            "free text such as 'smug' (needs --clip-weights).",
         ),
     ],
     output: Annotated[
@@ -131,6 +144,23 @@ def edit(
     start: StartOption = None,
     end: EndOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="Personal checkpoint of `spfem finetune` (me.spfem): the person's own "
+            "emotions and refiner."
+        ),
+    ] = None,
+    clip_weights: ClipWeightsOption = None,
+    clip_arch: ClipArchOption = "ViT-B-32",
+    clip_config: ClipConfigOption = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prompt file of `spfem train-prompts` (same CLIP): personalises how free "
+            "text is read."
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")
     ] = False,
@@ -152,6 +182,11 @@ def edit(
             start=start,
             end=end,
             overwrite=overwrite,  # type: ignore[arg-type]
+            checkpoint=checkpoint,
+            clip_arch=clip_arch,
+            clip_weights=clip_weights,
+            clip_config=clip_config,
+            prompts=prompts,
             reporter=RichReporter(console),
         )
     )
@@ -500,6 +535,112 @@ def train_prompts_command(
         f"{len(result.train_people)} people trained, {result.n_val_frames} frames of "
         f"{', '.join(result.val_people)} held out; held-out accuracy "
         f"{100 * last.val_accuracy:.0f}% (chance {100 * result.chance:.0f}%)",
+        highlight=False,
+    )
+
+
+# --- PCMECL stage two: personalised fine-tuning -----------------------------------------------
+
+
+@app.command("finetune")
+def finetune_command(
+    clip: Annotated[Path, typer.Argument(help="A video of the person talking (never modified).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The personal checkpoint to write.")
+    ] = Path("me.spfem"),
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prompt file of `spfem train-prompts`, trained on the same CLIP "
+            "(default: zero-shot CLIP prompts, not personalised)."
+        ),
+    ] = None,
+    clip_arch: ClipArchOption = "ViT-B-32",
+    clip_weights: ClipWeightsOption = None,
+    clip_config: ClipConfigOption = None,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 300,
+    lr: Annotated[
+        float, typer.Option(help="Learning rate of the refiner (the AU offsets take 100x).")
+    ] = 1e-4,
+    batch_size: Annotated[
+        int, typer.Option(help="Frames per step (pairs of neighbouring frames).")
+    ] = 8,
+    device: DeviceOption = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed (frames, targets, intensities).")] = 0,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue from OUTPUT.partial when an interrupted run left one."),
+    ] = True,
+    save_every: Annotated[
+        int, typer.Option(help="Steps between resumable saves to OUTPUT.partial (0: never).")
+    ] = 25,
+    max_frames: Annotated[
+        int, typer.Option(help="Frames with a face taken from the clip, evenly spread.")
+    ] = 240,
+    mouth: MouthOption = "natural",
+    refiner: Annotated[
+        str, typer.Option(help="The refiner to start from (manifest name or file).")
+    ] = "refiner-v1",
+    cache: Annotated[
+        Path | None, typer.Option(help="Folder to keep the clip's tracked face crops in.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Fine-tune spfem on one person (PCMECL stage two): their own AU offsets for every
+    emotion and their own refiner, taught by CLIP. Use the result with
+    `spfem edit --checkpoint OUTPUT`."""
+    from spfem_cli.console import RichTrainingReporter
+    from spfem_cli.pcmecl.finetune import FinetuneResult, finetune, partial_path
+
+    console = _console(quiet)
+
+    def body() -> FinetuneResult:
+        try:
+            return run()
+        except KeyboardInterrupt:
+            saved = partial_path(output.expanduser())
+            if not saved.is_file():
+                raise
+            _console().print(
+                f"[bold red]spfem: interrupted[/bold red]: the last saved state is kept in "
+                f"{escape(str(saved))}; run the same command again to resume",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
+
+    def run() -> FinetuneResult:
+        return finetune(
+            clip_path=clip,
+            output=output,
+            prompts=prompts,
+            clip_arch=clip_arch,
+            clip_weights=clip_weights,
+            clip_config=clip_config,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            device=device,
+            seed=seed,
+            resume=resume,
+            overwrite=overwrite,
+            refiner=refiner,
+            mouth=mouth,
+            max_frames=max_frames,
+            save_every=save_every,
+            cache_dir=cache,
+            reporter=RichTrainingReporter(console),
+        )
+
+    result = run_guarded(body)
+    first, last = result.first, result.last
+    console.print(
+        f"[green]wrote[/green] {result.output} (sha256 {result.sha256[:12]}): {result.steps} "
+        f"steps on {result.n_frames} frames in {result.seconds:.0f} s; loss "
+        f"{first.get('total', float('nan')):.3f} -> {last.get('total', float('nan')):.3f} "
+        f"(direction {first.get('direction', float('nan')):.3f} -> "
+        f"{last.get('direction', float('nan')):.3f})",
         highlight=False,
     )
 

@@ -8,11 +8,14 @@ original audio untouched. The output is written to a temporary file and renamed 
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,13 +38,19 @@ from spfem_cli.media import (
 )
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.targets import (
+    Part,
     Resolver,
     Timeline,
     default_resolver,
+    free_text_error,
+    free_texts,
     parse_emotion,
     render,
     with_range,
 )
+
+if TYPE_CHECKING:
+    from spfem_cli.pcmecl.personal import PersonalCheckpoint
 
 MAX_INTENSITY = 1.5
 # The expression already on the face is estimated from a heavily smoothed signal, so that
@@ -276,23 +285,73 @@ def render_video(
 @dataclass
 class Editor:
     """What turns a timeline into edited frames under one set of options: the expression
-    model, the generator (with its mouth mode and device) and the resolver of emotion names."""
+    model, the generator (with its mouth mode and device), the resolver of emotion names, and
+    the person's checkpoint when one is used (`spfem finetune`)."""
 
     expression: ExpressionModel
     generator: FaceGenerator
     vector_of: Resolver
+    personal: PersonalCheckpoint | None = None
 
     @classmethod
     def load(
-        cls, *, model: str | Path, device: str, mouth: MouthMode, generator: str = "refiner"
+        cls,
+        *,
+        model: str | Path,
+        device: str,
+        mouth: MouthMode,
+        generator: str = "refiner",
+        checkpoint: str | Path | None = None,
     ) -> Editor:
-        """generator: "refiner" (warp + the shipped refiner) or "warp" (the warp alone)."""
+        """generator: "refiner" (warp + the shipped refiner) or "warp" (the warp alone).
+
+        checkpoint: a personal checkpoint (`spfem finetune`): the emotions become the
+        person's (prototypes plus their offsets) and, with the refiner generator, the refiner
+        is the person's. It must fit the expression model `model`."""
         expression = ExpressionModel.load(model).to("cpu")
-        gen = build_generator(
-            model=expression, device=resolve_device(device), mouth=mouth, kind=generator
+        personal = None
+        if checkpoint is not None:
+            from spfem_cli.pcmecl.personal import load_personal
+
+            personal = load_personal(checkpoint, expression=expression)
+        if personal is not None and generator == "refiner":
+            gen = FaceGenerator(
+                model=expression,
+                device=resolve_device(device),
+                mouth=mouth,
+                refiner=personal.refiner,
+            )
+        else:
+            gen = build_generator(
+                model=expression, device=resolve_device(device), mouth=mouth, kind=generator
+            )
+        vector_of = default_resolver(functools.partial(_emotion_vector, expression, personal))
+        return cls(expression=expression, generator=gen, vector_of=vector_of, personal=personal)
+
+    def prototypes(self) -> torch.Tensor:
+        """The emotion vectors (E, K) this editor plays: the model's, with the person's
+        offsets when a personal checkpoint is loaded."""
+        if self.personal is not None:
+            return self.personal.prototypes(self.expression)
+        return self.expression.prototypes.float().cpu()
+
+    def emotion_vector(self, name: str) -> np.ndarray:
+        """AU activations (K,) float64 of a known emotion at intensity 1."""
+        return _emotion_vector(self.expression, self.personal, name)
+
+    def with_texts(self, vectors: Mapping[str, np.ndarray]) -> Editor:
+        """This editor with free texts resolved to the given AU vectors (K,) (open
+        vocabulary); a text not among them is refused as without CLIP."""
+        known = {text: np.asarray(vec, dtype=np.float64) for text, vec in vectors.items()}
+
+        def text_vector(text: str) -> np.ndarray:
+            if text not in known:
+                raise free_text_error(Part(name=text, weight=1.0, is_text=True))
+            return known[text]
+
+        return replace(
+            self, vector_of=default_resolver(self.emotion_vector, text_vector=text_vector)
         )
-        vector_of = default_resolver(lambda name: expression.emotion_vector(name).double().numpy())
-        return cls(expression=expression, generator=gen, vector_of=vector_of)
 
     def deltas(self, analysis: Analysis, timeline: Timeline, *, intensity: float) -> np.ndarray:
         """(T, K) AU change per frame that plays `timeline` on the analysed video."""
@@ -305,6 +364,16 @@ class Editor:
         return analysis.deltas(
             target=intensity * targets, weights=weights, removal=min(intensity, 1.0)
         )
+
+
+def _emotion_vector(
+    expression: ExpressionModel, personal: PersonalCheckpoint | None, name: str
+) -> np.ndarray:
+    """AU activations (K,) float64 of a known emotion at intensity 1, as the person shows it
+    when there is a personal checkpoint."""
+    if personal is not None:
+        return personal.emotion_vector(expression, name).double().numpy()
+    return expression.emotion_vector(name).double().numpy()
 
 
 def track_notes(info: VideoInfo, track: FaceTrack) -> list[str]:
@@ -340,11 +409,21 @@ def edit_video(
     model: str | Path = DEFAULT_MODEL,
     crf: int = 18,
     preset: str = "medium",
+    checkpoint: str | Path | None = None,
+    clip_arch: str = "ViT-B-32",
+    clip_weights: str | Path | None = None,
+    clip_config: str | Path | None = None,
+    prompts: str | Path | None = None,
     reporter: Reporter | None = None,
 ) -> EditReport:
     """Change the emotion on the face in a video, keeping speech, audio and timing.
 
     generator: "refiner" (the warp and the learned refiner) or "warp" (the warp alone).
+    checkpoint: a personal checkpoint of `spfem finetune` (the person's emotions and refiner).
+    Free text in `emotion` ("smug"; open vocabulary, see `spfem_cli.pcmecl.open_vocab`) needs
+    `clip_weights` (an open_clip tag, downloaded once, or a local file) for the CLIP
+    architecture `clip_arch` (`clip_config`: a JSON config for one open_clip does not ship);
+    `prompts` (of `spfem train-prompts`, same CLIP) personalises how CLIP reads it.
 
     Frames outside [start, end) seconds, frames without a face and pixels away from the face
     are passed through. The input file is never modified; nothing appears under the output
@@ -360,7 +439,14 @@ def edit_video(
         out = default_output_path(input_path, timeline.label())
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     validate_options(info=info, intensity=intensity, start=start, end=end, mouth=mouth)
-    editor = Editor.load(model=model, device=device, mouth=mouth, generator=generator)
+    texts = free_texts(timeline)
+    if texts and clip_weights is None:
+        # Refused before the tracking pass, which is most of a run's time.
+        raise free_text_error(Part(name=texts[0], weight=1.0, is_text=True))
+    editor = Editor.load(
+        model=model, device=device, mouth=mouth, generator=generator, checkpoint=checkpoint
+    )
+    notes: list[str] = []
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
@@ -368,6 +454,30 @@ def edit_video(
         analysis = analyse_video(info, model=editor.expression, workdir=workdir, reporter=rep)
         track = analysis.track
         seconds["track"] = time.perf_counter() - t0
+        if texts and track.n_valid:
+            from spfem_cli.pcmecl.open_vocab import resolve_texts
+
+            t0 = time.perf_counter()
+            assert clip_weights is not None
+            read = resolve_texts(
+                texts,
+                analysis=analysis,
+                editor=editor,
+                clip_arch=clip_arch,
+                clip_weights=clip_weights,
+                clip_config=clip_config,
+                prompts=prompts,
+                device=editor.generator.warper.device,
+                reporter=rep,
+            )
+            editor = editor.with_texts({text: tv.vector for text, tv in read.items()})
+            notes += [tv.describe(editor.expression.au_names) for tv in read.values()]
+            seconds["open-vocabulary"] = time.perf_counter() - t0
+        elif texts:
+            # No face anywhere: nothing is edited, so the texts need no vectors.
+            editor = editor.with_texts(
+                {text: np.zeros(editor.expression.num_aus) for text in texts}
+            )
         deltas = editor.deltas(analysis, timeline, intensity=intensity)
         t0 = time.perf_counter()
         n_edited = render_video(
@@ -393,5 +503,5 @@ def edit_video(
         width=info.width,
         height=info.height,
         seconds=seconds,
-        notes=track_notes(info, track),
+        notes=track_notes(info, track) + notes,
     )

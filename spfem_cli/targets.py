@@ -126,21 +126,44 @@ Resolver = Callable[[Part], np.ndarray]
 """Part -> (K,) AU activations of that part at weight 1 (`render` applies the weight)."""
 
 
+FREE_TEXT_HINT = (
+    "free text needs CLIP weights: pass --clip-weights to `spfem edit` (an open_clip tag such "
+    "as 'openai', downloaded once, or a local weights file; see docs/pcmecl.md)"
+)
+
+
 def free_text_error(part: Part) -> SpfemError:
     """The error for free text that no text encoder is available to resolve."""
     return SpfemError(
-        f"{part.name!r} is not one of the eight emotions ({', '.join(EMOTIONS)}); "
-        "free text needs CLIP weights: see `spfem finetune`"
+        f"{part.name!r} is not one of the eight emotions ({', '.join(EMOTIONS)}); {FREE_TEXT_HINT}"
     )
 
 
-def default_resolver(vector_of: Callable[[str], np.ndarray]) -> Resolver:
-    """A resolver for the eight emotions only: a known Part maps to ``vector_of(name)`` (K,);
-    a free-text Part raises `SpfemError` (see `free_text_error`)."""
+def free_texts(timeline: Timeline) -> list[str]:
+    """The distinct free-text parts of a timeline, in the order they first appear."""
+    seen: dict[str, None] = {}
+    for seg in timeline.segments:
+        for part in seg.parts:
+            if part.is_text:
+                seen.setdefault(part.name, None)
+    return list(seen)
+
+
+def default_resolver(
+    vector_of: Callable[[str], np.ndarray],
+    *,
+    text_vector: Callable[[str], np.ndarray] | None = None,
+) -> Resolver:
+    """A resolver for the eight emotions: a known Part maps to ``vector_of(name)`` (K,).
+
+    A free-text Part maps to ``text_vector(text)`` (K,) when one is given (open vocabulary, see
+    `spfem_cli.pcmecl.open_vocab`), and raises `SpfemError` (see `free_text_error`) otherwise."""
 
     def resolve(part: Part) -> np.ndarray:
         if part.is_text:
-            raise free_text_error(part)
+            if text_vector is None:
+                raise free_text_error(part)
+            return text_vector(part.name)
         return vector_of(part.name)
 
     return resolve

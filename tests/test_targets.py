@@ -137,7 +137,7 @@ def test_default_resolver_refuses_free_text() -> None:
         render(parse_emotion("smug"), n_frames=3, fps=25.0, resolve=RESOLVE)
     message = str(info.value)
     assert message.startswith("'smug' is not one of the eight emotions (neutral, angry, ")
-    assert "free text needs CLIP weights: see `spfem finetune`" in message
+    assert "free text needs CLIP weights: pass --clip-weights" in message
     assert "\n" not in message
     np.testing.assert_array_equal(RESOLVE(known("sad")), SAD)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper
 
 MouthMode = Literal["natural", "strict"]
 MOUTH_MODES: tuple[str, ...] = ("natural", "strict")
+DispT = TypeVar("DispT", np.ndarray, torch.Tensor)
 
 _INNER = np.array(mesh.LIPS_INNER)
 _LIPS = np.array(sorted(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER)))
@@ -49,27 +50,36 @@ def mouth_hold(points: np.ndarray, *, mode: MouthMode) -> HoldRegion:
     )
 
 
-def hold_mouth(disp: np.ndarray, *, points: np.ndarray, mode: MouthMode) -> np.ndarray:
+def hold_mouth(disp: DispT, *, points: np.ndarray | torch.Tensor, mode: MouthMode) -> DispT:
     """Impose the speech on a displacement.
 
-    disp: (478, 2) forward displacements (IOD); points: (478, 2) the frame's landmarks in the
-    face frame. Returns a copy with the jaw, face outline and inner lips held still (natural),
-    or the whole mouth region held still (strict).
+    disp: (..., 478, 2) forward displacements (IOD), a numpy array or a torch tensor (then the
+    result is differentiable in it: a masked copy, plus the lip-corner taper, both linear);
+    points: (..., 478, 2) the frames' landmarks in the face frame. Returns a copy with the jaw,
+    face outline and inner lips held still (natural), or the whole mouth region held still
+    (strict).
     """
-    out = disp.copy()
-    out[_JAW] = 0.0
-    out[_OVAL] = 0.0
+    is_torch = isinstance(disp, torch.Tensor)
+    out = disp.clone() if is_torch else disp.copy()
+    out[..., _JAW, :] = 0.0
+    out[..., _OVAL, :] = 0.0
     if mode == "strict":
-        near = np.linalg.norm(points[:, None, :] - points[None, list(mesh.LIPS_OUTER), :], axis=-1)
-        out[near.min(axis=1) < STRICT_RADIUS] = 0.0
-        out[_LIPS] = 0.0
+        # Which points are near the lips only depends on the landmarks, never differentiated.
+        pts = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else points
+        lips = pts[..., None, list(mesh.LIPS_OUTER), :]
+        near = np.linalg.norm(pts[..., :, None, :] - lips, axis=-1).min(axis=-1) < STRICT_RADIUS
+        near[..., _LIPS] = True
+        if is_torch:
+            keep = torch.from_numpy(~near).to(device=out.device, dtype=out.dtype)
+            return out * keep[..., None]
+        out[near] = 0.0
         return out
     if mode != "natural":
         raise SpfemError(f"unknown mouth mode {mode!r}; choose one of: {', '.join(MOUTH_MODES)}")
-    corners = {c: out[c].copy() for c in mesh.LIP_CORNERS}
-    out[_INNER] = 0.0
+    corners = {c: out[..., c, :] * 1.0 for c in mesh.LIP_CORNERS}  # copies, for both kinds
+    out[..., _INNER, :] = 0.0
     for inner, corner, weight in _CORNER_TAPER:
-        out[inner] = weight * corners[corner]
+        out[..., inner, :] = weight * corners[corner]
     return out
 
 

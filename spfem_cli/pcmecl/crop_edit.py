@@ -1,0 +1,147 @@
+"""The generator's edit of aligned face crops, differentiable in the AU change and the refiner.
+
+This is the path `spfem edit` takes for one frame (`generator.refiner.refine_frame`), redone on
+the refiner's aligned crop (`CropGeometry`) with torch all the way, so that a loss on the edited
+crop (a CLIP feature, a coherence term) reaches the AU activations and the refiner's weights:
+
+    AU change (B, K) -> expression model -> landmark displacements (B, 478, 2), IOD
+    -> mouth rule (`hold_mouth`: jaw, outline, inner lips still) -> smooth crop flow
+    -> flow * (1 - held mouth) -> warp the crop -> refiner residual and mask -> compose.
+
+Only the mouth rule's region maps (`regions`) are computed without gradients: they depend on
+the landmarks alone, never on the AU change (the mouth rule holds the outline still, so the
+displaced outline is the source's), and they are cut once per frame and reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.generator import MouthMode, hold_mouth, mouth_hold
+from spfem_cli.generator.refiner import (
+    CropGeometry,
+    Refiner,
+    compose,
+    crop_flow,
+    network_inputs,
+    regions,
+    warp_crop,
+)
+from spfem_cli.generator.warp import WarpConfig
+
+
+@dataclass(frozen=True)
+class CropBatch:
+    """Frames ready for the differentiable edit, all on one device.
+
+    source: (B, 3, S, S) float crops in [-1, 1]; points: (B, 478, 2) float32 landmarks in the
+    face frame (IOD); maps: (B, 2, S, S) from `regions`: channel 0 the held mouth (1 = held),
+    channel 1 where the refiner may act.
+    """
+
+    source: Tensor
+    points: Tensor
+    maps: Tensor
+
+    def __len__(self) -> int:
+        return int(self.source.shape[0])
+
+    def index(self, idx: Tensor | list[int]) -> CropBatch:
+        """The frames at `idx` (a list or a (N,) long tensor), in that order."""
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.source.device)
+        return CropBatch(source=self.source[idx], points=self.points[idx], maps=self.maps[idx])
+
+
+@dataclass(frozen=True)
+class CropEdit:
+    """One pass of the edit: out (B, 3, S, S) the edited crops in [-1, 1]; warped (B, 3, S, S)
+    the warp alone; flow (B, 2, S, S) the forward flow in IOD (already zero on the held
+    mouth); mask (B, 1, S, S) the refiner's blending mask (zeros without a refiner)."""
+
+    out: Tensor
+    warped: Tensor
+    flow: Tensor
+    mask: Tensor
+
+
+def prepare_crops(
+    crops: np.ndarray,
+    points: np.ndarray,
+    *,
+    crop: CropGeometry,
+    mouth: MouthMode,
+    device: torch.device | str = "cpu",
+) -> CropBatch:
+    """Turn uint8 crops (B, 3, S, S) and their landmarks (B, 478, 2), face frame, into a
+    `CropBatch` on `device`, with the mouth rule's maps cut for `mouth` ("natural" or
+    "strict"). S must be `crop.size`."""
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[1:] != (3, crop.size, crop.size):
+        raise ValueError(
+            f"crops must be (B, 3, {crop.size}, {crop.size}), got {tuple(crops.shape)}"
+        )
+    pts = np.asarray(points, dtype=np.float64)
+    maps = torch.stack([regions(p, mouth_hold(p, mode=mouth), crop=crop) for p in pts])
+    source = torch.from_numpy(np.ascontiguousarray(crops)).float() / 127.5 - 1.0
+    return CropBatch(
+        source=source.to(device),
+        points=torch.from_numpy(pts.astype(np.float32)).to(device),
+        maps=maps.to(device),
+    )
+
+
+def edit_crops(
+    batch: CropBatch,
+    delta: Tensor,
+    *,
+    expression: ExpressionModel,
+    refiner: Refiner | None,
+    mouth: MouthMode,
+    crop: CropGeometry,
+    warp: WarpConfig | None = None,
+) -> CropEdit:
+    """Edit crops by an AU change, as `spfem edit` would edit their frames.
+
+    delta: (B, K) AU activation change per frame (the target minus what the face shows).
+    `refiner` None is the warp alone (`--generator warp`). Differentiable in `delta` and in the
+    refiner's parameters; the expression model's buffers must be on the batch's device.
+    """
+    warp = warp or WarpConfig()
+    disp = expression.displacement(delta)  # (B, 478, 2), IOD
+    disp = hold_mouth(disp, points=batch.points, mode=mouth)
+    flow = crop_flow(batch.points, disp, crop=crop, warp=warp)
+    # The edit zeroes the flow on the held mouth after interpolation (`Warper._hold`): the
+    # lips never move whatever the smooth flow around them does.
+    flow = flow * (1.0 - batch.maps[:, 0:1])
+    warped = warp_crop(batch.source, flow, crop=crop)
+    allow = batch.maps[:, 1:2]
+    if refiner is None:
+        return CropEdit(out=warped, warped=warped, flow=flow, mask=torch.zeros_like(allow))
+    inputs = network_inputs(warped=warped, source=batch.source, flow=flow, maps=batch.maps)
+    residual, mask = refiner(inputs, delta.to(inputs.dtype))
+    return CropEdit(out=compose(warped, residual, mask, allow), warped=warped, flow=flow, mask=mask)
+
+
+def to_unit_range(images: Tensor) -> Tensor:
+    """Crops in [-1, 1] -> [0, 1], what `encode_images` takes."""
+    return (images + 1.0) * 0.5
+
+
+def dilate(maps: Tensor, *, radius_px: int) -> Tensor:
+    """Grey-level dilation of (B, 1, S, S) maps by a square of side 2 * radius_px + 1."""
+    if radius_px <= 0:
+        return maps
+    return F.max_pool2d(maps, kernel_size=2 * radius_px + 1, stride=1, padding=radius_px)
+
+
+def masked_l1(a: Tensor, b: Tensor, weight: Tensor) -> Tensor:
+    """Mean |a - b| over the pixels of `weight` (B, 1, S, S); a, b: (B, C, S, S). 0 when
+    the weight is empty."""
+    total = weight.sum() * a.shape[1]
+    return ((a - b).abs() * weight).sum() / total.clamp_min(1e-6)

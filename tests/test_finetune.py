@@ -1,0 +1,728 @@
+"""PCMECL stage two: the differentiable crop path, personal fine-tuning and its checkpoint, the
+edit with a personal checkpoint, and open vocabulary.
+
+Fast tests use the tiny CLIP of TINY_CONFIG (random weights saved to a file and loaded back, as
+a user's weights would be), a small refiner on 64-pixel crops and synthetic frames (smooth
+random texture under the expression model's neutral landmarks), so no MediaPipe is needed. The
+direction loss's values (0 when the directions agree, 2 when opposite) and STCCL's zero for
+identical videos are tested in tests/test_pcmecl.py; here they are tested where fine-tuning
+relies on them: on the crop path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from spfem_cli import cli
+from spfem_cli.errors import SpfemError
+from spfem_cli.generator.device import torch_threads
+from spfem_cli.generator.expression import EMOTIONS, ExpressionModel
+from spfem_cli.generator.generator import hold_mouth
+from spfem_cli.generator.refiner import CropGeometry, Refiner, RefinerConfig
+from spfem_cli.pcmecl.clip import TINY_CONFIG, ClipBundle, load_clip
+from spfem_cli.pcmecl.crop_edit import edit_crops, prepare_crops
+from spfem_cli.pcmecl.finetune import (
+    FinetuneConfig,
+    PersonalTuner,
+    partial_path,
+    present_expression,
+    run_finetune,
+)
+from spfem_cli.pcmecl.losses import stccl_loss
+from spfem_cli.pcmecl.open_vocab import OpenVocabConfig, displacement_size, text_to_aus
+from spfem_cli.pcmecl.personal import (
+    MAX_ACTIVATION,
+    PersonalCheckpoint,
+    load_personal,
+)
+from spfem_cli.pcmecl.prompts import PromptLearner, emotion_word, save_prompt_learner
+from spfem_cli.pcmecl.teacher import Teacher
+from spfem_cli.pipeline import Editor, edit_video
+from spfem_cli.training.frames import ClipFrames
+
+TINY = "spfem-tiny-clip"
+SMALL = RefinerConfig(crop=CropGeometry(size=64), channels=(8, 8, 16))
+CPU = torch.device("cpu")
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # Tiny models: a second thread only adds hand-over cost.
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def model() -> ExpressionModel:
+    return ExpressionModel.load()
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    bundle = load_clip(arch=TINY, config=TINY_CONFIG)
+    path = tmp_path_factory.mktemp("clip") / "tiny.pt"
+    torch.save(bundle.model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_weights: Path) -> ClipBundle:
+    return load_clip(arch=TINY, pretrained=tiny_weights, config=TINY_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def learner(tiny: ClipBundle) -> PromptLearner:
+    return PromptLearner(
+        bundle=tiny, class_names=EMOTIONS, class_texts=[emotion_word(e) for e in EMOTIONS]
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def prompts_file(learner: PromptLearner, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("prompts") / "prompts.safetensors"
+    save_prompt_learner(learner, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_refiner_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("refiner") / "small.safetensors"
+    _random_head(Refiner(SMALL)).save(path)
+    return path
+
+
+def _random_head(refiner: Refiner, seed: int = 0, scale: float = 0.05) -> Refiner:
+    """A refiner that is not the identity (an untrained head is zero and passes no gradient
+    back to the layers before it)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        refiner.head.weight.copy_(torch.randn(refiner.head.weight.shape, generator=gen) * scale)
+    return refiner
+
+
+def synthetic_frames(model: ExpressionModel, *, n: int = 10, size: int = 64) -> ClipFrames:
+    """A 'clip' of n frames: smooth random texture, slowly drifting, under jittered neutral
+    landmarks, with random AU activations."""
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0, 255, size=(1, 3, 8, 8))
+    drift = rng.normal(0, 8, size=(n, 3, 8, 8)).cumsum(axis=0)
+    coarse = torch.from_numpy((base + drift).clip(0, 255).astype(np.float32))
+    crops = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic")
+    points = model.template.numpy()[None] + rng.normal(0, 0.005, size=(n, 478, 2))
+    return ClipFrames(
+        name="me.mp4",
+        person="me",
+        crops=crops.clamp(0, 255).round().numpy().astype(np.uint8),
+        points=points.astype(np.float32),
+        aus=rng.normal(0, 0.2, size=(n, model.num_aus)).astype(np.float32),
+    )
+
+
+def _config(**kw: object) -> FinetuneConfig:
+    return FinetuneConfig(**{"steps": 4, "batch_size": 4, "save_every": 2, "log_every": 2, **kw})
+
+
+def _meta(model: ExpressionModel) -> tuple[dict, dict]:
+    expression = {
+        "name": "facs-v2",
+        "sha256": "e" * 64,
+        "au_names": list(model.au_names),
+        "emotions": list(model.emotions),
+    }
+    return expression, {"name": "small", "sha256": "r" * 64, "model": SMALL.to_dict()}
+
+
+def _run(model, tiny, learner, output: Path, *, resume: bool = True, reporter=None, **kw):  # noqa: ANN001, ANN202
+    expression_meta, refiner_meta = _meta(model)
+    torch.manual_seed(0)
+    return run_finetune(
+        frames=synthetic_frames(model),
+        bundle=tiny,
+        learner=learner,
+        expression=model,
+        expression_meta=expression_meta,
+        refiner=_random_head(Refiner(SMALL)),
+        refiner_meta=refiner_meta,
+        output=output,
+        config=_config(**kw),
+        device=CPU,
+        resume=resume,
+        prompts_meta={"file": "prompts.safetensors", "sha256": "p" * 64},
+        reporter=reporter,
+    )
+
+
+# --- the mouth rule and the crop path --------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["natural", "strict"])
+def test_hold_mouth_torch_matches_numpy_and_is_differentiable(mode: str) -> None:
+    rng = np.random.default_rng(3)
+    disp = rng.normal(0, 0.05, size=(2, 478, 2))
+    pts = rng.normal(0, 0.5, size=(2, 478, 2))
+    expected = np.stack(
+        [hold_mouth(d, points=p, mode=mode) for d, p in zip(disp, pts, strict=True)]
+    )  # type: ignore[arg-type]
+    d = torch.from_numpy(disp).requires_grad_(True)
+    out = hold_mouth(d, points=torch.from_numpy(pts), mode=mode)  # type: ignore[arg-type]
+    np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-12)
+    out.sum().backward()
+    assert d.grad is not None and d.grad[:, 105].abs().sum() > 0  # a brow point moves
+    assert torch.all(d.grad[:, 152] == 0)  # the chin (jaw) never does
+
+
+def test_crop_path_zero_change_is_the_input(model: ExpressionModel) -> None:
+    frames = synthetic_frames(model, n=4)
+    batch = prepare_crops(frames.crops, frames.points, crop=SMALL.crop, mouth="natural")
+    still = edit_crops(
+        batch, torch.zeros(4, model.num_aus), expression=model, refiner=Refiner(SMALL),
+        mouth="natural", crop=SMALL.crop,
+    )  # fmt: skip
+    torch.testing.assert_close(still.out, batch.source, atol=1e-5, rtol=0)
+    # So the coherence loss of a no-op edit is zero, as fine-tuning's identity term expects.
+    assert stccl_loss(batch.source, still.out).item() < 1e-6
+    moved = edit_crops(
+        batch, model.emotion_vector("surprised")[None].repeat(4, 1), expression=model,
+        refiner=None, mouth="natural", crop=SMALL.crop,
+    )  # fmt: skip
+    assert (moved.out - batch.source).abs().max() > 0.05
+    held = batch.maps[:, 0:1] > 0.999
+    assert held.any() and torch.all(moved.flow.abs() * held < 1e-6)  # the mouth stays still
+
+
+def test_activation_bound_is_the_intensity_bound() -> None:
+    from spfem_cli.pipeline import MAX_INTENSITY
+
+    assert MAX_ACTIVATION == MAX_INTENSITY
+
+
+def test_present_expression_replaces_only_upper_face(model: ExpressionModel) -> None:
+    aus = np.zeros((20, model.num_aus), np.float32)
+    aus[10:, model.au_names.index("AU6")] = 0.8  # a smile's cheek raise in half the frames
+    aus[10:, model.au_names.index("AU12")] = 0.8  # and its lip corners
+    current = present_expression(aus, model.au_names)
+    assert current[15, model.au_names.index("AU6")] == pytest.approx(0.65)
+    assert current[5].max() == 0 and current[:, model.au_names.index("AU12")].max() == 0
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def test_gradients_reach_offsets_and_every_refiner_layer_not_clip(
+    model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner
+) -> None:
+    torch.manual_seed(0)
+    tuner = PersonalTuner(
+        frames=synthetic_frames(model), bundle=tiny, learner=learner, expression=model,
+        refiner=_random_head(Refiner(SMALL)), config=_config(), device=CPU,
+    )  # fmt: skip
+    plan = tuner.sample()
+    terms = tuner.losses(plan)
+    assert set(terms) == {
+        "direction", "coherence", "mouth", "identity", "reconstruction", "offsets", "total",
+    }  # fmt: skip
+    terms["total"].backward()
+    for name, param in tuner.refiner.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert tuner.offsets.grad is not None
+    for target in set(plan.targets.tolist()):
+        assert tuner.offsets.grad[target].abs().sum() > 0, EMOTIONS[target]
+    assert all(p.grad is None and not p.requires_grad for p in tiny.model.parameters())
+    assert all(p.grad is None for p in learner.parameters())
+
+
+def test_direction_alone_moves_the_offsets(
+    model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner
+) -> None:
+    # The direction loss reaches the offsets through the warp and CLIP, not only through the
+    # refiner's AU input: with every other term off and no refiner change, they still move.
+    weights = {f"weight_{n}": 0.0 for n in ("coherence", "mouth", "identity", "reconstruction")}
+    tuner = PersonalTuner(
+        frames=synthetic_frames(model), bundle=tiny, learner=learner, expression=model,
+        refiner=Refiner(SMALL), config=_config(weight_offsets=0.0, **weights), device=CPU,
+    )  # fmt: skip
+    tuner.step(1)
+    assert tuner.offsets.detach().abs().sum() > 0
+
+
+def test_short_finetune_lowers_the_loss(
+    model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner
+) -> None:
+    torch.manual_seed(0)
+    tuner = PersonalTuner(
+        frames=synthetic_frames(model), bundle=tiny, learner=learner, expression=model,
+        refiner=_random_head(Refiner(SMALL)), config=_config(steps=30, lr=2e-3, seed=0),
+        device=CPU,
+    )  # fmt: skip
+    plans = [tuner.sample() for _ in range(3)]  # fixed batches, scored before and after
+
+    def score() -> float:
+        with torch.no_grad():
+            return sum(float(tuner.losses(p)["total"]) for p in plans) / len(plans)
+
+    before = score()
+    for step in range(1, 31):
+        tuner.step(step)
+    after = score()
+    assert after < 0.9 * before, (before, after)
+
+
+class Interrupt:
+    """A reporter that stops the run (as Ctrl-C would) at the n-th step."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.count = at, 0
+        self.notes: list[str] = []
+
+    @contextmanager
+    def stage(self, description: str, total: int) -> Iterator:
+        def advance() -> None:
+            self.count += 1
+            if self.count == self.at:
+                raise KeyboardInterrupt
+
+        yield advance
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def test_resume_gives_the_uninterrupted_result(
+    model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner, tmp_path: Path
+) -> None:
+    straight = _run(model, tiny, learner, tmp_path / "straight.spfem")
+    out = tmp_path / "me.spfem"
+    with pytest.raises(KeyboardInterrupt):
+        _run(model, tiny, learner, out, reporter=Interrupt(at=3))
+    assert not out.exists() and partial_path(out).is_file()  # saved at step 2
+    notes = Interrupt(at=-1)
+    resumed = _run(model, tiny, learner, out, reporter=notes)
+    assert resumed.resumed_from == 2 and "resuming from step 2 of 4" in notes.notes[0]
+    assert not partial_path(out).exists()
+    a, b = load_personal(tmp_path / "straight.spfem"), load_personal(out)
+    torch.testing.assert_close(a.offsets, b.offsets, atol=0, rtol=0)
+    for (name, pa), pb in zip(
+        a.refiner.state_dict().items(), b.refiner.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(pa, pb, atol=0, rtol=0, msg=name)
+    assert a.offsets.abs().sum() > 0  # it did learn something
+    assert straight.last == resumed.last  # the loss history carried over too
+
+
+def test_resume_refuses_other_settings_and_no_resume_starts_over(
+    model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner, tmp_path: Path
+) -> None:
+    out = tmp_path / "me.spfem"
+    with pytest.raises(KeyboardInterrupt):
+        _run(model, tiny, learner, out, reporter=Interrupt(at=3))
+    with pytest.raises(SpfemError, match="other settings.*--no-resume"):
+        _run(model, tiny, learner, out, lr=5e-4)
+    result = _run(model, tiny, learner, out, resume=False, lr=5e-4)
+    assert result.resumed_from == 0 and out.is_file() and not partial_path(out).exists()
+
+
+# --- the personal checkpoint -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def personal_file(
+    model: ExpressionModel,
+    tiny: ClipBundle,
+    learner: PromptLearner,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    out = tmp_path_factory.mktemp("personal") / "me.spfem"
+    _run(model, tiny, learner, out, save_every=0)
+    return out
+
+
+def test_personal_checkpoint_round_trip(
+    personal_file: Path, model: ExpressionModel, tiny: ClipBundle
+) -> None:
+    personal = load_personal(personal_file, expression=model, refiner_config=SMALL)
+    cfg = personal.config
+    assert cfg["kind"] == "personal" and cfg["version"] == 1
+    assert cfg["expression"]["au_names"] == list(model.au_names)
+    assert cfg["expression"]["emotions"] == list(model.emotions)
+    assert (
+        cfg["refiner"]["sha256"] == "r" * 64
+        and RefinerConfig.from_dict(cfg["refiner"]["model"]) == SMALL
+    )
+    assert cfg["clip"]["arch"] == TINY and cfg["clip"]["weights"] == tiny.pretrained
+    assert cfg["prompts"]["sha256"] == "p" * 64
+    assert cfg["training"]["steps"] == 4 and cfg["training"]["history"][-1]["step"] == 4
+    assert personal.offsets.shape == (len(EMOTIONS), model.num_aus)
+    assert personal.person_feature.shape == (tiny.embed_dim,)
+    assert personal.refiner.config == SMALL
+    happy = personal.emotion_vector(model, "happy", intensity=0.5)
+    expected = (model.emotion_vector("happy") + personal.offsets[EMOTIONS.index("happy")]).clamp(
+        0, MAX_ACTIVATION
+    ) * 0.5
+    torch.testing.assert_close(happy, expected)
+
+
+def _renamed(model: ExpressionModel, *, au_names=None, emotions=None) -> ExpressionModel:  # noqa: ANN001
+    return ExpressionModel(
+        template=model.template,
+        au_basis=model.au_basis,
+        prototypes=model.prototypes,
+        au_names=au_names or model.au_names,
+        emotions=emotions or model.emotions,
+    )
+
+
+def test_personal_checkpoint_refuses_what_does_not_fit(
+    personal_file: Path, model: ExpressionModel, small_refiner_file: Path, tmp_path: Path
+) -> None:
+    other_aus = _renamed(model, au_names=[f"X{i}" for i in range(model.num_aus)])
+    with pytest.raises(SpfemError, match="action units .* but the model loaded now has X0"):
+        load_personal(personal_file, expression=other_aus)
+    other_emotions = _renamed(model, emotions=[*model.emotions[:-1], "bored"])
+    with pytest.raises(SpfemError, match="emotions .* but the model loaded now has .*bored"):
+        load_personal(personal_file, expression=other_emotions)
+    with pytest.raises(SpfemError, match=r"channels \[8, 8, 16\] .* expects channels \[24"):
+        load_personal(personal_file, expression=model, refiner_config=RefinerConfig())
+    with pytest.raises(SpfemError, match="holds a 'refiner' checkpoint, not a personal one"):
+        load_personal(small_refiner_file)
+    with pytest.raises(SpfemError, match="not found"):
+        load_personal(tmp_path / "nobody.spfem")
+    for error in (SpfemError,):
+        try:
+            load_personal(personal_file, expression=other_aus)
+        except error as exc:
+            assert "\n" not in str(exc) and exc.exit_code == 2
+
+
+def test_editor_uses_the_persons_emotions_and_refiner(
+    personal_file: Path, model: ExpressionModel
+) -> None:
+    editor = Editor.load(
+        model="facs-v2", device="cpu", mouth="natural", generator="refiner",
+        checkpoint=personal_file,
+    )  # fmt: skip
+    personal = editor.personal
+    assert isinstance(personal, PersonalCheckpoint)
+    assert editor.generator.refiner is personal.refiner
+    from spfem_cli.targets import Part
+
+    sad = editor.vector_of(Part(name="sad", weight=1.0, is_text=False))
+    np.testing.assert_allclose(sad, personal.emotion_vector(model, "sad").double().numpy())
+    warp_only = Editor.load(
+        model="facs-v2", device="cpu", mouth="natural", generator="warp", checkpoint=personal_file
+    )
+    assert warp_only.generator.refiner is None
+    np.testing.assert_allclose(warp_only.emotion_vector("sad"), sad)
+    from spfem_cli.generator.checkpoint import load_checkpoint
+
+    facs = load_checkpoint("facs-v1").path
+    with pytest.raises(SpfemError, match="holds a 'expression' checkpoint, not a personal"):
+        Editor.load(model="facs-v2", device="cpu", mouth="natural", checkpoint=facs)
+
+
+# --- open vocabulary -----------------------------------------------------------------------------
+
+
+def test_open_vocabulary_returns_a_bounded_vector(
+    model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner
+) -> None:
+    frames = synthetic_frames(model, n=3)
+    batch = prepare_crops(frames.crops, frames.points, crop=SMALL.crop, mouth="natural")
+    person = torch.nn.functional.normalize(torch.randn(tiny.embed_dim), dim=-1)
+    refiner = _random_head(Refiner(SMALL))
+    flags = [p.requires_grad for p in refiner.parameters()]
+
+    def read(teacher: Teacher) -> np.ndarray:
+        result = text_to_aus(
+            "smug", batch=batch, present=torch.zeros(3, model.num_aus), teacher=teacher,
+            expression=model, prototypes=model.prototypes, refiner=refiner, mouth="natural",
+            crop=SMALL.crop, config=OpenVocabConfig(steps=4),
+        )  # fmt: skip
+        assert result.loss <= result.loss_start
+        assert result.start in EMOTIONS and result.source in EMOTIONS
+        assert "'smug' read by CLIP as" in result.describe(model.au_names)
+        return result.vector
+
+    personalised = read(Teacher(bundle=tiny, learner=learner, person=person))
+    assert personalised.shape == (model.num_aus,)
+    assert personalised.min() >= 0 and personalised.max() <= MAX_ACTIVATION
+    # As strong as a labelled emotion (the mean size of the prototypes), within the clipping.
+    size = float(displacement_size(model, torch.from_numpy(personalised).float()))
+    labelled = model.prototypes[1:]
+    assert size == pytest.approx(float(displacement_size(model, labelled).mean()), rel=0.05)
+    assert np.array_equal(read(Teacher(bundle=tiny, learner=learner, person=person)), personalised)
+    zero_shot = read(Teacher(bundle=tiny, learner=None, person=person))
+    assert zero_shot.min() >= 0 and zero_shot.max() <= MAX_ACTIVATION
+    assert [p.requires_grad for p in refiner.parameters()] == flags  # frozen only while it ran
+
+
+def _one_line_error(result, message: str) -> None:  # noqa: ANN001
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("spfem: error: ")]
+    assert len(errors) == 1 and len(lines) == 1, result.output
+    assert re.search(message, errors[0]), errors[0]
+    assert "Traceback" not in result.output
+
+
+def test_free_text_without_clip_refuses_before_tracking(make_clip, tmp_path: Path) -> None:  # noqa: ANN001
+    clip = make_clip("talk.mp4", duration=0.5)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(SpfemError, match="'smug' is not one of .*pass --clip-weights"):
+        edit_video(input_path=clip, emotion="0-1:smug", output_path=out, generator="warp")
+    result = runner.invoke(
+        cli.app, ["edit", str(clip), "-e", "smug", "-o", str(out)], env={"COLUMNS": "400"}
+    )
+    _one_line_error(result, "free text needs CLIP weights: pass --clip-weights")
+    assert not out.exists()
+
+
+# --- command line errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing clip", "nope.mp4 does not exist"),
+        ("steps", "--steps must be at least 1"),
+        ("batch", "--batch-size must be at least 2"),
+        ("lr", "--lr must be a positive number"),
+        ("exists", "exists; pass --overwrite"),
+        ("prompts", "prompt file not found"),
+        ("mouth", "unknown mouth mode 'wide'"),
+    ],
+)
+def test_finetune_cli_errors(
+    case: str,
+    message: str,
+    make_clip,
+    tmp_path: Path,
+    tiny_weights: Path,  # noqa: ANN001
+) -> None:
+    clip = make_clip("me.mp4", duration=0.2)
+    out = tmp_path / "me.spfem"
+    args = [
+        "finetune", str(clip), "-o", str(out), "--clip-arch", TINY, "--clip-config",
+        str(TINY_CONFIG), "--clip-weights", str(tiny_weights), "--device", "cpu",
+    ]  # fmt: skip
+    if case == "missing clip":
+        args[1] = str(tmp_path / "nope.mp4")
+    elif case == "steps":
+        args += ["--steps", "0"]
+    elif case == "batch":
+        args += ["--batch-size", "1"]
+    elif case == "lr":
+        args += ["--lr", "-1"]
+    elif case == "exists":
+        out.write_bytes(b"keep me")
+    elif case == "prompts":
+        args += ["--prompts", str(tmp_path / "nope.safetensors")]
+    elif case == "mouth":
+        args += ["--mouth", "wide"]
+    result = runner.invoke(cli.app, args, env={"COLUMNS": "400"})
+    _one_line_error(result, message)
+    if case == "exists":
+        assert out.read_bytes() == b"keep me"
+    else:
+        assert not out.exists()
+    assert not partial_path(out).exists()
+
+
+def test_finetune_cli_interrupt_keeps_the_state(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import spfem_cli.pcmecl.finetune as finetune_module
+
+    out = tmp_path / "me.spfem"
+
+    def interrupted(**kwargs: object) -> None:
+        partial_path(out).write_bytes(b"state")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune_module, "finetune", interrupted)
+    result = runner.invoke(
+        cli.app, ["finetune", str(tmp_path / "me.mp4"), "-o", str(out)], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 130, result.output
+    assert "spfem: interrupted: the last saved state is kept in" in result.output
+    assert "me.spfem.partial; run the same command again to resume" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "personal checkpoint not found"),
+        ("kind", "holds a 'expression' checkpoint, not a personal one"),
+        ("bad file", "not a valid checkpoint file"),
+    ],
+)
+def test_edit_checkpoint_cli_errors(case: str, message: str, make_clip, tmp_path: Path) -> None:  # noqa: ANN001
+    clip = make_clip("talk.mp4", duration=0.2)
+    checkpoint = tmp_path / "me.spfem"
+    if case == "kind":
+        from spfem_cli.generator.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint("facs-v2").path
+    elif case == "bad file":
+        checkpoint.write_bytes(b"not a checkpoint")
+    out = tmp_path / "out.mp4"
+    result = runner.invoke(
+        cli.app,
+        ["edit", str(clip), "-e", "happy", "-o", str(out), "--checkpoint", str(checkpoint)],
+        env={"COLUMNS": "400"},
+    )
+    _one_line_error(result, message)
+    assert not out.exists()
+
+
+# --- real clips ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_cut(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1.2 s of a real talking face (skips without ../shared/clips)."""
+    from tests.conftest import run_ffmpeg_checked
+
+    source = Path(__file__).resolve().parents[2] / "shared" / "clips" / "speech_man_256x256.mp4"
+    if not source.is_file():
+        pytest.skip(f"real clip not found at {source}")
+    out = tmp_path_factory.mktemp("real") / "man.mp4"
+    run_ffmpeg_checked(
+        "-i", str(source), "-t", "1.2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+        str(out),
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_personal(
+    real_cut: Path,
+    tiny_weights: Path,
+    prompts_file: Path,
+    small_refiner_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """`spfem finetune` on the real cut with the tiny CLIP: a couple of steps."""
+    out = tmp_path_factory.mktemp("real-personal") / "man.spfem"
+    with torch_threads(1):
+        result = runner.invoke(
+            cli.app,
+            [
+                "finetune",
+                str(real_cut),
+                "-o",
+                str(out),
+                "--prompts",
+                str(prompts_file),
+                "--clip-arch",
+                TINY,
+                "--clip-weights",
+                str(tiny_weights),
+                "--clip-config",
+                str(TINY_CONFIG),
+                "--steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+                "--refiner",
+                str(small_refiner_file),
+                "--max-frames",
+                "12",
+                "--save-every",
+                "1",
+            ],  # fmt: skip
+            env={"COLUMNS": "400"},
+        )
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output and "2 steps on 12 frames" in result.output
+    return out
+
+
+@pytest.mark.clips
+def test_finetune_on_a_real_clip(real_personal: Path, model: ExpressionModel) -> None:
+    personal = load_personal(real_personal, expression=model)
+    record = personal.config["training"]
+    assert record["clip"] == "man.mp4" and record["steps"] == 2
+    assert set(record["source_emotions"]) <= set(EMOTIONS)
+    assert json.dumps(personal.config)  # all JSON
+    assert not partial_path(real_personal).exists()
+
+
+@pytest.mark.clips
+def test_edit_with_checkpoint_on_a_real_clip(
+    real_cut: Path, real_personal: Path, tmp_path: Path
+) -> None:
+    from spfem_cli.media import probe
+
+    out = tmp_path / "man.happy.mp4"
+    result = runner.invoke(
+        cli.app,
+        [
+            "edit",
+            str(real_cut),
+            "-e",
+            "happy",
+            "--checkpoint",
+            str(real_personal),
+            "--end",
+            "1",
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ],  # fmt: skip
+        env={"COLUMNS": "400"},
+    )
+    assert result.exit_code == 0, result.output
+    a, b = probe(real_cut), probe(out)
+    assert (b.width, b.height, b.n_frames, b.fps) == (a.width, a.height, a.n_frames, a.fps)
+    assert b.has_audio == a.has_audio
+
+
+@pytest.mark.clips
+def test_open_vocabulary_edit_on_a_real_clip(
+    real_cut: Path, real_personal: Path, tiny_weights: Path, prompts_file: Path, tmp_path: Path
+) -> None:
+    from spfem_cli.media import probe
+
+    out = tmp_path / "man.smug.mp4"
+    result = runner.invoke(
+        cli.app,
+        [
+            "edit",
+            str(real_cut),
+            "-e",
+            "smug",
+            "--checkpoint",
+            str(real_personal),
+            "--clip-weights",
+            str(tiny_weights),
+            "--clip-arch",
+            TINY,
+            "--clip-config",
+            str(TINY_CONFIG),
+            "--prompts",
+            str(prompts_file),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ],  # fmt: skip
+        env={"COLUMNS": "400"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "'smug' read by CLIP as" in result.output
+    assert probe(out).n_frames == probe(real_cut).n_frames
