@@ -3,8 +3,10 @@
     python scripts/benchmark.py [--clips ../shared/clips] [--device auto] [--out DIR]
 
 For each resolution (720p from talk_s32_1280x720.mp4, 1080p from talk_mead_sad_1920x1080.mp4)
-it prints frames per second of each stage measured alone (decode, landmarks, generate, encode),
-of `spfem edit` end to end, and of `ffmpeg -i IN -c:v libx264 (same settings) -c:a copy OUT`
+it prints frames per second of each stage measured alone (decode, landmarks, generate with the
+warp alone and with the refiner, encode, and the refiner's network by itself in milliseconds per
+frame on one thread, as `spfem edit` runs it beside the encoder), of `spfem edit` end to end with
+each generator, and of `ffmpeg -i IN -c:v libx264 (same settings) -c:a copy OUT`
 run in the same session, with the ratio of the two. Then the peak memory (resident set size of
 the Python process and of its largest ffmpeg child) of `spfem edit` on a clip and on the same
 clip looped to 6x its length: flat memory means the two peaks are about equal.
@@ -97,7 +99,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_edit(src: str, dst: str, device: str) -> None:
+def child_edit(src: str, dst: str, device: str, generator: str) -> None:
     """Run one edit in this process and print its timings and peak memory as JSON."""
     from spfem_cli.pipeline import edit_video
 
@@ -107,6 +109,7 @@ def child_edit(src: str, dst: str, device: str) -> None:
         output_path=dst,
         emotion="happy",
         device=device,
+        generator=generator,
         overwrite=True,
         crf=CRF,
         preset=PRESET,
@@ -125,9 +128,9 @@ def child_edit(src: str, dst: str, device: str) -> None:
     )
 
 
-def run_edit(src: Path, dst: Path, device: str) -> dict:
+def run_edit(src: Path, dst: Path, device: str, generator: str = "refiner") -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(src), str(dst), device],
+        [sys.executable, __file__, "--child", str(src), str(dst), device, generator],
         check=True,
         capture_output=True,
         text=True,
@@ -143,7 +146,7 @@ def stage_speeds(src: Path, device: str, workdir: Path) -> dict[str, float]:
     from spfem_cli.face.tracker import LandmarkTracker
     from spfem_cli.generator.device import resolve_device
     from spfem_cli.generator.expression import ExpressionModel
-    from spfem_cli.generator.generator import FaceGenerator
+    from spfem_cli.generator.generator import build_generator
     from spfem_cli.media import FrameReader, FrameWriter, probe
 
     info = probe(src)
@@ -161,21 +164,36 @@ def stage_speeds(src: Path, device: str, workdir: Path) -> dict[str, float]:
 
     dev = resolve_device(device)
     model = ExpressionModel.load()
-    gen = FaceGenerator(model=model, device=dev)
     delta = model.emotion_vector("happy", intensity=1.0).double().numpy()
-    t0 = time.perf_counter()
-    n = 0
-    for f, det in zip(frames, dets, strict=True):
-        if det is None:
-            continue
-        face = FaceFrame.from_landmarks(det.landmarks)
-        gen.edit_frame(
-            f, face=face, points=face.to_face(det.landmarks.astype(np.float64)), delta=delta
-        )
-        n += 1
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    speeds["generate"] = n / max(time.perf_counter() - t0, 1e-9)
+    faces = [(f, det) for f, det in zip(frames, dets, strict=True) if det is not None]
+    for kind in ("warp", "refiner"):
+        gen = build_generator(model=model, device=dev, kind=kind)
+        t0 = time.perf_counter()
+        for f, det in faces:
+            face = FaceFrame.from_landmarks(det.landmarks)
+            gen.edit_frame(
+                f, face=face, points=face.to_face(det.landmarks.astype(np.float64)), delta=delta
+            )
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        speeds[f"generate/{kind}"] = len(faces) / max(time.perf_counter() - t0, 1e-9)
+
+    # The network alone, one crop at a time on one thread, as the edit loop runs it.
+    net = gen.refiner
+    size = net.config.crop.size
+    x = torch.zeros(1, 10, size, size, device=dev)
+    aus = torch.zeros(1, net.config.n_aus, device=dev)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if dev.type == "cpu" else threads)
+    with torch.no_grad():
+        net(x, aus)
+        t0 = time.perf_counter()
+        for _ in range(50):
+            net(x, aus)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    torch.set_num_threads(threads)
+    speeds["refiner net ms/frame"] = 1000 * (time.perf_counter() - t0) / 50
 
     t0 = time.perf_counter()
     with FrameWriter(
@@ -193,8 +211,8 @@ def stage_speeds(src: Path, device: str, workdir: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--child":
-        child_edit(sys.argv[2], sys.argv[3], sys.argv[4])
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        child_edit(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -212,21 +230,22 @@ def main() -> None:
         for label, name in CLIPS.items():
             src = args.clips / name
             speeds = stage_speeds(src, args.device, work)
-            edit = run_edit(src, work / f"{label}.happy.mp4", args.device)
             base = baseline_reencode(src, work / f"{label}.ffmpeg.mp4")
-            fps_edit = edit["frames"] / edit["seconds"]
-            stages = "  ".join(f"{k} {v:7.1f} fps" for k, v in speeds.items())
+            stages = "  ".join(
+                f"{k} {v:.1f}" if k.endswith("ms/frame") else f"{k} {v:.1f} fps"
+                for k, v in speeds.items()
+            )
             print(f"[{label}] stages alone: {stages}")
-            print(
-                f"[{label}] spfem edit end to end: {fps_edit:6.1f} fps ({edit['frames']} frames"
-                f", {edit['seconds']:.2f} s; "
-                + ", ".join(f"{k} {v:.2f} s" for k, v in edit["stages"].items())
-                + ")"
-            )
-            print(
-                f"[{label}] ffmpeg re-encode: {edit['frames'] / base:6.1f} fps ({base:.2f} s)"
-                f"  ->  spfem/ffmpeg time ratio {edit['seconds'] / base:.2f}x"
-            )
+            for kind in ("warp", "refiner"):
+                edit = run_edit(src, work / f"{label}.{kind}.happy.mp4", args.device, kind)
+                fps_edit = edit["frames"] / edit["seconds"]
+                print(
+                    f"[{label}] spfem edit --generator {kind}: {fps_edit:6.1f} fps "
+                    f"({edit['frames']} frames, {edit['seconds']:.2f} s; "
+                    + ", ".join(f"{k} {v:.2f} s" for k, v in edit["stages"].items())
+                    + f")  ->  spfem/ffmpeg time ratio {edit['seconds'] / base:.2f}x"
+                )
+            print(f"[{label}] ffmpeg re-encode: {edit['frames'] / base:6.1f} fps ({base:.2f} s)")
 
         src = args.clips / CLIPS["720p"]
         long = loop_clip(src, work / "long.mp4", args.long_factor)

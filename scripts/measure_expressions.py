@@ -1,7 +1,8 @@
 """How well each emotion is produced, on real clips: AUs, speech, folding, wobble, sheets.
 
     python scripts/measure_expressions.py [--clips ../shared/clips] [--out out/measure]
-        [--model facs-v2] [--names speech_obama_450x450.mp4 ...] [--emotions happy sad ...]
+        [--model facs-v2] [--generator refiner|warp] [--names speech_obama_450x450.mp4 ...]
+        [--emotions happy sad ...]
 
 For every clip and emotion it edits the whole clip (each clip is tracked once and rendered once
 per emotion and mouth mode), re-detects the landmarks on the output, and prints:
@@ -31,7 +32,7 @@ import torch
 from spfem_cli.evaluate import compare_speech, face_frame_landmarks, jitter, video_landmarks
 from spfem_cli.face import mesh
 from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
-from spfem_cli.generator.generator import FaceGenerator
+from spfem_cli.generator.generator import FaceGenerator, build_generator
 from spfem_cli.generator.warp import dense_min_jacobian_det, face_box
 from spfem_cli.media import probe
 from spfem_cli.pipeline import REPLACED_AUS, analyse_video, render_video, signed_activations
@@ -82,6 +83,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("out/measure"))
     parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--generator", default="refiner", choices=("refiner", "warp"))
     parser.add_argument("--names", nargs="*", default=list(CLIPS))
     parser.add_argument("--emotions", nargs="*", default=list(EMOTIONS))
     args = parser.parse_args()
@@ -89,14 +91,20 @@ def main() -> None:
     model = ExpressionModel.load(args.model)
     upper = [i for i, name in enumerate(model.au_names) if name in REPLACED_AUS]
     device = torch.device("cpu")
-    print(f"model {args.model}; AU error over {', '.join(REPLACED_AUS)}")
+    print(
+        f"model {args.model}, generator {args.generator}; AU error over {', '.join(REPLACED_AUS)}"
+    )
     for name in args.names:
         clip = args.clips / name
         info = probe(clip)
         lm_in = video_landmarks(clip)
         wobble_in = jitter(lm_in, indices=OUTLINE)
         sheet = preview_sheet(
-            input_path=clip, output_path=args.out / f"{clip.stem}.png", n_frames=2, model=args.model
+            input_path=clip,
+            output_path=args.out / f"{clip.stem}.png",
+            n_frames=2,
+            model=args.model,
+            generator=args.generator,
         )
         print(f"\n{name} ({info.width}x{info.height}, {info.n_frames} frames); sheet: {sheet}")
         print(
@@ -112,7 +120,9 @@ def main() -> None:
                 deltas = analysis.deltas(target=target, weights=ones)
                 row: dict[str, float] = {}
                 for mouth in ("natural", "strict"):
-                    gen = FaceGenerator(model=model, device=device, mouth=mouth)
+                    gen = build_generator(
+                        model=model, device=device, mouth=mouth, kind=args.generator
+                    )
                     out = work / f"{emotion}.{mouth}.mp4"
                     render_video(
                         analysis,

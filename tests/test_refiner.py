@@ -246,11 +246,11 @@ def test_training_step_lowers_the_loss_and_reaches_every_layer(model) -> None:
     net = Refiner(SMALL)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     losses = []
-    for step in range(60):
+    for step in range(80):
         residual, mask = net(batch.inputs, batch.aus)
         out = (batch.warped + mask * residual * batch.allow).clamp(-1, 1)
         loss = total_loss(
-            reconstruction_losses(out, batch.target, batch.allow), mask, batch.allow, cfg
+            reconstruction_losses(out, batch.target, batch.allow), mask, batch.allow, cfg, residual
         )
         opt.zero_grad()
         loss.backward()
@@ -259,7 +259,7 @@ def test_training_step_lowers_the_loss_and_reaches_every_layer(model) -> None:
             assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
         opt.step()
         losses.append(float(loss))
-    assert losses[-1] < 0.75 * losses[0]
+    assert losses[-1] < 0.8 * losses[0]
 
 
 def test_split_people_keeps_people_apart(model) -> None:
@@ -301,3 +301,36 @@ def test_train_cli_errors(tmp_path: Path, args: list[str], message: str) -> None
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "o.st").exists()
+
+
+@pytest.mark.clips
+def test_train_refiner_on_real_clips(tmp_path: Path, clips_dir: Path, ffmpeg_checked) -> None:
+    """End to end on two short real clips of two people: tracks, crops, trains a few steps,
+    validates on the other person, writes a loadable checkpoint and a log."""
+    videos = tmp_path / "videos"
+    (videos / "ann").mkdir(parents=True)
+    ffmpeg_checked("-i", str(clips_dir / "mead_emotions" / "happy.mp4"), "-t", "1.2",
+                   "-an", str(videos / "ann" / "a.mp4"))  # fmt: skip
+    ffmpeg_checked("-i", str(clips_dir / "speech_man_256x256.mp4"), "-t", "1.2",
+                   "-an", str(videos / "bob.mp4"))  # fmt: skip
+    config = tmp_path / "c.json"
+    config.write_text(
+        '{"steps": 6, "batch_size": 2, "crop_size": 64, "channels": [8, 8, 16], '
+        '"val_people": ["bob"], "val_pairs": 4, "val_every": 3, "log_every": 2, "seed": 1}'
+    )
+    out = tmp_path / "r.safetensors"
+    result = CliRunner().invoke(
+        app, ["train", "refiner", str(videos), "-o", str(out), "--config", str(config),
+              "--cache", str(tmp_path / "cache")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "held-out people bob" in " ".join(result.output.split())
+    net = Refiner.load(out)
+    assert net.config.crop.size == 64
+    import json
+
+    lines = [json.loads(x) for x in (tmp_path / "r.safetensors.log.jsonl").read_text().splitlines()]
+    assert lines[0]["train_people"] == ["ann"] and lines[0]["val_people"] == ["bob"]
+    assert [x["step"] for x in lines[1:] if "val" in x] == [0, 3, 6]
+    assert all(np.isfinite(x["loss"]) for x in lines[1:] if "loss" in x)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2

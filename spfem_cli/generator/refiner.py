@@ -140,7 +140,9 @@ class Refiner(nn.Module):
         d3 = self.dec3(torch.cat([_up(e4, e3), e3], dim=1))
         d2 = self.dec2(torch.cat([_up(d3, e2), e2], dim=1))
         out = self.head(torch.cat([_up(d2, inputs), inputs], dim=1))
-        return out[:, :3].clamp(-1.0, 1.0), torch.sigmoid(out[:, 3:4])
+        # tanh rather than a hard clamp: a saturated residual must still get a gradient, or
+        # training can park it at +-1 and close the mask for good.
+        return torch.tanh(out[:, :3]), torch.sigmoid(out[:, 3:4])
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> Refiner:

@@ -67,6 +67,8 @@ class TrainConfig:
     warmup_steps: int = 200
     min_gap_frames: int = 3
     pose_tolerance: float = 0.06
+    candidates: int = 16
+    expression_bias: float = 0.75
     max_frames_per_clip: int = 400
     val_people: list[str] = field(default_factory=list)
     val_fraction: float = 0.25
@@ -76,7 +78,8 @@ class TrainConfig:
     weight_l1: float = 1.0
     weight_pyramid: float = 1.0
     weight_ssim: float = 0.5
-    weight_mask: float = 0.01
+    weight_mask: float = 0.005
+    weight_residual: float = 0.05
     color_jitter: float = 0.08
     log_every: int = 25
     val_every: int = 500
@@ -149,28 +152,30 @@ def sample_pairs(
     clips: Sequence[ClipFrames], n: int, *, rng: np.random.Generator, config: TrainConfig
 ) -> list[tuple[int, int, int]]:
     """n pairs (clip index, frame A, frame B) of different frames of one video with a similar
-    head pose; clips are drawn in proportion to their length."""
+    head pose (clips drawn in proportion to their length).
+
+    For frame A, `candidates` frames B are drawn; of those within the pose tolerance (or the
+    closest in pose, if none is), the one whose AU activations differ most from A's is taken
+    with probability `expression_bias`, else a random one. Most pairs of a talking clip differ
+    by little but speech and noise; the refiner's work is where the expression changed."""
     sizes = np.array([len(c) for c in clips], dtype=np.float64)
     out = []
     for c in rng.choice(len(clips), size=n, p=sizes / sizes.sum()):
         clip = clips[c]
-        best: tuple[float, int, int] | None = None
-        for _ in range(12):
-            a, b = rng.choice(len(clip), size=2, replace=False)
-            if (
-                abs(int(a) - int(b)) < config.min_gap_frames
-                and len(clip) > 2 * config.min_gap_frames
-            ):
-                continue
-            d = pose_distance(clip.points[a], clip.points[b])
-            if best is None or d < best[0]:
-                best = (d, int(a), int(b))
-            if d <= config.pose_tolerance:
-                break
-        if best is None:
-            a, b = rng.choice(len(clip), size=2, replace=False)
-            best = (0.0, int(a), int(b))
-        out.append((int(c), best[1], best[2]))
+        a = int(rng.integers(len(clip)))
+        far = np.flatnonzero(np.abs(np.arange(len(clip)) - a) >= config.min_gap_frames)
+        pool = far if far.size else np.delete(np.arange(len(clip)), a)
+        cands = rng.choice(pool, size=min(config.candidates, pool.size), replace=False)
+        pose = np.array([pose_distance(clip.points[a], clip.points[b]) for b in cands])
+        ok = cands[pose <= config.pose_tolerance]
+        if ok.size == 0:
+            ok = cands[[int(np.argmin(pose))]]
+        if rng.random() < config.expression_bias:
+            change = np.linalg.norm(clip.aus[ok] - clip.aus[a], axis=1)
+            b = int(ok[int(np.argmax(change))])
+        else:
+            b = int(rng.choice(ok))
+        out.append((int(c), a, b))
     return out
 
 
@@ -256,13 +261,17 @@ def reconstruction_losses(out: Tensor, target: Tensor, allow: Tensor) -> dict[st
 
 
 def total_loss(
-    terms: dict[str, Tensor], mask: Tensor, allow: Tensor, config: TrainConfig
+    terms: dict[str, Tensor], mask: Tensor, allow: Tensor, config: TrainConfig, residual: Tensor
 ) -> Tensor:
+    """The weighted sum of the reconstruction terms and two small penalties: on the mask (leave
+    alone what cannot be improved) and on the residual's size (without it, Adam lets the
+    residual drift where the mask is nearly closed, until mask and residual lock at 0 and 1)."""
     return (
         config.weight_l1 * terms["l1"]
         + config.weight_pyramid * terms["pyramid"]
         + config.weight_ssim * terms["ssim"]
         + config.weight_mask * (mask * allow).mean()
+        + config.weight_residual * (residual.square() * allow).mean()
     )
 
 
@@ -410,7 +419,7 @@ def train_refiner(
                 allow = b.allow.to(dev)
                 out = compose(b.warped.to(dev), residual, mask, allow)
                 terms = reconstruction_losses(out, b.target.to(dev), allow)
-                loss = total_loss(terms, mask, allow, config)
+                loss = total_loss(terms, mask, allow, config, residual)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
