@@ -242,6 +242,15 @@ def test_gradients_reach_offsets_and_every_refiner_layer_not_clip(
     assert all(p.grad is None for p in learner.parameters())
 
 
+def test_zero_shot_teacher_without_prompts(model: ExpressionModel, tiny: ClipBundle) -> None:
+    tuner = PersonalTuner(
+        frames=synthetic_frames(model), bundle=tiny, learner=None, expression=model,
+        refiner=Refiner(SMALL), config=_config(), device=CPU,
+    )  # fmt: skip
+    assert set(tuner.source_names) <= set(EMOTIONS)
+    assert all(np.isfinite(v) for v in tuner.step(1).values())
+
+
 def test_direction_alone_moves_the_offsets(
     model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner
 ) -> None:
@@ -485,6 +494,21 @@ def test_free_text_without_clip_refuses_before_tracking(make_clip, tmp_path: Pat
     )
     _one_line_error(result, "free text needs CLIP weights: pass --clip-weights")
     assert not out.exists()
+
+
+def test_free_text_on_a_video_without_a_face_passes_it_through(
+    make_clip,
+    tmp_path: Path,
+    tiny_weights: Path,
+    personal_file: Path,  # noqa: ANN001
+) -> None:
+    clip = make_clip("noface.mp4", duration=0.4)
+    report = edit_video(
+        input_path=clip, emotion="smug", output_path=tmp_path / "out.mp4", device="cpu",
+        checkpoint=personal_file, clip_weights=tiny_weights, clip_arch=TINY,
+        clip_config=TINY_CONFIG,
+    )  # fmt: skip
+    assert report.n_edited == 0 and report.output.is_file()
 
 
 # --- command line errors -------------------------------------------------------------------------
