@@ -539,7 +539,8 @@ def run_finetune(
             for name, value in terms.items():
                 window[name] = window.get(name, 0.0) + value
             window_steps += 1
-            if step % config.log_every == 0 or step == config.steps:
+            # Step 1 alone is logged too: the "before" of the run's first and last losses.
+            if step == 1 or step % config.log_every == 0 or step == config.steps:
                 history.append(
                     {"step": step, **{k: round(v / window_steps, 6) for k, v in window.items()}}
                 )
