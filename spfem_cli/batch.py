@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
 from spfem_cli.errors import SpfemError
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 REPORT_NAME = "spfem-batch.jsonl"
@@ -58,7 +59,7 @@ class EditOptions:
     intensity: float = 1.0
     device: str = "auto"
     mouth: str = "natural"
-    generator: str = "refiner"
+    generator: str = DEFAULT_GENERATOR
     start: float | None = None
     end: float | None = None
     # None: the pipeline's default checkpoint (`run_batch` records which one that was).
@@ -771,7 +772,6 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
     """Refuse, before any file is touched, options that would fail every job alike."""
     from spfem_cli.generator.device import DEVICE_CHOICES, resolve_device
     from spfem_cli.generator.generator import MOUTH_MODES
-    from spfem_cli.generator.refiner import GENERATORS
     from spfem_cli.pipeline import MAX_INTENSITY
 
     if executor not in EXECUTORS:

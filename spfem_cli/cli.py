@@ -19,6 +19,7 @@ from rich.table import Table
 
 from spfem_cli import __version__
 from spfem_cli.errors import SpfemError
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR
 
 T = TypeVar("T")
 
@@ -140,7 +141,7 @@ def edit(
     intensity: IntensityOption = 1.0,
     device: DeviceOption = "auto",
     mouth: MouthOption = "natural",
-    generator: GeneratorOption = "refiner",
+    generator: GeneratorOption = DEFAULT_GENERATOR,
     start: StartOption = None,
     end: EndOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
@@ -217,7 +218,7 @@ def batch(
     intensity: IntensityOption = 1.0,
     device: DeviceOption = "auto",
     mouth: MouthOption = "natural",
-    generator: GeneratorOption = "refiner",
+    generator: GeneratorOption = DEFAULT_GENERATOR,
     start: StartOption = None,
     end: EndOption = None,
     pattern: Annotated[
@@ -304,7 +305,7 @@ def preview(
     frames: Annotated[int, typer.Option(help="How many frames (rows) to show.")] = 3,
     intensity: IntensityOption = 1.0,
     mouth: MouthOption = "natural",
-    generator: GeneratorOption = "refiner",
+    generator: GeneratorOption = DEFAULT_GENERATOR,
     device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:

@@ -25,6 +25,7 @@ from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
 from spfem_cli.generator.device import resolve_device, torch_threads
 from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
 from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode, build_generator
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR
 from spfem_cli.media import (
     FrameReader,
     FrameWriter,
@@ -300,7 +301,7 @@ class Editor:
         model: str | Path,
         device: str,
         mouth: MouthMode,
-        generator: str = "refiner",
+        generator: str = DEFAULT_GENERATOR,
         checkpoint: str | Path | None = None,
     ) -> Editor:
         """generator: "refiner" (warp + the shipped refiner) or "warp" (the warp alone).
@@ -402,7 +403,7 @@ def edit_video(
     intensity: float = 1.0,
     device: str = "auto",
     mouth: MouthMode = "natural",
-    generator: str = "refiner",
+    generator: str = DEFAULT_GENERATOR,
     start: float | None = None,
     end: float | None = None,
     overwrite: bool = False,

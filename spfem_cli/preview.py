@@ -16,6 +16,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.generator.device import resolve_device
 from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
 from spfem_cli.generator.generator import MouthMode, build_generator
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR
 from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import MAX_INTENSITY, analyse_video
@@ -33,7 +34,7 @@ def preview_sheet(
     n_frames: int = 3,
     intensity: float = 1.0,
     mouth: MouthMode = "natural",
-    generator: str = "refiner",
+    generator: str = DEFAULT_GENERATOR,
     device: str = "auto",
     crop_face: bool = True,
     model: str | Path = DEFAULT_MODEL,

@@ -12,7 +12,8 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import ExpressionModel
-from spfem_cli.generator.refiner import DEFAULT_REFINER, GENERATORS, Refiner, refine_frame
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
+from spfem_cli.generator.refiner import DEFAULT_REFINER, Refiner, refine_frame
 from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper
 
 MouthMode = Literal["natural", "strict"]
@@ -155,7 +156,7 @@ def build_generator(
     model: ExpressionModel,
     device: torch.device,
     mouth: MouthMode = "natural",
-    kind: str = "refiner",
+    kind: str = DEFAULT_GENERATOR,
     refiner: str | Path = DEFAULT_REFINER,
 ) -> FaceGenerator:
     """The generator a command asks for: kind "refiner" (warp + the refiner checkpoint

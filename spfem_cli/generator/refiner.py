@@ -39,7 +39,6 @@ from spfem_cli.generator.warp import (
 CHECKPOINT_KIND = "refiner"
 CHECKPOINT_VERSION = 1
 DEFAULT_REFINER = "refiner-v1"
-GENERATORS = ("refiner", "warp")
 IN_CHANNELS = 10
 # Flow is a few hundredths of an IOD; scaled so the network sees values near 1.
 FLOW_SCALE = 5.0
