@@ -19,7 +19,7 @@ from rich.table import Table
 
 from spfem_cli import __version__
 from spfem_cli.errors import SpfemError
-from spfem_cli.generator.kinds import DEFAULT_GENERATOR
+from spfem_cli.generator.kinds import DEFAULT_BASE_REFINER, DEFAULT_GENERATOR
 
 T = TypeVar("T")
 
@@ -49,6 +49,15 @@ GeneratorOption = Annotated[
     typer.Option(
         help="refiner: the warp plus the learned refiner (creases, shading, eye whites); "
         "warp: the warp alone (faster)."
+    ),
+]
+EditGeneratorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--generator",
+        help="refiner: the warp plus the learned refiner (creases, shading, eye whites); "
+        "warp: the warp alone. Default: warp, or the person's refiner with --checkpoint.",
+        show_default=False,
     ),
 ]
 StartOption = Annotated[
@@ -141,7 +150,7 @@ def edit(
     intensity: IntensityOption = 1.0,
     device: DeviceOption = "auto",
     mouth: MouthOption = "natural",
-    generator: GeneratorOption = DEFAULT_GENERATOR,
+    generator: EditGeneratorOption = None,
     start: StartOption = None,
     end: EndOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
@@ -580,8 +589,11 @@ def finetune_command(
     ] = 240,
     mouth: MouthOption = "natural",
     refiner: Annotated[
-        str, typer.Option(help="The refiner to start from (manifest name or file).")
-    ] = "refiner-v1",
+        str,
+        typer.Option(
+            help="The refiner to start from (manifest name or file; none: an untrained one)."
+        ),
+    ] = DEFAULT_BASE_REFINER,
     cache: Annotated[
         Path | None, typer.Option(help="Folder to keep the clip's tracked face crops in.")
     ] = None,

@@ -301,10 +301,11 @@ class Editor:
         model: str | Path,
         device: str,
         mouth: MouthMode,
-        generator: str = DEFAULT_GENERATOR,
+        generator: str | None = None,
         checkpoint: str | Path | None = None,
     ) -> Editor:
-        """generator: "refiner" (warp + the shipped refiner) or "warp" (the warp alone).
+        """generator: "refiner" (warp + the shipped refiner) or "warp" (the warp alone); None:
+        the refiner with a personal checkpoint (the person's own), else `DEFAULT_GENERATOR`.
 
         checkpoint: a personal checkpoint (`spfem finetune`): the emotions become the
         person's (prototypes plus their offsets) and, with the refiner generator, the refiner
@@ -315,6 +316,8 @@ class Editor:
             from spfem_cli.pcmecl.personal import load_personal
 
             personal = load_personal(checkpoint, expression=expression)
+        if generator is None:
+            generator = "refiner" if personal is not None else DEFAULT_GENERATOR
         if personal is not None and generator == "refiner":
             gen = FaceGenerator(
                 model=expression,
@@ -403,7 +406,7 @@ def edit_video(
     intensity: float = 1.0,
     device: str = "auto",
     mouth: MouthMode = "natural",
-    generator: str = DEFAULT_GENERATOR,
+    generator: str | None = None,
     start: float | None = None,
     end: float | None = None,
     overwrite: bool = False,
@@ -419,7 +422,8 @@ def edit_video(
 ) -> EditReport:
     """Change the emotion on the face in a video, keeping speech, audio and timing.
 
-    generator: "refiner" (the warp and the learned refiner) or "warp" (the warp alone).
+    generator: "refiner" (the warp and the learned refiner) or "warp" (the warp alone); None:
+    the person's refiner with `checkpoint`, else `DEFAULT_GENERATOR`.
     checkpoint: a personal checkpoint of `spfem finetune` (the person's emotions and refiner).
     Free text in `emotion` ("smug"; open vocabulary, see `spfem_cli.pcmecl.open_vocab`) needs
     `clip_weights` (an open_clip tag, downloaded once, or a local file) for the CLIP

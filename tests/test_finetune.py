@@ -413,6 +413,17 @@ def test_personal_checkpoint_refuses_what_does_not_fit(
             assert "\n" not in str(exc) and exc.exit_code == 2
 
 
+def test_untrained_base_refiner_is_the_identity() -> None:
+    from spfem_cli.pcmecl.personal import load_base_refiner
+
+    refiner, meta = load_base_refiner("none")
+    assert meta["name"] == "none" and meta["sha256"] is None
+    assert meta["model"] == RefinerConfig().to_dict()
+    inputs = torch.rand(2, 10, 128, 128) * 2 - 1
+    residual, _ = refiner(inputs, torch.rand(2, RefinerConfig().n_aus))
+    assert float(residual.abs().max()) == 0.0
+
+
 def test_editor_uses_the_persons_emotions_and_refiner(
     personal_file: Path, model: ExpressionModel
 ) -> None:
@@ -423,6 +434,9 @@ def test_editor_uses_the_persons_emotions_and_refiner(
     personal = editor.personal
     assert isinstance(personal, PersonalCheckpoint)
     assert editor.generator.refiner is personal.refiner
+    # With no generator named, a personal checkpoint brings the person's refiner.
+    default = Editor.load(model="facs-v2", device="cpu", mouth="natural", checkpoint=personal_file)
+    assert default.generator.refiner is default.personal.refiner
     from spfem_cli.targets import Part
 
     sad = editor.vector_of(Part(name="sad", weight=1.0, is_text=False))

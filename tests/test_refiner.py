@@ -216,6 +216,23 @@ def test_build_generator_kinds(model) -> None:
         build_generator(model=model, device=CPU, kind="gan")
 
 
+def test_refiner_generator_without_shipped_refiner_says_what_to_do(
+    model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "manifest.json").write_text('{"checkpoints": {}}')
+    monkeypatch.setenv("SPFEM_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(SpfemError, match="no pre-trained refiner .* use --generator warp") as exc:
+        build_generator(model=model, device=CPU, kind="refiner")
+    assert "\n" not in str(exc.value)
+    net = Refiner(RefinerConfig(crop=CropGeometry(size=64), channels=(8, 8, 16)))
+    net.save(tmp_path / "mine.safetensors")
+    # A refiner file of one's own needs no manifest entry.
+    gen = build_generator(
+        model=model, device=CPU, kind="refiner", refiner=tmp_path / "mine.safetensors"
+    )
+    assert gen.refiner is not None
+
+
 def _synthetic_clips(model: ExpressionModel, n_people: int = 3) -> list[ClipFrames]:
     """Clips whose 'frames' are smooth random images and jittered template landmarks."""
     rng = np.random.default_rng(1)

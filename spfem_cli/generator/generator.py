@@ -11,6 +11,7 @@ import torch
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
 from spfem_cli.generator.refiner import DEFAULT_REFINER, Refiner, refine_frame
@@ -163,5 +164,15 @@ def build_generator(
     `refiner`, a manifest name or a path) or "warp" (the warp alone)."""
     if kind not in GENERATORS:
         raise SpfemError(f"unknown generator {kind!r}; choose one of: {', '.join(GENERATORS)}")
-    net = Refiner.load(refiner) if kind == "refiner" else None
+    if kind == "warp":
+        return FaceGenerator(model=model, device=device, mouth=mouth)
+    if str(refiner) == DEFAULT_REFINER and DEFAULT_REFINER not in read_manifest(
+        default_weights_dir()
+    ):
+        raise SpfemError(
+            f"no pre-trained refiner ({DEFAULT_REFINER}) in {default_weights_dir()}: use "
+            "--generator warp, or --checkpoint with a personal checkpoint from spfem finetune "
+            "(it carries the person's own refiner)"
+        )
+    net = Refiner.load(refiner)
     return FaceGenerator(model=model, device=device, mouth=mouth, refiner=net)

@@ -6,3 +6,7 @@ GENERATORS = ("refiner", "warp")
 # What a command uses when the user names no generator: the refiner only once its shipped
 # checkpoint beats the warp on held-out people (scripts/measure_refiner.py).
 DEFAULT_GENERATOR = "warp"
+# The refiner `spfem finetune` starts from: "none" is an untrained one (the identity), which
+# fine-tuning teaches from scratch on the person's clip, until a pre-trained refiner ships.
+NO_REFINER = "none"
+DEFAULT_BASE_REFINER = NO_REFINER

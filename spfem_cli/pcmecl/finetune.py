@@ -58,7 +58,8 @@ from torch import Tensor, nn
 from spfem_cli.errors import SpfemError
 from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel, canonical_emotion
 from spfem_cli.generator.generator import MOUTH_MODES, MouthMode
-from spfem_cli.generator.refiner import DEFAULT_REFINER, Refiner, compose
+from spfem_cli.generator.kinds import DEFAULT_BASE_REFINER
+from spfem_cli.generator.refiner import Refiner, compose
 from spfem_cli.generator.warp import WarpConfig
 from spfem_cli.pcmecl.clip import ClipBundle, encode_images
 from spfem_cli.pcmecl.crop_edit import (
@@ -624,7 +625,7 @@ def finetune(
     resume: bool = True,
     overwrite: bool = False,
     model: str | Path = DEFAULT_MODEL,
-    refiner: str | Path = DEFAULT_REFINER,
+    refiner: str | Path = DEFAULT_BASE_REFINER,
     mouth: str = "natural",
     max_frames: int = 240,
     save_every: int = 25,

@@ -30,6 +30,7 @@ from torch import Tensor
 from spfem_cli.errors import SpfemError
 from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from spfem_cli.generator.expression import ExpressionModel, canonical_emotion
+from spfem_cli.generator.kinds import NO_REFINER
 from spfem_cli.generator.refiner import Refiner, RefinerConfig
 
 PERSONAL_KIND = "personal"
@@ -66,7 +67,11 @@ def load_expression(name_or_path: str | Path) -> tuple[ExpressionModel, dict[str
 
 def load_base_refiner(name_or_path: str | Path) -> tuple[Refiner, dict[str, Any]]:
     """A refiner checkpoint (by manifest name or path) and its identity: name, sha256 and
-    architecture (`RefinerConfig` as a dict)."""
+    architecture (`RefinerConfig` as a dict). "none" gives an untrained refiner of the default
+    architecture, which is the identity (zero residual) until trained."""
+    if str(name_or_path) == NO_REFINER:
+        fresh = Refiner(RefinerConfig())
+        return fresh, {"name": NO_REFINER, "sha256": None, "model": fresh.config.to_dict()}
     ckpt = load_checkpoint(name_or_path)
     refiner = Refiner.from_checkpoint(ckpt)
     return refiner, {

@@ -418,8 +418,12 @@ def train_refiner(
                 residual, mask = model(b.inputs.to(dev), b.aus.to(dev))
                 allow = b.allow.to(dev)
                 out = compose(b.warped.to(dev), residual, mask, allow)
-                terms = reconstruction_losses(out, b.target.to(dev), allow)
+                target = b.target.to(dev)
+                terms = reconstruction_losses(out, target, allow)
                 loss = total_loss(terms, mask, allow, config, residual)
+                # The warp's own error on the same batch: the refiner's gain on training pairs
+                # is l1_warp - l1 in the log.
+                terms["l1_warp"] = _masked_mean((b.warped.to(dev) - target).abs(), allow)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
