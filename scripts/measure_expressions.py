@@ -33,6 +33,7 @@ from spfem_cli.evaluate import compare_speech, face_frame_landmarks, jitter, vid
 from spfem_cli.face import mesh
 from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator, build_generator
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
 from spfem_cli.generator.warp import dense_min_jacobian_det, face_box
 from spfem_cli.media import probe
 from spfem_cli.pipeline import REPLACED_AUS, analyse_video, render_video, signed_activations
@@ -83,7 +84,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("out/measure"))
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--generator", default="refiner", choices=("refiner", "warp"))
+    parser.add_argument("--generator", default=DEFAULT_GENERATOR, choices=GENERATORS)
     parser.add_argument("--names", nargs="*", default=list(CLIPS))
     parser.add_argument("--emotions", nargs="*", default=list(EMOTIONS))
     args = parser.parse_args()

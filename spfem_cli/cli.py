@@ -424,8 +424,11 @@ def train_refiner_command(
     device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Pre-train the refiner self-supervised: warp one frame toward another frame of the same
-    video and learn the rest. Validates on held-out people; logs to OUTPUT.log.jsonl."""
+    """Pre-train the refiner on your own videos (self-supervised).
+
+    Warps one frame toward another frame of the same video and learns the rest. Validates on
+    held-out people; logs to OUTPUT.log.jsonl.
+    """
     from spfem_cli.console import RichReporter
     from spfem_cli.generator.device import resolve_device
     from spfem_cli.training.refiner import TrainConfig, train_refiner
@@ -506,8 +509,10 @@ def train_prompts_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Learn personalised emotion prompts for CLIP (PCMECL stage one) from labelled faces,
-    validating on people it never trained on."""
+    """Learn personalised emotion prompts for CLIP (PCMECL stage one).
+
+    From faces sorted into one folder per emotion; validates on people it never trained on.
+    """
     from spfem_cli.console import RichTrainingReporter
     from spfem_cli.pcmecl.prompt_training import PromptTrainingResult, train_prompts
 
@@ -600,9 +605,11 @@ def finetune_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Fine-tune spfem on one person (PCMECL stage two): their own AU offsets for every
-    emotion and their own refiner, taught by CLIP. Use the result with
-    `spfem edit --checkpoint OUTPUT`."""
+    """Fine-tune spfem on one person's clip (PCMECL stage two).
+
+    Learns their own AU offsets for every emotion and their own refiner, taught by CLIP. Use
+    the result with `spfem edit --checkpoint OUTPUT`.
+    """
     from spfem_cli.console import RichTrainingReporter
     from spfem_cli.pcmecl.finetune import FinetuneResult, finetune, partial_path
 

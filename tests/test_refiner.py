@@ -35,6 +35,7 @@ from spfem_cli.training.frames import ClipFrames, person_of
 from spfem_cli.training.refiner import (
     TrainConfig,
     make_batch,
+    mirror_batch,
     reconstruction_losses,
     sample_pairs,
     split_people,
@@ -277,6 +278,48 @@ def test_training_step_lowers_the_loss_and_reaches_every_layer(model) -> None:
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_pairs_respect_the_gap_limits(model) -> None:
+    clips = _synthetic_clips(model)
+    cfg = TrainConfig(min_gap_frames=2, max_gap_frames=3, pose_tolerance=10.0)
+    pairs = sample_pairs(clips, 200, rng=np.random.default_rng(3), config=cfg)
+    gaps = {abs(a - b) for _, a, b in pairs}
+    assert gaps <= {2, 3} and gaps == {2, 3}
+
+
+def test_mirrored_pair_is_the_pair_of_mirrored_faces(model) -> None:
+    """Mirroring a built batch must equal building the batch from mirrored faces: flipped
+    crops and landmarks with x negated give the flipped warp and the negated x flow."""
+    clips = _synthetic_clips(model, n_people=1)
+    pairs = [(0, 0, 5), (0, 3, 7)]
+    batch = make_batch(clips, pairs, crop=SMALL.crop, warp=WarpConfig())
+    flipped = [
+        ClipFrames(
+            name=c.name,
+            person=c.person,
+            crops=np.ascontiguousarray(c.crops[..., ::-1]),
+            points=c.points * np.array([-1.0, 1.0], dtype=np.float32),
+            aus=c.aus,
+        )
+        for c in clips
+    ]
+    direct = make_batch(flipped, pairs, crop=SMALL.crop, warp=WarpConfig())
+    one_sided = [i for i, n in enumerate(model.au_names) if n.endswith("R")]
+    mirrored = mirror_batch(batch, which=torch.tensor([True, True]), one_sided=one_sided)
+    for name in ("warped", "target"):
+        torch.testing.assert_close(
+            getattr(mirrored, name), getattr(direct, name), atol=2e-3, rtol=0
+        )
+    torch.testing.assert_close(mirrored.inputs[:, :8], direct.inputs[:, :8], atol=2e-3, rtol=0)
+    # The region maps are rasterised polygons: mirrored, edge pixels may fall the other way.
+    differ = (mirrored.inputs[:, 8:] - direct.inputs[:, 8:]).abs() > 0.05
+    assert float(differ.float().mean()) < 0.002
+    assert float(mirrored.aus[:, one_sided].abs().max()) == 0.0
+    # Only the flagged pairs change.
+    half = mirror_batch(batch, which=torch.tensor([False, True]), one_sided=one_sided)
+    torch.testing.assert_close(half.inputs[0], batch.inputs[0])
+    torch.testing.assert_close(half.inputs[1], mirrored.inputs[1])
 
 
 def test_split_people_keeps_people_apart(model) -> None:

@@ -240,7 +240,9 @@ def _distance_outside(polygon: np.ndarray, crop: CropGeometry) -> np.ndarray:
     frame, 0 inside: the polygon rasterised at the crop's resolution, then a Euclidean distance
     transform (accurate to about half a pixel, and a hundred times faster than measuring to
     every edge)."""
-    xy = (np.asarray(polygon) - [crop.left, crop.top]) * crop.pixels_per_iod
+    # PIL truncates vertex coordinates to whole pixels; +0.5 makes that a rounding, so the
+    # raster is not shifted half a pixel up and left (and a mirrored face gets the mirror).
+    xy = (np.asarray(polygon) - [crop.left, crop.top]) * crop.pixels_per_iod + 0.5
     image = Image.new("1", (crop.size, crop.size), 0)
     ImageDraw.Draw(image).polygon([tuple(p) for p in xy.tolist()], fill=1)
     inside = np.asarray(image, dtype=bool)

@@ -66,6 +66,9 @@ class TrainConfig:
     lr_final: float = 1e-4
     warmup_steps: int = 200
     min_gap_frames: int = 3
+    # Frame B within this many (cached) frames of A; 0: anywhere in the video. Close pairs
+    # share light and pose, so what differs is mostly expression and speech.
+    max_gap_frames: int = 0
     pose_tolerance: float = 0.06
     candidates: int = 16
     expression_bias: float = 0.75
@@ -81,6 +84,9 @@ class TrainConfig:
     weight_mask: float = 0.005
     weight_residual: float = 0.05
     color_jitter: float = 0.08
+    # Mirror half the training pairs left to right: twice the faces, and a refiner that cannot
+    # learn one side of one person's face by heart.
+    mirror: bool = False
     log_every: int = 25
     val_every: int = 500
     crop_size: int = 128
@@ -163,7 +169,11 @@ def sample_pairs(
     for c in rng.choice(len(clips), size=n, p=sizes / sizes.sum()):
         clip = clips[c]
         a = int(rng.integers(len(clip)))
-        far = np.flatnonzero(np.abs(np.arange(len(clip)) - a) >= config.min_gap_frames)
+        gap = np.abs(np.arange(len(clip)) - a)
+        ok_gap = gap >= config.min_gap_frames
+        if config.max_gap_frames > 0:
+            ok_gap &= gap <= config.max_gap_frames
+        far = np.flatnonzero(ok_gap)
         pool = far if far.size else np.delete(np.arange(len(clip)), a)
         cands = rng.choice(pool, size=min(config.candidates, pool.size), replace=False)
         pose = np.array([pose_distance(clip.points[a], clip.points[b]) for b in cands])
@@ -211,6 +221,34 @@ def make_batch(
     )
     inputs = network_inputs(warped=warped, source=src, flow=flow, maps=maps)
     return Batch(inputs=inputs, aus=aus.float(), warped=warped, target=tgt, allow=maps[:, 1:2])
+
+
+def mirror_batch(batch: Batch, *, which: Tensor, one_sided: Sequence[int]) -> Batch:
+    """The pairs flagged in `which` (B,) bool, mirrored left to right (the crop is centred on
+    the face's midline): images and maps flipped, the flow's x component negated. A one-sided
+    AU (e.g. the right lip corner's AU12R) has no mirror among the AUs, so its change is
+    zeroed on a mirrored pair (indices `one_sided`)."""
+    if not bool(which.any()):
+        return batch
+    w = which[:, None, None, None]
+    inputs = torch.where(w, batch.inputs.flip(-1), batch.inputs)
+    inputs[:, 6] = torch.where(which[:, None, None], -inputs[:, 6], inputs[:, 6])
+    aus = batch.aus.clone()
+    if len(one_sided):
+        aus[which[:, None] & _index_mask(aus.shape[1], one_sided)[None]] = 0.0
+    return Batch(
+        inputs=inputs,
+        aus=aus,
+        warped=torch.where(w, batch.warped.flip(-1), batch.warped),
+        target=torch.where(w, batch.target.flip(-1), batch.target),
+        allow=torch.where(w, batch.allow.flip(-1), batch.allow),
+    )
+
+
+def _index_mask(n: int, indices: Sequence[int]) -> Tensor:
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[list(indices)] = True
+    return mask
 
 
 def _masked_mean(x: Tensor, weight: Tensor) -> Tensor:
@@ -386,6 +424,7 @@ def train_refiner(
     val_pairs = sample_pairs(
         val_clips, config.val_pairs, rng=np.random.default_rng(config.seed + 1), config=config
     )
+    one_sided = [i for i, name in enumerate(expression.au_names) if name.endswith("R")]
     model = Refiner(model_cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, config))
@@ -415,6 +454,9 @@ def train_refiner(
                     train_clips, pairs, crop=model_cfg.crop, warp=warp, rng=rng,
                     color_jitter=config.color_jitter,
                 )  # fmt: skip
+                if config.mirror:
+                    flip = torch.from_numpy(rng.random(len(pairs)) < 0.5)
+                    b = mirror_batch(b, which=flip, one_sided=one_sided)
                 residual, mask = model(b.inputs.to(dev), b.aus.to(dev))
                 allow = b.allow.to(dev)
                 out = compose(b.warped.to(dev), residual, mask, allow)
