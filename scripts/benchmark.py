@@ -99,7 +99,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_edit(src: str, dst: str, device: str, generator: str) -> None:
+def child_edit(src: str, dst: str, device: str, generator: str, refiner: str) -> None:
     """Run one edit in this process and print its timings and peak memory as JSON."""
     from spfem_cli.pipeline import edit_video
 
@@ -110,6 +110,7 @@ def child_edit(src: str, dst: str, device: str, generator: str) -> None:
         emotion="happy",
         device=device,
         generator=generator,
+        refiner=refiner,
         overwrite=True,
         crf=CRF,
         preset=PRESET,
@@ -128,9 +129,9 @@ def child_edit(src: str, dst: str, device: str, generator: str) -> None:
     )
 
 
-def run_edit(src: Path, dst: Path, device: str, generator: str = "refiner") -> dict:
+def run_edit(src: Path, dst: Path, device: str, generator: str, refiner: str) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(src), str(dst), device, generator],
+        [sys.executable, __file__, "--child", str(src), str(dst), device, generator, refiner],
         check=True,
         capture_output=True,
         text=True,
@@ -138,7 +139,21 @@ def run_edit(src: Path, dst: Path, device: str, generator: str = "refiner") -> d
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def stage_speeds(src: Path, device: str, workdir: Path) -> dict[str, float]:
+def default_refiner(workdir: Path) -> str:
+    """The shipped refiner's name, or a file holding an untrained refiner of the default
+    architecture when none ships (the speed is the same)."""
+    from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
+    from spfem_cli.generator.kinds import DEFAULT_REFINER
+    from spfem_cli.generator.refiner import Refiner
+
+    if DEFAULT_REFINER in read_manifest(default_weights_dir()):
+        return DEFAULT_REFINER
+    path = workdir / "untrained-refiner.safetensors"
+    Refiner().save(path)
+    return str(path)
+
+
+def stage_speeds(src: Path, device: str, workdir: Path, refiner: str) -> dict[str, float]:
     """Frames per second of each stage alone, on frames held in memory between stages."""
     import torch
 
@@ -167,7 +182,7 @@ def stage_speeds(src: Path, device: str, workdir: Path) -> dict[str, float]:
     delta = model.emotion_vector("happy", intensity=1.0).double().numpy()
     faces = [(f, det) for f, det in zip(frames, dets, strict=True) if det is not None]
     for kind in ("warp", "refiner"):
-        gen = build_generator(model=model, device=dev, kind=kind)
+        gen = build_generator(model=model, device=dev, kind=kind, refiner=refiner)
         t0 = time.perf_counter()
         for f, det in faces:
             face = FaceFrame.from_landmarks(det.landmarks)
@@ -211,8 +226,8 @@ def stage_speeds(src: Path, device: str, workdir: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "--child":
-        child_edit(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    if len(sys.argv) == 7 and sys.argv[1] == "--child":
+        child_edit(*sys.argv[2:7])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -221,15 +236,23 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="keep outputs here")
     parser.add_argument("--long-factor", type=int, default=6)
+    parser.add_argument(
+        "--refiner",
+        default=None,
+        help="refiner checkpoint (default: the shipped one, else an untrained refiner of the "
+        "same architecture, which costs the same)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.out or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        refiner = args.refiner or default_refiner(work)
+        print(f"refiner: {refiner}")
         print(f"device={args.device}  encoder: libx264 crf={CRF} preset={PRESET}")
         for label, name in CLIPS.items():
             src = args.clips / name
-            speeds = stage_speeds(src, args.device, work)
+            speeds = stage_speeds(src, args.device, work, refiner)
             base = baseline_reencode(src, work / f"{label}.ffmpeg.mp4")
             stages = "  ".join(
                 f"{k} {v:.1f}" if k.endswith("ms/frame") else f"{k} {v:.1f} fps"
@@ -237,7 +260,7 @@ def main() -> None:
             )
             print(f"[{label}] stages alone: {stages}")
             for kind in ("warp", "refiner"):
-                edit = run_edit(src, work / f"{label}.{kind}.happy.mp4", args.device, kind)
+                edit = run_edit(src, work / f"{label}.{kind}.happy.mp4", args.device, kind, refiner)
                 fps_edit = edit["frames"] / edit["seconds"]
                 print(
                     f"[{label}] spfem edit --generator {kind}: {fps_edit:6.1f} fps "
@@ -249,8 +272,8 @@ def main() -> None:
 
         src = args.clips / CLIPS["720p"]
         long = loop_clip(src, work / "long.mp4", args.long_factor)
-        short_run = run_edit(src, work / "short.happy.mp4", args.device)
-        long_run = run_edit(long, work / "long.happy.mp4", args.device)
+        short_run = run_edit(src, work / "short.happy.mp4", args.device, "warp", refiner)
+        long_run = run_edit(long, work / "long.happy.mp4", args.device, "warp", refiner)
         for tag, run in (("1x", short_run), (f"{args.long_factor}x", long_run)):
             print(
                 f"[memory {tag}] {run['frames']} frames: peak RSS python {run['rss_mib']:.0f} MiB,"

@@ -6,8 +6,10 @@
 1. Held-out reconstruction: pairs of frames (A, B) of each held-out person's videos; A is
    warped toward B's landmarks with the generator's warp, and compared with the real B over the
    face outside the held mouth: mean absolute error in 8-bit levels and 1 - SSIM, for the
-   unwarped A, the warp alone and warp + refiner. The people come from the checkpoint's own
-   record of who it was trained on: anyone else in the collection is held out.
+   unwarped A, the warp alone and warp + refiner, and the share of pairs the refiner improved.
+   The people come from the checkpoint's own record of who it was trained on: anyone else in
+   the collection is held out. Two kinds of pairs: as in training (B close in time to A, the
+   most changed expression among a few candidates) and B anywhere in the video.
 2. Speech and stability, per clip and emotion, both generators, natural mouth: inner-lip error
    (fraction of the IOD) and mouth-opening correlation on re-detected landmarks, and landmark
    jitter (frame-to-frame motion) of the output over the input's.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,8 @@ from spfem_cli.evaluate import compare_speech, video_landmarks
 from spfem_cli.generator.checkpoint import load_checkpoint
 from spfem_cli.generator.expression import EMOTIONS, ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator
-from spfem_cli.generator.refiner import DEFAULT_REFINER, Refiner
+from spfem_cli.generator.kinds import DEFAULT_REFINER
+from spfem_cli.generator.refiner import Refiner
 from spfem_cli.generator.warp import WarpConfig, face_box
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import analyse_video, render_video
@@ -46,7 +50,18 @@ CLIPS = (
 
 
 def reconstruction(args: argparse.Namespace, refiner: Refiner, train_people: set[str]) -> None:
-    cfg = TrainConfig.from_file(args.config)
+    trained = TrainConfig.from_file(args.config)
+    for title, cfg in (
+        (f"pairs as in training (B within {trained.max_gap_frames} frames of A)", trained),
+        ("B anywhere in the video", replace(trained, max_gap_frames=0)),
+    ):
+        print(f"\n{title}")
+        _reconstruction_table(args, cfg, refiner, train_people)
+
+
+def _reconstruction_table(
+    args: argparse.Namespace, cfg: TrainConfig, refiner: Refiner, train_people: set[str]
+) -> None:
     model = ExpressionModel.load(cfg.expression_model)
     clips = load_collection(
         args.clips,
@@ -61,9 +76,9 @@ def reconstruction(args: argparse.Namespace, refiner: Refiner, train_people: set
     print(f"held-out people: {', '.join(held)}")
     print(
         f"{'person':<24} {'pairs':>5} {'L1 source':>9} {'L1 warp':>8} {'L1 refined':>10} "
-        f"{'gain':>6} {'dSSIM warp':>10} {'dSSIM ref':>9}"
+        f"{'gain':>6} {'dSSIM warp':>10} {'dSSIM ref':>9} {'wins':>5}"
     )
-    totals = np.zeros(5)
+    totals = np.zeros(6)
     count = 0
     for person in held:
         mine = [c for c in clips if c.person == person]
@@ -71,16 +86,17 @@ def reconstruction(args: argparse.Namespace, refiner: Refiner, train_people: set
         r = validate(refiner, mine, pairs, warp=WarpConfig())
         print(
             f"{person:<24} {r.pairs:5d} {r.l1_source:9.2f} {r.l1_warp:8.2f} {r.l1_refined:10.2f} "
-            f"{100 * r.l1_gain:5.1f}% {r.dssim_warp:10.4f} {r.dssim_refined:9.4f}"
+            f"{100 * r.l1_gain:5.1f}% {r.dssim_warp:10.4f} {r.dssim_refined:9.4f} "
+            f"{100 * r.wins:4.0f}%"
         )
         totals += r.pairs * np.array(
-            [r.l1_source, r.l1_warp, r.l1_refined, r.dssim_warp, r.dssim_refined]
+            [r.l1_source, r.l1_warp, r.l1_refined, r.dssim_warp, r.dssim_refined, r.wins]
         )
         count += r.pairs
     m = totals / max(count, 1)
     print(
         f"{'all held-out':<24} {count:5d} {m[0]:9.2f} {m[1]:8.2f} {m[2]:10.2f} "
-        f"{100 * (1 - m[2] / m[1]):5.1f}% {m[3]:10.4f} {m[4]:9.4f}"
+        f"{100 * (1 - m[2] / m[1]):5.1f}% {m[3]:10.4f} {m[4]:9.4f} {100 * m[5]:4.0f}%"
     )
 
 

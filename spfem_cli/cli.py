@@ -19,7 +19,7 @@ from rich.table import Table
 
 from spfem_cli import __version__
 from spfem_cli.errors import SpfemError
-from spfem_cli.generator.kinds import DEFAULT_BASE_REFINER, DEFAULT_GENERATOR
+from spfem_cli.generator.kinds import DEFAULT_BASE_REFINER, DEFAULT_GENERATOR, DEFAULT_REFINER
 
 T = TypeVar("T")
 
@@ -161,6 +161,13 @@ def edit(
             "emotions and refiner."
         ),
     ] = None,
+    refiner: Annotated[
+        str,
+        typer.Option(
+            help="With --generator refiner: the refiner (a file of `spfem train refiner`, or a "
+            "name in weights/manifest.json)."
+        ),
+    ] = DEFAULT_REFINER,
     clip_weights: ClipWeightsOption = None,
     clip_arch: ClipArchOption = "ViT-B-32",
     clip_config: ClipConfigOption = None,
@@ -193,6 +200,7 @@ def edit(
             end=end,
             overwrite=overwrite,  # type: ignore[arg-type]
             checkpoint=checkpoint,
+            refiner=refiner,
             clip_arch=clip_arch,
             clip_weights=clip_weights,
             clip_config=clip_config,

@@ -25,7 +25,7 @@ from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
 from spfem_cli.generator.device import resolve_device, torch_threads
 from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
 from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode, build_generator
-from spfem_cli.generator.kinds import DEFAULT_GENERATOR
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER
 from spfem_cli.media import (
     FrameReader,
     FrameWriter,
@@ -303,13 +303,16 @@ class Editor:
         mouth: MouthMode,
         generator: str | None = None,
         checkpoint: str | Path | None = None,
+        refiner: str | Path = DEFAULT_REFINER,
     ) -> Editor:
         """generator: "refiner" (warp + the shipped refiner) or "warp" (the warp alone); None:
         the refiner with a personal checkpoint (the person's own), else `DEFAULT_GENERATOR`.
 
         checkpoint: a personal checkpoint (`spfem finetune`): the emotions become the
         person's (prototypes plus their offsets) and, with the refiner generator, the refiner
-        is the person's. It must fit the expression model `model`."""
+        is the person's. It must fit the expression model `model`. refiner: the refiner of the
+        refiner generator without a personal checkpoint (a manifest name or a file of
+        `spfem train refiner`)."""
         expression = ExpressionModel.load(model).to("cpu")
         personal = None
         if checkpoint is not None:
@@ -327,7 +330,11 @@ class Editor:
             )
         else:
             gen = build_generator(
-                model=expression, device=resolve_device(device), mouth=mouth, kind=generator
+                model=expression,
+                device=resolve_device(device),
+                mouth=mouth,
+                kind=generator,
+                refiner=refiner,
             )
         vector_of = default_resolver(functools.partial(_emotion_vector, expression, personal))
         return cls(expression=expression, generator=gen, vector_of=vector_of, personal=personal)
@@ -414,6 +421,7 @@ def edit_video(
     crf: int = 18,
     preset: str = "medium",
     checkpoint: str | Path | None = None,
+    refiner: str | Path = DEFAULT_REFINER,
     clip_arch: str = "ViT-B-32",
     clip_weights: str | Path | None = None,
     clip_config: str | Path | None = None,
@@ -425,6 +433,7 @@ def edit_video(
     generator: "refiner" (the warp and the learned refiner) or "warp" (the warp alone); None:
     the person's refiner with `checkpoint`, else `DEFAULT_GENERATOR`.
     checkpoint: a personal checkpoint of `spfem finetune` (the person's emotions and refiner).
+    refiner: the refiner of the refiner generator when there is no personal checkpoint.
     Free text in `emotion` ("smug"; open vocabulary, see `spfem_cli.pcmecl.open_vocab`) needs
     `clip_weights` (an open_clip tag, downloaded once, or a local file) for the CLIP
     architecture `clip_arch` (`clip_config`: a JSON config for one open_clip does not ship);
@@ -449,7 +458,12 @@ def edit_video(
         # Refused before the tracking pass, which is most of a run's time.
         raise free_text_error(Part(name=texts[0], weight=1.0, is_text=True))
     editor = Editor.load(
-        model=model, device=device, mouth=mouth, generator=generator, checkpoint=checkpoint
+        model=model,
+        device=device,
+        mouth=mouth,
+        generator=generator,
+        checkpoint=checkpoint,
+        refiner=refiner,
     )
     notes: list[str] = []
     seconds: dict[str, float] = {}

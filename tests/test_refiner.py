@@ -376,7 +376,8 @@ def test_train_refiner_on_real_clips(tmp_path: Path, clips_dir: Path, ffmpeg_che
     config = tmp_path / "c.json"
     config.write_text(
         '{"steps": 6, "batch_size": 2, "crop_size": 64, "channels": [8, 8, 16], '
-        '"val_people": ["bob"], "val_pairs": 4, "val_every": 3, "log_every": 2, "seed": 1}'
+        '"val_people": ["bob"], "val_pairs": 4, "val_every": 3, "log_every": 2, "seed": 1, '
+        '"mirror": true, "max_gap_frames": 10}'
     )
     out = tmp_path / "r.safetensors"
     result = CliRunner().invoke(
@@ -394,3 +395,19 @@ def test_train_refiner_on_real_clips(tmp_path: Path, clips_dir: Path, ffmpeg_che
     assert [x["step"] for x in lines[1:] if "val" in x] == [0, 3, 6]
     assert all(np.isfinite(x["loss"]) for x in lines[1:] if "loss" in x)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    # A user's own refiner drives `spfem edit --generator refiner --refiner FILE`.
+    edited = tmp_path / "bob.happy.mp4"
+    result = CliRunner().invoke(
+        app, ["edit", str(videos / "bob.mp4"), "-e", "happy", "--generator", "refiner",
+              "--refiner", str(out), "-o", str(edited), "--device", "cpu", "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    from spfem_cli.media import probe
+
+    assert probe(edited).n_frames == probe(videos / "bob.mp4").n_frames
+    result = CliRunner().invoke(
+        app, ["edit", str(videos / "bob.mp4"), "-e", "happy", "--generator", "refiner",
+              "--refiner", str(tmp_path / "nope.safetensors"), "-o", str(tmp_path / "x.mp4")],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "checkpoint file not found" in result.output
+    assert not (tmp_path / "x.mp4").exists()

@@ -13,8 +13,8 @@ from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
 from spfem_cli.generator.expression import ExpressionModel
-from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
-from spfem_cli.generator.refiner import DEFAULT_REFINER, Refiner, refine_frame
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER, GENERATORS
+from spfem_cli.generator.refiner import Refiner, refine_frame
 from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper
 
 MouthMode = Literal["natural", "strict"]

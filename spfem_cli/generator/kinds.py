@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 GENERATORS = ("refiner", "warp")
+# The pre-trained refiner's name in weights/manifest.json.
+DEFAULT_REFINER = "refiner-v1"
 # What a command uses when the user names no generator: the refiner only once its shipped
 # checkpoint beats the warp on held-out people (scripts/measure_refiner.py).
 DEFAULT_GENERATOR = "warp"

@@ -27,6 +27,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from spfem_cli.generator.kinds import DEFAULT_REFINER
 from spfem_cli.generator.warp import (
     HoldRegion,
     WarpConfig,
@@ -38,7 +39,6 @@ from spfem_cli.generator.warp import (
 
 CHECKPOINT_KIND = "refiner"
 CHECKPOINT_VERSION = 1
-DEFAULT_REFINER = "refiner-v1"
 IN_CHANNELS = 10
 # Flow is a few hundredths of an IOD; scaled so the network sees values near 1.
 FLOW_SCALE = 5.0

@@ -316,7 +316,8 @@ def total_loss(
 @dataclass
 class ValidationResult:
     """Held-out reconstruction errors, mean over pairs: L1 in 8-bit levels and 1 - SSIM, for
-    the unwarped source, the warp alone and warp + refiner."""
+    the unwarped source, the warp alone and warp + refiner; wins: the fraction of pairs whose
+    L1 the refiner lowered."""
 
     pairs: int
     l1_source: float
@@ -324,6 +325,7 @@ class ValidationResult:
     l1_refined: float
     dssim_warp: float
     dssim_refined: float
+    wins: float = 0.0
 
     @property
     def l1_gain(self) -> float:
@@ -341,7 +343,7 @@ def validate(
 ) -> ValidationResult:
     """Reconstruction errors on fixed pairs (from people the model was not trained on)."""
     crop = model.config.crop
-    sums = np.zeros(5)
+    sums = np.zeros(6)
     model.eval()
     with torch.no_grad():
         for i in range(0, len(pairs), batch_size):
@@ -353,12 +355,15 @@ def validate(
             for j in range(len(chunk)):
                 w = b.allow[j : j + 1]
                 t = b.target[j : j + 1]
+                l1_warp = 127.5 * float(_masked_mean((b.warped[j : j + 1] - t).abs(), w))
+                l1_refined = 127.5 * float(_masked_mean((refined[j : j + 1] - t).abs(), w))
                 sums += [
                     127.5 * float(_masked_mean((source[j : j + 1] - t).abs(), w)),
-                    127.5 * float(_masked_mean((b.warped[j : j + 1] - t).abs(), w)),
-                    127.5 * float(_masked_mean((refined[j : j + 1] - t).abs(), w)),
+                    l1_warp,
+                    l1_refined,
                     float(_masked_mean(1 - _ssim_map(_luma(b.warped[j : j + 1]), _luma(t)), w)),
                     float(_masked_mean(1 - _ssim_map(_luma(refined[j : j + 1]), _luma(t)), w)),
+                    float(l1_refined < l1_warp),
                 ]
     model.train()
     m = sums / max(len(pairs), 1)
