@@ -764,3 +764,35 @@ def test_open_vocabulary_edit_on_a_real_clip(
     assert result.exit_code == 0, result.output
     assert "'smug' read by CLIP as" in result.output
     assert probe(out).n_frames == probe(real_cut).n_frames
+
+
+# --- the full-size architecture, through the user's route -----------------------------------------
+
+
+def test_full_size_clip_from_a_local_file_drives_a_finetuning_step(
+    model: ExpressionModel, tmp_path: Path
+) -> None:
+    """ViT-B-32 at random initialisation, saved to a file and loaded back the way a user's
+    `--clip-weights vit-b-32.pt` is: one fine-tuning step with the default refiner
+    architecture (128-pixel crops) reaches the offsets and the refiner, never CLIP."""
+    torch.manual_seed(0)
+    full = load_clip(arch="ViT-B-32")
+    path = tmp_path / "vit-b-32-random.pt"
+    torch.save(full.model.state_dict(), path)
+    del full
+    bundle = load_clip(arch="ViT-B-32", pretrained=path)
+    assert bundle.arch == "ViT-B-32" and bundle.embed_dim == 512
+    learner = PromptLearner(
+        bundle=bundle, class_names=EMOTIONS, class_texts=[emotion_word(e) for e in EMOTIONS]
+    ).eval()
+    frames = synthetic_frames(model, size=128)
+    tuner = PersonalTuner(
+        frames=frames, bundle=bundle, learner=learner, expression=model,
+        refiner=_random_head(Refiner(RefinerConfig())), config=_config(batch_size=2), device=CPU,
+    )  # fmt: skip
+    terms = tuner.losses(tuner.sample())
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["total"].backward()
+    assert tuner.offsets.grad is not None and tuner.offsets.grad.abs().sum() > 0
+    assert tuner.refiner.head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in bundle.model.parameters())
