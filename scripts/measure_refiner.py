@@ -38,7 +38,7 @@ from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import analyse_video, render_video
 from spfem_cli.progress import SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
-from spfem_cli.training.frames import load_collection
+from spfem_cli.training.frames import ClipFrames, load_collection
 from spfem_cli.training.refiner import TrainConfig, sample_pairs, validate
 
 CLIPS = (
@@ -51,28 +51,27 @@ CLIPS = (
 
 def reconstruction(args: argparse.Namespace, refiner: Refiner, train_people: set[str]) -> None:
     trained = TrainConfig.from_file(args.config)
+    clips = load_collection(
+        args.clips,
+        people=trained.people,
+        model=ExpressionModel.load(trained.expression_model),
+        crop=refiner.config.crop,
+        max_frames=trained.max_frames_per_clip,
+        cache_dir=args.cache,
+        exclude=tuple(trained.exclude),
+    )
+    held = sorted({c.person for c in clips} - train_people)
     for title, cfg in (
         (f"pairs as in training (B within {trained.max_gap_frames} frames of A)", trained),
         ("B anywhere in the video", replace(trained, max_gap_frames=0)),
     ):
         print(f"\n{title}")
-        _reconstruction_table(args, cfg, refiner, train_people)
+        _reconstruction_table(clips, held, cfg, refiner, args.pairs)
 
 
 def _reconstruction_table(
-    args: argparse.Namespace, cfg: TrainConfig, refiner: Refiner, train_people: set[str]
+    clips: list[ClipFrames], held: list[str], cfg: TrainConfig, refiner: Refiner, n_pairs: int
 ) -> None:
-    model = ExpressionModel.load(cfg.expression_model)
-    clips = load_collection(
-        args.clips,
-        people=cfg.people,
-        model=model,
-        crop=refiner.config.crop,
-        max_frames=cfg.max_frames_per_clip,
-        cache_dir=args.cache,
-        exclude=tuple(cfg.exclude),
-    )
-    held = sorted({c.person for c in clips} - train_people)
     print(f"held-out people: {', '.join(held)}")
     print(
         f"{'person':<24} {'pairs':>5} {'L1 source':>9} {'L1 warp':>8} {'L1 refined':>10} "
@@ -82,7 +81,7 @@ def _reconstruction_table(
     count = 0
     for person in held:
         mine = [c for c in clips if c.person == person]
-        pairs = sample_pairs(mine, args.pairs, rng=np.random.default_rng(123), config=cfg)
+        pairs = sample_pairs(mine, n_pairs, rng=np.random.default_rng(123), config=cfg)
         r = validate(refiner, mine, pairs, warp=WarpConfig())
         print(
             f"{person:<24} {r.pairs:5d} {r.l1_source:9.2f} {r.l1_warp:8.2f} {r.l1_refined:10.2f} "
