@@ -12,10 +12,19 @@ per emotion and mouth mode), re-detects the landmarks on the output, and prints:
   estimates them) against the change the edit asked for, as RMSE over the upper-face AUs
   (activation units: 1 = the AU at full strength) and the cosine of the two vectors;
 - speech, in both mouth modes: inner-lip error (fraction of the inter-ocular distance) and the
-  correlation of the mouth opening over time;
+  correlation of the mouth opening over time, twice: with landmarks found on the output
+  (``err``, ``r``), and on the input with only the output's mouth region pasted in
+  (``mouth err``, ``mouth r``, `spfem_cli.evaluate.window_landmarks`). FaceMesh reads the face
+  as a whole, so wider eyes alone move where it puts the lips; the control line under each
+  table shows it: surprise's brow and lid AUs alone, which leave every mouth pixel as it was;
 - folding: the smallest Jacobian determinant of the warp over sampled frames (> 0: no fold);
 - wobble: frame-to-frame motion of the face outline landmarks, output over input (<= 1: the
-  outline moves no more than in the input);
+  outline moves no more than in the input), found on the output (``wobble``) and on the input
+  with only the output's band along the outline pasted in (``outline``);
+- delivered: the share of the requested landmark motion the warp's flow carries, per part of
+  the face (flow at the landmarks projected on the requested displacement, natural mouth).
+  Lip corners are held back on purpose (the speech owns the lips); everything else should be
+  near 100%;
 
 and writes a contact sheet per clip (input and all eight emotions) to the output folder.
 """
@@ -29,12 +38,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spfem_cli.evaluate import compare_speech, face_frame_landmarks, jitter, video_landmarks
+from spfem_cli.evaluate import (
+    compare_speech,
+    face_frame_landmarks,
+    jitter,
+    video_landmarks,
+    window_landmarks,
+)
 from spfem_cli.face import mesh
 from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator, build_generator
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
-from spfem_cli.generator.warp import dense_min_jacobian_det, face_box
+from spfem_cli.generator.warp import dense_min_jacobian_det, face_box, sample_flow
 from spfem_cli.media import probe
 from spfem_cli.pipeline import REPLACED_AUS, analyse_video, render_video, signed_activations
 from spfem_cli.preview import preview_sheet
@@ -43,6 +58,19 @@ from spfem_cli.progress import SilentReporter
 CLIPS = ("speech_obama_450x450.mp4", "talk_mead_sad_1920x1080.mp4", "talk_s32_1280x720.mp4")
 # The face outline without the jaw: the jaw moves with the speech in both videos.
 OUTLINE = tuple(i for i in mesh.FACE_OVAL if i not in mesh.JAW)
+# Parts of the face whose delivered motion is reported (both sides).
+PARTS = {
+    "brows": mesh.RIGHT_EYEBROW + mesh.LEFT_EYEBROW,
+    "upper lids": (159, 160, 158, 161, 157, 386, 385, 387, 384, 388),
+    "lower lids": (145, 144, 153, 163, 154, 374, 373, 380, 390, 381),
+    "cheeks": (117, 118, 119, 100, 101, 50, 346, 347, 348, 329, 330, 280),
+    "nose": (64, 48, 98, 294, 278, 327),
+    "lip corners": mesh.LIP_CORNERS,
+}
+# Requested motion below this mean size (IOD) is not reported as a share.
+MIN_REQUEST = 0.005
+# The control edit: surprise's AUs that move only the brows and lids.
+CONTROL_AUS = ("AU1", "AU2", "AU5")
 
 
 def achieved_aus(model: ExpressionModel, lm_in: np.ndarray, lm_out: np.ndarray) -> np.ndarray:
@@ -55,11 +83,18 @@ def achieved_aus(model: ExpressionModel, lm_in: np.ndarray, lm_out: np.ndarray) 
         return signed_activations(model, offsets).numpy().mean(axis=0)
 
 
-def min_det(analysis, generator: FaceGenerator, deltas: np.ndarray, samples: int = 12) -> float:
-    """Smallest Jacobian determinant of the warp over `samples` frames spread over the clip."""
+def warp_report(
+    analysis, generator: FaceGenerator, deltas: np.ndarray, samples: int = 12
+) -> tuple[float, dict[str, float]]:
+    """Over `samples` frames spread over the clip: the smallest Jacobian determinant of the
+    warp, and per part of the face (`PARTS`) the share of the requested landmark motion that
+    the flow delivers (NaN where less than `MIN_REQUEST` is asked)."""
     track = analysis.track
     frames = np.flatnonzero(track.valid & np.any(deltas != 0, axis=1))
     worst = 1.0
+    dot = dict.fromkeys(PARTS, 0.0)
+    wanted = dict.fromkeys(PARTS, 0.0)
+    size = dict.fromkeys(PARTS, 0.0)
     for t in frames[np.linspace(0, len(frames) - 1, min(samples, len(frames))).astype(int)]:
         points = np.asarray(track.norm[t], np.float64)
         face = track.frame(int(t))
@@ -74,7 +109,28 @@ def min_det(analysis, generator: FaceGenerator, deltas: np.ndarray, samples: int
             face=face, points=points, values=values, box=box, hold=hold
         )
         worst = min(worst, dense_min_jacobian_det(dense))
-    return worst
+        for part, idx in PARTS.items():
+            pix = face.to_image(points[list(idx)])
+            want = face.to_image(points[list(idx)] + values[list(idx)]) - pix
+            got = sample_flow(dense, torch.from_numpy(pix - box[:2]).float()).double().numpy()
+            dot[part] += float((got * want).sum())
+            wanted[part] += float((want * want).sum())
+            size[part] += float(np.linalg.norm(want, axis=1).mean() / face.iod)
+    n = max(1, min(samples, len(frames)))
+    shares = {p: dot[p] / wanted[p] if size[p] / n >= MIN_REQUEST else float("nan") for p in PARTS}
+    return worst, shares
+
+
+def speech_rows(clip: Path, out: Path, lm_in: np.ndarray, prefix: str) -> dict[str, float]:
+    """Speech measures of one rendered output, landmarks on the output and mouth only."""
+    full = compare_speech(lm_in, video_landmarks(out))
+    alone = compare_speech(lm_in, window_landmarks(clip, out, input_lm=lm_in, window="mouth"))
+    return {
+        f"{prefix} err": full.inner_lip_error,
+        f"{prefix} r": full.opening_corr,
+        f"{prefix} mouth err": alone.inner_lip_error,
+        f"{prefix} mouth r": alone.opening_corr,
+    }
 
 
 def main() -> None:
@@ -108,10 +164,13 @@ def main() -> None:
             generator=args.generator,
         )
         print(f"\n{name} ({info.width}x{info.height}, {info.n_frames} frames); sheet: {sheet}")
+        print(f"{'':<27} {'natural mouth':^35}   {'strict mouth':^35}")
         print(
-            f"{'emotion':<10} {'AU rmse':>8} {'AU cos':>7} {'lip err':>8} {'open r':>7} "
-            f"{'strict err':>10} {'strict r':>8} {'min det':>8} {'wobble':>7}"
+            f"{'emotion':<10} {'AU rmse':>8} {'AU cos':>7} "
+            + f"{'err':>8} {'r':>6} {'mouth err':>10} {'mouth r':>8}   " * 2
+            + f"{'min det':>8} {'wobble':>7} {'outline':>8}"
         )
+        delivered: dict[str, dict[str, float]] = {}
         with tempfile.TemporaryDirectory(prefix="spfem-measure-") as tmp:
             work = Path(tmp)
             analysis = analyse_video(info, model=model, workdir=work, reporter=SilentReporter())
@@ -133,25 +192,57 @@ def main() -> None:
                         workdir=work,
                         preset="veryfast",
                     )
-                    lm_out = video_landmarks(out)
-                    speech = compare_speech(lm_in, lm_out)
-                    row[f"{mouth} err"] = speech.inner_lip_error
-                    row[f"{mouth} r"] = speech.opening_corr
+                    row |= speech_rows(clip, out, lm_in, mouth)
                     if mouth == "natural":
+                        lm_out = video_landmarks(out)
                         got = achieved_aus(model, lm_in, lm_out)[upper]
                         want = deltas[analysis.track.valid].mean(axis=0)[upper]
                         row["rmse"] = float(np.sqrt(np.mean((got - want) ** 2)))
                         denom = np.linalg.norm(got) * np.linalg.norm(want)
                         row["cos"] = float(got @ want / denom) if denom > 0 else float("nan")
-                        row["det"] = min_det(analysis, gen, deltas)
+                        row["det"], delivered[emotion] = warp_report(analysis, gen, deltas)
                         row["wobble"] = jitter(lm_out, indices=OUTLINE) / wobble_in
+                        alone = window_landmarks(clip, out, input_lm=lm_in, window="outline")
+                        row["outline wobble"] = jitter(alone, indices=OUTLINE) / wobble_in
+                speech = "   ".join(
+                    f"{row[f'{m} err']:8.4f} {row[f'{m} r']:6.3f} "
+                    f"{row[f'{m} mouth err']:10.4f} {row[f'{m} mouth r']:8.3f}"
+                    for m in ("natural", "strict")
+                )
                 print(
-                    f"{emotion:<10} {row['rmse']:8.3f} {row['cos']:7.2f} "
-                    f"{row['natural err']:8.4f} {row['natural r']:7.3f} "
-                    f"{row['strict err']:10.4f} {row['strict r']:8.3f} {row['det']:8.3f} "
-                    f"{row['wobble']:7.3f}",
+                    f"{emotion:<10} {row['rmse']:8.3f} {row['cos']:7.2f} {speech}   "
+                    f"{row['det']:8.3f} {row['wobble']:7.3f} {row['outline wobble']:8.3f}",
                     flush=True,
                 )
+            control = np.zeros(model.num_aus)
+            for au in CONTROL_AUS:
+                i = model.au_names.index(au)
+                control[i] = model.emotion_vector("surprised")[i]
+            gen = build_generator(model=model, device=device, mouth="strict", kind=args.generator)
+            out = work / "control.mp4"
+            render_video(
+                analysis,
+                generator=gen,
+                deltas=analysis.deltas(target=control, weights=ones, removal=0.0),
+                output=out,
+                workdir=work,
+                preset="veryfast",
+            )
+            ctl = speech_rows(clip, out, lm_in, "control")
+            ctl_wobble = jitter(video_landmarks(out), indices=OUTLINE) / wobble_in
+            print(
+                f"control: surprised's {', '.join(CONTROL_AUS)} alone (brows and lids; no mouth "
+                f"pixel changes): r {ctl['control r']:.3f} on the output, "
+                f"{ctl['control mouth r']:.3f} mouth only; lip err {ctl['control err']:.4f}, "
+                f"{ctl['control mouth err']:.4f}; wobble {ctl_wobble:.3f}"
+            )
+            print("\ndelivered by the warp (share of the requested landmark motion)")
+            print(f"{'emotion':<10} " + " ".join(f"{p:>11}" for p in PARTS))
+            for emotion, shares in delivered.items():
+                cells = " ".join(
+                    f"{'-':>11}" if np.isnan(v) else f"{100 * v:10.0f}%" for v in shares.values()
+                )
+                print(f"{emotion:<10} {cells}")
 
 
 if __name__ == "__main__":

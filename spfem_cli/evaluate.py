@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
 from spfem_cli.face.tracker import LandmarkTracker
+from spfem_cli.generator.warp import contour_distance, polygon_distance
 from spfem_cli.media import FrameReader, probe
 
 # Inner-lip points facing each other across the mouth: upper (82, 13, 312), lower (87, 14, 317).
@@ -29,6 +31,83 @@ def video_landmarks(path: str | Path, *, max_frames: int | None = None) -> np.nd
         for t, frame in enumerate(reader):
             if max_frames is not None and t >= max_frames:
                 break
+            det = tracker.detect(frame)
+            rows.append(
+                det.landmarks if det is not None else np.full((N_LANDMARKS, 2), np.nan, np.float32)
+            )
+    return np.stack(rows) if rows else np.zeros((0, N_LANDMARKS, 2), np.float32)
+
+
+# The output shown around the lips when the mouth is measured on its own (`mouth_window`),
+# and along the face outline when the outline is (`outline_window`): reach beyond the lip
+# contour or either side of the outline, and the width of the blend into the input (IOD).
+MOUTH_WINDOW = 0.35
+OUTLINE_WINDOW = 0.12
+WINDOW_FEATHER = 0.1
+
+
+def _window(
+    shape: tuple[int, int], landmarks: np.ndarray, contour: tuple[int, ...], *, inside: bool
+) -> np.ndarray:
+    """(H, W) weights in [0, 1]: 1 within the window of the contour's points (landmarks
+    (478, 2) pixels), fading to 0 over `WINDOW_FEATHER`; inside: the area the contour
+    encloses counts as on it."""
+    height, width = shape
+    iod = float(_iod(landmarks[None])[0])
+    reach = MOUTH_WINDOW if inside else OUTLINE_WINDOW
+    poly = landmarks[list(contour)]
+    pad = (reach + WINDOW_FEATHER) * iod
+    x0, y0 = np.maximum(np.floor(poly.min(axis=0) - pad).astype(int), 0)
+    x1 = min(width, int(np.ceil(poly[:, 0].max() + pad)) + 1)
+    y1 = min(height, int(np.ceil(poly[:, 1].max() + pad)) + 1)
+    weight = np.zeros(shape, np.float32)
+    if x1 <= x0 or y1 <= y0:
+        return weight
+    gx, gy = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
+    pix = torch.from_numpy(np.stack([gx, gy], axis=-1).reshape(-1, 2).astype(np.float64))
+    measure = polygon_distance if inside else contour_distance
+    d = measure(pix, torch.from_numpy(poly.astype(np.float64))).numpy().reshape(gx.shape) / iod
+    weight[y0:y1, x0:x1] = np.clip((reach + WINDOW_FEATHER - d) / WINDOW_FEATHER, 0, 1)
+    return weight
+
+
+def mouth_window(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) weights: 1 within `MOUTH_WINDOW` of the outer lip contour of landmarks
+    (478, 2) pixels (inside it too), fading to 0 over `WINDOW_FEATHER`."""
+    return _window(shape, landmarks, mesh.LIPS_OUTER, inside=True)
+
+
+def outline_window(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) weights: 1 within `OUTLINE_WINDOW` of the face oval of landmarks (478, 2)
+    pixels, either side, fading to 0 over `WINDOW_FEATHER`."""
+    return _window(shape, landmarks, mesh.FACE_OVAL, inside=False)
+
+
+WINDOWS = {"mouth": mouth_window, "outline": outline_window}
+
+
+def window_landmarks(
+    input_path: str | Path, output_path: str | Path, *, input_lm: np.ndarray, window: str
+) -> np.ndarray:
+    """Landmarks (T, 478, 2) pixels found on each input frame with one region of the output
+    pasted in (`WINDOWS`: around the lips, or along the face outline); NaN without a face.
+
+    FaceMesh reads the whole face at once: wider eyes or raised brows move where it puts the
+    lips and the outline even when not one pixel there changed (scripts/measure_expressions.py
+    shows it with an edit of the eyes and brows alone). Showing it the output's region in the
+    input's face measures what an edit did to that region by itself."""
+    make = WINDOWS[window]
+    rows: list[np.ndarray] = []
+    with (
+        FrameReader(probe(input_path)) as ra,
+        FrameReader(probe(output_path)) as rb,
+        LandmarkTracker() as tracker,
+    ):
+        for t, (fa, fb) in enumerate(zip(ra, rb, strict=False)):
+            frame = fa
+            if t < len(input_lm) and not np.isnan(input_lm[t]).any():
+                w = make(fa.shape[:2], input_lm[t])[..., None]
+                frame = np.round(fa * (1 - w) + fb * w).astype(np.uint8)
             det = tracker.detect(frame)
             rows.append(
                 det.landmarks if det is not None else np.full((N_LANDMARKS, 2), np.nan, np.float32)

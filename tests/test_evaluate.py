@@ -1,0 +1,87 @@
+"""The measurements themselves: the mouth-only landmarks and what they stand on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spfem_cli.evaluate import (
+    compare_speech,
+    mouth_window,
+    outline_window,
+    video_landmarks,
+    window_landmarks,
+)
+from spfem_cli.face import mesh
+from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.generator import build_generator
+from spfem_cli.media import FrameReader, probe
+from spfem_cli.pipeline import analyse_video
+from spfem_cli.progress import SilentReporter
+
+OBAMA = "speech_obama_450x450.mp4"
+
+
+def test_mouth_window_covers_the_lips_and_not_the_eyes() -> None:
+    model = ExpressionModel.load()
+    face = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.2, iod=100.0)
+    landmarks = face.to_image(model.template.double().numpy())
+    weight = mouth_window((400, 400), landmarks)
+
+    def at(points: np.ndarray) -> np.ndarray:
+        xy = np.round(points).astype(int)
+        return weight[xy[:, 1], xy[:, 0]]
+
+    assert np.all(at(landmarks[list(mesh.LIPS_OUTER + mesh.LIPS_INNER)]) == 1.0)
+    assert np.all(at(landmarks[list(mesh.RIGHT_EYE + mesh.LEFT_EYE)]) == 0.0)
+    assert np.all(at(landmarks[list(mesh.RIGHT_EYEBROW + mesh.LEFT_EYEBROW)]) == 0.0)
+
+
+def test_outline_window_follows_the_face_oval_only() -> None:
+    model = ExpressionModel.load()
+    face = FaceFrame(origin=np.array([200.0, 150.0]), angle=-0.1, iod=100.0)
+    landmarks = face.to_image(model.template.double().numpy())
+    weight = outline_window((400, 400), landmarks)
+    xy = np.round(landmarks).astype(int)
+    on = weight[xy[:, 1], xy[:, 0]]
+    assert np.all(on[list(mesh.FACE_OVAL)] == 1.0)
+    assert np.all(on[list(mesh.NOSE + mesh.LIPS_OUTER + mesh.RIGHT_EYE + mesh.LEFT_EYE)] == 0.0)
+
+
+def test_brow_and_lid_edit_leaves_every_mouth_pixel_as_it_was(
+    clips_dir: Path, tmp_path: Path
+) -> None:
+    """The control of scripts/measure_expressions.py: surprise's AU1, AU2 and AU5 alone change
+    no pixel in the window `window_landmarks` takes from the output, yet change the eyes."""
+    model = ExpressionModel.load()
+    info = probe(clips_dir / OBAMA)
+    control = np.zeros(model.num_aus)
+    for au in ("AU1", "AU2", "AU5"):
+        i = model.au_names.index(au)
+        control[i] = float(model.emotion_vector("surprised")[i])
+    gen = build_generator(model=model, device=torch.device("cpu"), kind="warp")
+    analysis = analyse_video(info, model=model, workdir=tmp_path, reporter=SilentReporter())
+    picks = set(np.flatnonzero(analysis.track.valid)[::50].tolist())
+    checked = 0
+    with FrameReader(info) as reader:
+        for t, frame in enumerate(reader):
+            if t not in picks:
+                continue
+            points = np.asarray(analysis.track.norm[t], np.float64)
+            out = gen.edit_frame(frame, face=analysis.track.frame(t), points=points, delta=control)
+            window = mouth_window(frame.shape[:2], analysis.track.landmarks_px(t)) > 0
+            assert np.array_equal(out[window], frame[window])
+            assert np.abs(out.astype(int) - frame.astype(int)).max() > 20  # the eyes did change
+            checked += 1
+    assert checked >= 4
+
+
+def test_mouth_landmarks_of_an_unchanged_video_are_its_own(clips_dir: Path) -> None:
+    clip = clips_dir / "speech_man_256x256.mp4"
+    lm = video_landmarks(clip)
+    report = compare_speech(lm, window_landmarks(clip, clip, input_lm=lm, window="mouth"))
+    assert report.frames == len(lm)
+    assert report.inner_lip_error < 1e-3 and report.opening_corr > 0.999
