@@ -2,10 +2,11 @@
 
     python scripts/measure_expressions.py [--clips ../shared/clips] [--out out/measure]
         [--model facs-v2] [--generator refiner|warp] [--names speech_obama_450x450.mp4 ...]
-        [--emotions happy sad ...]
+        [--emotions happy sad ...] [--mouths natural strict expressive]
 
 For every clip and emotion it edits the whole clip (each clip is tracked once and rendered once
-per emotion and mouth mode), re-detects the landmarks on the output, and prints:
+per emotion and mouth mode), re-detects the landmarks on the output, and prints (speech per
+mouth mode; the rest for the first of ``--mouths``, natural by default):
 
 - AU error: the AU change re-estimated on the output (output landmarks minus input landmarks,
   each frame in its own face frame, fitted on the brows/lids/cheeks/nose as `spfem edit`
@@ -17,12 +18,13 @@ per emotion and mouth mode), re-detects the landmarks on the output, and prints:
   (``mouth err``, ``mouth r``, `spfem_cli.evaluate.window_landmarks`). FaceMesh reads the face
   as a whole, so wider eyes alone move where it puts the lips; the control line under each
   table shows it: surprise's brow and lid AUs alone, which leave every mouth pixel as it was;
+  ``corner``: how far the lip corners rose against the middle of the lips (mouth only, IOD);
 - folding: the smallest Jacobian determinant of the warp over sampled frames (> 0: no fold);
 - wobble: frame-to-frame motion of the face outline landmarks, output over input (<= 1: the
   outline moves no more than in the input), found on the output (``wobble``) and on the input
   with only the output's band along the outline pasted in (``outline``);
 - delivered: the share of the requested landmark motion the warp's flow carries, per part of
-  the face (flow at the landmarks projected on the requested displacement, natural mouth).
+  the face (flow at the landmarks projected on the requested displacement, first mouth mode).
   Lip corners are held back on purpose (the speech owns the lips); everything else should be
   near 100%;
 
@@ -47,7 +49,7 @@ from spfem_cli.evaluate import (
 )
 from spfem_cli.face import mesh
 from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
-from spfem_cli.generator.generator import FaceGenerator, build_generator
+from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, build_generator
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
 from spfem_cli.generator.warp import dense_min_jacobian_det, face_box, sample_flow
 from spfem_cli.media import probe
@@ -143,6 +145,7 @@ def main() -> None:
     parser.add_argument("--generator", default=DEFAULT_GENERATOR, choices=GENERATORS)
     parser.add_argument("--names", nargs="*", default=list(CLIPS))
     parser.add_argument("--emotions", nargs="*", default=list(EMOTIONS))
+    parser.add_argument("--mouths", nargs="*", default=["natural", "strict"], choices=MOUTH_MODES)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     model = ExpressionModel.load(args.model)
@@ -164,10 +167,11 @@ def main() -> None:
             generator=args.generator,
         )
         print(f"\n{name} ({info.width}x{info.height}, {info.n_frames} frames); sheet: {sheet}")
-        print(f"{'':<27} {'natural mouth':^35}   {'strict mouth':^35}")
+        print(f"{'':<27} " + "   ".join(f"{m + ' mouth':^43}" for m in args.mouths))
         print(
             f"{'emotion':<10} {'AU rmse':>8} {'AU cos':>7} "
-            + f"{'err':>8} {'r':>6} {'mouth err':>10} {'mouth r':>8}   " * 2
+            + f"{'err':>8} {'r':>6} {'mouth err':>10} {'mouth r':>8} {'corner':>7}   "
+            * len(args.mouths)
             + f"{'min det':>8} {'wobble':>7} {'outline':>8}"
         )
         delivered: dict[str, dict[str, float]] = {}
@@ -179,7 +183,7 @@ def main() -> None:
                 target = model.emotion_vector(emotion).double().numpy()
                 deltas = analysis.deltas(target=target, weights=ones)
                 row: dict[str, float] = {}
-                for mouth in ("natural", "strict"):
+                for mouth in args.mouths:
                     gen = build_generator(
                         model=model, device=device, mouth=mouth, kind=args.generator
                     )
@@ -193,7 +197,7 @@ def main() -> None:
                         preset="veryfast",
                     )
                     row |= speech_rows(clip, out, lm_in, mouth)
-                    if mouth == "natural":
+                    if mouth == args.mouths[0]:
                         lm_out = video_landmarks(out)
                         got = achieved_aus(model, lm_in, lm_out)[upper]
                         want = deltas[analysis.track.valid].mean(axis=0)[upper]
@@ -206,8 +210,9 @@ def main() -> None:
                         row["outline wobble"] = jitter(alone, indices=OUTLINE) / wobble_in
                 speech = "   ".join(
                     f"{row[f'{m} err']:8.4f} {row[f'{m} r']:6.3f} "
-                    f"{row[f'{m} mouth err']:10.4f} {row[f'{m} mouth r']:8.3f}"
-                    for m in ("natural", "strict")
+                    f"{row[f'{m} mouth err']:10.4f} {row[f'{m} mouth r']:8.3f} "
+                    f"{row[f'{m} corner']:+7.3f}"
+                    for m in args.mouths
                 )
                 print(
                     f"{emotion:<10} {row['rmse']:8.3f} {row['cos']:7.2f} {speech}   "

@@ -41,7 +41,9 @@ MouthOption = Annotated[
     str,
     typer.Option(
         help="natural: lip corners follow the emotion, lip opening follows the "
-        "speech; strict: the whole mouth region is kept from the source."
+        "speech; strict: the whole mouth region is kept from the source; expressive: the lip "
+        "corners follow the emotion about twice as far (smiles show more), the opening still "
+        "follows the speech."
     ),
 ]
 GeneratorOption = Annotated[

@@ -24,6 +24,10 @@ from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
 
 MAX_ROWS = 12
+# How far the crop reaches beyond the landmarks, as a fraction of the face's size: enough for
+# the hairline and the chin, tight enough that brows, lids and lip corners are big on the sheet.
+FACE_MARGIN = 0.15
+CELL_HEIGHT = 320
 
 
 def preview_sheet(
@@ -86,7 +90,10 @@ def preview_sheet(
                 ]
                 if crop_face:
                     x0, y0, x1, y1 = face_box(
-                        track.landmarks_px(t), width=info.width, height=info.height, margin=0.5
+                        track.landmarks_px(t),
+                        width=info.width,
+                        height=info.height,
+                        margin=FACE_MARGIN,
                     )
                     row = [f[y0:y1, x0:x1] for f in row]
                 rows.append(row)
@@ -94,6 +101,7 @@ def preview_sheet(
                     break
     sheet = contact_sheet(
         rows,
+        cell_height=CELL_HEIGHT,
         column_labels=["input", *emotions],
         row_labels=[f"t={t / float(info.fps):.2f}s" for t in picks],
     )

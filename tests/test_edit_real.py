@@ -16,6 +16,7 @@ from spfem_cli.evaluate import (
     compare_speech,
     face_frame_landmarks,
     video_landmarks,
+    window_landmarks,
 )
 from spfem_cli.face import mesh
 from spfem_cli.media import FrameReader, audio_packet_checksums, probe
@@ -129,6 +130,34 @@ def test_happy_visibly_changes_the_face(speech_happy: Edited) -> None:
     with FrameReader(probe(e.clip)) as ra, FrameReader(probe(e.out)) as rb:
         fa, fb = next(iter(ra)), next(iter(rb))
     assert np.abs(fa.astype(int) - fb.astype(int)).max() > 20
+
+
+def corner_rise(e: Edited) -> float:
+    """Mean rise of the lip corners from input to output, IOD (image y points down)."""
+    corners = list(mesh.LIP_CORNERS)
+    right, left = mesh.eye_centres(e.lm_in)
+    iod = np.linalg.norm(left - right, axis=-1)[:, None]
+    return float(np.nanmean((e.lm_in[:, corners, 1] - e.lm_out[:, corners, 1]) / iod))
+
+
+@pytest.fixture(scope="module")
+def expressive_happy(tmp_path_factory: pytest.TempPathFactory) -> Edited:
+    if not SHARED_CLIPS.is_dir():
+        pytest.skip("../shared/clips is absent")
+    return _edit(tmp_path_factory, "speech_obama_450x450.mp4", "happy", mouth="expressive")
+
+
+@needs_clips
+def test_expressive_mouth_smiles_more_and_keeps_the_opening(
+    speech_happy: Edited, expressive_happy: Edited
+) -> None:
+    assert corner_rise(expressive_happy) > corner_rise(speech_happy) + 0.01
+    alone = window_landmarks(
+        expressive_happy.clip, expressive_happy.out, input_lm=expressive_happy.lm_in, window="mouth"
+    )
+    rep = compare_speech(expressive_happy.lm_in, alone)
+    assert rep.opening_corr >= 0.98, rep
+    assert rep.inner_lip_error <= 0.03, rep
 
 
 @needs_clips

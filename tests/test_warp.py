@@ -98,6 +98,7 @@ def test_hold_mouth_keeps_inner_lips_and_jaw() -> None:
     assert np.all(natural[central] == 0) and np.all(natural[list(mesh.JAW)] == 0)
     # Natural mode: the inner corners go part of the way with the outer corners.
     assert np.allclose(natural[78], 0.6 * disp[61]) and np.allclose(natural[61], disp[61])
+    assert np.array_equal(hold_mouth(disp, points=pts, mode="expressive"), natural)
     strict = hold_mouth(disp, points=pts, mode="strict")
     lips = list(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER))
     assert np.all(strict[lips] == 0)
@@ -194,3 +195,18 @@ def test_eye_correction_stays_on_the_eyes() -> None:
     eyes = pts[list(mesh.RIGHT_EYE + mesh.LEFT_EYE)]
     nearest = np.linalg.norm(faces[:, None] - eyes[None], axis=-1).min(axis=1)
     assert nearest.max() < 0.12  # within the correction's reach (3 x 0.035 IOD)
+
+
+def test_expressive_mode_lets_go_of_more_around_the_lip_corners() -> None:
+    from spfem_cli.generator.generator import mouth_hold
+    from spfem_cli.generator.warp import hold_weight
+
+    pts = _template_face()
+    corner = pts[61]
+    # Points 0.05 IOD from the right lip corner, toward the middle of the lips and up.
+    probes = torch.from_numpy(corner + np.array([[0.05, 0.0], [0.0, -0.05], [0.035, -0.035]]))
+    natural = hold_weight(probes, mouth_hold(pts, mode="natural"))
+    expressive = hold_weight(probes, mouth_hold(pts, mode="expressive"))
+    assert torch.all(expressive < natural - 0.2)
+    middle = torch.from_numpy(pts[[13, 14]])  # the middle of the lips stays held in both
+    assert torch.all(hold_weight(middle, mouth_hold(pts, mode="expressive")) > 0.999)

@@ -79,8 +79,8 @@ def prepare_crops(
     device: torch.device | str = "cpu",
 ) -> CropBatch:
     """Turn uint8 crops (B, 3, S, S) and their landmarks (B, 478, 2), face frame, into a
-    `CropBatch` on `device`, with the mouth rule's maps cut for `mouth` ("natural" or
-    "strict"). S must be `crop.size`."""
+    `CropBatch` on `device`, with the mouth rule's maps cut for `mouth` (one of
+    `MOUTH_MODES`). S must be `crop.size`."""
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[1:] != (3, crop.size, crop.size):
         raise ValueError(
