@@ -6,7 +6,8 @@ inter-ocular distance (IOD) unless a name says pixels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,19 +24,23 @@ from spfem_cli.media import FrameReader, probe
 OPENING_PAIRS = ((82, 13, 312), (87, 14, 317))
 
 
-def video_landmarks(path: str | Path, *, max_frames: int | None = None) -> np.ndarray:
-    """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face."""
-    info = probe(path)
+def _detect_all(frames: Iterable[np.ndarray]) -> np.ndarray:
+    """Landmarks of the largest face in each frame, tracked in video mode: (T, 478, 2) pixels,
+    NaN rows without a face."""
     rows: list[np.ndarray] = []
-    with FrameReader(info) as reader, LandmarkTracker() as tracker:
-        for t, frame in enumerate(reader):
-            if max_frames is not None and t >= max_frames:
-                break
+    with LandmarkTracker() as tracker:
+        for frame in frames:
             det = tracker.detect(frame)
             rows.append(
                 det.landmarks if det is not None else np.full((N_LANDMARKS, 2), np.nan, np.float32)
             )
     return np.stack(rows) if rows else np.zeros((0, N_LANDMARKS, 2), np.float32)
+
+
+def video_landmarks(path: str | Path, *, max_frames: int | None = None) -> np.ndarray:
+    """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face."""
+    with FrameReader(probe(path)) as reader:
+        return _detect_all(itertools.islice(reader, max_frames))
 
 
 # The output shown around the lips when the mouth is measured on its own (`mouth_window`),
@@ -97,22 +102,16 @@ def window_landmarks(
     shows it with an edit of the eyes and brows alone). Showing it the output's region in the
     input's face measures what an edit did to that region by itself."""
     make = WINDOWS[window]
-    rows: list[np.ndarray] = []
-    with (
-        FrameReader(probe(input_path)) as ra,
-        FrameReader(probe(output_path)) as rb,
-        LandmarkTracker() as tracker,
-    ):
+
+    def composites(ra: FrameReader, rb: FrameReader) -> Iterator[np.ndarray]:
         for t, (fa, fb) in enumerate(zip(ra, rb, strict=False)):
-            frame = fa
             if t < len(input_lm) and not np.isnan(input_lm[t]).any():
                 w = make(fa.shape[:2], input_lm[t])[..., None]
-                frame = np.round(fa * (1 - w) + fb * w).astype(np.uint8)
-            det = tracker.detect(frame)
-            rows.append(
-                det.landmarks if det is not None else np.full((N_LANDMARKS, 2), np.nan, np.float32)
-            )
-    return np.stack(rows) if rows else np.zeros((0, N_LANDMARKS, 2), np.float32)
+                fa = np.round(fa * (1 - w) + fb * w).astype(np.uint8)
+            yield fa
+
+    with FrameReader(probe(input_path)) as ra, FrameReader(probe(output_path)) as rb:
+        return _detect_all(composites(ra, rb))
 
 
 def _iod(lm: np.ndarray) -> np.ndarray:

@@ -191,6 +191,12 @@ _IRISES = np.array(mesh.RIGHT_IRIS + mesh.LEFT_IRIS)
 EYE_REACH = 3.0
 
 
+def edge_fade(n: int, *, steps: float, device: torch.device) -> torch.Tensor:
+    """(n,) weights rising linearly from 0 at both ends to 1 at `steps` samples in."""
+    i = torch.arange(n, device=device, dtype=torch.float32)
+    return (torch.minimum(i, i.flip(0)) / max(steps, 1e-6)).clamp(max=1)
+
+
 def sample_flow(dense: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """Bilinear samples of a dense flow (2, h, w) at pixel positions xy (P, 2) relative to
     its top-left corner (clamped to the edge). Returns (P, 2)."""
@@ -247,8 +253,7 @@ class Warper:
         flow_px = (flow @ lin).reshape(cfg.grid, cfg.grid, 2)
         # The flow is ~0 at the box edge already (the face outline is held); the fade makes
         # sure no seam can appear there whatever the displacement.
-        ramp = torch.linspace(0, 1, cfg.grid, device=self.device)
-        edge = (torch.minimum(ramp, ramp.flip(0)) * (cfg.grid - 1) / 3).clamp(max=1)
+        edge = edge_fade(cfg.grid, steps=3, device=self.device)
         flow_px = flow_px * (edge[:, None] * edge[None, :])[..., None]
         step_x = max((x1 - 1 - x0) / (cfg.grid - 1), 1e-6)
         step_y = max((y1 - 1 - y0) / (cfg.grid - 1), 1e-6)
@@ -308,7 +313,7 @@ class Warper:
         scaled down if it would take the warp past `max_gradient`.
         """
         cfg = self.config
-        if len(points) != mesh.N_LANDMARKS:
+        if len(points) != mesh.N_LANDMARKS:  # not a face mesh: no eyes to find
             return
         x0, y0, x1, y1 = box
         reach = EYE_REACH * cfg.eye_sigma
@@ -347,23 +352,25 @@ class Warper:
         )
         corr = corr.T.reshape(2, h, w).float()
         # Anchors already pin the correction near 0 at the window's edge; the ramp makes sure.
-        ramp_y = torch.linspace(0, 1, h, device=self.device)
-        ramp_x = torch.linspace(0, 1, w, device=self.device)
-        edge = (torch.minimum(ramp_y, ramp_y.flip(0))[:, None] * 6).clamp(max=1) * (
-            torch.minimum(ramp_x, ramp_x.flip(0))[None, :] * 6
-        ).clamp(max=1)
-        corr = corr * edge
+        corr = corr * (
+            edge_fade(h, steps=h / 6, device=self.device)[:, None]
+            * edge_fade(w, steps=w / 6, device=self.device)[None, :]
+        )
         base = dense[:, ey0:ey1, ex0:ex1]
         bound = cfg.max_gradient
         if _max_jacobian_norm(base) > bound:
             return
-        scale, lo, hi = 1.0, 0.0, 1.0
+        scale = 1.0
         if _max_jacobian_norm(base + corr) > bound:
             # The norm is convex in the scale, so the scales that keep the bound are [0, s*].
+            fits, fails = 0.0, 1.0
             for _ in range(6):
-                mid = 0.5 * (lo + hi)
-                lo, hi = (mid, hi) if _max_jacobian_norm(base + mid * corr) <= bound else (lo, mid)
-            scale = lo
+                mid = 0.5 * (fits + fails)
+                if _max_jacobian_norm(base + mid * corr) <= bound:
+                    fits = mid
+                else:
+                    fails = mid
+            scale = fits
         dense[:, ey0:ey1, ex0:ex1] = base + scale * corr
 
     def _unfold_near(
