@@ -123,15 +123,26 @@ def warp_report(
     return worst, shares
 
 
+def corner_lift(lm: np.ndarray) -> np.ndarray:
+    """(T,) height of the lip corners above the middle of the outer lips, IOD (+ = up)."""
+    face = face_frame_landmarks(lm)
+    middle = 0.5 * (face[:, 0, 1] + face[:, 17, 1])
+    return middle - face[:, list(mesh.LIP_CORNERS), 1].mean(axis=1)
+
+
 def speech_rows(clip: Path, out: Path, lm_in: np.ndarray, prefix: str) -> dict[str, float]:
-    """Speech measures of one rendered output, landmarks on the output and mouth only."""
+    """Speech measures of one rendered output, landmarks on the output and mouth only, and
+    how far the lip corners rose (mouth only, IOD)."""
     full = compare_speech(lm_in, video_landmarks(out))
-    alone = compare_speech(lm_in, window_landmarks(clip, out, input_lm=lm_in, window="mouth"))
+    lm_mouth = window_landmarks(clip, out, input_lm=lm_in, window="mouth")
+    alone = compare_speech(lm_in, lm_mouth)
+    n = min(len(lm_in), len(lm_mouth))
     return {
         f"{prefix} err": full.inner_lip_error,
         f"{prefix} r": full.opening_corr,
         f"{prefix} mouth err": alone.inner_lip_error,
         f"{prefix} mouth r": alone.opening_corr,
+        f"{prefix} corner": float(np.nanmean(corner_lift(lm_mouth[:n]) - corner_lift(lm_in[:n]))),
     }
 
 

@@ -40,7 +40,7 @@ STRICT_RADIUS = 0.12
 NATURAL_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.04}
 STRICT_HOLD = {"band": 0.04, "feather": 0.10}
 # Expressive mode lets go of a wider area at each lip corner, so a smile or a frown shows
-# about twice as much (re-detected corner lift on speech_obama: +0.042 IOD against +0.020 in
+# about twice as much (re-detected corner lift on speech_obama: +0.042 IOD against +0.021 in
 # natural mode, for happy), at the price of the inner lip corners moving with them (inner-lip
 # error about 2% of the IOD instead of 1%; the mouth opening still follows the speech).
 EXPRESSIVE_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.08}
