@@ -24,7 +24,8 @@ from spfem_cli.pipeline import EditReport, edit_video
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 # Issue 3 is open here: the replacement removes too little of a constant smile (the person's
-# rest is their calmest frames), and re-detected cheek and lid landmarks barely follow the warp.
+# rest is their calmest frames), and FaceMesh does not see a warp of the cheeks' textureless
+# skin (the warp delivers the lids' and cheeks' motion: scripts/measure_expressions.py).
 REPLACE_GAP = "issue 3 open: replacing a constant smile is too weak"
 needs_clips = pytest.mark.skipif(not SHARED_CLIPS.is_dir(), reason="../shared/clips is absent")
 
