@@ -358,13 +358,12 @@ class Warper:
         )
         base = dense[:, ey0:ey1, ex0:ex1]
         bound = cfg.max_gradient
-        if _max_jacobian_norm(base) > bound:
-            return
         scale = 1.0
         if _max_jacobian_norm(base + corr) > bound:
-            # The norm is convex in the scale, so the scales that keep the bound are [0, s*].
+            # The norm is convex in the scale, so the scales that keep the bound are [0, s*]
+            # (empty when the flow alone breaks it: then the scale found is 0).
             fits, fails = 0.0, 1.0
-            for _ in range(6):
+            for _ in range(5):
                 mid = 0.5 * (fits + fails)
                 if _max_jacobian_norm(base + mid * corr) <= bound:
                     fits = mid
