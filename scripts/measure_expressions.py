@@ -130,10 +130,12 @@ def corner_lift(lm: np.ndarray) -> np.ndarray:
     return middle - face[:, list(mesh.LIP_CORNERS), 1].mean(axis=1)
 
 
-def speech_rows(clip: Path, out: Path, lm_in: np.ndarray, prefix: str) -> dict[str, float]:
-    """Speech measures of one rendered output, landmarks on the output and mouth only, and
-    how far the lip corners rose (mouth only, IOD)."""
-    full = compare_speech(lm_in, video_landmarks(out))
+def speech_rows(
+    clip: Path, out: Path, lm_in: np.ndarray, lm_out: np.ndarray, prefix: str
+) -> dict[str, float]:
+    """Speech measures of one rendered output, with its landmarks `lm_out` and mouth only,
+    and how far the lip corners rose (mouth only, IOD)."""
+    full = compare_speech(lm_in, lm_out)
     lm_mouth = window_landmarks(clip, out, input_lm=lm_in, window="mouth")
     alone = compare_speech(lm_in, lm_mouth)
     n = min(len(lm_in), len(lm_mouth))
@@ -207,9 +209,9 @@ def main() -> None:
                         workdir=work,
                         preset="veryfast",
                     )
-                    row |= speech_rows(clip, out, lm_in, mouth)
+                    lm_out = video_landmarks(out)
+                    row |= speech_rows(clip, out, lm_in, lm_out, mouth)
                     if mouth == args.mouths[0]:
-                        lm_out = video_landmarks(out)
                         got = achieved_aus(model, lm_in, lm_out)[upper]
                         want = deltas[analysis.track.valid].mean(axis=0)[upper]
                         row["rmse"] = float(np.sqrt(np.mean((got - want) ** 2)))
@@ -244,8 +246,9 @@ def main() -> None:
                 workdir=work,
                 preset="veryfast",
             )
-            ctl = speech_rows(clip, out, lm_in, "control")
-            ctl_wobble = jitter(video_landmarks(out), indices=OUTLINE) / wobble_in
+            lm_ctl = video_landmarks(out)
+            ctl = speech_rows(clip, out, lm_in, lm_ctl, "control")
+            ctl_wobble = jitter(lm_ctl, indices=OUTLINE) / wobble_in
             print(
                 f"control: surprised's {', '.join(CONTROL_AUS)} alone (brows and lids; no mouth "
                 f"pixel changes): r {ctl['control r']:.3f} on the output, "

@@ -184,7 +184,8 @@ def _max_jacobian_norm(dense: torch.Tensor) -> float:
 
 # How far beyond the held mouth the motion is toned down when it would fold (IOD units).
 NEAR_HOLD_FADE = 0.3
-# Each eye's lid contour and iris: the points the eye correction fits.
+# Each eye's lid contour: the points the eye correction fits. The irises neither pull nor
+# anchor it (pinning them against a lifting lid makes the flow too steep to keep).
 EYES = (mesh.RIGHT_EYE, mesh.LEFT_EYE)
 _IRISES = np.array(mesh.RIGHT_IRIS + mesh.LEFT_IRIS)
 # How far (in eye_sigma) around an eye's points the correction reaches before it is faded out.
@@ -195,6 +196,23 @@ def edge_fade(n: int, *, steps: float, device: torch.device) -> torch.Tensor:
     """(n,) weights rising linearly from 0 at both ends to 1 at `steps` samples in."""
     i = torch.arange(n, device=device, dtype=torch.float32)
     return (torch.minimum(i, i.flip(0)) / max(steps, 1e-6)).clamp(max=1)
+
+
+def pixel_window(
+    face: FaceFrame, *, lo: np.ndarray, hi: np.ndarray, box: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
+    """The pixels (x0, y0, x1, y1), end-exclusive and relative to `box`'s corner, covering
+    the face-frame rectangle from lo (2,) to hi (2,) (IOD), clipped to `box`; empty when
+    x1 <= x0 or y1 <= y0."""
+    bx0, by0, bx1, by1 = box
+    corners = face.to_image(
+        np.array([[lo[0], lo[1]], [hi[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]]])
+    )
+    x0 = int(np.clip(np.floor(corners[:, 0].min()), bx0, bx1)) - bx0
+    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 1, bx0, bx1)) - bx0
+    y0 = int(np.clip(np.floor(corners[:, 1].min()), by0, by1)) - by0
+    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 1, by0, by1)) - by0
+    return x0, y0, x1, y1
 
 
 def sample_flow(dense: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -319,13 +337,7 @@ class Warper:
         reach = EYE_REACH * cfg.eye_sigma
         idx = list(eye)
         lo, hi = points[idx].min(axis=0) - reach, points[idx].max(axis=0) + reach
-        corners = face.to_image(
-            np.array([[lo[0], lo[1]], [hi[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]]])
-        )
-        ex0 = int(np.clip(np.floor(corners[:, 0].min()), x0, x1)) - x0
-        ex1 = int(np.clip(np.ceil(corners[:, 0].max()) + 1, x0, x1)) - x0
-        ey0 = int(np.clip(np.floor(corners[:, 1].min()), y0, y1)) - y0
-        ey1 = int(np.clip(np.ceil(corners[:, 1].max()) + 1, y0, y1)) - y0
+        ex0, ey0, ex1, ey1 = pixel_window(face, lo=lo, hi=hi, box=box)
         if ex1 - ex0 < 4 or ey1 - ey0 < 4:
             return
         inside = np.all((points >= lo) & (points <= hi), axis=1)
@@ -462,20 +474,12 @@ class Warper:
         Only the held region's bounding box (plus its fade) is visited, for speed."""
         x0, y0, x1, y1 = box
         reach = hold.band + hold.feather
-        corners = face.to_image(
-            np.array(
-                [
-                    [hold.polygon[:, 0].min() - reach, hold.polygon[:, 1].min() - reach],
-                    [hold.polygon[:, 0].max() + reach, hold.polygon[:, 1].min() - reach],
-                    [hold.polygon[:, 0].min() - reach, hold.polygon[:, 1].max() + reach],
-                    [hold.polygon[:, 0].max() + reach, hold.polygon[:, 1].max() + reach],
-                ]
-            )
+        hx0, hy0, hx1, hy1 = pixel_window(
+            face,
+            lo=hold.polygon.min(axis=0) - reach,
+            hi=hold.polygon.max(axis=0) + reach,
+            box=box,
         )
-        hx0 = int(np.clip(np.floor(corners[:, 0].min()), x0, x1)) - x0
-        hx1 = int(np.clip(np.ceil(corners[:, 0].max()) + 1, x0, x1)) - x0
-        hy0 = int(np.clip(np.floor(corners[:, 1].min()), y0, y1)) - y0
-        hy1 = int(np.clip(np.ceil(corners[:, 1].max()) + 1, y0, y1)) - y0
         if hx1 <= hx0 or hy1 <= hy0:
             return None
         h, w = hy1 - hy0, hx1 - hx0
