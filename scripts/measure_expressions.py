@@ -48,12 +48,12 @@ from spfem_cli.evaluate import (
     window_landmarks,
 )
 from spfem_cli.face import mesh
-from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
+from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, REPLACED_AUS, ExpressionModel
 from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, build_generator
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
 from spfem_cli.generator.warp import dense_min_jacobian_det, face_box, sample_flow
 from spfem_cli.media import probe
-from spfem_cli.pipeline import REPLACED_AUS, analyse_video, render_video, signed_activations
+from spfem_cli.pipeline import analyse_video, render_video, signed_activations
 from spfem_cli.preview import preview_sheet
 from spfem_cli.progress import SilentReporter
 

@@ -17,8 +17,10 @@ import torch
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
 from spfem_cli.face.tracker import LandmarkTracker
+from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.generator.warp import contour_distance, polygon_distance
 from spfem_cli.media import FrameReader, probe
+from spfem_cli.pipeline import signed_activations
 
 # Inner-lip points facing each other across the mouth: upper (82, 13, 312), lower (87, 14, 317).
 OPENING_PAIRS = ((82, 13, 312), (87, 14, 317))
@@ -202,3 +204,43 @@ def face_frame_landmarks(lm: np.ndarray) -> np.ndarray:
         if not np.isnan(lm[t]).any():
             out[t] = FaceFrame.from_landmarks(lm[t]).to_face(lm[t].astype(np.float64))
     return out
+
+
+def detector_gain(
+    frame: np.ndarray, *, generator: FaceGenerator, aus: tuple[str, ...], step: float
+) -> np.ndarray | None:
+    """How much of a warped AU change FaceMesh reports, on one real frame (H, W, 3) uint8.
+
+    For each named AU alone, the frame is warped by `step` activation units and the AUs are
+    re-estimated from landmarks found on the edited frame (both frames detected as still
+    images, each in its own face frame, `signed_activations`). Returns (n, n) for n = len(aus):
+    row j is the change re-estimated for each named AU when AU j is applied, over the change
+    of AU j the warp asked for (the diagonal is 1 when FaceMesh sees all of it, the rest 0).
+    None when no face is found.
+
+    FaceMesh holds the lids and brows close to its face prior: on real faces it reports about a
+    third of a lid's or brow's motion, and nothing of a cheek raise, though the warp moves the
+    pixels visibly (scripts/measure_detector_gain.py prints the numbers)."""
+    model = generator.model
+    cols = [model.au_names.index(name) for name in aus]
+    rows = []
+    with LandmarkTracker(video_mode=False) as tracker:
+        base = tracker.detect(frame)
+        if base is None:
+            return None
+        face = FaceFrame.from_landmarks(base.landmarks)
+        points = face.to_face(base.landmarks.astype(np.float64))
+        for k in cols:
+            delta = np.zeros(model.num_aus)
+            delta[k] = step
+            edited = tracker.detect(
+                generator.edit_frame(frame, face=face, points=points, delta=delta)
+            )
+            if edited is None:
+                return None
+            seen = face_frame_landmarks(edited.landmarks[None])[0] - points
+            asked = generator.displacement(delta, points=points)
+            with torch.no_grad():
+                both = signed_activations(model, torch.from_numpy(np.stack([seen, asked])))
+            rows.append(both[0, cols].numpy() / float(both[1, k]))
+    return np.stack(rows)

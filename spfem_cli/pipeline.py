@@ -23,7 +23,7 @@ import torch
 from spfem_cli.errors import SpfemError
 from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
 from spfem_cli.generator.device import resolve_device, torch_threads
-from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
+from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel, present_expression
 from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode, build_generator
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER
 from spfem_cli.media import (
@@ -59,16 +59,7 @@ MAX_INTENSITY = 1.5
 EXPRESSION_SMOOTHING_S = 0.5
 ANALYSIS_MAX_SIDE = 1280
 MIN_SEGMENT_FRAMES = 60
-REST_PERCENTILE = 10.0
 RIDGE = 0.2
-# The AUs whose present level is estimated and replaced: brows, lids, cheeks. The mouth AUs
-# show outside the lips only faintly and the speech moves that skin all the time, and the nose
-# wrinkler's estimate follows head pitch and face shape, so their estimates are mostly noise;
-# the target's levels of those AUs are added, not swapped.
-REPLACED_AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7")
-# Estimates below this are indistinguishable from landmark noise and head motion (measured on
-# calm clips); they are not worth a warp.
-NOISE_FLOOR = 0.15
 
 
 @dataclass
@@ -109,13 +100,14 @@ def signed_activations(model: ExpressionModel, offsets: torch.Tensor) -> torch.T
 def estimate_expression(
     track: FaceTrack, *, model: ExpressionModel, sigma_frames: float
 ) -> np.ndarray:
-    """AU activations already on the face, relative to the person's rest face, smoothed in time.
+    """AU activations already on the face, relative to the person's rest face, smoothed in time
+    (sigma_frames) so that what is replaced is the slow expression, not speech or blinks.
 
-    The rest face is the person's calmest state in the clip, per AU: the REST_PERCENTILE-th
-    percentile of that AU's activation over the clip (measured from the clip's median face).
-    A speaker who smiles more and less keeps only the smile above their calmest moments
-    removed when the target replaces it. Returns (T, K) float64 in [0, MAX_INTENSITY]; rows
-    without a face and AUs outside REPLACED_AUS are 0.
+    Read from the clip's median face and turned into the present expression by
+    `present_expression`: the rest face is the person's calmest state in the clip, so a speaker
+    who smiles more and less keeps only the smile above their calmest moments removed when the
+    target replaces it. Returns (T, K) float64 in [0, MAX_PRESENT]; rows without a face and AUs
+    outside REPLACED_AUS are 0.
     """
     k = int(model.au_basis.shape[0])
     acts = np.zeros((track.n_frames, k))
@@ -125,11 +117,7 @@ def estimate_expression(
         with torch.no_grad():
             acts[start:end] = signed_activations(model, offsets).numpy()
     acts = smooth_valid(acts, track.valid, sigma_frames)
-    rest = np.percentile(acts[track.valid], REST_PERCENTILE, axis=0)
-    current = np.clip(acts - rest - NOISE_FLOOR, 0.0, MAX_INTENSITY)
-    current[~track.valid] = 0.0
-    current[:, [i for i, name in enumerate(model.au_names) if name not in REPLACED_AUS]] = 0.0
-    return current
+    return present_expression(acts, au_names=model.au_names, valid=track.valid)
 
 
 def tracking_segments(info: VideoInfo) -> list[tuple[int, int] | None]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from spfem_cli.evaluate import (
     compare_speech,
+    detector_gain,
     mouth_window,
     outline_window,
     video_landmarks,
@@ -16,7 +19,7 @@ from spfem_cli.evaluate import (
 )
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
-from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.expression import DETECTOR_GAIN, ExpressionModel
 from spfem_cli.generator.generator import build_generator
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import analyse_video
@@ -85,3 +88,26 @@ def test_mouth_landmarks_of_an_unchanged_video_are_its_own(clips_dir: Path) -> N
     report = compare_speech(lm, window_landmarks(clip, clip, input_lm=lm, window="mouth"))
     assert report.frames == len(lm)
     assert report.inner_lip_error < 1e-3 and report.opening_corr > 0.999
+
+
+def test_facemesh_sees_a_third_of_lid_and_brow_motion_as_the_edit_assumes(
+    clips_dir: Path,
+) -> None:
+    """`detector_gain` on real frames of two people agrees with the DETECTOR_GAIN the edit
+    divides by (within the spread between faces), and FaceMesh misses the cheek raise."""
+    model = ExpressionModel.load()
+    gen = build_generator(model=model, device=torch.device("cpu"), kind="warp")
+    aus = (*DETECTOR_GAIN, "AU6")
+    gains = []
+    for name, t in ((OBAMA, 100), ("talk_s18_1280x720.mp4", 50)):
+        with FrameReader(probe(clips_dir / name)) as reader:
+            frame = next(itertools.islice(reader, t, None))
+        g = detector_gain(frame, generator=gen, aus=aus, step=-1.0)
+        assert g is not None
+        gains.append(g.diagonal())
+    mean = np.mean(gains, axis=0)
+    for name, seen in zip(aus, mean, strict=True):
+        if name == "AU6":
+            assert abs(seen) < 0.1
+        else:
+            assert seen == pytest.approx(DETECTOR_GAIN[name], abs=0.12), name

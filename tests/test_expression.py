@@ -28,6 +28,7 @@ from spfem_cli.generator.expression import (
     EMOTIONS,
     ExpressionModel,
     canonical_emotion,
+    present_expression,
 )
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -228,6 +229,43 @@ def test_estimate_cap_and_nan(model: ExpressionModel) -> None:
     assert torch.isfinite(est[0]).all() and torch.isnan(est[1]).all()
     with pytest.raises(ValueError):
         model.estimate(torch.zeros(N_LANDMARKS, 2))
+
+
+def _au(model: ExpressionModel, name: str) -> int:
+    return model.au_names.index(name)
+
+
+def test_present_expression_replaces_only_upper_face(model: ExpressionModel) -> None:
+    acts = np.zeros((20, model.num_aus))
+    acts[10:, _au(model, "AU6")] = 0.8  # a smile's cheek raise in half the frames
+    acts[10:, _au(model, "AU12")] = 0.8  # and its lip corners
+    current = present_expression(acts, au_names=model.au_names)
+    # FaceMesh cannot see a cheek raise, so AU6 is taken as read: 0.8 less the noise floor.
+    assert current[15, _au(model, "AU6")] == pytest.approx(0.65)
+    assert current[5].max() == 0 and current[:, _au(model, "AU12")].max() == 0
+
+
+def test_present_expression_undoes_what_facemesh_misses(model: ExpressionModel) -> None:
+    acts = np.zeros((20, model.num_aus))
+    acts[10:, _au(model, "AU7")] = 0.3  # FaceMesh reads 0.3 of a lid tightening of 0.5
+    acts[10:, _au(model, "AU4")] = 1.0
+    current = present_expression(acts, au_names=model.au_names)
+    assert current[15, _au(model, "AU7")] == pytest.approx((0.3 - 0.15) / 0.3)
+    assert current[15, _au(model, "AU4")] == 1.5  # capped at MAX_PRESENT
+
+
+def test_present_expression_lid_rest_is_the_usual_opening(model: ExpressionModel) -> None:
+    acts = np.zeros((40, model.num_aus))
+    acts[:6, _au(model, "AU5")] = -1.0  # blinks and squints: lids below their usual place
+    acts[30:, _au(model, "AU5")] = 0.5  # eyes wide in the last quarter
+    valid = np.ones(40, dtype=bool)
+    valid[35:] = False
+    current = present_expression(acts, au_names=model.au_names, valid=valid)
+    lid = current[:, _au(model, "AU5")]
+    # Open eyes are the rest, only the wide ones are an expression; rows without a face are 0.
+    assert lid[6:30].max() == 0 and lid[:6].max() == 0
+    assert lid[32] == pytest.approx((0.5 - 0.15) / 0.35)
+    assert lid[35:].max() == 0
 
 
 def test_wrong_checkpoint_kind(tmp_path: Path) -> None:

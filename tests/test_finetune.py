@@ -34,7 +34,6 @@ from spfem_cli.pcmecl.finetune import (
     FinetuneConfig,
     PersonalTuner,
     partial_path,
-    present_expression,
     run_finetune,
 )
 from spfem_cli.pcmecl.losses import stccl_loss
@@ -205,15 +204,6 @@ def test_activation_bound_is_the_intensity_bound() -> None:
     from spfem_cli.pipeline import MAX_INTENSITY
 
     assert MAX_ACTIVATION == MAX_INTENSITY
-
-
-def test_present_expression_replaces_only_upper_face(model: ExpressionModel) -> None:
-    aus = np.zeros((20, model.num_aus), np.float32)
-    aus[10:, model.au_names.index("AU6")] = 0.8  # a smile's cheek raise in half the frames
-    aus[10:, model.au_names.index("AU12")] = 0.8  # and its lip corners
-    current = present_expression(aus, model.au_names)
-    assert current[15, model.au_names.index("AU6")] == pytest.approx(0.65)
-    assert current[5].max() == 0 and current[:, model.au_names.index("AU12")].max() == 0
 
 
 # --- training ----------------------------------------------------------------------------------

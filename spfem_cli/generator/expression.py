@@ -13,10 +13,12 @@ so a calibrated or learned model can replace the authored one without code chang
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import torch
 
 from spfem_cli.errors import SpfemError
@@ -78,6 +80,55 @@ _ALIASES = MappingProxyType(
 
 # Landmarks whose motion is speech: never used to read an expression off a face.
 SPEECH_LANDMARKS = tuple(sorted(set(LIPS_INNER) | set(LIPS_OUTER) | set(JAW)))
+
+# Reading the expression already on a face (`present_expression`).
+# The AUs whose present level is estimated and replaced: brows, lids, cheeks. The mouth AUs
+# show outside the lips only faintly and the speech moves that skin all the time, and the nose
+# wrinkler's estimate follows head pitch and face shape, so their estimates are mostly noise;
+# the target's levels of those AUs are added, not swapped.
+REPLACED_AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7")
+# The person's rest is their calmest state in the clip: each AU's REST_PERCENTILE-th percentile.
+REST_PERCENTILE = 10.0
+# ...except the upper lid raiser's, whose rest is the lid's usual place: lids lower than that
+# are blinks or the squint of AU6 and AU7, which are read on their own, and taking them as the
+# rest would read every moment of open eyes as a wide-eyed expression to remove.
+REST_PERCENTILE_BY_AU: Mapping[str, float] = MappingProxyType({"AU5": 50.0})
+# Estimates below this are indistinguishable from landmark noise and head motion (measured on
+# calm clips); they are not worth a warp.
+NOISE_FLOOR = 0.15
+# The share of a lid's or brow's motion that FaceMesh reports: it holds them close to its face
+# prior. Measured with scripts/measure_detector_gain.py: the mean over 27 frames of nine real
+# clips, each warped by one AU at a time in the direction of removal (spread +-0.1). An
+# expression read off the landmarks is divided by it, so that removing it takes away as much
+# as the face shows. FaceMesh reports nothing of a cheek raise (gain 0.01): AU6 is read only
+# through what it shares with the lids, uncorrected.
+DETECTOR_GAIN: Mapping[str, float] = MappingProxyType(
+    {"AU1": 0.7, "AU2": 0.3, "AU4": 0.25, "AU5": 0.35, "AU7": 0.3}
+)
+MAX_PRESENT = 1.5
+
+
+def present_expression(
+    acts: np.ndarray, *, au_names: tuple[str, ...], valid: np.ndarray | None = None
+) -> np.ndarray:
+    """The expression already on each frame, as an edit replaces it: (T, K) float64 in
+    [0, MAX_PRESENT], 0 for AUs outside REPLACED_AUS and for rows that are not `valid`.
+
+    acts: (T, K) signed AU activations of each frame relative to one face of the same person
+    (the clip's median), as FaceMesh reads them; valid: (T,) bool, the rows with a face (all by
+    default). Each AU counts from the person's rest (REST_PERCENTILE, REST_PERCENTILE_BY_AU),
+    less NOISE_FLOOR, and is divided by what FaceMesh sees of it (DETECTOR_GAIN)."""
+    acts = np.asarray(acts, dtype=np.float64)
+    ok = np.ones(len(acts), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    current = np.zeros_like(acts)
+    if not ok.any():
+        return current
+    pct = [REST_PERCENTILE_BY_AU.get(name, REST_PERCENTILE) for name in au_names]
+    rest = np.array([np.percentile(acts[ok, k], q) for k, q in enumerate(pct)])
+    gain = np.array([DETECTOR_GAIN.get(name, 1.0) for name in au_names])
+    current[ok] = np.clip((acts[ok] - rest - NOISE_FLOOR) / gain, 0.0, MAX_PRESENT)
+    current[:, [k for k, name in enumerate(au_names) if name not in REPLACED_AUS]] = 0.0
+    return current
 
 
 def canonical_emotion(emotion: str) -> str:

@@ -56,7 +56,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spfem_cli.errors import SpfemError
-from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel, canonical_emotion
+from spfem_cli.generator.expression import (
+    DEFAULT_MODEL,
+    ExpressionModel,
+    canonical_emotion,
+    present_expression,
+)
 from spfem_cli.generator.generator import MOUTH_MODES, MouthMode
 from spfem_cli.generator.kinds import DEFAULT_BASE_REFINER
 from spfem_cli.generator.refiner import Refiner, compose
@@ -84,11 +89,6 @@ from spfem_cli.training.frames import ClipFrames
 
 LOSS_TERMS = ("direction", "coherence", "mouth", "identity", "reconstruction", "offsets")
 _ENCODE_CHUNK = 32
-# The same as the edit's (spfem_cli.pipeline): which AUs the present expression replaces, the
-# person's calm level and the noise below which nothing is replaced.
-_REST_PERCENTILE = 10.0
-_NOISE_FLOOR = 0.15
-_REPLACED_AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7")
 
 
 @dataclass(frozen=True)
@@ -164,22 +164,6 @@ class StepPlan:
     jitter_seed: int
 
 
-def present_expression(aus: np.ndarray, au_names: tuple[str, ...]) -> np.ndarray:
-    """The expression already on each frame, as the edit replaces it (T, K) float32.
-
-    aus: (T, K) signed activations relative to the clip's median face (`ClipFrames.aus`).
-    A per-frame version of `pipeline.estimate_expression`: the rest face is each AU's
-    REST_PERCENTILE-th percentile over the frames, activations below the noise floor above it
-    count as none, and only brow, lid and cheek AUs are replaced. Unlike the edit, the frames
-    are not smoothed in time (the training frames are a sample of the clip, not every frame).
-    """
-    acts = np.asarray(aus, dtype=np.float64)
-    rest = np.percentile(acts, _REST_PERCENTILE, axis=0)
-    current = np.clip(acts - rest - _NOISE_FLOOR, 0.0, MAX_ACTIVATION)
-    current[:, [i for i, name in enumerate(au_names) if name not in _REPLACED_AUS]] = 0.0
-    return current.astype(np.float32)
-
-
 def _encode(bundle: ClipBundle, source: Tensor) -> Tensor:
     """Unit CLIP image features (T, D) of crops (T, 3, S, S) in [-1, 1], without gradient."""
     with torch.no_grad():
@@ -245,7 +229,7 @@ class PersonalTuner:
             [_emotion_index(name, emotions) for name in self.source_names], dtype=np.int64
         )
         self.current = torch.from_numpy(
-            present_expression(frames.aus, self.expression.au_names)
+            present_expression(frames.aus, au_names=self.expression.au_names).astype(np.float32)
         ).to(device)
         self.offsets = nn.Parameter(
             torch.zeros(len(emotions), self.expression.num_aus, device=device)

@@ -1,0 +1,93 @@
+"""How much of a warped action-unit change FaceMesh reports, per AU, on real faces.
+
+    python scripts/measure_detector_gain.py [--clips ../shared/clips] [--frames 3]
+        [--names speech_obama_450x450.mp4 ...] [--step 1.0]
+
+For each clip it takes ``--frames`` frames spread over the clip, warps each by one AU at a time
+(``+step`` and ``-step`` activation units) and re-estimates the AU on the edited frame
+(`spfem_cli.evaluate.detector_gain`). It prints the gain per clip and the mean and standard
+deviation over all frames; 1 means FaceMesh reports all of the motion. `spfem edit` divides the
+expression it reads off a face by the ``-step`` gains
+(`spfem_cli.generator.expression.DETECTOR_GAIN`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spfem_cli.evaluate import detector_gain
+from spfem_cli.generator.expression import DETECTOR_GAIN, REPLACED_AUS, ExpressionModel
+from spfem_cli.generator.generator import FaceGenerator
+from spfem_cli.media import FrameReader, probe
+
+DEFAULT_NAMES = (
+    "speech_obama_450x450.mp4",
+    "speech_man_256x256.mp4",
+    "talk_mead_sad_1920x1080.mp4",
+    "talk_s18_1280x720.mp4",
+    "talk_s32_1280x720.mp4",
+    "talk_s20_480x908.mp4",
+    "mead_emotions/happy.mp4",
+    "mead_emotions/surprised.mp4",
+    "expr_d12.mp4",
+)
+
+
+def sample_frames(path: Path, count: int) -> list[np.ndarray]:
+    """`count` frames spread evenly over the video (RGB uint8)."""
+    info = probe(path)
+    wanted = set(np.linspace(0, info.n_frames - 1, count + 2)[1:-1].round().astype(int))
+    with FrameReader(info) as reader:
+        return [f for t, f in enumerate(itertools.islice(reader, max(wanted) + 1)) if t in wanted]
+
+
+def main() -> None:
+    here = Path(__file__).resolve().parents[1]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=Path, default=here.parent / "shared" / "clips")
+    parser.add_argument("--names", nargs="+", default=list(DEFAULT_NAMES))
+    parser.add_argument("--frames", type=int, default=3)
+    parser.add_argument("--step", type=float, default=1.0)
+    args = parser.parse_args()
+
+    model = ExpressionModel.load()
+    generator = FaceGenerator(model=model, device=torch.device("cpu"))
+    aus = REPLACED_AUS
+    rows: dict[float, list[np.ndarray]] = {args.step: [], -args.step: []}
+    print(f"{'clip':32s} {'step':>5s} " + " ".join(f"{a:>6s}" for a in aus))
+    for name in args.names:
+        for step in rows:
+            gains = [
+                g
+                for frame in sample_frames(args.clips / name, args.frames)
+                if (g := detector_gain(frame, generator=generator, aus=aus, step=step)) is not None
+            ]
+            if not gains:
+                print(f"{name[:32]:32s} {step:+5.1f} no face")
+                continue
+            rows[step].extend(gains)
+            mean = np.mean(gains, axis=0)
+            print(f"{name[:32]:32s} {step:+5.1f} " + " ".join(f"{v:6.2f}" for v in mean.diagonal()))
+
+    def row(label: str, step: str, values: Iterable[float]) -> None:
+        print(f"{label:32s} {step:>5s} " + " ".join(f"{v:6.2f}" for v in values))
+
+    for step, gains in rows.items():
+        g = np.array(gains)
+        row(f"mean over {len(g)} frames", f"{step:+.1f}", g.mean(axis=0).diagonal())
+        row("  standard deviation", "", g.std(axis=0).diagonal())
+    for step, gains in rows.items():
+        print(f"\nstep {step:+.1f}, mean over all frames: row = AU applied, column = AU read")
+        for name, values in zip(aus, np.mean(gains, axis=0), strict=True):
+            row(name, "", values)
+    row("DETECTOR_GAIN in spfem edit", "", [DETECTOR_GAIN.get(a, 1.0) for a in aus])
+
+
+if __name__ == "__main__":
+    main()
