@@ -24,6 +24,7 @@ from spfem_cli.face.mesh import (
 from spfem_cli.generator.checkpoint import load_checkpoint, save_checkpoint, verify_manifest
 from spfem_cli.generator.expression import (
     ACTION_UNITS,
+    DETECTOR_GAIN,
     EMOTION_DESCRIPTIONS,
     EMOTIONS,
     ExpressionModel,
@@ -247,10 +248,12 @@ def test_present_expression_replaces_only_upper_face(model: ExpressionModel) -> 
 
 def test_present_expression_undoes_what_facemesh_misses(model: ExpressionModel) -> None:
     acts = np.zeros((20, model.num_aus))
-    acts[10:, _au(model, "AU7")] = 0.3  # FaceMesh reads 0.3 of a lid tightening of 0.5
+    acts[10:, _au(model, "AU7")] = 0.2  # FaceMesh reads a fraction of a lid tightening
     acts[10:, _au(model, "AU4")] = 1.0
     current = present_expression(acts, au_names=model.au_names)
-    assert current[15, _au(model, "AU7")] == pytest.approx((0.3 - 0.15) / 0.3)
+    gain = DETECTOR_GAIN["AU7"]
+    assert gain < 0.5
+    assert current[15, _au(model, "AU7")] == pytest.approx((0.2 - 0.15) / gain)
     assert current[15, _au(model, "AU4")] == 1.5  # capped at MAX_PRESENT
 
 
@@ -264,7 +267,7 @@ def test_present_expression_lid_rest_is_the_usual_opening(model: ExpressionModel
     lid = current[:, _au(model, "AU5")]
     # Open eyes are the rest, only the wide ones are an expression; rows without a face are 0.
     assert lid[6:30].max() == 0 and lid[:6].max() == 0
-    assert lid[32] == pytest.approx((0.5 - 0.15) / 0.35)
+    assert lid[32] == pytest.approx((0.5 - 0.15) / DETECTOR_GAIN.get("AU5", 1.0))
     assert lid[35:].max() == 0
 
 

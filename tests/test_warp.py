@@ -210,3 +210,84 @@ def test_expressive_mode_lets_go_of_more_around_the_lip_corners() -> None:
     assert torch.all(expressive < natural - 0.2)
     middle = torch.from_numpy(pts[[13, 14]])  # the middle of the lips stays held in both
     assert torch.all(hold_weight(middle, mouth_hold(pts, mode="expressive")) > 0.999)
+
+
+def _painted_eyes(pts: np.ndarray, ff: FaceFrame, shape: tuple[int, int]) -> np.ndarray:
+    """A skin-coloured frame with both eyes painted from the landmarks: white between the
+    lids, a blue iris (the circle of the iris landmarks, its top under the upper lid) and a
+    black lash line along the upper lid."""
+    from spfem_cli.generator.warp import lid_lines
+
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    q = ff.to_face(np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64))
+    img = np.empty((h * w, 3))
+    img[:] = (180, 140, 120)
+    for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
+        ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
+        radius = np.linalg.norm(iris[1:] - iris[0], axis=1).mean()
+        upper, lower, within = lid_lines(ring, q[:, 0])
+        inside = within & (q[:, 1] > upper) & (q[:, 1] < lower)
+        img[inside] = (235, 235, 235)
+        img[inside & (np.linalg.norm(q - iris[0], axis=1) < radius)] = (50, 90, 170)
+        img[within & (q[:, 1] <= upper) & (q[:, 1] > upper - 0.02)] = (15, 15, 15)
+    return img.reshape(h, w, 3).astype(np.uint8)
+
+
+def _raise_upper_lids(pts: np.ndarray, by: float) -> np.ndarray:
+    vals = np.zeros_like(pts)
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        vals[list(ring[9:])] = [0.0, -by]  # the upper lid between the corners; y points down
+    return vals
+
+
+def test_a_raised_lid_shows_more_eyeball_instead_of_stretching_it() -> None:
+    pts = _template_face()
+    ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
+    frame = _painted_eyes(pts, ff, (420, 400))
+    vals = _raise_upper_lids(pts, 0.07)
+    ring = ff.to_image(pts[list(mesh.RIGHT_EYE)])
+    x0, y0 = np.floor(ring.min(axis=0)).astype(int) - 15
+    x1, y1 = np.ceil(ring.max(axis=0)).astype(int) + 15
+    diameter = 2 * np.linalg.norm(pts[469:473] - pts[468], axis=1).mean() * ff.iod
+    side = int(ff.to_image(pts[468])[0] + 0.7 * diameter)  # a column of white beside the iris
+
+    def look(eyeballs: bool | None) -> tuple[int, int, int, int]:
+        out = frame
+        if eyeballs is not None:
+            warper = Warper(device=torch.device("cpu"), config=WarpConfig(eyeballs=eyeballs))
+            out = warper.apply(
+                frame, face=ff, points=pts, values=vals, landmarks_px=ff.to_image(pts)
+            )
+        eye = out[y0:y1, x0:x1].astype(int)
+        ys, xs = np.nonzero(eye[..., 2] - eye[..., 0] > 60)
+        lashes = int((out[y0:y1, side].max(axis=1) < 60).sum())
+        white = int((eye.min(axis=-1) > 200).sum())
+        return int(np.ptp(ys)) + 1, int(np.ptp(xs)) + 1, lashes, white
+
+    height_in, width_in, lashes_in, white_in = look(None)
+    assert height_in < diameter - 2  # the lid hides the top of the iris
+    stretched, _, _, _ = look(False)
+    assert stretched > diameter + 1  # the failure: the flow alone draws a tall iris
+    height, width, lashes, white = look(True)
+    assert height <= diameter + 1 and abs(width - width_in) <= 1  # a round iris, uncovered
+    assert lashes <= lashes_in  # the lash line moved with the lid, not drawn out
+    assert white > white_in * 1.1  # more of the white shows
+
+
+def test_a_shut_eye_is_left_to_the_flow() -> None:
+    pts = _template_face().copy()
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        upper, lower = list(ring[9:]), list(ring[1:8])
+        pts[lower] = pts[upper][::-1] + [0.0, 0.01]  # a blink: the lids 0.01 IOD apart
+    ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
+    frame = _painted_eyes(_template_face(), ff, (420, 400))
+    vals = _raise_upper_lids(pts, 0.03)
+    outs = [
+        Warper(device=torch.device("cpu"), config=WarpConfig(eyeballs=on)).apply(
+            frame, face=ff, points=pts, values=vals, landmarks_px=ff.to_image(pts)
+        )
+        for on in (False, True)
+    ]
+    assert np.array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], frame)

@@ -413,6 +413,7 @@ def refine_frame(
     warped = F.grid_sample(
         src, grid[None], mode="bilinear", padding_mode="border", align_corners=True
     )
+    warper.show_eyeballs(warped, source=src, dense=dense, face=face, points=points, region=region)
     warped = warped.round_().clamp_(0, 255)
 
     with torch.no_grad():

@@ -27,7 +27,9 @@ class WarpConfig:
     (pixels per pixel), below 1 so the warp never folds; refinements: residual corrections
     that make the flow at the landmarks approach their own displacement (Gaussian smoothing
     alone averages each landmark with its still neighbours and moves it too little);
-    eye_sigma: spread (IOD) of the finer correction around each eye (0 turns it off)."""
+    eye_sigma: spread (IOD) of the finer correction around each eye (0 turns it off);
+    eyeballs: show the eyeball between the moved lids as it is, not stretched with them
+    (`Warper.show_eyeballs`)."""
 
     sigma: float = 0.12
     background: float = 0.25
@@ -40,6 +42,7 @@ class WarpConfig:
     still_px: float = 0.02
     refinements: int = 3
     eye_sigma: float = 0.035
+    eyeballs: bool = True
 
 
 def face_box(
@@ -190,6 +193,26 @@ EYES = (mesh.RIGHT_EYE, mesh.LEFT_EYE)
 _IRISES = np.array(mesh.RIGHT_IRIS + mesh.LEFT_IRIS)
 # How far (in eye_sigma) around an eye's points the correction reaches before it is faded out.
 EYE_REACH = 3.0
+# Each eye's 16-point ring (mesh.RIGHT_EYE, mesh.LEFT_EYE) runs from one corner along the lower
+# lid to the other corner (position 8) and back along the upper lid.
+_LOWER_LID = slice(0, 9)
+_UPPER_LID = [8, 9, 10, 11, 12, 13, 14, 15, 0]
+# How far inside the source's lids the eyeball is read (IOD): the lashes and the lid's shadow
+# lie along the lid line. The eyeball's edge is drawn soft over `EYEBALL_FEATHER` (IOD, or
+# one pixel if that is more).
+EYEBALL_MARGIN = 0.02
+EYEBALL_FEATHER = 0.006
+# The band along the upper lid's edge that moves as one piece with it (IOD: lashes and lid
+# margin), and the width over which it gives way to the flow above it.
+LASH_BAND = 0.03
+LASH_FADE = 0.02
+# How far (IOD) from the landmarks' upper lid the lashes are looked for (`_lash_offset`).
+LASH_SEARCH = 0.03
+# The ring positions the lash offset moves: the upper lid between the corners.
+_UPPER_EDGE = np.array([0.0] * 9 + [1.0] * 7)
+# An eye open less than this (IOD, lid to lid at the iris) shows no eyeball to reuse: a blink.
+EYE_OPEN_MIN = 0.03
+EYE_OPEN_FULL = 0.06
 
 
 def edge_fade(n: int, *, steps: float, device: torch.device) -> torch.Tensor:
@@ -213,6 +236,122 @@ def pixel_window(
     y0 = int(np.clip(np.floor(corners[:, 1].min()), by0, by1)) - by0
     y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 1, by0, by1)) - by0
     return x0, y0, x1, y1
+
+
+def lid_lines(ring: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The upper and lower lid's y at face-frame x (n,) for one eye's ring (16, 2) of face-frame
+    points (y down), and whether each x lies between the eye's corners. Returns three (n,)."""
+
+    def line(points: np.ndarray) -> np.ndarray:
+        order = np.argsort(points[:, 0])
+        return np.interp(x, points[order, 0], points[order, 1])
+
+    within = (x > ring[:, 0].min()) & (x < ring[:, 0].max())
+    return line(ring[_UPPER_LID]), line(ring[_LOWER_LID]), within
+
+
+def eyeball_source(
+    query: np.ndarray, *, ring: np.ndarray, iris: np.ndarray, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the source shows the eyeball seen at face-frame points query (n, 2).
+
+    The eyeball does not move with the face's expression: a point the source's lids leave
+    visible is read where it is. A point they hide (a raised lid uncovers it) is read at the
+    same distance from the iris's centre, turned towards the horizontal until the source shows
+    it `margin` (IOD) inside its lids, off the lashes: iris and white both look alike all round
+    the centre, so this fills the top of an iris with iris and the white above it with white,
+    where a mirror across the lid would have copied the iris upwards. What no turn reaches is
+    mirrored across the lid that hides it. ring: (16, 2) the eye's lid points in the source,
+    iris: (5, 2) its iris centre then rim, both face frame.
+    Returns (n, 2) face frame, and (n,) bool: the points of the iris read somewhere else.
+    """
+
+    def visible(points: np.ndarray, inset: float) -> np.ndarray:
+        upper, lower, within = lid_lines(ring, points[:, 0])
+        return within & (points[:, 1] >= upper + inset) & (points[:, 1] <= lower - inset)
+
+    src = query.copy()
+    todo = ~visible(src, 0.0)
+    offset = src[todo] - iris[0]
+    radius = np.linalg.norm(offset, axis=1)
+    side = np.where(offset[:, 0] < 0, -1.0, 1.0)
+    found = np.zeros(len(offset), dtype=bool)
+    for keep in np.linspace(0.875, 0.0, 8):
+        dy = offset[:, 1] * keep
+        turned = np.stack([side * np.sqrt(np.maximum(radius**2 - dy**2, 0.0)), dy], axis=1)
+        turned = turned + iris[0]
+        take = ~found & visible(turned, margin)
+        offset_src = src[todo]
+        offset_src[take] = turned[take]
+        src[todo] = offset_src
+        found |= take
+    rest = np.flatnonzero(todo)[~found]
+    if rest.size:
+        upper, lower, _ = lid_lines(ring, src[rest, 0])
+        top, bottom = upper + margin, np.maximum(lower - margin, upper + margin)
+        y = src[rest, 1]
+        y = np.where(y < top, 2 * top - y, y)
+        y = np.where(y > bottom, 2 * bottom - y, y)
+        src[rest, 1] = np.clip(y, top, bottom)
+    radius_iris = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+    filled_iris = todo & (np.linalg.norm(query - iris[0], axis=1) < radius_iris)
+    return src, filled_iris
+
+
+def _lash_offset(
+    source: torch.Tensor,
+    face: FaceFrame,
+    ring: np.ndarray,
+    iris: np.ndarray,
+    region: tuple[int, int, int, int],
+) -> float:
+    """How far below the landmarks' upper lid (IOD, y down; negative: above) the lid's edge
+    lies in the image: FaceMesh puts its lid points a pixel or two off the lashes, enough for
+    the eyeball to be read from the lid or the lid from the eyeball. The edge is the darkest
+    line near the landmarks' lid in the columns of white on either side of the iris (the lashes
+    are darker than skin and white; the iris would be darker still). source: (1, 3, h, w)
+    image of `region`; ring: (16, 2), iris: (5, 2) face frame."""
+    radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+    left, right = ring[:, 0].min(), ring[:, 0].max()
+    xs = np.concatenate(
+        [
+            np.linspace(left + 0.25 * (iris[0, 0] - radius - left), iris[0, 0] - radius, 4),
+            np.linspace(iris[0, 0] + radius, right - 0.25 * (right - iris[0, 0] - radius), 4),
+        ]
+    )
+    steps = np.linspace(-LASH_SEARCH, LASH_SEARCH / 2, 13)
+    upper, _, _ = lid_lines(ring, xs)
+    query = np.stack(np.broadcast_arrays(xs[:, None], upper[:, None] + steps[None, :]), axis=-1)
+    x0, y0, x1, y1 = region
+    px = face.to_image(query.reshape(-1, 2)) - [x0, y0]
+    grid = torch.from_numpy(px * [2.0 / max(x1 - x0 - 1, 1), 2.0 / max(y1 - y0 - 1, 1)] - 1.0)
+    values = F.grid_sample(
+        source,
+        grid.float().to(source.device).reshape(1, len(xs), len(steps), 2),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=True,
+    )[0].mean(dim=0)
+    return float(np.median(steps[values.argmin(dim=1).cpu().numpy()]))
+
+
+def _no_copied_highlights(
+    drawn: torch.Tensor, *, query: np.ndarray, iris: np.ndarray, filled: np.ndarray
+) -> None:
+    """Keep a copied piece of iris no brighter than the iris the source shows, in place.
+
+    Reading a hidden piece of iris from elsewhere on its ring copies the corneal reflections
+    on that ring too (a crescent of highlights); each channel is capped at the upper quartile
+    of the iris's own pixels. drawn: (1, 3, h, w) eyeball pixels at face-frame points query
+    (h * w, 2); iris: (5, 2) centre then rim; filled: (h * w,) the copied iris pixels."""
+    radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+    own = (np.linalg.norm(query - iris[0], axis=1) < radius) & ~filled
+    if not filled.any() or own.sum() < 4:
+        return
+    flat = drawn.reshape(3, -1)
+    cap = torch.quantile(flat[:, torch.from_numpy(own).to(flat.device)], 0.5, dim=1)
+    take = torch.from_numpy(filled).to(flat.device)
+    flat[:, take] = torch.minimum(flat[:, take], cap[:, None])
 
 
 def sample_flow(dense: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -384,6 +523,110 @@ class Warper:
             scale = fits
         dense[:, ey0:ey1, ex0:ex1] = base + scale * corr
 
+    def show_eyeballs(
+        self,
+        warped: torch.Tensor,
+        *,
+        source: torch.Tensor,
+        dense: torch.Tensor,
+        face: FaceFrame,
+        points: np.ndarray,
+        region: tuple[int, int, int, int],
+    ) -> None:
+        """Between each eye's moved lids, show the eyeball as the source shows it, in place.
+
+        Moving a lid moves the skin and lashes with it, but not the eyeball: a flow that is
+        smooth across the lid drags the lashes over the eye and stretches the iris (surprise
+        drew a dark band under the raised lid, and a tall iris). Within the lids' new outline
+        the eyeball is read where the source shows it (`eyeball_source`: unmoved where the source
+        shows that spot, mirrored from the visible part where a raised lid uncovers more); the
+        lids and everything else keep the flow's pixels. An eye that is shut or nearly so in
+        the source (a blink) is left to the flow.
+
+        warped, source: (1, 3, h, w) float images of `region` (x0, y0, x1, y1 pixels in the
+        frame); dense: (2, h, w) forward flow in pixels over the same region; points: (478, 2)
+        face-frame landmarks of the source.
+        """
+        if len(points) != mesh.N_LANDMARKS or not self.config.eyeballs:
+            return
+        x0, y0, x1, y1 = region
+        h, w = y1 - y0, x1 - x0
+        for ring_idx, iris_idx in (
+            (mesh.RIGHT_EYE, mesh.RIGHT_IRIS),
+            (mesh.LEFT_EYE, mesh.LEFT_IRIS),
+        ):
+            ring = points[list(ring_idx)]
+            iris = points[list(iris_idx)]
+            ring = ring + np.outer(
+                _UPPER_EDGE, [0.0, _lash_offset(source, face, ring, iris, region)]
+            )
+            upper, lower, _ = lid_lines(ring, iris[:1, 0])
+            openness = float(lower[0] - upper[0])
+            weight = float(
+                np.clip((openness - EYE_OPEN_MIN) / (EYE_OPEN_FULL - EYE_OPEN_MIN), 0, 1)
+            )
+            if weight <= 0:
+                continue
+            ring_px = face.to_image(ring) - [x0, y0]
+            # Where the warp shows each lid point: the output pixel x that reads it, x - flow(x)
+            # = the point (the backward map `apply` uses), found by fixed-point iteration.
+            moved = np.zeros_like(ring_px)
+            for _ in range(3):
+                at = torch.from_numpy(ring_px + moved).float().to(self.device)
+                moved = sample_flow(dense, at).cpu().numpy().astype(np.float64)
+            if np.abs(moved).max() < self.config.still_px:
+                continue
+            ring_out = face.to_face(ring_px + moved + [x0, y0])
+            lo = np.minimum(ring.min(axis=0), ring_out.min(axis=0)) - [0, LASH_BAND + LASH_FADE]
+            hi = np.maximum(ring.max(axis=0), ring_out.max(axis=0))
+            ex0, ey0, ex1, ey1 = pixel_window(face, lo=lo, hi=hi, box=region)
+            if ex1 - ex0 < 2 or ey1 - ey0 < 2:
+                continue
+            gx, gy = np.meshgrid(np.arange(ex0, ex1) + x0, np.arange(ey0, ey1) + y0)
+            query = face.to_face(np.stack([gx, gy], axis=-1).reshape(-1, 2).astype(np.float64))
+            up_out, low_out, within = lid_lines(ring_out, query[:, 0])
+            feather = max(EYEBALL_FEATHER, 1.0 / face.iod)
+            depth = np.minimum(query[:, 1] - up_out, low_out - query[:, 1])
+            eye_alpha = np.clip(depth / feather + 0.5, 0.0, 1.0) * within * weight
+            # The lid's edge, lashes and all, moves as one piece with the lid line instead of
+            # being stretched by the flow (a raised lid drew its lashes out into a dark band).
+            above = up_out - query[:, 1]
+            lash_alpha = (
+                np.clip(above / feather + 0.5, 0.0, 1.0)
+                * np.clip((LASH_BAND + LASH_FADE - above) / LASH_FADE, 0.0, 1.0)
+                * within
+                * weight
+            )
+            if not (eye_alpha.any() or lash_alpha.any()):
+                continue
+            lid_out, lid_shift = ring_out[_UPPER_LID], ring_out[_UPPER_LID] - ring[_UPPER_LID]
+            order = np.argsort(lid_out[:, 0])
+            shift = np.stack(
+                [np.interp(query[:, 0], lid_out[order, 0], lid_shift[order, k]) for k in (0, 1)],
+                axis=1,
+            )
+            eyeball, filled = eyeball_source(
+                query, ring=ring, iris=iris, margin=min(EYEBALL_MARGIN, openness / 5)
+            )
+            patch = warped[:, :, ey0:ey1, ex0:ex1]
+            change = torch.zeros_like(patch)
+            # The two alphas add up to 1 across the lid line and never overlap elsewhere.
+            for src, alpha in ((eyeball, eye_alpha), (query - shift, lash_alpha)):
+                src_px = face.to_image(src) - [x0, y0]
+                grid = torch.from_numpy(src_px * [2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)] - 1.0)
+                drawn = F.grid_sample(
+                    source,
+                    grid.float().to(self.device).reshape(1, ey1 - ey0, ex1 - ex0, 2),
+                    mode="bilinear",
+                    padding_mode="border",
+                    align_corners=True,
+                )
+                if src is eyeball:
+                    _no_copied_highlights(drawn, query=query, iris=iris, filled=filled)
+                a = torch.from_numpy(alpha.reshape(1, 1, ey1 - ey0, ex1 - ex0))
+                change += a.float().to(self.device) * (drawn - patch)
+            warped[:, :, ey0:ey1, ex0:ex1] = patch + change
+
     def _unfold_near(
         self,
         dense: torch.Tensor,
@@ -455,8 +698,9 @@ class Warper:
         img = src.permute(2, 0, 1)[None].float()
         warped = F.grid_sample(
             img, grid, mode="bilinear", padding_mode="border", align_corners=True
-        )[0]
-        warped = warped.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+        )
+        self.show_eyeballs(warped, source=img, dense=dense, face=face, points=points, region=box)
+        warped = warped[0].round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
         warped = torch.where(still[..., None], src, warped)
         out[y0:y1, x0:x1] = warped.cpu().numpy()
         return out
