@@ -210,9 +210,12 @@ LASH_FADE = 0.02
 LASH_SEARCH = 0.03
 # The ring positions the lash offset moves: the upper lid between the corners.
 _UPPER_EDGE = np.array([0.0] * 9 + [1.0] * 7)
-# An eye open less than this (IOD, lid to lid at the iris) shows no eyeball to reuse: a blink.
-EYE_OPEN_MIN = 0.03
-EYE_OPEN_FULL = 0.06
+# An eye open less than EYE_OPEN_MIN (IOD, lid to lid at the iris; open eyes measure 0.10 to
+# 0.18 on the real clips) shows too little eyeball to reuse: a blink, or the squint of a
+# crying face, where the copies drew rings of the iris's few visible pixels. Above
+# EYE_OPEN_FULL the eyeball is shown in full; in between the two drawings are blended.
+EYE_OPEN_MIN = 0.07
+EYE_OPEN_FULL = 0.1
 
 
 def edge_fade(n: int, *, steps: float, device: torch.device) -> torch.Tensor:
@@ -271,7 +274,7 @@ def eyeball_source(
         return within & (points[:, 1] >= upper + inset) & (points[:, 1] <= lower - inset)
 
     src = query.copy()
-    todo = ~visible(src, 0.0)
+    todo = ~visible(src, margin)
     offset = src[todo] - iris[0]
     radius = np.linalg.norm(offset, axis=1)
     side = np.where(offset[:, 0] < 0, -1.0, 1.0)
@@ -342,8 +345,8 @@ def _no_copied_highlights(
 
     Reading a hidden piece of iris from elsewhere on its ring copies the corneal reflections
     on that ring too (a crescent of highlights); each channel is capped at the upper quartile
-    of the iris's own pixels. drawn: (1, 3, h, w) eyeball pixels at face-frame points query
-    (h * w, 2); iris: (5, 2) centre then rim; filled: (h * w,) the copied iris pixels."""
+    of the iris's own pixels. drawn: (3, n) eyeball pixels at face-frame points query (n, 2);
+    iris: (5, 2) centre then rim; filled: (n,) the copied iris pixels."""
     radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
     own = (np.linalg.norm(query - iris[0], axis=1) < radius) & ~filled
     if not filled.any() or own.sum() < 4:
@@ -599,33 +602,41 @@ class Warper:
             )
             if not (eye_alpha.any() or lash_alpha.any()):
                 continue
+            on_eye, on_lash = np.flatnonzero(eye_alpha > 0), np.flatnonzero(lash_alpha > 0)
             lid_out, lid_shift = ring_out[_UPPER_LID], ring_out[_UPPER_LID] - ring[_UPPER_LID]
             order = np.argsort(lid_out[:, 0])
             shift = np.stack(
-                [np.interp(query[:, 0], lid_out[order, 0], lid_shift[order, k]) for k in (0, 1)],
+                [
+                    np.interp(query[on_lash, 0], lid_out[order, 0], lid_shift[order, k])
+                    for k in (0, 1)
+                ],
                 axis=1,
             )
             eyeball, filled = eyeball_source(
-                query, ring=ring, iris=iris, margin=min(EYEBALL_MARGIN, openness / 5)
+                query[on_eye], ring=ring, iris=iris, margin=min(EYEBALL_MARGIN, openness / 5)
             )
-            patch = warped[:, :, ey0:ey1, ex0:ex1]
+            patch = warped[0, :, ey0:ey1, ex0:ex1].reshape(3, -1)
             change = torch.zeros_like(patch)
             # The two alphas add up to 1 across the lid line and never overlap elsewhere.
-            for src, alpha in ((eyeball, eye_alpha), (query - shift, lash_alpha)):
+            for src, alpha, at in (
+                (eyeball, eye_alpha, on_eye),
+                (query[on_lash] - shift, lash_alpha, on_lash),
+            ):
                 src_px = face.to_image(src) - [x0, y0]
                 grid = torch.from_numpy(src_px * [2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)] - 1.0)
                 drawn = F.grid_sample(
                     source,
-                    grid.float().to(self.device).reshape(1, ey1 - ey0, ex1 - ex0, 2),
+                    grid.float().to(self.device).reshape(1, 1, -1, 2),
                     mode="bilinear",
                     padding_mode="border",
                     align_corners=True,
-                )
+                ).reshape(3, -1)
                 if src is eyeball:
-                    _no_copied_highlights(drawn, query=query, iris=iris, filled=filled)
-                a = torch.from_numpy(alpha.reshape(1, 1, ey1 - ey0, ex1 - ex0))
-                change += a.float().to(self.device) * (drawn - patch)
-            warped[:, :, ey0:ey1, ex0:ex1] = patch + change
+                    _no_copied_highlights(drawn, query=query[on_eye], iris=iris, filled=filled)
+                idx = torch.from_numpy(at).to(self.device)
+                a = torch.from_numpy(alpha[at]).float().to(self.device)
+                change[:, idx] += a * (drawn - patch[:, idx])
+            warped[0, :, ey0:ey1, ex0:ex1] = (patch + change).reshape(3, ey1 - ey0, ex1 - ex0)
 
     def _unfold_near(
         self,
