@@ -335,7 +335,16 @@ def _lash_offset(
         padding_mode="border",
         align_corners=True,
     )[0].mean(dim=0)
-    return float(np.median(steps[values.argmin(dim=1).cpu().numpy()]))
+    # The minimum of each column to a fraction of a step (a parabola through the darkest
+    # sample and its neighbours), so the edge moves smoothly from frame to frame.
+    v = values.cpu().numpy().astype(np.float64)
+    k = np.clip(v.argmin(axis=1), 1, len(steps) - 2)
+    rows = np.arange(len(xs))
+    left, mid, right = v[rows, k - 1], v[rows, k], v[rows, k + 1]
+    curve = left - 2 * mid + right
+    frac = np.where(curve > 1e-6, 0.5 * (left - right) / np.maximum(curve, 1e-6), 0.0)
+    step = steps[1] - steps[0]
+    return float(np.median(steps[k] + np.clip(frac, -1.0, 1.0) * step))
 
 
 def _no_copied_highlights(
