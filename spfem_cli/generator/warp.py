@@ -253,6 +253,11 @@ def lid_lines(ring: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return line(ring[_UPPER_LID]), line(ring[_LOWER_LID]), within
 
 
+def iris_radius(iris: np.ndarray) -> float:
+    """The iris's radius from its five landmarks (5, 2): centre, then four on the rim."""
+    return float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+
+
 def eyeball_source(
     query: np.ndarray, *, ring: np.ndarray, iris: np.ndarray, margin: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -275,30 +280,26 @@ def eyeball_source(
 
     src = query.copy()
     todo = ~visible(src, margin)
-    offset = src[todo] - iris[0]
+    hidden = src[todo]
+    offset = hidden - iris[0]
     radius = np.linalg.norm(offset, axis=1)
     side = np.where(offset[:, 0] < 0, -1.0, 1.0)
-    found = np.zeros(len(offset), dtype=bool)
+    found = np.zeros(len(hidden), dtype=bool)
     for keep in np.linspace(0.875, 0.0, 8):
         dy = offset[:, 1] * keep
         turned = np.stack([side * np.sqrt(np.maximum(radius**2 - dy**2, 0.0)), dy], axis=1)
-        turned = turned + iris[0]
-        take = ~found & visible(turned, margin)
-        offset_src = src[todo]
-        offset_src[take] = turned[take]
-        src[todo] = offset_src
+        take = ~found & visible(turned + iris[0], margin)
+        hidden[take] = turned[take] + iris[0]
         found |= take
-    rest = np.flatnonzero(todo)[~found]
-    if rest.size:
-        upper, lower, _ = lid_lines(ring, src[rest, 0])
+    if not found.all():
+        upper, lower, _ = lid_lines(ring, hidden[~found, 0])
         top, bottom = upper + margin, np.maximum(lower - margin, upper + margin)
-        y = src[rest, 1]
+        y = hidden[~found, 1]
         y = np.where(y < top, 2 * top - y, y)
         y = np.where(y > bottom, 2 * bottom - y, y)
-        src[rest, 1] = np.clip(y, top, bottom)
-    radius_iris = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
-    filled_iris = todo & (np.linalg.norm(query - iris[0], axis=1) < radius_iris)
-    return src, filled_iris
+        hidden[~found, 1] = np.clip(y, top, bottom)
+    src[todo] = hidden
+    return src, todo & (np.linalg.norm(query - iris[0], axis=1) < iris_radius(iris))
 
 
 def _lash_offset(
@@ -314,7 +315,7 @@ def _lash_offset(
     line near the landmarks' lid in the columns of white on either side of the iris (the lashes
     are darker than skin and white; the iris would be darker still). source: (1, 3, h, w)
     image of `region`; ring: (16, 2), iris: (5, 2) face frame."""
-    radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+    radius = iris_radius(iris)
     left, right = ring[:, 0].min(), ring[:, 0].max()
     xs = np.concatenate(
         [
@@ -353,11 +354,10 @@ def _no_copied_highlights(
     """Keep a copied piece of iris no brighter than the iris the source shows, in place.
 
     Reading a hidden piece of iris from elsewhere on its ring copies the corneal reflections
-    on that ring too (a crescent of highlights); each channel is capped at the upper quartile
-    of the iris's own pixels. drawn: (3, n) eyeball pixels at face-frame points query (n, 2);
+    on that ring too (a crescent of highlights); each channel is capped at the median of the
+    iris's own pixels. drawn: (3, n) eyeball pixels at face-frame points query (n, 2);
     iris: (5, 2) centre then rim; filled: (n,) the copied iris pixels."""
-    radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
-    own = (np.linalg.norm(query - iris[0], axis=1) < radius) & ~filled
+    own = (np.linalg.norm(query - iris[0], axis=1) < iris_radius(iris)) & ~filled
     if not filled.any() or own.sum() < 4:
         return
     flat = drawn.reshape(3, -1)
@@ -551,9 +551,10 @@ class Warper:
         smooth across the lid drags the lashes over the eye and stretches the iris (surprise
         drew a dark band under the raised lid, and a tall iris). Within the lids' new outline
         the eyeball is read where the source shows it (`eyeball_source`: unmoved where the source
-        shows that spot, mirrored from the visible part where a raised lid uncovers more); the
-        lids and everything else keep the flow's pixels. An eye that is shut or nearly so in
-        the source (a blink) is left to the flow.
+        shows that spot, the same distance from the iris's centre where a raised lid uncovers
+        more), and a band along the upper lid's edge moves with the lid as one piece; the rest
+        keeps the flow's pixels. The lid's edge is taken from the lashes in the image
+        (`_lash_offset`). An eye that is nearly shut in the source is left to the flow.
 
         warped, source: (1, 3, h, w) float images of `region` (x0, y0, x1, y1 pixels in the
         frame); dense: (2, h, w) forward flow in pixels over the same region; points: (478, 2)
