@@ -218,9 +218,9 @@ def detector_gain(
     of AU j the warp asked for (the diagonal is 1 when FaceMesh sees all of it, the rest 0).
     None when no face is found.
 
-    FaceMesh holds the lids and brows close to its face prior: on real faces it reports about a
-    third of a lid's or brow's motion, and nothing of a cheek raise, though the warp moves the
-    pixels visibly (scripts/measure_detector_gain.py prints the numbers)."""
+    On real frames about a third of a lid's or an outer brow's change comes back on the
+    diagonal, and nothing of a cheek raise, though the warp moves the pixels visibly
+    (scripts/measure_detector_gain.py prints the numbers)."""
     model = generator.model
     cols = [model.au_names.index(name) for name in aus]
     rows = []

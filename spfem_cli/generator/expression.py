@@ -96,14 +96,17 @@ REST_PERCENTILE_BY_AU: Mapping[str, float] = MappingProxyType({"AU5": 50.0})
 # Estimates below this are indistinguishable from landmark noise and head motion (measured on
 # calm clips); they are not worth a warp.
 NOISE_FLOOR = 0.15
-# The share of a lid's or brow's motion that FaceMesh reports: it holds them close to its face
-# prior. Measured with scripts/measure_detector_gain.py: the mean over 27 frames of nine real
-# clips, each warped by one AU at a time in the direction of removal (spread about +-0.1). An
-# expression read off the landmarks is divided by it, so that removing it takes away as much
-# as the face shows. Not divided: the cheek raise, of which FaceMesh reports nothing (gain
-# 0.05; AU6 is read only through what it shares with the lids), and the upper lid raiser
-# (gain 0.27), whose reading on real clips also follows the head's pitch (a look upwards
-# raises the lids in the image): amplified, it narrowed the eyes of a speaker looking up.
+# The share of a warped AU that comes back as that AU when it is read off FaceMesh's landmarks
+# (FaceMesh's lid points follow a warped lid by only 15-40%, and a brow's motion is read partly
+# as other brow AUs). Measured with scripts/measure_detector_gain.py: the mean over 27 frames
+# of nine real clips, each warped by one AU at a time in the direction of removal (spread about
+# +-0.1). An expression read off the landmarks is divided by it, so that an edit removes, as
+# FaceMesh reads it, what FaceMesh reads on the input. Not divided: the cheek raise, of which
+# nothing comes back (0.05; AU6 is read only through what it shares with the lids), and the
+# upper lid raiser (0.27), whose reading on real clips also follows the head's pitch (a look
+# upwards raises the lids in the image): amplified, it narrowed the eyes of a speaker looking
+# up. FaceMesh sees real blinks in full, so on real lids the correction may overshoot; the
+# result is capped at MAX_PRESENT.
 DETECTOR_GAIN: Mapping[str, float] = MappingProxyType(
     {"AU1": 0.7, "AU2": 0.3, "AU4": 0.25, "AU7": 0.18}
 )
