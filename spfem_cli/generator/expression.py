@@ -108,7 +108,7 @@ NOISE_FLOOR = 0.15
 # up. FaceMesh sees real blinks in full, so on real lids the correction may overshoot; the
 # result is capped at MAX_PRESENT.
 DETECTOR_GAIN: Mapping[str, float] = MappingProxyType(
-    {"AU1": 0.7, "AU2": 0.3, "AU4": 0.25, "AU7": 0.18}
+    {"AU1": 0.7, "AU2": 0.3, "AU4": 0.25, "AU7": 0.28}
 )
 MAX_PRESENT = 1.5
 
