@@ -209,7 +209,7 @@ LASH_FADE = 0.02
 # How far (IOD) from the landmarks' upper lid the lashes are looked for (`_lash_offset`).
 LASH_SEARCH = 0.03
 # The ring positions the lash offset moves: the upper lid between the corners.
-_UPPER_EDGE = np.array([0.0] * 9 + [1.0] * 7)
+_UPPER_EDGE = np.isin(np.arange(16), _UPPER_LID[1:-1]).astype(np.float64)
 # An eye open less than EYE_OPEN_MIN (IOD, lid to lid at the iris; open eyes measure 0.10 to
 # 0.18 on the real clips) shows too little eyeball to reuse: a blink, or the squint of a
 # crying face, where the copies drew rings of the iris's few visible pixels. Above
@@ -271,7 +271,7 @@ def eyeball_source(
     where a mirror across the lid would have copied the iris upwards. What no turn reaches is
     mirrored across the lid that hides it. ring: (16, 2) the eye's lid points in the source,
     iris: (5, 2) its iris centre then rim, both face frame.
-    Returns (n, 2) face frame, and (n,) bool: the points of the iris read somewhere else.
+    Returns (n, 2) face frame, and (n,) bool: the points read somewhere else.
     """
 
     def visible(points: np.ndarray, inset: float) -> np.ndarray:
@@ -299,7 +299,7 @@ def eyeball_source(
         y = np.where(y > bottom, 2 * bottom - y, y)
         hidden[~found, 1] = np.clip(y, top, bottom)
     src[todo] = hidden
-    return src, todo & (np.linalg.norm(query - iris[0], axis=1) < iris_radius(iris))
+    return src, todo
 
 
 def _lash_offset(
@@ -326,19 +326,11 @@ def _lash_offset(
     steps = np.linspace(-LASH_SEARCH, LASH_SEARCH / 2, 13)
     upper, _, _ = lid_lines(ring, xs)
     query = np.stack(np.broadcast_arrays(xs[:, None], upper[:, None] + steps[None, :]), axis=-1)
-    x0, y0, x1, y1 = region
-    px = face.to_image(query.reshape(-1, 2)) - [x0, y0]
-    grid = torch.from_numpy(px * [2.0 / max(x1 - x0 - 1, 1), 2.0 / max(y1 - y0 - 1, 1)] - 1.0)
-    values = F.grid_sample(
-        source,
-        grid.float().to(source.device).reshape(1, len(xs), len(steps), 2),
-        mode="bilinear",
-        padding_mode="border",
-        align_corners=True,
-    )[0].mean(dim=0)
+    px = face.to_image(query.reshape(-1, 2)) - region[:2]
+    values = sample_flow(source[0], torch.from_numpy(px).float().to(source.device)).mean(dim=1)
     # The minimum of each column to a fraction of a step (a parabola through the darkest
     # sample and its neighbours), so the edge moves smoothly from frame to frame.
-    v = values.cpu().numpy().astype(np.float64)
+    v = values.reshape(len(xs), len(steps)).cpu().numpy().astype(np.float64)
     k = np.clip(v.argmin(axis=1), 1, len(steps) - 2)
     rows = np.arange(len(xs))
     left, mid, right = v[rows, k - 1], v[rows, k], v[rows, k + 1]
@@ -349,15 +341,16 @@ def _lash_offset(
 
 
 def _no_copied_highlights(
-    drawn: torch.Tensor, *, query: np.ndarray, iris: np.ndarray, filled: np.ndarray
+    drawn: torch.Tensor, *, query: np.ndarray, iris: np.ndarray, copied: np.ndarray
 ) -> None:
     """Keep a copied piece of iris no brighter than the iris the source shows, in place.
 
     Reading a hidden piece of iris from elsewhere on its ring copies the corneal reflections
     on that ring too (a crescent of highlights); each channel is capped at the median of the
     iris's own pixels. drawn: (3, n) eyeball pixels at face-frame points query (n, 2);
-    iris: (5, 2) centre then rim; filled: (n,) the copied iris pixels."""
-    own = (np.linalg.norm(query - iris[0], axis=1) < iris_radius(iris)) & ~filled
+    iris: (5, 2) centre then rim; copied: (n,) the pixels read elsewhere (`eyeball_source`)."""
+    in_iris = np.linalg.norm(query - iris[0], axis=1) < iris_radius(iris)
+    own, filled = in_iris & ~copied, in_iris & copied
     if not filled.any() or own.sum() < 4:
         return
     flat = drawn.reshape(3, -1)
@@ -367,8 +360,8 @@ def _no_copied_highlights(
 
 
 def sample_flow(dense: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of a dense flow (2, h, w) at pixel positions xy (P, 2) relative to
-    its top-left corner (clamped to the edge). Returns (P, 2)."""
+    """Bilinear samples of a dense field (C, h, w), a flow or an image, at pixel positions xy
+    (P, 2) relative to its top-left corner (clamped to the edge). Returns (P, C)."""
     h, w = dense.shape[1:]
     grid = torch.stack(
         [xy[:, 0] * (2.0 / max(w - 1, 1)) - 1.0, xy[:, 1] * (2.0 / max(h - 1, 1)) - 1.0], dim=-1
@@ -562,8 +555,7 @@ class Warper:
         """
         if len(points) != mesh.N_LANDMARKS or not self.config.eyeballs:
             return
-        x0, y0, x1, y1 = region
-        h, w = y1 - y0, x1 - x0
+        x0, y0 = region[:2]
         for ring_idx, iris_idx in (
             (mesh.RIGHT_EYE, mesh.RIGHT_IRIS),
             (mesh.LEFT_EYE, mesh.LEFT_IRIS),
@@ -622,7 +614,7 @@ class Warper:
                 ],
                 axis=1,
             )
-            eyeball, filled = eyeball_source(
+            eyeball, copied = eyeball_source(
                 query[on_eye], ring=ring, iris=iris, margin=min(EYEBALL_MARGIN, openness / 5)
             )
             patch = warped[0, :, ey0:ey1, ex0:ex1].reshape(3, -1)
@@ -632,17 +624,10 @@ class Warper:
                 (eyeball, eye_alpha, on_eye),
                 (query[on_lash] - shift, lash_alpha, on_lash),
             ):
-                src_px = face.to_image(src) - [x0, y0]
-                grid = torch.from_numpy(src_px * [2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)] - 1.0)
-                drawn = F.grid_sample(
-                    source,
-                    grid.float().to(self.device).reshape(1, 1, -1, 2),
-                    mode="bilinear",
-                    padding_mode="border",
-                    align_corners=True,
-                ).reshape(3, -1)
+                src_px = torch.from_numpy(face.to_image(src) - [x0, y0]).float().to(self.device)
+                drawn = sample_flow(source[0], src_px).T
                 if src is eyeball:
-                    _no_copied_highlights(drawn, query=query[on_eye], iris=iris, filled=filled)
+                    _no_copied_highlights(drawn, query=query[on_eye], iris=iris, copied=copied)
                 idx = torch.from_numpy(at).to(self.device)
                 a = torch.from_numpy(alpha[at]).float().to(self.device)
                 change[:, idx] += a * (drawn - patch[:, idx])
