@@ -535,6 +535,24 @@ class _Driver:
         if any(o.disk_full for o in kept) and self.stopped is None:
             self.stopped = "the disk is full"
 
+    def discard_unrecorded(self, job: Job, *, since_ns: int) -> None:
+        """Remove the outputs of an interrupted `job` that were put in place (at or after
+        `since_ns`, wall clock) but have no "done" record in this run.
+
+        Ctrl-C can land after an output's rename and before its record is written (the
+        worker is interrupted while cleaning up, or while returning). Such a file is whole,
+        but the report is what a resumed run trusts, so the two are kept in agreement; the
+        next run makes it again. A file older than the job (one the user had) is never
+        touched.
+        """
+        recorded = {r.output for r in self.records if r.status == "done" and r.run == self.run}
+        for target in job.targets:
+            if _relative(target.output, self.out_dir) in recorded:
+                continue
+            with contextlib.suppress(OSError):
+                if target.output.stat().st_mtime_ns >= since_ns:
+                    target.output.unlink()
+
     def record(self, rel: str, outcome: Outcome) -> Record:
         return Record(
             run=self.run,
@@ -575,7 +593,12 @@ def _run_serial(jobs: Sequence[Job], *, options: EditOptions, driver: _Driver, f
     for job in jobs:
         if driver.stopped:
             return
-        driver.accept(job, fn(job=job, options=options))
+        since_ns = time.time_ns()
+        try:
+            driver.accept(job, fn(job=job, options=options))
+        except KeyboardInterrupt:
+            driver.discard_unrecorded(job, since_ns=since_ns)
+            raise
 
 
 def _init_worker(gpu_slots: Any) -> None:
@@ -637,24 +660,29 @@ def _run_pool(
             initargs=(gpu_slots,),
         )
         in_flight: dict[Future[list[Outcome]], Job] = {}
+        submitted_ns: dict[Future[list[Outcome]], int] = {}
         try:
             broken = False
             while not broken:
                 while pending and len(in_flight) < workers and not driver.stopped:
                     job = pending.popleft()
                     try:
-                        in_flight[pool.submit(fn, job=job, options=options)] = job
+                        since_ns = time.time_ns()
+                        future = pool.submit(fn, job=job, options=options)
                     except BrokenProcessPool:
                         # A worker died since the last result came in; this job never
                         # started, so it goes to the next pool.
                         pending.appendleft(job)
                         broken = True
                         break
+                    in_flight[future] = job
+                    submitted_ns[future] = since_ns
                 if broken or not in_flight:
                     break
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
                     job = in_flight.pop(future)
+                    del submitted_ns[future]
                     outcomes, died = _pool_outcomes(future, job)
                     broken |= died
                     driver.accept(job, outcomes)
@@ -667,10 +695,11 @@ def _run_pool(
             driver.interrupted = True
             pool.shutdown(wait=False, cancel_futures=True)
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
-                for future in list(in_flight):
+                for future, job in list(in_flight.items()):
                     wait([future])
                     if future.exception() is None:
-                        driver.accept(in_flight[future], future.result())
+                        driver.accept(job, future.result())
+                    driver.discard_unrecorded(job, since_ns=submitted_ns[future])
             raise
         finally:
             pool.shutdown(wait=not driver.interrupted, cancel_futures=True)

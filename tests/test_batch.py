@@ -392,6 +392,40 @@ def test_ctrl_c_keeps_finished_outputs_and_their_records(
     assert hidden_files(out) == []
 
 
+@pytest.mark.parametrize("after_rename", [True, False])
+def test_ctrl_c_leaves_no_output_without_its_record(
+    tmp_path: Path, make_clip: MakeClip, monkeypatch: pytest.MonkeyPatch, after_rename: bool
+) -> None:
+    """Ctrl-C that lands once b's output is in place but before its record is written removes
+    it; a file the user had under that name before the run is never touched."""
+    from spfem_cli import pipeline
+
+    folder = synthetic_folder(make_clip, tmp_path, ["a.mp4", "b.mp4", "c.mp4"])
+    out = tmp_path / "out"
+    out.mkdir()
+    if not after_rename:
+        (out / "b.happy.mp4").write_bytes(b"the user's own file")
+    real = pipeline.edit_video
+
+    def interrupted_at_b(**kwargs: Any) -> Any:
+        if Path(kwargs["input_path"]).name == "b.mp4":
+            if after_rename:
+                real(**kwargs)
+                assert Path(kwargs["output_path"]).is_file()
+            raise KeyboardInterrupt
+        return real(**kwargs)
+
+    monkeypatch.setattr(pipeline, "edit_video", interrupted_at_b)
+    with pytest.raises(BatchInterrupted):
+        run_batch(in_dir=folder, out_dir=out, emotions=["happy"])
+    assert [r.input for r in read_report(out / REPORT_NAME)] == ["a.mp4"]
+    if after_rename:
+        assert sorted(p.name for p in out.glob("*.mp4")) == ["a.happy.mp4"]
+    else:
+        assert (out / "b.happy.mp4").read_bytes() == b"the user's own file"
+    assert hidden_files(out) == []
+
+
 @pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() == 0,
     reason="permission bits do not bind root (the broken link in the mixed folder stands in)",
