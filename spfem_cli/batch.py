@@ -767,17 +767,22 @@ def _run_ray(
     remote = ray.remote(fn).options(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=1)
     pending = deque(jobs)
     in_flight: dict[Any, Job] = {}
+    submitted_ns: dict[Any, int] = {}
     cap = workers or len(jobs)
     try:
         while pending or in_flight:
             while pending and len(in_flight) < cap and not driver.stopped:
                 job = pending.popleft()
-                in_flight[remote.remote(job=job, options=task_options)] = job
+                since_ns = time.time_ns()
+                ref = remote.remote(job=job, options=task_options)
+                in_flight[ref] = job
+                submitted_ns[ref] = since_ns
             if not in_flight:
                 break
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
                 job = in_flight.pop(ref)
+                del submitted_ns[ref]
                 try:
                     outcomes = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a lost node or worker
@@ -788,9 +793,18 @@ def _run_ray(
     except KeyboardInterrupt:
         driver.interrupted = True
         # Cancelling raises KeyboardInterrupt inside the running tasks, so each removes
-        # its temporary files as on Ctrl-C in a terminal.
+        # its temporary files as on Ctrl-C in a terminal. A task that finished meanwhile
+        # is recorded; one cancelled after its output was in place loses that output.
         for ref in in_flight:
             ray.cancel(ref)
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
+            for ref, job in in_flight.items():
+                try:
+                    outcomes = ray.get(ref)
+                except Exception:  # noqa: BLE001 - cancelled or lost: nothing to record
+                    outcomes = []
+                driver.accept(job, outcomes)
+                driver.discard_unrecorded(job, since_ns=submitted_ns[ref])
         raise
 
 

@@ -28,7 +28,11 @@ from spfem_cli.batch import (
     Job,
     Outcome,
     Record,
+    ReportWriter,
+    Target,
+    _Driver,
     _init_worker,
+    _run_ray,
     discover_inputs,
     output_path_for,
     process_job,
@@ -587,6 +591,59 @@ def local_ray() -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+class _InterruptedRay:
+    """Stands in for Ray: jobs "a" and "b" are submitted; while the driver waits, a's task
+    finishes and b's task puts its output in place, then Ctrl-C comes and b is cancelled."""
+
+    def __init__(self, outputs: dict[str, Path]) -> None:
+        self.outputs = outputs
+        self.cancelled: list[str] = []
+
+    def remote(self, fn: Any) -> Any:
+        class Remote:
+            def options(self, **_: Any) -> Any:
+                return self
+
+            def remote(self, *, job: Job, options: EditOptions) -> str:
+                return job.rel  # the task's reference
+
+        return Remote()
+
+    def wait(self, refs: list[str], num_returns: int) -> Any:
+        for path in self.outputs.values():
+            path.write_bytes(b"a whole output")
+        raise KeyboardInterrupt
+
+    def cancel(self, ref: str) -> None:
+        self.cancelled.append(ref)
+
+    def get(self, ref: str) -> list[Outcome]:
+        if ref in self.cancelled and ref == "b":
+            raise RuntimeError("task cancelled")
+        return [Outcome(emotion="happy", output=self.outputs[ref], status="done", frames=1)]
+
+
+def test_ray_ctrl_c_records_finished_tasks_and_removes_unrecorded_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs = {rel: out / f"{rel}.happy.mp4" for rel in ("a", "b")}
+    jobs = [
+        Job(input=tmp_path / f"{rel}.mp4", rel=rel, targets=(Target("happy", "happy", path),))
+        for rel, path in outputs.items()
+    ]
+    ray = _InterruptedRay(outputs)
+    writer = ReportWriter(out / REPORT_NAME)
+    try:
+        driver = _Driver(writer=writer, run="r", options=EditOptions(), out_dir=out)
+        with pytest.raises(KeyboardInterrupt):
+            _run_ray(jobs, ray=ray, options=EditOptions(), workers=2, driver=driver, fn=print)
+    finally:
+        writer.close()
+    assert sorted(ray.cancelled) == ["a", "b"]
+    assert [(r.input, r.status) for r in read_report(out / REPORT_NAME)] == [("a", "done")]
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["a.happy.mp4"]
 
 
 def test_ray_executor_gives_the_same_report_and_resumes(
