@@ -212,10 +212,13 @@ def test_expressive_mode_lets_go_of_more_around_the_lip_corners() -> None:
     assert torch.all(hold_weight(middle, mouth_hold(pts, mode="expressive")) > 0.999)
 
 
-def _painted_eyes(pts: np.ndarray, ff: FaceFrame, shape: tuple[int, int]) -> np.ndarray:
+def _painted_eyes(
+    pts: np.ndarray, ff: FaceFrame, shape: tuple[int, int], *, limbus_px: float = 0.0
+) -> np.ndarray:
     """A skin-coloured frame with both eyes painted from the landmarks: white between the
     lids, a blue iris (the circle of the iris landmarks, its top under the upper lid) and a
-    black lash line along the upper lid."""
+    black lash line along the upper lid; with limbus_px, a dark rim that wide around the iris
+    (as real irises have)."""
     from spfem_cli.generator.warp import lid_lines
 
     h, w = shape
@@ -229,7 +232,9 @@ def _painted_eyes(pts: np.ndarray, ff: FaceFrame, shape: tuple[int, int]) -> np.
         upper, lower, within = lid_lines(ring, q[:, 0])
         inside = within & (q[:, 1] > upper) & (q[:, 1] < lower)
         img[inside] = (235, 235, 235)
-        img[inside & (np.linalg.norm(q - iris[0], axis=1) < radius)] = (50, 90, 170)
+        r = np.linalg.norm(q - iris[0], axis=1)
+        img[inside & (r < radius + limbus_px / ff.iod)] = (60, 60, 80)
+        img[inside & (r < radius)] = (50, 90, 170)
         img[within & (q[:, 1] <= upper) & (q[:, 1] > upper - 0.02)] = (15, 15, 15)
     return img.reshape(h, w, 3).astype(np.uint8)
 
@@ -273,6 +278,44 @@ def test_a_raised_lid_shows_more_eyeball_instead_of_stretching_it() -> None:
     assert height <= diameter + 1 and abs(width - width_in) <= 1  # a round iris, uncovered
     assert lashes <= lashes_in  # the lash line moved with the lid, not drawn out
     assert white > white_in * 1.1  # more of the white shows
+
+
+def test_the_uncovered_white_is_white_without_copies_of_the_iris_rim() -> None:
+    """The white a raised lid uncovers beside and above the iris is the eye's white, not the
+    iris's dark rim copied round into arcs (as reading it at the same distance from the iris's
+    centre did), shaded by the lid but never darker than its shadow allows."""
+    from spfem_cli.generator.warp import LID_SHADE, SCLERA_CLEAR, lid_lines
+
+    pts = _template_face()
+    ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
+    frame = _painted_eyes(pts, ff, (420, 400), limbus_px=3.0)
+    out = Warper(device=torch.device("cpu"), config=WarpConfig(eyeballs=True)).apply(
+        frame,
+        face=ff,
+        points=pts,
+        values=_raise_upper_lids(pts, 0.07),
+        landmarks_px=ff.to_image(pts),
+    )
+    yy, xx = np.mgrid[0:420, 0:400]
+    q = ff.to_face(np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64))
+    checked = 0
+    for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
+        ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
+        radius = np.linalg.norm(iris[1:] - iris[0], axis=1).mean()
+        upper, lower, within = lid_lines(ring, q[:, 0])
+        r = np.linalg.norm(q - iris[0], axis=1)
+        # Hidden by the source's lid (and its lash line), now open: 0.01 IOD clear of the
+        # raised lid's edge, and beyond where the white takes over from the iris.
+        uncovered = within & (q[:, 1] < upper) & (q[:, 1] > upper - 0.07 + 0.01 + 0.02)
+        near = np.abs(q[:, 0] - iris[0, 0]) < 2 * radius  # the lid rises less at the corners
+        region = uncovered & near & (r > SCLERA_CLEAR * radius + 1.0 / ff.iod)
+        pixels = out.reshape(-1, 3)[region].astype(int)
+        checked += len(pixels)
+        # No dark arcs (at most the lid's shadow) and no iris blue; the odd pixel of lash at
+        # the region's edge near a corner is allowed.
+        assert np.percentile(pixels.min(axis=1), 2) >= LID_SHADE * 235 - 12
+        assert np.percentile(np.abs(pixels[:, 2] - pixels[:, 0]), 98) <= 12
+    assert checked > 100
 
 
 def test_a_shut_eye_is_left_to_the_flow() -> None:

@@ -216,6 +216,27 @@ _UPPER_EDGE = np.isin(np.arange(16), _UPPER_LID[1:-1]).astype(np.float64)
 # EYE_OPEN_FULL the eyeball is shown in full; in between the two drawings are blended.
 EYE_OPEN_MIN = 0.07
 EYE_OPEN_FULL = 0.1
+# A lid that moves less than this (IOD, about a pixel) away from the eyeball has uncovered
+# nothing: the eyeball along it is read in place (a thin band read elsewhere drew the lower
+# lid's line as dashes).
+LID_STILL = 0.01
+# The white a raised lid uncovers (`_sclera_colour`): sampled this share of the opening clear
+# of each lid, where the eye is open at least SCLERA_OPEN of its opening at the iris, and this
+# many iris radii from its centre, keeping the samples between these quantiles of brightness
+# (below: lashes and shadow; above: reflections of the light), from at least this many samples.
+# It takes over from the copied iris between 1 and SCLERA_CLEAR radii.
+SCLERA_INSET = 0.25
+SCLERA_OPEN = 0.5
+SCLERA_CLEAR = 1.15
+SCLERA_KEPT = (0.4, 0.9)
+SCLERA_MIN_SAMPLES = 6
+# The lids' shadow on the uncovered white: this much of the light at a lid's edge, rising to
+# all of it LID_SHADE_DEPTH (IOD) inside.
+LID_SHADE = 0.6
+LID_SHADE_DEPTH = 0.05
+# Inside a lid that moved away, the smooth white gives way to the white read in place over
+# this distance (IOD).
+WHITE_BLEND = 0.02
 
 
 def edge_fade(n: int, *, steps: float, device: torch.device) -> torch.Tensor:
@@ -259,27 +280,35 @@ def iris_radius(iris: np.ndarray) -> float:
 
 
 def eyeball_source(
-    query: np.ndarray, *, ring: np.ndarray, iris: np.ndarray, margin: float
+    query: np.ndarray, *, ring: np.ndarray, ring_out: np.ndarray, iris: np.ndarray, margin: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the source shows the eyeball seen at face-frame points query (n, 2).
 
     The eyeball does not move with the face's expression: a point the source's lids leave
-    visible is read where it is. A point they hide (a raised lid uncovers it) is read at the
-    same distance from the iris's centre, turned towards the horizontal until the source shows
-    it `margin` (IOD) inside its lids, off the lashes: iris and white both look alike all round
-    the centre, so this fills the top of an iris with iris and the white above it with white,
-    where a mirror across the lid would have copied the iris upwards. What no turn reaches is
-    mirrored across the lid that hides it. ring: (16, 2) the eye's lid points in the source,
-    iris: (5, 2) its iris centre then rim, both face frame.
-    Returns (n, 2) face frame, and (n,) bool: the points read somewhere else.
+    visible is read where it is. A point they hide (a raised lid uncovers it), or that lies
+    within `margin` (IOD) of a lid that moved away from it (the lashes and the lid's shadow),
+    is read at the same distance from the iris's centre, turned towards the horizontal until
+    the source shows it `margin` inside its lids: iris looks alike all round the centre, so
+    this fills the top of an iris with iris, where a mirror across the lid would have copied
+    the iris upwards (the white is smoothed afterwards, `_sclera_colour`). What no turn reaches
+    is mirrored across the lid that hides it. ring, ring_out: (16, 2) the eye's lid points in
+    the source and where the edit moves them, iris: (5, 2) its iris centre then rim, all face
+    frame. Returns (n, 2) face frame, and (n,) bool: the points read somewhere else.
     """
 
     def visible(points: np.ndarray, inset: float) -> np.ndarray:
         upper, lower, within = lid_lines(ring, points[:, 0])
         return within & (points[:, 1] >= upper + inset) & (points[:, 1] <= lower - inset)
 
+    # Along a lid that stays (`LID_STILL`), the band inside it is what the output shows there
+    # (lashes, the lid's shadow): read in place. Reading it elsewhere drew a jagged rim along
+    # the lower lid.
+    upper, lower, within = lid_lines(ring, query[:, 0])
+    up_out, low_out, _ = lid_lines(ring_out, query[:, 0])
+    inset_up = np.clip(upper - up_out - LID_STILL, 0.0, margin)
+    inset_low = np.clip(low_out - lower - LID_STILL, 0.0, margin)
     src = query.copy()
-    todo = ~visible(src, margin)
+    todo = ~(within & (src[:, 1] >= upper + inset_up) & (src[:, 1] <= lower - inset_low))
     hidden = src[todo]
     offset = hidden - iris[0]
     radius = np.linalg.norm(offset, axis=1)
@@ -338,6 +367,97 @@ def _lash_offset(
     frac = np.where(curve > 1e-6, 0.5 * (left - right) / np.maximum(curve, 1e-6), 0.0)
     step = steps[1] - steps[0]
     return float(np.median(steps[k] + np.clip(frac, -1.0, 1.0) * step))
+
+
+def _sclera_colour(
+    source: torch.Tensor,
+    face: FaceFrame,
+    ring: np.ndarray,
+    iris: np.ndarray,
+    region: tuple[int, int, int, int],
+    query: np.ndarray,
+) -> torch.Tensor | None:
+    """(3, n) the white of the eye for face-frame points query (n, 2), as a smooth blend of
+    the white the source shows (None where it shows too little).
+
+    The white a raised lid uncovers cannot be copied from the same distance around the iris
+    as the iris is: there the copies carry the iris's dark rim and the lashes' shadow into arcs
+    and streaks. It is sampled clear of both lids (`SCLERA_INSET` of the opening, where the
+    opening is at least `SCLERA_OPEN` of its height at the iris) and of the iris
+    (`SCLERA_CLEAR` radii from its centre), the darkest and the brightest dropped
+    (`SCLERA_KEPT`: lashes and shadow, reflections), and each point gets the samples' mean
+    weighted by a Gaussian of one iris radius on the distance, so the white shades from one
+    side of the iris to the other.
+    source: (1, 3, h, w) image of `region`; ring: (16, 2), iris: (5, 2) face frame.
+    """
+    radius = iris_radius(iris)
+    xs = np.linspace(ring[:, 0].min(), ring[:, 0].max(), 12)
+    upper, lower, within = lid_lines(ring, xs)
+    # Not the corners, where the opening narrows to the lids' pink and shadow.
+    up_c, low_c, _ = lid_lines(ring, iris[:1, 0])
+    within &= lower - upper >= SCLERA_OPEN * float(low_c[0] - up_c[0])
+    share = np.linspace(SCLERA_INSET, 1.0 - SCLERA_INSET, 5)
+    ys = upper[:, None] + (lower - upper)[:, None] * share[None, :]
+    samples = np.stack(np.broadcast_arrays(xs[:, None], ys), axis=-1).reshape(-1, 2)
+    keep = np.repeat(within, len(share)) & (
+        np.linalg.norm(samples - iris[0], axis=1) > SCLERA_CLEAR * radius
+    )
+    if keep.sum() < SCLERA_MIN_SAMPLES:
+        return None
+    samples = samples[keep]
+    px = torch.from_numpy(face.to_image(samples) - region[:2]).float().to(source.device)
+    colours = sample_flow(source[0], px).cpu().numpy()  # (m, 3)
+    luma = colours.mean(axis=1)
+    lo, hi = np.quantile(luma, SCLERA_KEPT)
+    kept = (luma >= lo) & (luma <= hi)
+    samples, colours = samples[kept].astype(np.float32), colours[kept]
+    d2 = ((query[:, None, :].astype(np.float32) - samples[None]) ** 2).sum(axis=-1)
+    w = np.exp((d2.min(axis=1, keepdims=True) - d2) / np.float32(2.0 * radius**2))
+    white = (w @ colours) / w.sum(axis=1, keepdims=True)
+    return torch.from_numpy(white.T.copy()).to(source.device)
+
+
+def white_weight(
+    query: np.ndarray,
+    *,
+    ring: np.ndarray,
+    ring_out: np.ndarray,
+    iris: np.ndarray,
+    margin: float,
+    copied: np.ndarray,
+) -> np.ndarray:
+    """(n,) how much of the smooth white (`_sclera_colour`) each eyeball point at face-frame
+    query (n, 2) takes: none inside the iris, all of it from SCLERA_CLEAR radii out, on the
+    points read elsewhere (`copied`, (n,) bool) and fading out over WHITE_BLEND (IOD) inside a
+    lid that moved away. A hard edge there between the smooth white and the white read in
+    place (darker along the source's lid) showed as a saw-toothed line. ring, ring_out:
+    (16, 2) the lids in the source and moved; iris: (5, 2); margin as in `eyeball_source`."""
+    x, y = query[:, 0], query[:, 1]
+    upper, lower, _ = lid_lines(ring, x)
+    up_out, low_out, _ = lid_lines(ring_out, x)
+    rise = np.clip(upper - up_out - LID_STILL, 0.0, None)
+    drop = np.clip(low_out - lower - LID_STILL, 0.0, None)
+    top, bottom = upper + np.minimum(rise, margin), lower - np.minimum(drop, margin)
+    near_top = np.clip(1 - (y - top) / WHITE_BLEND, 0, 1) * np.clip(rise / margin, 0, 1)
+    near_bottom = np.clip(1 - (bottom - y) / WHITE_BLEND, 0, 1) * np.clip(drop / margin, 0, 1)
+    uncovered = np.where(copied, 1.0, np.maximum(near_top, near_bottom))
+    r = np.linalg.norm(query - iris[0], axis=1) / iris_radius(iris)
+    return uncovered * np.clip((r - 1.0) / (SCLERA_CLEAR - 1.0), 0.0, 1.0)
+
+
+def _paint_white(
+    drawn: torch.Tensor, white: torch.Tensor, *, weight: np.ndarray, inside: np.ndarray
+) -> None:
+    """Blend the smooth white (3, c) into the eyeball pixels drawn (3, n) by weight (n,), c of
+    them above 0 (`white_weight`), in the shadow of the lids: inside (n,) is how far (IOD) each
+    point lies inside the moved lids, from the nearer one. Without the shadow the uncovered
+    white read as a flat pale crescent cut out of the eye."""
+    take = weight > 0
+    shade = LID_SHADE + (1.0 - LID_SHADE) * np.clip(inside[take] / LID_SHADE_DEPTH, 0.0, 1.0)
+    idx = torch.from_numpy(np.flatnonzero(take)).to(drawn.device)
+    t = torch.from_numpy(weight[take]).float().to(drawn.device)
+    lit = white * torch.from_numpy(shade).float().to(drawn.device)
+    drawn[:, idx] = drawn[:, idx] * (1 - t) + lit * t
 
 
 def _no_copied_highlights(
@@ -615,7 +735,24 @@ class Warper:
                 axis=1,
             )
             eyeball, copied = eyeball_source(
-                query[on_eye], ring=ring, iris=iris, margin=min(EYEBALL_MARGIN, openness / 5)
+                query[on_eye],
+                ring=ring,
+                ring_out=ring_out,
+                iris=iris,
+                margin=min(EYEBALL_MARGIN, openness / 5),
+            )
+            paint = white_weight(
+                query[on_eye],
+                ring=ring,
+                ring_out=ring_out,
+                iris=iris,
+                margin=min(EYEBALL_MARGIN, openness / 5),
+                copied=copied,
+            )
+            white = (
+                _sclera_colour(source, face, ring, iris, region, query[on_eye][paint > 0])
+                if paint.any()
+                else None
             )
             patch = warped[0, :, ey0:ey1, ex0:ex1].reshape(3, -1)
             change = torch.zeros_like(patch)
@@ -628,6 +765,8 @@ class Warper:
                 drawn = sample_flow(source[0], src_px).T
                 if src is eyeball:
                     _no_copied_highlights(drawn, query=query[on_eye], iris=iris, copied=copied)
+                    if white is not None:
+                        _paint_white(drawn, white, weight=paint, inside=depth[on_eye])
                 idx = torch.from_numpy(at).to(self.device)
                 a = torch.from_numpy(alpha[at]).float().to(self.device)
                 change[:, idx] += a * (drawn - patch[:, idx])
