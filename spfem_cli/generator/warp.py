@@ -648,6 +648,16 @@ class Warper:
             scale = fits
         dense[:, ey0:ey1, ex0:ex1] = base + scale * corr
 
+    def _lid_motion(self, dense: torch.Tensor, ring_px: np.ndarray) -> np.ndarray:
+        """Where the warp shows each lid point (P, 2) pixels of the flow's region: the output
+        pixel x that reads it, x - flow(x) = the point (the backward map `apply` uses), found
+        by fixed-point iteration. Returns the (P, 2) motion in pixels; dense: (2, h, w)."""
+        moved = np.zeros_like(ring_px)
+        for _ in range(3):
+            at = torch.from_numpy(ring_px + moved).float().to(self.device)
+            moved = sample_flow(dense, at).cpu().numpy().astype(np.float64)
+        return moved
+
     def show_eyeballs(
         self,
         warped: torch.Tensor,
@@ -682,6 +692,12 @@ class Warper:
         ):
             ring = points[list(ring_idx)]
             iris = points[list(iris_idx)]
+            # Lids the edit leaves where they are need nothing (checked before the lashes are
+            # looked for: the flow is smooth, a pixel or two off the lashes does not change it).
+            if np.abs(self._lid_motion(dense, face.to_image(ring) - [x0, y0])).max() < (
+                self.config.still_px
+            ):
+                continue
             ring = ring + np.outer(
                 _UPPER_EDGE, [0.0, _lash_offset(source, face, ring, iris, region)]
             )
@@ -693,14 +709,7 @@ class Warper:
             if weight <= 0:
                 continue
             ring_px = face.to_image(ring) - [x0, y0]
-            # Where the warp shows each lid point: the output pixel x that reads it, x - flow(x)
-            # = the point (the backward map `apply` uses), found by fixed-point iteration.
-            moved = np.zeros_like(ring_px)
-            for _ in range(3):
-                at = torch.from_numpy(ring_px + moved).float().to(self.device)
-                moved = sample_flow(dense, at).cpu().numpy().astype(np.float64)
-            if np.abs(moved).max() < self.config.still_px:
-                continue
+            moved = self._lid_motion(dense, ring_px)
             ring_out = face.to_face(ring_px + moved + [x0, y0])
             lo = np.minimum(ring.min(axis=0), ring_out.min(axis=0)) - [0, LASH_BAND + LASH_FADE]
             hi = np.maximum(ring.max(axis=0), ring_out.max(axis=0))
