@@ -417,7 +417,7 @@ def _sclera_colour(
     return torch.from_numpy(white.T.copy()).to(source.device)
 
 
-def white_weight(
+def _white_weight(
     query: np.ndarray,
     *,
     ring: np.ndarray,
@@ -449,7 +449,7 @@ def _paint_white(
     drawn: torch.Tensor, white: torch.Tensor, *, weight: np.ndarray, inside: np.ndarray
 ) -> None:
     """Blend the smooth white (3, c) into the eyeball pixels drawn (3, n) by weight (n,), c of
-    them above 0 (`white_weight`), in the shadow of the lids: inside (n,) is how far (IOD) each
+    them above 0 (`_white_weight`), in the shadow of the lids: inside (n,) is how far (IOD) each
     point lies inside the moved lids, from the nearer one. Without the shadow the uncovered
     white read as a flat pale crescent cut out of the eye."""
     take = weight > 0
@@ -750,7 +750,7 @@ class Warper:
                 iris=iris,
                 margin=min(EYEBALL_MARGIN, openness / 5),
             )
-            paint = white_weight(
+            paint = _white_weight(
                 query[on_eye],
                 ring=ring,
                 ring_out=ring_out,
