@@ -659,8 +659,8 @@ def _run_pool(
             initializer=_init_worker,
             initargs=(gpu_slots,),
         )
-        in_flight: dict[Future[list[Outcome]], Job] = {}
-        submitted_ns: dict[Future[list[Outcome]], int] = {}
+        # Each job in flight and when it was submitted (wall clock, ns; see discard_unrecorded).
+        in_flight: dict[Future[list[Outcome]], tuple[Job, int]] = {}
         try:
             broken = False
             while not broken:
@@ -675,19 +675,17 @@ def _run_pool(
                         pending.appendleft(job)
                         broken = True
                         break
-                    in_flight[future] = job
-                    submitted_ns[future] = since_ns
+                    in_flight[future] = (job, since_ns)
                 if broken or not in_flight:
                     break
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    job = in_flight.pop(future)
-                    del submitted_ns[future]
+                    job, _ = in_flight.pop(future)
                     outcomes, died = _pool_outcomes(future, job)
                     broken |= died
                     driver.accept(job, outcomes)
             # A broken pool fails every job still in it; they finish at once.
-            for future, job in list(in_flight.items()):
+            for future, (job, _) in list(in_flight.items()):
                 wait([future])
                 driver.accept(job, _pool_outcomes(future, job)[0])
             in_flight.clear()
@@ -695,11 +693,11 @@ def _run_pool(
             driver.interrupted = True
             pool.shutdown(wait=False, cancel_futures=True)
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
-                for future, job in list(in_flight.items()):
+                for future, (job, since_ns) in list(in_flight.items()):
                     wait([future])
                     if future.exception() is None:
                         driver.accept(job, future.result())
-                    driver.discard_unrecorded(job, since_ns=submitted_ns[future])
+                    driver.discard_unrecorded(job, since_ns=since_ns)
             raise
         finally:
             pool.shutdown(wait=not driver.interrupted, cancel_futures=True)
@@ -766,8 +764,7 @@ def _run_ray(
     task_options = replace(options, device="cuda" if gpu else "cpu")
     remote = ray.remote(fn).options(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=1)
     pending = deque(jobs)
-    in_flight: dict[Any, Job] = {}
-    submitted_ns: dict[Any, int] = {}
+    in_flight: dict[Any, tuple[Job, int]] = {}  # as in `_run_pool`
     cap = workers or len(jobs)
     try:
         while pending or in_flight:
@@ -775,14 +772,12 @@ def _run_ray(
                 job = pending.popleft()
                 since_ns = time.time_ns()
                 ref = remote.remote(job=job, options=task_options)
-                in_flight[ref] = job
-                submitted_ns[ref] = since_ns
+                in_flight[ref] = (job, since_ns)
             if not in_flight:
                 break
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
-                job = in_flight.pop(ref)
-                del submitted_ns[ref]
+                job, _ = in_flight.pop(ref)
                 try:
                     outcomes = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a lost node or worker
@@ -798,13 +793,13 @@ def _run_ray(
         for ref in in_flight:
             ray.cancel(ref)
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
-            for ref, job in in_flight.items():
+            for ref, (job, since_ns) in in_flight.items():
                 try:
                     outcomes = ray.get(ref)
                 except Exception:  # noqa: BLE001 - cancelled or lost: nothing to record
                     outcomes = []
                 driver.accept(job, outcomes)
-                driver.discard_unrecorded(job, since_ns=submitted_ns[ref])
+                driver.discard_unrecorded(job, since_ns=since_ns)
         raise
 
 
