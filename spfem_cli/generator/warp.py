@@ -279,8 +279,40 @@ def iris_radius(iris: np.ndarray) -> float:
     return float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
 
 
+@dataclass(frozen=True)
+class LidsAt:
+    """One eye's lids at some face-frame x (n,): the source's upper and lower lid y, whether
+    each x lies between the corners, and how far (IOD, beyond `LID_STILL`) the edit moves the
+    upper lid up (`rise`) and the lower lid down (`drop`), away from the eyeball. All (n,)."""
+
+    upper: np.ndarray
+    lower: np.ndarray
+    within: np.ndarray
+    rise: np.ndarray
+    drop: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, *, ring: np.ndarray, ring_out: np.ndarray) -> LidsAt:
+        """ring, ring_out: (16, 2) the eye's lid points in the source and moved, face frame."""
+        upper, lower, within = lid_lines(ring, x)
+        up_out, low_out, _ = lid_lines(ring_out, x)
+        # A lid that moves less than LID_STILL has uncovered nothing.
+        rise = np.clip(upper - up_out - LID_STILL, 0.0, None)
+        drop = np.clip(low_out - lower - LID_STILL, 0.0, None)
+        return cls(upper=upper, lower=lower, within=within, rise=rise, drop=drop)
+
+    def read_in_place(self, margin: float) -> tuple[np.ndarray, np.ndarray]:
+        """The y (n,) between which the source's eyeball is read in place: inside its lids,
+        and up to `margin` (IOD) further in along a lid that moved away (its lashes and
+        shadow are not what the output shows there)."""
+        return (
+            self.upper + np.minimum(self.rise, margin),
+            self.lower - np.minimum(self.drop, margin),
+        )
+
+
 def eyeball_source(
-    query: np.ndarray, *, ring: np.ndarray, ring_out: np.ndarray, iris: np.ndarray, margin: float
+    query: np.ndarray, *, lids: LidsAt, ring: np.ndarray, iris: np.ndarray, margin: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the source shows the eyeball seen at face-frame points query (n, 2).
 
@@ -291,9 +323,9 @@ def eyeball_source(
     the source shows it `margin` inside its lids: iris looks alike all round the centre, so
     this fills the top of an iris with iris, where a mirror across the lid would have copied
     the iris upwards (the white is smoothed afterwards, `_sclera_colour`). What no turn reaches
-    is mirrored across the lid that hides it. ring, ring_out: (16, 2) the eye's lid points in
-    the source and where the edit moves them, iris: (5, 2) its iris centre then rim, all face
-    frame. Returns (n, 2) face frame, and (n,) bool: the points read somewhere else.
+    is mirrored across the lid that hides it. lids: the lids at query's x; ring: (16, 2) the
+    eye's lid points in the source, iris: (5, 2) its iris centre then rim, both face frame.
+    Returns (n, 2) face frame, and (n,) bool: the points read somewhere else.
     """
 
     def visible(points: np.ndarray, inset: float) -> np.ndarray:
@@ -303,12 +335,9 @@ def eyeball_source(
     # Along a lid that stays (`LID_STILL`), the band inside it is what the output shows there
     # (lashes, the lid's shadow): read in place. Reading it elsewhere drew a jagged rim along
     # the lower lid.
-    upper, lower, within = lid_lines(ring, query[:, 0])
-    up_out, low_out, _ = lid_lines(ring_out, query[:, 0])
-    inset_up = np.clip(upper - up_out - LID_STILL, 0.0, margin)
-    inset_low = np.clip(low_out - lower - LID_STILL, 0.0, margin)
+    top, bottom = lids.read_in_place(margin)
     src = query.copy()
-    todo = ~(within & (src[:, 1] >= upper + inset_up) & (src[:, 1] <= lower - inset_low))
+    todo = ~(lids.within & (src[:, 1] >= top) & (src[:, 1] <= bottom))
     hidden = src[todo]
     offset = hidden - iris[0]
     radius = np.linalg.norm(offset, axis=1)
@@ -376,6 +405,8 @@ def _sclera_colour(
     iris: np.ndarray,
     region: tuple[int, int, int, int],
     query: np.ndarray,
+    *,
+    openness: float,
 ) -> torch.Tensor | None:
     """(3, n) the white of the eye for face-frame points query (n, 2), as a smooth blend of
     the white the source shows (None where it shows too little).
@@ -388,14 +419,14 @@ def _sclera_colour(
     (`SCLERA_KEPT`: lashes and shadow, reflections), and each point gets the samples' mean
     weighted by a Gaussian of one iris radius on the distance, so the white shades from one
     side of the iris to the other.
-    source: (1, 3, h, w) image of `region`; ring: (16, 2), iris: (5, 2) face frame.
+    source: (1, 3, h, w) image of `region`; ring: (16, 2), iris: (5, 2) face frame; openness:
+    lid to lid at the iris (IOD).
     """
     radius = iris_radius(iris)
     xs = np.linspace(ring[:, 0].min(), ring[:, 0].max(), 12)
     upper, lower, within = lid_lines(ring, xs)
     # Not the corners, where the opening narrows to the lids' pink and shadow.
-    up_c, low_c, _ = lid_lines(ring, iris[:1, 0])
-    within &= lower - upper >= SCLERA_OPEN * float(low_c[0] - up_c[0])
+    within &= lower - upper >= SCLERA_OPEN * openness
     share = np.linspace(SCLERA_INSET, 1.0 - SCLERA_INSET, 5)
     ys = upper[:, None] + (lower - upper)[:, None] * share[None, :]
     samples = np.stack(np.broadcast_arrays(xs[:, None], ys), axis=-1).reshape(-1, 2)
@@ -418,26 +449,16 @@ def _sclera_colour(
 
 
 def _white_weight(
-    query: np.ndarray,
-    *,
-    ring: np.ndarray,
-    ring_out: np.ndarray,
-    iris: np.ndarray,
-    margin: float,
-    copied: np.ndarray,
+    query: np.ndarray, *, lids: LidsAt, iris: np.ndarray, margin: float, copied: np.ndarray
 ) -> np.ndarray:
     """(n,) how much of the smooth white (`_sclera_colour`) each eyeball point at face-frame
     query (n, 2) takes: none inside the iris, all of it from SCLERA_CLEAR radii out, on the
     points read elsewhere (`copied`, (n,) bool) and fading out over WHITE_BLEND (IOD) inside a
     lid that moved away. A hard edge there between the smooth white and the white read in
-    place (darker along the source's lid) showed as a saw-toothed line. ring, ring_out:
-    (16, 2) the lids in the source and moved; iris: (5, 2); margin as in `eyeball_source`."""
-    x, y = query[:, 0], query[:, 1]
-    upper, lower, _ = lid_lines(ring, x)
-    up_out, low_out, _ = lid_lines(ring_out, x)
-    rise = np.clip(upper - up_out - LID_STILL, 0.0, None)
-    drop = np.clip(low_out - lower - LID_STILL, 0.0, None)
-    top, bottom = upper + np.minimum(rise, margin), lower - np.minimum(drop, margin)
+    place (darker along the source's lid) showed as a saw-toothed line. lids: the lids at
+    query's x; iris: (5, 2); margin as in `eyeball_source`."""
+    y, rise, drop = query[:, 1], lids.rise, lids.drop
+    top, bottom = lids.read_in_place(margin)
     near_top = np.clip(1 - (y - top) / WHITE_BLEND, 0, 1) * np.clip(rise / margin, 0, 1)
     near_bottom = np.clip(1 - (bottom - y) / WHITE_BLEND, 0, 1) * np.clip(drop / margin, 0, 1)
     uncovered = np.where(copied, 1.0, np.maximum(near_top, near_bottom))
@@ -743,23 +764,16 @@ class Warper:
                 ],
                 axis=1,
             )
+            lids = LidsAt.of(query[on_eye, 0], ring=ring, ring_out=ring_out)
+            margin = min(EYEBALL_MARGIN, openness / 5)
             eyeball, copied = eyeball_source(
-                query[on_eye],
-                ring=ring,
-                ring_out=ring_out,
-                iris=iris,
-                margin=min(EYEBALL_MARGIN, openness / 5),
+                query[on_eye], lids=lids, ring=ring, iris=iris, margin=margin
             )
-            paint = _white_weight(
-                query[on_eye],
-                ring=ring,
-                ring_out=ring_out,
-                iris=iris,
-                margin=min(EYEBALL_MARGIN, openness / 5),
-                copied=copied,
-            )
+            paint = _white_weight(query[on_eye], lids=lids, iris=iris, margin=margin, copied=copied)
             white = (
-                _sclera_colour(source, face, ring, iris, region, query[on_eye][paint > 0])
+                _sclera_colour(
+                    source, face, ring, iris, region, query[on_eye][paint > 0], openness=openness
+                )
                 if paint.any()
                 else None
             )
