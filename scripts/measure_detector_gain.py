@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spfem_cli.evaluate import detector_gain
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.generator.expression import DETECTOR_GAIN, REPLACED_AUS, ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator
+from spfem_cli.generator.warp import sample_flow
 from spfem_cli.media import FrameReader, probe
 
 BROW_CLIPS = ("expr_d0.mp4", "expr_d3.mp4", "expr_d9.mp4", "expr_d10.mp4", "expr_d14.mp4")
@@ -61,8 +61,7 @@ def sample_frames(path: Path, count: int) -> list[np.ndarray]:
 def image_brow_height(frame: np.ndarray, face: FaceFrame, points: np.ndarray) -> float:
     """Mean face-frame y (IOD) of the darkest row near each of BROW_POINTS in the image, over
     three columns per brow; points: (478, 2) face-frame landmarks of the frame."""
-    height, width = frame.shape[:2]
-    image = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+    image = torch.from_numpy(frame).permute(2, 0, 1).float()
     offsets = np.linspace(-0.15, 0.15, 61)
     found = []
     for idx in BROW_POINTS:
@@ -70,9 +69,8 @@ def image_brow_height(frame: np.ndarray, face: FaceFrame, points: np.ndarray) ->
             column = np.stack(
                 [np.full_like(offsets, points[idx, 0] + dx), points[idx, 1] + offsets], axis=1
             )
-            px = face.to_image(column) * [2.0 / (width - 1), 2.0 / (height - 1)] - 1.0
-            grid = torch.from_numpy(px).float().reshape(1, 1, -1, 2)
-            values = F.grid_sample(image, grid, align_corners=True)[0].mean(dim=0)[0].numpy()
+            px = torch.from_numpy(face.to_image(column)).float()
+            values = sample_flow(image, px).mean(dim=1).numpy()
             values = np.convolve(values, np.ones(5) / 5, mode="same")[3:-3]
             found.append(points[idx, 1] + offsets[3 + int(np.argmin(values))])
     return float(np.mean(found))
