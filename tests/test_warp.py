@@ -212,6 +212,12 @@ def test_expressive_mode_lets_go_of_more_around_the_lip_corners() -> None:
     assert torch.all(hold_weight(middle, mouth_hold(pts, mode="expressive")) > 0.999)
 
 
+def _pixels_in_face_frame(ff: FaceFrame, shape: tuple[int, int]) -> np.ndarray:
+    """(h * w, 2) face-frame points of every pixel of an (h, w) image, row by row."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return ff.to_face(np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64))
+
+
 def _painted_eyes(
     pts: np.ndarray, ff: FaceFrame, shape: tuple[int, int], *, limbus_px: float = 0.0
 ) -> np.ndarray:
@@ -222,8 +228,7 @@ def _painted_eyes(
     from spfem_cli.generator.warp import lid_lines
 
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    q = ff.to_face(np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64))
+    q = _pixels_in_face_frame(ff, shape)
     img = np.empty((h * w, 3))
     img[:] = (180, 140, 120)
     for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
@@ -296,8 +301,7 @@ def test_the_uncovered_white_is_white_without_copies_of_the_iris_rim() -> None:
         values=_raise_upper_lids(pts, 0.07),
         landmarks_px=ff.to_image(pts),
     )
-    yy, xx = np.mgrid[0:420, 0:400]
-    q = ff.to_face(np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64))
+    q = _pixels_in_face_frame(ff, (420, 400))
     checked = 0
     for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
         ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
