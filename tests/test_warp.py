@@ -10,6 +10,7 @@ from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.generator import hold_mouth
 from spfem_cli.generator.warp import WarpConfig, Warper, min_jacobian_det, shepard_flow
+from tests.painted import painted_eyes, pixels_in_face_frame, raise_upper_lids, template_face
 
 
 def _grid_points(n: int = 22) -> np.ndarray:
@@ -136,17 +137,11 @@ def test_hold_never_makes_the_warp_fold(amplitude: float) -> None:
     assert dense_min_jacobian_det(dense) > 0.2
 
 
-def _template_face() -> np.ndarray:
-    from spfem_cli.generator.expression import ExpressionModel
-
-    return ExpressionModel.load().template.double().numpy()
-
-
 @pytest.mark.parametrize("angle", [0.0, 0.3])
 def test_lids_moving_apart_get_their_own_motion(angle: float) -> None:
     """Surprise lifts the upper lid while a squint lifts only the lower one: 0.1 IOD apart,
     too close for the face-wide flow alone; the eye correction delivers both."""
-    pts = _template_face()
+    pts = template_face()
     vals = np.zeros_like(pts)
     upper = [159, 160, 158, 386, 385, 387]
     lower = [145, 144, 153, 374, 373, 380]
@@ -177,7 +172,7 @@ def test_lids_moving_apart_get_their_own_motion(angle: float) -> None:
 
 
 def test_eye_correction_stays_on_the_eyes() -> None:
-    pts = _template_face()
+    pts = template_face()
     vals = np.zeros_like(pts)
     vals[[145, 144, 153, 374, 373, 380]] = [0.0, -0.03]
     ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
@@ -201,7 +196,7 @@ def test_expressive_mode_lets_go_of_more_around_the_lip_corners() -> None:
     from spfem_cli.generator.generator import mouth_hold
     from spfem_cli.generator.warp import hold_weight
 
-    pts = _template_face()
+    pts = template_face()
     corner = pts[61]
     # Points 0.05 IOD from the right lip corner, toward the middle of the lips and up.
     probes = torch.from_numpy(corner + np.array([[0.05, 0.0], [0.0, -0.05], [0.035, -0.035]]))
@@ -212,50 +207,11 @@ def test_expressive_mode_lets_go_of_more_around_the_lip_corners() -> None:
     assert torch.all(hold_weight(middle, mouth_hold(pts, mode="expressive")) > 0.999)
 
 
-def _pixels_in_face_frame(ff: FaceFrame, shape: tuple[int, int]) -> np.ndarray:
-    """(h * w, 2) face-frame points of every pixel of an (h, w) image, row by row."""
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    return ff.to_face(np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64))
-
-
-def _painted_eyes(
-    pts: np.ndarray, ff: FaceFrame, shape: tuple[int, int], *, limbus_px: float = 0.0
-) -> np.ndarray:
-    """A skin-coloured frame with both eyes painted from the landmarks: white between the
-    lids, a blue iris (the circle of the iris landmarks, its top under the upper lid) and a
-    black lash line along the upper lid; with limbus_px, a dark rim that wide around the iris
-    (as real irises have)."""
-    from spfem_cli.generator.warp import lid_lines
-
-    h, w = shape
-    q = _pixels_in_face_frame(ff, shape)
-    img = np.empty((h * w, 3))
-    img[:] = (180, 140, 120)
-    for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
-        ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
-        radius = np.linalg.norm(iris[1:] - iris[0], axis=1).mean()
-        upper, lower, within = lid_lines(ring, q[:, 0])
-        inside = within & (q[:, 1] > upper) & (q[:, 1] < lower)
-        img[inside] = (235, 235, 235)
-        r = np.linalg.norm(q - iris[0], axis=1)
-        img[inside & (r < radius + limbus_px / ff.iod)] = (60, 60, 80)
-        img[inside & (r < radius)] = (50, 90, 170)
-        img[within & (q[:, 1] <= upper) & (q[:, 1] > upper - 0.02)] = (15, 15, 15)
-    return img.reshape(h, w, 3).astype(np.uint8)
-
-
-def _raise_upper_lids(pts: np.ndarray, by: float) -> np.ndarray:
-    vals = np.zeros_like(pts)
-    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
-        vals[list(ring[9:])] = [0.0, -by]  # the upper lid between the corners; y points down
-    return vals
-
-
 def test_a_raised_lid_shows_more_eyeball_instead_of_stretching_it() -> None:
-    pts = _template_face()
+    pts = template_face()
     ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
-    frame = _painted_eyes(pts, ff, (420, 400))
-    vals = _raise_upper_lids(pts, 0.07)
+    frame = painted_eyes(pts, ff, (420, 400))
+    vals = raise_upper_lids(pts, 0.07)
     ring = ff.to_image(pts[list(mesh.RIGHT_EYE)])
     x0, y0 = np.floor(ring.min(axis=0)).astype(int) - 15
     x1, y1 = np.ceil(ring.max(axis=0)).astype(int) + 15
@@ -291,17 +247,17 @@ def test_the_uncovered_white_is_white_without_copies_of_the_iris_rim() -> None:
     centre did), shaded by the lid but never darker than its shadow allows."""
     from spfem_cli.generator.warp import LID_SHADE, SCLERA_CLEAR, lid_lines
 
-    pts = _template_face()
+    pts = template_face()
     ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
-    frame = _painted_eyes(pts, ff, (420, 400), limbus_px=3.0)
+    frame = painted_eyes(pts, ff, (420, 400), limbus_px=3.0)
     out = Warper(device=torch.device("cpu"), config=WarpConfig(eyeballs=True)).apply(
         frame,
         face=ff,
         points=pts,
-        values=_raise_upper_lids(pts, 0.07),
+        values=raise_upper_lids(pts, 0.07),
         landmarks_px=ff.to_image(pts),
     )
-    q = _pixels_in_face_frame(ff, (420, 400))
+    q = pixels_in_face_frame(ff, (420, 400))
     checked = 0
     for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
         ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
@@ -323,13 +279,13 @@ def test_the_uncovered_white_is_white_without_copies_of_the_iris_rim() -> None:
 
 
 def test_a_shut_eye_is_left_to_the_flow() -> None:
-    pts = _template_face().copy()
+    pts = template_face().copy()
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
         upper, lower = list(ring[9:]), list(ring[1:8])
         pts[lower] = pts[upper][::-1] + [0.0, 0.01]  # a blink: the lids 0.01 IOD apart
     ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
-    frame = _painted_eyes(_template_face(), ff, (420, 400))
-    vals = _raise_upper_lids(pts, 0.03)
+    frame = painted_eyes(template_face(), ff, (420, 400))
+    vals = raise_upper_lids(pts, 0.03)
     outs = [
         Warper(device=torch.device("cpu"), config=WarpConfig(eyeballs=on)).apply(
             frame, face=ff, points=pts, values=vals, landmarks_px=ff.to_image(pts)

@@ -29,6 +29,7 @@ from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from spfem_cli.generator.kinds import DEFAULT_REFINER
 from spfem_cli.generator.warp import (
+    EYES,
     HoldRegion,
     WarpConfig,
     Warper,
@@ -198,7 +199,8 @@ def compose(warped: Tensor, residual: Tensor, mask: Tensor, allow: Tensor) -> Te
 def crop_flow(
     points: Tensor, values: Tensor, *, crop: CropGeometry, warp: WarpConfig, grid: int = 32
 ) -> Tensor:
-    """The generator's smooth flow, on the crop.
+    """The generator's smooth flow, on the crop, differentiable (for fine-tuning through it);
+    `generator_warp_crops` adds what the generator does to the eyes.
 
     points, values: (B, N, 2) landmark positions and forward displacements, face frame (IOD).
     Returns (B, 2, S, S) forward displacement in IOD at every crop pixel, bounded so the warp
@@ -224,6 +226,68 @@ def crop_flow(
     return F.interpolate(
         flow.permute(0, 3, 1, 2), size=(crop.size, crop.size), mode="bilinear", align_corners=True
     )
+
+
+def crop_face_frame(crop: CropGeometry) -> FaceFrame:
+    """The crop seen as an image: the face frame whose pixels are the crop's pixels."""
+    ppi = crop.pixels_per_iod
+    return FaceFrame(origin=np.array([-crop.left * ppi, -crop.top * ppi]), angle=0.0, iod=ppi)
+
+
+def generator_warp_crops(
+    images: Tensor,
+    *,
+    points: Tensor,
+    values: Tensor,
+    crop: CropGeometry,
+    warp: WarpConfig,
+    held: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The generator's warp on crops, each crop taken as the frame: the smooth flow
+    (`crop_flow`), brought to rest where `held`, then each eye's own correction
+    (`Warper.sharpen_eye`), then the eyeball shown between the moved lids
+    (`Warper.show_eyeballs`), in the order `Warper.apply` edits a frame.
+
+    images: (B, 3, S, S) in [-1, 1]; points, values: (B, N, 2) landmark positions and forward
+    displacements in the face frame (IOD); held: (B, 1, S, S), 1 where the mouth is held
+    (none held: a training pair's mouth moves to the second frame's). Returns the warped crops
+    (B, 3, S, S) in [-1, 1] and the flow (B, 2, S, S), forward displacement in IOD.
+    Differentiable in `values`: the eyeballs are pixels copied within the source, so their
+    gradient is passed straight through as the warp's.
+    """
+    flow = crop_flow(points, values, crop=crop, warp=warp)
+    if held is not None:
+        flow = flow * (1.0 - held)
+    n = crop.size
+    face = crop_face_frame(crop)
+    warper = Warper(device=images.device, config=warp)
+    pts = points.detach().cpu().double().numpy()
+    if warp.eye_sigma > 0 and points.shape[1] == mesh.N_LANDMARKS:
+        dense = []
+        for k in range(len(flow)):
+            d = flow[k] * face.iod  # the crop's axes are the face frame's: IOD -> pixels
+            for eye in EYES:
+                d = warper.sharpen_eye(
+                    d, face=face, points=pts[k], values=values[k], box=(0, 0, n, n), eye=eye
+                )
+            dense.append(d / face.iod)
+        flow = torch.stack(dense)
+    warped = warp_crop(images, flow, crop=crop)
+    if warp.eyeballs:
+        with torch.no_grad():
+            drawn = (warped + 1.0) * 127.5  # 8-bit levels, as frames
+            for k in range(len(flow)):
+                warper.show_eyeballs(
+                    drawn[k : k + 1],
+                    source=(images[k : k + 1] + 1.0) * 127.5,
+                    dense=flow[k] * face.iod,
+                    face=face,
+                    points=pts[k],
+                    region=(0, 0, n, n),
+                )
+            drawn = drawn / 127.5 - 1.0
+        warped = warped + (drawn - warped).detach()
+    return warped, flow
 
 
 def warp_crop(images: Tensor, flow: Tensor, *, crop: CropGeometry) -> Tensor:

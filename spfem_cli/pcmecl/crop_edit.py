@@ -6,7 +6,9 @@ crop (a CLIP feature, a coherence term) reaches the AU activations and the refin
 
     AU change (B, K) -> expression model -> landmark displacements (B, 478, 2), IOD
     -> mouth rule (`hold_mouth`: jaw, outline, inner lips still) -> smooth crop flow
-    -> flow * (1 - held mouth) -> warp the crop -> refiner residual and mask -> compose.
+    -> flow * (1 - held mouth) -> each eye's correction -> warp the crop -> the eyeballs
+    shown between the moved lids (gradient passed straight through) -> refiner residual and
+    mask -> compose.
 
 Only the mouth rule's region maps (`regions`) are computed without gradients: they depend on
 the landmarks alone, never on the AU change (the mouth rule holds the outline still, so the
@@ -28,10 +30,9 @@ from spfem_cli.generator.refiner import (
     CropGeometry,
     Refiner,
     compose,
-    crop_flow,
+    generator_warp_crops,
     network_inputs,
     regions,
-    warp_crop,
 )
 from spfem_cli.generator.warp import WarpConfig
 
@@ -115,11 +116,16 @@ def edit_crops(
     warp = warp or WarpConfig()
     disp = expression.displacement(delta)  # (B, 478, 2), IOD
     disp = hold_mouth(disp, points=batch.points, mode=mouth)
-    flow = crop_flow(batch.points, disp, crop=crop, warp=warp)
     # The edit zeroes the flow on the held mouth after interpolation (`Warper._hold`): the
     # lips never move whatever the smooth flow around them does.
-    flow = flow * (1.0 - batch.maps[:, 0:1])
-    warped = warp_crop(batch.source, flow, crop=crop)
+    warped, flow = generator_warp_crops(
+        batch.source,
+        points=batch.points,
+        values=disp,
+        crop=crop,
+        warp=warp,
+        held=batch.maps[:, 0:1],
+    )
     allow = batch.maps[:, 1:2]
     if refiner is None:
         return CropEdit(out=warped, warped=warped, flow=flow, mask=torch.zeros_like(allow))

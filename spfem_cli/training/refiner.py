@@ -1,7 +1,8 @@
 """Self-supervised pre-training of the refiner on real video.
 
 No labels and no pairs: two frames A and B of the same video are taken, A's crop is warped
-toward B's landmarks with the generator's own warp (`generator.refiner.crop_flow`), and the
+toward B's landmarks with the generator's own warp (`generator.refiner.generator_warp_crops`:
+the smooth flow, the eyes' correction and the eyeballs, all as on a frame), and the
 refiner learns to turn the warped crop into B's real crop. What the warp cannot do (creases,
 shading, eye whites, teeth behind a lip that moved) is what it learns.
 
@@ -39,10 +40,9 @@ from spfem_cli.generator.refiner import (
     Refiner,
     RefinerConfig,
     compose,
-    crop_flow,
+    generator_warp_crops,
     network_inputs,
     regions,
-    warp_crop,
 )
 from spfem_cli.generator.warp import WarpConfig
 from spfem_cli.progress import Reporter, SilentReporter
@@ -211,8 +211,7 @@ def make_batch(
     pb = torch.from_numpy(np.stack([clips[c].points[b] for c, _, b in pairs]))
     aus = torch.from_numpy(np.stack([clips[c].aus[b] - clips[c].aus[a] for c, a, b in pairs]))
     with torch.no_grad():
-        flow = crop_flow(pa, pb - pa, crop=crop, warp=warp)
-        warped = warp_crop(src, flow, crop=crop)
+        warped, flow = generator_warp_crops(src, points=pa, values=pb - pa, crop=crop, warp=warp)
     maps = torch.stack(
         [
             regions(p, mouth_hold(p.astype(np.float64), mode="natural"), crop=crop)

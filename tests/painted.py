@@ -1,0 +1,54 @@
+"""Synthetic faces for the warp's tests: eyes painted from the landmarks, so that where the
+warp puts the lids, the iris and the white can be read off the pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spfem_cli.face import mesh
+from spfem_cli.face.mesh import FaceFrame
+
+
+def template_face() -> np.ndarray:
+    from spfem_cli.generator.expression import ExpressionModel
+
+    return ExpressionModel.load().template.double().numpy()
+
+
+def pixels_in_face_frame(ff: FaceFrame, shape: tuple[int, int]) -> np.ndarray:
+    """(h * w, 2) face-frame points of every pixel of an (h, w) image, row by row."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return ff.to_face(np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64))
+
+
+def painted_eyes(
+    pts: np.ndarray, ff: FaceFrame, shape: tuple[int, int], *, limbus_px: float = 0.0
+) -> np.ndarray:
+    """A skin-coloured frame with both eyes painted from the landmarks: white between the
+    lids, a blue iris (the circle of the iris landmarks, its top under the upper lid) and a
+    black lash line along the upper lid; with limbus_px, a dark rim that wide around the iris
+    (as real irises have)."""
+    from spfem_cli.generator.warp import lid_lines
+
+    h, w = shape
+    q = pixels_in_face_frame(ff, shape)
+    img = np.empty((h * w, 3))
+    img[:] = (180, 140, 120)
+    for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
+        ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
+        radius = np.linalg.norm(iris[1:] - iris[0], axis=1).mean()
+        upper, lower, within = lid_lines(ring, q[:, 0])
+        inside = within & (q[:, 1] > upper) & (q[:, 1] < lower)
+        img[inside] = (235, 235, 235)
+        r = np.linalg.norm(q - iris[0], axis=1)
+        img[inside & (r < radius + limbus_px / ff.iod)] = (60, 60, 80)
+        img[inside & (r < radius)] = (50, 90, 170)
+        img[within & (q[:, 1] <= upper) & (q[:, 1] > upper - 0.02)] = (15, 15, 15)
+    return img.reshape(h, w, 3).astype(np.uint8)
+
+
+def raise_upper_lids(pts: np.ndarray, by: float) -> np.ndarray:
+    vals = np.zeros_like(pts)
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        vals[list(ring[9:])] = [0.0, -by]  # the upper lid between the corners; y points down
+    return vals
