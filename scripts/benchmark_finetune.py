@@ -40,14 +40,15 @@ from spfem_cli.pcmecl.finetune import FinetuneConfig, PersonalTuner
 from spfem_cli.pcmecl.open_vocab import OpenVocabConfig, text_to_aus
 from spfem_cli.pcmecl.prompts import PromptLearner, emotion_word
 from spfem_cli.pcmecl.teacher import Teacher
-from spfem_cli.training.frames import ClipFrames
+from spfem_cli.training.frames import ClipFrames, pool_crops
 
 
 def synthetic_frames(model: ExpressionModel, *, n: int, size: int = 128) -> ClipFrames:
-    """n frames of smooth random texture (uint8 crops) under jittered neutral landmarks."""
+    """n frames of smooth random texture (uint8 crops cut for a `size`-pixel crop, at twice it)
+    under jittered neutral landmarks."""
     rng = np.random.default_rng(0)
     coarse = torch.from_numpy(rng.uniform(0, 255, size=(n, 3, 16, 16)).astype(np.float32))
-    crops = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic")
+    crops = torch.nn.functional.interpolate(coarse, size=(2 * size, 2 * size), mode="bicubic")
     points = model.template.numpy()[None] + rng.normal(0, 0.005, size=(n, 478, 2))
     return ClipFrames(
         name="bench.mp4",
@@ -94,7 +95,7 @@ def benchmark(
 
     crop = tuner.crop
     few = prepare_crops(
-        frames.crops[:4], frames.points[:4], crop=crop, mouth="natural", device=device
+        pool_crops(frames.crops[:4]), frames.points[:4], crop=crop, mouth="natural", device=device
     )
     teacher = Teacher(bundle=bundle, learner=learner, person=tuner.teacher.person)
     refiner = tuner.refiner.eval()

@@ -56,7 +56,7 @@ from spfem_cli.pcmecl.personal import (
 from spfem_cli.pcmecl.prompts import PromptLearner, emotion_word, save_prompt_learner
 from spfem_cli.pcmecl.teacher import Teacher
 from spfem_cli.pipeline import Editor, edit_video
-from spfem_cli.training.frames import ClipFrames
+from spfem_cli.training.frames import ClipFrames, pool_crops
 from tests.painted import painted_eyes
 
 TINY = "spfem-tiny-clip"
@@ -123,12 +123,12 @@ def _random_head(refiner: Refiner, seed: int = 0, scale: float = 0.05) -> Refine
 
 def synthetic_frames(model: ExpressionModel, *, n: int = 10, size: int = 64) -> ClipFrames:
     """A 'clip' of n frames: smooth random texture, slowly drifting, under jittered neutral
-    landmarks, with random AU activations."""
+    landmarks, with random AU activations; crops cut for a `size`-pixel crop (at twice it)."""
     rng = np.random.default_rng(1)
     base = rng.uniform(0, 255, size=(1, 3, 8, 8))
     drift = rng.normal(0, 8, size=(n, 3, 8, 8)).cumsum(axis=0)
     coarse = torch.from_numpy((base + drift).clip(0, 255).astype(np.float32))
-    crops = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic")
+    crops = torch.nn.functional.interpolate(coarse, size=(2 * size, 2 * size), mode="bicubic")
     points = model.template.numpy()[None] + rng.normal(0, 0.005, size=(n, 478, 2))
     return ClipFrames(
         name="me.mp4",
@@ -194,7 +194,7 @@ def test_hold_mouth_torch_matches_numpy_and_is_differentiable(mode: str) -> None
 
 def test_crop_path_zero_change_is_the_input(model: ExpressionModel) -> None:
     frames = synthetic_frames(model, n=4)
-    batch = prepare_crops(frames.crops, frames.points, crop=SMALL.crop, mouth="natural")
+    batch = prepare_crops(pool_crops(frames.crops), frames.points, crop=SMALL.crop, mouth="natural")
     still = edit_crops(
         batch, torch.zeros(4, model.num_aus), expression=model, refiner=Refiner(SMALL),
         mouth="natural", crop=SMALL.crop,
@@ -539,7 +539,7 @@ def test_open_vocabulary_returns_a_bounded_vector(
     model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner
 ) -> None:
     frames = synthetic_frames(model, n=3)
-    batch = prepare_crops(frames.crops, frames.points, crop=SMALL.crop, mouth="natural")
+    batch = prepare_crops(pool_crops(frames.crops), frames.points, crop=SMALL.crop, mouth="natural")
     person = torch.nn.functional.normalize(torch.randn(tiny.embed_dim), dim=-1)
     refiner = _random_head(Refiner(SMALL))
     flags = [p.requires_grad for p in refiner.parameters()]

@@ -30,10 +30,18 @@ from spfem_cli.generator.refiner import (
     crop_flow,
     refine_frame,
     regions,
+    sample_crop,
+    supersampled_points,
     warp_crop,
 )
 from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper, hold_weight
-from spfem_cli.training.frames import ClipFrames, person_of
+from spfem_cli.training.frames import (
+    ClipFrames,
+    crop_from_frame,
+    fine_crop_from_frame,
+    person_of,
+    pool_crops,
+)
 from spfem_cli.training.refiner import (
     TrainConfig,
     make_batch,
@@ -244,7 +252,7 @@ def _synthetic_clips(model: ExpressionModel, n_people: int = 3) -> list[ClipFram
     for p in range(n_people):
         n = 12
         coarse = torch.from_numpy(rng.uniform(0, 255, size=(n, 3, 8, 8)).astype(np.float32))
-        crops = torch.nn.functional.interpolate(coarse, size=(64, 64), mode="bilinear")
+        crops = torch.nn.functional.interpolate(coarse, size=(128, 128), mode="bilinear")
         points = model.template.numpy()[None] + rng.normal(0, 0.01, size=(n, 478, 2))
         clips.append(
             ClipFrames(
@@ -293,39 +301,65 @@ def test_pairs_respect_the_gap_limits(model) -> None:
 
 def test_training_warps_crops_as_the_generator_warps_frames() -> None:
     """The pairs the refiner learns from are warped as the generator edits: a raised upper
-    lid uncovers more of the eye on the crop and the iris stays round (the eyes' own
-    correction and the eyeball drawn in place, as on a frame). The smooth flow alone, which
-    training used before, spreads the lid's motion over its neighbours and uncovers none."""
+    lid is raised on the crop as on a frame (the eyes' own correction and the eyeball drawn
+    in place): the crop's eye matches the edited frame's. The smooth flow alone, which training
+    used before, moves the lid less, and without the eyeballs the iris is drawn out tall."""
     crop = CropGeometry(size=192)
     pts = template_face()
-    ff = crop_face_frame(crop)
-    image = painted_eyes(pts, ff, (crop.size, crop.size))
+    raise_by = raise_upper_lids(pts, 0.07)
+    fine = painted_eyes(pts, crop_face_frame(crop.fine), (2 * crop.size, 2 * crop.size))
     clip = ClipFrames(
         name="painted.mp4",
         person="painted",
-        crops=np.stack([image, image]).transpose(0, 3, 1, 2).copy(),
-        points=np.stack([pts, pts + raise_upper_lids(pts, 0.07)]).astype(np.float32),
+        crops=np.stack([fine, fine]).transpose(0, 3, 1, 2).copy(),
+        points=np.stack([pts, pts + raise_by]).astype(np.float32),
         aus=np.zeros((2, 15), dtype=np.float32),
     )
-    ring = ff.to_image(pts[list(mesh.RIGHT_EYE)])
+    # The same face as a frame, edited by the generator's warp and cut to the crop.
+    ff = FaceFrame(origin=np.array([200.0, 160.0]), angle=0.0, iod=120.0)
+    frame = Warper(device=CPU).apply(
+        painted_eyes(pts, ff, (420, 400)), face=ff, points=pts, values=raise_by,
+        landmarks_px=ff.to_image(pts),
+    )  # fmt: skip
+    grid = torch.from_numpy(ff.to_image(supersampled_points(crop).double().numpy())).float()
+    edited = sample_crop(torch.from_numpy(frame).permute(2, 0, 1)[None].float(), grid)[0]
+    ring = crop_face_frame(crop).to_image(pts[list(mesh.RIGHT_EYE) + list(mesh.LEFT_EYE)])
     x0, y0 = np.floor(ring.min(axis=0)).astype(int) - 8
     x1, y1 = np.ceil(ring.max(axis=0)).astype(int) + 8
-    diameter = 2 * np.linalg.norm(pts[469:473] - pts[468], axis=1).mean() * ff.iod
+    diameter = 2 * np.linalg.norm(pts[469:473] - pts[468], axis=1).mean() * (crop.pixels_per_iod)
 
-    def look(eye: np.ndarray) -> tuple[int, int]:
-        """The iris's height (pixels) and the white's area (pixels) in an eye crop."""
-        ys, _ = np.nonzero(eye[..., 2] - eye[..., 0] > 60)
-        return int(np.ptp(ys)) + 1, int((eye.min(axis=-1) > 200).sum())
-
-    def warped(warp: WarpConfig) -> np.ndarray:
+    def warped(warp: WarpConfig) -> tuple[float, int]:
+        """How far the crop's eyes are from the edited frame's (mean levels), and the
+        iris's height (pixels)."""
         batch = make_batch([clip], [(0, 0, 1)], crop=crop, warp=warp)
-        return ((batch.warped[0] + 1) * 127.5).permute(1, 2, 0).numpy()[y0:y1, x0:x1]
+        out = ((batch.warped[0] + 1) * 127.5)[:, y0:y1, x0:x1]
+        ys, _ = np.nonzero((out[2] - out[0] > 60).numpy())
+        return float((out - edited[:, y0:y1, x0:x1]).abs().mean()), int(np.ptp(ys)) + 1
 
-    _, white_in = look(image[y0:y1, x0:x1].astype(float))
-    _, white_smooth = look(warped(SMOOTH_WARP))
-    assert white_smooth <= white_in  # the failure: the lid did not go up
-    height, white = look(warped(WarpConfig()))
-    assert white > 1.1 * white_in and height <= diameter + 1
+    off_smooth, _ = warped(SMOOTH_WARP)
+    _, stretched = warped(WarpConfig(eyeballs=False))
+    off, height = warped(WarpConfig())
+    assert off < 0.5 * off_smooth
+    assert stretched > diameter + 1 and height <= diameter + 1
+
+
+def test_training_crops_are_cut_at_twice_the_size_and_pool_to_the_crop() -> None:
+    """`CropGeometry.fine` is the supersampled grid the crop is pooled from; the training
+    crops are cut on it and pool, to rounding, to the crop an edit samples."""
+    crop = CropGeometry(size=24, left=-1.3, top=-1.0, side=2.8)
+    torch.testing.assert_close(
+        crop.fine.face_points(), supersampled_points(crop), atol=1e-5, rtol=0
+    )
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.uniform(0, 255, size=(1, 3, 12, 16)).astype(np.float32))
+    frame = torch.nn.functional.interpolate(coarse, size=(120, 160), mode="bicubic")
+    frame = frame[0].permute(1, 2, 0).clamp(0, 255).round().numpy().astype(np.uint8)
+    ff = FaceFrame(origin=np.array([80.0, 55.0]), angle=0.1, iod=30.0)
+    pixels = ff.to_image(supersampled_points(crop).double().numpy())
+    fine = fine_crop_from_frame(frame, pixels)
+    assert fine.shape == (3, 48, 48)
+    pooled = pool_crops(fine[None])[0].astype(int)
+    assert np.abs(pooled - crop_from_frame(frame, pixels).astype(int)).max() <= 1
 
 
 # The smooth flow mirrors exactly; the eyes' correction is fitted on a pixel window whose

@@ -85,7 +85,7 @@ from spfem_cli.pcmecl.personal import (
 from spfem_cli.pcmecl.prompts import PromptLearner, emotion_word
 from spfem_cli.pcmecl.teacher import Teacher
 from spfem_cli.progress import MetricsReporter, Reporter, SilentReporter
-from spfem_cli.training.frames import ClipFrames
+from spfem_cli.training.frames import ClipFrames, pool_crops
 
 LOSS_TERMS = ("direction", "coherence", "mouth", "identity", "reconstruction", "offsets")
 _ENCODE_CHUNK = 32
@@ -198,9 +198,10 @@ class PersonalTuner:
         if len(frames) < 2:
             raise SpfemError(f"{frames.name}: need at least two frames with a face to fine-tune")
         crop = refiner.config.crop
-        if frames.crops.shape[-1] != crop.size:
+        if frames.crops.shape[-1] != 2 * crop.size:
             raise ValueError(
-                f"frames are {frames.crops.shape[-1]}-pixel crops, the refiner takes {crop.size}"
+                f"frames are cut for {frames.crops.shape[-1] // 2}-pixel crops, the refiner "
+                f"takes {crop.size}"
             )
         self.frames = frames
         self.config = config
@@ -213,7 +214,7 @@ class PersonalTuner:
         self.expression = copy.deepcopy(expression).to(device)
         self.refiner = refiner.to(device).train()
         self.batch: CropBatch = prepare_crops(
-            frames.crops, frames.points, crop=crop, mouth=self.mouth, device=device
+            pool_crops(frames.crops), frames.points, crop=crop, mouth=self.mouth, device=device
         )
         self.image_features = _encode(bundle, self.batch.source)  # (T, D)
         person = F.normalize(self.image_features.mean(dim=0), dim=-1)

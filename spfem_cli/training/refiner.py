@@ -2,9 +2,10 @@
 
 No labels and no pairs: two frames A and B of the same video are taken, A's crop is warped
 toward B's landmarks with the generator's own warp (`generator.refiner.generator_warp_crops`:
-the smooth flow, the eyes' correction and the eyeballs, all as on a frame), and the
-refiner learns to turn the warped crop into B's real crop. What the warp cannot do (creases,
-shading, eye whites, teeth behind a lip that moved) is what it learns.
+the smooth flow, the eyes' correction and the eyeballs, all as on a frame; at twice the crop's
+size, then pooled, as an edit samples the crop from the warped frame), and the refiner
+learns to turn the warped crop into B's real crop. What the warp cannot do (creases, shading,
+eye whites, teeth behind a lip that moved) is what it learns.
 
 Losses, over the region the refiner may change (the face, not the held mouth):
 - L1 on pixels: the reconstruction itself, robust to the odd bad landmark;
@@ -198,7 +199,16 @@ def make_batch(
     rng: np.random.Generator | None = None,
     color_jitter: float = 0.0,
 ) -> Batch:
-    """Build the network's inputs and targets for pairs (clip, A, B): A warped toward B."""
+    """Build the network's inputs and targets for pairs (clip, A, B): A warped toward B.
+
+    The clips' crops are at twice the crop's size (`ClipFrames`): A is warped at that size and
+    everything is pooled to `crop`'s, as an edit warps the frame and samples the crop."""
+    for c in {c for c, _, _ in pairs}:
+        if clips[c].crops.shape[-1] != 2 * crop.size:
+            raise ValueError(
+                f"{clips[c].name}: crops of {clips[c].crops.shape[-1]} pixels, not twice the "
+                f"crop's {crop.size}"
+            )
     src = torch.from_numpy(np.stack([clips[c].crops[a] for c, a, _ in pairs])).float() / 127.5 - 1
     tgt = torch.from_numpy(np.stack([clips[c].crops[b] for c, _, b in pairs])).float() / 127.5 - 1
     if rng is not None and color_jitter > 0:
@@ -211,7 +221,10 @@ def make_batch(
     pb = torch.from_numpy(np.stack([clips[c].points[b] for c, _, b in pairs]))
     aus = torch.from_numpy(np.stack([clips[c].aus[b] - clips[c].aus[a] for c, a, b in pairs]))
     with torch.no_grad():
-        warped, flow = generator_warp_crops(src, points=pa, values=pb - pa, crop=crop, warp=warp)
+        warped, flow = generator_warp_crops(
+            src, points=pa, values=pb - pa, crop=crop.fine, warp=warp
+        )
+        src, tgt, warped, flow = (F.avg_pool2d(x, 2) for x in (src, tgt, warped, flow))
     maps = torch.stack(
         [
             regions(p, mouth_hold(p.astype(np.float64), mode="natural"), crop=crop)
