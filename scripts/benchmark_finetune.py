@@ -40,7 +40,7 @@ from spfem_cli.pcmecl.finetune import FinetuneConfig, PersonalTuner
 from spfem_cli.pcmecl.open_vocab import OpenVocabConfig, text_to_aus
 from spfem_cli.pcmecl.prompts import PromptLearner, emotion_word
 from spfem_cli.pcmecl.teacher import Teacher
-from spfem_cli.training.frames import ClipFrames, pool_crops
+from spfem_cli.training.frames import ClipFrames
 
 
 def synthetic_frames(model: ExpressionModel, *, n: int, size: int = 128) -> ClipFrames:
@@ -95,7 +95,7 @@ def benchmark(
 
     crop = tuner.crop
     few = prepare_crops(
-        pool_crops(frames.crops[:4]), frames.points[:4], crop=crop, mouth="natural", device=device
+        frames.crops[:4], frames.points[:4], crop=crop, mouth="natural", device=device
     )
     teacher = Teacher(bundle=bundle, learner=learner, person=tuner.teacher.person)
     refiner = tuner.refiner.eval()

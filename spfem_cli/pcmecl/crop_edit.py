@@ -6,9 +6,9 @@ crop (a CLIP feature, a coherence term) reaches the AU activations and the refin
 
     AU change (B, K) -> expression model -> landmark displacements (B, 478, 2), IOD
     -> mouth rule (`hold_mouth`: jaw, outline, inner lips still) -> smooth crop flow
-    -> flow * (1 - held mouth) -> each eye's correction -> warp the crop -> the eyeballs
-    shown between the moved lids (gradient passed straight through) -> refiner residual and
-    mask -> compose.
+    -> flow * (1 - held mouth) -> each eye's correction -> warp the crop (at twice its size)
+    -> the eyeballs shown between the moved lids (gradient passed straight through) -> pooled
+    to the crop's size -> refiner residual and mask -> compose.
 
 Only the mouth rule's region maps (`regions`) are computed without gradients: they depend on
 the landmarks alone, never on the AU change (the mouth rule holds the outline still, so the
@@ -41,14 +41,19 @@ from spfem_cli.generator.warp import WarpConfig
 class CropBatch:
     """Frames ready for the differentiable edit, all on one device.
 
-    source: (B, 3, S, S) float crops in [-1, 1]; points: (B, 478, 2) float32 landmarks in the
-    face frame (IOD); maps: (B, 2, S, S) from `regions`: channel 0 the held mouth (1 = held),
-    channel 1 where the refiner may act.
+    fine: (B, 3, 2S, 2S) float crops in [-1, 1] at twice the crop's size
+    (`CropGeometry.fine`), which the edit warps before pooling, as an edit warps the frame
+    before the crop is sampled; source: (B, 3, S, S) the same pooled; points: (B, 478, 2)
+    float32 landmarks in the face frame (IOD); maps: (B, 2, S, S) from `regions`: channel 0 the
+    held mouth (1 = held), channel 1 where the refiner may act; held_fine: (B, 1, 2S, 2S) the
+    held mouth at twice the size.
     """
 
+    fine: Tensor
     source: Tensor
     points: Tensor
     maps: Tensor
+    held_fine: Tensor
 
     def __len__(self) -> int:
         return int(self.source.shape[0])
@@ -56,7 +61,13 @@ class CropBatch:
     def index(self, idx: Tensor | list[int]) -> CropBatch:
         """The frames at `idx` (a list or a (N,) long tensor), in that order."""
         idx = torch.as_tensor(idx, dtype=torch.long, device=self.source.device)
-        return CropBatch(source=self.source[idx], points=self.points[idx], maps=self.maps[idx])
+        return CropBatch(
+            fine=self.fine[idx],
+            source=self.source[idx],
+            points=self.points[idx],
+            maps=self.maps[idx],
+            held_fine=self.held_fine[idx],
+        )
 
 
 @dataclass(frozen=True)
@@ -79,21 +90,26 @@ def prepare_crops(
     mouth: MouthMode,
     device: torch.device | str = "cpu",
 ) -> CropBatch:
-    """Turn uint8 crops (B, 3, S, S) and their landmarks (B, 478, 2), face frame, into a
-    `CropBatch` on `device`, with the mouth rule's maps cut for `mouth` (one of
-    `MOUTH_MODES`). S must be `crop.size`."""
+    """Turn uint8 crops at twice the crop's size (B, 3, 2S, 2S) (`ClipFrames.crops`) and their
+    landmarks (B, 478, 2), face frame, into a `CropBatch` on `device`, with the mouth rule's
+    maps cut for `mouth` (one of `MOUTH_MODES`). S must be `crop.size`."""
     crops = np.asarray(crops)
-    if crops.ndim != 4 or crops.shape[1:] != (3, crop.size, crop.size):
-        raise ValueError(
-            f"crops must be (B, 3, {crop.size}, {crop.size}), got {tuple(crops.shape)}"
-        )
+    n = 2 * crop.size
+    if crops.ndim != 4 or crops.shape[1:] != (3, n, n):
+        raise ValueError(f"crops must be (B, 3, {n}, {n}), got {tuple(crops.shape)}")
     pts = np.asarray(points, dtype=np.float64)
-    maps = torch.stack([regions(p, mouth_hold(p, mode=mouth), crop=crop) for p in pts])
-    source = torch.from_numpy(np.ascontiguousarray(crops)).float() / 127.5 - 1.0
+    holds = [mouth_hold(p, mode=mouth) for p in pts]
+    maps = torch.stack([regions(p, h, crop=crop) for p, h in zip(pts, holds, strict=True)])
+    held_fine = torch.stack(
+        [regions(p, h, crop=crop.fine)[0:1] for p, h in zip(pts, holds, strict=True)]
+    )
+    fine = torch.from_numpy(np.ascontiguousarray(crops)).float() / 127.5 - 1.0
     return CropBatch(
-        source=source.to(device),
+        fine=fine.to(device),
+        source=F.avg_pool2d(fine, 2).to(device),
         points=torch.from_numpy(pts.astype(np.float32)).to(device),
         maps=maps.to(device),
+        held_fine=held_fine.to(device),
     )
 
 
@@ -119,13 +135,14 @@ def edit_crops(
     # The edit zeroes the flow on the held mouth after interpolation (`Warper._hold`): the
     # lips never move whatever the smooth flow around them does.
     warped, flow = generator_warp_crops(
-        batch.source,
+        batch.fine,
         points=batch.points,
         values=disp,
-        crop=crop,
+        crop=crop.fine,
         warp=warp,
-        held=batch.maps[:, 0:1],
+        held=batch.held_fine,
     )
+    warped, flow = F.avg_pool2d(warped, 2), F.avg_pool2d(flow, 2)
     allow = batch.maps[:, 1:2]
     if refiner is None:
         return CropEdit(out=warped, warped=warped, flow=flow, mask=torch.zeros_like(allow))

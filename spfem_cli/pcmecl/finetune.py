@@ -85,7 +85,7 @@ from spfem_cli.pcmecl.personal import (
 from spfem_cli.pcmecl.prompts import PromptLearner, emotion_word
 from spfem_cli.pcmecl.teacher import Teacher
 from spfem_cli.progress import MetricsReporter, Reporter, SilentReporter
-from spfem_cli.training.frames import ClipFrames, pool_crops
+from spfem_cli.training.frames import ClipFrames
 
 LOSS_TERMS = ("direction", "coherence", "mouth", "identity", "reconstruction", "offsets")
 _ENCODE_CHUNK = 32
@@ -214,7 +214,7 @@ class PersonalTuner:
         self.expression = copy.deepcopy(expression).to(device)
         self.refiner = refiner.to(device).train()
         self.batch: CropBatch = prepare_crops(
-            pool_crops(frames.crops), frames.points, crop=crop, mouth=self.mouth, device=device
+            frames.crops, frames.points, crop=crop, mouth=self.mouth, device=device
         )
         self.image_features = _encode(bundle, self.batch.source)  # (T, D)
         person = F.normalize(self.image_features.mean(dim=0), dim=-1)

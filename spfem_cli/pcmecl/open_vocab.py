@@ -211,12 +211,13 @@ def text_to_aus(
 def sample_frames(
     analysis: Analysis, *, crop: CropGeometry, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Up to `n` frames with a face, evenly spread over the video: their aligned crops
-    (F, 3, S, S) uint8, landmarks (F, 478, 2) in the face frame, and the expression already
-    on them (F, K) as the edit estimated it. One decode, stopped after the last frame needed."""
+    """Up to `n` frames with a face, evenly spread over the video: their aligned crops at
+    twice the crop's size (F, 3, 2S, 2S) uint8 (as `prepare_crops` takes them), landmarks
+    (F, 478, 2) in the face frame, and the expression already on them (F, K) as the edit
+    estimated it. One decode, stopped after the last frame needed."""
     from spfem_cli.generator.refiner import supersampled_points
     from spfem_cli.media import FrameReader
-    from spfem_cli.training.frames import crop_from_frame
+    from spfem_cli.training.frames import fine_crop_from_frame
 
     track = analysis.track
     valid = np.flatnonzero(track.valid)
@@ -225,12 +226,12 @@ def sample_frames(
     picks = valid[np.linspace(0, valid.size - 1, min(n, valid.size)).round().astype(int)]
     picks = np.unique(picks)
     wanted = {int(t): i for i, t in enumerate(picks)}
-    crops = np.zeros((picks.size, 3, crop.size, crop.size), dtype=np.uint8)
+    crops = np.zeros((picks.size, 3, 2 * crop.size, 2 * crop.size), dtype=np.uint8)
     sub = supersampled_points(crop).double().numpy()
     with FrameReader(analysis.info) as reader:
         for t, frame in enumerate(reader):
             if t in wanted:
-                crops[wanted[t]] = crop_from_frame(frame, track.frame(t).to_image(sub))
+                crops[wanted[t]] = fine_crop_from_frame(frame, track.frame(t).to_image(sub))
             if t >= picks[-1]:
                 break
     points = np.asarray(track.norm[picks], dtype=np.float32)
