@@ -628,9 +628,10 @@ class Warper:
         box: tuple[int, int, int, int],
         eye: tuple[int, ...],
     ) -> torch.Tensor:
-        """The flow (2, h, w) over `box`, pixels, made to follow one eye's lids: a new tensor,
-        differentiable in `dense` and in `values` when that is a tensor (the bound's scale
-        is held constant), so training on crops can go through it.
+        """The flow (2, h, w) over `box`, pixels, made to follow one eye's lids: differentiable
+        in `dense` and in `values` when that is a tensor (the bound's scale is held constant),
+        so training on crops can go through it; `dense` is changed in place when neither
+        needs a gradient.
 
         The face-wide flow spreads each landmark over `sigma` (0.12 IOD), more than the 0.1
         IOD between the upper and lower lid, which often move apart (surprise lifts the upper
@@ -692,8 +693,13 @@ class Warper:
                 else:
                     fails = mid
             scale = fits
-        _, h_all, w_all = dense.shape
-        return dense + F.pad(scale * corr, (ex0, w_all - ex1, ey0, h_all - ey1))
+        corr = scale * corr
+        if torch.is_grad_enabled() and (dense.requires_grad or corr.requires_grad):
+            _, h_all, w_all = dense.shape
+            return dense + F.pad(corr, (ex0, w_all - ex1, ey0, h_all - ey1))
+        # Editing: no copy of a whole frame's flow for a correction the size of an eye.
+        dense[:, ey0:ey1, ex0:ex1] += corr
+        return dense
 
     def _lid_motion(self, dense: torch.Tensor, ring_px: np.ndarray) -> np.ndarray:
         """Where the warp shows each lid point (P, 2) pixels of the flow's region: the output
