@@ -333,3 +333,25 @@ def test_the_lid_edge_is_a_clear_dark_line_or_the_landmarks(lash_at: float | Non
             source, ff, pts[list(ring_idx)], pts[list(iris_idx)], (0, 0, 320, 300)
         )
         assert abs(offset - (lash_at or 0.0)) < 0.004, offset
+
+
+@pytest.mark.parametrize(("drop", "read_elsewhere"), [(0.005, False), (0.03, True)])
+def test_a_still_lower_lid_keeps_its_edge_in_place(drop: float, read_elsewhere: bool) -> None:
+    """Just beyond the source's lower lid line, inside the moved outline: a lid that moved
+    less than LID_STILL uncovered nothing, so its edge is read where it is (read elsewhere,
+    single pixels showed the iris or lashes as dark spots along the lower lid of a surprised
+    real face, talk_s18); a lid that moved away uncovers eyeball there."""
+    from spfem_cli.generator.warp import EYEBALL_MARGIN, LidsAt, eyeball_source, lid_lines
+
+    pts = template_face()
+    ring, iris = pts[list(mesh.RIGHT_EYE)], pts[list(mesh.RIGHT_IRIS)]
+    ring_out = ring.copy()
+    ring_out[1:8, 1] += drop  # the lower lid between the corners; y points down
+    x = np.linspace(ring[:, 0].min(), ring[:, 0].max(), 9)[2:-2]
+    _, lower, _ = lid_lines(ring, x)
+    query = np.stack([x, lower + 0.003], axis=1)
+    lids = LidsAt.of(x, ring=ring, ring_out=ring_out)
+    src, copied = eyeball_source(query, lids=lids, ring=ring, iris=iris, margin=EYEBALL_MARGIN)
+    assert bool(copied.all()) is read_elsewhere and bool(copied.any()) is read_elsewhere
+    if not read_elsewhere:
+        np.testing.assert_array_equal(src, query)

@@ -342,7 +342,14 @@ def eyeball_source(
     # the lower lid.
     top, bottom = lids.read_in_place(margin)
     src = query.copy()
-    todo = ~(lids.within & (src[:, 1] >= top) & (src[:, 1] <= bottom))
+    # A still lid uncovers nothing either beyond its line: the few pixels between the source's
+    # line and the moved outline are the lid's edge, read in place (read elsewhere, single
+    # pixels showed the iris or lashes as dark spots along the lower lid).
+    todo = ~(
+        lids.within
+        & ((src[:, 1] >= top) | (lids.rise <= 0))
+        & ((src[:, 1] <= bottom) | (lids.drop <= 0))
+    )
     hidden = src[todo]
     offset = hidden - iris[0]
     radius = np.linalg.norm(offset, axis=1)
