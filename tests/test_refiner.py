@@ -37,7 +37,6 @@ from spfem_cli.generator.refiner import (
 from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper, hold_weight
 from spfem_cli.training.frames import (
     ClipFrames,
-    crop_from_frame,
     fine_crop_from_frame,
     person_of,
     pool_crops,
@@ -345,7 +344,7 @@ def test_training_warps_crops_as_the_generator_warps_frames() -> None:
 
 def test_training_crops_are_cut_at_twice_the_size_and_pool_to_the_crop() -> None:
     """`CropGeometry.fine` is the supersampled grid the crop is pooled from; the training
-    crops are cut on it and pool, to rounding, to the crop an edit samples."""
+    crops are cut on it and pool, to rounding, to the crop an edit samples (`sample_crop`)."""
     crop = CropGeometry(size=24, left=-1.3, top=-1.0, side=2.8)
     torch.testing.assert_close(
         crop.fine.face_points(), supersampled_points(crop), atol=1e-5, rtol=0
@@ -359,7 +358,9 @@ def test_training_crops_are_cut_at_twice_the_size_and_pool_to_the_crop() -> None
     fine = fine_crop_from_frame(frame, pixels)
     assert fine.shape == (3, 48, 48)
     pooled = pool_crops(fine[None])[0].astype(int)
-    assert np.abs(pooled - crop_from_frame(frame, pixels).astype(int)).max() <= 1
+    whole = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+    edited = sample_crop(whole, torch.from_numpy(pixels).float())[0].round().numpy()
+    assert np.abs(pooled - edited).max() <= 1
 
 
 # The smooth flow mirrors exactly; the eyes' correction is fitted on a pixel window whose

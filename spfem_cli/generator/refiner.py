@@ -379,12 +379,11 @@ def network_inputs(*, warped: Tensor, source: Tensor, flow: Tensor, maps: Tensor
     return torch.cat([warped, source, flow * FLOW_SCALE, maps], dim=1)
 
 
-def sample_crop(image: Tensor, pixel_grid: Tensor) -> Tensor:
-    """Sample a crop from an image with 2x2 supersampling (less aliasing when the face is
-    large in the frame).
+def sample_fine(image: Tensor, pixel_grid: Tensor) -> Tensor:
+    """Sample an image at the supersampled grid of a crop: the crop at twice its size.
 
     image: (1, C, H, W) float; pixel_grid: (2S, 2S, 2) pixel coordinates (x, y) of the
-    supersampled grid (see `supersampled_points`). Returns (1, C, S, S).
+    supersampled grid (see `supersampled_points`). Returns (1, C, 2S, 2S).
     """
     h, w = image.shape[-2:]
     unit = torch.stack(
@@ -394,10 +393,15 @@ def sample_crop(image: Tensor, pixel_grid: Tensor) -> Tensor:
         ],
         dim=-1,
     )
-    fine = F.grid_sample(
+    return F.grid_sample(
         image, unit[None], mode="bilinear", padding_mode="border", align_corners=True
     )
-    return F.avg_pool2d(fine, 2)
+
+
+def sample_crop(image: Tensor, pixel_grid: Tensor) -> Tensor:
+    """Sample a crop from an image with 2x2 supersampling (less aliasing when the face is
+    large in the frame): `sample_fine`, pooled. Returns (1, C, S, S)."""
+    return F.avg_pool2d(sample_fine(image, pixel_grid), 2)
 
 
 def supersampled_points(crop: CropGeometry) -> Tensor:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.generator.expression import ExpressionModel
-from spfem_cli.generator.refiner import CropGeometry, supersampled_points
+from spfem_cli.generator.refiner import CropGeometry, sample_fine, supersampled_points
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import analyse_video, signed_activations
 from spfem_cli.progress import Reporter, SilentReporter
@@ -153,10 +153,10 @@ def _store(cached: Path | None, **arrays: np.ndarray) -> None:
     tmp_path.replace(cached)
 
 
-def _fine_samples(frame: np.ndarray, pixel_grid: np.ndarray) -> torch.Tensor:
-    """A frame (H, W, 3) uint8 sampled at the pixel positions (2S, 2S, 2) (x, y) of
-    `supersampled_points`: (1, 3, 2S, 2S) float. Only the frame's part under the grid is
-    converted."""
+def fine_crop_from_frame(frame: np.ndarray, pixel_grid: np.ndarray) -> np.ndarray:
+    """The aligned crop at twice its size (3, 2S, 2S) uint8 (`ClipFrames.crops`) of a frame
+    (H, W, 3) uint8, at the pixel positions (2S, 2S, 2) (x, y) of `supersampled_points`;
+    only the frame's part under the grid is converted."""
     h, w = frame.shape[:2]
     x0 = int(np.clip(np.floor(pixel_grid[..., 0].min()) - 1, 0, w - 1))
     x1 = int(np.clip(np.ceil(pixel_grid[..., 0].max()) + 2, x0 + 1, w))
@@ -164,31 +164,8 @@ def _fine_samples(frame: np.ndarray, pixel_grid: np.ndarray) -> torch.Tensor:
     y1 = int(np.clip(np.ceil(pixel_grid[..., 1].max()) + 2, y0 + 1, h))
     part = torch.from_numpy(np.ascontiguousarray(frame[y0:y1, x0:x1])).permute(2, 0, 1)[None]
     grid = torch.from_numpy(pixel_grid - np.array([x0, y0])).float()
-    hp, wp = part.shape[-2:]
-    unit = torch.stack(
-        [grid[..., 0] * (2.0 / max(wp - 1, 1)) - 1, grid[..., 1] * (2.0 / max(hp - 1, 1)) - 1],
-        dim=-1,
-    )
-    return F.grid_sample(
-        part.float(), unit[None], mode="bilinear", padding_mode="border", align_corners=True
-    )
-
-
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    return images[0].round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def fine_crop_from_frame(frame: np.ndarray, pixel_grid: np.ndarray) -> np.ndarray:
-    """The aligned crop at twice its size (3, 2S, 2S) uint8 (`ClipFrames.crops`) of a frame
-    (H, W, 3) uint8, at the pixel positions (2S, 2S, 2) (x, y) of `supersampled_points`."""
-    return _to_uint8(_fine_samples(frame, pixel_grid))
-
-
-def crop_from_frame(frame: np.ndarray, pixel_grid: np.ndarray) -> np.ndarray:
-    """The aligned crop (3, S, S) uint8 of a frame (H, W, 3) uint8, sampled at the
-    supersampled pixel positions (2S, 2S, 2) (x, y) of `supersampled_points` and pooled, as
-    `generator.refiner.sample_crop` samples an edited frame."""
-    return _to_uint8(F.avg_pool2d(_fine_samples(frame, pixel_grid), 2))
+    out = sample_fine(part.float(), grid)[0]
+    return out.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def pool_crops(crops: np.ndarray) -> np.ndarray:
