@@ -296,45 +296,6 @@ def test_a_shut_eye_is_left_to_the_flow() -> None:
     assert not np.array_equal(outs[0], frame)
 
 
-def _eye_with_a_lid(pts: np.ndarray, ff: FaceFrame, *, lash_at: float | None) -> np.ndarray:
-    """A frame whose eyes are white between the landmarks' lids, under skin that darkens
-    upward from the upper lid (the crease's shadow) and, with lash_at, a 2-pixel lash line that
-    far below the landmarks' upper lid (IOD)."""
-    from spfem_cli.generator.warp import lid_lines
-
-    h, w = 300, 320
-    q = pixels_in_face_frame(ff, (h, w))
-    img = np.full((h * w, 3), 190.0)
-    for ring_idx in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
-        upper, lower, within = lid_lines(pts[list(ring_idx)], q[:, 0])
-        above = np.clip(upper - q[:, 1], 0, None)
-        img[within] -= np.clip(above[within] / 0.04, 0, 1)[:, None] * 110  # darker upward
-        inside = within & (q[:, 1] > upper) & (q[:, 1] < lower)
-        img[inside] = 230
-        if lash_at is not None:
-            line = within & (np.abs(q[:, 1] - (upper + lash_at)) < 1.0 / ff.iod)
-            img[line] = 30
-    return img.reshape(h, w, 3).astype(np.uint8)
-
-
-@pytest.mark.parametrize("lash_at", [None, 0.01, -0.01])
-def test_the_lid_edge_is_a_clear_dark_line_or_the_landmarks(lash_at: float | None) -> None:
-    """The lid's edge is taken from a clear line of lashes near the landmarks' lid; where the
-    skin just darkens upward into the crease's shadow there is none, and the landmarks' lid
-    stands (the darkest sample alone put it at the search's end, 0.03 IOD up, on soft video)."""
-    from spfem_cli.generator.warp import _lash_offset
-
-    pts = template_face()
-    ff = FaceFrame(origin=np.array([160.0, 130.0]), angle=0.0, iod=100.0)
-    frame = _eye_with_a_lid(pts, ff, lash_at=lash_at)
-    source = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
-    for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
-        offset = _lash_offset(
-            source, ff, pts[list(ring_idx)], pts[list(iris_idx)], (0, 0, 320, 300)
-        )
-        assert abs(offset - (lash_at or 0.0)) < 0.004, offset
-
-
 @pytest.mark.parametrize(("drop", "read_elsewhere"), [(0.005, False), (0.03, True)])
 def test_a_still_lower_lid_keeps_its_edge_in_place(drop: float, read_elsewhere: bool) -> None:
     """Just beyond the source's lower lid line, inside the moved outline: a lid that moved

@@ -208,11 +208,6 @@ LASH_BAND = 0.03
 LASH_FADE = 0.02
 # How far (IOD) from the landmarks' upper lid the lashes are looked for (`_lash_offset`).
 LASH_SEARCH = 0.03
-# How the columns' lash lines are weighed against the landmarks' lid (`_lash_offset`): by how
-# many 8-bit levels each is darker than the column on both sides beyond LASH_DIP_FLOOR, the
-# landmarks' lid counting as LASH_PRIOR such levels.
-LASH_DIP_FLOOR = 4.0
-LASH_PRIOR = 16.0
 # The ring positions the lash offset moves: the upper lid between the corners.
 _UPPER_EDGE = np.isin(np.arange(16), _UPPER_LID[1:-1]).astype(np.float64)
 # An eye open less than EYE_OPEN_MIN (IOD, lid to lid at the iris; open eyes measure 0.10 to
@@ -383,9 +378,8 @@ def _lash_offset(
     lies in the image: FaceMesh puts its lid points a pixel or two off the lashes, enough for
     the eyeball to be read from the lid or the lid from the eyeball. The edge is the darkest
     line near the landmarks' lid in the columns of white on either side of the iris (the lashes
-    are darker than skin and white; the iris would be darker still), averaged over the columns
-    by how clear a line each shows, and drawn toward the landmarks' lid where none is clear.
-    source: (1, 3, h, w) image of `region`; ring: (16, 2), iris: (5, 2) face frame."""
+    are darker than skin and white; the iris would be darker still). source: (1, 3, h, w)
+    image of `region`; ring: (16, 2), iris: (5, 2) face frame."""
     radius = iris_radius(iris)
     left, right = ring[:, 0].min(), ring[:, 0].max()
     xs = np.concatenate(
@@ -402,28 +396,13 @@ def _lash_offset(
     # The minimum of each column to a fraction of a step (a parabola through the darkest
     # sample and its neighbours), so the edge moves smoothly from frame to frame.
     v = values.reshape(len(xs), len(steps)).cpu().numpy().astype(np.float64)
-    darkest = v.argmin(axis=1)
-    k = np.clip(darkest, 1, len(steps) - 2)
+    k = np.clip(v.argmin(axis=1), 1, len(steps) - 2)
     rows = np.arange(len(xs))
     left, mid, right = v[rows, k - 1], v[rows, k], v[rows, k + 1]
     curve = left - 2 * mid + right
     frac = np.where(curve > 1e-6, 0.5 * (left - right) / np.maximum(curve, 1e-6), 0.0)
     step = steps[1] - steps[0]
-    edge = steps[k] + np.clip(frac, -1.0, 1.0) * step
-    # A column votes by how clearly its darkest sample is a line, darker than the column on
-    # both sides of it; the landmarks' own lid is one more vote at 0. On a soft image the
-    # darkest sample is often the search's end, in the crease's shadow above the lid (talk_s32:
-    # the edge then jumped by a pixel or more from frame to frame, and raised lids showed the
-    # lid's skin as a pale band).
-    dip = (
-        np.minimum(
-            np.maximum.accumulate(v, axis=1)[rows, darkest],
-            np.maximum.accumulate(v[:, ::-1], axis=1)[rows, len(steps) - 1 - darkest],
-        )
-        - v[rows, darkest]
-    )
-    votes = np.clip(dip - LASH_DIP_FLOOR, 0.0, None)
-    return float((votes * edge).sum() / (LASH_PRIOR + votes.sum()))
+    return float(np.median(steps[k] + np.clip(frac, -1.0, 1.0) * step))
 
 
 def _sclera_colour(
