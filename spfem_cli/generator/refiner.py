@@ -247,32 +247,34 @@ def crop_face_frame(crop: CropGeometry) -> FaceFrame:
 
 
 def generator_warp_crops(
-    images: Tensor,
+    fine: Tensor,
     *,
     points: Tensor,
     values: Tensor,
     crop: CropGeometry,
     warp: WarpConfig,
-    held: Tensor | None = None,
+    held_fine: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The generator's warp on crops, each crop taken as the frame: the smooth flow
-    (`crop_flow`), brought to rest where `held`, then each eye's own correction
-    (`Warper.sharpen_eye`), then the eyeball shown between the moved lids
-    (`Warper.show_eyeballs`), in the order `Warper.apply` edits a frame.
+    """The generator's warp on crops, as an edit warps a frame and then samples the crop: each
+    crop, at twice its size (`CropGeometry.fine`), is taken as the frame and warped there (the
+    smooth flow `crop_flow`, brought to rest where held, then each eye's own correction
+    `Warper.sharpen_eye`, then the eyeball shown between the moved lids
+    `Warper.show_eyeballs`, in the order `Warper.apply` edits a frame), then pooled.
 
-    images: (B, 3, S, S) in [-1, 1]; points, values: (B, N, 2) landmark positions and forward
-    displacements in the face frame (IOD); held: (B, 1, S, S), 1 where the mouth is held
+    fine: (B, 3, 2S, 2S) in [-1, 1]; points, values: (B, N, 2) landmark positions and forward
+    displacements in the face frame (IOD); held_fine: (B, 1, 2S, 2S), 1 where the mouth is held
     (none held: a training pair's mouth moves to the second frame's). Returns the warped crops
     (B, 3, S, S) in [-1, 1] and the flow (B, 2, S, S), forward displacement in IOD.
     Differentiable in `values`: the eyeballs are pixels copied within the source, so their
     gradient is passed straight through as the warp's.
     """
-    flow = crop_flow(points, values, crop=crop, warp=warp)
-    if held is not None:
-        flow = flow * (1.0 - held)
-    n = crop.size
-    face = crop_face_frame(crop)
-    warper = Warper(device=images.device, config=warp)
+    at = crop.fine
+    flow = crop_flow(points, values, crop=at, warp=warp)
+    if held_fine is not None:
+        flow = flow * (1.0 - held_fine)
+    n = at.size
+    face = crop_face_frame(at)
+    warper = Warper(device=fine.device, config=warp)
     pts = points.detach().cpu().double().numpy()
     if warp.eye_sigma > 0 and points.shape[1] == mesh.N_LANDMARKS:
         dense = []
@@ -284,14 +286,14 @@ def generator_warp_crops(
                 )
             dense.append(d / face.iod)
         flow = torch.stack(dense)
-    warped = warp_crop(images, flow, crop=crop)
+    warped = warp_crop(fine, flow, crop=at)
     if warp.eyeballs:
         with torch.no_grad():
             drawn = (warped + 1.0) * 127.5  # 8-bit levels, as frames
             for k in range(len(flow)):
                 warper.show_eyeballs(
                     drawn[k : k + 1],
-                    source=(images[k : k + 1] + 1.0) * 127.5,
+                    source=(fine[k : k + 1] + 1.0) * 127.5,
                     dense=flow[k] * face.iod,
                     face=face,
                     points=pts[k],
@@ -299,7 +301,7 @@ def generator_warp_crops(
                 )
             drawn = drawn / 127.5 - 1.0
         warped = warped + (drawn - warped).detach()
-    return warped, flow
+    return F.avg_pool2d(warped, 2), F.avg_pool2d(flow, 2)
 
 
 def warp_crop(images: Tensor, flow: Tensor, *, crop: CropGeometry) -> Tensor:

@@ -138,11 +138,10 @@ def edit_crops(
         batch.fine,
         points=batch.points,
         values=disp,
-        crop=crop.fine,
+        crop=crop,
         warp=warp,
-        held=batch.held_fine,
+        held_fine=batch.held_fine,
     )
-    warped, flow = F.avg_pool2d(warped, 2), F.avg_pool2d(flow, 2)
     allow = batch.maps[:, 1:2]
     if refiner is None:
         return CropEdit(out=warped, warped=warped, flow=flow, mask=torch.zeros_like(allow))

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.generator.expression import ExpressionModel
@@ -35,8 +34,8 @@ class ClipFrames:
     """One video's training frames.
 
     crops: (T, 3, 2S, 2S) uint8 RGB aligned crops at twice the crop's size (`CropGeometry.fine`:
-    `pool_crops` gives the S-pixel crops), so that a training pair is warped at that size and
-    then pooled, as an edit warps the frame and then samples the crop (warping the S-pixel crop
+    2x2 average pooling gives the S-pixel crops), so that a training pair is warped at that size
+    and then pooled, as an edit warps the frame and then samples the crop (warping the S-pixel crop
     itself blurred it: its detail, as the Laplacian measures it, fell by up to 13% against the
     edit's); points: (T, 478, 2) float32 landmarks in the face frame (IOD); aus: (T, K) float32
     AU activations relative to the clip's median face.
@@ -166,12 +165,6 @@ def fine_crop_from_frame(frame: np.ndarray, pixel_grid: np.ndarray) -> np.ndarra
     grid = torch.from_numpy(pixel_grid - np.array([x0, y0])).float()
     out = sample_fine(part.float(), grid)[0]
     return out.round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def pool_crops(crops: np.ndarray) -> np.ndarray:
-    """(T, 3, 2S, 2S) uint8 crops at twice their size (`ClipFrames.crops`) -> (T, 3, S, S)."""
-    pooled = F.avg_pool2d(torch.from_numpy(np.ascontiguousarray(crops)).float(), 2)
-    return pooled.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def load_collection(

@@ -221,10 +221,8 @@ def make_batch(
     pb = torch.from_numpy(np.stack([clips[c].points[b] for c, _, b in pairs]))
     aus = torch.from_numpy(np.stack([clips[c].aus[b] - clips[c].aus[a] for c, a, b in pairs]))
     with torch.no_grad():
-        warped, flow = generator_warp_crops(
-            src, points=pa, values=pb - pa, crop=crop.fine, warp=warp
-        )
-        src, tgt, warped, flow = (F.avg_pool2d(x, 2) for x in (src, tgt, warped, flow))
+        warped, flow = generator_warp_crops(src, points=pa, values=pb - pa, crop=crop, warp=warp)
+        src, tgt = F.avg_pool2d(src, 2), F.avg_pool2d(tgt, 2)
     maps = torch.stack(
         [
             regions(p, mouth_hold(p.astype(np.float64), mode="natural"), crop=crop)
