@@ -38,6 +38,7 @@ from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper, hold_weight
 from spfem_cli.training.frames import (
     ClipFrames,
     fine_crop_from_frame,
+    load_clip_frames,
     person_of,
 )
 from spfem_cli.training.refiner import (
@@ -449,6 +450,45 @@ def test_train_cli_errors(tmp_path: Path, args: list[str], message: str) -> None
     assert not (tmp_path / "o.st").exists()
 
 
+def test_cached_crops_are_read_from_disk_and_reused(
+    tmp_path: Path, model: ExpressionModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a cache folder the crops are a read-only memory map of the cache file (RAM does
+    not grow with the collection), equal to the crops cut in RAM without one; a second load
+    reads the cache and does not track the video again."""
+    from spfem_cli import demo
+    from spfem_cli.media import FrameWriter
+    from spfem_cli.training import frames as frames_mod
+
+    video = tmp_path / "face.mp4"
+    with FrameWriter(video, width=demo.SIZE, height=demo.SIZE, fps=demo.FPS) as writer:
+        for frame in demo.portrait_frames(n_frames=8):
+            writer.write(frame)
+    kwargs = {"person": "ann", "name": "face.mp4", "model": model, "crop": SMALL.crop}
+    in_ram = load_clip_frames(video, max_frames=6, **kwargs)
+    cache = tmp_path / "cache"
+    cached = load_clip_frames(video, max_frames=6, cache_dir=cache, **kwargs)
+    assert in_ram is not None and cached is not None
+    assert isinstance(cached.crops, np.memmap) and not cached.crops.flags.writeable
+    assert not isinstance(in_ram.crops, np.memmap)
+    assert cached.crops.shape == (6, 3, 128, 128)
+    np.testing.assert_array_equal(cached.crops, in_ram.crops)
+    np.testing.assert_array_equal(cached.points, in_ram.points)
+    assert sorted(p.name.split(".", 1)[1] for p in cache.iterdir()) == ["crops.npy", "npz"]
+
+    def no_tracking(*args: object, **kw: object) -> None:
+        raise AssertionError("tracked again although cached")
+
+    monkeypatch.setattr(frames_mod, "analyse_video", no_tracking)
+    again = load_clip_frames(video, max_frames=6, cache_dir=cache, **kwargs)
+    assert again is not None and isinstance(again.crops, np.memmap)
+    np.testing.assert_array_equal(again.crops, in_ram.crops)
+    np.testing.assert_array_equal(again.aus, in_ram.aus)
+    # Another frame count is another entry, so it is cut anew.
+    with pytest.raises(AssertionError, match="tracked again"):
+        load_clip_frames(video, max_frames=5, cache_dir=cache, **kwargs)
+
+
 @pytest.mark.clips
 def test_train_refiner_on_real_clips(tmp_path: Path, clips_dir: Path, ffmpeg_checked) -> None:
     """End to end on two short real clips of two people: tracks, crops, trains a few steps,
@@ -481,6 +521,7 @@ def test_train_refiner_on_real_clips(tmp_path: Path, clips_dir: Path, ffmpeg_che
     assert [x["step"] for x in lines[1:] if "val" in x] == [0, 3, 6]
     assert all(np.isfinite(x["loss"]) for x in lines[1:] if "loss" in x)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    assert len(list((tmp_path / "cache").glob("*.crops.npy"))) == 2
     # A user's own refiner drives `spfem edit --generator refiner --refiner FILE`.
     edited = tmp_path / "bob.happy.mp4"
     result = CliRunner().invoke(

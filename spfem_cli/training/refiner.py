@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -417,22 +418,39 @@ def train_refiner(
     ``<output>.log.jsonl``. Reproducible for a given config (seed) and machine.
     """
     rep = reporter or SilentReporter()
+    expression = ExpressionModel.load(config.expression_model)
+    # The crops are read from disk (memory mapped) so that RAM does not grow with the
+    # collection; without a cache folder they live in a temporary one for this run.
+    with tempfile.TemporaryDirectory(prefix="spfem-crops-") as tmp:
+        clips = load_collection(
+            Path(video_dir),
+            people=config.people,
+            model=expression,
+            crop=config.model_config().crop,
+            max_frames=config.max_frames_per_clip,
+            cache_dir=Path(tmp) if cache_dir is None else cache_dir,
+            exclude=tuple(config.exclude),
+            reporter=rep,
+        )
+        return _train(
+            clips, output=output, config=config, expression=expression, device=device, rep=rep
+        )
+
+
+def _train(
+    clips: list[ClipFrames],
+    *,
+    output: Path,
+    config: TrainConfig,
+    expression: ExpressionModel,
+    device: str,
+    rep: Reporter,
+) -> TrainResult:
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     warp = WarpConfig()
     model_cfg = config.model_config()
-    expression = ExpressionModel.load(config.expression_model)
-    clips = load_collection(
-        Path(video_dir),
-        people=config.people,
-        model=expression,
-        crop=model_cfg.crop,
-        max_frames=config.max_frames_per_clip,
-        cache_dir=cache_dir,
-        exclude=tuple(config.exclude),
-        reporter=rep,
-    )
     train_people, val_people = split_people(clips, config)
     train_clips = [c for c in clips if c.person in train_people]
     val_clips = [c for c in clips if c.person in val_people]
