@@ -113,8 +113,10 @@ def warp_report(
         worst = min(worst, dense_min_jacobian_det(dense))
         for part, idx in PARTS.items():
             pix = face.to_image(points[list(idx)])
-            want = face.to_image(points[list(idx)] + values[list(idx)]) - pix
-            got = sample_flow(dense, torch.from_numpy(pix - box[:2]).float()).double().numpy()
+            lands = face.to_image(points[list(idx)] + values[list(idx)])
+            want = lands - pix
+            # A backward map: the point shows where asked when the flow there is its motion.
+            got = sample_flow(dense, torch.from_numpy(lands - box[:2]).float()).double().numpy()
             dot[part] += float((got * want).sum())
             wanted[part] += float((want * want).sum())
             size[part] += float(np.linalg.norm(want, axis=1).mean() / face.iod)

@@ -47,8 +47,23 @@ def painted_eyes(
     return img.reshape(h, w, 3).astype(np.uint8)
 
 
+# The two rows of landmarks over each upper lid, margin outwards, and how far each moves with
+# the margin: the lid's skin folds under the crease as it rises (the expression model's AU5
+# moves them by 0.51 and 0.28 of the margin's motion).
+_OVER_LIDS = (
+    ((247, 30, 29, 27, 28, 56, 190, 467, 260, 259, 257, 258, 286, 414), 0.5),
+    ((113, 225, 224, 223, 222, 221, 189, 342, 445, 444, 443, 442, 441, 413), 0.25),
+)
+
+
 def raise_upper_lids(pts: np.ndarray, by: float) -> np.ndarray:
+    """(478, 2) displacements that raise both upper lids' margins by `by` (IOD) in the middle,
+    tapering to the corners, and the skin over them less, as a lid raiser does."""
     vals = np.zeros_like(pts)
+    # Ring positions 9-15: the upper lid from one corner to the other; y points down.
+    taper = np.sin(np.pi * np.arange(1, 8) / 8)
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
-        vals[list(ring[9:])] = [0.0, -by]  # the upper lid between the corners; y points down
+        vals[list(ring[9:]), 1] = -by * taper
+    for over, share in _OVER_LIDS:
+        vals[list(over), 1] = -share * by * np.tile(taper, 2)
     return vals

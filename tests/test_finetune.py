@@ -226,9 +226,10 @@ def _iris_and_white(eye: np.ndarray) -> tuple[int, int]:
 
 def test_crop_edit_moves_the_eyes_as_the_frame_edit_does(model: ExpressionModel) -> None:
     """Fine-tuning learns through the edit `spfem edit` makes: on painted eyes in surprise,
-    the crop path's eyes match the edited frame's crop (mean difference 2.8 levels over the
+    the crop path's eyes match the edited frame's crop (mean difference 1.6 levels over the
     eyes) and the iris stays round on both; the smooth crop flow alone, which the crop path
-    used before, was 11 levels off and drew the iris 18 pixels tall instead of 13."""
+    used before, is 5.6 levels off (11 and an iris drawn 18 pixels tall instead of 13 before
+    the flow was pinned where the landmarks land)."""
     crop = CropGeometry(size=192)
     pts = model.template.double().numpy()
     rows, cols = _eye_window(crop_face_frame(crop), pts)
@@ -256,7 +257,7 @@ def test_crop_edit_moves_the_eyes_as_the_frame_edit_does(model: ExpressionModel)
     height_smooth, off_smooth = crop_path(WarpConfig(eye_sigma=0.0, eyeballs=False))
     height, off = crop_path(WarpConfig())
     height_frame = _iris_and_white(truth)[0]
-    assert height_smooth > height_frame + 3 and off < 0.5 * off_smooth
+    assert off < 0.5 * off_smooth
     assert abs(height - height_frame) <= 1
 
 
@@ -271,8 +272,10 @@ def test_the_lids_gradient_goes_through_the_eye_correction(model: ExpressionMode
     lids = [mesh.RIGHT_EYE[12], mesh.LEFT_EYE[12]]
     unit = torch.zeros(1, model.num_aus)
     unit[0, k] = 1.0
-    want = float(model.displacement(unit)[0, lids, 1].sum())
-    at = torch.from_numpy(crop_face_frame(crop).to_image(pts[lids])).float()
+    moved = model.displacement(unit)[0, lids].double().numpy()
+    want = float(moved[:, 1].sum())
+    # The flow where the lids land, which the output there shows (a backward map).
+    at = torch.from_numpy(crop_face_frame(crop).to_image(pts[lids] + moved)).float()
     slopes = []
     for warp in (WarpConfig(eye_sigma=0.0, eyeballs=False), WarpConfig()):
         delta = unit.clone().requires_grad_(True)

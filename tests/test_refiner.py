@@ -365,8 +365,9 @@ def test_training_crops_are_cut_at_twice_the_size_and_pool_to_the_crop() -> None
 
 
 # The smooth flow mirrors exactly; the eyes' correction is fitted on a pixel window whose
-# rounding is not mirror-symmetric (its flow then differs by up to about 0.003 IOD, a sixth of
-# a pixel here), and the eyeballs are drawn from the pixels that correction picks.
+# rounding is not mirror-symmetric (its flow then differs by up to about 0.006 IOD, a third of
+# a pixel here, since the correction also keeps the lids where the landmarks land), and the
+# eyeballs are drawn from the pixels that correction picks.
 SMOOTH_WARP = WarpConfig(eye_sigma=0.0, eyeballs=False)
 
 
@@ -398,7 +399,7 @@ def test_mirrored_pair_is_the_pair_of_mirrored_faces(model, warp: WarpConfig) ->
         off = (mirrored.warped - direct.warped).abs()
         assert float(off.mean()) < 2e-4 and float((off > 0.01).float().mean()) < 0.003
         flow_off = (mirrored.inputs[:, 6:8] - direct.inputs[:, 6:8]).abs() / FLOW_SCALE
-        assert float(flow_off.max()) < 0.004
+        assert float(flow_off.max()) < 0.008
     # The region maps are rasterised polygons: mirrored, edge pixels may fall the other way.
     differ = (mirrored.inputs[:, 8:] - direct.inputs[:, 8:]).abs() > 0.05
     assert float(differ.float().mean()) < 0.002

@@ -156,7 +156,8 @@ def test_lids_moving_apart_get_their_own_motion(angle: float) -> None:
         from spfem_cli.generator.warp import dense_min_jacobian_det, sample_flow
 
         def at(idx: list[int]) -> np.ndarray:
-            pix = torch.from_numpy(ff.to_image(pts[idx]) - box[:2]).float()
+            # The flow where the points land: the output there shows them (a backward map).
+            pix = torch.from_numpy(ff.to_image(pts[idx] + vals[idx]) - box[:2]).float()
             return sample_flow(dense, pix).double().numpy()
 
         want = ff.to_image(pts[upper] + vals[upper]) - ff.to_image(pts[upper])
@@ -250,12 +251,9 @@ def test_the_uncovered_white_is_white_without_copies_of_the_iris_rim() -> None:
     pts = template_face()
     ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
     frame = painted_eyes(pts, ff, (420, 400), limbus_px=3.0)
+    vals = raise_upper_lids(pts, 0.07)
     out = Warper(device=torch.device("cpu"), config=WarpConfig(eyeballs=True)).apply(
-        frame,
-        face=ff,
-        points=pts,
-        values=raise_upper_lids(pts, 0.07),
-        landmarks_px=ff.to_image(pts),
+        frame, face=ff, points=pts, values=vals, landmarks_px=ff.to_image(pts)
     )
     q = pixels_in_face_frame(ff, (420, 400))
     checked = 0
@@ -263,10 +261,11 @@ def test_the_uncovered_white_is_white_without_copies_of_the_iris_rim() -> None:
         ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
         radius = np.linalg.norm(iris[1:] - iris[0], axis=1).mean()
         upper, lower, within = lid_lines(ring, q[:, 0])
+        raised = lid_lines(ring + vals[list(ring_idx)], q[:, 0])[0]
         r = np.linalg.norm(q - iris[0], axis=1)
         # Hidden by the source's lid (and its lash line), now open: 0.01 IOD clear of the
         # raised lid's edge, and beyond where the white takes over from the iris.
-        uncovered = within & (q[:, 1] < upper) & (q[:, 1] > upper - 0.07 + 0.01 + 0.02)
+        uncovered = within & (q[:, 1] < upper) & (q[:, 1] > raised + 0.01 + 0.02)
         near = np.abs(q[:, 0] - iris[0, 0]) < 2 * radius  # the lid rises less at the corners
         region = uncovered & near & (r > SCLERA_CLEAR * radius + 1.0 / ff.iod)
         pixels = out.reshape(-1, 3)[region].astype(int)
@@ -316,3 +315,34 @@ def test_a_still_lower_lid_keeps_its_edge_in_place(drop: float, read_elsewhere: 
     assert bool(copied.all()) is read_elsewhere and bool(copied.any()) is read_elsewhere
     if not read_elsewhere:
         np.testing.assert_array_equal(src, query)
+
+
+@pytest.mark.parametrize("emotion", ["surprised", "fear"])
+def test_lids_land_where_asked_under_lifted_brows(emotion: str) -> None:
+    """The flow is a backward map, so a landmark shows where it is asked only when the flow
+    is pinned where it lands: pinned where it starts, the brows' lift dragged the upper lids
+    (0.03 IOD asked) up to 0.06-0.09 on real faces, and surprise drew a band of white above
+    the iris. Where each upper lid point shows (the output pixel that reads it) is within 20%
+    of where the expression model puts it, at full strength."""
+    from spfem_cli.generator.expression import ExpressionModel
+    from spfem_cli.generator.generator import FaceGenerator
+    from spfem_cli.generator.warp import face_box, sample_flow
+
+    model = ExpressionModel.load()
+    gen = FaceGenerator(model=model, device=torch.device("cpu"), mouth="natural")
+    pts = model.template.double().numpy()
+    values, hold = gen.sparse(points=pts, delta=model.emotion_vector(emotion).double().numpy())
+    ff = FaceFrame(origin=np.array([200.0, 160.0]), angle=0.1, iod=100.0)
+    box = face_box(ff.to_image(pts), width=400, height=420, margin=gen.warper.config.margin)
+    dense = gen.warper.dense_flow(face=ff, points=pts, values=values, box=box, hold=hold)
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        lid = [ring[k] for k in (11, 12, 13)]  # the upper lid over the iris
+        start = ff.to_image(pts[lid]) - box[:2]
+        moved = np.zeros_like(start)
+        for _ in range(6):  # the output pixel x with x - flow(x) = start
+            moved = sample_flow(dense, torch.from_numpy(start + moved).float()).double().numpy()
+        shown = ff.to_face(start + moved + box[:2])
+        asked = pts[lid] + values[lid]
+        assert np.linalg.norm(values[lid], axis=1).min() > 0.02
+        miss = np.linalg.norm(shown - asked, axis=1) / np.linalg.norm(values[lid], axis=1)
+        assert miss.max() < 0.2, miss

@@ -222,10 +222,13 @@ def crop_flow(
     query = crop.face_points(grid).reshape(-1, 2).to(points)
     flows = []
     for pts, vals in zip(points, values, strict=True):
+        # Pinned where each landmark lands, as `Warper.box_flow` pins them (a backward map);
+        # the gradient goes through the values, not through where they are pinned.
+        at = pts + vals.detach()
         fitted = fitted_values(
-            pts, vals, sigma=warp.sigma, background=warp.background, refinements=warp.refinements
+            at, vals, sigma=warp.sigma, background=warp.background, refinements=warp.refinements
         )
-        flows.append(shepard_flow(pts, fitted, query, sigma=warp.sigma, background=warp.background))
+        flows.append(shepard_flow(at, fitted, query, sigma=warp.sigma, background=warp.background))
     flow = torch.stack(flows).reshape(len(flows), grid, grid, 2)
     step = crop.side / (grid - 1)
     dx = (flow[:, :-1, 1:] - flow[:, :-1, :-1]) / step

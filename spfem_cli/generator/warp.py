@@ -25,7 +25,7 @@ class WarpConfig:
     distance 0); grid: flow samples per box side; margin: the face box's extra border as a
     fraction of the landmarks' extent; max_gradient: bound on the flow's Jacobian norm
     (pixels per pixel), below 1 so the warp never folds; refinements: residual corrections
-    that make the flow at the landmarks approach their own displacement (Gaussian smoothing
+    that make the flow where each landmark lands approach its displacement (Gaussian smoothing
     alone averages each landmark with its still neighbours and moves it too little);
     eye_sigma: spread (IOD) of the finer correction around each eye (0 turns it off);
     eyeballs: show the eyeball between the moved lids as it is, not stretched with them
@@ -549,10 +549,14 @@ class Warper:
         query = torch.from_numpy(face.to_face(nodes)).float().to(self.device)
         pts = torch.from_numpy(np.asarray(points, dtype=np.float32)).to(self.device)
         vals = torch.from_numpy(np.asarray(values, dtype=np.float32)).to(self.device)
+        # The flow is a backward map (the output at x shows the source at x - flow(x)), so
+        # each displacement is pinned where its landmark lands, not where it starts: pinned
+        # at the start, a landmark moved v landed off by about v times the flow's gradient.
+        at = pts + vals
         flow = shepard_flow(
-            pts,
+            at,
             fitted_values(
-                pts, vals, sigma=cfg.sigma, background=cfg.background, refinements=cfg.refinements
+                at, vals, sigma=cfg.sigma, background=cfg.background, refinements=cfg.refinements
             ),
             query,
             sigma=cfg.sigma,
@@ -642,14 +646,18 @@ class Warper:
         is_eye = np.zeros(len(points), dtype=bool)
         is_eye[idx] = True
         used = np.flatnonzero(inside | is_eye)
-        pix = face.to_image(points[used])
-        got = sample_flow(dense, torch.from_numpy(pix - [x0, y0]).to(dense))
+        # The warp is a backward map: a point p shows at q = p + m where flow(q) = m. So the
+        # flow is matched at the points' targets; matched at p, a flow that grows toward a
+        # lifted brow showed the upper lids raised up to 2.6 times as far as asked.
+        moved = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
+        target = points[used] + np.asarray(moved, dtype=np.float64)[used]
+        got = sample_flow(dense, torch.from_numpy(face.to_image(target) - [x0, y0]).to(dense))
         lin = torch.from_numpy(face.rotation.T * face.iod).to(got)
         want = torch.as_tensor(values, device=got.device)[torch.from_numpy(used)].to(got) @ lin
         resid = (want - got) * torch.from_numpy(is_eye[used]).to(got)[:, None]
         if float(resid.detach().abs().max()) < cfg.still_px:
             return dense
-        pts = torch.from_numpy(points[used]).to(resid)
+        pts = torch.from_numpy(target).to(resid)
         fitted = fitted_values(
             pts, resid, sigma=cfg.eye_sigma, background=cfg.background, refinements=cfg.refinements
         )
