@@ -20,6 +20,7 @@ stand in for both.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
@@ -421,14 +422,19 @@ def train_refiner(
     expression = ExpressionModel.load(config.expression_model)
     # The crops are read from disk (memory mapped) so that RAM does not grow with the
     # collection; without a cache folder they live in a temporary one for this run.
-    with tempfile.TemporaryDirectory(prefix="spfem-crops-") as tmp:
+    folder = (
+        tempfile.TemporaryDirectory(prefix="spfem-crops-")
+        if cache_dir is None
+        else contextlib.nullcontext(str(cache_dir))
+    )
+    with folder as crops_dir:
         clips = load_collection(
             Path(video_dir),
             people=config.people,
             model=expression,
             crop=config.model_config().crop,
             max_frames=config.max_frames_per_clip,
-            cache_dir=Path(tmp) if cache_dir is None else cache_dir,
+            cache_dir=Path(crops_dir),
             exclude=tuple(config.exclude),
             reporter=rep,
         )
