@@ -490,6 +490,46 @@ def test_cached_crops_are_read_from_disk_and_reused(
         load_clip_frames(video, max_frames=5, cache_dir=cache, **kwargs)
 
 
+def test_training_without_a_cache_folder_spills_crops_to_a_temporary_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --cache the crops still go to disk (memory mapped), in a temporary folder that
+    is gone when training ends."""
+    import tempfile
+
+    from spfem_cli import demo
+    from spfem_cli.media import FrameWriter
+    from spfem_cli.training import refiner as training
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("ann.mp4", "bob.mp4"):
+        with FrameWriter(videos / name, width=demo.SIZE, height=demo.SIZE, fps=demo.FPS) as w:
+            for frame in demo.portrait_frames(n_frames=6):
+                w.write(frame)
+    config = tmp_path / "c.json"
+    config.write_text(
+        '{"steps": 2, "batch_size": 2, "crop_size": 64, "channels": [8, 8, 16], '
+        '"val_people": ["bob"], "val_pairs": 2, "val_every": 2, "log_every": 1, "seed": 1}'
+    )
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen: list[bool] = []
+    real_load = training.load_collection
+
+    def spying_load(*args: object, **kw: object) -> list[ClipFrames]:
+        clips = real_load(*args, **kw)
+        seen.extend(isinstance(c.crops, np.memmap) for c in clips)
+        return clips
+
+    monkeypatch.setattr(training, "load_collection", spying_load)
+    out = tmp_path / "r.safetensors"
+    training.train_refiner(video_dir=videos, output=out, config=TrainConfig.from_file(config))
+    assert out.is_file() and seen == [True, True]
+    assert not [p for p in scratch.iterdir() if p.name.startswith("spfem-crops-")]
+
+
 @pytest.mark.clips
 def test_train_refiner_on_real_clips(tmp_path: Path, clips_dir: Path, ffmpeg_checked) -> None:
     """End to end on two short real clips of two people: tracks, crops, trains a few steps,
