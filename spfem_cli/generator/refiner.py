@@ -34,8 +34,7 @@ from spfem_cli.generator.warp import (
     WarpConfig,
     Warper,
     face_box,
-    fitted_values,
-    shepard_flow,
+    landmark_flow,
 )
 
 CHECKPOINT_KIND = "refiner"
@@ -222,13 +221,7 @@ def crop_flow(
     query = crop.face_points(grid).reshape(-1, 2).to(points)
     flows = []
     for pts, vals in zip(points, values, strict=True):
-        # Pinned where each landmark lands, as `Warper.box_flow` pins them (a backward map);
-        # the gradient goes through the values, not through where they are pinned.
-        at = pts + vals.detach()
-        fitted = fitted_values(
-            at, vals, sigma=warp.sigma, background=warp.background, refinements=warp.refinements
-        )
-        flows.append(shepard_flow(at, fitted, query, sigma=warp.sigma, background=warp.background))
+        flows.append(landmark_flow(pts, vals, query, config=warp))
     flow = torch.stack(flows).reshape(len(flows), grid, grid, 2)
     step = crop.side / (grid - 1)
     dx = (flow[:, :-1, 1:] - flow[:, :-1, :-1]) / step

@@ -96,6 +96,25 @@ def fitted_values(
     return fitted
 
 
+def landmark_flow(
+    points: torch.Tensor, values: torch.Tensor, query: torch.Tensor, *, config: WarpConfig
+) -> torch.Tensor:
+    """The smooth flow at query (M, 2) from landmarks at points (N, 2) moved by values (N, 2),
+    all face frame (IOD), as `config` spreads and fits them. Returns (M, 2); differentiable in
+    `values` (through the values, not through where they are pinned).
+
+    The flow is a backward map (the output at x shows the source at x - flow(x)), so each
+    displacement is pinned where its landmark lands, not where it starts: pinned at the start,
+    a landmark moved v landed off by about v times the flow's gradient (under surprise's lifted
+    brows, the upper lids rose 2.5 times as far as asked)."""
+    at = points + values.detach()
+    fitted = fitted_values(
+        at, values, sigma=config.sigma, background=config.background,
+        refinements=config.refinements,
+    )  # fmt: skip
+    return shepard_flow(at, fitted, query, sigma=config.sigma, background=config.background)
+
+
 def flow_jacobian(flow_px: torch.Tensor, *, step_x: float, step_y: float) -> torch.Tensor:
     """Finite-difference Jacobian of a flow field.
 
@@ -549,19 +568,7 @@ class Warper:
         query = torch.from_numpy(face.to_face(nodes)).float().to(self.device)
         pts = torch.from_numpy(np.asarray(points, dtype=np.float32)).to(self.device)
         vals = torch.from_numpy(np.asarray(values, dtype=np.float32)).to(self.device)
-        # The flow is a backward map (the output at x shows the source at x - flow(x)), so
-        # each displacement is pinned where its landmark lands, not where it starts: pinned
-        # at the start, a landmark moved v landed off by about v times the flow's gradient.
-        at = pts + vals
-        flow = shepard_flow(
-            at,
-            fitted_values(
-                at, vals, sigma=cfg.sigma, background=cfg.background, refinements=cfg.refinements
-            ),
-            query,
-            sigma=cfg.sigma,
-            background=cfg.background,
-        )
+        flow = landmark_flow(pts, vals, query, config=cfg)
         # Face-frame displacement (IOD) -> image pixels: rotate and scale.
         lin = torch.from_numpy(face.rotation.T * face.iod).float().to(self.device)
         flow_px = (flow @ lin).reshape(cfg.grid, cfg.grid, 2)

@@ -106,9 +106,9 @@ def load_clip_frames(
     """
     entry = cache_dir / _cache_key(video, crop, max_frames) if cache_dir else None
     if entry is not None:
-        found = _load_entry(entry, name=name, person=person)
-        if found is not None:
-            return found if len(found) else None
+        cached, frames = _load_entry(entry, name=name, person=person)
+        if cached:
+            return frames
     rep = reporter or SilentReporter()
     info = probe(video)
     with tempfile.TemporaryDirectory(prefix="spfem-train-") as tmp:
@@ -144,34 +144,30 @@ def load_clip_frames(
                 if t in wanted:
                     pix = track.frame(t).to_image(sub)
                     crops[wanted[t]] = fine_crop_from_frame(frame, pix)
-    if entry is None:
-        return ClipFrames(name=name, person=person, crops=crops, points=points, aus=aus)
-    _store_entry(entry, crops=crops, points=points, aus=aus)
-    return _load_entry(entry, name=name, person=person)
+    if entry is not None:
+        _store_entry(entry, crops=crops, points=points, aus=aus)
+        crops = np.load(_crops_path(entry), mmap_mode="r")
+    return ClipFrames(name=name, person=person, crops=crops, points=points, aus=aus)
 
 
 def _crops_path(entry: Path, *, partial: bool = False) -> Path:
     return entry.with_name(entry.name + (".crops.partial.npy" if partial else ".crops.npy"))
 
 
-def _load_entry(entry: Path, *, name: str, person: str) -> ClipFrames | None:
-    """A cache entry (`entry`.npz: points and AUs; `entry`.crops.npy: the crops, memory
-    mapped), an empty ClipFrames for a video without a usable face, or None if not cached."""
-    meta = entry.with_suffix(".npz")
+def _load_entry(entry: Path, *, name: str, person: str) -> tuple[bool, ClipFrames | None]:
+    """Whether the cache holds `entry` (`entry`.npz: points and AUs; `entry`.crops.npy: the
+    crops), and its frames with the crops memory mapped (None: a video without a usable face)."""
+    meta, crops_path = entry.with_suffix(".npz"), _crops_path(entry)
     if not meta.is_file():
-        return None
+        return False, None
     with np.load(meta) as data:
         points, aus = data["points"], data["aus"]
     if len(points) == 0:
-        return ClipFrames(
-            name=name, person=person, crops=np.zeros((0, 3, 0, 0), np.uint8), points=points,
-            aus=aus,
-        )  # fmt: skip
-    crops_path = _crops_path(entry)
+        return True, None
     if not crops_path.is_file():
-        return None
+        return False, None
     crops = np.load(crops_path, mmap_mode="r")
-    return ClipFrames(name=name, person=person, crops=crops, points=points, aus=aus)
+    return True, ClipFrames(name=name, person=person, crops=crops, points=points, aus=aus)
 
 
 def _store_entry(
