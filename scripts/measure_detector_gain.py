@@ -6,9 +6,10 @@
 For each clip it takes ``--frames`` frames spread over the clip, warps each by one AU at a time
 (``+step`` and ``-step`` activation units) and re-estimates the AU on the edited frame
 (`spfem_cli.evaluate.detector_gain`). It prints the gain per clip and the mean and standard
-deviation over all frames; 1 means FaceMesh reports all of the motion. `spfem edit` divides the
-expression it reads off a face by the ``-step`` gains
-(`spfem_cli.generator.expression.DETECTOR_GAIN`).
+deviation over all frames (1 means FaceMesh reports all of the motion), then the whole matrix:
+how much of each AU is read when one is warped. `spfem edit` turns the expression it reads off
+a face back through the ``-step`` matrix of the brow and lid-tightener AUs
+(`spfem_cli.generator.expression.DETECTOR_GAIN`, `undo_detector_gain`).
 
 Then, on clips where real people raise and lower their brows (``--brow-clips``), it compares
 how far FaceMesh's brow points move with how far the brow moves in the image (the darkest row
@@ -29,7 +30,12 @@ import torch
 from spfem_cli.evaluate import detector_gain
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.face.tracker import LandmarkTracker
-from spfem_cli.generator.expression import DETECTOR_GAIN, REPLACED_AUS, ExpressionModel
+from spfem_cli.generator.expression import (
+    DETECTOR_GAIN,
+    DETECTOR_GAIN_AUS,
+    REPLACED_AUS,
+    ExpressionModel,
+)
 from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.generator.warp import sample_flow
 from spfem_cli.media import FrameReader, probe
@@ -134,7 +140,9 @@ def main() -> None:
         print(f"\nstep {step:+.1f}, mean over all frames: row = AU applied, column = AU read")
         for name, values in zip(aus, np.mean(gains, axis=0), strict=True):
             row(name, "", values)
-    row("DETECTOR_GAIN in spfem edit", "", [DETECTOR_GAIN.get(a, 1.0) for a in aus])
+    print("\nDETECTOR_GAIN in spfem edit: row = AU applied, column = AU read")
+    for name, values in zip(DETECTOR_GAIN_AUS, DETECTOR_GAIN, strict=True):
+        print(f"{name:32s} {'':>5s} " + " ".join(f"{v:6.2f}" for v in values))
 
     if args.brow_clips:
         print("\nreal brows: FaceMesh's brow points against the brow in the image (IOD)")

@@ -228,6 +228,25 @@ def test_neutral_takes_the_smile_off_the_eyes(smiling: dict[str, Edited]) -> Non
 
 
 @needs_clips
+@needs_clips
+def test_neutral_does_not_raise_the_inner_brows(smiling: dict[str, Edited]) -> None:
+    """Calming her face takes the brows toward their rest instead of lifting them. When each
+    AU read off FaceMesh was divided by its own gain, the brow lowering was taken off four
+    times over, and FaceMesh read that lift of the brows as an inner brow raise: the slow
+    inner-brow raise over the clip went from 0.015 to 0.048 (it is now 0.022)."""
+    from spfem_cli.face.track import smooth_valid
+
+    e = smiling["neutral"]
+    median = np.nanmedian(face_frame_landmarks(e.lm_in), axis=0)
+    fps = float(probe(e.clip).fps)
+
+    def slow_inner_brow(lm: np.ndarray) -> np.ndarray:
+        acts = upper_face_aus(lm, median=median, names=("AU1",))
+        return smooth_valid(acts, np.ones(len(acts), dtype=bool), 0.5 * fps)[:, 0]
+
+    assert slow_inner_brow(e.lm_out).mean() < slow_inner_brow(e.lm_in).mean() + 0.015
+
+
 @pytest.mark.xfail(strict=True, reason=REPLACE_GAP)
 def test_neutral_calms_an_expressive_face(smiling: dict[str, Edited]) -> None:
     from spfem_cli.face.track import smooth_valid

@@ -25,11 +25,13 @@ from spfem_cli.generator.checkpoint import load_checkpoint, save_checkpoint, ver
 from spfem_cli.generator.expression import (
     ACTION_UNITS,
     DETECTOR_GAIN,
+    DETECTOR_GAIN_AUS,
     EMOTION_DESCRIPTIONS,
     EMOTIONS,
     ExpressionModel,
     canonical_emotion,
     present_expression,
+    undo_detector_gain,
 )
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -249,12 +251,36 @@ def test_present_expression_replaces_only_upper_face(model: ExpressionModel) -> 
 def test_present_expression_undoes_what_facemesh_misses(model: ExpressionModel) -> None:
     acts = np.zeros((20, model.num_aus))
     acts[10:, _au(model, "AU7")] = 0.2  # FaceMesh reads a fraction of a lid tightening
+    current = present_expression(acts, au_names=model.au_names)
+    gain = np.array(DETECTOR_GAIN)
+    lid = DETECTOR_GAIN_AUS.index("AU7")
+    assert gain[lid, lid] < 0.5
+    assert current[15, _au(model, "AU7")] > 3 * (0.2 - 0.15)
     acts[10:, _au(model, "AU4")] = 1.0
     current = present_expression(acts, au_names=model.au_names)
-    gain = DETECTOR_GAIN["AU7"]
-    assert gain < 0.5
-    assert current[15, _au(model, "AU7")] == pytest.approx((0.2 - 0.15) / gain)
     assert current[15, _au(model, "AU4")] == 1.5  # capped at MAX_PRESENT
+
+
+def test_undoing_the_gain_takes_off_what_was_read_without_raising_other_brow_aus() -> None:
+    """A frowning, worried brow (inner brows up and drawn together: AU1 and AU4 both read) is
+    taken off so that FaceMesh would read both less. Dividing each AU by its own gain took the
+    brow lowering off four times over, and that lifting of the brows reads mostly as an inner
+    brow raise: the edit raised the inner brows it was asked to calm."""
+    names = DETECTOR_GAIN_AUS
+    gain = np.array(DETECTOR_GAIN)
+    au1, au4 = names.index("AU1"), names.index("AU4")
+    reading = np.zeros((1, len(names)))
+    reading[0, [au1, au4]] = 0.3
+    removal = undo_detector_gain(reading, au_names=names)
+    assert (removal >= 0).all()
+    read_after = reading - removal @ gain
+    assert read_after[0, au1] < 0.5 * 0.3 and read_after[0, au4] < 0.8 * 0.3
+    assert np.abs(read_after).max() < 0.3
+    per_au = reading / np.diag(gain)
+    assert (reading - per_au @ gain)[0, au1] > 0.3  # the inner brows went up
+    # AUs outside the matrix are taken as read; a model without some of them still works.
+    mixed = undo_detector_gain(np.array([[0.3, 0.2], [0.0, 0.0]]), au_names=("AU5", "AU7"))
+    assert mixed[0, 0] == 0.3 and mixed[0, 1] > 0.2 and not mixed[1].any()
 
 
 def test_present_expression_lid_rest_is_the_usual_opening(model: ExpressionModel) -> None:
@@ -267,7 +293,7 @@ def test_present_expression_lid_rest_is_the_usual_opening(model: ExpressionModel
     lid = current[:, _au(model, "AU5")]
     # Open eyes are the rest, only the wide ones are an expression; rows without a face are 0.
     assert lid[6:30].max() == 0 and lid[:6].max() == 0
-    assert lid[32] == pytest.approx((0.5 - 0.15) / DETECTOR_GAIN.get("AU5", 1.0))
+    assert lid[32] == pytest.approx(0.5 - 0.15)  # the lid raiser is taken as read
     assert lid[35:].max() == 0
 
 

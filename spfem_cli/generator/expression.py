@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import nnls
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face.mesh import JAW, LIPS_INNER, LIPS_OUTER, N_LANDMARKS
@@ -96,22 +97,66 @@ REST_PERCENTILE_BY_AU: Mapping[str, float] = MappingProxyType({"AU5": 50.0})
 # Estimates below this are indistinguishable from landmark noise and head motion (measured on
 # calm clips); they are not worth a warp.
 NOISE_FLOOR = 0.15
-# The share of a warped AU that comes back as that AU when it is read off FaceMesh's landmarks
-# (FaceMesh's lid points follow a warped lid by only 15-40%, and a brow's motion is read partly
-# as other brow AUs). Measured with scripts/measure_detector_gain.py: the mean over 27 frames
-# of nine real clips, each warped by one AU at a time in the direction of removal (spread about
-# +-0.1). An expression read off the landmarks is divided by it, so that an edit removes, as
-# FaceMesh reads it, what FaceMesh reads on the input. Not divided: the cheek raise, of which
-# nothing comes back (0.05; AU6 is read only through what it shares with the lids), and the
-# upper lid raiser (0.28), whose reading on real clips also follows the head's pitch (a look
-# upwards raises the lids in the image): amplified, it narrowed the eyes of a speaker looking
-# up. FaceMesh sees real blinks in full, so on real lids the correction may overshoot; the
-# result is capped at MAX_PRESENT. The lid tightener's share fell from 0.28 to 0.16 when the
-# warp came to put the lids where they are asked (before, the flow carried them further).
-DETECTOR_GAIN: Mapping[str, float] = MappingProxyType(
-    {"AU1": 0.7, "AU2": 0.3, "AU4": 0.25, "AU7": 0.16}
+# What FaceMesh reads back of a warped AU: row j is the change of each AU in
+# DETECTOR_GAIN_AUS read off the landmarks when AU j alone is warped by one activation unit in
+# the direction of removal, over the change asked (1 on the diagonal and 0 elsewhere would be
+# a perfect reader). Measured with scripts/measure_detector_gain.py: the mean over 27 frames of
+# nine real clips. FaceMesh's lid points follow a warped lid by only 15-40%, and a brow's motion
+# is read partly as the other brow AUs: taking off a brow lowering (AU4), which lifts the
+# brows, reads more as an inner brow raise (0.31) than as less lowering (0.24). An expression
+# read off the landmarks is turned back into the activations that would read so
+# (`undo_detector_gain`), so that an edit removes, as FaceMesh reads it, what FaceMesh reads
+# on the input. Not in the matrix: the cheek raise, of which nothing comes back (0.04; AU6 is
+# read only through what it shares with the lids), and the upper lid raiser (0.28), whose
+# reading on real clips also follows the head's pitch (a look upwards raises the lids in the
+# image): amplified, it narrowed the eyes of a speaker looking up. FaceMesh sees real blinks in
+# full, so on real lids the correction may overshoot; the result is capped at MAX_PRESENT.
+DETECTOR_GAIN_AUS = ("AU1", "AU2", "AU4", "AU7")
+DETECTOR_GAIN: tuple[tuple[float, ...], ...] = (
+    (0.68, 0.20, -0.27, -0.03),
+    (0.00, 0.29, -0.14, -0.16),
+    (-0.31, -0.13, 0.24, 0.04),
+    (-0.04, -0.03, 0.03, 0.16),
 )
+# The brows' part of the matrix is far from orthogonal: its exact inverse multiplies a reading
+# of AU4 by 10. A ridge of GAIN_RIDGE times the square of the block's largest gain keeps every
+# amplification below that of the smallest gain alone (1 / 0.16), so the correction is no
+# noisier than dividing by the diagonal; relative to the block's scale, so that it barely
+# shrinks a block of one small gain.
+GAIN_RIDGE = 0.02
+# Solved together: the brow AUs, which FaceMesh reads as one another. The lid tightener is
+# solved alone: its row and column hold little of the brows (at most 0.04) but for the outer
+# brow raise's -0.16, and solved with the brows, a worried brow's reading took a quarter of
+# the smile's squint off what was removed (talk_s32: 0.09 of squint taken off, not 0.12).
+GAIN_BLOCKS = (("AU1", "AU2", "AU4"), ("AU7",))
 MAX_PRESENT = 1.5
+
+
+def undo_detector_gain(readings: np.ndarray, *, au_names: tuple[str, ...]) -> np.ndarray:
+    """The non-negative activations whose warp FaceMesh reads closest to `readings`: (T, K)
+    float64, K = len(au_names), for readings (T, K) >= 0 of the same AUs. Each block of
+    GAIN_BLOCKS (its AUs among `au_names`) is solved through its part of DETECTOR_GAIN by
+    non-negative ridge least squares (GAIN_RIDGE, relative to the block's largest gain);
+    every other AU is taken as read.
+    Non-negative, because an expression is taken off, never put on: solved freely, a frown's
+    reading was explained partly by a negative outer brow raise, and clipping that to 0 after
+    the fact left the frown's own removal out of balance."""
+    readings = np.asarray(readings, dtype=np.float64)
+    out = readings.copy()
+    for block in GAIN_BLOCKS:
+        names = [n for n in block if n in au_names]
+        if not names:
+            continue
+        rows = [DETECTOR_GAIN_AUS.index(n) for n in names]
+        gain = np.asarray(DETECTOR_GAIN, dtype=np.float64)[np.ix_(rows, rows)]
+        cols = [au_names.index(n) for n in names]
+        # reading = activation @ gain: minimise |a @ gain - r|^2 + ridge |a|^2 over a >= 0.
+        ridge = GAIN_RIDGE * float(np.abs(gain).max()) ** 2
+        system = np.vstack([gain.T, math.sqrt(ridge) * np.eye(len(names))])
+        pad = np.zeros(len(names))
+        for t, r in enumerate(readings[:, cols]):
+            out[t, cols] = nnls(system, np.concatenate([r, pad]))[0] if r.any() else 0.0
+    return out
 
 
 def present_expression(
@@ -123,7 +168,7 @@ def present_expression(
     acts: (T, K) signed AU activations of each frame relative to one face of the same person
     (the clip's median), as FaceMesh reads them; valid: (T,) bool, the rows with a face (all by
     default). Each AU counts from the person's rest (REST_PERCENTILE, REST_PERCENTILE_BY_AU),
-    less NOISE_FLOOR, and is divided by what FaceMesh sees of it (DETECTOR_GAIN)."""
+    less NOISE_FLOOR, and is turned into what was warped to read so (`undo_detector_gain`)."""
     acts = np.asarray(acts, dtype=np.float64)
     ok = np.ones(len(acts), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     current = np.zeros_like(acts)
@@ -131,8 +176,8 @@ def present_expression(
         return current
     pct = [REST_PERCENTILE_BY_AU.get(name, REST_PERCENTILE) for name in au_names]
     rest = np.array([np.percentile(acts[ok, k], q) for k, q in enumerate(pct)])
-    gain = np.array([DETECTOR_GAIN.get(name, 1.0) for name in au_names])
-    current[ok] = np.clip((acts[ok] - rest - NOISE_FLOOR) / gain, 0.0, MAX_PRESENT)
+    excess = np.clip(acts[ok] - rest - NOISE_FLOOR, 0.0, None)
+    current[ok] = np.clip(undo_detector_gain(excess, au_names=au_names), 0.0, MAX_PRESENT)
     current[:, [k for k, name in enumerate(au_names) if name not in REPLACED_AUS]] = 0.0
     return current
 
