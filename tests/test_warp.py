@@ -346,3 +346,19 @@ def test_lids_land_where_asked_under_lifted_brows(emotion: str) -> None:
         assert np.linalg.norm(values[lid], axis=1).min() > 0.02
         miss = np.linalg.norm(shown - asked, axis=1) / np.linalg.norm(values[lid], axis=1)
         assert miss.max() < 0.2, miss
+
+
+def test_lid_motion_finds_where_the_warp_shows_a_point_under_a_steep_flow() -> None:
+    """The eyeball is drawn between the lids where the warp shows them: the output pixel x
+    with x - flow(x) at the lid point. Under lifted brows the flow steepens above the lids
+    (on talk_s32 a fixed three steps left lids 1.9 px short); here the vertical flow grows by
+    0.6 px per pixel upwards, and the point must land where the backward map puts it."""
+    h, w = 80, 60
+    ys = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
+    slope, ref = -0.6, 60.0
+    dense = torch.stack([torch.zeros(h, w), slope * (ys - ref)])
+    points = np.array([[30.0, 40.0], [20.0, 45.0]])
+    moved = Warper(device=torch.device("cpu"))._lid_motion(dense, points)
+    expected = slope * (points[:, 1] - ref) / (1 - slope)  # m = flow(p + m)
+    assert np.abs(moved[:, 0]).max() < 1e-6
+    np.testing.assert_allclose(moved[:, 1], expected, atol=0.05)
