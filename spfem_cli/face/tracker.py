@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from spfem_cli.face.mesh import N_LANDMARKS
 MAX_FACES = 4
 # MediaPipe logs its start-up from graph threads during the first frames.
 QUIET_FRAMES = 3
+# File descriptor 2 belongs to the whole process, and segments of a video are tracked in
+# threads: two silenced sections that overlapped without nesting restored each other's
+# /dev/null, and every message after tracking (progress, "wrote", errors) went nowhere.
+_STDERR_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -39,17 +44,19 @@ class Detection:
 def _native_stderr_silenced() -> Iterator[None]:
     """MediaPipe's C++ side logs set-up chatter to file descriptor 2, past Python (its logger
     keeps its own handle on fd 2 from import time); it is silenced only while mediapipe is
-    imported and its graph starts, so our own messages are never lost."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        # Some of that chatter sits in C stdio buffers; flush it while it still goes nowhere.
-        ctypes.CDLL(None).fflush(None)
-        os.dup2(saved, 2)
-        os.close(saved)
+    imported and its graph starts, so our own messages are never lost. One section at a time
+    in the process (`_STDERR_LOCK`), so that each restores the descriptor it found."""
+    with _STDERR_LOCK:
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            # Some of that chatter sits in C stdio buffers; flush it while it still goes nowhere.
+            ctypes.CDLL(None).fflush(None)
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _import_face_mesh() -> Any:
