@@ -9,8 +9,12 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from spfem_cli import demo
-from spfem_cli.face.tracker import _native_stderr_silenced
+from spfem_cli.face import mesh
+from spfem_cli.face.tracker import LandmarkTracker, _native_stderr_silenced
 from spfem_cli.media import FrameWriter
 
 
@@ -65,3 +69,42 @@ def test_edit_still_reports_after_tracking_in_two_threads(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert out.is_file()
     assert f"wrote {out}" in done.stderr.replace("\n", "")
+
+
+def _small_face_frame() -> tuple[np.ndarray, np.ndarray, float]:
+    """The demo portrait shrunk to a face about 90 pixels wide in a 720x1080 frame, as in a
+    full-body shot (smallface_s13 in ../shared/clips); returns the frame, the portrait, and
+    the shrink factor."""
+    portrait = demo.portrait_frames(n_frames=1, size=384)[0]
+    small = np.asarray(Image.fromarray(portrait).resize((192, 192), Image.Resampling.LANCZOS))
+    frame = np.full((1080, 720, 3), 200, dtype=np.uint8)
+    frame[300:492, 400:592] = small
+    return frame, portrait, 192 / 384
+
+
+def test_a_face_too_small_for_facemesh_is_found_and_read_in_a_crop() -> None:
+    from mediapipe.python.solutions import face_mesh
+
+    frame, portrait, shrink = _small_face_frame()
+    with face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as plain:
+        assert plain.process(frame).multi_face_landmarks is None  # FaceMesh alone misses it
+    with LandmarkTracker(video_mode=False) as tracker:
+        big = tracker.detect(portrait)
+        found = tracker.detect(frame)
+    assert big is not None and found is not None
+    expected = big.landmarks * shrink + [400, 300]
+    iod = np.linalg.norm(np.subtract(*mesh.eye_centres(expected[None]))[0])
+    error = np.linalg.norm(found.landmarks - expected, axis=1)
+    assert np.median(error) < 0.08 * iod
+    assert found.depth.shape == (mesh.N_LANDMARKS,)
+
+
+def test_a_small_face_is_followed_through_a_video() -> None:
+    frame, _, _ = _small_face_frame()
+    with LandmarkTracker() as tracker:
+        found = []
+        for shift in range(0, -40, -4):  # the face drifts left by 4 px a frame
+            found.append(tracker.detect(np.roll(frame, shift, axis=1)))
+    assert all(d is not None for d in found)
+    centres = np.array([d.landmarks.mean(axis=0)[0] for d in found if d is not None])
+    np.testing.assert_allclose(np.diff(centres), -4.0, atol=1.5)

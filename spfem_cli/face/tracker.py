@@ -5,13 +5,14 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face.mesh import N_LANDMARKS
@@ -20,6 +21,13 @@ from spfem_cli.face.mesh import N_LANDMARKS
 MAX_FACES = 4
 # MediaPipe logs its start-up from graph threads during the first frames.
 QUIET_FRAMES = 3
+# A face FaceMesh's own detector misses is read in a square crop this many pixels wide,
+# SMALL_FACE_MARGIN times the face's size (the span of its landmarks), so that the face fills
+# about half of it, as FaceMesh's detector wants. The full-range detector's box covers the
+# brows to the chin, about FINDER_BOX_TO_FACE of the landmarks' span.
+SMALL_FACE_CROP = 256
+SMALL_FACE_MARGIN = 2.0
+FINDER_BOX_TO_FACE = 1.1
 # File descriptor 2 belongs to the whole process, and segments of a video are tracked in
 # threads: two silenced sections that overlapped without nesting restored each other's
 # /dev/null, and every message after tracking (progress, "wrote", errors) went nowhere.
@@ -71,54 +79,152 @@ def _import_face_mesh() -> Any:
     return face_mesh
 
 
+class _QuietGraph:
+    """A MediaPipe solution whose set-up and first QUIET_FRAMES calls run with native stderr
+    silenced (its graph threads log their start-up)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        with _native_stderr_silenced():
+            self._solution = make()
+        self._calls = 0
+
+    def process(self, image: np.ndarray) -> Any:
+        if self._calls >= QUIET_FRAMES:
+            return self._solution.process(image)
+        self._calls += 1
+        with _native_stderr_silenced():
+            return self._solution.process(image)
+
+    def close(self) -> None:
+        self._solution.close()
+
+
+def _largest_face(faces: Any, *, scale: np.ndarray) -> np.ndarray | None:
+    """The (478, 3) points of the largest of MediaPipe's faces, its normalised coordinates
+    times `scale` (3,): x by the width, y by the height and z like x."""
+    best: np.ndarray | None = None
+    best_area = -1.0
+    for face in faces:
+        pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)
+        if pts.shape[0] != N_LANDMARKS:
+            continue
+        pts *= scale.astype(np.float32)
+        span = pts[:, :2].max(axis=0) - pts[:, :2].min(axis=0)
+        area = float(span[0] * span[1])
+        if area > best_area:
+            best, best_area = pts, area
+    return best
+
+
+def _detection(pts: np.ndarray, *, n_faces: int) -> Detection:
+    """A Detection of (478, 3) points in pixels (x, y, depth)."""
+    return Detection(landmarks=pts[:, :2].copy(), depth=pts[:, 2].copy(), n_faces=n_faces)
+
+
+def crop_square(frame: np.ndarray, box: tuple[float, float, float], side: int) -> np.ndarray:
+    """The square `box` (centre x, centre y, side; frame pixels) of `frame` (H, W, 3) uint8,
+    resized to (side, side, 3); black where it leaves the frame."""
+    cx, cy, size = box
+    extent = (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
+    image = Image.fromarray(frame).transform(
+        (side, side), Image.Transform.EXTENT, extent, Image.Resampling.BILINEAR
+    )
+    return np.asarray(image)
+
+
 class LandmarkTracker:
     """FaceMesh in video mode: detection on the first frame, then tracking frame to frame.
 
     Use as a context manager; call `detect(frame)` on consecutive frames of one video.
+
+    FaceMesh finds faces with a short-range detector that sees the whole frame at 128 pixels,
+    so a face in a full-body shot (under about a tenth of the frame) is never found. When
+    FaceMesh finds no face, MediaPipe's full-range face detector looks for one; FaceMesh then
+    reads it in a square crop around it (SMALL_FACE_CROP pixels, the face about half of it),
+    which follows the face from frame to frame until it is lost.
     """
 
     def __init__(self, *, video_mode: bool = True, min_confidence: float = 0.5) -> None:
-        self._started = 0
-        with _native_stderr_silenced():
-            face_mesh = _import_face_mesh()
-            self._mesh = face_mesh.FaceMesh(
-                static_image_mode=not video_mode,
-                max_num_faces=MAX_FACES,
-                refine_landmarks=True,
-                min_detection_confidence=min_confidence,
-                min_tracking_confidence=min_confidence,
-            )
+        face_mesh = _import_face_mesh()
+        self._video_mode = video_mode
+        self._min_confidence = min_confidence
+        self._mesh = _QuietGraph(lambda: self._face_mesh(face_mesh))
+        # Made when a frame first needs them: most videos never do.
+        self._finder: _QuietGraph | None = None
+        self._crop_mesh: _QuietGraph | None = None
+        self._crop_box: tuple[float, float, float] | None = None
+
+    def _face_mesh(self, face_mesh: Any) -> Any:
+        return face_mesh.FaceMesh(
+            static_image_mode=not self._video_mode,
+            max_num_faces=MAX_FACES,
+            refine_landmarks=True,
+            min_detection_confidence=self._min_confidence,
+            min_tracking_confidence=self._min_confidence,
+        )
 
     def detect(self, frame: np.ndarray) -> Detection | None:
         """frame: (H, W, 3) uint8 RGB. Returns the largest face, or None when there is none."""
+        if self._crop_box is None or not self._video_mode:
+            height, width = frame.shape[:2]
+            faces = self._mesh.process(frame).multi_face_landmarks
+            pts = _largest_face(faces or [], scale=np.array([width, height, width]))
+            if pts is not None:
+                return Detection(
+                    landmarks=pts[:, :2].copy(), depth=pts[:, 2].copy(), n_faces=len(faces)
+                )
+            self._crop_box = self._find_small_face(frame)
+            if self._crop_box is None:
+                return None
+        return self._detect_in_crop(frame)
+
+    def _find_small_face(self, frame: np.ndarray) -> tuple[float, float, float] | None:
+        """The crop box (centre x, centre y, side; pixels) around the face MediaPipe's
+        full-range detector is surest of, or None."""
+        if self._finder is None:
+            from mediapipe.python.solutions import face_detection
+
+            self._finder = _QuietGraph(
+                lambda: face_detection.FaceDetection(
+                    model_selection=1, min_detection_confidence=self._min_confidence
+                )
+            )
+        found = self._finder.process(frame).detections
+        if not found:
+            return None
         height, width = frame.shape[:2]
-        if self._started >= QUIET_FRAMES:
-            result = self._mesh.process(frame)
-        else:
-            with _native_stderr_silenced():
-                result = self._mesh.process(frame)
-            self._started += 1
-        faces = result.multi_face_landmarks
-        if not faces:
+        box = max(found, key=lambda d: d.score[0]).location_data.relative_bounding_box
+        size = max(box.width * width, box.height * height)
+        centre = ((box.xmin + box.width / 2) * width, (box.ymin + box.height / 2) * height)
+        return (centre[0], centre[1], SMALL_FACE_MARGIN * FINDER_BOX_TO_FACE * size)
+
+    def _detect_in_crop(self, frame: np.ndarray) -> Detection | None:
+        """FaceMesh on the crop around the small face; the crop then re-centres on it."""
+        assert self._crop_box is not None
+        if self._crop_mesh is None:
+            face_mesh = _import_face_mesh()
+            self._crop_mesh = _QuietGraph(lambda: self._face_mesh(face_mesh))
+        cx, cy, size = self._crop_box
+        faces = self._crop_mesh.process(crop_square(frame, self._crop_box, SMALL_FACE_CROP))
+        pts = _largest_face(faces.multi_face_landmarks or [], scale=np.full(3, size))
+        if pts is None:
+            self._crop_box = None
             return None
-        best: np.ndarray | None = None
-        best_area = -1.0
-        for face in faces:
-            pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)
-            if pts.shape[0] != N_LANDMARKS:
-                continue
-            # MediaPipe normalises x by the width, y by the height and z like x.
-            pts *= np.array([width, height, width], dtype=np.float32)
-            span = pts[:, :2].max(axis=0) - pts[:, :2].min(axis=0)
-            area = float(span[0] * span[1])
-            if area > best_area:
-                best, best_area = pts, area
-        if best is None:
-            return None
-        return Detection(landmarks=best[:, :2].copy(), depth=best[:, 2].copy(), n_faces=len(faces))
+        pts[:, 0] += cx - size / 2
+        pts[:, 1] += cy - size / 2
+        low, high = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
+        centre = (low + high) / 2
+        self._crop_box = (
+            float(centre[0]),
+            float(centre[1]),
+            SMALL_FACE_MARGIN * float((high - low).max()),
+        )
+        return Detection(landmarks=pts[:, :2].copy(), depth=pts[:, 2].copy(), n_faces=1)
 
     def close(self) -> None:
-        self._mesh.close()
+        for graph in (self._mesh, self._finder, self._crop_mesh):
+            if graph is not None:
+                graph.close()
 
     def __enter__(self) -> LandmarkTracker:
         return self
