@@ -7,10 +7,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-# The FaceMesh graph with refined landmarks (iris points) loads these two models.
+# The FaceMesh graph with refined landmarks (iris points) loads the first two models; small
+# faces (full-body shots) are found with the full-range face detector.
 FACE_MODELS = (
     "modules/face_detection/face_detection_short_range.tflite",
     "modules/face_landmark/face_landmark_with_attention.tflite",
+    "modules/face_detection/face_detection_full_range_sparse.tflite",
 )
 
 
@@ -48,7 +50,7 @@ def check_face_models() -> Check:
     missing = [m for m in FACE_MODELS if not (root / m).is_file()]
     if missing:
         return Check("face models", False, f"missing in {root}: {', '.join(missing)}")
-    return Check("face models", True, f"MediaPipe FaceMesh models in {root}")
+    return Check("face models", True, f"MediaPipe FaceMesh and face detection models in {root}")
 
 
 def check_torch() -> Check:
