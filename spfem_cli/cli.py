@@ -212,6 +212,8 @@ def edit(
     )
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
+    for hint in report.hints:
+        console.print(f"[cyan]hint:[/cyan] {hint}")
     console.print(
         f"[green]wrote[/green] {report.output}  ({report.n_frames} frames, "
         f"{report.n_edited} edited, {report.n_without_face} without a face)",

@@ -64,7 +64,8 @@ RIDGE = 0.2
 
 @dataclass
 class EditReport:
-    """What `edit_video` did: counts of frames, timings per stage (seconds), notes for the user."""
+    """What `edit_video` did: counts of frames, timings per stage (seconds), notes for the user
+    (what happened to this video) and hints (options that may serve the edit better)."""
 
     output: Path
     n_frames: int
@@ -76,6 +77,7 @@ class EditReport:
     height: int
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
 
     @property
     def n_without_face(self) -> int:
@@ -375,6 +377,33 @@ def _emotion_vector(
     return expression.emotion_vector(name).double().numpy()
 
 
+# The emotions whose signs are mostly in the mouth, which natural mode keeps near the speech.
+MOUTH_EMOTIONS = ("happy", "contempt", "disgusted")
+
+
+def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
+    """A hint for an edit whose emotion shows mostly in the mouth, in natural mouth mode:
+    the lip corners move only a little there, and `--mouth expressive` shows about twice as
+    much. None when it does not apply."""
+    if mouth != "natural":
+        return None
+    names = sorted(
+        {
+            part.name
+            for segment in timeline.segments
+            for part in segment.parts
+            if part.name in MOUTH_EMOTIONS and part.weight > 0
+        }
+    )
+    if not names:
+        return None
+    return (
+        f"{' and '.join(names)} show mostly in the mouth, which --mouth natural keeps close to "
+        "the speech (the lip corners move a little); --mouth expressive lets them go about "
+        "twice as far"
+    )
+
+
 def track_notes(info: VideoInfo, track: FaceTrack) -> list[str]:
     """What a user should know about the input and its faces, one line each."""
     notes = []
@@ -511,4 +540,5 @@ def edit_video(
         height=info.height,
         seconds=seconds,
         notes=track_notes(info, track) + notes,
+        hints=[hint] if (hint := mouth_hint(timeline, mouth=mouth)) and n_edited else [],
     )

@@ -432,3 +432,14 @@ def test_render_resolves_each_part_once() -> None:
         parse_emotion("0-1:happy,1-2:sad+happy:0.5,2-3:happy"), n_frames=9, fps=3.0, resolve=resolve
     )
     assert sorted(calls) == ["happy", "sad"]
+
+
+def test_a_hint_for_emotions_that_show_in_the_mouth_in_natural_mode() -> None:
+    from spfem_cli.pipeline import mouth_hint
+
+    hint = mouth_hint(parse_emotion("0-2:happy,2-:contempt:0.5+sad:0.5"), mouth="natural")
+    assert hint is not None and "contempt and happy" in hint and "--mouth expressive" in hint
+    assert mouth_hint(parse_emotion("happy"), mouth="expressive") is None
+    assert mouth_hint(parse_emotion("happy"), mouth="strict") is None
+    assert mouth_hint(parse_emotion("surprised+sad"), mouth="natural") is None
+    assert mouth_hint(parse_emotion("happy:0+sad:1"), mouth="natural") is None

@@ -69,6 +69,8 @@ def test_edit_still_reports_after_tracking_in_two_threads(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert out.is_file()
     assert f"wrote {out}" in done.stderr.replace("\n", "")
+    # A smile in natural mouth mode comes with the hint that expressive mode shows more.
+    assert "hint:" in done.stderr and "--mouth expressive" in done.stderr.replace("\n", " ")
 
 
 def _small_face_frame() -> tuple[np.ndarray, np.ndarray, float]:
