@@ -170,9 +170,7 @@ class LandmarkTracker:
             faces = self._mesh.process(frame).multi_face_landmarks
             pts = _largest_face(faces or [], scale=np.array([width, height, width]))
             if pts is not None:
-                return Detection(
-                    landmarks=pts[:, :2].copy(), depth=pts[:, 2].copy(), n_faces=len(faces)
-                )
+                return _detection(pts, n_faces=len(faces))
             self._crop_box = self._find_small_face(frame)
             if self._crop_box is None:
                 return None
@@ -219,7 +217,7 @@ class LandmarkTracker:
             float(centre[1]),
             SMALL_FACE_MARGIN * float((high - low).max()),
         )
-        return Detection(landmarks=pts[:, :2].copy(), depth=pts[:, 2].copy(), n_faces=1)
+        return _detection(pts, n_faces=1)
 
     def close(self) -> None:
         for graph in (self._mesh, self._finder, self._crop_mesh):

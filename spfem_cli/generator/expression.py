@@ -120,9 +120,9 @@ DETECTOR_GAIN: tuple[tuple[float, ...], ...] = (
 )
 # The brows' part of the matrix is far from orthogonal: its exact inverse multiplies a reading
 # of AU4 by 10. A ridge of GAIN_RIDGE times the square of the block's largest gain keeps every
-# amplification below that of the smallest gain alone (1 / 0.16), so the correction is no
-# noisier than dividing by the diagonal; relative to the block's scale, so that it barely
-# shrinks a block of one small gain.
+# amplification below that of the smallest gain alone (at most 4.1, against 1 / 0.16), so the
+# correction is no noisier than dividing by the diagonal; relative to the block's scale, so
+# that it barely shrinks a block of one small gain.
 GAIN_RIDGE = 0.02
 # Solved together: the brow AUs, which FaceMesh reads as one another. The lid tightener is
 # solved alone: its row and column hold little of the brows (at most 0.04) but for the outer
@@ -137,10 +137,10 @@ def undo_detector_gain(readings: np.ndarray, *, au_names: tuple[str, ...]) -> np
     float64, K = len(au_names), for readings (T, K) >= 0 of the same AUs. Each block of
     GAIN_BLOCKS (its AUs among `au_names`) is solved through its part of DETECTOR_GAIN by
     non-negative ridge least squares (GAIN_RIDGE, relative to the block's largest gain);
-    every other AU is taken as read.
-    Non-negative, because an expression is taken off, never put on: solved freely, a frown's
-    reading was explained partly by a negative outer brow raise, and clipping that to 0 after
-    the fact left the frown's own removal out of balance."""
+    every other AU is taken as read. Non-negative, because an expression is taken off, never
+    put on: solved freely, a frown's reading was explained partly by a negative outer brow
+    raise, and clipping that to 0 after the fact left the frown's own removal out of
+    balance."""
     readings = np.asarray(readings, dtype=np.float64)
     out = readings.copy()
     for block in GAIN_BLOCKS:
