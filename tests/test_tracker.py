@@ -110,3 +110,12 @@ def test_a_small_face_is_followed_through_a_video() -> None:
     assert all(d is not None for d in found)
     centres = np.array([d.landmarks.mean(axis=0)[0] for d in found if d is not None])
     np.testing.assert_allclose(np.diff(centres), -4.0, atol=1.5)
+
+
+def test_only_small_faces_are_read_in_a_crop() -> None:
+    """A large face FaceMesh misses is turned away or covered: better left unedited than read
+    in a crop. The crop path takes only faces under SMALL_FACE_MAX of the frame."""
+    frame, portrait, _ = _small_face_frame()
+    with LandmarkTracker(video_mode=False) as tracker:
+        assert tracker._find_small_face(frame) is not None
+        assert tracker._find_small_face(portrait) is None

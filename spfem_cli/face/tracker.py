@@ -28,6 +28,10 @@ QUIET_FRAMES = 3
 SMALL_FACE_CROP = 256
 SMALL_FACE_MARGIN = 2.0
 FINDER_BOX_TO_FACE = 1.1
+# Only faces whose detector box is under this share of the frame's shorter side are read in a
+# crop: a larger face that FaceMesh misses is turned away or covered, and landmarks forced onto
+# it would be edited wrongly, where a frame without a face passes through unchanged.
+SMALL_FACE_MAX = 0.3
 # File descriptor 2 belongs to the whole process, and segments of a video are tracked in
 # threads: two silenced sections that overlapped without nesting restored each other's
 # /dev/null, and every message after tracking (progress, "wrote", errors) went nowhere.
@@ -178,7 +182,7 @@ class LandmarkTracker:
 
     def _find_small_face(self, frame: np.ndarray) -> tuple[float, float, float] | None:
         """The crop box (centre x, centre y, side; pixels) around the face MediaPipe's
-        full-range detector is surest of, or None."""
+        full-range detector is surest of, or None (no face, or not a small one)."""
         if self._finder is None:
             from mediapipe.python.solutions import face_detection
 
@@ -193,6 +197,8 @@ class LandmarkTracker:
         height, width = frame.shape[:2]
         box = max(found, key=lambda d: d.score[0]).location_data.relative_bounding_box
         size = max(box.width * width, box.height * height)
+        if size > SMALL_FACE_MAX * min(height, width):
+            return None
         centre = ((box.xmin + box.width / 2) * width, (box.ymin + box.height / 2) * height)
         return (centre[0], centre[1], SMALL_FACE_MARGIN * FINDER_BOX_TO_FACE * size)
 
