@@ -97,7 +97,7 @@ def test_a_face_too_small_for_facemesh_is_found_and_read_in_a_crop() -> None:
     expected = big.landmarks * shrink + [400, 300]
     iod = np.linalg.norm(np.subtract(*mesh.eye_centres(expected[None]))[0])
     error = np.linalg.norm(found.landmarks - expected, axis=1)
-    assert np.median(error) < 0.08 * iod
+    assert np.median(error) < 0.03 * iod  # measured 0.0075
     assert found.depth.shape == (mesh.N_LANDMARKS,)
 
 
