@@ -1,4 +1,5 @@
-"""MediaPipe's start-up chatter is silenced without losing the process's own stderr."""
+"""The landmark tracker: small faces found and followed, and MediaPipe's start-up chatter
+silenced without losing the process's own stderr."""
 
 from __future__ import annotations
 
