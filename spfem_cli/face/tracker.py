@@ -149,17 +149,17 @@ class LandmarkTracker:
     """
 
     def __init__(self, *, video_mode: bool = True, min_confidence: float = 0.5) -> None:
-        face_mesh = _import_face_mesh()
+        self._face_mesh_module = _import_face_mesh()
         self._video_mode = video_mode
         self._min_confidence = min_confidence
-        self._mesh = _QuietGraph(lambda: self._face_mesh(face_mesh))
+        self._mesh = _QuietGraph(self._new_face_mesh)
         # Made when a frame first needs them: most videos never do.
         self._finder: _QuietGraph | None = None
         self._crop_mesh: _QuietGraph | None = None
         self._crop_box: tuple[float, float, float] | None = None
 
-    def _face_mesh(self, face_mesh: Any) -> Any:
-        return face_mesh.FaceMesh(
+    def _new_face_mesh(self) -> Any:
+        return self._face_mesh_module.FaceMesh(
             static_image_mode=not self._video_mode,
             max_num_faces=MAX_FACES,
             refine_landmarks=True,
@@ -206,8 +206,7 @@ class LandmarkTracker:
         """FaceMesh on the crop around the small face; the crop then re-centres on it."""
         assert self._crop_box is not None
         if self._crop_mesh is None:
-            face_mesh = _import_face_mesh()
-            self._crop_mesh = _QuietGraph(lambda: self._face_mesh(face_mesh))
+            self._crop_mesh = _QuietGraph(self._new_face_mesh)
         cx, cy, size = self._crop_box
         faces = self._crop_mesh.process(crop_square(frame, self._crop_box, SMALL_FACE_CROP))
         pts = _largest_face(faces.multi_face_landmarks or [], scale=np.full(3, size))
