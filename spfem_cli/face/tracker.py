@@ -84,12 +84,14 @@ def _import_face_mesh() -> Any:
 
 
 class _QuietGraph:
-    """A MediaPipe solution whose set-up and first QUIET_FRAMES calls run with native stderr
-    silenced (its graph threads log their start-up)."""
+    """A MediaPipe solution made at its first call, which with the next QUIET_FRAMES - 1 runs
+    with native stderr silenced. Made there rather than earlier because its graph threads log
+    their start-up after the constructor returns: a gap before the first frame (the second
+    tracking thread seeks to the middle of the video first) let that chatter through."""
 
     def __init__(self, make: Callable[[], Any]) -> None:
-        with _native_stderr_silenced():
-            self._solution = make()
+        self._make = make
+        self._solution: Any = None
         self._calls = 0
 
     def process(self, image: np.ndarray) -> Any:
@@ -97,10 +99,13 @@ class _QuietGraph:
             return self._solution.process(image)
         self._calls += 1
         with _native_stderr_silenced():
+            if self._solution is None:
+                self._solution = self._make()
             return self._solution.process(image)
 
     def close(self) -> None:
-        self._solution.close()
+        if self._solution is not None:
+            self._solution.close()
 
 
 def _largest_face(faces: Any, *, scale: np.ndarray) -> np.ndarray | None:
