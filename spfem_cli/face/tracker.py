@@ -55,9 +55,10 @@ class Detection:
 @contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """MediaPipe's C++ side logs set-up chatter to file descriptor 2, past Python (its logger
-    keeps its own handle on fd 2 from import time); it is silenced only while mediapipe is
-    imported and its graph starts, so our own messages are never lost. One section at a time
-    in the process (`_STDERR_LOCK`), so that each restores the descriptor it found."""
+    keeps its own handle on fd 2 from import time); it is silenced only while a graph starts
+    and reads its first frames (`_QuietGraph`), so our own messages are never lost. One
+    section at a time in the process (`_STDERR_LOCK`), so that each restores the descriptor
+    it found."""
     with _STDERR_LOCK:
         saved = os.dup(2)
         try:
