@@ -16,7 +16,9 @@ import torch
 
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
+from spfem_cli.face.track import smooth_valid
 from spfem_cli.face.tracker import LandmarkTracker
+from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.generator.warp import contour_distance, polygon_distance
 from spfem_cli.media import FrameReader, probe
@@ -204,6 +206,35 @@ def face_frame_landmarks(lm: np.ndarray) -> np.ndarray:
         if not np.isnan(lm[t]).any():
             out[t] = FaceFrame.from_landmarks(lm[t]).to_face(lm[t].astype(np.float64))
     return out
+
+
+def slow_movement(
+    lm_in: np.ndarray, lm_out: np.ndarray, *, fps: float, model: ExpressionModel
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far the slow expression of the upper face rises above the person's calmest state,
+    on the input and on an edit of it: two (K,) arrays, K = len(REPLACED_AUS), activation
+    units, the mean over the frames with a face.
+
+    lm_in, lm_out: (T, 478, 2) pixels (`video_landmarks`). Both are read against the input's
+    median face (`signed_activations`) and smoothed over 0.5 s, as blinks are not an
+    expression. The calm state is each AU's 10th percentile on the input, the upper lid
+    raiser's its median (lids lower than usual are a squint or a blink)."""
+    median = np.nanmedian(face_frame_landmarks(lm_in), axis=0)
+    cols = [model.au_names.index(name) for name in REPLACED_AUS]
+
+    def slow(lm: np.ndarray) -> np.ndarray:
+        norm = face_frame_landmarks(lm)
+        norm = norm[~np.isnan(norm).any(axis=(1, 2))]
+        with torch.no_grad():
+            offsets = torch.from_numpy(norm - median).float()
+            acts = signed_activations(model, offsets).numpy()[:, cols]
+        return smooth_valid(acts, np.ones(len(acts), dtype=bool), 0.5 * fps)
+
+    before, after = slow(lm_in), slow(lm_out)
+    calm = np.percentile(before, 10, axis=0)
+    lid = REPLACED_AUS.index("AU5")
+    calm[lid] = np.median(before[:, lid])
+    return (before - calm).clip(min=0).mean(axis=0), (after - calm).clip(min=0).mean(axis=0)
 
 
 def detector_gain(

@@ -99,18 +99,12 @@ def signed_activations(model: ExpressionModel, offsets: torch.Tensor) -> torch.T
     return torch.linalg.solve(gram, basis @ x.T).T
 
 
-def estimate_expression(
+def slow_activations(
     track: FaceTrack, *, model: ExpressionModel, sigma_frames: float
 ) -> np.ndarray:
-    """AU activations already on the face, relative to the person's rest face, smoothed in time
-    (sigma_frames) so that what is replaced is the slow expression, not speech or blinks.
-
-    Read from the clip's median face and turned into the present expression by
-    `present_expression`: the rest face is the person's calmest state in the clip, so a speaker
-    who smiles more and less keeps only the smile above their calmest moments removed when the
-    target replaces it. Returns (T, K) float64 in [0, MAX_PRESENT]; rows without a face and AUs
-    outside REPLACED_AUS are 0.
-    """
+    """Signed AU activations (T, K) float64 of each frame relative to the clip's median face,
+    smoothed in time (sigma_frames) so that what they show is the slow expression, not speech
+    or blinks. Rows without a face are filled in by the smoothing (`smooth_valid`)."""
     k = int(model.au_basis.shape[0])
     acts = np.zeros((track.n_frames, k))
     median = torch.from_numpy(track.median_frontal()).float()
@@ -118,7 +112,22 @@ def estimate_expression(
         offsets = torch.from_numpy(np.asarray(track.frontal[start:end], dtype=np.float32)) - median
         with torch.no_grad():
             acts[start:end] = signed_activations(model, offsets).numpy()
-    acts = smooth_valid(acts, track.valid, sigma_frames)
+    return smooth_valid(acts, track.valid, sigma_frames)
+
+
+def estimate_expression(
+    track: FaceTrack, *, model: ExpressionModel, sigma_frames: float
+) -> np.ndarray:
+    """AU activations already on the face, relative to the person's rest face, smoothed in time
+    (sigma_frames) so that what is replaced is the slow expression, not speech or blinks.
+
+    Read from the clip's median face (`slow_activations`) and turned into the present
+    expression by `present_expression`: the rest face is the person's calmest state in the
+    clip, so a speaker who smiles more and less keeps only the smile above their calmest
+    moments removed when the target replaces it. Returns (T, K) float64 in [0, MAX_PRESENT];
+    rows without a face and AUs outside REPLACED_AUS are 0.
+    """
+    acts = slow_activations(track, model=model, sigma_frames=sigma_frames)
     return present_expression(acts, au_names=model.au_names, valid=track.valid)
 
 

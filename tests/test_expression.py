@@ -248,6 +248,14 @@ def test_present_expression_replaces_only_upper_face(model: ExpressionModel) -> 
     assert current[5].max() == 0 and current[:, _au(model, "AU12")].max() == 0
 
 
+def test_present_expression_noise_floor_is_a_setting(model: ExpressionModel) -> None:
+    acts = np.zeros((20, model.num_aus))
+    acts[10:, _au(model, "AU6")] = 0.12  # below the shipped floor: read as noise
+    assert present_expression(acts, au_names=model.au_names).max() == 0
+    lower = present_expression(acts, au_names=model.au_names, noise_floor=0.05)
+    assert lower[15, _au(model, "AU6")] == pytest.approx(0.07)
+
+
 def test_present_expression_undoes_what_facemesh_misses(model: ExpressionModel) -> None:
     acts = np.zeros((20, model.num_aus))
     acts[10:, _au(model, "AU7")] = 0.2  # FaceMesh reads a fraction of a lid tightening

@@ -160,7 +160,11 @@ def undo_detector_gain(readings: np.ndarray, *, au_names: tuple[str, ...]) -> np
 
 
 def present_expression(
-    acts: np.ndarray, *, au_names: tuple[str, ...], valid: np.ndarray | None = None
+    acts: np.ndarray,
+    *,
+    au_names: tuple[str, ...],
+    valid: np.ndarray | None = None,
+    noise_floor: float = NOISE_FLOOR,
 ) -> np.ndarray:
     """The expression already on each frame, as an edit replaces it: (T, K) float64 in
     [0, MAX_PRESENT], 0 for AUs outside REPLACED_AUS and for rows that are not `valid`.
@@ -168,7 +172,8 @@ def present_expression(
     acts: (T, K) signed AU activations of each frame relative to one face of the same person
     (the clip's median), as FaceMesh reads them; valid: (T,) bool, the rows with a face (all by
     default). Each AU counts from the person's rest (REST_PERCENTILE, REST_PERCENTILE_BY_AU),
-    less NOISE_FLOOR, and is turned into what was warped to read so (`undo_detector_gain`)."""
+    less `noise_floor` (activation units), and is turned into what was warped to read so
+    (`undo_detector_gain`)."""
     acts = np.asarray(acts, dtype=np.float64)
     ok = np.ones(len(acts), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     current = np.zeros_like(acts)
@@ -176,7 +181,7 @@ def present_expression(
         return current
     pct = [REST_PERCENTILE_BY_AU.get(name, REST_PERCENTILE) for name in au_names]
     rest = np.array([np.percentile(acts[ok, k], q) for k, q in enumerate(pct)])
-    excess = np.clip(acts[ok] - rest - NOISE_FLOOR, 0.0, None)
+    excess = np.clip(acts[ok] - rest - noise_floor, 0.0, None)
     current[ok] = np.clip(undo_detector_gain(excess, au_names=au_names), 0.0, MAX_PRESENT)
     current[:, [k for k, name in enumerate(au_names) if name not in REPLACED_AUS]] = 0.0
     return current
