@@ -342,6 +342,50 @@ def test_training_warps_crops_as_the_generator_warps_frames() -> None:
     assert stretched > diameter + 1 and height <= diameter + 1
 
 
+def test_refiner_sees_at_edit_time_what_it_was_trained_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The network's ten input channels (warped crop, source crop, flow, held mouth, allowed
+    region) for a brow raise and lid raise on a painted face are the same whether a training
+    pair builds them (`make_batch`) or an edit of the frame does (`refine_frame`): a refiner
+    that fails on edits does not fail for a mismatch of its inputs."""
+    import spfem_cli.generator.refiner as refiner_module
+
+    crop = CropGeometry(size=128)
+    pts = template_face()
+    values = np.zeros_like(pts)
+    values[list(mesh.RIGHT_EYEBROW) + list(mesh.LEFT_EYEBROW), 1] = -0.06
+    values += raise_upper_lids(pts, 0.04)
+    fine = painted_eyes(pts, crop_face_frame(crop.fine), (2 * crop.size, 2 * crop.size))
+    clip = ClipFrames(
+        name="painted.mp4",
+        person="painted",
+        crops=np.stack([fine, fine]).transpose(0, 3, 1, 2).copy(),
+        points=np.stack([pts, pts + values]).astype(np.float32),
+        aus=np.zeros((2, 15), dtype=np.float32),
+    )
+    trained = make_batch([clip], [(0, 0, 1)], crop=crop, warp=WarpConfig()).inputs[0]
+
+    seen: list[torch.Tensor] = []
+    build = refiner_module.network_inputs
+
+    def keep(**kwargs: torch.Tensor) -> torch.Tensor:
+        seen.append(build(**kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(refiner_module, "network_inputs", keep)
+    ff = FaceFrame(origin=np.array([200.0, 160.0]), angle=0.0, iod=120.0)
+    refine_frame(
+        painted_eyes(pts, ff, (420, 400)), warper=Warper(device=CPU),
+        refiner=Refiner(RefinerConfig(crop=crop)), face=ff, points=pts, values=values,
+        hold=mouth_hold(pts, mode="natural"), delta=np.ones(15),
+    )  # fmt: skip
+    edited = seen[0][0]
+    assert trained[7].abs().mean() > 0.01  # the flow is there to compare
+    per_channel = (trained - edited).abs().mean(dim=(1, 2))
+    assert per_channel.max() < 0.005, per_channel
+
+
 def test_training_crops_are_cut_at_twice_the_size_and_pool_to_the_crop() -> None:
     """`CropGeometry.fine` is the supersampled grid the crop is pooled from; the training
     crops are cut on it and pool, to rounding, to the crop an edit samples (`sample_crop`)."""
