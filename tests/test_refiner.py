@@ -286,7 +286,7 @@ def test_training_step_lowers_the_loss_and_reaches_every_layer(model) -> None:
             # After one step the zero head has moved, and gradient reaches every layer.
             assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.8 * losses[0]
 
 
