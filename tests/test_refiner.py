@@ -298,6 +298,20 @@ def test_pairs_respect_the_gap_limits(model) -> None:
     assert gaps <= {2, 3} and gaps == {2, 3}
 
 
+def painted_pair(pts: np.ndarray, values: np.ndarray, *, crop: CropGeometry) -> ClipFrames:
+    """A two-frame clip of the painted face for training pairs: frame 0 at `pts` (478, 2),
+    frame 1's landmarks moved by `values` (478, 2), both crops the same painting, cut at
+    twice the crop's size as training cuts them."""
+    fine = painted_eyes(pts, crop_face_frame(crop.fine), (2 * crop.size, 2 * crop.size))
+    return ClipFrames(
+        name="painted.mp4",
+        person="painted",
+        crops=np.stack([fine, fine]).transpose(0, 3, 1, 2).copy(),
+        points=np.stack([pts, pts + values]).astype(np.float32),
+        aus=np.zeros((2, 15), dtype=np.float32),
+    )
+
+
 def test_training_warps_crops_as_the_generator_warps_frames() -> None:
     """The pairs the refiner learns from are warped as the generator edits: a raised upper
     lid is raised on the crop as on a frame (the eyes' own correction and the eyeball drawn
@@ -306,14 +320,7 @@ def test_training_warps_crops_as_the_generator_warps_frames() -> None:
     crop = CropGeometry(size=192)
     pts = template_face()
     raise_by = raise_upper_lids(pts, 0.07)
-    fine = painted_eyes(pts, crop_face_frame(crop.fine), (2 * crop.size, 2 * crop.size))
-    clip = ClipFrames(
-        name="painted.mp4",
-        person="painted",
-        crops=np.stack([fine, fine]).transpose(0, 3, 1, 2).copy(),
-        points=np.stack([pts, pts + raise_by]).astype(np.float32),
-        aus=np.zeros((2, 15), dtype=np.float32),
-    )
+    clip = painted_pair(pts, raise_by, crop=crop)
     # The same face as a frame, edited by the generator's warp and cut to the crop.
     ff = FaceFrame(origin=np.array([200.0, 160.0]), angle=0.0, iod=120.0)
     frame = Warper(device=CPU).apply(
@@ -356,14 +363,7 @@ def test_refiner_sees_at_edit_time_what_it_was_trained_on(
     values = np.zeros_like(pts)
     values[list(mesh.RIGHT_EYEBROW) + list(mesh.LEFT_EYEBROW), 1] = -0.06
     values += raise_upper_lids(pts, 0.04)
-    fine = painted_eyes(pts, crop_face_frame(crop.fine), (2 * crop.size, 2 * crop.size))
-    clip = ClipFrames(
-        name="painted.mp4",
-        person="painted",
-        crops=np.stack([fine, fine]).transpose(0, 3, 1, 2).copy(),
-        points=np.stack([pts, pts + values]).astype(np.float32),
-        aus=np.zeros((2, 15), dtype=np.float32),
-    )
+    clip = painted_pair(pts, values, crop=crop)
     trained = make_batch([clip], [(0, 0, 1)], crop=crop, warp=WarpConfig()).inputs[0]
 
     seen: list[torch.Tensor] = []
