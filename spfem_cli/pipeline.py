@@ -104,7 +104,7 @@ def slow_activations(
 ) -> np.ndarray:
     """Signed AU activations (T, K) float64 of each frame relative to the clip's median face,
     smoothed in time (sigma_frames) so that what they show is the slow expression, not speech
-    or blinks. Rows without a face are filled in by the smoothing (`smooth_valid`)."""
+    or blinks (`smooth_valid`, which ignores rows without a face and returns them as 0)."""
     k = int(model.au_basis.shape[0])
     acts = np.zeros((track.n_frames, k))
     median = torch.from_numpy(track.median_frontal()).float()
