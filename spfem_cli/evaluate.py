@@ -22,7 +22,7 @@ from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.generator.warp import contour_distance, polygon_distance
 from spfem_cli.media import FrameReader, probe
-from spfem_cli.pipeline import signed_activations
+from spfem_cli.pipeline import EXPRESSION_SMOOTHING_S, signed_activations
 
 # Inner-lip points facing each other across the mouth: upper (82, 13, 312), lower (87, 14, 317).
 OPENING_PAIRS = ((82, 13, 312), (87, 14, 317))
@@ -208,6 +208,19 @@ def face_frame_landmarks(lm: np.ndarray) -> np.ndarray:
     return out
 
 
+def landmark_activations(
+    lm: np.ndarray, *, median: np.ndarray, model: ExpressionModel, names: tuple[str, ...]
+) -> np.ndarray:
+    """The named AUs' activations read off landmarks: (T', len(names)) float32 for the T'
+    frames of lm (T, 478, 2) pixels that have a face, against `median` (478, 2), a face in the
+    face frame (IOD units), by `signed_activations`."""
+    norm = face_frame_landmarks(lm)
+    norm = norm[~np.isnan(norm).any(axis=(1, 2))]
+    with torch.no_grad():
+        acts = signed_activations(model, torch.from_numpy(norm - median).float()).numpy()
+    return acts[:, [model.au_names.index(name) for name in names]]
+
+
 def slow_movement(
     lm_in: np.ndarray, lm_out: np.ndarray, *, fps: float, model: ExpressionModel
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -216,19 +229,15 @@ def slow_movement(
     units, the mean over the frames with a face.
 
     lm_in, lm_out: (T, 478, 2) pixels (`video_landmarks`). Both are read against the input's
-    median face (`signed_activations`) and smoothed over 0.5 s, as blinks are not an
-    expression. The calm state is each AU's 10th percentile on the input, the upper lid
-    raiser's its median (lids lower than usual are a squint or a blink)."""
+    median face (`landmark_activations`) and smoothed as an edit smooths them
+    (EXPRESSION_SMOOTHING_S), as blinks are not an expression. The calm state is each AU's
+    10th percentile on the input, the upper lid raiser's its median (lids lower than usual are
+    a squint or a blink)."""
     median = np.nanmedian(face_frame_landmarks(lm_in), axis=0)
-    cols = [model.au_names.index(name) for name in REPLACED_AUS]
 
     def slow(lm: np.ndarray) -> np.ndarray:
-        norm = face_frame_landmarks(lm)
-        norm = norm[~np.isnan(norm).any(axis=(1, 2))]
-        with torch.no_grad():
-            offsets = torch.from_numpy(norm - median).float()
-            acts = signed_activations(model, offsets).numpy()[:, cols]
-        return smooth_valid(acts, np.ones(len(acts), dtype=bool), 0.5 * fps)
+        acts = landmark_activations(lm, median=median, model=model, names=REPLACED_AUS)
+        return smooth_valid(acts, np.ones(len(acts), dtype=bool), EXPRESSION_SMOOTHING_S * fps)
 
     before, after = slow(lm_in), slow(lm_out)
     calm = np.percentile(before, 10, axis=0)

@@ -15,12 +15,15 @@ from spfem_cli.evaluate import (
     background_difference,
     compare_speech,
     face_frame_landmarks,
+    landmark_activations,
+    slow_movement,
     video_landmarks,
     window_landmarks,
 )
 from spfem_cli.face import mesh
+from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel
 from spfem_cli.media import FrameReader, audio_packet_checksums, probe
-from spfem_cli.pipeline import EditReport, edit_video
+from spfem_cli.pipeline import EXPRESSION_SMOOTHING_S, EditReport, edit_video
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 # Issue 3 is open here: neutral takes the squint off a smile's peaks but calms the movement
@@ -188,19 +191,9 @@ def test_surprised_raises_the_brows(case: str, request: pytest.FixtureRequest) -
     assert lift < -0.01  # the brow-to-eye distance grows
 
 
-def upper_face_aus(lm: np.ndarray, *, median: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """Per-frame activations (T, len(names)) of the named AUs, relative to a median face."""
-    import torch
-
-    from spfem_cli.generator.expression import ExpressionModel
-    from spfem_cli.pipeline import signed_activations
-
-    model = ExpressionModel.load()
-    norm = face_frame_landmarks(lm)
-    norm = norm[~np.isnan(norm).any(axis=(1, 2))]
-    with torch.no_grad():
-        acts = signed_activations(model, torch.from_numpy(norm - median).float()).numpy()
-    return acts[:, [model.au_names.index(n) for n in names]]
+@pytest.fixture(scope="module")
+def expression() -> ExpressionModel:
+    return ExpressionModel.load()
 
 
 @pytest.fixture(scope="module")
@@ -211,12 +204,14 @@ def smiling(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Edited]:
 
 
 @needs_clips
-def test_sad_replaces_the_smile_instead_of_stacking(smiling: dict[str, Edited]) -> None:
+def test_sad_replaces_the_smile_instead_of_stacking(
+    smiling: dict[str, Edited], expression: ExpressionModel
+) -> None:
     e = smiling["sad"]
     median = np.nanmedian(face_frame_landmarks(e.lm_in), axis=0)
     names = ("AU6", "AU7", "AU1")
-    before = upper_face_aus(e.lm_in, median=median, names=names)
-    after = upper_face_aus(e.lm_out, median=median, names=names)
+    before = landmark_activations(e.lm_in, median=median, model=expression, names=names)
+    after = landmark_activations(e.lm_out, median=median, model=expression, names=names)
     smile_in, smile_out = before[:, :2].sum(axis=1), after[:, :2].sum(axis=1)
     # Where she smiles most, cheek raise and lid narrowing are taken away...
     top = smile_in >= np.percentile(smile_in, 75)
@@ -226,13 +221,13 @@ def test_sad_replaces_the_smile_instead_of_stacking(smiling: dict[str, Edited]) 
 
 
 @needs_clips
-def test_neutral_takes_the_smile_off_the_eyes(smiling: dict[str, Edited]) -> None:
-    from spfem_cli.generator.expression import REPLACED_AUS
-
+def test_neutral_takes_the_smile_off_the_eyes(
+    smiling: dict[str, Edited], expression: ExpressionModel
+) -> None:
     e = smiling["neutral"]
     median = np.nanmedian(face_frame_landmarks(e.lm_in), axis=0)
-    before = upper_face_aus(e.lm_in, median=median, names=REPLACED_AUS)
-    after = upper_face_aus(e.lm_out, median=median, names=REPLACED_AUS)
+    before = landmark_activations(e.lm_in, median=median, model=expression, names=REPLACED_AUS)
+    after = landmark_activations(e.lm_out, median=median, model=expression, names=REPLACED_AUS)
     squint = [REPLACED_AUS.index("AU6"), REPLACED_AUS.index("AU7")]
     squint_in, squint_out = before[:, squint].sum(axis=1), after[:, squint].sum(axis=1)
     top = squint_in >= np.percentile(squint_in, 75)
@@ -243,7 +238,9 @@ def test_neutral_takes_the_smile_off_the_eyes(smiling: dict[str, Edited]) -> Non
 
 @needs_clips
 @needs_clips
-def test_neutral_does_not_raise_the_inner_brows(smiling: dict[str, Edited]) -> None:
+def test_neutral_does_not_raise_the_inner_brows(
+    smiling: dict[str, Edited], expression: ExpressionModel
+) -> None:
     """Calming her face takes the brows toward their rest instead of lifting them. When each
     AU read off FaceMesh was divided by its own gain, the brow lowering was taken off four
     times over, and FaceMesh read that lift of the brows as an inner brow raise: the slow
@@ -255,22 +252,22 @@ def test_neutral_does_not_raise_the_inner_brows(smiling: dict[str, Edited]) -> N
     fps = float(probe(e.clip).fps)
 
     def slow_inner_brow(lm: np.ndarray) -> np.ndarray:
-        acts = upper_face_aus(lm, median=median, names=("AU1",))
-        return smooth_valid(acts, np.ones(len(acts), dtype=bool), 0.5 * fps)[:, 0]
+        acts = landmark_activations(lm, median=median, model=expression, names=("AU1",))
+        sigma = EXPRESSION_SMOOTHING_S * fps
+        return smooth_valid(acts, np.ones(len(acts), dtype=bool), sigma)[:, 0]
 
     assert slow_inner_brow(e.lm_out).mean() < slow_inner_brow(e.lm_in).mean() + 0.015
 
 
 @pytest.mark.xfail(strict=True, reason=REPLACE_GAP)
-def test_neutral_calms_an_expressive_face(smiling: dict[str, Edited]) -> None:
+def test_neutral_calms_an_expressive_face(
+    smiling: dict[str, Edited], expression: ExpressionModel
+) -> None:
     """The upper face's slow movement above her calmest state, re-read on the output, is
     less than 0.8 of the input's (`scripts/measure_noise_floor.py` prints it per AU)."""
-    from spfem_cli.evaluate import slow_movement
-    from spfem_cli.generator.expression import ExpressionModel
-
     e = smiling["neutral"]
     spread_in, spread_out = slow_movement(
-        e.lm_in, e.lm_out, fps=float(probe(e.clip).fps), model=ExpressionModel.load()
+        e.lm_in, e.lm_out, fps=float(probe(e.clip).fps), model=expression
     )
     assert spread_out.sum() < 0.8 * spread_in.sum()
 
@@ -289,7 +286,6 @@ def test_surprise_uncovers_white_not_streaks_on_a_real_face() -> None:
 
     from spfem_cli.face.mesh import FaceFrame
     from spfem_cli.face.tracker import LandmarkTracker
-    from spfem_cli.generator.expression import ExpressionModel
     from spfem_cli.generator.generator import build_generator
     from spfem_cli.generator.warp import iris_radius, lid_lines
 
