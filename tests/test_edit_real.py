@@ -176,6 +176,29 @@ def test_expressive_mouth_smiles_more_and_keeps_the_opening(
     assert rep.inner_lip_error <= 0.03, rep
 
 
+@pytest.fixture(scope="module")
+def speech_contempt(tmp_path_factory: pytest.TempPathFactory) -> Edited:
+    if not SHARED_CLIPS.is_dir():
+        pytest.skip("../shared/clips is absent")
+    return _edit(tmp_path_factory, "speech_obama_450x450.mp4", "contempt")
+
+
+@needs_clips
+def test_contempt_smirks_on_one_side_and_keeps_the_speech(speech_contempt: Edited) -> None:
+    """The smirk's corner moves alone, so it gets the release both corners of a smile share
+    (`corner_release_scale`); the inner lips stay within the pipeline's limit."""
+    e = speech_contempt
+    right, left = mesh.eye_centres(e.lm_in)
+    iod = np.linalg.norm(left - right, axis=-1)[:, None]
+    rise = np.nanmean((e.lm_in[:, mesh.LIP_CORNERS, 1] - e.lm_out[:, mesh.LIP_CORNERS, 1]) / iod, 0)
+    # Subject's right corner (61): 0.028 IOD; with the release a smile's corners get, 0.015.
+    assert rise[0] > 0.022, rise
+    assert abs(rise[1]) < 0.5 * rise[0], rise
+    rep = compare_speech(e.lm_in, e.lm_out)
+    assert rep.inner_lip_error <= 0.015, rep
+    assert rep.opening_corr >= 0.98, rep
+
+
 @needs_clips
 @pytest.mark.parametrize("case", ["mead_sad_to_surprised", "small_face_surprised"])
 def test_surprised_raises_the_brows(case: str, request: pytest.FixtureRequest) -> None:

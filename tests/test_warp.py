@@ -208,6 +208,46 @@ def test_expressive_mode_lets_go_of_more_around_the_lip_corners() -> None:
     assert torch.all(hold_weight(middle, mouth_hold(pts, mode="expressive")) > 0.999)
 
 
+def test_a_lip_corner_that_moves_alone_is_released_further() -> None:
+    from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
+    from spfem_cli.generator.generator import (
+        NATURAL_HOLD,
+        FaceGenerator,
+        corner_release_scale,
+        mouth_hold,
+    )
+    from spfem_cli.generator.warp import hold_weight
+
+    up = np.array([0.0, -0.05])
+    assert np.allclose(corner_release_scale(None), [1, 1])
+    assert np.allclose(corner_release_scale(np.zeros((2, 2))), [1, 1])
+    assert np.allclose(corner_release_scale(np.stack([up, up * [-1, 1]])), [1, 1])
+    assert np.allclose(corner_release_scale(np.stack([up, 0 * up])), [2, 1])
+    assert np.allclose(corner_release_scale(np.stack([0.5 * up, 1.5 * up])), [1, 1.5])
+
+    pts = template_face()
+    gen = FaceGenerator(
+        model=ExpressionModel.load(DEFAULT_MODEL), device=torch.device("cpu"), mouth="natural"
+    )
+    radius = NATURAL_HOLD["release_radius"]
+    holds = {}
+    for emotion in ("happy", "contempt"):
+        delta = gen.model.emotion_vector(emotion).numpy()
+        holds[emotion] = gen.sparse(points=pts, delta=delta)[1]
+    assert np.allclose(holds["happy"].release_radii(), [radius, radius])
+    # Contempt's smirk moves the subject's right corner (61) alone.
+    assert np.allclose(holds["contempt"].release_radii(), [2 * radius, radius])
+    probes = torch.from_numpy(pts[61] + np.array([[0.05, 0.0], [0.0, -0.05]]))
+    assert torch.all(
+        hold_weight(probes, holds["contempt"]) < hold_weight(probes, holds["happy"]) - 0.2
+    )
+    mirrored = torch.from_numpy(pts[291] + np.array([[-0.05, 0.0], [0.0, -0.05]]))
+    assert torch.allclose(
+        hold_weight(mirrored, holds["contempt"]),
+        hold_weight(mirrored, mouth_hold(pts, mode="natural")),
+    )
+
+
 def test_a_raised_lid_shows_more_eyeball_instead_of_stretching_it() -> None:
     pts = template_face()
     ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)

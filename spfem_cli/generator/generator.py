@@ -46,14 +46,41 @@ STRICT_HOLD = {"band": 0.04, "feather": 0.10}
 EXPRESSIVE_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.08}
 
 
-def mouth_hold(points: np.ndarray, *, mode: MouthMode) -> HoldRegion:
-    """The region held still for the speech. points: (478, 2) face-frame landmarks."""
+def corner_release_scale(corner_motion: np.ndarray | None) -> np.ndarray:
+    """(2,) how much wider each lip corner is released than when both move alike.
+
+    corner_motion: (2, 2) the motion asked of the corners (IOD, `mesh.LIP_CORNERS` order).
+    Re-detected on the output, the inner lips move in proportion to the corners' motion
+    summed over both corners, whichever corner carries it (scripts/measure_expressions.py:
+    contempt's one corner at twice the release costs the inner lips what happy's two corners
+    cost at the natural one). So a one-sided motion (a smirk) may take the release both
+    corners would share: a corner asked for all of the motion gets twice the radius, which
+    carries about twice as far; a symmetric one gets 1 each.
+    """
+    if corner_motion is None:
+        return np.ones(2)
+    size = np.linalg.norm(np.asarray(corner_motion, np.float64), axis=-1)
+    total = size.sum()
+    if total < 1e-9:
+        return np.ones(2)
+    return 1.0 + np.clip(2.0 * size / total - 1.0, 0.0, 1.0)
+
+
+def mouth_hold(
+    points: np.ndarray, *, mode: MouthMode, corner_motion: np.ndarray | None = None
+) -> HoldRegion:
+    """The region held still for the speech. points: (478, 2) face-frame landmarks;
+    corner_motion: (2, 2) the motion asked of the lip corners (IOD), which widens the release
+    of a corner that moves alone (`corner_release_scale`); None: both alike."""
     if mode == "strict":
         return HoldRegion(polygon=points[list(mesh.LIPS_OUTER)], **STRICT_HOLD)
+    hold = EXPRESSIVE_HOLD if mode == "expressive" else NATURAL_HOLD
     return HoldRegion(
         polygon=points[list(mesh.LIPS_OUTER)],
+        band=hold["band"],
+        feather=hold["feather"],
         release=points[list(mesh.LIP_CORNERS)],
-        **(EXPRESSIVE_HOLD if mode == "expressive" else NATURAL_HOLD),
+        release_radius=hold["release_radius"] * corner_release_scale(corner_motion),
     )
 
 
@@ -126,7 +153,9 @@ class FaceGenerator:
     def sparse(self, *, points: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, HoldRegion]:
         """The sparse forward displacements (478, 2), IOD units, and the held mouth region for
         one frame. points: (478, 2) landmarks in the face frame; delta: (K,) AU change."""
-        return self.displacement(delta, points=points), mouth_hold(points, mode=self.mouth)
+        disp = self.displacement(delta, points=points)
+        corners = disp[list(mesh.LIP_CORNERS)]
+        return disp, mouth_hold(points, mode=self.mouth, corner_motion=corners)
 
     def edit_frame(
         self, frame: np.ndarray, *, face: FaceFrame, points: np.ndarray, delta: np.ndarray

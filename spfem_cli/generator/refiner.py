@@ -351,10 +351,10 @@ def regions(points: np.ndarray, hold: HoldRegion | None, *, crop: CropGeometry) 
         )
         if hold.release is not None and len(hold.release):
             grid = crop.face_points().numpy()
-            near = np.linalg.norm(
+            dist = np.linalg.norm(
                 grid[:, :, None, :] - np.asarray(hold.release)[None, None], axis=-1
-            ).min(axis=-1)
-            let_go = 1 - np.exp(-0.5 * (near / hold.release_radius) ** 2)
+            )
+            let_go = 1 - np.exp(-0.5 * (dist / hold.release_radii()) ** 2).max(axis=-1)
             held, guarded = held * let_go, guarded * let_go
         free = 1 - guarded
     else:

@@ -148,15 +148,20 @@ class HoldRegion:
 
     polygon: (M, 2) closed contour in the face frame (IOD units); inside it and within `band`
     of it the flow is zero, fading back to full over `feather` (IOD). Near each of
-    `release` (R, 2) points, within about `release_radius`, the hold lets go (lip corners
-    that may follow the emotion).
+    `release` (R, 2) points, within about `release_radius` (one for all, or (R,) one each),
+    the hold lets go (lip corners that may follow the emotion).
     """
 
     polygon: np.ndarray
     band: float
     feather: float
     release: np.ndarray | None = None
-    release_radius: float = 0.06
+    release_radius: float | np.ndarray = 0.06
+
+    def release_radii(self) -> np.ndarray:
+        """(R,) the release radius of each release point (IOD)."""
+        count = 0 if self.release is None else len(self.release)
+        return np.broadcast_to(np.asarray(self.release_radius, np.float64), (count,)).copy()
 
 
 def contour_distance(points: torch.Tensor, polygon: torch.Tensor) -> torch.Tensor:
@@ -193,8 +198,9 @@ def hold_weight(points: torch.Tensor, hold: HoldRegion) -> torch.Tensor:
     weight = 1 - x * x * (3 - 2 * x)  # smoothstep: no crease where the hold ends
     if hold.release is not None and len(hold.release):
         rel = torch.as_tensor(hold.release, dtype=points.dtype, device=points.device)
-        near = torch.cdist(points, rel).min(dim=1).values
-        weight = weight * (1 - torch.exp(-0.5 * (near / hold.release_radius) ** 2))
+        radii = torch.as_tensor(hold.release_radii(), dtype=points.dtype, device=points.device)
+        near = torch.exp(-0.5 * (torch.cdist(points, rel) / radii) ** 2).max(dim=1).values
+        weight = weight * (1 - near)
     return weight
 
 

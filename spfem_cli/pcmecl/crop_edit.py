@@ -12,7 +12,9 @@ crop (a CLIP feature, a coherence term) reaches the AU activations and the refin
 
 Only the mouth rule's region maps (`regions`) are computed without gradients: they depend on
 the landmarks alone, never on the AU change (the mouth rule holds the outline still, so the
-displaced outline is the source's), and they are cut once per frame and reused.
+displaced outline is the source's), and they are cut once per frame and reused. They release
+both lip corners alike: `spfem edit` releases a corner that moves alone (a smirk) up to twice
+as wide (`generator.corner_release_scale`), so here such a corner moves less than in the edit.
 """
 
 from __future__ import annotations
