@@ -42,6 +42,7 @@ import torch
 
 from spfem_cli.evaluate import (
     compare_speech,
+    corner_lift,
     face_frame_landmarks,
     jitter,
     video_landmarks,
@@ -123,13 +124,6 @@ def warp_report(
     n = max(1, min(samples, len(frames)))
     shares = {p: dot[p] / wanted[p] if size[p] / n >= MIN_REQUEST else float("nan") for p in PARTS}
     return worst, shares
-
-
-def corner_lift(lm: np.ndarray) -> np.ndarray:
-    """(T,) height of the lip corners above the middle of the outer lips, IOD (+ = up)."""
-    face = face_frame_landmarks(lm)
-    middle = 0.5 * (face[:, 0, 1] + face[:, 17, 1])
-    return middle - face[:, list(mesh.LIP_CORNERS), 1].mean(axis=1)
 
 
 def speech_rows(

@@ -132,6 +132,14 @@ def mouth_opening(lm: np.ndarray, *, iod: np.ndarray | None = None) -> np.ndarra
     return gap / (_iod(lm) if iod is None else iod)
 
 
+def corner_lift(lm: np.ndarray) -> np.ndarray:
+    """(T,) height of the lip corners above the middle of the outer lips, IOD (+ = up), each
+    frame in its own face frame. lm: (T, 478, 2) pixels."""
+    face = face_frame_landmarks(lm)
+    middle = 0.5 * (face[:, 0, 1] + face[:, 17, 1])
+    return middle - face[:, list(mesh.LIP_CORNERS), 1].mean(axis=1)
+
+
 def jitter(lm: np.ndarray, *, indices: Iterable[int] | None = None) -> float:
     """Mean frame-to-frame landmark motion (IOD units per frame) over consecutive frames that
     both have a face; `indices` restricts it to some landmarks."""
