@@ -312,32 +312,34 @@ def iris_radius(iris: np.ndarray) -> float:
 class LidsAt:
     """One eye's lids at some face-frame x (n,): the source's upper and lower lid y, whether
     each x lies between the corners, and how far (IOD, beyond `LID_STILL`) the edit moves the
-    upper lid up (`rise`) and the lower lid down (`drop`), away from the eyeball. All (n,)."""
+    upper lid up (`rise`), away from the eyeball. All (n,).
+
+    Only the upper lid uncovers eyeball. A lower lid drops when the edit takes off a squint
+    (half of talk_s32's frames, `scripts/measure_lid_drop.py`), but FaceMesh's lower lid
+    points can lie a few pixels below the visible lid, on the skin: the band between them and
+    the dropped outline, filled with eyeball, showed as a grey crescent under her eyes. The
+    eye is read in place down to the dropped outline, and the warp moves the skin below it.
+    """
 
     upper: np.ndarray
     lower: np.ndarray
     within: np.ndarray
     rise: np.ndarray
-    drop: np.ndarray
 
     @classmethod
     def of(cls, x: np.ndarray, *, ring: np.ndarray, ring_out: np.ndarray) -> LidsAt:
         """ring, ring_out: (16, 2) the eye's lid points in the source and moved, face frame."""
         upper, lower, within = lid_lines(ring, x)
-        up_out, low_out, _ = lid_lines(ring_out, x)
+        up_out = lid_lines(ring_out, x)[0]
         # A lid that moves less than LID_STILL has uncovered nothing.
         rise = np.clip(upper - up_out - LID_STILL, 0.0, None)
-        drop = np.clip(low_out - lower - LID_STILL, 0.0, None)
-        return cls(upper=upper, lower=lower, within=within, rise=rise, drop=drop)
+        return cls(upper=upper, lower=lower, within=within, rise=rise)
 
-    def read_in_place(self, margin: float) -> tuple[np.ndarray, np.ndarray]:
-        """The y (n,) between which the source's eyeball is read in place: inside its lids,
-        and up to `margin` (IOD) further in along a lid that moved away (its lashes and
-        shadow are not what the output shows there)."""
-        return (
-            self.upper + np.minimum(self.rise, margin),
-            self.lower - np.minimum(self.drop, margin),
-        )
+    def read_in_place(self, margin: float) -> np.ndarray:
+        """The y (n,) below which the source's eyeball is read in place: the source's upper
+        lid, and up to `margin` (IOD) further down where it rose (its lashes and shadow are
+        not what the output shows there)."""
+        return self.upper + np.minimum(self.rise, margin)
 
 
 def eyeball_source(
@@ -346,13 +348,14 @@ def eyeball_source(
     """Where the source shows the eyeball seen at face-frame points query (n, 2).
 
     The eyeball does not move with the face's expression: a point the source's lids leave
-    visible is read where it is. A point they hide (a raised lid uncovers it), or that lies
-    within `margin` (IOD) of a lid that moved away from it (the lashes and the lid's shadow),
-    is read at the same distance from the iris's centre, turned towards the horizontal until
-    the source shows it `margin` inside its lids: iris looks alike all round the centre, so
-    this fills the top of an iris with iris, where a mirror across the lid would have copied
-    the iris upwards (the white is smoothed afterwards, `_sclera_colour`). What no turn reaches
-    is mirrored across the lid that hides it. lids: the lids at query's x; ring: (16, 2) the
+    visible is read where it is, and so is all below the upper lid (`LidsAt`: the lower lid
+    uncovers nothing). A point the upper lid hides (raised, it uncovers it), or that lies
+    within `margin` (IOD) of an upper lid that rose (the lashes and the lid's shadow), is read
+    at the same distance from the iris's centre, turned towards the horizontal until the
+    source shows it `margin` inside its lids: iris looks alike all round the centre, so this
+    fills the top of an iris with iris, where a mirror across the lid would have copied the
+    iris upwards (the white is smoothed afterwards, `_sclera_colour`). What no turn reaches is
+    mirrored across the lid that hides it. lids: the lids at query's x; ring: (16, 2) the
     eye's lid points in the source, iris: (5, 2) its iris centre then rim, both face frame.
     Returns (n, 2) face frame, and (n,) bool: the points read somewhere else.
     """
@@ -361,19 +364,15 @@ def eyeball_source(
         upper, lower, within = lid_lines(ring, points[:, 0])
         return within & (points[:, 1] >= upper + inset) & (points[:, 1] <= lower - inset)
 
-    # Along a lid that stays (`LID_STILL`), the band inside it is what the output shows there
-    # (lashes, the lid's shadow): read in place. Reading it elsewhere drew a jagged rim along
-    # the lower lid.
-    top, bottom = lids.read_in_place(margin)
+    # Along an upper lid that stays (`LID_STILL`), the band inside it is what the output shows
+    # there (lashes, the lid's shadow): read in place. Reading it elsewhere drew a jagged rim
+    # along the lid.
+    top = lids.read_in_place(margin)
     src = query.copy()
     # A still lid uncovers nothing either beyond its line: the few pixels between the source's
     # line and the moved outline are the lid's edge, read in place (read elsewhere, single
-    # pixels showed the iris or lashes as dark spots along the lower lid).
-    todo = ~(
-        lids.within
-        & ((src[:, 1] >= top) | (lids.rise <= 0))
-        & ((src[:, 1] <= bottom) | (lids.drop <= 0))
-    )
+    # pixels showed the iris or lashes as dark spots along the lower lid of talk_s18).
+    todo = ~(lids.within & ((src[:, 1] >= top) | (lids.rise <= 0)))
     hidden = src[todo]
     offset = hidden - iris[0]
     radius = np.linalg.norm(offset, axis=1)
@@ -489,15 +488,12 @@ def _white_weight(
 ) -> np.ndarray:
     """(n,) how much of the smooth white (`_sclera_colour`) each eyeball point at face-frame
     query (n, 2) takes: none inside the iris, all of it from SCLERA_CLEAR radii out, on the
-    points read elsewhere (`copied`, (n,) bool) and fading out over WHITE_BLEND (IOD) inside a
-    lid that moved away. A hard edge there between the smooth white and the white read in
+    points read elsewhere (`copied`, (n,) bool) and fading out over WHITE_BLEND (IOD) inside an
+    upper lid that rose. A hard edge there between the smooth white and the white read in
     place (darker along the source's lid) showed as a saw-toothed line. lids: the lids at
     query's x; iris: (5, 2); margin as in `eyeball_source`."""
-    y, rise, drop = query[:, 1], lids.rise, lids.drop
-    top, bottom = lids.read_in_place(margin)
-    near_top = np.clip(1 - (y - top) / WHITE_BLEND, 0, 1) * np.clip(rise / margin, 0, 1)
-    near_bottom = np.clip(1 - (bottom - y) / WHITE_BLEND, 0, 1) * np.clip(drop / margin, 0, 1)
-    uncovered = np.where(copied, 1.0, np.maximum(near_top, near_bottom))
+    near_top = np.clip(1 - (query[:, 1] - lids.read_in_place(margin)) / WHITE_BLEND, 0, 1)
+    uncovered = np.where(copied, 1.0, near_top * np.clip(lids.rise / margin, 0, 1))
     r = np.linalg.norm(query - iris[0], axis=1) / iris_radius(iris)
     return uncovered * np.clip((r - 1.0) / (SCLERA_CLEAR - 1.0), 0.0, 1.0)
 
