@@ -67,3 +67,21 @@ def raise_upper_lids(pts: np.ndarray, by: float) -> np.ndarray:
     for over, share in _OVER_LIDS:
         vals[list(over), 1] = -share * by * np.tile(taper, 2)
     return vals
+
+
+def warp_painted_eyes(
+    pts: np.ndarray, vals: np.ndarray, *, limbus_px: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Eyes painted from pts (478, 2) on a 400x420 frame (IOD 120 pixels), warped by the
+    displacements vals (478, 2), IOD, with the eyeball drawing. Returns the output (420, 400, 3)
+    and the face-frame point of each of its pixels (420 * 400, 2)."""
+    import torch
+
+    from spfem_cli.generator.warp import WarpConfig, Warper
+
+    ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
+    frame = painted_eyes(pts, ff, (420, 400), limbus_px=limbus_px)
+    out = Warper(device=torch.device("cpu"), config=WarpConfig(eyeballs=True)).apply(
+        frame, face=ff, points=pts, values=vals, landmarks_px=ff.to_image(pts)
+    )
+    return out, pixels_in_face_frame(ff, (420, 400))
