@@ -310,9 +310,9 @@ def iris_radius(iris: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class LidsAt:
-    """One eye's lids at some face-frame x (n,): the source's upper and lower lid y, whether
-    each x lies between the corners, and how far (IOD, beyond `LID_STILL`) the edit moves the
-    upper lid up (`rise`), away from the eyeball. All (n,).
+    """One eye's lids at some face-frame x (n,): the source's upper lid y, whether each x lies
+    between the corners, and how far (IOD, beyond `LID_STILL`) the edit moves the upper lid up
+    (`rise`), away from the eyeball. All (n,).
 
     Only the upper lid uncovers eyeball. A lower lid drops when the edit takes off a squint
     (half of talk_s32's frames, `scripts/measure_lid_drop.py`), but FaceMesh's lower lid
@@ -322,18 +322,17 @@ class LidsAt:
     """
 
     upper: np.ndarray
-    lower: np.ndarray
     within: np.ndarray
     rise: np.ndarray
 
     @classmethod
     def of(cls, x: np.ndarray, *, ring: np.ndarray, ring_out: np.ndarray) -> LidsAt:
         """ring, ring_out: (16, 2) the eye's lid points in the source and moved, face frame."""
-        upper, lower, within = lid_lines(ring, x)
+        upper, _, within = lid_lines(ring, x)
         up_out = lid_lines(ring_out, x)[0]
         # A lid that moves less than LID_STILL has uncovered nothing.
         rise = np.clip(upper - up_out - LID_STILL, 0.0, None)
-        return cls(upper=upper, lower=lower, within=within, rise=rise)
+        return cls(upper=upper, within=within, rise=rise)
 
     def read_in_place(self, margin: float) -> np.ndarray:
         """The y (n,) below which the source's eyeball is read in place: the source's upper
