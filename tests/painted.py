@@ -69,19 +69,35 @@ def raise_upper_lids(pts: np.ndarray, by: float) -> np.ndarray:
     return vals
 
 
+def drop_lower_lids(pts: np.ndarray, by: float) -> np.ndarray:
+    """(478, 2) displacements that drop both lower lids by `by` (IOD) in the middle, tapering
+    to the corners, as taking off a squint does."""
+    vals = np.zeros_like(pts)
+    # Ring positions 1-7: the lower lid from one corner to the other; y points down.
+    taper = np.sin(np.pi * np.arange(1, 8) / 8)
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        vals[list(ring[1:8]), 1] = by * taper
+    return vals
+
+
+# The frame `warp_painted_eyes` paints on: its size and eye distance (pixels).
+PAINTED_SHAPE = (420, 400)
+PAINTED_IOD = 120.0
+
+
 def warp_painted_eyes(
     pts: np.ndarray, vals: np.ndarray, *, limbus_px: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Eyes painted from pts (478, 2) on a 400x420 frame (IOD 120 pixels), warped by the
-    displacements vals (478, 2), IOD, with the eyeball drawing. Returns the output (420, 400, 3)
-    and the face-frame point of each of its pixels (420 * 400, 2)."""
+    """Eyes painted from pts (478, 2) on a `PAINTED_SHAPE` frame (`PAINTED_IOD`), warped by the
+    displacements vals (478, 2), IOD, with the eyeball drawing. Returns the output (h, w, 3)
+    and the face-frame point of each of its pixels (h * w, 2)."""
     import torch
 
     from spfem_cli.generator.warp import WarpConfig, Warper
 
-    ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
-    frame = painted_eyes(pts, ff, (420, 400), limbus_px=limbus_px)
+    ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=PAINTED_IOD)
+    frame = painted_eyes(pts, ff, PAINTED_SHAPE, limbus_px=limbus_px)
     out = Warper(device=torch.device("cpu"), config=WarpConfig(eyeballs=True)).apply(
         frame, face=ff, points=pts, values=vals, landmarks_px=ff.to_image(pts)
     )
-    return out, pixels_in_face_frame(ff, (420, 400))
+    return out, pixels_in_face_frame(ff, PAINTED_SHAPE)

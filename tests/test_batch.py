@@ -482,10 +482,9 @@ def test_ctrl_c_with_workers_stops_cleanly(tmp_path: Path, make_clip: MakeClip) 
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    done = len(read_report(report))
-    assert proc.returncode == 130, f"{done} of {len(names)} recorded; stderr: {err!r}"
-    assert "interrupted" in err and "resume" in err
     records = read_report(report)
+    assert proc.returncode == 130, f"{len(records)} of {len(names)} recorded; stderr: {err!r}"
+    assert "interrupted" in err and "resume" in err
     assert records and all(r.status == "done" for r in records)
     assert len(records) < len(names)
     for record in records:

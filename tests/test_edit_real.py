@@ -148,12 +148,18 @@ def test_happy_visibly_changes_the_face(speech_happy: Edited) -> None:
     assert np.abs(fa.astype(int) - fb.astype(int)).max() > 20
 
 
-def corner_rise(e: Edited) -> float:
-    """Mean rise of the lip corners from input to output, IOD (image y points down)."""
+def corner_rises(e: Edited) -> np.ndarray:
+    """(2,) mean rise of each lip corner (`mesh.LIP_CORNERS` order) from input to output,
+    IOD (image y points down)."""
     corners = list(mesh.LIP_CORNERS)
     right, left = mesh.eye_centres(e.lm_in)
     iod = np.linalg.norm(left - right, axis=-1)[:, None]
-    return float(np.nanmean((e.lm_in[:, corners, 1] - e.lm_out[:, corners, 1]) / iod))
+    return np.nanmean((e.lm_in[:, corners, 1] - e.lm_out[:, corners, 1]) / iod, axis=0)
+
+
+def corner_rise(e: Edited) -> float:
+    """Mean rise of the lip corners from input to output, IOD (image y points down)."""
+    return float(corner_rises(e).mean())
 
 
 @pytest.fixture(scope="module")
@@ -188,9 +194,7 @@ def test_contempt_smirks_on_one_side_and_keeps_the_speech(speech_contempt: Edite
     """The smirk's corner moves alone, so it gets the release both corners of a smile share
     (`corner_release_scale`); the inner lips stay within the pipeline's limit."""
     e = speech_contempt
-    right, left = mesh.eye_centres(e.lm_in)
-    iod = np.linalg.norm(left - right, axis=-1)[:, None]
-    rise = np.nanmean((e.lm_in[:, mesh.LIP_CORNERS, 1] - e.lm_out[:, mesh.LIP_CORNERS, 1]) / iod, 0)
+    rise = corner_rises(e)
     # Subject's right corner (61): 0.028 IOD; with the release a smile's corners get, 0.015.
     assert rise[0] > 0.022, rise
     assert abs(rise[1]) < 0.5 * rise[0], rise

@@ -11,6 +11,8 @@ from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.generator import hold_mouth
 from spfem_cli.generator.warp import WarpConfig, Warper, min_jacobian_det, shepard_flow
 from tests.painted import (
+    PAINTED_IOD,
+    drop_lower_lids,
     painted_eyes,
     raise_upper_lids,
     template_face,
@@ -307,7 +309,7 @@ def test_the_uncovered_white_is_white_without_copies_of_the_iris_rim() -> None:
         # raised lid's edge, and beyond where the white takes over from the iris.
         uncovered = within & (q[:, 1] < upper) & (q[:, 1] > raised + 0.01 + 0.02)
         near = np.abs(q[:, 0] - iris[0, 0]) < 2 * radius  # the lid rises less at the corners
-        region = uncovered & near & (r > SCLERA_CLEAR * radius + 1.0 / 120.0)  # + a pixel
+        region = uncovered & near & (r > SCLERA_CLEAR * radius + 1.0 / PAINTED_IOD)
         pixels = out.reshape(-1, 3)[region].astype(int)
         checked += len(pixels)
         # No dark arcs (at most the lid's shadow) and no iris blue; the odd pixel of lash at
@@ -363,11 +365,7 @@ def test_a_dropping_lower_lid_draws_no_band_of_eyeball_under_the_eye() -> None:
     from spfem_cli.generator.warp import lid_lines
 
     pts = template_face()
-    vals = np.zeros_like(pts)
-    taper = np.sin(np.pi * np.arange(1, 8) / 8)
-    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
-        vals[list(ring[1:8]), 1] = 0.04 * taper  # ring positions 1-7: the lower lid, y down
-    out, q = warp_painted_eyes(pts, vals)
+    out, q = warp_painted_eyes(pts, drop_lower_lids(pts, 0.04))
     checked = 0
     for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
         ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
