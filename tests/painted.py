@@ -8,6 +8,10 @@ import numpy as np
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 
+# The colour of the skin `painted_eyes` paints, and of the band it may paint over the lashes.
+SKIN_RGB = (180, 140, 120)
+SHADOW_RGB = (110, 85, 75)
+
 
 def template_face() -> np.ndarray:
     from spfem_cli.generator.expression import ExpressionModel
@@ -22,18 +26,24 @@ def pixels_in_face_frame(ff: FaceFrame, shape: tuple[int, int]) -> np.ndarray:
 
 
 def painted_eyes(
-    pts: np.ndarray, ff: FaceFrame, shape: tuple[int, int], *, limbus_px: float = 0.0
+    pts: np.ndarray,
+    ff: FaceFrame,
+    shape: tuple[int, int],
+    *,
+    limbus_px: float = 0.0,
+    shadow: float = 0.0,
 ) -> np.ndarray:
     """A skin-coloured frame with both eyes painted from the landmarks: white between the
     lids, a blue iris (the circle of the iris landmarks, its top under the upper lid) and a
     black lash line along the upper lid; with limbus_px, a dark rim that wide around the iris
-    (as real irises have)."""
+    (as real irises have); with shadow, a band of darker skin that high (IOD) over the lash
+    line (SHADOW_RGB: a lid's crease, or eyeshadow)."""
     from spfem_cli.generator.warp import lid_lines
 
     h, w = shape
     q = pixels_in_face_frame(ff, shape)
     img = np.empty((h * w, 3))
-    img[:] = (180, 140, 120)
+    img[:] = SKIN_RGB
     for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
         ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
         radius = np.linalg.norm(iris[1:] - iris[0], axis=1).mean()
@@ -43,7 +53,9 @@ def painted_eyes(
         r = np.linalg.norm(q - iris[0], axis=1)
         img[inside & (r < radius + limbus_px / ff.iod)] = (60, 60, 80)
         img[inside & (r < radius)] = (50, 90, 170)
-        img[within & (q[:, 1] <= upper) & (q[:, 1] > upper - 0.02)] = (15, 15, 15)
+        lash = upper - 0.02
+        img[within & (q[:, 1] <= lash) & (q[:, 1] > lash - shadow)] = SHADOW_RGB
+        img[within & (q[:, 1] <= upper) & (q[:, 1] > lash)] = (15, 15, 15)
     return img.reshape(h, w, 3).astype(np.uint8)
 
 
@@ -86,17 +98,18 @@ PAINTED_IOD = 120.0
 
 
 def warp_painted_eyes(
-    pts: np.ndarray, vals: np.ndarray, *, limbus_px: float = 0.0
+    pts: np.ndarray, vals: np.ndarray, *, limbus_px: float = 0.0, shadow: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Eyes painted from pts (478, 2) on a `PAINTED_SHAPE` frame (`PAINTED_IOD`), warped by the
-    displacements vals (478, 2), IOD, with the eyeball drawing. Returns the output (h, w, 3)
+    displacements vals (478, 2), IOD, with the eyeball drawing (limbus_px and shadow as in
+    `painted_eyes`). Returns the output (h, w, 3)
     and the face-frame point of each of its pixels (h * w, 2)."""
     import torch
 
     from spfem_cli.generator.warp import WarpConfig, Warper
 
     ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=PAINTED_IOD)
-    frame = painted_eyes(pts, ff, PAINTED_SHAPE, limbus_px=limbus_px)
+    frame = painted_eyes(pts, ff, PAINTED_SHAPE, limbus_px=limbus_px, shadow=shadow)
     out = Warper(device=torch.device("cpu"), config=WarpConfig(eyeballs=True)).apply(
         frame, face=ff, points=pts, values=vals, landmarks_px=ff.to_image(pts)
     )

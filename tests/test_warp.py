@@ -8,10 +8,11 @@ import torch
 
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
-from spfem_cli.generator.generator import hold_mouth
+from spfem_cli.generator.generator import face_rules, hold_mouth
 from spfem_cli.generator.warp import WarpConfig, Warper, min_jacobian_det, shepard_flow
 from tests.painted import (
     PAINTED_IOD,
+    SKIN_RGB,
     drop_lower_lids,
     painted_eyes,
     raise_upper_lids,
@@ -376,8 +377,7 @@ def test_a_dropping_lower_lid_draws_no_band_of_eyeball_under_the_eye() -> None:
         band = within & near & (q[:, 1] > lower + 0.004) & (q[:, 1] < lower + 0.02)
         pixels = out.reshape(-1, 3)[band].astype(int)
         checked += len(pixels)
-        skin = np.array([180, 140, 120])
-        assert np.percentile(np.abs(pixels - skin).max(axis=1), 95) <= 12
+        assert np.percentile(np.abs(pixels - np.array(SKIN_RGB)).max(axis=1), 95) <= 12
     assert checked > 50
 
 
@@ -410,6 +410,68 @@ def test_lids_land_where_asked_under_lifted_brows(emotion: str) -> None:
         assert np.linalg.norm(values[lid], axis=1).min() > 0.02
         miss = np.linalg.norm(shown - asked, axis=1) / np.linalg.norm(values[lid], axis=1)
         assert miss.max() < 0.2, miss
+
+
+def _shadow_height(pts: np.ndarray, vals: np.ndarray) -> float:
+    """Mean height (IOD) of the painted shadow band (0.04) over the upper lids' middle, after
+    the warp by vals (478, 2): 9 pixel columns within 0.08 IOD of each lid's top."""
+    out, q = warp_painted_eyes(pts, vals, shadow=0.04)
+    lum = out.reshape(-1, 3).mean(axis=1)
+    heights = []
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        top = pts[ring[12]] + vals[ring[12]]
+        for dx in np.linspace(-0.08, 0.08, 9):
+            column = np.abs(q[:, 0] - top[0] - dx) < 0.5 / PAINTED_IOD
+            above = column & (q[:, 1] < top[1]) & (q[:, 1] > top[1] - 0.25)
+            # Darker than skin, lighter than the lashes: the shadow band.
+            heights.append(((lum[above] > 60) & (lum[above] < 115)).sum() / PAINTED_IOD)
+    return float(np.mean(heights))
+
+
+@pytest.mark.parametrize("emotion", ["surprised", "fear"])
+def test_the_skin_over_a_raised_lid_stretches_as_the_rest_up_to_the_brow(emotion: str) -> None:
+    """Surprise lifts the lids 0.03 IOD and the brows 0.12, and the AU fields move the
+    landmarks just over the lid with the brow (0.13): the band over the lashes (a crease,
+    eyeshadow) was stretched twice its height, a grey smear toward the brow on large eyes
+    (expr_d14). With the face rules, painted eyes with a shadow band over the lashes show it
+    stretched no more than the whole span from lid to brow (x1.35 for surprise, x1.19 for
+    fear), within 10%; without, 2.07 and 1.51 times its height."""
+    from spfem_cli.generator.expression import ExpressionModel
+
+    model = ExpressionModel.load()
+    pts = model.template.double().numpy()
+    disp = model.emotion_displacement(emotion).double().numpy()
+    lid, brow = 159, 52  # the middle of the right upper lid, and of the brow's lower edge
+    span = pts[lid, 1] - pts[brow, 1]
+    span_stretch = (span + disp[lid, 1] - disp[brow, 1]) / span
+    before = _shadow_height(pts, np.zeros_like(pts))
+    assert 0.035 < before < 0.05  # the band is found where it is painted
+    after = _shadow_height(pts, face_rules(disp, points=pts, mode="natural"))
+    assert after / before < 1.1 * span_stretch, (after / before, span_stretch)
+
+
+def test_spread_lid_stretch_is_differentiable_and_batched() -> None:
+    """The rule takes torch displacements with batch dimensions, as fine-tuning does, and
+    agrees with the numpy path frame by frame."""
+    from spfem_cli.generator.generator import spread_lid_stretch
+
+    pts = template_face()
+    rng = np.random.default_rng(3)
+    disp = rng.normal(0.0, 0.02, size=(2, 478, 2))
+    frames = np.stack([pts, pts + rng.normal(0.0, 0.005, size=pts.shape)])
+    want = np.stack([spread_lid_stretch(d, points=p) for d, p in zip(disp, frames, strict=True)])
+    d = torch.from_numpy(disp).requires_grad_(True)
+    got = spread_lid_stretch(d, points=torch.from_numpy(frames))
+    assert np.allclose(got.detach().numpy(), want)
+    got[:, 27, 1].sum().backward()  # between the right lid and brow: moves with both
+    assert d.grad is not None and d.grad[:, 159, 1].abs().min() > 0
+    assert d.grad[:, 52, 1].abs().min() > 0
+    # Everywhere else the displacement is passed through.
+    between = [247, 30, 29, 27, 28, 56, 190, 113, 225, 224, 223, 222, 221, 189]
+    between += [467, 260, 259, 257, 258, 286, 414, 342, 445, 444, 443, 442, 441, 413]
+    others = np.setdiff1d(np.arange(478), between)
+    assert np.array_equal(want[:, others], disp[:, others])
+    assert not np.allclose(want[:, between], disp[:, between])
 
 
 def test_lid_motion_finds_where_the_warp_shows_a_point_under_a_steep_flow() -> None:

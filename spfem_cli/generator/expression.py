@@ -103,7 +103,7 @@ NOISE_FLOOR = 0.15
 # a perfect reader). Measured with scripts/measure_detector_gain.py: the mean over 27 frames of
 # nine real clips. FaceMesh's lid points follow a warped lid by only 15-40%, and a brow's motion
 # is read partly as the other brow AUs: taking off a brow lowering (AU4), which lifts the
-# brows, reads more as an inner brow raise (0.31) than as less lowering (0.24). An expression
+# brows, reads as much as an inner brow raise (0.36) as less lowering (0.32). An expression
 # read off the landmarks is turned back into the activations that would read so
 # (`undo_detector_gain`), so that an edit removes, as FaceMesh reads it, what FaceMesh reads
 # on the input. Not in the matrix: the cheek raise, of which nothing comes back (0.04; AU6 is
@@ -113,15 +113,15 @@ NOISE_FLOOR = 0.15
 # full, so on real lids the correction may overshoot; the result is capped at MAX_PRESENT.
 DETECTOR_GAIN_AUS = ("AU1", "AU2", "AU4", "AU7")
 DETECTOR_GAIN: tuple[tuple[float, ...], ...] = (
-    (0.68, 0.20, -0.27, -0.03),
-    (0.00, 0.29, -0.14, -0.16),
-    (-0.31, -0.13, 0.24, 0.04),
-    (-0.04, -0.03, 0.03, 0.16),
+    (0.75, 0.24, -0.31, -0.03),
+    (0.02, 0.32, -0.18, -0.16),
+    (-0.36, -0.14, 0.32, 0.03),
+    (-0.04, -0.01, 0.01, 0.08),
 )
 # The brows' part of the matrix is far from orthogonal: its exact inverse multiplies a reading
-# of AU4 by 10. A ridge of GAIN_RIDGE times the square of the block's largest gain keeps every
-# amplification below that of the smallest gain alone (at most 4.1, against 1 / 0.16), so the
-# correction is no noisier than dividing by the diagonal; relative to the block's scale, so
+# of AU4 by 10. A ridge of GAIN_RIDGE times the square of the block's largest gain keeps the
+# amplification (the largest singular value of the solve's map) at 4.7, below 1 / MIN_GAIN, so
+# the correction is no noisier than the lid tightener's; relative to the block's scale, so
 # that it barely shrinks a block of one small gain.
 GAIN_RIDGE = 0.02
 # Solved together: the brow AUs, which FaceMesh reads as one another. The lid tightener is
@@ -129,6 +129,12 @@ GAIN_RIDGE = 0.02
 # brow raise's -0.16, and solved with the brows, a worried brow's reading took a quarter of
 # the smile's squint off what was removed (talk_s32: 0.09 of squint taken off, not 0.12).
 GAIN_BLOCKS = (("AU1", "AU2", "AU4"), ("AU7",))
+# No AU's own gain is taken below MIN_GAIN. The lid tightener's fell from 0.16 to
+# 0.08 when a dropping lower lid stopped uncovering eyeball (FaceMesh's lower lid points sit on
+# the skin and follow it less), and undone at 0.08 the lid tightening read into calm speakers
+# doubled (90th percentile: talk_s18 0.93 to 1.50, speech_obama 0.38 to 0.76 activation
+# units), for 0.02 more calming of talk_s32's upper face (scripts/measure_noise_floor.py).
+MIN_GAIN = 0.16
 MAX_PRESENT = 1.5
 
 
@@ -136,7 +142,8 @@ def undo_detector_gain(readings: np.ndarray, *, au_names: tuple[str, ...]) -> np
     """The non-negative activations whose warp FaceMesh reads closest to `readings`: (T, K)
     float64, K = len(au_names), for readings (T, K) >= 0 of the same AUs. Each block of
     GAIN_BLOCKS (its AUs among `au_names`) is solved through its part of DETECTOR_GAIN by
-    non-negative ridge least squares (GAIN_RIDGE, relative to the block's largest gain);
+    non-negative ridge least squares (GAIN_RIDGE, relative to the block's largest gain; no
+    gain on the diagonal below MIN_GAIN);
     every other AU is taken as read. Non-negative, because an expression is taken off, never
     put on: solved freely, a frown's reading was explained partly by a negative outer brow
     raise, and clipping that to 0 after the fact left the frown's own removal out of
@@ -149,6 +156,7 @@ def undo_detector_gain(readings: np.ndarray, *, au_names: tuple[str, ...]) -> np
             continue
         rows = [DETECTOR_GAIN_AUS.index(n) for n in names]
         gain = np.asarray(DETECTOR_GAIN, dtype=np.float64)[np.ix_(rows, rows)]
+        np.fill_diagonal(gain, np.maximum(np.diag(gain), MIN_GAIN))
         cols = [au_names.index(n) for n in names]
         # reading = activation @ gain: minimise |a @ gain - r|^2 + ridge |a|^2 over a >= 0.
         ridge = GAIN_RIDGE * float(np.abs(gain).max()) ** 2

@@ -44,6 +44,13 @@ STRICT_HOLD = {"band": 0.04, "feather": 0.10}
 # natural mode, for happy), at the price of the inner lip corners moving with them (inner-lip
 # error about 2% of the IOD instead of 1%; the mouth opening still follows the speech).
 EXPRESSIVE_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.08}
+# Per eye (subject's right, left): the upper lid from corner to corner, the lower edge of the
+# brow, and the landmarks between them (two rings of FaceMesh's eye socket).
+_UPPER_LIDS = ((33, 246, 161, 160, 159, 158, 157, 173, 133),
+               (263, 466, 388, 387, 386, 385, 384, 398, 362))  # fmt: skip
+_BROWS_BELOW = ((46, 53, 52, 65, 55), (276, 283, 282, 295, 285))
+_LID_TO_BROW = ((247, 30, 29, 27, 28, 56, 190, 113, 225, 224, 223, 222, 221, 189),
+                (467, 260, 259, 257, 258, 286, 414, 342, 445, 444, 443, 442, 441, 413))  # fmt: skip
 
 
 def corner_release_scale(corner_motion: np.ndarray | None) -> np.ndarray:
@@ -82,6 +89,69 @@ def mouth_hold(
         release=points[list(mesh.LIP_CORNERS)],
         release_radius=hold["release_radius"] * corner_release_scale(corner_motion),
     )
+
+
+def _interp_weights(x: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """(M, L) weights that interpolate values given at xs (L,) linearly at x (M,), held flat
+    beyond the ends: values_at_x = weights @ values."""
+    order = np.argsort(xs)
+    weights = np.zeros((len(x), len(xs)))
+    for k, j in enumerate(order):
+        weights[:, j] = np.interp(x, xs[order], np.eye(len(xs))[k])
+    return weights
+
+
+def _lid_to_brow_weights(points: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per eye, the weights (M, 9) on the upper lid's and (M, 5) on the brow's displacement
+    that make the M landmarks between them move in proportion to their height between the
+    two. points: (478, 2) face-frame landmarks."""
+    out = []
+    for lid, brow, mid in zip(_UPPER_LIDS, _BROWS_BELOW, _LID_TO_BROW, strict=True):
+        x, y = points[list(mid), 0], points[list(mid), 1]
+        on_lid = _interp_weights(x, points[list(lid), 0])
+        on_brow = _interp_weights(x, points[list(brow), 0])
+        lid_y, brow_y = on_lid @ points[list(lid), 1], on_brow @ points[list(brow), 1]
+        share = np.clip((lid_y - y) / np.maximum(lid_y - brow_y, 1e-6), 0.0, 1.0)[:, None]
+        out.append(((1.0 - share) * on_lid, share * on_brow))
+    return out
+
+
+def spread_lid_stretch(disp: DispT, *, points: np.ndarray | torch.Tensor) -> DispT:
+    """The skin between each upper lid and its brow stretched (or folded) evenly.
+
+    disp: (..., 478, 2) forward displacements (IOD), numpy or torch (then differentiable in
+    it: the weights depend only on the landmarks); points: (..., 478, 2) face-frame landmarks.
+    Returns a copy in which the landmarks between an upper lid and the brow above it move as
+    the lid and the brow do, in proportion to their height between the two.
+
+    The AU fields move those landmarks with the brow (as FaceMesh reads real faces: surprise
+    lifts the ring just above the lid 0.13 IOD, the brow 0.12, the lid 0.03), so all the
+    stretch fell on the band just above the lid: the lash line and the lid's crease, which
+    the warp smeared up toward the brow into a grey band on large eyes (expr_d14). Spread
+    evenly, the band stretches as little as the skin under the brow.
+    """
+    pts = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else points
+    frames = np.asarray(pts, np.float64).reshape(-1, mesh.N_LANDMARKS, 2)
+    per_frame = [_lid_to_brow_weights(p) for p in frames]
+    lead = tuple(disp.shape[:-2])
+    out = disp.clone() if isinstance(disp, torch.Tensor) else disp.copy()
+    for eye, mid in enumerate(_LID_TO_BROW):
+        parts = []
+        for side, group in enumerate((_UPPER_LIDS[eye], _BROWS_BELOW[eye])):
+            weights = np.stack([w[eye][side] for w in per_frame])
+            weights = weights.reshape(*lead, len(mid), len(group))
+            if isinstance(disp, torch.Tensor):
+                weights = torch.from_numpy(weights).to(disp)
+            parts.append(weights @ disp[..., list(group), :])
+        out[..., list(mid), :] = parts[0] + parts[1]
+    return out
+
+
+def face_rules(disp: DispT, *, points: np.ndarray | torch.Tensor, mode: MouthMode) -> DispT:
+    """The rules every edit applies to the expression model's displacement (..., 478, 2),
+    IOD: the skin above the eyes stretched evenly (`spread_lid_stretch`), then the speech
+    imposed (`hold_mouth`). points: (..., 478, 2) face-frame landmarks."""
+    return hold_mouth(spread_lid_stretch(disp, points=points), points=points, mode=mode)
 
 
 def hold_mouth(disp: DispT, *, points: np.ndarray | torch.Tensor, mode: MouthMode) -> DispT:
@@ -148,7 +218,7 @@ class FaceGenerator:
         Returns (478, 2) forward displacements in IOD units, with the mouth rule applied."""
         with torch.no_grad():
             disp = self.model.displacement(torch.as_tensor(delta, dtype=torch.float32))
-        return hold_mouth(disp.numpy().astype(np.float64), points=points, mode=self.mouth)
+        return face_rules(disp.numpy().astype(np.float64), points=points, mode=self.mouth)
 
     def sparse(self, *, points: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, HoldRegion]:
         """The sparse forward displacements (478, 2), IOD units, and the held mouth region for

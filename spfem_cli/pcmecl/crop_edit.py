@@ -5,7 +5,8 @@ the refiner's aligned crop (`CropGeometry`) with torch all the way, so that a lo
 crop (a CLIP feature, a coherence term) reaches the AU activations and the refiner's weights:
 
     AU change (B, K) -> expression model -> landmark displacements (B, 478, 2), IOD
-    -> mouth rule (`hold_mouth`: jaw, outline, inner lips still) -> smooth crop flow
+    -> face rules (`face_rules`: skin above the eyes evenly stretched; jaw, outline, inner
+    lips still) -> smooth crop flow
     -> flow * (1 - held mouth) -> each eye's correction -> warp the crop (at twice its size)
     -> the eyeballs shown between the moved lids (gradient passed straight through) -> pooled
     to the crop's size -> refiner residual and mask -> compose.
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spfem_cli.generator.expression import ExpressionModel
-from spfem_cli.generator.generator import MouthMode, hold_mouth, mouth_hold
+from spfem_cli.generator.generator import MouthMode, face_rules, mouth_hold
 from spfem_cli.generator.refiner import (
     CropGeometry,
     Refiner,
@@ -133,7 +134,7 @@ def edit_crops(
     """
     warp = warp or WarpConfig()
     disp = expression.displacement(delta)  # (B, 478, 2), IOD
-    disp = hold_mouth(disp, points=batch.points, mode=mouth)
+    disp = face_rules(disp, points=batch.points, mode=mouth)
     # The edit zeroes the flow on the held mouth after interpolation (`Warper._hold`): the
     # lips never move whatever the smooth flow around them does.
     warped, flow = generator_warp_crops(
