@@ -270,7 +270,7 @@ def test_neutral_does_not_raise_the_inner_brows(
     """Calming her face takes the brows toward their rest instead of lifting them. When each
     AU read off FaceMesh was divided by its own gain, the brow lowering was taken off four
     times over, and FaceMesh read that lift of the brows as an inner brow raise: the slow
-    inner-brow raise over the clip went from 0.015 to 0.048 (it is now 0.022)."""
+    inner-brow raise over the clip went from 0.015 to 0.048 (it is now 0.023)."""
     from spfem_cli.face.track import smooth_valid
 
     e = smiling["neutral"]

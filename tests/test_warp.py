@@ -434,8 +434,8 @@ def test_the_skin_over_a_raised_lid_stretches_as_the_rest_up_to_the_brow(emotion
     landmarks just over the lid with the brow (0.13): the band over the lashes (a crease,
     eyeshadow) was stretched twice its height, a grey smear toward the brow on large eyes
     (expr_d14). With the face rules, painted eyes with a shadow band over the lashes show it
-    stretched no more than the whole span from lid to brow (x1.35 for surprise, x1.19 for
-    fear), within 10%; without, 2.07 and 1.51 times its height."""
+    stretched about as much as the whole span from lid to brow (1.47 times its height in
+    surprise, where the span stretches 1.35; fear 1.21 and 1.19); without, 2.07 and 1.51."""
     from spfem_cli.generator.expression import ExpressionModel
 
     model = ExpressionModel.load()
@@ -447,7 +447,35 @@ def test_the_skin_over_a_raised_lid_stretches_as_the_rest_up_to_the_brow(emotion
     before = _shadow_height(pts, np.zeros_like(pts))
     assert 0.035 < before < 0.05  # the band is found where it is painted
     after = _shadow_height(pts, face_rules(disp, points=pts, mode="natural"))
-    assert after / before < 1.1 * span_stretch, (after / before, span_stretch)
+    assert after / before < 1.15 * span_stretch, (after / before, span_stretch)
+
+
+@pytest.mark.parametrize("emotion", ["angry", "sad", "surprised"])
+def test_the_brows_keep_their_motion_under_the_face_rules(emotion: str) -> None:
+    """The smooth flow blends each brow with the landmarks under it: had the row under the
+    brow been spread between lid and brow too, the brows would show 4-10% less of their
+    motion (91% for angry). Where the flow shows the brow landmarks, on the template face, is
+    at least 95% of their asked motion."""
+    from spfem_cli.generator.expression import ExpressionModel
+    from spfem_cli.generator.generator import mouth_hold
+    from spfem_cli.generator.warp import face_box, sample_flow
+
+    model = ExpressionModel.load()
+    pts = model.template.double().numpy()
+    values = face_rules(
+        model.emotion_displacement(emotion).double().numpy(), points=pts, mode="natural"
+    )
+    ff = FaceFrame(origin=np.array([200.0, 160.0]), angle=0.0, iod=100.0)
+    warper = Warper(device=torch.device("cpu"))
+    box = face_box(ff.to_image(pts), width=400, height=420, margin=warper.config.margin)
+    dense = warper.dense_flow(
+        face=ff, points=pts, values=values, box=box, hold=mouth_hold(pts, mode="natural")
+    )
+    brows = list(mesh.RIGHT_EYEBROW + mesh.LEFT_EYEBROW)
+    landed = ff.to_image(pts[brows] + values[brows]) - box[:2]
+    shown = sample_flow(dense, torch.from_numpy(landed).float()).double().numpy() / ff.iod
+    asked = values[brows]
+    assert (shown * asked).sum() / (asked * asked).sum() > 0.95
 
 
 def test_spread_lid_stretch_is_differentiable_and_batched() -> None:
@@ -467,8 +495,7 @@ def test_spread_lid_stretch_is_differentiable_and_batched() -> None:
     assert d.grad is not None and d.grad[:, 159, 1].abs().min() > 0
     assert d.grad[:, 52, 1].abs().min() > 0
     # Everywhere else the displacement is passed through.
-    between = [247, 30, 29, 27, 28, 56, 190, 113, 225, 224, 223, 222, 221, 189]
-    between += [467, 260, 259, 257, 258, 286, 414, 342, 445, 444, 443, 442, 441, 413]
+    between = [247, 30, 29, 27, 28, 56, 190, 467, 260, 259, 257, 258, 286, 414]
     others = np.setdiff1d(np.arange(478), between)
     assert np.array_equal(want[:, others], disp[:, others])
     assert not np.allclose(want[:, between], disp[:, between])

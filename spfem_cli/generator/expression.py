@@ -103,7 +103,7 @@ NOISE_FLOOR = 0.15
 # a perfect reader). Measured with scripts/measure_detector_gain.py: the mean over 27 frames of
 # nine real clips. FaceMesh's lid points follow a warped lid by only 15-40%, and a brow's motion
 # is read partly as the other brow AUs: taking off a brow lowering (AU4), which lifts the
-# brows, reads as much as an inner brow raise (0.36) as less lowering (0.32). An expression
+# brows, reads more as an inner brow raise (0.34) than as less lowering (0.28). An expression
 # read off the landmarks is turned back into the activations that would read so
 # (`undo_detector_gain`), so that an edit removes, as FaceMesh reads it, what FaceMesh reads
 # on the input. Not in the matrix: the cheek raise, of which nothing comes back (0.04; AU6 is
@@ -113,14 +113,14 @@ NOISE_FLOOR = 0.15
 # full, so on real lids the correction may overshoot; the result is capped at MAX_PRESENT.
 DETECTOR_GAIN_AUS = ("AU1", "AU2", "AU4", "AU7")
 DETECTOR_GAIN: tuple[tuple[float, ...], ...] = (
-    (0.75, 0.24, -0.31, -0.03),
-    (0.02, 0.32, -0.18, -0.16),
-    (-0.36, -0.14, 0.32, 0.03),
-    (-0.04, -0.01, 0.01, 0.08),
+    (0.71, 0.22, -0.29, -0.02),
+    (0.01, 0.31, -0.16, -0.17),
+    (-0.34, -0.13, 0.28, 0.03),
+    (-0.03, -0.01, 0.01, 0.08),
 )
 # The brows' part of the matrix is far from orthogonal: its exact inverse multiplies a reading
 # of AU4 by 10. A ridge of GAIN_RIDGE times the square of the block's largest gain keeps the
-# amplification (the largest singular value of the solve's map) at 4.7, below 1 / MIN_GAIN, so
+# amplification (the largest singular value of the solve's map) at 5.0, below 1 / MIN_GAIN, so
 # the correction is no noisier than the lid tightener's; relative to the block's scale, so
 # that it barely shrinks a block of one small gain.
 GAIN_RIDGE = 0.02

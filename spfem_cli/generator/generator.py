@@ -45,12 +45,11 @@ STRICT_HOLD = {"band": 0.04, "feather": 0.10}
 # error about 2% of the IOD instead of 1%; the mouth opening still follows the speech).
 EXPRESSIVE_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.08}
 # Per eye (subject's right, left): the upper lid from corner to corner, the lower edge of the
-# brow, and the landmarks between them (two rings of FaceMesh's eye socket).
+# brow, and the row of landmarks just over the lid (FaceMesh's second ring around the eye).
 _UPPER_LIDS = ((33, 246, 161, 160, 159, 158, 157, 173, 133),
                (263, 466, 388, 387, 386, 385, 384, 398, 362))  # fmt: skip
 _BROWS_BELOW = ((46, 53, 52, 65, 55), (276, 283, 282, 295, 285))
-_LID_TO_BROW = ((247, 30, 29, 27, 28, 56, 190, 113, 225, 224, 223, 222, 221, 189),
-                (467, 260, 259, 257, 258, 286, 414, 342, 445, 444, 443, 442, 441, 413))  # fmt: skip
+_OVER_LIDS = ((247, 30, 29, 27, 28, 56, 190), (467, 260, 259, 257, 258, 286, 414))
 
 
 def corner_release_scale(corner_motion: np.ndarray | None) -> np.ndarray:
@@ -103,10 +102,10 @@ def _interp_weights(x: np.ndarray, xs: np.ndarray) -> np.ndarray:
 
 def _lid_to_brow_weights(points: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per eye, the weights (M, 9) on the upper lid's and (M, 5) on the brow's displacement
-    that make the M landmarks between them move in proportion to their height between the
-    two. points: (478, 2) face-frame landmarks."""
+    that make the M landmarks of the row over the lid move in proportion to their height
+    between the two. points: (478, 2) face-frame landmarks."""
     out = []
-    for lid, brow, mid in zip(_UPPER_LIDS, _BROWS_BELOW, _LID_TO_BROW, strict=True):
+    for lid, brow, mid in zip(_UPPER_LIDS, _BROWS_BELOW, _OVER_LIDS, strict=True):
         x, y = points[list(mid), 0], points[list(mid), 1]
         on_lid = _interp_weights(x, points[list(lid), 0])
         on_brow = _interp_weights(x, points[list(brow), 0])
@@ -117,25 +116,26 @@ def _lid_to_brow_weights(points: np.ndarray) -> list[tuple[np.ndarray, np.ndarra
 
 
 def spread_lid_stretch(disp: DispT, *, points: np.ndarray | torch.Tensor) -> DispT:
-    """The skin between each upper lid and its brow stretched (or folded) evenly.
+    """The skin over each upper lid stretched (or folded) as much as the rest up to the brow.
 
     disp: (..., 478, 2) forward displacements (IOD), numpy or torch (then differentiable in
     it: the weights depend only on the landmarks); points: (..., 478, 2) face-frame landmarks.
-    Returns a copy in which the landmarks between an upper lid and the brow above it move as
-    the lid and the brow do, in proportion to their height between the two.
+    Returns a copy in which the row of landmarks just over each upper lid moves as the lid and
+    the brow do, in proportion to its height between the two.
 
-    The AU fields move those landmarks with the brow (as FaceMesh reads real faces: surprise
-    lifts the ring just above the lid 0.13 IOD, the brow 0.12, the lid 0.03), so all the
-    stretch fell on the band just above the lid: the lash line and the lid's crease, which
-    the warp smeared up toward the brow into a grey band on large eyes (expr_d14). Spread
-    evenly, the band stretches as little as the skin under the brow.
+    The AU fields move that row with the brow (as FaceMesh reads real faces: surprise lifts it
+    0.13 IOD, the brow 0.12, the lid 0.03), so all the stretch fell on the band just over the
+    lid: the lash line and the lid's crease, which the warp smeared up toward the brow into a
+    grey band on large eyes (expr_d14). The row under the brow still moves with the brow:
+    moved too, it took 4-10% of the brows' motion away (the smooth flow blends the brows with
+    it), for little less stretch over the lid.
     """
     pts = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else points
     frames = np.asarray(pts, np.float64).reshape(-1, mesh.N_LANDMARKS, 2)
     per_frame = [_lid_to_brow_weights(p) for p in frames]
     lead = tuple(disp.shape[:-2])
     out = disp.clone() if isinstance(disp, torch.Tensor) else disp.copy()
-    for eye, mid in enumerate(_LID_TO_BROW):
+    for eye, mid in enumerate(_OVER_LIDS):
         parts = []
         for side, group in enumerate((_UPPER_LIDS[eye], _BROWS_BELOW[eye])):
             weights = np.stack([w[eye][side] for w in per_frame])
