@@ -129,11 +129,12 @@ GAIN_RIDGE = 0.02
 # brow raise's -0.16, and solved with the brows, a worried brow's reading took a quarter of
 # the smile's squint off what was removed (talk_s32: 0.09 of squint taken off, not 0.12).
 GAIN_BLOCKS = (("AU1", "AU2", "AU4"), ("AU7",))
-# No AU's own gain is taken below MIN_GAIN. The lid tightener's fell from 0.16 to
-# 0.08 when a dropping lower lid stopped uncovering eyeball (FaceMesh's lower lid points sit on
-# the skin and follow it less), and undone at 0.08 the lid tightening read into calm speakers
-# doubled (90th percentile: talk_s18 0.93 to 1.50, speech_obama 0.38 to 0.76 activation
-# units), for 0.02 more calming of talk_s32's upper face (scripts/measure_noise_floor.py).
+# No AU's own gain is taken below MIN_GAIN. The lid tightener's, 0.16 when first measured, was
+# 0.08 when measured again (most likely since a dropping lower lid, which is what taking off a
+# lid tightening shows, stopped uncovering eyeball). Undone at 0.08, the lid tightening read
+# into calm speakers doubled (90th percentile: talk_s18 0.93 to 1.50, speech_obama 0.38 to
+# 0.76 activation units), for 0.02 more calming of talk_s32's upper face
+# (scripts/measure_noise_floor.py).
 MIN_GAIN = 0.16
 MAX_PRESENT = 1.5
 

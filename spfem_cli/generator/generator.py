@@ -215,7 +215,7 @@ class FaceGenerator:
 
     def displacement(self, delta: np.ndarray, *, points: np.ndarray) -> np.ndarray:
         """delta: (K,) change of AU activations; points: (478, 2) face-frame landmarks.
-        Returns (478, 2) forward displacements in IOD units, with the mouth rule applied."""
+        Returns (478, 2) forward displacements in IOD units, with the face rules applied."""
         with torch.no_grad():
             disp = self.model.displacement(torch.as_tensor(delta, dtype=torch.float32))
         return face_rules(disp.numpy().astype(np.float64), points=points, mode=self.mouth)
