@@ -298,6 +298,72 @@ def test_neutral_calms_an_expressive_face(
     assert spread_out.sum() < 0.8 * spread_in.sum()
 
 
+def _edit_one_frame(clip: str, t: int, delta: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Frame t of a shared clip, found by FaceMesh and edited by the AU change delta (K,) with
+    the warp. Returns the frame and the output (H, W, 3), the landmarks (478, 2) and their
+    displacements, face frame (IOD), and the face-frame point of every pixel (H * W, 2)."""
+    import itertools
+
+    import torch
+
+    from spfem_cli.face.mesh import FaceFrame
+    from spfem_cli.face.tracker import LandmarkTracker
+    from spfem_cli.generator.generator import build_generator
+
+    gen = build_generator(model=ExpressionModel.load(), device=torch.device("cpu"), kind="warp")
+    with FrameReader(probe(SHARED_CLIPS / clip)) as reader:
+        frame = next(itertools.islice(reader, t, None))
+    with LandmarkTracker(video_mode=False) as tracker:
+        found = tracker.detect(frame)
+    assert found is not None
+    face = FaceFrame.from_landmarks(found.landmarks)
+    pts = face.to_face(found.landmarks.astype(np.float64))
+    out = gen.edit_frame(frame, face=face, points=pts, delta=delta)
+    values, _ = gen.sparse(points=pts, delta=delta)
+    yy, xx = np.mgrid[0 : frame.shape[0], 0 : frame.shape[1]]
+    q = face.to_face(np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64))
+    return frame, out, pts, values, q
+
+
+def _lid_to_brow(q: np.ndarray, eye: np.ndarray, *, lid_count: int) -> np.ndarray:
+    """(P,) bool: the face-frame points q (P, 2) between an eye's upper lid and 0.03 IOD under
+    its brow. eye: the eye's ring (lid_count points, `mesh.RIGHT_EYE` order) then the brow's
+    lower edge, face frame."""
+    from spfem_cli.generator.warp import lid_lines
+
+    lid = lid_lines(eye[:lid_count], q[:, 0])[0]
+    brow = eye[lid_count:]
+    order = np.argsort(brow[:, 0])
+    brow_y = np.interp(q[:, 0], brow[order, 0], brow[order, 1])
+    return (q[:, 1] < lid) & (q[:, 1] > brow_y + 0.03)
+
+
+@needs_clips
+@pytest.mark.parametrize(("clip", "t"), [("expr_d14.mp4", 394), ("talk_s32_1280x720.mp4", 60)])
+def test_surprise_does_not_smear_the_lid_up_toward_the_brow(clip: str, t: int) -> None:
+    """Over each iris, between the upper lid and the brow, the pixels darker than the skin
+    there (the lash line, the lid's crease, eyeshadow) cover at most 1.4 times the area they
+    cover on the input, about as much as the span from lid to brow stretches in surprise
+    (1.35). When the row of landmarks just over the lid rose with the brow, the dark band
+    over the lashes was smeared up toward the brow: 1.72 times its area on expr_d14 (a grey
+    smear at full size), 1.56 on talk_s32; now 1.32 and 1.18."""
+    delta = ExpressionModel.load().emotion_vector("surprised").double().numpy()
+    frame, out, pts, values, q = _edit_one_frame(clip, t, delta)
+    lum_in, lum_out = frame.reshape(-1, 3).mean(axis=1), out.reshape(-1, 3).mean(axis=1)
+    brows = ((46, 53, 52, 65, 55), (276, 283, 282, 295, 285))  # each brow's lower edge
+    for ring_idx, iris_idx, brow_idx in zip(
+        (mesh.RIGHT_EYE, mesh.LEFT_EYE), (mesh.RIGHT_IRIS, mesh.LEFT_IRIS), brows, strict=True
+    ):
+        over_iris = np.abs(q[:, 0] - pts[iris_idx[0], 0]) < 0.12
+        eye = list(ring_idx) + list(brow_idx)
+        before = over_iris & _lid_to_brow(q, pts[eye], lid_count=len(ring_idx))
+        after = over_iris & _lid_to_brow(q, pts[eye] + values[eye], lid_count=len(ring_idx))
+        dark = 0.85 * np.median(lum_in[before])
+        dark_in = (lum_in[before] < dark).sum()
+        assert dark_in > 20  # the lash line and crease are there to be smeared
+        assert (lum_out[after] < dark).sum() / dark_in < 1.4
+
+
 @needs_clips
 def test_surprise_uncovers_white_not_streaks_on_a_real_face() -> None:
     """On real frames, the white a raised lid uncovers above the eye's old lid line is about
@@ -306,30 +372,11 @@ def test_surprise_uncovers_white_not_streaks_on_a_real_face() -> None:
     the white on these frames); a lid's shadow alone takes it to 0.6 at the very edge.
     Surprise at full strength (1.5): the lids land where asked, 0.049 IOD above their line
     at the iris, and beside the iris they uncover less (at 1.0 a few pixels on this face)."""
-    import itertools
-
-    import torch
-
-    from spfem_cli.face.mesh import FaceFrame
-    from spfem_cli.face.tracker import LandmarkTracker
-    from spfem_cli.generator.generator import build_generator
     from spfem_cli.generator.warp import iris_radius, lid_lines
 
-    model = ExpressionModel.load()
-    gen = build_generator(model=model, device=torch.device("cpu"), kind="warp")
-    delta = model.emotion_vector("surprised", intensity=1.5).double().numpy()
+    delta = ExpressionModel.load().emotion_vector("surprised", intensity=1.5).double().numpy()
     for t in (100, 200):
-        with FrameReader(probe(SHARED_CLIPS / "speech_obama_450x450.mp4")) as reader:
-            frame = next(itertools.islice(reader, t, None))
-        with LandmarkTracker(video_mode=False) as tracker:
-            found = tracker.detect(frame)
-        assert found is not None
-        face = FaceFrame.from_landmarks(found.landmarks)
-        pts = face.to_face(found.landmarks.astype(np.float64))
-        out = gen.edit_frame(frame, face=face, points=pts, delta=delta)
-        values, _ = gen.sparse(points=pts, delta=delta)
-        yy, xx = np.mgrid[0 : frame.shape[0], 0 : frame.shape[1]]
-        q = face.to_face(np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64))
+        frame, out, pts, values, q = _edit_one_frame("speech_obama_450x450.mp4", t, delta)
         for ring_idx, iris_idx in (
             (mesh.RIGHT_EYE, mesh.RIGHT_IRIS),
             (mesh.LEFT_EYE, mesh.LEFT_IRIS),
