@@ -298,19 +298,27 @@ def test_neutral_calms_an_expressive_face(
     assert spread_out.sum() < 0.8 * spread_in.sum()
 
 
-def _edit_one_frame(clip: str, t: int, delta: np.ndarray) -> tuple[np.ndarray, ...]:
+def _edit_one_frame(
+    clip: str, t: int, delta: np.ndarray, *, eyeballs: bool = True
+) -> tuple[np.ndarray, ...]:
     """Frame t of a shared clip, found by FaceMesh and edited by the AU change delta (K,) with
-    the warp. Returns the frame and the output (H, W, 3), the landmarks (478, 2) and their
-    displacements, face frame (IOD), and the face-frame point of every pixel (H * W, 2)."""
+    the warp (and its eyeball drawing, unless `eyeballs` is False). Returns the frame and the
+    output (H, W, 3), the landmarks (478, 2) and their displacements, face frame (IOD), and
+    the face-frame point of every pixel (H * W, 2)."""
     import itertools
 
     import torch
 
     from spfem_cli.face.mesh import FaceFrame
     from spfem_cli.face.tracker import LandmarkTracker
-    from spfem_cli.generator.generator import build_generator
+    from spfem_cli.generator.generator import FaceGenerator
+    from spfem_cli.generator.warp import WarpConfig
 
-    gen = build_generator(model=ExpressionModel.load(), device=torch.device("cpu"), kind="warp")
+    gen = FaceGenerator(
+        model=ExpressionModel.load(),
+        device=torch.device("cpu"),
+        warp=WarpConfig(eyeballs=eyeballs),
+    )
     with FrameReader(probe(SHARED_CLIPS / clip)) as reader:
         frame = next(itertools.islice(reader, t, None))
     with LandmarkTracker(video_mode=False) as tracker:
@@ -362,6 +370,21 @@ def test_surprise_does_not_smear_the_lid_up_toward_the_brow(clip: str, t: int) -
         dark_in = (lum_in[before] < dark).sum()
         assert dark_in > 20  # the lash line and crease are there to be smeared
         assert (lum_out[after] < dark).sum() / dark_in < 1.4
+
+
+@needs_clips
+@pytest.mark.parametrize(
+    ("clip", "drawn"),
+    [("smallface_s13_720x1080.mp4", False), ("mead_emotions/disgusted.mp4", True)],
+)
+def test_eyeballs_are_drawn_only_on_faces_large_enough(clip: str, drawn: bool) -> None:
+    """On smallface_s13 (35 pixels between the eyes) the eyeball drawing put white streaks
+    over the iris in surprise (looked at, 7 times enlarged), so there the flow's eyes are kept:
+    the edit is the warp alone. On a MEAD face (56 pixels) the drawing opens the eyes cleanly."""
+    delta = ExpressionModel.load().emotion_vector("surprised").double().numpy()
+    _, out, *_ = _edit_one_frame(clip, 45, delta)
+    _, flow_only, *_ = _edit_one_frame(clip, 45, delta, eyeballs=False)
+    assert np.array_equal(out, flow_only) != drawn
 
 
 @needs_clips

@@ -241,6 +241,11 @@ _UPPER_EDGE = np.isin(np.arange(16), _UPPER_LID[1:-1]).astype(np.float64)
 # EYE_OPEN_FULL the eyeball is shown in full; in between the two drawings are blended.
 EYE_OPEN_MIN = 0.07
 EYE_OPEN_FULL = 0.1
+# Faces with fewer pixels than this between the eyes keep the flow's eyes: there an iris is a
+# few pixels across, the lash search and the iris's circle are off by as much, and the
+# drawing put white streaks over the iris (smallface_s13, 35 pixels). At 56 (the MEAD clips)
+# the drawing still opens the eyes cleanly.
+EYEBALL_MIN_IOD_PX = 45.0
 # A lid that moves less than this (IOD, about a pixel) away from the eyeball has uncovered
 # nothing: the eyeball along it is read in place (a thin band read elsewhere drew the lower
 # lid's line as dashes).
@@ -745,13 +750,16 @@ class Warper:
         shows that spot, the same distance from the iris's centre where a raised lid uncovers
         more), and a band along the upper lid's edge moves with the lid as one piece; the rest
         keeps the flow's pixels. The lid's edge is taken from the lashes in the image
-        (`_lash_offset`). An eye that is nearly shut in the source is left to the flow.
+        (`_lash_offset`). An eye that is nearly shut in the source, or on a face too small
+        (`EYEBALL_MIN_IOD_PX`), is left to the flow.
 
         warped, source: (1, 3, h, w) float images of `region` (x0, y0, x1, y1 pixels in the
         frame); dense: (2, h, w) forward flow in pixels over the same region; points: (478, 2)
         face-frame landmarks of the source.
         """
         if len(points) != mesh.N_LANDMARKS or not self.config.eyeballs:
+            return
+        if face.iod < EYEBALL_MIN_IOD_PX:
             return
         x0, y0 = region[:2]
         for ring_idx, iris_idx in (
