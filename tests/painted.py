@@ -63,7 +63,7 @@ def painted_eyes(
 # the margin: the lid's skin folds under the crease as it rises (the expression model's AU5
 # moves them by 0.51 and 0.28 of the margin's motion).
 _OVER_LIDS = (
-    ((247, 30, 29, 27, 28, 56, 190, 467, 260, 259, 257, 258, 286, 414), 0.5),
+    (mesh.RIGHT_OVER_LID + mesh.LEFT_OVER_LID, 0.5),
     ((113, 225, 224, 223, 222, 221, 189, 342, 445, 444, 443, 442, 441, 413), 0.25),
 )
 

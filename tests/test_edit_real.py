@@ -358,7 +358,7 @@ def test_surprise_does_not_smear_the_lid_up_toward_the_brow(clip: str, t: int) -
     delta = ExpressionModel.load().emotion_vector("surprised").double().numpy()
     frame, out, pts, values, q = _edit_one_frame(clip, t, delta)
     lum_in, lum_out = frame.reshape(-1, 3).mean(axis=1), out.reshape(-1, 3).mean(axis=1)
-    brows = ((46, 53, 52, 65, 55), (276, 283, 282, 295, 285))  # each brow's lower edge
+    brows = (mesh.RIGHT_EYEBROW_LOWER, mesh.LEFT_EYEBROW_LOWER)
     for ring_idx, iris_idx, brow_idx in zip(
         (mesh.RIGHT_EYE, mesh.LEFT_EYE), (mesh.RIGHT_IRIS, mesh.LEFT_IRIS), brows, strict=True
     ):

@@ -31,6 +31,13 @@ RIGHT_EYE_CORNERS = (33, 133)  # outer, inner
 LEFT_EYE_CORNERS = (263, 362)  # outer, inner
 RIGHT_EYEBROW = (46, 53, 52, 65, 55, 70, 63, 105, 66, 107)
 LEFT_EYEBROW = (276, 283, 282, 295, 285, 300, 293, 334, 296, 336)
+# Each brow's lower edge, outer end to inner (the first five of its group above).
+RIGHT_EYEBROW_LOWER = RIGHT_EYEBROW[:5]
+LEFT_EYEBROW_LOWER = LEFT_EYEBROW[:5]
+# The row of landmarks just over each upper lid (FaceMesh's second ring around the eye),
+# outer end to inner.
+RIGHT_OVER_LID = (247, 30, 29, 27, 28, 56, 190)
+LEFT_OVER_LID = (467, 260, 259, 257, 258, 286, 414)
 NOSE = (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275, 278, 294, 326,
         327, 344, 440)  # fmt: skip
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400,

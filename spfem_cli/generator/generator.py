@@ -44,12 +44,12 @@ STRICT_HOLD = {"band": 0.04, "feather": 0.10}
 # natural mode, for happy), at the price of the inner lip corners moving with them (inner-lip
 # error about 2% of the IOD instead of 1%; the mouth opening still follows the speech).
 EXPRESSIVE_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.08}
-# Per eye (subject's right, left): the upper lid from corner to corner, the lower edge of the
-# brow, and the row of landmarks just over the lid (FaceMesh's second ring around the eye).
-_UPPER_LIDS = ((33, 246, 161, 160, 159, 158, 157, 173, 133),
-               (263, 466, 388, 387, 386, 385, 384, 398, 362))  # fmt: skip
-_BROWS_BELOW = ((46, 53, 52, 65, 55), (276, 283, 282, 295, 285))
-_OVER_LIDS = ((247, 30, 29, 27, 28, 56, 190), (467, 260, 259, 257, 258, 286, 414))
+# Per eye (subject's right, left): the upper lid from corner to corner (an eye's ring runs
+# along the lower lid to the inner corner, position 8, and back along the upper lid), the
+# lower edge of the brow, and the row of landmarks just over the lid.
+_UPPER_LIDS = tuple(ring[8:] + ring[:1] for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE))
+_BROWS_BELOW = (mesh.RIGHT_EYEBROW_LOWER, mesh.LEFT_EYEBROW_LOWER)
+_OVER_LIDS = (mesh.RIGHT_OVER_LID, mesh.LEFT_OVER_LID)
 
 
 def corner_release_scale(corner_motion: np.ndarray | None) -> np.ndarray:

@@ -757,9 +757,11 @@ class Warper:
         frame); dense: (2, h, w) forward flow in pixels over the same region; points: (478, 2)
         face-frame landmarks of the source.
         """
-        if len(points) != mesh.N_LANDMARKS or not self.config.eyeballs:
-            return
-        if face.iod < EYEBALL_MIN_IOD_PX:
+        if (
+            len(points) != mesh.N_LANDMARKS
+            or not self.config.eyeballs
+            or face.iod < EYEBALL_MIN_IOD_PX
+        ):
             return
         x0, y0 = region[:2]
         for ring_idx, iris_idx in (
