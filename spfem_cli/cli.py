@@ -68,6 +68,14 @@ StartOption = Annotated[
 EndOption = Annotated[
     float | None, typer.Option(help="Edit until this time (seconds); after it, unchanged.")
 ]
+RestOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="A photo or clip of the same person with a calm face: an expression held through "
+        "the whole video is then replaced too (without it, the person's calmest moments in "
+        "the video are their rest)."
+    ),
+]
 ClipArchOption = Annotated[str, typer.Option(help="CLIP architecture (open_clip name).")]
 ClipWeightsOption = Annotated[
     str | None,
@@ -180,6 +188,7 @@ def edit(
             "text is read."
         ),
     ] = None,
+    rest: RestOption = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")
     ] = False,
@@ -207,6 +216,7 @@ def edit(
             clip_weights=clip_weights,
             clip_config=clip_config,
             prompts=prompts,
+            rest=rest,
             reporter=RichReporter(console),
         )
     )
@@ -328,6 +338,7 @@ def preview(
     mouth: MouthOption = "natural",
     generator: GeneratorOption = DEFAULT_GENERATOR,
     device: DeviceOption = "auto",
+    rest: RestOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Write a contact sheet: a few frames of INPUT under every emotion, side by side."""
@@ -344,6 +355,7 @@ def preview(
             mouth=mouth,  # type: ignore[arg-type]
             generator=generator,
             device=device,
+            rest=rest,
             reporter=RichReporter(console),
         )
     )

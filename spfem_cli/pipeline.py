@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 from spfem_cli.errors import SpfemError
+from spfem_cli.face.pose import frontal_face_frame
+from spfem_cli.face.rest import rest_shape
 from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
 from spfem_cli.generator.device import resolve_device, torch_threads
 from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel, present_expression
@@ -54,6 +56,8 @@ if TYPE_CHECKING:
     from spfem_cli.pcmecl.personal import PersonalCheckpoint
 
 MAX_INTENSITY = 1.5
+# A rest face given as a clip is read from this many frames spread over it.
+REST_SAMPLES = 30
 # The expression already on the face is estimated from a heavily smoothed signal, so that
 # what is replaced is the slow expression, not the quick motions of speech.
 EXPRESSION_SMOOTHING_S = 0.5
@@ -115,8 +119,44 @@ def slow_activations(
     return smooth_valid(acts, track.valid, sigma_frames)
 
 
+def read_rest_face(path: str | Path) -> np.ndarray:
+    """The calm face of `--rest`: (478, 3) float64 (`face.rest.rest_shape`, at any scale),
+    from a photo or from up to REST_SAMPLES frames spread over a clip. Raises SpfemError when
+    the file cannot be read or shows no face."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpfemError(f"rest face {path} does not exist")
+    info = probe(path)
+    stride = max(1, info.n_frames // REST_SAMPLES)
+    # Decoded as small as the tracking pass decodes: the shape's scale does not matter, it is
+    # fitted onto the clip's own pose.
+    with FrameReader(info, size=analysis_size(info.width, info.height)) as reader:
+        shape = rest_shape(frame for t, frame in enumerate(reader) if t % stride == 0)
+    if shape is None:
+        raise SpfemError(f"no face found in the rest face {path}")
+    return shape
+
+
+def rest_activations(
+    track: FaceTrack, rest_face: np.ndarray, *, model: ExpressionModel
+) -> np.ndarray:
+    """(K,) signed AU activations of a calm face (478, 3) (`read_rest_face`) relative to the
+    clip's median face, both seen in the clip's reference pose, as `slow_activations` reads
+    every frame."""
+    if track.reference is None:
+        return np.zeros(model.num_aus)
+    calm = frontal_face_frame(np.asarray(rest_face, np.float64), track.reference)
+    offsets = torch.from_numpy(calm - track.median_frontal()).float()[None]
+    with torch.no_grad():
+        return signed_activations(model, offsets).numpy()[0].astype(np.float64)
+
+
 def estimate_expression(
-    track: FaceTrack, *, model: ExpressionModel, sigma_frames: float
+    track: FaceTrack,
+    *,
+    model: ExpressionModel,
+    sigma_frames: float,
+    rest_face: np.ndarray | None = None,
 ) -> np.ndarray:
     """AU activations already on the face, relative to the person's rest face, smoothed in time
     (sigma_frames) so that what is replaced is the slow expression, not speech or blinks.
@@ -124,11 +164,13 @@ def estimate_expression(
     Read from the clip's median face (`slow_activations`) and turned into the present
     expression by `present_expression`: the rest face is the person's calmest state in the
     clip, so a speaker who smiles more and less keeps only the smile above their calmest
-    moments removed when the target replaces it. Returns (T, K) float64 in [0, MAX_PRESENT];
-    rows without a face and AUs outside REPLACED_AUS are 0.
+    moments removed when the target replaces it; `rest_face` (478, 3), the person's calm face
+    (`read_rest_face`), shows an expression held through the whole clip. Returns (T, K)
+    float64 in [0, MAX_PRESENT]; rows without a face and AUs outside REPLACED_AUS are 0.
     """
     acts = slow_activations(track, model=model, sigma_frames=sigma_frames)
-    return present_expression(acts, au_names=model.au_names, valid=track.valid)
+    calm = None if rest_face is None else rest_activations(track, rest_face, model=model)
+    return present_expression(acts, au_names=model.au_names, valid=track.valid, rest_face=calm)
 
 
 def tracking_segments(info: VideoInfo) -> list[tuple[int, int] | None]:
@@ -177,9 +219,15 @@ class Analysis:
 
 
 def analyse_video(
-    info: VideoInfo, *, model: ExpressionModel, workdir: Path, reporter: Reporter
+    info: VideoInfo,
+    *,
+    model: ExpressionModel,
+    workdir: Path,
+    reporter: Reporter,
+    rest_face: np.ndarray | None = None,
 ) -> Analysis:
-    """Track the face on every frame (one streamed decode) and estimate its expression.
+    """Track the face on every frame (one streamed decode) and estimate its expression
+    (against the person's calm face `rest_face`, (478, 3), when given: `estimate_expression`).
 
     workdir holds the memory-mapped landmark arrays and must outlive the Analysis.
     """
@@ -205,7 +253,10 @@ def analyse_video(
     current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))
     if track.n_valid:
         current = estimate_expression(
-            track, model=model, sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps)
+            track,
+            model=model,
+            sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps),
+            rest_face=rest_face,
         )
     return Analysis(info=info, track=track, current=current)
 
@@ -452,6 +503,7 @@ def edit_video(
     clip_weights: str | Path | None = None,
     clip_config: str | Path | None = None,
     prompts: str | Path | None = None,
+    rest: str | Path | None = None,
     reporter: Reporter | None = None,
 ) -> EditReport:
     """Change the emotion on the face in a video, keeping speech, audio and timing.
@@ -464,6 +516,8 @@ def edit_video(
     `clip_weights` (an open_clip tag, downloaded once, or a local file) for the CLIP
     architecture `clip_arch` (`clip_config`: a JSON config for one open_clip does not ship);
     `prompts` (of `spfem train-prompts`, same CLIP) personalises how CLIP reads it.
+    rest: a photo or clip of the same person with a calm face (`read_rest_face`), so that an
+    expression held through the whole video is replaced too.
 
     Frames outside [start, end) seconds, frames without a face and pixels away from the face
     are passed through. The input file is never modified; nothing appears under the output
@@ -483,6 +537,7 @@ def edit_video(
     if texts and clip_weights is None:
         # Refused before the tracking pass, which is most of a run's time.
         raise free_text_error(Part(name=texts[0], weight=1.0, is_text=True))
+    rest_face = None if rest is None else read_rest_face(rest)
     editor = Editor.load(
         model=model,
         device=device,
@@ -496,7 +551,9 @@ def edit_video(
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
         t0 = time.perf_counter()
-        analysis = analyse_video(info, model=editor.expression, workdir=workdir, reporter=rep)
+        analysis = analyse_video(
+            info, model=editor.expression, workdir=workdir, reporter=rep, rest_face=rest_face
+        )
         track = analysis.track
         seconds["track"] = time.perf_counter() - t0
         if texts and track.n_valid:

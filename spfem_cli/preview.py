@@ -19,7 +19,7 @@ from spfem_cli.generator.generator import MouthMode, build_generator
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR
 from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, probe
-from spfem_cli.pipeline import MAX_INTENSITY, analyse_video
+from spfem_cli.pipeline import MAX_INTENSITY, analyse_video, read_rest_face
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
 
@@ -42,11 +42,13 @@ def preview_sheet(
     device: str = "auto",
     crop_face: bool = True,
     model: str | Path = DEFAULT_MODEL,
+    rest: str | Path | None = None,
     reporter: Reporter | None = None,
 ) -> Path:
     """Write a PNG: one row per sampled frame, columns input then each emotion.
 
-    crop_face: show the face region (grown by half its size) rather than the whole frame.
+    crop_face: show the face region (grown by half its size) rather than the whole frame;
+    rest: a photo or clip of the same person with a calm face (as in `edit_video`).
     """
     rep = reporter or SilentReporter()
     output_path = Path(output_path)
@@ -59,6 +61,7 @@ def preview_sheet(
     if not 0.0 <= intensity <= MAX_INTENSITY:
         raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
     info = probe(input_path)
+    rest_face = None if rest is None else read_rest_face(rest)
     expression = ExpressionModel.load(model)
     gen = build_generator(
         model=expression, device=resolve_device(device), mouth=mouth, kind=generator
@@ -67,7 +70,9 @@ def preview_sheet(
         e: expression.emotion_vector(e, intensity=intensity).double().numpy() for e in emotions
     }
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
-        analysis = analyse_video(info, model=expression, workdir=Path(tmp), reporter=rep)
+        analysis = analyse_video(
+            info, model=expression, workdir=Path(tmp), reporter=rep, rest_face=rest_face
+        )
         track = analysis.track
         faces = np.flatnonzero(track.valid)
         if faces.size == 0:

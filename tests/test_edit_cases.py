@@ -169,6 +169,26 @@ def test_bad_options(face_clip: Path, tmp_path: Path) -> None:
     assert not Path(o).exists()
 
 
+def test_bad_rest_face(make_clip: Callable[..., Path], tmp_path: Path) -> None:
+    """`--rest` must name a photo or clip with a face; it is read before the tracking pass."""
+    import imageio.v3 as iio
+
+    clip = make_clip("in.mp4")
+    grey = tmp_path / "wall.png"
+    iio.imwrite(grey, np.full((120, 160, 3), 128, np.uint8))
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture\n" * 50)
+    o = tmp_path / "o.mp4"
+    for rest, expect in [
+        (tmp_path / "nope.png", "does not exist"),
+        (grey, "no face found in the rest face"),
+        (notes, "notes.png"),
+    ]:
+        code, out = spfem(str(clip), "-e", "neutral", "--rest", str(rest), "-o", str(o))
+        assert_clean_failure(code, out, expect=expect)
+    assert not o.exists() and leftovers(tmp_path) == []
+
+
 # --- failures during the run leave nothing behind ---------------------------------------------
 
 

@@ -291,6 +291,26 @@ def test_undoing_the_gain_takes_off_what_was_read_without_raising_other_brow_aus
     assert mixed[0, 0] == 0.3 and mixed[0, 1] > 0.2 and not mixed[1].any()
 
 
+def test_a_calm_face_reveals_an_expression_held_all_through(model: ExpressionModel) -> None:
+    """A cheek raise held in every frame is the clip's rest and is not replaced; read against
+    the same person's calm face (`--rest`) it is. A calm face that shows more of an AU than
+    the clip's calmest moments adds nothing, and the upper lid keeps its usual place."""
+    cheek, lid = _au(model, "AU6"), _au(model, "AU5")
+    acts = np.zeros((20, model.num_aus))
+    acts[:, cheek] = 0.1  # held all through, relative to the clip's median face
+    acts[10:, cheek] = 0.3
+    assert present_expression(acts, au_names=model.au_names)[:10].max() == 0
+    calm = np.zeros(model.num_aus)
+    calm[cheek] = -0.6
+    calm[_au(model, "AU4")] = 0.5  # the calm face frowns more than the clip ever does
+    calm[lid] = -1.0  # and its lids are lower (another gaze)
+    current = present_expression(acts, au_names=model.au_names, rest_face=calm)
+    assert current[5, cheek] == pytest.approx(0.1 + 0.6 - 0.15)
+    assert current[15, cheek] == pytest.approx(0.3 + 0.6 - 0.15)
+    others = np.delete(current, cheek, axis=1)
+    assert others.max() == 0
+
+
 def test_present_expression_lid_rest_is_the_usual_opening(model: ExpressionModel) -> None:
     acts = np.zeros((40, model.num_aus))
     acts[:6, _au(model, "AU5")] = -1.0  # blinks and squints: lids below their usual place

@@ -34,7 +34,9 @@ class FaceTrack:
     IOD in pixels; see `mesh.FaceFrame`); norm: (T, 478, 2) float32 memmap of the smoothed
     landmarks in the normalised face frame (IOD units); frontal: (T, 478, 2) float32 memmap of
     the same with the head's pose taken out (every frame seen in the clip's reference pose,
-    see `face.pose`), for estimating expressions. Rows of frames without a face are 0.
+    see `face.pose`), for estimating expressions; reference: (478, 3) float64, that pose's 3D
+    shape (pixels and MediaPipe's relative depth), None when no frame has a face. Rows of
+    frames without a face are 0.
     """
 
     valid: np.ndarray
@@ -42,6 +44,7 @@ class FaceTrack:
     params: np.ndarray
     norm: np.ndarray
     frontal: np.ndarray
+    reference: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -180,6 +183,7 @@ def track_frames(
         norm[start:end] = smooth[start - lo : end - lo]
     norm.flush()
     frontal = _memmap(workdir / "landmarks_frontal.npy", count)
+    reference = None
     if valid.any():
         idx = _samples(valid, REFERENCE_SAMPLES)
         reference = reference_shape(np.concatenate([raw[idx], depth[idx, :, None]], axis=-1))
@@ -188,5 +192,10 @@ def track_frames(
             frontal[t] = frontal_face_frame(pts, reference)
     frontal.flush()
     return FaceTrack(
-        valid=valid, n_faces=n_faces, params=params, norm=norm[:count], frontal=frontal[:count]
+        valid=valid,
+        n_faces=n_faces,
+        params=params,
+        norm=norm[:count],
+        frontal=frontal[:count],
+        reference=reference,
     )

@@ -174,15 +174,20 @@ def present_expression(
     au_names: tuple[str, ...],
     valid: np.ndarray | None = None,
     noise_floor: float = NOISE_FLOOR,
+    rest_face: np.ndarray | None = None,
 ) -> np.ndarray:
     """The expression already on each frame, as an edit replaces it: (T, K) float64 in
     [0, MAX_PRESENT], 0 for AUs outside REPLACED_AUS and for rows that are not `valid`.
 
     acts: (T, K) signed AU activations of each frame relative to one face of the same person
     (the clip's median), as FaceMesh reads them; valid: (T,) bool, the rows with a face (all by
-    default). Each AU counts from the person's rest (REST_PERCENTILE, REST_PERCENTILE_BY_AU),
-    less `noise_floor` (activation units), and is turned into what was warped to read so
-    (`undo_detector_gain`)."""
+    default); rest_face: (K,) the same person's calm face read the same way (`--rest`), or
+    None. Each AU counts from the person's rest, less `noise_floor` (activation units), and is
+    turned into what was warped to read so (`undo_detector_gain`). The rest is the person's
+    calmest moments in the clip (REST_PERCENTILE, REST_PERCENTILE_BY_AU), or the calm face
+    where it shows less of an AU: a face given as calm can reveal an expression held all
+    through the clip, never add one. Not for the AUs of REST_PERCENTILE_BY_AU (the upper lid's
+    place), which follow the gaze and head pitch of the moment more than the expression."""
     acts = np.asarray(acts, dtype=np.float64)
     ok = np.ones(len(acts), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     current = np.zeros_like(acts)
@@ -190,6 +195,10 @@ def present_expression(
         return current
     pct = [REST_PERCENTILE_BY_AU.get(name, REST_PERCENTILE) for name in au_names]
     rest = np.array([np.percentile(acts[ok, k], q) for k, q in enumerate(pct)])
+    if rest_face is not None:
+        calm = np.asarray(rest_face, dtype=np.float64)
+        own = np.array([name not in REST_PERCENTILE_BY_AU for name in au_names])
+        rest[own] = np.minimum(rest[own], calm[own])
     excess = np.clip(acts[ok] - rest - noise_floor, 0.0, None)
     current[ok] = np.clip(undo_detector_gain(excess, au_names=au_names), 0.0, MAX_PRESENT)
     current[:, [k for k, name in enumerate(au_names) if name not in REPLACED_AUS]] = 0.0
