@@ -127,7 +127,7 @@ def read_rest_face(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise SpfemError(f"rest face {path} does not exist")
     info = probe(path)
-    stride = max(1, info.n_frames // REST_SAMPLES)
+    stride = max(1, -(-info.n_frames // REST_SAMPLES))  # ceil: at most REST_SAMPLES frames
     # Decoded as small as the tracking pass decodes: the shape's scale does not matter, it is
     # fitted onto the clip's own pose.
     with FrameReader(info, size=analysis_size(info.width, info.height)) as reader:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -44,3 +45,18 @@ def test_preview_sheet_of_all_emotions(tmp_path: Path) -> None:
 def test_preview_refuses_bad_output(tmp_path: Path) -> None:
     result = runner.invoke(cli.app, ["preview", "x.mp4", "-o", str(tmp_path / "a.jpg"), "-q"])
     assert result.exit_code == 2 and "PNG" in result.output
+
+
+def test_preview_reads_the_rest_face_first(make_clip: Callable[..., Path], tmp_path: Path) -> None:
+    """`--rest` reaches the preview: a calm face that is not there is refused before the
+    tracking pass, in one line."""
+    clip = make_clip("in.mp4")
+    out = tmp_path / "sheet.png"
+    result = runner.invoke(
+        cli.app,
+        ["preview", str(clip), "-o", str(out), "-q", "--rest", str(tmp_path / "calm.png")],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 2 and not out.exists()
+    assert "rest face" in result.output and "does not exist" in result.output
+    assert len(result.output.strip().splitlines()) == 1
