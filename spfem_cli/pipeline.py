@@ -170,7 +170,7 @@ def estimate_expression(
     """
     acts = slow_activations(track, model=model, sigma_frames=sigma_frames)
     calm = None if rest_face is None else rest_activations(track, rest_face, model=model)
-    return present_expression(acts, au_names=model.au_names, valid=track.valid, rest_face=calm)
+    return present_expression(acts, au_names=model.au_names, valid=track.valid, calm=calm)
 
 
 def tracking_segments(info: VideoInfo) -> list[tuple[int, int] | None]:

@@ -304,7 +304,7 @@ def test_a_calm_face_reveals_an_expression_held_all_through(model: ExpressionMod
     calm[cheek] = -0.6
     calm[_au(model, "AU4")] = 0.5  # the calm face frowns more than the clip ever does
     calm[lid] = -1.0  # and its lids are lower (another gaze)
-    current = present_expression(acts, au_names=model.au_names, rest_face=calm)
+    current = present_expression(acts, au_names=model.au_names, calm=calm)
     assert current[5, cheek] == pytest.approx(0.1 + 0.6 - 0.15)
     assert current[15, cheek] == pytest.approx(0.3 + 0.6 - 0.15)
     others = np.delete(current, cheek, axis=1)

@@ -174,14 +174,14 @@ def present_expression(
     au_names: tuple[str, ...],
     valid: np.ndarray | None = None,
     noise_floor: float = NOISE_FLOOR,
-    rest_face: np.ndarray | None = None,
+    calm: np.ndarray | None = None,
 ) -> np.ndarray:
     """The expression already on each frame, as an edit replaces it: (T, K) float64 in
     [0, MAX_PRESENT], 0 for AUs outside REPLACED_AUS and for rows that are not `valid`.
 
     acts: (T, K) signed AU activations of each frame relative to one face of the same person
     (the clip's median), as FaceMesh reads them; valid: (T,) bool, the rows with a face (all by
-    default); rest_face: (K,) the same person's calm face read the same way (`--rest`), or
+    default); calm: (K,) the same person's calm face read the same way (`--rest`), or
     None. Each AU counts from the person's rest, less `noise_floor` (activation units), and is
     turned into what was warped to read so (`undo_detector_gain`). The rest is the person's
     calmest moments in the clip (REST_PERCENTILE, REST_PERCENTILE_BY_AU), or the calm face
@@ -195,10 +195,9 @@ def present_expression(
         return current
     pct = [REST_PERCENTILE_BY_AU.get(name, REST_PERCENTILE) for name in au_names]
     rest = np.array([np.percentile(acts[ok, k], q) for k, q in enumerate(pct)])
-    if rest_face is not None:
-        calm = np.asarray(rest_face, dtype=np.float64)
+    if calm is not None:
         own = np.array([name not in REST_PERCENTILE_BY_AU for name in au_names])
-        rest[own] = np.minimum(rest[own], calm[own])
+        rest[own] = np.minimum(rest[own], np.asarray(calm, dtype=np.float64)[own])
     excess = np.clip(acts[ok] - rest - noise_floor, 0.0, None)
     current[ok] = np.clip(undo_detector_gain(excess, au_names=au_names), 0.0, MAX_PRESENT)
     current[:, [k for k, name in enumerate(au_names) if name not in REPLACED_AUS]] = 0.0
