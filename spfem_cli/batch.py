@@ -64,11 +64,15 @@ class EditOptions:
     end: float | None = None
     # None: the pipeline's default checkpoint (`run_batch` records which one that was).
     model: str | None = None
+    # A photo or clip of the (one) person in the videos with a calm face, as `spfem edit
+    # --rest`: an absolute path every worker can read.
+    rest: str | None = None
 
     def result_options(self) -> dict[str, Any]:
         """The options that change an output (not the device): a done output is skipped only
-        when they match."""
-        return {
+        when they match. The calm face only when there is one, so that records written before
+        it existed still match."""
+        options: dict[str, Any] = {
             "intensity": self.intensity,
             "mouth": self.mouth,
             "generator": self.generator,
@@ -76,6 +80,9 @@ class EditOptions:
             "end": self.end,
             "model": self.model,
         }
+        if self.rest is not None:
+            options["rest"] = self.rest
+        return options
 
 
 @dataclass(frozen=True)
@@ -422,6 +429,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
     from spfem_cli.pipeline import (
         Editor,
         analyse_video,
+        read_rest_face,
         render_video,
         track_notes,
         validate_options,
@@ -450,11 +458,16 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         mouth=options.mouth,  # type: ignore[arg-type]
         generator=options.generator,
     )
+    rest_face = None if options.rest is None else read_rest_face(options.rest)
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
         analysis = analyse_video(
-            info, model=editor.expression, workdir=workdir, reporter=SilentReporter()
+            info,
+            model=editor.expression,
+            workdir=workdir,
+            reporter=SilentReporter(),
+            rest_face=rest_face,
         )
         track = analysis.track
         shared_s = (time.perf_counter() - t0) / len(job.targets)
@@ -837,6 +850,10 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
     if executor == "local":
         # On Ray the GPUs are the cluster's, not this machine's.
         resolve_device(options.device)
+    if options.rest is not None:
+        from spfem_cli.pipeline import read_rest_face
+
+        read_rest_face(options.rest)
 
 
 def _labels(emotions: Sequence[str], *, options: EditOptions) -> list[tuple[str, str]]:

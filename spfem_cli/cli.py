@@ -277,6 +277,13 @@ def batch(
     overwrite: Annotated[
         bool, typer.Option(help="Redo outputs that an earlier run finished.")
     ] = False,
+    rest: Annotated[
+        Path | None,
+        typer.Option(
+            help="As for `spfem edit`, when every video shows the same person: a photo or "
+            "clip of them with a calm face."
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress, status lines or summary.")
     ] = False,
@@ -310,6 +317,7 @@ def batch(
                     generator=generator,
                     start=start,
                     end=end,
+                    rest=None if rest is None else str(rest.resolve()),
                 ),
                 reporter=RichBatchReporter(console),
             )

@@ -149,6 +149,7 @@ def test_bad_arguments(tmp_path: Path, make_clip: MakeClip) -> None:
         ({"options": EditOptions(intensity=3)}, "intensity"),
         ({"options": EditOptions(mouth="loose")}, "mouth"),
         ({"options": EditOptions(device="tpu")}, "device"),
+        ({"options": EditOptions(rest=str(tmp_path / "calm.png"))}, "rest face .* does not exist"),
     ]:
         args: dict[str, Any] = {
             "in_dir": folder,
@@ -274,6 +275,37 @@ def test_several_emotions_share_one_tracking_pass_and_equal_edit_video(
     )
     sad = frames_of(tmp_path / "out" / "talk.sad.mp4")
     assert np.abs(sad[12].astype(int) - b[12].astype(int)).max() > 20
+
+
+def test_a_calm_face_is_used_as_spfem_edit_uses_it(speaker: Path, tmp_path: Path) -> None:
+    """`--rest` in a batch: the output is `spfem edit --rest`'s, the record keeps the calm
+    face among the options, and a re-run with the same calm face skips the done output while
+    one without it must be told to overwrite."""
+    import imageio.v3 as iio
+
+    from spfem_cli.pipeline import edit_video
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(speaker, folder / "talk.mp4")
+    calm = tmp_path / "calm.png"
+    iio.imwrite(calm, frames_of(speaker)[0])
+    options = EditOptions(rest=str(calm))
+    summary = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=["sad"], options=options)
+    assert summary.ok and summary.records[0].options["rest"] == str(calm)
+    alone = edit_video(
+        input_path=folder / "talk.mp4", emotion="sad", output_path=tmp_path / "a.mp4", rest=calm
+    )
+    a, b = frames_of(alone.output), frames_of(tmp_path / "out" / "talk.sad.mp4")
+    assert len(a) == len(b)
+    assert (
+        max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(a, b, strict=True))
+        <= 1
+    )
+    again = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=["sad"], options=options)
+    assert again.n_skipped == 1
+    plain = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=["sad"])
+    assert not plain.ok and "--overwrite" in plain.records[0].reason
 
 
 def test_out_dir_inside_in_dir_is_not_processed(tmp_path: Path, make_clip: MakeClip) -> None:
@@ -713,7 +745,7 @@ def test_cli_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path
             "batch", "in", "out", "-e", "happy", "--emotion", "sad", "--intensity", "0.5",
             "--device", "cpu", "--mouth", "strict", "--start", "1", "--end", "2", "--pattern",
             "*.mov", "--recursive", "--workers", "3", "--executor", "ray", "--ray-address",
-            "head:6379", "--overwrite", "--quiet",
+            "head:6379", "--overwrite", "--quiet", "--rest", "calm.png",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -722,5 +754,10 @@ def test_cli_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert seen["recursive"] and seen["overwrite"] and seen["workers"] == 3
     assert seen["executor"] == "ray" and seen["ray_address"] == "head:6379"
     assert seen["options"] == EditOptions(
-        intensity=0.5, device="cpu", mouth="strict", start=1.0, end=2.0
+        intensity=0.5,
+        device="cpu",
+        mouth="strict",
+        start=1.0,
+        end=2.0,
+        rest=str(Path("calm.png").resolve()),
     )
