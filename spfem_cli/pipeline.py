@@ -126,7 +126,10 @@ def read_rest_face(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise SpfemError(f"rest face {path} does not exist")
-    info = probe(path)
+    try:
+        info = probe(path)
+    except SpfemError as exc:
+        raise SpfemError(f"rest face: {exc}") from None
     stride = max(1, -(-info.n_frames // REST_SAMPLES))  # ceil: at most REST_SAMPLES frames
     # Decoded as small as the tracking pass decodes: the shape's scale does not matter, it is
     # fitted onto the clip's own pose.

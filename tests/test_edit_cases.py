@@ -182,7 +182,7 @@ def test_bad_rest_face(make_clip: Callable[..., Path], tmp_path: Path) -> None:
     for rest, expect in [
         (tmp_path / "nope.png", "does not exist"),
         (grey, "no face found in the rest face"),
-        (notes, "notes.png"),
+        (notes, "rest face: "),
     ]:
         code, out = spfem(str(clip), "-e", "neutral", "--rest", str(rest), "-o", str(o))
         assert_clean_failure(code, out, expect=expect)
