@@ -142,12 +142,12 @@ def read_rest_face(path: str | Path) -> np.ndarray:
 
 def rest_activations(
     track: FaceTrack, rest_face: np.ndarray, *, model: ExpressionModel
-) -> np.ndarray:
+) -> np.ndarray | None:
     """(K,) signed AU activations of a calm face (478, 3) (`read_rest_face`) relative to the
     clip's median face, both seen in the clip's reference pose, as `slow_activations` reads
-    every frame."""
+    every frame; None when the clip has no face to compare it with."""
     if track.reference is None:
-        return np.zeros(model.num_aus)
+        return None
     calm = frontal_face_frame(np.asarray(rest_face, np.float64), track.reference)
     offsets = torch.from_numpy(calm - track.median_frontal()).float()[None]
     with torch.no_grad():
