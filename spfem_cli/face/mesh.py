@@ -27,6 +27,10 @@ UPPER_LIP_INNER_MID = 13
 LOWER_LIP_INNER_MID = 14
 RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
 LEFT_EYE = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)
+# Each eye's 16-point ring runs from the outer corner along the lower lid to the inner corner
+# (position 8) and back along the upper lid: the positions in it of each lid, corner to corner.
+EYE_RING_LOWER_LID = tuple(range(9))
+EYE_RING_UPPER_LID = (*range(8, 16), 0)
 RIGHT_EYE_CORNERS = (33, 133)  # outer, inner
 LEFT_EYE_CORNERS = (263, 362)  # outer, inner
 RIGHT_EYEBROW = (46, 53, 52, 65, 55, 70, 63, 105, 66, 107)

@@ -44,10 +44,11 @@ STRICT_HOLD = {"band": 0.04, "feather": 0.10}
 # natural mode, for happy), at the price of the inner lip corners moving with them (inner-lip
 # error about 2% of the IOD instead of 1%; the mouth opening still follows the speech).
 EXPRESSIVE_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.08}
-# Per eye (subject's right, left): the upper lid from corner to corner (an eye's ring runs
-# along the lower lid to the inner corner, position 8, and back along the upper lid), the
-# lower edge of the brow, and the row of landmarks just over the lid.
-_UPPER_LIDS = tuple(ring[8:] + ring[:1] for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE))
+# Per eye (subject's right, left): the upper lid from corner to corner, the lower edge of the
+# brow, and the row of landmarks just over the lid.
+_UPPER_LIDS = tuple(
+    tuple(ring[i] for i in mesh.EYE_RING_UPPER_LID) for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE)
+)
 _BROWS_BELOW = (mesh.RIGHT_EYEBROW_LOWER, mesh.LEFT_EYEBROW_LOWER)
 _OVER_LIDS = (mesh.RIGHT_OVER_LID, mesh.LEFT_OVER_LID)
 

@@ -218,10 +218,9 @@ EYES = (mesh.RIGHT_EYE, mesh.LEFT_EYE)
 _IRISES = np.array(mesh.RIGHT_IRIS + mesh.LEFT_IRIS)
 # How far (in eye_sigma) around an eye's points the correction reaches before it is faded out.
 EYE_REACH = 3.0
-# Each eye's 16-point ring (mesh.RIGHT_EYE, mesh.LEFT_EYE) runs from one corner along the lower
-# lid to the other corner (position 8) and back along the upper lid.
-_LOWER_LID = slice(0, 9)
-_UPPER_LID = [8, 9, 10, 11, 12, 13, 14, 15, 0]
+# Positions of each lid in an eye's ring (mesh.RIGHT_EYE, mesh.LEFT_EYE), for indexing arrays.
+_LOWER_LID = list(mesh.EYE_RING_LOWER_LID)
+_UPPER_LID = list(mesh.EYE_RING_UPPER_LID)
 # How far inside the source's lids the eyeball is read (IOD): the lashes and the lid's shadow
 # lie along the lid line. The eyeball's edge is drawn soft over `EYEBALL_FEATHER` (IOD, or
 # one pixel if that is more).
