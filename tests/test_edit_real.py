@@ -298,6 +298,14 @@ def test_neutral_calms_an_expressive_face(
     assert spread_out.sum() < 0.8 * spread_in.sum()
 
 
+def _frame(clip: str, t: int) -> np.ndarray:
+    """Frame t (H, W, 3) uint8 RGB of a shared clip."""
+    import itertools
+
+    with FrameReader(probe(SHARED_CLIPS / clip)) as reader:
+        return next(itertools.islice(reader, t, None))
+
+
 def _edit_one_frame(
     clip: str, t: int, delta: np.ndarray, *, eyeballs: bool = True
 ) -> tuple[np.ndarray, ...]:
@@ -305,8 +313,6 @@ def _edit_one_frame(
     the warp (and its eyeball drawing, unless `eyeballs` is False). Returns the frame and the
     output (H, W, 3), the landmarks (478, 2) and their displacements, face frame (IOD), and
     the face-frame point of every pixel (H * W, 2)."""
-    import itertools
-
     import torch
 
     from spfem_cli.face.mesh import FaceFrame
@@ -319,8 +325,7 @@ def _edit_one_frame(
         device=torch.device("cpu"),
         warp=WarpConfig(eyeballs=eyeballs),
     )
-    with FrameReader(probe(SHARED_CLIPS / clip)) as reader:
-        frame = next(itertools.islice(reader, t, None))
+    frame = _frame(clip, t)
     with LandmarkTracker(video_mode=False) as tracker:
         found = tracker.detect(frame)
     assert found is not None
@@ -427,8 +432,6 @@ def test_a_calm_face_given_takes_off_an_expression_held_all_through(
     that clip's rest and "neutral" leaves them. Given a calm frame of the same person from
     later in the video (frame 140, looked at), it lowers them: the brow raisers read on the
     output fall by 0.49 activation units (0.04 without it; measured on this clip)."""
-    import itertools
-
     import imageio.v3 as iio
 
     from .conftest import run_ffmpeg_checked
@@ -438,10 +441,8 @@ def test_a_calm_face_given_takes_off_an_expression_held_all_through(
     run_ffmpeg_checked(
         "-i", str(src), "-t", "2.5", "-an", "-c:v", "libx264", "-crf", "12", str(clip)
     )
-    with FrameReader(probe(src)) as reader:
-        calm = next(itertools.islice(reader, 140, None))
     rest = tmp_path / "calm.png"
-    iio.imwrite(rest, calm)
+    iio.imwrite(rest, _frame("expr_d10.mp4", 140))
     lm_in = video_landmarks(clip)
     median = np.nanmedian(face_frame_landmarks(lm_in), axis=0)
     names = ("AU1", "AU2")
@@ -465,7 +466,6 @@ def test_a_calm_frame_of_a_calm_speaker_changes_little(tmp_path: Path) -> None:
     the noise floor. speech_obama with its own frames 10 and 120 as the calm face: the mean
     present expression changes by 0.05 activation units at most (the lid tightener, 0.08 to
     0.13 with frame 10)."""
-    import itertools
     import tempfile
 
     import imageio.v3 as iio
@@ -489,7 +489,6 @@ def test_a_calm_frame_of_a_calm_speaker_changes_little(tmp_path: Path) -> None:
 
     alone = present(None)
     for t in (10, 120):
-        with FrameReader(info) as reader:
-            iio.imwrite(tmp_path / f"calm{t}.png", next(itertools.islice(reader, t, None)))
+        iio.imwrite(tmp_path / f"calm{t}.png", _frame("speech_obama_450x450.mp4", t))
         change = present(read_rest_face(tmp_path / f"calm{t}.png")) - alone
         assert np.abs(change).max() < 0.1, (t, change)
