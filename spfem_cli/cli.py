@@ -634,6 +634,7 @@ def finetune_command(
     cache: Annotated[
         Path | None, typer.Option(help="Folder to keep the clip's tracked face crops in.")
     ] = None,
+    rest: RestOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -682,6 +683,7 @@ def finetune_command(
             max_frames=max_frames,
             save_every=save_every,
             cache_dir=cache,
+            rest=rest,
             reporter=RichTrainingReporter(console),
         )
 

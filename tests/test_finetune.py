@@ -11,6 +11,7 @@ relies on them: on the crop path.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from spfem_cli.pcmecl.clip import TINY_CONFIG, ClipBundle, load_clip
 from spfem_cli.pcmecl.crop_edit import edit_crops, prepare_crops
 from spfem_cli.pcmecl.finetune import (
     FinetuneConfig,
+    FinetuneResult,
     PersonalTuner,
     partial_path,
     run_finetune,
@@ -56,6 +58,7 @@ from spfem_cli.pcmecl.personal import (
 from spfem_cli.pcmecl.prompts import PromptLearner, emotion_word, save_prompt_learner
 from spfem_cli.pcmecl.teacher import Teacher
 from spfem_cli.pipeline import Editor, edit_video
+from spfem_cli.progress import Reporter
 from spfem_cli.training.frames import ClipFrames
 from tests.painted import painted_eyes
 
@@ -153,11 +156,21 @@ def _meta(model: ExpressionModel) -> tuple[dict, dict]:
     return expression, {"name": "small", "sha256": "r" * 64, "model": SMALL.to_dict()}
 
 
-def _run(model, tiny, learner, output: Path, *, resume: bool = True, reporter=None, **kw):  # noqa: ANN001, ANN202
+def _run(
+    model: ExpressionModel,
+    tiny: ClipBundle,
+    learner: PromptLearner | None,
+    output: Path,
+    *,
+    resume: bool = True,
+    reporter: Reporter | None = None,
+    frames: ClipFrames | None = None,
+    **kw: object,
+) -> FinetuneResult:
     expression_meta, refiner_meta = _meta(model)
     torch.manual_seed(0)
     return run_finetune(
-        frames=synthetic_frames(model),
+        frames=synthetic_frames(model) if frames is None else frames,
         bundle=tiny,
         learner=learner,
         expression=model,
@@ -342,6 +355,34 @@ def test_direction_alone_moves_the_offsets(
     assert tuner.offsets.detach().abs().sum() > 0
 
 
+def test_a_calm_face_given_counts_a_held_expression_as_on_the_face(
+    model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner
+) -> None:
+    """`spfem finetune --rest`: a cheek raise held all through the clip is the clip's rest,
+    so the edits the tuner learns from would leave it; the calm face's reading (no raise)
+    shows it as on the face, to be replaced. A calm face showing more of an AU than the clip's
+    calmest moments adds nothing."""
+    frames = synthetic_frames(model)
+    au6 = model.au_names.index("AU6")
+    frames.aus[:, au6] += 0.6
+    calm = np.zeros(model.num_aus, np.float32)
+    calm[model.au_names.index("AU4")] = 0.8  # frowns more than the clip ever does
+
+    def current(clip: ClipFrames) -> np.ndarray:
+        tuner = PersonalTuner(
+            frames=clip, bundle=tiny, learner=learner, expression=model,
+            refiner=Refiner(SMALL), config=_config(), device=CPU,
+        )  # fmt: skip
+        return tuner.current.cpu().numpy()
+
+    alone = current(frames)
+    given = current(dataclasses.replace(frames, calm=calm))
+    assert alone[:, au6].mean() < 0.1
+    assert given[:, au6].mean() > 0.3
+    others = [k for k in range(model.num_aus) if k != au6]
+    np.testing.assert_array_equal(given[:, others], alone[:, others])
+
+
 def test_short_finetune_lowers_the_loss(
     model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner
 ) -> None:
@@ -416,6 +457,21 @@ def test_resume_refuses_other_settings_and_no_resume_starts_over(
         _run(model, tiny, learner, out, lr=5e-4)
     result = _run(model, tiny, learner, out, resume=False, lr=5e-4)
     assert result.resumed_from == 0 and out.is_file() and not partial_path(out).exists()
+
+
+def test_resume_refuses_another_calm_face(
+    model: ExpressionModel, tiny: ClipBundle, learner: PromptLearner, tmp_path: Path
+) -> None:
+    """The calm face is part of the data: a run interrupted without one is not continued
+    with one (its present expressions, and so its targets, differ)."""
+    out = tmp_path / "me.spfem"
+    with pytest.raises(KeyboardInterrupt):
+        _run(model, tiny, learner, out, reporter=Interrupt(at=3))
+    calm = dataclasses.replace(synthetic_frames(model), calm=np.zeros(model.num_aus, np.float32))
+    with pytest.raises(SpfemError, match="other settings.*--no-resume"):
+        _run(model, tiny, learner, out, frames=calm)
+    assert _run(model, tiny, learner, out, frames=calm, resume=False).resumed_from == 0
+    assert load_personal(out, expression=model).config["training"]["calm"] == [0.0] * model.num_aus
 
 
 # --- the personal checkpoint -----------------------------------------------------------------
@@ -615,6 +671,7 @@ def test_free_text_on_a_video_without_a_face_passes_it_through(
         ("exists", "exists; pass --overwrite"),
         ("prompts", "prompt file not found"),
         ("mouth", "unknown mouth mode 'wide'"),
+        ("rest", "calm.png does not exist"),
     ],
 )
 def test_finetune_cli_errors(
@@ -644,6 +701,8 @@ def test_finetune_cli_errors(
         args += ["--prompts", str(tmp_path / "nope.safetensors")]
     elif case == "mouth":
         args += ["--mouth", "wide"]
+    elif case == "rest":
+        args += ["--rest", str(tmp_path / "calm.png")]
     result = runner.invoke(cli.app, args, env={"COLUMNS": "400"})
     _one_line_error(result, message)
     if case == "exists":
@@ -873,3 +932,83 @@ def test_full_size_clip_from_a_local_file_drives_a_finetuning_step(
     assert tuner.offsets.grad is not None and tuner.offsets.grad.abs().sum() > 0
     assert tuner.refiner.head.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in bundle.model.parameters())
+
+
+@pytest.mark.clips
+def test_finetune_with_a_calm_face_learns_to_replace_a_held_expression(
+    clips_dir: Path,
+    tiny_weights: Path,
+    small_refiner_file: Path,
+    model: ExpressionModel,
+    tiny: ClipBundle,
+    tmp_path: Path,
+) -> None:
+    """`spfem finetune --rest` on expr_d10's first 2.5 s, whose brows are raised from the
+    first frame to the last, with a calm frame of the same person from later in the video
+    (frame 140, looked at): the calm face's brows read as lower than the clip's (AU1 -0.59,
+    AU2 -0.63 measured), so the tuner counts more of the raise as on the face and its edits
+    replace it (brow raisers on the clip's frames 2.05 against 1.25 without; measured)."""
+    import itertools
+
+    import imageio.v3 as iio
+
+    from spfem_cli.media import FrameReader, probe
+    from spfem_cli.pipeline import read_rest_face
+    from spfem_cli.training import frames as frames_mod
+    from tests.conftest import run_ffmpeg_checked
+
+    source = clips_dir / "expr_d10.mp4"
+    cut, calm, cache = tmp_path / "held.mp4", tmp_path / "calm.png", tmp_path / "cache"
+    run_ffmpeg_checked("-i", str(source), "-t", "2.5", "-an", "-c:v", "libx264", str(cut))
+    with FrameReader(probe(source)) as reader:
+        iio.imwrite(calm, next(itertools.islice(reader, 140, None)))
+    out = tmp_path / "d10.spfem"
+    with torch_threads(1):
+        result = runner.invoke(
+            cli.app,
+            [
+                "finetune",
+                str(cut),
+                "-o",
+                str(out),
+                "--rest",
+                str(calm),
+                "--cache",
+                str(cache),
+                "--clip-arch",
+                TINY,
+                "--clip-weights",
+                str(tiny_weights),
+                "--clip-config",
+                str(TINY_CONFIG),
+                "--steps",
+                "1",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+                "--refiner",
+                str(small_refiner_file),
+                "--max-frames",
+                "12",
+            ],  # fmt: skip
+            env={"COLUMNS": "400"},
+        )
+    assert result.exit_code == 0, result.output
+    recorded = load_personal(out, expression=model).config["training"]["calm"]
+    brows = [model.au_names.index(name) for name in ("AU1", "AU2")]
+    assert all(recorded[k] < -0.3 for k in brows)
+
+    def brow_raise(rest: Path | None) -> float:
+        frames = frames_mod.load_clip_frames(
+            cut, person="d10", name=cut.name, model=model, crop=SMALL.crop, max_frames=12,
+            cache_dir=cache, rest_face=None if rest is None else read_rest_face(rest),
+        )  # fmt: skip
+        assert frames is not None
+        tuner = PersonalTuner(
+            frames=frames, bundle=tiny, learner=None, expression=model,
+            refiner=Refiner(SMALL), config=_config(), device=CPU,
+        )  # fmt: skip
+        return float(tuner.current[:, brows].sum(dim=1).mean())
+
+    assert brow_raise(calm) > brow_raise(None) + 0.5

@@ -106,7 +106,8 @@ def prepare_crops(
     held_fine = torch.stack(
         [regions(p, h, crop=crop.fine)[0:1] for p, h in zip(pts, holds, strict=True)]
     )
-    fine = torch.from_numpy(np.ascontiguousarray(crops)).float() / 127.5 - 1.0
+    # A copy: cached crops are a read-only memory map, which torch warns about sharing.
+    fine = torch.from_numpy(np.array(crops)).float() / 127.5 - 1.0
     return CropBatch(
         fine=fine.to(device),
         source=F.avg_pool2d(fine, 2).to(device),

@@ -230,7 +230,9 @@ class PersonalTuner:
             [_emotion_index(name, emotions) for name in self.source_names], dtype=np.int64
         )
         self.current = torch.from_numpy(
-            present_expression(frames.aus, au_names=self.expression.au_names).astype(np.float32)
+            present_expression(
+                frames.aus, au_names=self.expression.au_names, calm=frames.calm
+            ).astype(np.float32)
         ).to(device)
         self.offsets = nn.Parameter(
             torch.zeros(len(emotions), self.expression.num_aus, device=device)
@@ -420,7 +422,10 @@ def partial_path(output: Path) -> Path:
 
 def _data_digest(frames: ClipFrames) -> str:
     digest = hashlib.sha256()
-    for array in (frames.crops, frames.points, frames.aus):
+    arrays = [frames.crops, frames.points, frames.aus]
+    if frames.calm is not None:  # only when given, so older partial states still resume
+        arrays.append(frames.calm)
+    for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
 
@@ -559,6 +564,8 @@ def run_finetune(
         "n_frames": len(frames),
         "steps": config.steps,
         "resumed_from": start,
+        # The calm face's AU reading (`--rest`), against the clip's median face; None: none given.
+        "calm": None if frames.calm is None else [round(float(v), 4) for v in frames.calm],
         "config": _jsonable(asdict(config)),
         "source_emotions": counts,
         "history": history,
@@ -615,6 +622,7 @@ def finetune(
     max_frames: int = 240,
     save_every: int = 25,
     cache_dir: str | Path | None = None,
+    rest: str | Path | None = None,
     reporter: Reporter | None = None,
 ) -> FinetuneResult:
     """Fine-tune spfem on one clip of one person and write their personal checkpoint.
@@ -624,7 +632,9 @@ def finetune(
     (trained on the same CLIP); None uses zero-shot CLIP prompts, which are not personalised.
     clip_weights: an open_clip tag (downloaded once) or a local file; None gives random weights
     (useless except for testing). refiner: the refiner the person's starts from (manifest name
-    or path). Everything else as in `FinetuneConfig`.
+    or path). rest: a photo or clip of the person's calm face (`spfem edit --rest`), so that an
+    expression they hold all through the clip counts as on the face, not as their rest, when
+    the edits it learns from replace it. Everything else as in `FinetuneConfig`.
 
     Raises SpfemError: exit 2 for bad arguments, an existing output (without `overwrite`), a
     clip without a usable face, a prompt file that does not fit the CLIP, or a partial state
@@ -636,6 +646,7 @@ def finetune(
     from spfem_cli.pcmecl.clip import load_clip
     from spfem_cli.pcmecl.personal import load_base_refiner, load_expression
     from spfem_cli.pcmecl.prompts import load_prompt_learner
+    from spfem_cli.pipeline import read_rest_face
     from spfem_cli.training.frames import load_clip_frames
 
     rep = reporter or SilentReporter()
@@ -657,6 +668,7 @@ def finetune(
     if prompts_path is not None and not prompts_path.is_file():
         raise SpfemError(f"prompt file not found: {prompts_path}")
     info = probe(clip_path)  # refuses a missing or unreadable video before anything is loaded
+    rest_face = None if rest is None else read_rest_face(Path(rest).expanduser())
     torch_device = resolve_device(device)
 
     expression, expression_meta = load_expression(model)
@@ -691,6 +703,7 @@ def finetune(
         crop=crop,
         max_frames=max_frames,
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        rest_face=rest_face,
         reporter=rep,
     )
     if frames is None:
