@@ -529,21 +529,20 @@ def test_cached_crops_are_read_from_disk_and_reused(
     assert again is not None and isinstance(again.crops, np.memmap)
     np.testing.assert_array_equal(again.crops, in_ram.crops)
     np.testing.assert_array_equal(again.aus, in_ram.aus)
-    assert again.calm is None
     # Another frame count is another entry, so it is cut anew.
     with pytest.raises(AssertionError, match="tracked again"):
         load_clip_frames(video, max_frames=5, cache_dir=cache, **kwargs)
 
 
-def test_a_calm_face_is_read_with_the_frames_and_cached_with_them(
+def test_frames_carry_the_expression_an_edit_replaces_and_cache_it_per_calm_face(
     tmp_path: Path, model: ExpressionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`spfem finetune --rest`: the calm face's AU reading comes with the clip's frames, read
-    as the edit reads it (`pipeline.rest_activations`), and is kept in the cache entry, which
-    is another one for each calm face (and none)."""
+    """`ClipFrames.present` is what `spfem edit` would take off each frame (the analysis's
+    present expression, against the calm face of `--rest` when one is given), and it is kept
+    in the cache entry, which is another one for each calm face (and none)."""
     from spfem_cli import demo
     from spfem_cli.media import FrameWriter, probe
-    from spfem_cli.pipeline import analyse_video, read_rest_face, rest_activations
+    from spfem_cli.pipeline import analyse_video, read_rest_face
     from spfem_cli.progress import SilentReporter
     from spfem_cli.training import frames as frames_mod
 
@@ -551,36 +550,38 @@ def test_a_calm_face_is_read_with_the_frames_and_cached_with_them(
     with FrameWriter(video, width=demo.SIZE, height=demo.SIZE, fps=demo.FPS) as writer:
         for frame in demo.portrait_frames(n_frames=8):
             writer.write(frame)
-    rest = read_rest_face(video)
-    # Another calm face: the same one with the brows lifted by 0.02 of its size.
-    raised = rest.copy()
+    # A calm face with the brows lower than the clip ever has them (by 0.03 of its height):
+    # against it, the clip's brows read as raised.
+    calm = read_rest_face(video)
     brows = list(mesh.RIGHT_EYEBROW) + list(mesh.LEFT_EYEBROW)
-    raised[brows, 1] -= 0.02 * np.ptp(rest[:, 1])
+    calm[brows, 1] += 0.03 * np.ptp(calm[:, 1])
     kwargs = {"person": "ann", "name": "face.mp4", "model": model, "crop": SMALL.crop}
     cache = tmp_path / "cache"
-    first = load_clip_frames(video, max_frames=6, cache_dir=cache, rest_face=rest, **kwargs)
-    other = load_clip_frames(video, max_frames=6, cache_dir=cache, rest_face=raised, **kwargs)
-    assert first is not None and other is not None
-    assert first.calm is not None and other.calm is not None
-    track = analyse_video(
-        probe(video), model=model, workdir=tmp_path, reporter=SilentReporter()
-    ).track
-    expected = rest_activations(track, rest, model=model)
-    assert expected is not None
-    np.testing.assert_allclose(first.calm, expected, atol=1e-5)
-    assert first.calm.shape == (model.num_aus,) and first.calm.dtype == np.float32
-    au2 = model.au_names.index("AU2")
-    assert other.calm[au2] > first.calm[au2] + 0.1  # the raised brows read as raised
+    alone = load_clip_frames(video, max_frames=8, cache_dir=cache, **kwargs)
+    given = load_clip_frames(video, max_frames=8, cache_dir=cache, rest_face=calm, **kwargs)
+    assert alone is not None and given is not None
+    assert alone.present is not None and given.present is not None
+    for frames, rest in ((alone, None), (given, calm)):
+        analysis = analyse_video(
+            probe(video), model=model, workdir=tmp_path, reporter=SilentReporter(), rest_face=rest
+        )
+        assert frames.present.shape == (8, model.num_aus) and frames.present.dtype == np.float32
+        np.testing.assert_allclose(frames.present, analysis.current, atol=1e-6)
+    au1 = model.au_names.index("AU1")
+    assert given.present[:, au1].mean() > alone.present[:, au1].mean() + 0.2
 
     def no_tracking(*args: object, **kw: object) -> None:
         raise AssertionError("tracked again although cached")
 
     monkeypatch.setattr(frames_mod, "analyse_video", no_tracking)
-    again = load_clip_frames(video, max_frames=6, cache_dir=cache, rest_face=rest, **kwargs)
-    assert again is not None and again.calm is not None
-    np.testing.assert_array_equal(again.calm, first.calm)
+    for frames, rest in ((alone, None), (given, calm)):
+        again = load_clip_frames(video, max_frames=8, cache_dir=cache, rest_face=rest, **kwargs)
+        assert again is not None and again.present is not None
+        np.testing.assert_array_equal(again.present, frames.present)
+    other = calm.copy()
+    other[brows, 1] += 0.01
     with pytest.raises(AssertionError, match="tracked again"):
-        load_clip_frames(video, max_frames=6, cache_dir=cache, **kwargs)
+        load_clip_frames(video, max_frames=8, cache_dir=cache, rest_face=other, **kwargs)
 
 
 def test_training_without_a_cache_folder_spills_crops_to_a_temporary_one(

@@ -229,11 +229,12 @@ class PersonalTuner:
         self.source_emotion = np.array(
             [_emotion_index(name, emotions) for name in self.source_names], dtype=np.int64
         )
-        self.current = torch.from_numpy(
-            present_expression(
-                frames.aus, au_names=self.expression.au_names, calm=frames.calm
-            ).astype(np.float32)
-        ).to(device)
+        # The expression each edit replaces, as `spfem edit` reads it; frames not cut from a
+        # video (tests, benchmarks) have only their AUs to read it from.
+        present = frames.present
+        if present is None:
+            present = present_expression(frames.aus, au_names=self.expression.au_names)
+        self.current = torch.from_numpy(np.asarray(present, dtype=np.float32)).to(device)
         self.offsets = nn.Parameter(
             torch.zeros(len(emotions), self.expression.num_aus, device=device)
         )
@@ -423,8 +424,8 @@ def partial_path(output: Path) -> Path:
 def _data_digest(frames: ClipFrames) -> str:
     digest = hashlib.sha256()
     arrays = [frames.crops, frames.points, frames.aus]
-    if frames.calm is not None:  # only when given, so older partial states still resume
-        arrays.append(frames.calm)
+    if frames.present is not None:
+        arrays.append(frames.present)
     for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
@@ -564,8 +565,13 @@ def run_finetune(
         "n_frames": len(frames),
         "steps": config.steps,
         "resumed_from": start,
-        # The calm face's AU reading (`--rest`), against the clip's median face; None: none given.
-        "calm": None if frames.calm is None else [round(float(v), 4) for v in frames.calm],
+        # The expression the edits it learnt from replaced, mean over the frames (`--rest`
+        # reveals one the person holds all through).
+        "present": {
+            name: round(float(v), 4)
+            for name, v in zip(expression.au_names, tuner.current.mean(dim=0).tolist(), strict=True)
+            if v > 0
+        },
         "config": _jsonable(asdict(config)),
         "source_emotions": counts,
         "history": history,

@@ -21,7 +21,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.refiner import CropGeometry, sample_fine, supersampled_points
 from spfem_cli.media import FrameReader, probe
-from spfem_cli.pipeline import analyse_video, rest_activations, signed_activations
+from spfem_cli.pipeline import analyse_video, signed_activations
 from spfem_cli.progress import Reporter, SilentReporter
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -38,8 +38,9 @@ class ClipFrames:
     and then pooled, as an edit warps the frame and then samples the crop (warping the S-pixel crop
     itself blurred it: its detail, as the Laplacian measures it, fell by up to 13% against the
     edit's); points: (T, 478, 2) float32 landmarks in the face frame (IOD); aus: (T, K) float32
-    AU activations relative to the clip's median face; calm: (K,) float32 the person's calm
-    face (`spfem finetune --rest`) read the same way (`pipeline.rest_activations`), or None.
+    AU activations relative to the clip's median face; present: (T, K) float32 the expression
+    an edit of each frame replaces (`pipeline.Analysis.current`: slow, above the person's rest,
+    against their calm face when one was given), None for frames not cut from a video.
     """
 
     name: str
@@ -47,7 +48,7 @@ class ClipFrames:
     crops: np.ndarray
     points: np.ndarray
     aus: np.ndarray
-    calm: np.ndarray | None = None
+    present: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.crops.shape[0])
@@ -84,13 +85,13 @@ def _cache_key(
     video: Path, crop: CropGeometry, max_frames: int, rest_face: np.ndarray | None
 ) -> str:
     stat = video.stat()
-    key: list[object] = [
-        str(video.resolve()), stat.st_size, stat.st_mtime_ns, crop.__dict__, max_frames, 3
-    ]  # fmt: skip
+    calm = None
     if rest_face is not None:
-        # Only when given, so that the entries cached without a calm face keep their keys.
-        key.append(hashlib.sha256(np.ascontiguousarray(rest_face, np.float64)).hexdigest())
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+        calm = hashlib.sha256(np.ascontiguousarray(rest_face, np.float64)).hexdigest()
+    blob = json.dumps(
+        [str(video.resolve()), stat.st_size, stat.st_mtime_ns, crop.__dict__, max_frames, calm, 4]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def load_clip_frames(
@@ -108,11 +109,11 @@ def load_clip_frames(
     """Track a video and cut its training crops (None if no usable face).
 
     Up to max_frames frames with a face, spread evenly over the video, are kept. rest_face:
-    (478, 3) the person's calm face (`pipeline.read_rest_face`), read into `ClipFrames.calm`
-    in the clip's pose. With a
-    cache_dir, the result is stored there and reused while the video file is unchanged, and
-    the crops are read from it as a memory map: a collection of any size then holds only the
-    pages a batch touches (79 MB a clip at 400 frames otherwise). Without one they are in RAM.
+    (478, 3) the person's calm face (`pipeline.read_rest_face`, `--rest`), against which the
+    expression on the frames is read (`ClipFrames.present`). With a cache_dir, the result is
+    stored there and reused while the video file is unchanged, and the crops are read from it
+    as a memory map: a collection of any size then holds only the pages a batch touches (79 MB
+    a clip at 400 frames otherwise). Without one they are in RAM.
     """
     entry = cache_dir / _cache_key(video, crop, max_frames, rest_face) if cache_dir else None
     if entry is not None:
@@ -122,13 +123,15 @@ def load_clip_frames(
     rep = reporter or SilentReporter()
     info = probe(video)
     with tempfile.TemporaryDirectory(prefix="spfem-train-") as tmp:
-        analysis = analyse_video(info, model=model, workdir=Path(tmp), reporter=rep)
+        analysis = analyse_video(
+            info, model=model, workdir=Path(tmp), reporter=rep, rest_face=rest_face
+        )
         track = analysis.track
         usable = track.valid & (track.params[:, 3] >= MIN_IOD_PX)
         idx = np.flatnonzero(usable)
         if idx.size < 2:
             empty = np.zeros((0, 0), np.float32)
-            _store_entry(entry, crops=None, points=empty.reshape(0, 0, 2), aus=empty, calm=None)
+            _store_entry(entry, crops=None, points=empty.reshape(0, 0, 2), aus=empty, present=empty)
             return None
         if idx.size > max_frames:
             idx = idx[np.linspace(0, idx.size - 1, max_frames).astype(int)]
@@ -136,8 +139,7 @@ def load_clip_frames(
         frontal = torch.from_numpy(np.asarray(track.frontal[idx], dtype=np.float32))
         with torch.no_grad():
             aus = signed_activations(model, frontal - median).float().numpy()
-        read = None if rest_face is None else rest_activations(track, rest_face, model=model)
-        calm = None if read is None else read.astype(np.float32)
+        present = np.asarray(analysis.current[idx], dtype=np.float32)
         points = np.asarray(track.norm[idx], dtype=np.float32)
         shape = (idx.size, 3, 2 * crop.size, 2 * crop.size)
         if entry is not None:
@@ -157,9 +159,11 @@ def load_clip_frames(
                     pix = track.frame(t).to_image(sub)
                     crops[wanted[t]] = fine_crop_from_frame(frame, pix)
     if entry is not None:
-        _store_entry(entry, crops=crops, points=points, aus=aus, calm=calm)
+        _store_entry(entry, crops=crops, points=points, aus=aus, present=present)
         crops = np.load(_crops_path(entry), mmap_mode="r")
-    return ClipFrames(name=name, person=person, crops=crops, points=points, aus=aus, calm=calm)
+    return ClipFrames(
+        name=name, person=person, crops=crops, points=points, aus=aus, present=present
+    )
 
 
 def _crops_path(entry: Path, *, partial: bool = False) -> Path:
@@ -167,22 +171,22 @@ def _crops_path(entry: Path, *, partial: bool = False) -> Path:
 
 
 def _load_entry(entry: Path, *, name: str, person: str) -> tuple[bool, ClipFrames | None]:
-    """Whether the cache holds `entry` (`entry`.npz: points, AUs and the calm face's when
-    there is one; `entry`.crops.npy: the crops), and its frames with the crops memory mapped
-    (None: a video without a usable face)."""
+    """Whether the cache holds `entry` (`entry`.npz: points, AUs and present expressions;
+    `entry`.crops.npy: the crops), and its frames with the crops memory mapped (None: a video
+    without a usable face)."""
     meta, crops_path = entry.with_suffix(".npz"), _crops_path(entry)
     if not meta.is_file():
         return False, None
     with np.load(meta) as data:
         points, aus = data["points"], data["aus"]
-        calm = data["calm"] if "calm" in data.files else None
+        present = data["present"]
     if len(points) == 0:
         return True, None
     if not crops_path.is_file():
         return False, None
     crops = np.load(crops_path, mmap_mode="r")
     return True, ClipFrames(
-        name=name, person=person, crops=crops, points=points, aus=aus, calm=calm
+        name=name, person=person, crops=crops, points=points, aus=aus, present=present
     )
 
 
@@ -192,7 +196,7 @@ def _store_entry(
     crops: np.ndarray | None,
     points: np.ndarray,
     aus: np.ndarray,
-    calm: np.ndarray | None,
+    present: np.ndarray,
 ) -> None:
     """Write a cache entry: the crops (already cut into their partial file) are renamed into
     place first and the small .npz last, which is what marks the entry complete. No crops
@@ -205,8 +209,7 @@ def _store_entry(
             crops.flush()
         _crops_path(entry, partial=True).replace(_crops_path(entry))
     tmp_path = entry.with_name(entry.name + ".tmp.npz")
-    extra = {} if calm is None else {"calm": calm}
-    np.savez(tmp_path, points=points, aus=aus, **extra)
+    np.savez(tmp_path, points=points, aus=aus, present=present)
     tmp_path.replace(entry.with_suffix(".npz"))
 
 
