@@ -7,8 +7,9 @@ of stage one stay frozen; they are the teacher.
 One step takes `batch_size` frames of the person's clip as pairs of neighbouring frames. For
 each pair it picks a target emotion other than the one the first frame shows (the source
 emotion, read off the frame by the personalised prompts) and an intensity, builds the AU change
-the edit would make (the person's target vector minus the expression already on the face, see
-`present_expression`), and runs the generator's differentiable crop path
+the edit would make (the person's target vector minus the expression already on the face as
+`spfem edit` reads it, `training.frames.ClipFrames.present`), and runs the generator's
+differentiable crop path
 (`pcmecl.crop_edit.edit_crops`): displacement -> mouth rule -> crop flow, zero on the held
 mouth -> warp -> refiner -> compose. The losses on the result:
 
