@@ -405,6 +405,7 @@ def process_job(*, job: Job, options: EditOptions) -> list[Outcome]:
             # The driver decided this output is to be (re)made: a leftover without a
             # "done" record, or --overwrite.
             overwrite=True,
+            rest=options.rest,
             **({"model": options.model} if options.model else {}),
         )
         return [_done(target, report, host=host, seconds=time.perf_counter() - t0)]
@@ -458,7 +459,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         mouth=options.mouth,  # type: ignore[arg-type]
         generator=options.generator,
     )
-    rest_face = None if options.rest is None else read_rest_face(options.rest)
+    rest_face = None if options.rest is None else read_rest_face(options.rest, video=job.input)
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
@@ -851,9 +852,12 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
         # On Ray the GPUs are the cluster's, not this machine's.
         resolve_device(options.device)
     if options.rest is not None:
-        from spfem_cli.pipeline import read_rest_face
+        from spfem_cli.pipeline import read_rest_face, rest_span
 
-        read_rest_face(options.rest)
+        # A calm face in a file is refused here, before any file is touched; a time range is
+        # read from each video in its own job.
+        if rest_span(options.rest) is None:
+            read_rest_face(options.rest)
 
 
 def _labels(emotions: Sequence[str], *, options: EditOptions) -> list[tuple[str, str]]:

@@ -71,8 +71,9 @@ EndOption = Annotated[
 RestOption = Annotated[
     Path | None,
     typer.Option(
-        help="A photo or clip of the same person with a calm face: an expression held through "
-        "the whole video is then replaced too (without it, the person's calmest moments in "
+        help="A photo or clip of the same person with a calm face, or a time range of the "
+        "video where their face is calm ('0-2.5', seconds): an expression held through the "
+        "rest of the video is then replaced too (without it, the person's calmest moments in "
         "the video are their rest)."
     ),
 ]
@@ -138,6 +139,14 @@ def main_callback(
     ] = False,
 ) -> None:
     """spfem: speech-preserving facial expression manipulation."""
+
+
+def _batch_rest(rest: Path) -> str:
+    """`--rest` as batch jobs take it: a time range as given, a file by its absolute path
+    (jobs may run in another folder, on Ray)."""
+    from spfem_cli.pipeline import rest_span
+
+    return str(rest) if rest_span(rest) is not None else str(rest.resolve())
 
 
 @app.command()
@@ -280,8 +289,8 @@ def batch(
     rest: Annotated[
         Path | None,
         typer.Option(
-            help="As for `spfem edit`, when every video shows the same person: a photo or "
-            "clip of them with a calm face."
+            help="As for `spfem edit`: a photo or clip of a calm face when every video shows "
+            "the same person, or a time range ('0-2.5', seconds) read from each video."
         ),
     ] = None,
     quiet: Annotated[
@@ -317,7 +326,7 @@ def batch(
                     generator=generator,
                     start=start,
                     end=end,
-                    rest=None if rest is None else str(rest.resolve()),
+                    rest=None if rest is None else _batch_rest(rest),
                 ),
                 reporter=RichBatchReporter(console),
             )

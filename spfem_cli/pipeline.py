@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
+import math
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -58,6 +61,8 @@ if TYPE_CHECKING:
 MAX_INTENSITY = 1.5
 # A rest face given as a clip is read from this many frames spread over it.
 REST_SAMPLES = 30
+# `--rest` as a time range of the edited video, in seconds: "2-4.5".
+_REST_SPAN = re.compile(r"\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*")
 # The expression already on the face is estimated from a heavily smoothed signal, so that
 # what is replaced is the slow expression, not the quick motions of speech.
 EXPRESSION_SMOOTHING_S = 0.5
@@ -119,24 +124,60 @@ def slow_activations(
     return smooth_valid(acts, track.valid, sigma_frames)
 
 
-def read_rest_face(path: str | Path) -> np.ndarray:
+def rest_span(rest: str | Path) -> tuple[float, float] | None:
+    """(start, end) seconds when `rest` is a time range of the edited video itself, such as
+    "0-2.5"; None when it names a file (a file of that name wins). Raises SpfemError for a
+    range that ends before it starts."""
+    text = str(rest)
+    found = _REST_SPAN.fullmatch(text)
+    if found is None or Path(text).exists():
+        return None
+    start, end = float(found[1]), float(found[2])
+    if end <= start:
+        raise SpfemError(f"rest face: the time range {text} s ends before it starts")
+    return start, end
+
+
+def read_rest_face(rest: str | Path, *, video: str | Path | None = None) -> np.ndarray:
     """The calm face of `--rest`: (478, 3) float64 (`face.rest.rest_shape`, at any scale),
-    from a photo or from up to REST_SAMPLES frames spread over a clip. Raises SpfemError when
-    the file cannot be read or shows no face."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpfemError(f"rest face {path} does not exist")
-    try:
-        info = probe(path)
-    except SpfemError as exc:
-        raise SpfemError(f"rest face: {exc}") from None
-    stride = max(1, -(-info.n_frames // REST_SAMPLES))  # ceil: at most REST_SAMPLES frames
+    from up to REST_SAMPLES frames spread over a photo or clip, or over a time range of
+    `video` (the video being edited) when `rest` is one (`rest_span`). Raises SpfemError when
+    the file cannot be read, the range is past the video's end, or no frame shows a face."""
+    span = rest_span(rest)
+    if span is None:
+        path = Path(rest)
+        if not path.is_file():
+            raise SpfemError(f"rest face {path} does not exist")
+        try:
+            info = probe(path)
+        except SpfemError as exc:
+            raise SpfemError(f"rest face: {exc}") from None
+        first, count, where = 0, info.n_frames, str(path)
+    else:
+        if video is None:
+            raise ValueError("a rest face given as a time range needs the video it is in")
+        info = probe(Path(video))
+        start, end = span
+        # The frames shown from `start` up to, not including, `end`.
+        first, last = (min(info.n_frames, math.ceil(t * info.fps - 1e-6)) for t in span)
+        count = last - first
+        if count < 1:
+            raise SpfemError(
+                f"rest face: {rest} s is past the end of {video} ({info.duration_s:.1f} s long)"
+            )
+        where = f"{video} from {start:g} to {end:g} s"
+    stride = max(1, -(-count // REST_SAMPLES))  # ceil: at most REST_SAMPLES frames
+    # A range of a constant-rate video is decoded from its first frame on; a variable-rate
+    # video is resampled from its start, as the tracking pass reads it.
+    segment = (first, count) if first > 0 and not info.variable_frame_rate else None
+    skip = 0 if segment is not None else first
     # Decoded as small as the tracking pass decodes: the shape's scale does not matter, it is
     # fitted onto the clip's own pose.
-    with FrameReader(info, size=analysis_size(info.width, info.height)) as reader:
-        shape = rest_shape(frame for t, frame in enumerate(reader) if t % stride == 0)
+    size = analysis_size(info.width, info.height)
+    with FrameReader(info, size=size, segment=segment) as reader:
+        shape = rest_shape(itertools.islice(reader, skip, skip + count, stride))
     if shape is None:
-        raise SpfemError(f"no face found in the rest face {path}")
+        raise SpfemError(f"no face found in the rest face {where}")
     return shape
 
 
@@ -519,8 +560,9 @@ def edit_video(
     `clip_weights` (an open_clip tag, downloaded once, or a local file) for the CLIP
     architecture `clip_arch` (`clip_config`: a JSON config for one open_clip does not ship);
     `prompts` (of `spfem train-prompts`, same CLIP) personalises how CLIP reads it.
-    rest: a photo or clip of the same person with a calm face (`read_rest_face`), so that an
-    expression held through the whole video is replaced too.
+    rest: a photo or clip of the same person with a calm face, or a time range of the input
+    where their face is calm ("0-2.5", seconds; `read_rest_face`), so that an expression held
+    through the rest of the video is replaced too.
 
     Frames outside [start, end) seconds, frames without a face and pixels away from the face
     are passed through. The input file is never modified; nothing appears under the output
@@ -540,7 +582,7 @@ def edit_video(
     if texts and clip_weights is None:
         # Refused before the tracking pass, which is most of a run's time.
         raise free_text_error(Part(name=texts[0], weight=1.0, is_text=True))
-    rest_face = None if rest is None else read_rest_face(rest)
+    rest_face = None if rest is None else read_rest_face(rest, video=input_path)
     editor = Editor.load(
         model=model,
         device=device,

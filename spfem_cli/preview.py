@@ -48,7 +48,8 @@ def preview_sheet(
     """Write a PNG: one row per sampled frame, columns input then each emotion.
 
     crop_face: show the face region (grown by half its size) rather than the whole frame;
-    rest: a photo or clip of the same person with a calm face (as in `edit_video`).
+    rest: a photo or clip of the same person with a calm face, or a time range of the input
+    (as in `edit_video`).
     """
     rep = reporter or SilentReporter()
     output_path = Path(output_path)
@@ -61,7 +62,7 @@ def preview_sheet(
     if not 0.0 <= intensity <= MAX_INTENSITY:
         raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
     info = probe(input_path)
-    rest_face = None if rest is None else read_rest_face(rest)
+    rest_face = None if rest is None else read_rest_face(rest, video=input_path)
     expression = ExpressionModel.load(model)
     gen = build_generator(
         model=expression, device=resolve_device(device), mouth=mouth, kind=generator

@@ -139,3 +139,32 @@ def make_vfr_clip(make_clip: MakeClip) -> Callable[[str], Path]:
         )
 
     return make
+
+
+# expr_d10: her brows are raised from the first frame to 2.5 s; frame 140 (4.67 s) is calm
+# (looked at).
+HELD_S = 1.5
+CALM_FRAMES = (140, 146)
+
+
+@pytest.fixture(scope="session")
+def held_then_calm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """expr_d10's first HELD_S seconds, brows raised all through, then 0.2 s of her calm face
+    (its frames CALM_FRAMES): a clip whose calm moment is too short to be read as her rest
+    (`spfem edit --rest 1.5-1.7` names it). 512x512, 30 fps, no audio; skips without
+    ../shared/clips."""
+    source = Path(__file__).resolve().parents[2] / "shared" / "clips" / "expr_d10.mp4"
+    if not source.is_file():
+        pytest.skip(f"real clip not found at {source}")
+    out = tmp_path_factory.mktemp("held") / "held_then_calm.mp4"
+    first, last = CALM_FRAMES
+    graph = (
+        f"[0:v]trim=0:{HELD_S},setpts=PTS-STARTPTS[a];"
+        f"[0:v]trim=start_frame={first}:end_frame={last},setpts=PTS-STARTPTS[b];"
+        "[a][b]concat=n=2:v=1:a=0[v]"
+    )
+    run_ffmpeg_checked(
+        "-i", str(source), "-filter_complex", graph, "-map", "[v]", "-an", "-c:v", "libx264",
+        "-crf", "14", str(out),
+    )  # fmt: skip
+    return out

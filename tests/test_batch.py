@@ -150,6 +150,7 @@ def test_bad_arguments(tmp_path: Path, make_clip: MakeClip) -> None:
         ({"options": EditOptions(mouth="loose")}, "mouth"),
         ({"options": EditOptions(device="tpu")}, "device"),
         ({"options": EditOptions(rest=str(tmp_path / "calm.png"))}, "rest face .* does not exist"),
+        ({"options": EditOptions(rest="2-1")}, "ends before it starts"),
     ]:
         args: dict[str, Any] = {
             "in_dir": folder,
@@ -277,35 +278,70 @@ def test_several_emotions_share_one_tracking_pass_and_equal_edit_video(
     assert np.abs(sad[12].astype(int) - b[12].astype(int)).max() > 20
 
 
-def test_a_calm_face_is_used_as_spfem_edit_uses_it(speaker: Path, tmp_path: Path) -> None:
-    """`--rest` in a batch: the output is `spfem edit --rest`'s, the record keeps the calm
-    face among the options, and a re-run with the same calm face skips the done output while
-    one without it must be told to overwrite."""
+def _largest_difference(a: Path, b: Path) -> int:
+    """The largest difference of two videos' frames (levels); they have as many frames."""
+    x, y = frames_of(a), frames_of(b)
+    assert len(x) == len(y)
+    return max(int(np.abs(f.astype(int) - g.astype(int)).max()) for f, g in zip(x, y, strict=True))
+
+
+@pytest.mark.parametrize("emotions", [["neutral"], ["neutral", "sad"]])
+def test_a_calm_face_is_used_as_spfem_edit_uses_it(
+    held_then_calm: Path, tmp_path: Path, emotions: list[str]
+) -> None:
+    """`--rest` in a batch, one emotion (`edit_video`'s path) or several (one shared tracking
+    pass): the output is `spfem edit --rest`'s, not the edit without it (her held brows are
+    lowered); the record keeps the calm face among the options, and a re-run with the same
+    calm face skips the done output while one without it must be told to overwrite."""
     import imageio.v3 as iio
 
     from spfem_cli.pipeline import edit_video
 
+    from .conftest import CALM_FRAMES
+
     folder = tmp_path / "in"
     folder.mkdir()
-    shutil.copy(speaker, folder / "talk.mp4")
+    shutil.copy(held_then_calm, folder / "talk.mp4")
     calm = tmp_path / "calm.png"
-    iio.imwrite(calm, frames_of(speaker)[0])
+    iio.imwrite(calm, frames_of(held_then_calm)[-1])  # her calm face: frame 145 of expr_d10
+    assert CALM_FRAMES[1] - 1 == 145
     options = EditOptions(rest=str(calm))
-    summary = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=["sad"], options=options)
+    summary = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions, options=options)
     assert summary.ok and summary.records[0].options["rest"] == str(calm)
-    alone = edit_video(
-        input_path=folder / "talk.mp4", emotion="sad", output_path=tmp_path / "a.mp4", rest=calm
+    made = tmp_path / "out" / "talk.neutral.mp4"
+    given, plain = tmp_path / "given.mp4", tmp_path / "plain.mp4"
+    edit_video(input_path=folder / "talk.mp4", emotion="neutral", output_path=given, rest=calm)
+    edit_video(input_path=folder / "talk.mp4", emotion="neutral", output_path=plain)
+    assert _largest_difference(made, given) <= 1
+    assert _largest_difference(made, plain) > 20
+    again = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions, options=options)
+    assert again.n_skipped == len(emotions)
+    without = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions)
+    assert not without.ok and "--overwrite" in without.records[0].reason
+
+
+def test_a_calm_time_range_is_read_from_each_video(held_then_calm: Path, tmp_path: Path) -> None:
+    """`--rest 1.5-1.7` in a batch reads each video's own seconds 1.5 to 1.7 (her calm face,
+    here), as `spfem edit --rest 1.5-1.7` does; a video shorter than the range fails alone,
+    with the reason."""
+    from spfem_cli.pipeline import edit_video
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(held_then_calm, folder / "talk.mp4")
+    options = EditOptions(rest="1.5-1.7")
+    out = tmp_path / "out"
+    summary = run_batch(in_dir=folder, out_dir=out, emotions=["neutral"], options=options)
+    assert summary.ok and summary.records[0].options["rest"] == "1.5-1.7"
+    given, plain = tmp_path / "given.mp4", tmp_path / "plain.mp4"
+    edit_video(input_path=folder / "talk.mp4", emotion="neutral", output_path=given, rest="1.5-1.7")
+    edit_video(input_path=folder / "talk.mp4", emotion="neutral", output_path=plain)
+    assert _largest_difference(out / "talk.neutral.mp4", given) <= 1
+    assert _largest_difference(out / "talk.neutral.mp4", plain) > 20
+    late = run_batch(
+        in_dir=folder, out_dir=tmp_path / "late", emotions=["sad"], options=EditOptions(rest="3-4")
     )
-    a, b = frames_of(alone.output), frames_of(tmp_path / "out" / "talk.sad.mp4")
-    assert len(a) == len(b)
-    assert (
-        max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(a, b, strict=True))
-        <= 1
-    )
-    again = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=["sad"], options=options)
-    assert again.n_skipped == 1
-    plain = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=["sad"])
-    assert not plain.ok and "--overwrite" in plain.records[0].reason
+    assert not late.ok and "past the end of" in late.records[0].reason
 
 
 def test_out_dir_inside_in_dir_is_not_processed(tmp_path: Path, make_clip: MakeClip) -> None:
@@ -761,3 +797,15 @@ def test_cli_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path
         end=2.0,
         rest=str(Path("calm.png").resolve()),
     )
+
+
+def test_a_calm_time_range_reaches_the_jobs_as_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A calm face file goes to the jobs by its absolute path (they may run elsewhere); a
+    time range as typed, to be read from each video; a file named like a range is a file."""
+    monkeypatch.chdir(tmp_path)
+    assert cli._batch_rest(Path("0-2.5")) == "0-2.5"
+    assert cli._batch_rest(Path("calm.png")) == str(tmp_path / "calm.png")
+    (tmp_path / "1-2").write_bytes(b"")
+    assert cli._batch_rest(Path("1-2")) == str(tmp_path / "1-2")

@@ -183,6 +183,8 @@ def test_bad_rest_face(make_clip: Callable[..., Path], tmp_path: Path) -> None:
         (tmp_path / "nope.png", "does not exist"),
         (grey, "no face found in the rest face"),
         (notes, "rest face: "),
+        ("3-2", "ends before it starts"),
+        ("50-60", "past the end of"),
     ]:
         code, out = spfem(str(clip), "-e", "neutral", "--rest", str(rest), "-o", str(o))
         assert_clean_failure(code, out, expect=expect)

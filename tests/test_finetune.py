@@ -670,6 +670,7 @@ def test_free_text_on_a_video_without_a_face_passes_it_through(
         ("prompts", "prompt file not found"),
         ("mouth", "unknown mouth mode 'wide'"),
         ("rest", "calm.png does not exist"),
+        ("rest span", "5-6 s is past the end of"),
     ],
 )
 def test_finetune_cli_errors(
@@ -701,6 +702,8 @@ def test_finetune_cli_errors(
         args += ["--mouth", "wide"]
     elif case == "rest":
         args += ["--rest", str(tmp_path / "calm.png")]
+    elif case == "rest span":
+        args += ["--rest", "5-6"]
     result = runner.invoke(cli.app, args, env={"COLUMNS": "400"})
     _one_line_error(result, message)
     if case == "exists":

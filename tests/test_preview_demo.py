@@ -60,3 +60,11 @@ def test_preview_reads_the_rest_face_first(make_clip: Callable[..., Path], tmp_p
     assert result.exit_code == 2 and not out.exists()
     assert "rest face" in result.output and "does not exist" in result.output
     assert len(result.output.strip().splitlines()) == 1
+    # A time range is read from the previewed video itself (this one is 1 s long).
+    result = runner.invoke(
+        cli.app,
+        ["preview", str(clip), "-o", str(out), "-q", "--rest", "2-3"],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 2 and not out.exists()
+    assert f"2-3 s is past the end of {clip}" in result.output

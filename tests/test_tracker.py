@@ -7,13 +7,16 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from spfem_cli import demo
+from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.tracker import LandmarkTracker, _native_stderr_silenced
 from spfem_cli.media import FrameWriter
@@ -167,3 +170,45 @@ def test_a_rest_face_is_read_from_a_photo_or_a_clip(tmp_path: Path) -> None:
     b = frontal_face_frame(from_clip, from_photo)
     # 0.014 IOD at most; another person's face (talk_s18) differs by up to 0.17.
     assert np.abs(a - b).max() < 0.03
+    # A time range of the video itself ("--rest 0.2-0.6", the edited video's own seconds).
+    from_span = read_rest_face("0.2-0.6", video=clip)
+    assert np.abs(frontal_face_frame(from_span, from_photo) - a).max() < 0.03
+
+
+def test_a_rest_time_range_is_read_from_those_frames_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--rest 1-1.5` reads frames 25 to 37 of a 25 fps video (its seconds 1 to 1.5), and
+    only those; a range past the end, or backwards, is refused in one line; a file of that
+    name is read as a file."""
+    from spfem_cli import pipeline
+    from spfem_cli.pipeline import read_rest_face, rest_span
+
+    clip = tmp_path / "talk.mp4"
+    frames = demo.portrait_frames(n_frames=50, size=192)
+    with FrameWriter(clip, width=192, height=192, fps=Fraction(25)) as writer:
+        for t, frame in enumerate(frames):
+            marked = frame.copy()
+            for bit in range(6):  # the frame's number in black and white squares
+                marked[:16, 16 * bit : 16 * bit + 16] = 255 * ((t >> bit) & 1)
+            writer.write(marked)
+    seen: list[int] = []
+
+    def spy(frames: Iterable[np.ndarray]) -> np.ndarray | None:
+        for frame in frames:
+            bits = [frame[4:12, 16 * b + 4 : 16 * b + 12].mean() > 128 for b in range(6)]
+            seen.append(sum(int(on) << b for b, on in enumerate(bits)))
+        return np.zeros((mesh.N_LANDMARKS, 3))
+
+    monkeypatch.setattr(pipeline, "rest_shape", spy)
+    read_rest_face("1-1.5", video=clip)
+    assert seen == list(range(25, 38))
+    assert rest_span("0-2.5") == (0.0, 2.5) and rest_span(" 1.5 - 3 ") == (1.5, 3.0)
+    assert rest_span("calm.png") is None and rest_span("2") is None
+    with pytest.raises(SpfemError, match="ends before it starts"):
+        rest_span("3-2")
+    with pytest.raises(SpfemError, match=r"past the end of .*talk.mp4 \(2.0 s long\)"):
+        read_rest_face("5-6", video=clip)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "0-1").write_bytes(b"")
+    assert rest_span("0-1") is None

@@ -639,7 +639,8 @@ def finetune(
     (trained on the same CLIP); None uses zero-shot CLIP prompts, which are not personalised.
     clip_weights: an open_clip tag (downloaded once) or a local file; None gives random weights
     (useless except for testing). refiner: the refiner the person's starts from (manifest name
-    or path). rest: a photo or clip of the person's calm face (`spfem edit --rest`), so that an
+    or path). rest: a photo or clip of the person's calm face, or a time range of the clip
+    where it is calm (`spfem edit --rest`), so that an
     expression they hold all through the clip counts as on the face, not as their rest, when
     the edits it learns from replace it. Everything else as in `FinetuneConfig`.
 
@@ -675,7 +676,7 @@ def finetune(
     if prompts_path is not None and not prompts_path.is_file():
         raise SpfemError(f"prompt file not found: {prompts_path}")
     info = probe(clip_path)  # refuses a missing or unreadable video before anything is loaded
-    rest_face = None if rest is None else read_rest_face(Path(rest).expanduser())
+    rest_face = None if rest is None else read_rest_face(rest, video=clip_path)
     torch_device = resolve_device(device)
 
     expression, expression_meta = load_expression(model)
