@@ -64,8 +64,8 @@ class EditOptions:
     end: float | None = None
     # None: the pipeline's default checkpoint (`run_batch` records which one that was).
     model: str | None = None
-    # A photo or clip of the (one) person in the videos with a calm face, as `spfem edit
-    # --rest`: an absolute path every worker can read.
+    # As `spfem edit --rest`: a photo or clip of the (one) person in the videos with a calm
+    # face, by an absolute path every worker can read, or a time range read from each video.
     rest: str | None = None
 
     def result_options(self) -> dict[str, Any]:

@@ -640,9 +640,9 @@ def finetune(
     clip_weights: an open_clip tag (downloaded once) or a local file; None gives random weights
     (useless except for testing). refiner: the refiner the person's starts from (manifest name
     or path). rest: a photo or clip of the person's calm face, or a time range of the clip
-    where it is calm (`spfem edit --rest`), so that an
-    expression they hold all through the clip counts as on the face, not as their rest, when
-    the edits it learns from replace it. Everything else as in `FinetuneConfig`.
+    where it is calm (`spfem edit --rest`), so that an expression they hold through the rest
+    of the clip counts as on the face, not as their rest, when the edits it learns from
+    replace it. Everything else as in `FinetuneConfig`.
 
     Raises SpfemError: exit 2 for bad arguments, an existing output (without `overwrite`), a
     clip without a usable face, a prompt file that does not fit the CLIP, or a partial state
