@@ -780,6 +780,16 @@ def real_cut(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _tiny_run_args(tiny_weights: Path, refiner_file: Path) -> list[str]:
+    """`spfem finetune` options for a quick run on a real cut: the tiny CLIP, the small
+    refiner, 12 frames, pairs of 2, on the CPU."""
+    return [
+        "--clip-arch", TINY, "--clip-weights", str(tiny_weights), "--clip-config",
+        str(TINY_CONFIG), "--batch-size", "2", "--device", "cpu", "--refiner", str(refiner_file),
+        "--max-frames", "12",
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def real_personal(
     real_cut: Path,
@@ -800,25 +810,12 @@ def real_personal(
                 str(out),
                 "--prompts",
                 str(prompts_file),
-                "--clip-arch",
-                TINY,
-                "--clip-weights",
-                str(tiny_weights),
-                "--clip-config",
-                str(TINY_CONFIG),
                 "--steps",
                 "2",
-                "--batch-size",
-                "2",
-                "--device",
-                "cpu",
-                "--refiner",
-                str(small_refiner_file),
-                "--max-frames",
-                "12",
                 "--save-every",
                 "1",
-            ],  # fmt: skip
+                *_tiny_run_args(tiny_weights, small_refiner_file),
+            ],
             env={"COLUMNS": "400"},
         )
     assert result.exit_code == 0, result.output
@@ -976,23 +973,10 @@ def test_finetune_with_a_calm_face_learns_to_replace_a_held_expression(
                 str(calm),
                 "--cache",
                 str(cache),
-                "--clip-arch",
-                TINY,
-                "--clip-weights",
-                str(tiny_weights),
-                "--clip-config",
-                str(TINY_CONFIG),
                 "--steps",
                 "1",
-                "--batch-size",
-                "2",
-                "--device",
-                "cpu",
-                "--refiner",
-                str(small_refiner_file),
-                "--max-frames",
-                "12",
-            ],  # fmt: skip
+                *_tiny_run_args(tiny_weights, small_refiner_file),
+            ],
             env={"COLUMNS": "400"},
         )
     assert result.exit_code == 0, result.output
