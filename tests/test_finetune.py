@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import Result
 from typer.testing import CliRunner
 
 from spfem_cli import cli
@@ -780,14 +781,18 @@ def real_cut(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _tiny_run_args(tiny_weights: Path, refiner_file: Path) -> list[str]:
-    """`spfem finetune` options for a quick run on a real cut: the tiny CLIP, the small
-    refiner, 12 frames, pairs of 2, on the CPU."""
-    return [
-        "--clip-arch", TINY, "--clip-weights", str(tiny_weights), "--clip-config",
-        str(TINY_CONFIG), "--batch-size", "2", "--device", "cpu", "--refiner", str(refiner_file),
-        "--max-frames", "12",
+def _finetune_real_cut(
+    clip: Path, out: Path, *extra: str, tiny_weights: Path, refiner_file: Path
+) -> Result:
+    """`spfem finetune CLIP -o OUT EXTRA...` for a quick run on a real cut: the tiny CLIP, the
+    small refiner, 12 frames, pairs of 2, one thread on the CPU. Returns the CLI's result."""
+    args = [
+        "finetune", str(clip), "-o", str(out), *extra, "--clip-arch", TINY, "--clip-weights",
+        str(tiny_weights), "--clip-config", str(TINY_CONFIG), "--batch-size", "2", "--device",
+        "cpu", "--refiner", str(refiner_file), "--max-frames", "12",
     ]  # fmt: skip
+    with torch_threads(1):
+        return runner.invoke(cli.app, args, env={"COLUMNS": "400"})
 
 
 @pytest.fixture(scope="module")
@@ -800,24 +805,10 @@ def real_personal(
 ) -> Path:
     """`spfem finetune` on the real cut with the tiny CLIP: a couple of steps."""
     out = tmp_path_factory.mktemp("real-personal") / "man.spfem"
-    with torch_threads(1):
-        result = runner.invoke(
-            cli.app,
-            [
-                "finetune",
-                str(real_cut),
-                "-o",
-                str(out),
-                "--prompts",
-                str(prompts_file),
-                "--steps",
-                "2",
-                "--save-every",
-                "1",
-                *_tiny_run_args(tiny_weights, small_refiner_file),
-            ],
-            env={"COLUMNS": "400"},
-        )
+    result = _finetune_real_cut(
+        real_cut, out, "--prompts", str(prompts_file), "--steps", "2", "--save-every", "1",
+        tiny_weights=tiny_weights, refiner_file=small_refiner_file,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.output and "2 steps on 12 frames" in result.output
     return out
@@ -961,24 +952,10 @@ def test_finetune_with_a_calm_face_learns_to_replace_a_held_expression(
     with FrameReader(probe(source)) as reader:
         iio.imwrite(calm, next(itertools.islice(reader, 140, None)))
     out = tmp_path / "d10.spfem"
-    with torch_threads(1):
-        result = runner.invoke(
-            cli.app,
-            [
-                "finetune",
-                str(cut),
-                "-o",
-                str(out),
-                "--rest",
-                str(calm),
-                "--cache",
-                str(cache),
-                "--steps",
-                "1",
-                *_tiny_run_args(tiny_weights, small_refiner_file),
-            ],
-            env={"COLUMNS": "400"},
-        )
+    result = _finetune_real_cut(
+        cut, out, "--rest", str(calm), "--cache", str(cache), "--steps", "1",
+        tiny_weights=tiny_weights, refiner_file=small_refiner_file,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     recorded = load_personal(out, expression=model).config["training"]["present"]
     assert recorded["AU1"] + recorded.get("AU2", 0.0) > 1.0
