@@ -6,11 +6,13 @@ The `make_*` fixtures return functions that write tiny clips with ffmpeg's lavfi
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 import pytest
 
 
@@ -21,6 +23,14 @@ def run_ffmpeg_checked(*args: str) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         pytest.fail(f"ffmpeg failed ({result.returncode}): {' '.join(args)}\n{result.stderr}")
+
+
+def video_frame(path: Path, t: int) -> np.ndarray:
+    """Frame t (H, W, 3) uint8 RGB of a video, decoded as spfem decodes it."""
+    from spfem_cli.media import FrameReader, probe
+
+    with FrameReader(probe(path)) as reader:
+        return next(itertools.islice(reader, t, None))
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from spfem_cli.face import mesh
 from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel
 from spfem_cli.media import FrameReader, audio_packet_checksums, probe
 from spfem_cli.pipeline import EXPRESSION_SMOOTHING_S, EditReport, edit_video
+from tests.conftest import video_frame
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 # Issue 3 is open here: neutral takes the squint off a smile's peaks but calms the movement
@@ -300,10 +301,7 @@ def test_neutral_calms_an_expressive_face(
 
 def _frame(clip: str, t: int) -> np.ndarray:
     """Frame t (H, W, 3) uint8 RGB of a shared clip."""
-    import itertools
-
-    with FrameReader(probe(SHARED_CLIPS / clip)) as reader:
-        return next(itertools.islice(reader, t, None))
+    return video_frame(SHARED_CLIPS / clip, t)
 
 
 def _edit_one_frame(

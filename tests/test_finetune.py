@@ -937,20 +937,16 @@ def test_finetune_with_a_calm_face_learns_to_replace_a_held_expression(
     (frame 140, looked at): against the calm face the raise is on the face, and the tuner's
     edits replace it, as `spfem edit --rest` would (brow raisers 1.66 activation units on
     average; 0.11 without the calm face, where the raise is the clip's rest; measured)."""
-    import itertools
-
     import imageio.v3 as iio
 
-    from spfem_cli.media import FrameReader, probe
     from spfem_cli.pipeline import read_rest_face
     from spfem_cli.training import frames as frames_mod
-    from tests.conftest import run_ffmpeg_checked
+    from tests.conftest import run_ffmpeg_checked, video_frame
 
     source = clips_dir / "expr_d10.mp4"
     cut, calm, cache = tmp_path / "held.mp4", tmp_path / "calm.png", tmp_path / "cache"
     run_ffmpeg_checked("-i", str(source), "-t", "2.5", "-an", "-c:v", "libx264", str(cut))
-    with FrameReader(probe(source)) as reader:
-        iio.imwrite(calm, next(itertools.islice(reader, 140, None)))
+    iio.imwrite(calm, video_frame(source, 140))
     out = tmp_path / "d10.spfem"
     result = _finetune_real_cut(
         cut, out, "--rest", str(calm), "--cache", str(cache), "--steps", "1",
