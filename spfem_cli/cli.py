@@ -42,8 +42,8 @@ MouthOption = Annotated[
     typer.Option(
         help="natural: lip corners follow the emotion, lip opening follows the "
         "speech; strict: the whole mouth region is kept from the source; expressive: the lip "
-        "corners follow the emotion about twice as far (smiles show more), the opening still "
-        "follows the speech."
+        "corners move as far as in a real expression (a smile reads as one), the opening still "
+        "follows the speech but the inner lips change more."
     ),
 ]
 GeneratorOption = Annotated[

@@ -487,8 +487,8 @@ MOUTH_EMOTIONS = ("happy", "contempt", "disgusted")
 
 def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
     """A hint for an edit whose emotion shows mostly in the mouth, in natural mouth mode:
-    the lip corners move only a little there, and `--mouth expressive` shows about twice as
-    much. None when it does not apply."""
+    the lip corners move only a little there, and `--mouth expressive` moves them as far as a
+    real expression does. None when it does not apply."""
     if mouth != "natural":
         return None
     names = sorted(
@@ -503,8 +503,8 @@ def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
         return None
     return (
         f"{' and '.join(names)} show mostly in the mouth, which --mouth natural keeps close to "
-        "the speech (the lip corners move a little); --mouth expressive lets them go about "
-        "twice as far"
+        "the speech (the lip corners move a little); --mouth expressive moves them as far as "
+        "a real expression does"
     )
 
 

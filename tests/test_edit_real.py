@@ -14,6 +14,7 @@ import pytest
 from spfem_cli.evaluate import (
     background_difference,
     compare_speech,
+    corner_lift,
     face_frame_landmarks,
     landmark_activations,
     slow_movement,
@@ -171,16 +172,22 @@ def expressive_happy(tmp_path_factory: pytest.TempPathFactory) -> Edited:
 
 
 @needs_clips
-def test_expressive_mouth_smiles_more_and_keeps_the_opening(
+def test_expressive_mouth_smiles_as_far_as_a_real_smile_and_keeps_the_opening(
     speech_happy: Edited, expressive_happy: Edited
 ) -> None:
-    assert corner_rise(expressive_happy) > corner_rise(speech_happy) + 0.01
+    """A real acted smile lifts the lip corners 0.07-0.12 IOD against the middle of the lips;
+    expressive mode's 0.078 there (`corner_lift`, mouth only) is paid for in inner-lip error
+    (4.3%, against natural mode's 1%), while the opening still follows the speech."""
+    assert corner_rise(expressive_happy) > corner_rise(speech_happy) + 0.03
     alone = window_landmarks(
         expressive_happy.clip, expressive_happy.out, input_lm=expressive_happy.lm_in, window="mouth"
     )
+    lift = np.nanmean(corner_lift(alone) - corner_lift(expressive_happy.lm_in))
+    # With a release of 0.08 IOD and no mouth gain, this mode lifted them 0.041.
+    assert lift > 0.065, lift
     rep = compare_speech(expressive_happy.lm_in, alone)
-    assert rep.opening_corr >= 0.98, rep
-    assert rep.inner_lip_error <= 0.03, rep
+    assert rep.opening_corr >= 0.95, rep
+    assert rep.inner_lip_error <= 0.05, rep
 
 
 @pytest.fixture(scope="module")

@@ -275,6 +275,34 @@ def test_crop_edit_moves_the_eyes_as_the_frame_edit_does(model: ExpressionModel)
     assert abs(height - height_frame) <= 1
 
 
+def test_crop_edit_asks_the_mouth_for_what_expressive_mode_asks(model: ExpressionModel) -> None:
+    """In expressive mode `spfem edit` asks the mouth AUs for more (`mouth_gain`); the crop
+    path fine-tuning learns through asks the same."""
+    from spfem_cli.generator.generator import mouth_gain
+
+    crop = CropGeometry(size=96)
+    pts = model.template.double().numpy()
+    image = painted_eyes(pts, crop_face_frame(crop.fine), (2 * crop.size, 2 * crop.size))
+    batch = prepare_crops(image.transpose(2, 0, 1)[None], pts[None], crop=crop, mouth="expressive")
+    smile = model.emotion_vector("happy")[None]
+    gain = torch.from_numpy(mouth_gain(model.au_names, mode="expressive")).float()
+
+    def out(delta: torch.Tensor, mouth: str) -> torch.Tensor:
+        return edit_crops(
+            batch,
+            delta,
+            expression=model,
+            refiner=None,
+            mouth=mouth,
+            crop=crop,  # type: ignore[arg-type]
+        ).flow
+
+    expressive = out(smile, "expressive")
+    # Natural and expressive differ only in the gain once the held maps are the same.
+    assert torch.allclose(expressive, out(smile * gain, "natural"), atol=1e-5)
+    assert not torch.allclose(expressive, out(smile, "natural"), atol=1e-3)
+
+
 def test_the_lids_gradient_goes_through_the_eye_correction(model: ExpressionModel) -> None:
     """d(flow at the upper lids)/d(AU5) on the crop path is the lids' own displacement per
     unit of AU5 (the eye correction carries it), not the half the smooth flow gives."""

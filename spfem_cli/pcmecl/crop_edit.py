@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spfem_cli.generator.expression import ExpressionModel
-from spfem_cli.generator.generator import MouthMode, face_rules, mouth_hold
+from spfem_cli.generator.generator import MouthMode, face_rules, mouth_gain, mouth_hold
 from spfem_cli.generator.refiner import (
     CropGeometry,
     Refiner,
@@ -134,7 +134,8 @@ def edit_crops(
     refiner's parameters; the expression model's buffers must be on the batch's device.
     """
     warp = warp or WarpConfig()
-    disp = expression.displacement(delta)  # (B, 478, 2), IOD
+    gain = torch.from_numpy(mouth_gain(expression.au_names, mode=mouth)).to(delta)
+    disp = expression.displacement(delta * gain)  # (B, 478, 2), IOD
     disp = face_rules(disp, points=batch.points, mode=mouth)
     # The edit zeroes the flow on the held mouth after interpolation (`Warper._hold`): the
     # lips never move whatever the smooth flow around them does.
