@@ -12,7 +12,8 @@ error at the inner lip corners and at the middle of the lips. The holds:
 
 - natural: what `spfem edit --mouth natural` does (the outer lips and a band around them
   held, let go within 0.04 IOD of each lip corner);
-- release 0.06 / 0.08: the same, let go wider around each corner (0.08 is expressive mode);
+- release 0.06 / 0.08: the same, let go wider around each corner (0.08 was expressive mode
+  before it also asked the mouth AUs for more: `EXPRESSIVE_HOLD`);
 - inner lips only: the hold drawn around the inner lip contour instead of the outer one;
 - release beyond the corners: the let-go centred 0.04 IOD outside each corner;
 - inner corners 0.9: the inner lip corners asked to follow the outer ones by 0.9 of their
