@@ -502,9 +502,9 @@ def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
     if not names:
         return None
     return (
-        f"{' and '.join(names)} show mostly in the mouth, which --mouth natural keeps close to "
-        "the speech (the lip corners move a little); --mouth expressive moves them as far as "
-        "a real expression does"
+        f"{' and '.join(names)} {'shows' if len(names) == 1 else 'show'} mostly in the mouth, "
+        "which --mouth natural keeps close to the speech (the lip corners move a little); "
+        "--mouth expressive moves them as far as a real expression does"
     )
 
 
