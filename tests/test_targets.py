@@ -445,3 +445,5 @@ def test_a_hint_for_emotions_that_show_in_the_mouth_in_natural_mode() -> None:
     assert mouth_hint(parse_emotion("happy"), mouth="strict") is None
     assert mouth_hint(parse_emotion("surprised+sad"), mouth="natural") is None
     assert mouth_hint(parse_emotion("happy:0+sad:1"), mouth="natural") is None
+    # Expressive mode barely adds to disgust, so it is not suggested for it.
+    assert mouth_hint(parse_emotion("disgusted"), mouth="natural") is None
