@@ -278,7 +278,7 @@ def test_crop_edit_moves_the_eyes_as_the_frame_edit_does(model: ExpressionModel)
 def test_crop_edit_asks_the_mouth_for_what_expressive_mode_asks(model: ExpressionModel) -> None:
     """In expressive mode `spfem edit` asks the mouth AUs for more (`mouth_gain`); the crop
     path fine-tuning learns through asks the same."""
-    from spfem_cli.generator.generator import mouth_gain
+    from spfem_cli.generator.generator import MouthMode, mouth_gain
 
     crop = CropGeometry(size=96)
     pts = model.template.double().numpy()
@@ -287,15 +287,8 @@ def test_crop_edit_asks_the_mouth_for_what_expressive_mode_asks(model: Expressio
     smile = model.emotion_vector("happy")[None]
     gain = torch.from_numpy(mouth_gain(model.au_names, mode="expressive")).float()
 
-    def out(delta: torch.Tensor, mouth: str) -> torch.Tensor:
-        return edit_crops(
-            batch,
-            delta,
-            expression=model,
-            refiner=None,
-            mouth=mouth,
-            crop=crop,  # type: ignore[arg-type]
-        ).flow
+    def out(delta: torch.Tensor, mouth: MouthMode) -> torch.Tensor:
+        return edit_crops(batch, delta, expression=model, refiner=None, mouth=mouth, crop=crop).flow
 
     expressive = out(smile, "expressive")
     # Natural and expressive differ only in the gain once the held maps are the same.

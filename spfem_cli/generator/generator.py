@@ -224,6 +224,8 @@ class FaceGenerator:
             )
         self.model = model
         self.mouth = mouth
+        # (K,) the factor on each AU's change in this mouth mode, the same for every frame.
+        self.gain = mouth_gain(model.au_names, mode=mouth)
         self.warper = Warper(device=device, config=warp)
         self.refiner = refiner.to(device).eval() if refiner is not None else None
 
@@ -231,7 +233,7 @@ class FaceGenerator:
         """delta: (K,) change of AU activations; points: (478, 2) face-frame landmarks.
         Returns (478, 2) forward displacements in IOD units, with the mouth mode's gain
         (`mouth_gain`) and the face rules applied."""
-        delta = np.asarray(delta, np.float64) * mouth_gain(self.model.au_names, mode=self.mouth)
+        delta = np.asarray(delta, np.float64) * self.gain
         with torch.no_grad():
             disp = self.model.displacement(torch.as_tensor(delta, dtype=torch.float32))
         return face_rules(disp.numpy().astype(np.float64), points=points, mode=self.mouth)
