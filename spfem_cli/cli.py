@@ -463,6 +463,13 @@ def train_refiner_command(
         Path | None, typer.Option(help="Folder to keep the cut face crops in between runs.")
     ] = None,
     device: DeviceOption = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes that build the training pairs beside the training (overrides the "
+            "config; 0: none). On a GPU, about one per spare CPU core."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Pre-train the refiner on your own videos (self-supervised).
@@ -484,6 +491,10 @@ def train_refiner_command(
             cfg.steps = steps
         if seed is not None:
             cfg.seed = seed
+        if workers is not None:
+            if workers < 0:
+                raise SpfemError(f"--workers must be 0 or more, got {workers}")
+            cfg.workers = workers
         return train_refiner(
             video_dir=video_dir,
             output=output,

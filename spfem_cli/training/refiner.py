@@ -25,7 +25,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -92,6 +92,10 @@ class TrainConfig:
     mirror: bool = False
     log_every: int = 25
     val_every: int = 500
+    # Processes that build the training pairs (warping is CPU work, one pair ~20 ms on a
+    # core), so a GPU is not left waiting; 0: the training process builds them. Each worker
+    # has its own random stream, so results depend on this number as on the seed.
+    workers: int = 0
     crop_size: int = 128
     channels: tuple[int, int, int] = (24, 48, 96)
     expression_model: str = DEFAULT_MODEL
@@ -355,14 +359,15 @@ def validate(
 ) -> ValidationResult:
     """Reconstruction errors on fixed pairs (from people the model was not trained on)."""
     crop = model.config.crop
+    device = next(model.parameters()).device
     sums = np.zeros(6)
     model.eval()
     with torch.no_grad():
         for i in range(0, len(pairs), batch_size):
             chunk = pairs[i : i + batch_size]
             b = make_batch(clips, chunk, crop=crop, warp=warp)
-            residual, mask = model(b.inputs, b.aus)
-            refined = compose(b.warped, residual, mask, b.allow)
+            residual, mask = model(b.inputs.to(device), b.aus.to(device))
+            refined = compose(b.warped, residual.cpu(), mask.cpu(), b.allow)
             source = b.inputs[:, 3:6]
             for j in range(len(chunk)):
                 w = b.allow[j : j + 1]
@@ -380,6 +385,65 @@ def validate(
     model.train()
     m = sums / max(len(pairs), 1)
     return ValidationResult(len(pairs), *[float(v) for v in m])
+
+
+def training_batch(
+    clips: Sequence[ClipFrames],
+    *,
+    config: TrainConfig,
+    warp: WarpConfig,
+    rng: np.random.Generator,
+    one_sided: Sequence[int],
+) -> Batch:
+    """One training batch: `batch_size` pairs drawn, colour-jittered, half mirrored when the
+    config says so (`one_sided`: indices of the AUs without a mirror)."""
+    pairs = sample_pairs(clips, config.batch_size, rng=rng, config=config)
+    b = make_batch(
+        clips, pairs, crop=config.model_config().crop, warp=warp, rng=rng,
+        color_jitter=config.color_jitter,
+    )  # fmt: skip
+    if config.mirror:
+        flip = torch.from_numpy(rng.random(len(pairs)) < 0.5)
+        b = mirror_batch(b, which=flip, one_sided=one_sided)
+    return b
+
+
+class PairStream(torch.utils.data.IterableDataset):
+    """The training batches of a run, `config.steps` of them, built where they are iterated.
+
+    In a DataLoader with n workers, worker w builds the batches of steps w, w + n, ... from
+    its own random stream (the seed and w), and the loader hands them out in step order, so a
+    run is reproducible for a given seed and number of workers.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[ClipFrames],
+        *,
+        config: TrainConfig,
+        warp: WarpConfig,
+        one_sided: Sequence[int],
+    ) -> None:
+        self.clips, self.config, self.warp, self.one_sided = clips, config, warp, one_sided
+
+    def batches(
+        self, rng: np.random.Generator, *, first: int = 0, every: int = 1
+    ) -> Iterator[Batch]:
+        """The batches of steps first, first + every, ... drawn from `rng`."""
+        for _ in range(first, self.config.steps, every):
+            yield training_batch(
+                self.clips, config=self.config, warp=self.warp, rng=rng, one_sided=self.one_sided
+            )
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            return self.batches(np.random.default_rng(self.config.seed))
+        # A worker's torch work is one pair at a time; more threads would only fight the
+        # other workers for the cores.
+        torch.set_num_threads(1)
+        rng = np.random.default_rng([self.config.seed, info.id + 1])
+        return self.batches(rng, first=info.id, every=info.num_workers)
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -438,20 +502,23 @@ def train_refiner(
             exclude=tuple(config.exclude),
             reporter=rep,
         )
-        return _train(
-            clips, output=output, config=config, expression=expression, device=device, rep=rep
+        return train_on_clips(
+            clips, output=output, config=config, expression=expression, device=device, reporter=rep
         )
 
 
-def _train(
+def train_on_clips(
     clips: list[ClipFrames],
     *,
     output: Path,
     config: TrainConfig,
     expression: ExpressionModel,
-    device: str,
-    rep: Reporter,
+    device: str = "cpu",
+    reporter: Reporter | None = None,
 ) -> TrainResult:
+    """Train a refiner on clips already cut (`training.frames`) and save it to `output`
+    (fp16, with its log beside it, as `train_refiner`)."""
+    rep = reporter or SilentReporter()
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -486,16 +553,19 @@ def _train(
         result = validate(model, val_clips, val_pairs, warp=warp)
         log.write(json.dumps({"step": 0, "val": asdict(result)}) + "\n")
         running: dict[str, float] = {}
+        stream = PairStream(train_clips, config=config, warp=warp, one_sided=one_sided)
+        batches = (
+            iter(
+                torch.utils.data.DataLoader(
+                    stream, batch_size=None, num_workers=config.workers, prefetch_factor=4
+                )
+            )
+            if config.workers > 0
+            else stream.batches(rng)
+        )
         with rep.stage("Training refiner", config.steps) as adv:
             for step in range(1, config.steps + 1):
-                pairs = sample_pairs(train_clips, config.batch_size, rng=rng, config=config)
-                b = make_batch(
-                    train_clips, pairs, crop=model_cfg.crop, warp=warp, rng=rng,
-                    color_jitter=config.color_jitter,
-                )  # fmt: skip
-                if config.mirror:
-                    flip = torch.from_numpy(rng.random(len(pairs)) < 0.5)
-                    b = mirror_batch(b, which=flip, one_sided=one_sided)
+                b = next(batches)
                 residual, mask = model(b.inputs.to(dev), b.aus.to(dev))
                 allow = b.allow.to(dev)
                 out = compose(b.warped.to(dev), residual, mask, allow)
