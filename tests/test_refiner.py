@@ -713,3 +713,40 @@ def test_training_with_pair_workers_is_reproducible(model, tmp_path: Path) -> No
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert any(v.abs().sum() > 0 for k, v in first.items() if k.startswith("head"))
     assert Refiner.load(results[0].output).config.channels == (8, 8, 16)
+
+
+def test_a_stopped_training_run_keeps_its_last_validated_weights(
+    model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights are saved at each validation under their own name; a run that stops before
+    its last step leaves them (complete, with their step) and nothing under the output name."""
+    from spfem_cli.generator.checkpoint import load_checkpoint
+    from spfem_cli.training import refiner as training
+
+    clips = _synthetic_clips(model)
+    cfg = TrainConfig(
+        steps=6, batch_size=2, crop_size=64, channels=(8, 8, 16), val_people=["p2"],
+        val_pairs=2, val_every=2, log_every=1,
+    )  # fmt: skip
+    real_loss, calls = training.total_loss, []
+
+    def loss_then_stop(*args: object, **kw: object) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kw)
+
+    monkeypatch.setattr(training, "total_loss", loss_then_stop)
+    out = tmp_path / "r.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        training.train_on_clips(clips, output=out, config=cfg, expression=model)
+    last = training.last_checkpoint_path(out)
+    assert last == tmp_path / "r.last.safetensors"
+    assert not out.exists() and last.is_file()
+    assert load_checkpoint(last).config["training"]["step"] == 4
+    assert Refiner.load(last).config.channels == (8, 8, 16)
+    # A run that ends removes it.
+    monkeypatch.setattr(training, "total_loss", real_loss)
+    training.train_on_clips(clips, output=out, config=cfg, expression=model)
+    assert out.is_file() and not last.exists()
+    assert load_checkpoint(out).config["training"]["step"] == 6

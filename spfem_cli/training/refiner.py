@@ -480,7 +480,9 @@ def train_refiner(
     """Pre-train a refiner on the videos under video_dir and save it to `output` (fp16).
 
     Losses and validation results are logged, one JSON object per line, to
-    ``<output>.log.jsonl``. Reproducible for a given config (seed) and machine.
+    ``<output>.log.jsonl``. At each validation before the last step the weights are saved to
+    `last_checkpoint_path(output)`, so that a run stopped early keeps them; that file is removed
+    when the run ends. Reproducible for a given config (seed, workers) and machine.
     """
     rep = reporter or SilentReporter()
     expression = ExpressionModel.load(config.expression_model)
@@ -505,6 +507,12 @@ def train_refiner(
         return train_on_clips(
             clips, output=output, config=config, expression=expression, device=device, reporter=rep
         )
+
+
+def last_checkpoint_path(output: Path) -> Path:
+    """Where a training run keeps the weights of its latest validation before the last step
+    (`refiner.last.safetensors` beside `refiner.safetensors`); removed when the run ends."""
+    return output.with_name(f"{output.stem}.last{output.suffix}")
 
 
 def train_on_clips(
@@ -535,7 +543,21 @@ def train_on_clips(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, config))
     log_path = output.with_name(output.name + ".log.jsonl")
+    last = last_checkpoint_path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+
+    def training_record(step: int, result: ValidationResult, **more: float) -> dict:
+        return {
+            "training": {
+                "config": _jsonable(asdict(config)),
+                "train_people": train_people,
+                "val_people": val_people,
+                "step": step,
+                "validation": asdict(result),
+                **more,
+            }
+        }
+
     t_start = time.perf_counter()
     with log_path.open("w", encoding="utf-8") as log:
         log.write(
@@ -592,24 +614,22 @@ def train_on_clips(
                     result = validate(model, val_clips, val_pairs, warp=warp)
                     log.write(json.dumps({"step": step, "val": asdict(result)}) + "\n")
                     log.flush()
+                    saved = ""
+                    if step < config.steps:
+                        # A run stopped later (a time limit, a crash) still leaves these
+                        # weights, complete, under their own name.
+                        model.save(last, extra=training_record(step, result))
+                        saved = f"; saved to {last.name}"
                     rep.note(
                         f"step {step}: held-out L1 {result.l1_refined:.2f} levels "
-                        f"(warp alone {result.l1_warp:.2f})"
+                        f"(warp alone {result.l1_warp:.2f}){saved}"
                     )
                 adv()
     seconds = time.perf_counter() - t_start
     sha = model.cpu().save(
-        output,
-        extra={
-            "training": {
-                "config": _jsonable(asdict(config)),
-                "train_people": train_people,
-                "val_people": val_people,
-                "validation": asdict(result),
-                "seconds": round(seconds, 1),
-            }
-        },
+        output, extra=training_record(config.steps, result, seconds=round(seconds, 1))
     )
+    last.unlink(missing_ok=True)
     return TrainResult(
         output=output,
         sha256=sha,
