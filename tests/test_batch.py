@@ -528,9 +528,10 @@ def test_ctrl_c_with_workers_stops_cleanly(tmp_path: Path, make_clip: MakeClip) 
         make_clip(f"in/{name}", size=(320, 180), duration=3.0)
     out = tmp_path / "out"
     report = out / REPORT_NAME
-    cmd = [sys.executable, "-m", "spfem_cli", "batch", str(folder), str(out), "-e", "happy"]
+    # -X faulthandler: should it hang, SIGABRT makes it print where every thread is.
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "spfem_cli", "batch", str(folder), str(out)]
     proc = subprocess.Popen(
-        [*cmd, "--workers", "2", "--quiet"],
+        [*cmd, "-e", "happy", "--workers", "2", "--quiet"],
         start_new_session=True,
         # As a terminal's foreground job has it. Run in the background of a shell without job
         # control (`cmd &` in a script), the tests inherit SIGINT ignored, Python keeps it so,
@@ -546,7 +547,12 @@ def test_ctrl_c_with_workers_stops_cleanly(tmp_path: Path, make_clip: MakeClip) 
             assert proc.poll() is None and time.monotonic() < deadline, "no record came"
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"still running 60 s after Ctrl-C; where it was:\n{err[-8000:]}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
