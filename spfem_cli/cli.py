@@ -509,7 +509,8 @@ def train_refiner_command(
     console.print(
         f"[green]wrote[/green] {result.output} (sha256 {result.sha256[:12]}); held-out people "
         f"{', '.join(result.val_people)}: L1 {v.l1_refined:.2f} levels with the refiner, "
-        f"{v.l1_warp:.2f} warp alone ({100 * v.l1_gain:.1f}% lower); log {result.log}",
+        f"{v.l1_warp:.2f} warp alone ({abs(100 * v.l1_gain):.1f}% "
+        f"{'lower' if v.l1_gain >= 0 else 'higher'}); log {result.log}",
         highlight=False,
     )
 
