@@ -755,3 +755,39 @@ def test_a_stopped_training_run_keeps_its_last_validated_weights(
     training.train_on_clips(clips, output=out, config=cfg, expression=model)
     assert out.is_file() and not last.exists()
     assert load_checkpoint(out).config["training"]["step"] == 6
+
+
+def test_cached_clips_travel_to_workers_as_their_cache_file(model, tmp_path: Path) -> None:
+    """Pickled (as for workers started by spawn), a clip whose crops are mapped from a cache
+    file carries the file's name, not the crops; a part of such a file travels as data."""
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    from spfem_cli.training.refiner import PairStream
+
+    clips = _synthetic_clips(model)
+    cached = []
+    for clip in clips:
+        path = tmp_path / f"{clip.person}.crops.npy"
+        np.save(path, clip.crops)
+        mapped = np.load(path, mmap_mode="r")
+        cached.append(ClipFrames(clip.name, clip.person, mapped, clip.points, clip.aus))
+    blob = pickle.dumps(cached[0])
+    assert len(blob) < cached[0].crops.nbytes / 4
+    back = pickle.loads(blob)
+    assert isinstance(back.crops, np.memmap)
+    np.testing.assert_array_equal(back.crops, clips[0].crops)
+    part = ClipFrames("p", "p", cached[0].crops[2:5], clips[0].points[2:5], clips[0].aus[2:5])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(part)).crops, clips[0].crops[2:5])
+    # Spawned workers build the same batches as forked ones.
+    cfg = TrainConfig(steps=2, batch_size=2, crop_size=64, channels=(8, 8, 16), workers=1)
+    stream = PairStream(cached, config=cfg, warp=WarpConfig(), one_sided=[])
+    spawned = list(
+        DataLoader(stream, batch_size=None, num_workers=1, multiprocessing_context="spawn")
+    )
+    forked = list(
+        DataLoader(stream, batch_size=None, num_workers=1, multiprocessing_context="fork")
+    )
+    for a, b in zip(spawned, forked, strict=True):
+        torch.testing.assert_close(a.inputs, b.inputs)

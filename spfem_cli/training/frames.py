@@ -53,6 +53,36 @@ class ClipFrames:
     def __len__(self) -> int:
         return int(self.crops.shape[0])
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        # Training workers started by spawn (macOS; Python 3.14's default on Linux too) get
+        # their clips pickled: crops mapped from a cache file travel as that file's name, not
+        # as every crop through a pipe into every worker's memory.
+        if _whole_file_map(self.crops):
+            state["crops"] = _CacheFile(Path(self.crops.filename))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["crops"], _CacheFile):
+            state["crops"] = np.load(state["crops"].path, mmap_mode="r")
+        self.__dict__.update(state)
+
+
+@dataclass(frozen=True)
+class _CacheFile:
+    path: Path
+
+
+def _whole_file_map(array: np.ndarray) -> bool:
+    """Whether `array` is a read-only memory map of a whole .npy file (not a part of one)."""
+    if not isinstance(array, np.memmap) or not array.filename or array.flags.writeable:
+        return False
+    try:
+        whole = np.load(array.filename, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return whole.shape == array.shape and whole.strides == array.strides
+
 
 def find_videos(root: Path) -> list[Path]:
     """Video files under `root` (one folder level deep at most), sorted."""
