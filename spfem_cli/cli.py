@@ -458,6 +458,14 @@ def train_refiner_command(
     steps: Annotated[
         int | None, typer.Option(help="Training steps (overrides the config).")
     ] = None,
+    minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Train for about this long once the crops are cut, instead of a number of "
+            "steps: the steps are set from the pace of the first ones and stored in the "
+            "checkpoint's config, so that config repeats the run."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config).")] = None,
     cache: Annotated[
         Path | None, typer.Option(help="Folder to keep the cut face crops in between runs.")
@@ -495,6 +503,11 @@ def train_refiner_command(
             if workers < 0:
                 raise SpfemError(f"--workers must be 0 or more, got {workers}")
             cfg.workers = workers
+        if minutes is not None:
+            if steps is not None:
+                raise SpfemError("give --steps or --minutes, not both")
+            if not minutes > 0:
+                raise SpfemError(f"--minutes must be more than 0, got {minutes:g}")
         return train_refiner(
             video_dir=video_dir,
             output=output,
@@ -502,6 +515,7 @@ def train_refiner_command(
             cache_dir=cache,
             device=str(resolve_device(device)),
             reporter=RichReporter(console),
+            time_budget_s=None if minutes is None else 60.0 * minutes,
         )
 
     result = run_guarded(body)

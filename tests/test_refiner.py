@@ -479,6 +479,8 @@ def test_person_of(tmp_path: Path) -> None:
         (["{empty}"], "no videos"),
         (["{empty}", "--steps", "0"], "--steps must be at least 1"),
         (["{empty}", "--workers", "-1"], "--workers must be 0 or more"),
+        (["{empty}", "--minutes", "0"], "--minutes must be more than 0"),
+        (["{empty}", "--minutes", "1", "--steps", "5"], "give --steps or --minutes, not both"),
         (["{empty}", "--config", "{badconfig}"], "unknown training settings"),
     ],
 )
@@ -791,3 +793,48 @@ def test_cached_clips_travel_to_workers_as_their_cache_file(model, tmp_path: Pat
     )
     for a, b in zip(spawned, forked, strict=True):
         torch.testing.assert_close(a.inputs, b.inputs)
+
+
+def test_steps_for_budget_counts_steps_validations_and_a_margin() -> None:
+    from spfem_cli.training.refiner import steps_for_budget
+
+    # 100 s, 1 s a validation kept for the last one: 99 s of 0.1 s steps plus a validation
+    # every 10 steps (0.2 s a step in all), 90% of that.
+    assert steps_for_budget(seconds_left=100, step_s=0.1, val_s=1.0, val_every=10) == 445
+    assert steps_for_budget(seconds_left=100, step_s=0.1, val_s=0.0, val_every=10) == 900
+    assert steps_for_budget(seconds_left=-5, step_s=0.1, val_s=1.0, val_every=10) == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_time_budget_sets_the_steps_and_that_config_repeats_the_run(
+    model, tmp_path: Path, workers: int
+) -> None:
+    """With a time budget the steps come from the pace; the checkpoint stores them, and a run
+    of that many steps is the same run (the probe trains a copy, from another stream)."""
+    import time
+
+    from spfem_cli.generator.checkpoint import load_checkpoint
+    from spfem_cli.training.refiner import train_on_clips
+
+    clips = _synthetic_clips(model)
+    cfg = TrainConfig(
+        steps=10**6, batch_size=2, crop_size=64, channels=(8, 8, 16), val_people=["p2"],
+        val_pairs=2, val_every=10**6, log_every=1, workers=workers,
+    )  # fmt: skip
+    budget = 3.0
+    t0 = time.perf_counter()
+    timed = train_on_clips(
+        clips, output=tmp_path / "t.safetensors", config=cfg, expression=model,
+        time_budget_s=budget,
+    )  # fmt: skip
+    took = time.perf_counter() - t0
+    steps = load_checkpoint(timed.output).config["training"]["config"]["steps"]
+    assert timed.steps == steps and 1 <= steps < 10**6
+    # Loose: the budget is kept to within a factor, not to the second, on a loaded machine.
+    assert took < 3 * budget + 10
+    again = train_on_clips(
+        clips, output=tmp_path / "s.safetensors",
+        config=TrainConfig(**{**cfg.__dict__, "steps": steps}), expression=model,
+    )  # fmt: skip
+    first, second = (Refiner.load(r.output).state_dict() for r in (timed, again))
+    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -21,12 +21,13 @@ stand in for both.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -446,6 +447,88 @@ class PairStream(torch.utils.data.IterableDataset):
         return self.batches(rng, first=info.id, every=info.num_workers)
 
 
+def batch_source(stream: PairStream, *, rng: np.random.Generator) -> Iterator[Batch]:
+    """The stream's batches in step order: from `config.workers` worker processes, or built
+    here from `rng` when there are none."""
+    workers = stream.config.workers
+    if workers > 0:
+        return iter(
+            torch.utils.data.DataLoader(
+                stream, batch_size=None, num_workers=workers, prefetch_factor=4
+            )
+        )
+    return stream.batches(rng)
+
+
+def train_step(
+    model: Refiner,
+    opt: torch.optim.Optimizer,
+    b: Batch,
+    *,
+    config: TrainConfig,
+    device: torch.device,
+) -> dict[str, Tensor]:
+    """One optimiser step on a batch; returns the loss terms (scalars), the total as "loss"."""
+    residual, mask = model(b.inputs.to(device), b.aus.to(device))
+    allow = b.allow.to(device)
+    warped = b.warped.to(device)
+    out = compose(warped, residual, mask, allow)
+    target = b.target.to(device)
+    terms = reconstruction_losses(out, target, allow)
+    loss = total_loss(terms, mask, allow, config, residual)
+    # The warp's own error on the same batch: the refiner's gain on training pairs is
+    # l1_warp - l1 in the log.
+    terms["l1_warp"] = _masked_mean((warped - target).abs(), allow)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {**terms, "loss": loss}
+
+
+# Steps a pace probe times, at least; with workers, four per worker, after two per worker
+# have let every worker start and the loader's queue fill.
+PROBE_STEPS = 8
+
+
+def probe_step_seconds(
+    model: Refiner,
+    clips: Sequence[ClipFrames],
+    *,
+    config: TrainConfig,
+    warp: WarpConfig,
+    one_sided: Sequence[int],
+    device: torch.device,
+) -> float:
+    """Seconds a training step takes at its steady pace, pair building included: a copy of
+    `model` trains on batches of another random stream, so the run itself is untouched (the
+    torch random state is restored too)."""
+    probe = replace(config, seed=config.seed + 7919, steps=2**31 - 1)
+    stream = PairStream(clips, config=probe, warp=warp, one_sided=one_sided)
+    batches = batch_source(stream, rng=np.random.default_rng(probe.seed))
+    twin = copy.deepcopy(model)
+    opt = torch.optim.Adam(twin.parameters(), lr=config.lr)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        for _ in range(2 * config.workers + 1):
+            train_step(twin, opt, next(batches), config=config, device=device)
+        n = max(PROBE_STEPS, 4 * config.workers)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            terms = train_step(twin, opt, next(batches), config=config, device=device)
+        float(terms["loss"].detach())  # waits for the GPU
+        seconds = (time.perf_counter() - t0) / n
+    del batches  # stops the probe's workers
+    return seconds
+
+
+def steps_for_budget(*, seconds_left: float, step_s: float, val_s: float, val_every: int) -> int:
+    """How many steps fit in `seconds_left`: each costs `step_s` and a share of the validations
+    (one every `val_every` steps, `val_s` each), the last validation is kept time for, and a
+    tenth is left over because a probe's pace is a little optimistic. At least 1."""
+    per_step = step_s + val_s / max(val_every, 1)
+    return max(1, int(0.9 * (seconds_left - val_s) / per_step))
+
+
 def lr_factor(step: int, config: TrainConfig) -> float:
     """Learning rate over lr at a step: a linear warm-up (a zero-initialised head takes big
     first steps otherwise), then a cosine decay to lr_final."""
@@ -476,6 +559,7 @@ def train_refiner(
     cache_dir: Path | None = None,
     device: str = "cpu",
     reporter: Reporter | None = None,
+    time_budget_s: float | None = None,
 ) -> TrainResult:
     """Pre-train a refiner on the videos under video_dir and save it to `output` (fp16).
 
@@ -483,6 +567,7 @@ def train_refiner(
     ``<output>.log.jsonl``. At each validation before the last step the weights are saved to
     `last_checkpoint_path(output)`, so that a run stopped early keeps them; that file is removed
     when the run ends. Reproducible for a given config (seed, workers) and machine.
+    time_budget_s: train for about this long once the crops are cut (`train_on_clips`).
     """
     rep = reporter or SilentReporter()
     expression = ExpressionModel.load(config.expression_model)
@@ -505,7 +590,13 @@ def train_refiner(
             reporter=rep,
         )
         return train_on_clips(
-            clips, output=output, config=config, expression=expression, device=device, reporter=rep
+            clips,
+            output=output,
+            config=config,
+            expression=expression,
+            device=device,
+            reporter=rep,
+            time_budget_s=time_budget_s,
         )
 
 
@@ -523,9 +614,16 @@ def train_on_clips(
     expression: ExpressionModel,
     device: str = "cpu",
     reporter: Reporter | None = None,
+    time_budget_s: float | None = None,
 ) -> TrainResult:
     """Train a refiner on clips already cut (`training.frames`) and save it to `output`
-    (fp16, with its log beside it, as `train_refiner`)."""
+    (fp16, with its log beside it, as `train_refiner`).
+
+    time_budget_s: train for about this long instead of `config.steps` steps: the steps are
+    set from a probe of the pace (`probe_step_seconds`) and the first validation's length, and
+    stored in the checkpoint's config, so that running that config repeats the run exactly
+    (the probe draws from another random stream and trains a copy of the model)."""
+    t_start = time.perf_counter()
     rep = reporter or SilentReporter()
     dev = torch.device(device)
     torch.manual_seed(config.seed)
@@ -540,6 +638,25 @@ def train_on_clips(
     )
     one_sided = [i for i, name in enumerate(expression.au_names) if name.endswith("R")]
     model = Refiner(model_cfg).to(dev)
+    t_val = time.perf_counter()
+    result = validate(model, val_clips, val_pairs, warp=warp)
+    val_s = time.perf_counter() - t_val
+    if time_budget_s is not None:
+        step_s = probe_step_seconds(
+            model, train_clips, config=config, warp=warp, one_sided=one_sided, device=dev
+        )
+        steps = steps_for_budget(
+            seconds_left=time_budget_s - (time.perf_counter() - t_start),
+            step_s=step_s,
+            val_s=val_s,
+            val_every=config.val_every,
+        )
+        config = replace(config, steps=steps)
+        rep.note(
+            f"{steps} steps fit in {time_budget_s / 60:g} minute"
+            f"{'' if time_budget_s == 60 else 's'} "
+            f"({1000 * step_s:.0f} ms a step, {val_s:.1f} s a validation)"
+        )
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, config))
     log_path = output.with_name(output.name + ".log.jsonl")
@@ -558,7 +675,6 @@ def train_on_clips(
             }
         }
 
-    t_start = time.perf_counter()
     with log_path.open("w", encoding="utf-8") as log:
         log.write(
             json.dumps(
@@ -568,40 +684,20 @@ def train_on_clips(
                     "val_people": val_people,
                     "train_frames": sum(len(c) for c in train_clips),
                     "val_frames": sum(len(c) for c in val_clips),
+                    "time_budget_s": time_budget_s,
                 }
             )
             + "\n"
         )
-        result = validate(model, val_clips, val_pairs, warp=warp)
         log.write(json.dumps({"step": 0, "val": asdict(result)}) + "\n")
         running: dict[str, float] = {}
         stream = PairStream(train_clips, config=config, warp=warp, one_sided=one_sided)
-        batches = (
-            iter(
-                torch.utils.data.DataLoader(
-                    stream, batch_size=None, num_workers=config.workers, prefetch_factor=4
-                )
-            )
-            if config.workers > 0
-            else stream.batches(rng)
-        )
+        batches = batch_source(stream, rng=rng)
         with rep.stage("Training refiner", config.steps) as adv:
             for step in range(1, config.steps + 1):
-                b = next(batches)
-                residual, mask = model(b.inputs.to(dev), b.aus.to(dev))
-                allow = b.allow.to(dev)
-                out = compose(b.warped.to(dev), residual, mask, allow)
-                target = b.target.to(dev)
-                terms = reconstruction_losses(out, target, allow)
-                loss = total_loss(terms, mask, allow, config, residual)
-                # The warp's own error on the same batch: the refiner's gain on training pairs
-                # is l1_warp - l1 in the log.
-                terms["l1_warp"] = _masked_mean((b.warped.to(dev) - target).abs(), allow)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                terms = train_step(model, opt, next(batches), config=config, device=dev)
                 sched.step()
-                for k, v in {**terms, "loss": loss}.items():
+                for k, v in terms.items():
                     running[k] = running.get(k, 0.0) + float(v.detach())
                 if step % config.log_every == 0:
                     entry = {k: v / config.log_every for k, v in running.items()}
