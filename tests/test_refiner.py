@@ -838,3 +838,30 @@ def test_a_time_budget_sets_the_steps_and_that_config_repeats_the_run(
     )  # fmt: skip
     first, second = (Refiner.load(r.output).state_dict() for r in (timed, again))
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_generator_benchmark_runs_from_saved_landmarks_without_the_clips(
+    model, tmp_path: Path
+) -> None:
+    """`scripts/benchmark_generator.py --landmarks` times the generator where neither MediaPipe
+    nor the clips are (a GPU box): on frames of random texture of the saved size."""
+    import re
+    import subprocess
+    import sys
+
+    face = FaceFrame(origin=np.array([160.0, 110.0]), angle=0.02, iod=60.0)
+    marks = np.stack([face.to_image(model.template.double().numpy())] * 3).astype(np.float32)
+    saved = tmp_path / "lm.npz"
+    np.savez(saved, **{"nowhere.mp4/landmarks": marks, "nowhere.mp4/size": np.array([240, 320])})
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_generator.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--landmarks", str(saved), "--clips", "nowhere.mp4",
+         "--frames", "3", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    line = next(x for x in run.stdout.splitlines() if x.startswith("nowhere.mp4"))
+    assert "(320x240, 3 frames, frames of random texture)" in line
+    fps = [float(v) for v in re.findall(r"generate/\w+ ([\d.]+) fps", line)]
+    assert len(fps) == 2 and all(v > 0 for v in fps)
+    assert re.search(r"batch 32: [\d.]+ ms a frame", run.stdout)
