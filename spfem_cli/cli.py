@@ -462,7 +462,7 @@ def train_refiner_command(
         float | None,
         typer.Option(
             help="Train for about this long once the crops are cut, instead of a number of "
-            "steps: the steps are set from the pace of the first ones and stored in the "
+            "steps: a short probe times a step, and the steps that fit are stored in the "
             "checkpoint's config, so that config repeats the run."
         ),
     ] = None,
