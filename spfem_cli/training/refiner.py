@@ -447,9 +447,9 @@ class PairStream(torch.utils.data.IterableDataset):
         return self.batches(rng, first=info.id, every=info.num_workers)
 
 
-def batch_source(stream: PairStream, *, rng: np.random.Generator) -> Iterator[Batch]:
+def batch_source(stream: PairStream) -> Iterator[Batch]:
     """The stream's batches in step order: from `config.workers` worker processes, or built
-    here from `rng` when there are none."""
+    here, from the config's seed, when there are none."""
     workers = stream.config.workers
     if workers > 0:
         return iter(
@@ -457,7 +457,7 @@ def batch_source(stream: PairStream, *, rng: np.random.Generator) -> Iterator[Ba
                 stream, batch_size=None, num_workers=workers, prefetch_factor=4
             )
         )
-    return stream.batches(rng)
+    return iter(stream)
 
 
 def train_step(
@@ -504,7 +504,7 @@ def probe_step_seconds(
     torch random state is restored too)."""
     probe = replace(config, seed=config.seed + 7919, steps=2**31 - 1)
     stream = PairStream(clips, config=probe, warp=warp, one_sided=one_sided)
-    batches = batch_source(stream, rng=np.random.default_rng(probe.seed))
+    batches = batch_source(stream)
     twin = copy.deepcopy(model)
     opt = torch.optim.Adam(twin.parameters(), lr=config.lr)
     cuda = [device.index or 0] if device.type == "cuda" else []
@@ -627,7 +627,6 @@ def train_on_clips(
     rep = reporter or SilentReporter()
     dev = torch.device(device)
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     warp = WarpConfig()
     model_cfg = config.model_config()
     train_people, val_people = split_people(clips, config)
@@ -692,7 +691,7 @@ def train_on_clips(
         log.write(json.dumps({"step": 0, "val": asdict(result)}) + "\n")
         running: dict[str, float] = {}
         stream = PairStream(train_clips, config=config, warp=warp, one_sided=one_sided)
-        batches = batch_source(stream, rng=rng)
+        batches = batch_source(stream)
         with rep.stage("Training refiner", config.steps) as adv:
             for step in range(1, config.steps + 1):
                 terms = train_step(model, opt, next(batches), config=config, device=dev)
