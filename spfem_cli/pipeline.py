@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from spfem_cli.errors import SpfemError
+from spfem_cli.face.glasses import RimFinder, Rims
 from spfem_cli.face.pose import frontal_face_frame
 from spfem_cli.face.rest import rest_shape
 from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
@@ -242,12 +243,14 @@ def analysis_size(width: int, height: int) -> tuple[int, int] | None:
 class Analysis:
     """A video's face track and the expression already on the face.
 
-    current: (T, K) AU activations relative to the person's rest face, smoothed in time.
+    current: (T, K) AU activations relative to the person's rest face, smoothed in time;
+    rims: the glasses the person wears, None when they wear none (`face.glasses`).
     """
 
     info: VideoInfo
     track: FaceTrack
     current: np.ndarray
+    rims: Rims | None = None
 
     def deltas(
         self, *, target: np.ndarray, weights: np.ndarray, removal: float = 1.0
@@ -282,6 +285,7 @@ def analyse_video(
             for seg in tracking_segments(info)
         ]
         total = sum(r.expected_frames for r in readers)
+        rims = RimFinder(n_frames=total)
         adv = stack.enter_context(reporter.stage("Tracking face", total))
         first = readers[0]
         track = track_frames(
@@ -293,6 +297,7 @@ def analyse_video(
             workdir=workdir,
             pixel_scale=(info.width / first.width, info.height / first.height),
             on_frame=adv,
+            on_face=rims.offer,
         )
     current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))
     if track.n_valid:
@@ -302,7 +307,7 @@ def analyse_video(
             sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps),
             rest_face=rest_face,
         )
-    return Analysis(info=info, track=track, current=current)
+    return Analysis(info=info, track=track, current=current, rims=rims.rims())
 
 
 def validate_options(
@@ -369,6 +374,7 @@ def render_video(
                         face=track.frame(t),
                         points=np.asarray(track.norm[t], np.float64),
                         delta=deltas[t],
+                        rims=analysis.rims,
                     )
                     n_edited += 1
                 writer.write(frame)

@@ -91,7 +91,13 @@ def preview_sheet(
                     continue
                 points = np.asarray(track.norm[t], np.float64)
                 row = [frame] + [
-                    gen.edit_frame(frame, face=track.frame(t), points=points, delta=deltas[e][t])
+                    gen.edit_frame(
+                        frame,
+                        face=track.frame(t),
+                        points=points,
+                        delta=deltas[e][t],
+                        rims=analysis.rims,
+                    )
                     for e in emotions
                 ]
                 if crop_face:

@@ -119,6 +119,7 @@ def track_frames(
     sigma_frames: float = 1.0,
     pixel_scale: tuple[float, float] = (1.0, 1.0),
     on_frame: Callable[[], None] | None = None,
+    on_face: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
 ) -> FaceTrack:
     """Detect landmarks on every frame and smooth them in time.
 
@@ -129,6 +130,8 @@ def track_frames(
     memory-mapped arrays; sigma_frames: temporal smoothing of the face frame and of the
     non-lip landmarks, in frames; pixel_scale: (x, y) factors from the frames' pixels to the
     video's, when the frames were decoded smaller for speed. The track is in the video's pixels.
+    on_face(t, frame, landmarks) is called, from the segment's thread, with each frame where a
+    face was found and its (478, 2) landmarks in that frame's pixels.
     """
     scale = np.asarray(pixel_scale, dtype=np.float32)
     raw = _memmap(workdir / "landmarks_raw.npy", n_frames)
@@ -157,6 +160,8 @@ def track_frames(
                     valid[t] = True
                     n_faces[t] = det.n_faces
                     params[t] = FaceFrame.from_landmarks(landmarks).params
+                    if on_face is not None:
+                        on_face(t, frame, det.landmarks)
                 end = t + 1
                 if on_frame is not None:
                     on_frame()

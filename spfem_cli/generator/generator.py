@@ -10,6 +10,7 @@ import torch
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
+from spfem_cli.face.glasses import Rims, rim_layer
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
 from spfem_cli.generator.expression import ExpressionModel
@@ -246,12 +247,33 @@ class FaceGenerator:
         return disp, mouth_hold(points, mode=self.mouth, corner_motion=corners)
 
     def edit_frame(
-        self, frame: np.ndarray, *, face: FaceFrame, points: np.ndarray, delta: np.ndarray
+        self,
+        frame: np.ndarray,
+        *,
+        face: FaceFrame,
+        points: np.ndarray,
+        delta: np.ndarray,
+        rims: Rims | None = None,
     ) -> np.ndarray:
         """frame: (H, W, 3) uint8 RGB; face: its face frame; points: (478, 2) landmarks in
-        the face frame (IOD); delta: (K,) AU activation change. Returns the edited frame."""
+        the face frame (IOD); delta: (K,) AU activation change; rims: the glasses the face
+        wears over the clip (`face.glasses`): the face is edited behind them, and they are
+        put back as they were. Returns the edited frame."""
         if not np.any(delta):
             return frame
+        layer = (
+            None if rims is None else rim_layer(frame, face=face, loops=rims.locate(frame, face))
+        )
+        if layer is None:
+            return self._edit(frame, face=face, points=points, delta=delta)
+        painted = layer.paint_out(frame)
+        edited = self._edit(painted, face=face, points=points, delta=delta)
+        return layer.put_back(edited, original=frame, painted=painted)
+
+    def _edit(
+        self, frame: np.ndarray, *, face: FaceFrame, points: np.ndarray, delta: np.ndarray
+    ) -> np.ndarray:
+        """The edited frame, by the warp and, when there is one, the refiner."""
         disp, hold = self.sparse(points=points, delta=delta)
         if self.refiner is not None:
             return refine_frame(

@@ -1,0 +1,192 @@
+"""Which clips wear glasses, as `spfem edit` finds them; and whether an edit keeps them still.
+
+    python scripts/measure_glasses.py [--clips ../shared/clips] [--sheet rims.png] [--edit]
+
+For every clip: the rim score (the weaker eye's lower-arc ridge response over the tile's
+median, `spfem_cli.face.glasses`, the median over frames spread over the clip), and whether
+that makes glasses (RIM_SCORE or more). With --sheet, a PNG of a middle frame of every clip,
+in the face frame, with the rims followed onto it drawn in red, to look at.
+
+With --edit, every clip found to wear glasses is edited on eight frames spread over it to
+each emotion that moves the brows, with the rims kept (as `spfem edit` does) and without:
+
+- rim kept: along the rims' upper halves traced on the input, the ridge response on the
+  output over the input's (1: the rim is where it was, as sharp; a rim moved off its line
+  leaves less);
+- brows: how far up the brows moved, re-detected by FaceMesh, in IOD (negative: down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.ndimage import map_coordinates
+
+from spfem_cli.face import mesh
+from spfem_cli.face.glasses import (
+    RIM_SCORE,
+    RimFinder,
+    Traced,
+    face_tile,
+    ridge_response,
+    trace_rims,
+)
+from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.face.tracker import LandmarkTracker
+from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.generator import FaceGenerator
+from spfem_cli.media import FrameReader, probe
+from spfem_cli.pipeline import analyse_video
+from spfem_cli.progress import SilentReporter
+
+
+def clip_paths(root: Path) -> list[Path]:
+    return sorted(root.glob("*.mp4")) + sorted(root.glob("*/*.mp4"))
+
+
+def measure(path: Path) -> tuple[float, bool, np.ndarray | None, tuple[np.ndarray, ...]]:
+    """(score, glasses, mean tile or None, loops) of one clip."""
+    info = probe(path)
+    finder = RimFinder(n_frames=info.n_frames)
+    seen = []
+    with FrameReader(info) as reader, LandmarkTracker() as tracker:
+        for t, frame in enumerate(reader):
+            if t % finder.stride:
+                continue
+            found = tracker.detect(frame)
+            if found is None:
+                continue
+            finder.offer(t, frame, found.landmarks)
+            seen.append((frame, FaceFrame.from_landmarks(found.landmarks)))
+    if not seen:
+        return 0.0, False, None, ()
+    # The middle sampled frame, with the clip's rims followed onto it as an edit does.
+    frame, face = seen[len(seen) // 2]
+    rims = finder.rims()
+    loops = () if rims is None else rims.locate(frame, face)
+    return finder.score(), rims is not None, face_tile(frame, face), loops
+
+
+def draw(tile: np.ndarray, loops: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(h, w, 3) uint8: the grey tile with the loops in red."""
+    from spfem_cli.face.glasses import _tile_pixels
+
+    img = np.repeat(tile.clip(0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    for loop in loops:
+        ends = zip(loop, np.roll(loop, -1, axis=0), strict=True)
+        dense = np.concatenate([np.linspace(a, b, 8, endpoint=False) for a, b in ends])
+        rows, cols = np.round(_tile_pixels(dense[:, 0], dense[:, 1], tile.shape)).astype(int)
+        ok = (rows >= 0) & (rows < tile.shape[0]) & (cols >= 0) & (cols < tile.shape[1])
+        img[rows[ok], cols[ok]] = (255, 0, 0)
+    return img
+
+
+def upper_rim_kept(traced: Traced, *, before: np.ndarray, after: np.ndarray) -> float:
+    """The ridge response along the upper halves of rims traced on `before` (H, W, 3), on
+    `after` over on `before`."""
+    upper = [line[line[:, 1] < line[:, 1].mean()] for line in traced.lines]
+    points = np.concatenate(upper)
+
+    def along(frame: np.ndarray) -> float:
+        grey = frame.astype(np.float32).mean(axis=-1)
+        response = ridge_response(grey, sigma=traced.sigma)
+        return float(map_coordinates(response, [points[:, 1], points[:, 0]], order=1).mean())
+
+    return along(after) / max(along(before), 1e-6)
+
+
+def brow_rise(tracker: LandmarkTracker, *, before: np.ndarray, after: np.ndarray) -> float:
+    """How far the brows moved up from `before` to `after` (H, W, 3), IOD, as FaceMesh reads
+    them (nan where it finds no face)."""
+    found = [tracker.detect(f) for f in (before, after)]
+    if any(f is None for f in found):
+        return float("nan")
+    face = FaceFrame.from_landmarks(found[0].landmarks)
+    brows = list(mesh.RIGHT_EYEBROW + mesh.LEFT_EYEBROW)
+    y = [face.to_face(f.landmarks[brows].astype(np.float64))[:, 1] for f in found]
+    return float(np.mean(y[0] - y[1]))
+
+
+def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -> None:
+    """Print rim kept and brow rise per emotion, with and without the rims kept."""
+    info = probe(path)
+    expression = ExpressionModel.load()
+    gen = FaceGenerator(model=expression, device=torch.device("cpu"))
+    with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
+        analysis = analyse_video(
+            info, model=expression, workdir=Path(tmp), reporter=SilentReporter()
+        )
+        track = analysis.track
+        if analysis.rims is None:
+            print(f"{path.name}: no glasses found by the edit's analysis")
+            return
+        faces = np.flatnonzero(track.valid)
+        picks = set(faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)])
+        rows: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+        with FrameReader(info) as reader, LandmarkTracker(video_mode=False) as tracker:
+            for t, frame in enumerate(reader):
+                if t not in picks:
+                    continue
+                face, points = track.frame(t), np.asarray(track.norm[t], np.float64)
+                traced = trace_rims(frame, face=face, loops=analysis.rims.locate(frame, face))
+                if not traced.lines:
+                    continue
+                for emotion in emotions:
+                    target = expression.emotion_vector(emotion).double().numpy()
+                    delta = analysis.deltas(target=target, weights=np.ones(track.n_frames))[t]
+                    for kept in (False, True):
+                        out = gen.edit_frame(
+                            frame,
+                            face=face,
+                            points=points,
+                            delta=delta,
+                            rims=analysis.rims if kept else None,
+                        )
+                        rows.setdefault((emotion, kept), []).append(
+                            (
+                                upper_rim_kept(traced, before=frame, after=out),
+                                brow_rise(tracker, before=frame, after=out),
+                            )
+                        )
+    print(f"{path.name} (median over {len(rows.get((emotions[0], True), []))} frames)")
+    print(f"  {'emotion':10s} {'rims':>6s} {'rim kept':>9s} {'brows up (IOD)':>15s}")
+    for (emotion, kept), values in rows.items():
+        rim, rise = np.nanmedian(np.asarray(values), axis=0)
+        print(f"  {emotion:10s} {'kept' if kept else 'moved':>6s} {rim:9.2f} {rise:15.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
+    parser.add_argument("--sheet", type=Path, default=None)
+    parser.add_argument("--edit", action="store_true", help="measure edits of glasses clips")
+    args = parser.parse_args()
+    drawn, worn = [], []
+    print(f"{'clip':36s} {'score':>6s}  glasses (at {RIM_SCORE} or more)")
+    for path in clip_paths(args.clips):
+        score, glasses, tile, loops = measure(path)
+        print(f"{str(path.relative_to(args.clips)):36s} {score:6.2f}  {'yes' if glasses else 'no'}")
+        if tile is not None:
+            drawn.append(draw(tile, loops))
+        if glasses:
+            worn.append(path)
+    if args.sheet is not None and drawn:
+        import imageio.v3 as iio
+
+        per_row = 4
+        blank = np.zeros_like(drawn[0])
+        drawn += [blank] * (-len(drawn) % per_row)
+        rows = [np.concatenate(drawn[i : i + per_row], 1) for i in range(0, len(drawn), per_row)]
+        iio.imwrite(args.sheet, np.concatenate(rows, 0))
+        print(f"sheet: {args.sheet}")
+    if args.edit:
+        for path in worn:
+            measure_edits(path, emotions=("surprised", "fear", "angry", "sad"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,507 @@
+"""Glasses: finding the rims around the eyes, so that an edit can keep them still.
+
+The warp moves skin; a rim lying over the skin that the brows and lids move would be bent with
+it. Rims are thin lines in a loop around each eye, well below the lower lid at the bottom,
+where a face without glasses shows only smooth cheek. A frame is resampled into the
+normalised face frame (`mesh.FaceFrame`) at TILE_SCALE pixels per inter-ocular distance (IOD),
+and thin lines are found there as a ridge response (the Hessian's larger eigenvalue in size);
+the responses of frames spread over the clip are averaged (rims follow the head, skin texture
+and expressions change), and an ellipse arc is fitted under each eye. The arc must clear the
+lower lid: a loop allowed to hug the eye scores as high on bare faces (the lid's own edge).
+`python scripts/measure_glasses.py` prints the score of every clip in `../shared/clips`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import (
+    binary_closing,
+    distance_transform_edt,
+    gaussian_filter,
+    map_coordinates,
+    median_filter,
+)
+from skimage.draw import polygon
+
+from spfem_cli.face.mesh import FaceFrame
+
+# Pixels per IOD of the face-frame tile, and the tile's extent (face frame, IOD).
+TILE_SCALE = 100
+TILE_X = (-1.2, 1.2)
+TILE_Y = (-0.75, 0.75)
+# Scale (tile pixels) of the ridge filter: a rim is one to three tile pixels wide.
+RIDGE_SIGMA = 1.2
+# Faces with fewer pixels than this between the eyes are too small to show a rim.
+MIN_IOD_PX = 40.0
+# The search over each eye's loop: centre offsets from the eye centre (x, y), horizontal
+# radius and the radius below the centre (IOD). The bottom must lie RIM_CLEARANCE below the
+# eye centre (the lower lid lies about 0.1 below it).
+RIM_DX = np.arange(-0.1, 0.101, 0.025)
+RIM_DY = np.arange(-0.05, 0.101, 0.025)
+RIM_RX = np.arange(0.3, 0.551, 0.025)
+RIM_RY = np.arange(0.25, 0.451, 0.025)
+RIM_RY_TOP = np.arange(0.2, 0.451, 0.025)
+RIM_CLEARANCE = 0.33
+# The top must lie this far above the eye centre, over the upper lid's crease.
+RIM_TOP_CLEARANCE = 0.25
+LOWER_ARC_DEG = np.arange(15.0, 166.0, 5.0)
+UPPER_ARC_DEG = np.arange(200.0, 341.0, 5.0)
+# A loop whose lower arc's median ridge response is this many times the tile's median, on
+# both eyes, is a rim. Measured on the 22 clips of ../shared/clips: glasses 2.75-8.7 (the
+# clear plastic frames of expr_d12 lowest), bare faces 0.6-2.6, at most 1.43 on both eyes.
+RIM_SCORE = 1.8
+# A frame in every this many is sampled, at most MAX_SAMPLES in all.
+MAX_SAMPLES = 12
+EYE_X = (-0.5, 0.5)
+
+
+def face_tile(frame: np.ndarray, face: FaceFrame) -> np.ndarray:
+    """The frame's grey levels resampled into the face frame: (150, 240) float32 for TILE_X by
+    TILE_Y at TILE_SCALE pixels per IOD. frame: (H, W, 3) uint8 RGB."""
+    xs = np.linspace(*TILE_X, round((TILE_X[1] - TILE_X[0]) * TILE_SCALE))
+    ys = np.linspace(*TILE_Y, round((TILE_Y[1] - TILE_Y[0]) * TILE_SCALE))
+    pix = face.to_image(np.stack(np.meshgrid(xs, ys), axis=-1))
+    # Only the pixels under the tile are turned grey (a large frame has millions).
+    h, w = frame.shape[:2]
+    x0 = int(np.clip(np.floor(pix[..., 0].min()), 0, w - 1))
+    x1 = int(np.clip(np.ceil(pix[..., 0].max()) + 1, x0 + 1, w))
+    y0 = int(np.clip(np.floor(pix[..., 1].min()), 0, h - 1))
+    y1 = int(np.clip(np.ceil(pix[..., 1].max()) + 1, y0 + 1, h))
+    grey = frame[y0:y1, x0:x1].astype(np.float32).mean(axis=-1)
+    coords = [pix[..., 1] - y0, pix[..., 0] - x0]
+    return map_coordinates(grey, coords, order=1, mode="nearest").astype(np.float32)
+
+
+def ridge_response(tile: np.ndarray, *, sigma: float = RIDGE_SIGMA) -> np.ndarray:
+    """Thin lines, dark or bright, of a grey image (h, w): the larger eigenvalue in size of
+    the scale-normalised Hessian at `sigma` pixels. Returns (h, w) float32, grey levels."""
+    t = tile.astype(np.float32)
+    gxx = gaussian_filter(t, sigma, order=(0, 2))
+    gyy = gaussian_filter(t, sigma, order=(2, 0))
+    gxy = gaussian_filter(t, sigma, order=(1, 1))
+    half_trace = (gxx + gyy) / 2
+    spread = np.sqrt(((gxx - gyy) / 2) ** 2 + gxy**2)
+    return (np.abs(half_trace) + spread) * sigma**2
+
+
+def _tile_pixels(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Face-frame points (...,) x and y -> (2, ...) tile rows and columns."""
+    h, w = shape
+    col = (x - TILE_X[0]) * (w - 1) / (TILE_X[1] - TILE_X[0])
+    row = (y - TILE_Y[0]) * (h - 1) / (TILE_Y[1] - TILE_Y[0])
+    return np.stack([row, col])
+
+
+def _arc_scores(
+    response: np.ndarray,
+    *,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    rx: np.ndarray,
+    ry: np.ndarray,
+    degrees: np.ndarray,
+    ry_top: np.ndarray | None = None,
+) -> np.ndarray:
+    """Median response along each of C arcs given by centre and radii (C,), IOD, over the
+    angles `degrees` (0 along x, 90 down the face); `ry_top` (C,), when given, is the radius
+    above the centre (`ry` below it)."""
+    ang = np.deg2rad(degrees)
+    x = cx[:, None] + rx[:, None] * np.cos(ang)
+    up = ry if ry_top is None else ry_top
+    y = cy[:, None] + np.where(np.sin(ang) >= 0, ry[:, None], up[:, None]) * np.sin(ang)
+    values = map_coordinates(response, _tile_pixels(x, y, response.shape), order=1)
+    return np.median(values, axis=1)
+
+
+@dataclass(frozen=True)
+class RimLoop:
+    """One rim's loop: centre (IOD, face frame), horizontal radius, radii below and above
+    the centre (IOD), and the lower arc's score (median ridge response over the tile's)."""
+
+    cx: float
+    cy: float
+    rx: float
+    ry_bottom: float
+    ry_top: float
+    score: float
+
+    def polygon(self) -> np.ndarray:
+        """(72, 2) points of the loop, two half-ellipses (face frame, y down)."""
+        ang = np.deg2rad(np.arange(0.0, 360.0, 5.0))
+        ry = np.where(np.sin(ang) >= 0, self.ry_bottom, self.ry_top)
+        return np.stack([self.cx + self.rx * np.cos(ang), self.cy + ry * np.sin(ang)], axis=-1)
+
+
+def fit_loop(response: np.ndarray, *, eye_x: float) -> RimLoop:
+    """The best rim loop around the eye at (eye_x, 0) in a face-frame ridge response (h, w)
+    (`ridge_response`): the lower arc that clears the lower lid and follows the strongest
+    thin line, then the upper arc over it that clears the upper lid's crease."""
+    base = max(float(np.median(response)), 1e-6)
+    grid = np.stack(np.meshgrid(RIM_DX, RIM_DY, RIM_RX, RIM_RY, indexing="ij"), -1).reshape(-1, 4)
+    grid = grid[grid[:, 1] + grid[:, 3] >= RIM_CLEARANCE]
+    cx, cy, rx, ry = eye_x + grid[:, 0], grid[:, 1], grid[:, 2], grid[:, 3]
+    scores = _arc_scores(response, cx=cx, cy=cy, rx=rx, ry=ry, degrees=LOWER_ARC_DEG) / base
+    best = int(np.argmax(scores))
+    tops = RIM_RY_TOP[cy[best] - RIM_RY_TOP <= -RIM_TOP_CLEARANCE]
+    top_scores = _arc_scores(
+        response,
+        cx=np.full(len(tops), cx[best]),
+        cy=np.full(len(tops), cy[best]),
+        rx=np.full(len(tops), rx[best]),
+        ry=tops,
+        degrees=UPPER_ARC_DEG,
+    )
+    return RimLoop(
+        cx=float(cx[best]),
+        cy=float(cy[best]),
+        rx=float(rx[best]),
+        ry_bottom=float(ry[best]),
+        ry_top=float(tops[int(np.argmax(top_scores))]),
+        score=float(scores[best]),
+    )
+
+
+def fit_rims(response: np.ndarray) -> tuple[RimLoop, RimLoop]:
+    """The rim loops of both eyes (subject's right, then left) in a ridge response (h, w)."""
+    return fit_loop(response, eye_x=EYE_X[0]), fit_loop(response, eye_x=EYE_X[1])
+
+
+@dataclass(frozen=True)
+class Rims:
+    """The rims of a pair of glasses over a clip: each eye's loop (subject's right, then
+    left), the median of the loops fitted on the sampled frames; score: the median over those
+    frames of the weaker eye's score (RIM_SCORE or more)."""
+
+    right: RimLoop
+    left: RimLoop
+    score: float
+
+    def polygons(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each rim's (72, 2) closed polygon, face frame (IOD)."""
+        return self.right.polygon(), self.left.polygon()
+
+    def locate(self, frame: np.ndarray, face: FaceFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each rim's (72, 2) polygon on one frame (H, W, 3) uint8 RGB with its face frame:
+        the clip's loops moved and scaled to the frame's rims. Glasses sit in front of the
+        eyes, so a turn of the head shifts them against the eye corners the face frame
+        follows."""
+        response = ridge_response(face_tile(frame, face))
+        return _follow(self.right, response).polygon(), _follow(self.left, response).polygon()
+
+
+# How far (IOD) and by what factors a clip's loop is moved and scaled to follow the rim on
+# one frame, and the angles it is matched over: all but the top, where the brows are.
+FOLLOW_SHIFT = np.arange(-0.1, 0.1001, 0.02)
+FOLLOW_SCALE = np.arange(0.85, 1.1501, 0.05)
+FOLLOW_ARC_DEG = np.arange(-40.0, 221.0, 5.0)
+
+
+def _follow(loop: RimLoop, response: np.ndarray) -> RimLoop:
+    """The loop moved and scaled (FOLLOW_SHIFT, FOLLOW_SCALE) to where its arc, all but the
+    top, follows the strongest thin line of a frame's ridge response (h, w)."""
+    dx, dy, k = (g.ravel() for g in np.meshgrid(FOLLOW_SHIFT, FOLLOW_SHIFT, FOLLOW_SCALE))
+    scores = _arc_scores(
+        response,
+        cx=loop.cx + dx,
+        cy=loop.cy + dy,
+        rx=loop.rx * k,
+        ry=loop.ry_bottom * k,
+        degrees=FOLLOW_ARC_DEG,
+        ry_top=loop.ry_top * k,
+    )
+    best = int(np.argmax(scores))
+    return RimLoop(
+        cx=loop.cx + float(dx[best]),
+        cy=loop.cy + float(dy[best]),
+        rx=loop.rx * float(k[best]),
+        ry_bottom=loop.ry_bottom * float(k[best]),
+        ry_top=loop.ry_top * float(k[best]),
+        score=loop.score,
+    )
+
+
+def median_loop(loops: list[RimLoop]) -> RimLoop:
+    """The per-parameter median of loops fitted on several frames."""
+    values = np.median([[getattr(loop, f) for f in _LOOP_FIELDS] for loop in loops], axis=0)
+    return RimLoop(**{f: float(v) for f, v in zip(_LOOP_FIELDS, values, strict=True)})
+
+
+_LOOP_FIELDS = ("cx", "cy", "rx", "ry_bottom", "ry_top", "score")
+
+
+class RimFinder:
+    """Fits the rims on frames spread over a clip, and decides whether they are there.
+
+    Frames are offered as they are tracked (`offer`), from any thread; every `stride`-th is
+    used, so the work and memory are the same whatever the clip's length.
+    """
+
+    def __init__(self, *, n_frames: int) -> None:
+        self.stride = max(1, n_frames // MAX_SAMPLES)
+        self._fits: list[tuple[RimLoop, RimLoop]] = []
+        self._lock = threading.Lock()
+
+    def offer(self, t: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
+        """Frame t (H, W, 3) uint8 RGB with its landmarks (478, 2) in that frame's pixels."""
+        if t % self.stride:
+            return
+        face = FaceFrame.from_landmarks(landmarks)
+        if face.iod < MIN_IOD_PX:
+            return
+        fit = fit_rims(ridge_response(face_tile(frame, face)))
+        with self._lock:
+            self._fits.append(fit)
+
+    def score(self) -> float:
+        """The median over the frames used of the weaker eye's score (0: none used)."""
+        with self._lock:
+            fits = list(self._fits)
+        if not fits:
+            return 0.0
+        return float(np.median([min(right.score, left.score) for right, left in fits]))
+
+    def rims(self) -> Rims | None:
+        """The rims, or None: no glasses seen, or no frame large enough was offered."""
+        with self._lock:
+            fits = list(self._fits)
+        score = self.score()
+        if score < RIM_SCORE:
+            return None
+        return Rims(
+            right=median_loop([r for r, _ in fits]),
+            left=median_loop([left for _, left in fits]),
+            score=score,
+        )
+
+
+# The rim's pixels on a frame. Along each fitted loop, every TRACE_STEP_DEG, the rim is
+# looked for within TRACE_REACH (IOD) across the loop, as the strongest ridge response; the
+# traced offsets are smoothed along the loop, and where the response is TRACE_CONTRAST times
+# the window's median or more, the pixels within the rim's half-width of the traced line are
+# rim. Where the rim does not show (behind a dark brow, or rimless glasses), nothing is
+# marked: skin put back unmoved there would show as a still copy of the brow.
+TRACE_STEP_DEG = 2.0
+TRACE_REACH = 0.08
+TRACE_CONTRAST = 3.0
+# Offsets across the loop are tried every TRACE_OFFSET_STEP pixels; the traced rim moves at
+# most TRACE_SLOPE pixels across from one loop point to the next.
+TRACE_OFFSET_STEP = 0.5
+TRACE_SLOPE = 1.0
+TRACE_MIN_SHARE = 0.6
+EYE_CLEARANCE = 0.04
+# A pixel of the matte this far (RGB levels, largest channel) from the rim's colour is put
+# back at two thirds; half as far again, not at all.
+RIM_COLOUR_TOLERANCE = 60.0
+ALPHA_SIGMA = 0.7
+
+
+@dataclass(frozen=True)
+class RimLayer:
+    """The pixels of a frame that are rim, so that the face can be edited behind them.
+
+    window: (x0, y0, x1, y1) pixels of the frame the matte covers; matte: (y1 - y0, x1 - x0)
+    bool, True on rim; fill_sigma: spread (pixels) of the skin that paints a rim out;
+    colour: (3,) the rim's median colour along its traced line, RGB levels.
+    """
+
+    window: tuple[int, int, int, int]
+    matte: np.ndarray
+    fill_sigma: float
+    colour: np.ndarray
+
+    def paint_out(self, frame: np.ndarray) -> np.ndarray:
+        """A copy of the frame (H, W, 3) uint8 with the rims replaced by the colours around
+        them (a normalised Gaussian average of the pixels that are not rim). The average is
+        smooth, so on a large face it is taken on a grid coarser by up to a third of its
+        spread and read back at the rim's pixels."""
+        x0, y0, x1, y1 = self.window
+        region = frame[y0:y1, x0:x1].astype(np.float32)
+        skin = (~self.matte).astype(np.float32)
+        step = max(1, int(self.fill_sigma // 3))
+        h, w = self.matte.shape
+        hc, wc = -(-h // step), -(-w // step)
+
+        def coarse(image: np.ndarray) -> np.ndarray:
+            """Block sums of an (h, w) image on the coarse grid, zero-padded."""
+            padded = np.zeros((hc * step, wc * step), dtype=np.float32)
+            padded[:h, :w] = image
+            return padded.reshape(hc, step, wc, step).sum(axis=(1, 3))
+
+        weight = gaussian_filter(coarse(skin), self.fill_sigma / step)
+        rows, cols = np.nonzero(self.matte)
+        # Block centres sit at (step - 1) / 2 of a pixel into each block.
+        at = [(rows - (step - 1) / 2) / step, (cols - (step - 1) / 2) / step]
+        near = np.maximum(map_coordinates(weight, at, order=1, mode="nearest"), 1e-6)
+        out = frame.copy()
+        for c in range(3):
+            total = gaussian_filter(coarse(region[..., c] * skin), self.fill_sigma / step)
+            fill = map_coordinates(total, at, order=1, mode="nearest") / near
+            out[rows + y0, cols + x0, c] = fill.round().clip(0, 255).astype(np.uint8)
+        return out
+
+    def put_back(
+        self, edited: np.ndarray, *, original: np.ndarray, painted: np.ndarray
+    ) -> np.ndarray:
+        """`edited` (H, W, 3) uint8, the edit of `painted` (`paint_out` of `original`), with
+        the rims of `original` put back where they were.
+
+        The matte is a little wider than the rim so that none of it is left to move with the
+        skin; each of its pixels is put back as far as it differs from the skin painted over
+        it (a rim pixel in full, the skin beside it hardly), and exactly where the edit left
+        it as it was painted.
+        """
+        x0, y0, x1, y1 = self.window
+        rows, cols = np.nonzero(self.matte)
+        rows, cols = rows + y0, cols + x0
+        orig = original[rows, cols].astype(np.float32)
+        fill = painted[rows, cols].astype(np.float32)
+        moved = edited[rows, cols].astype(np.float32)
+        differs = np.abs(orig - fill).max(axis=-1)
+        scale = max(float(np.percentile(differs, 90)), 1.0) / 2
+        # Unlike the rim's colour, a pixel in the matte is the skin or brow beside it: put
+        # back unmoved, a brow's edge would show as a dark notch under the raised brow.
+        unlike = np.abs(orig - self.colour).max(axis=-1) / RIM_COLOUR_TOLERANCE
+        weight = np.zeros(self.matte.shape, dtype=np.float32)
+        weight[rows - y0, cols - x0] = np.clip(differs / scale, 0, 1) * np.clip(1.5 - unlike, 0, 1)
+        # Smoothed, so that the rim's edge is not put back pixel by pixel as a jagged line.
+        alpha = gaussian_filter(weight, ALPHA_SIGMA)[rows - y0, cols - x0]
+        alpha[(moved == fill).all(axis=-1)] = 1.0
+        out = edited.copy()
+        blended = alpha[:, None] * orig + (1 - alpha[:, None]) * moved
+        out[rows, cols] = blended.round().clip(0, 255).astype(np.uint8)
+        return out
+
+
+def _trace(
+    loop_px: np.ndarray, response: np.ndarray, *, reach: float, floor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rim traced near a loop (L, 2) in window pixels (x, y), evenly spaced round it:
+    (L, 2) points on it, and (L,) bool, where the response (h, w) there is `floor` or more.
+
+    Across the loop, within `reach` pixels, the path of strongest response is found that
+    moves at most TRACE_SLOPE pixels from one loop point to the next (a rim is smooth; a
+    lash, a brow hair or a crease it passes is not followed), by dynamic programming from
+    the strongest point round the loop.
+    """
+    ahead = np.roll(loop_px, -1, axis=0) - np.roll(loop_px, 1, axis=0)
+    normal = np.stack([ahead[:, 1], -ahead[:, 0]], axis=-1)
+    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-9)
+    offsets = np.arange(-reach, reach + 1e-9, TRACE_OFFSET_STEP)
+    pts = loop_px[:, None, :] + offsets[None, :, None] * normal[:, None, :]  # (L, O, 2)
+    values = map_coordinates(response, [pts[..., 1], pts[..., 0]], order=1, mode="nearest")
+    start = int(np.argmax(values.max(axis=1)))
+    order = np.roll(np.arange(len(loop_px)), -start)
+    jump = int(round(TRACE_SLOPE / TRACE_OFFSET_STEP))
+    n_off = len(offsets)
+    # buffer[jump + k] holds offset k's best score so far; the rest stays -inf, so that
+    # window[k] lists offset k's possible predecessors k - jump .. k + jump.
+    buffer = np.full(n_off + 2 * jump, -np.inf)
+    window = np.arange(n_off)[:, None] + np.arange(2 * jump + 1)[None, :]
+    rows = np.arange(n_off)
+    buffer[jump : jump + n_off] = values[order[0]]
+    came = np.zeros((len(order), n_off), dtype=np.int64)
+    for i, a in enumerate(order[1:], start=1):
+        candidates = buffer[window]
+        pick = np.argmax(candidates, axis=1)
+        came[i] = rows + pick - jump
+        buffer[jump : jump + n_off] = candidates[rows, pick] + values[a]
+    score = buffer[jump : jump + n_off]
+    path = np.zeros(len(order), dtype=np.int64)
+    path[-1] = int(np.argmax(score))
+    for i in range(len(order) - 1, 0, -1):
+        path[i - 1] = came[i, path[i]]
+    chosen = np.empty(len(loop_px), dtype=np.int64)
+    chosen[order] = path
+    strength = values[np.arange(len(loop_px)), chosen]
+    traced = loop_px + offsets[chosen][:, None] * normal
+    return traced, median_filter(strength, size=5, mode="wrap") >= floor
+
+
+@dataclass(frozen=True)
+class Traced:
+    """Rims traced on one frame: window (x0, y0, x1, y1) pixels of the frame searched; lines:
+    per loop whose rim showed, (P, 2) points on the rim's middle, pixels of the frame (x, y);
+    sigma: the ridge filter's scale there, pixels."""
+
+    window: tuple[int, int, int, int]
+    lines: tuple[np.ndarray, ...]
+    sigma: float
+
+
+def trace_rims(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, ...]) -> Traced:
+    """The rims of a frame (H, W, 3) uint8 RGB traced near the loops (M, 2), face frame (IOD),
+    fitted to it (`Rims.locate`). A loop whose rim shows along less than TRACE_MIN_SHARE of
+    it is left out (on that frame the rim is blurred, or it was not found)."""
+    h, w = frame.shape[:2]
+    reach = TRACE_REACH * face.iod
+    sigma = max(0.7, RIDGE_SIGMA * face.iod / TILE_SCALE)
+    corners = face.to_image(np.concatenate(loops))
+    pad = reach + 3 * sigma
+    x0 = int(np.clip(np.floor(corners[:, 0].min() - pad), 0, w))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max() + pad) + 1, 0, w))
+    y0 = int(np.clip(np.floor(corners[:, 1].min() - pad), 0, h))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max() + pad) + 1, 0, h))
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return Traced(window=(x0, y0, x1, y1), lines=(), sigma=sigma)
+    response = ridge_response(frame[y0:y1, x0:x1].astype(np.float32).mean(axis=-1), sigma=sigma)
+    floor = TRACE_CONTRAST * max(float(np.median(response)), 1e-6)
+    ang = np.deg2rad(np.arange(0.0, 360.0, TRACE_STEP_DEG))
+    lines = []
+    for loop in loops:
+        # The loop resampled evenly in angle about its centre, in window pixels.
+        centre = loop.mean(axis=0)
+        rel = loop - centre
+        theta = np.unwrap(np.arctan2(rel[:, 1], rel[:, 0]))
+        order = np.argsort(theta)
+        radius = np.linalg.norm(rel, axis=-1)[order]
+        r = np.interp(ang, theta[order] % (2 * np.pi), radius, period=2 * np.pi)
+        even = centre + r[:, None] * np.stack([np.cos(ang), np.sin(ang)], axis=-1)
+        traced, shows = _trace(face.to_image(even) - (x0, y0), response, reach=reach, floor=floor)
+        if shows.mean() >= TRACE_MIN_SHARE:
+            lines.append(traced[shows] + (x0, y0))
+    return Traced(window=(x0, y0, x1, y1), lines=tuple(lines), sigma=sigma)
+
+
+def rim_layer(
+    frame: np.ndarray,
+    *,
+    face: FaceFrame,
+    loops: tuple[np.ndarray, ...],
+    eyes: tuple[np.ndarray, ...] = (),
+) -> RimLayer | None:
+    """The rims of a frame (H, W, 3) uint8 RGB near the loops (M, 2), face frame (IOD),
+    fitted to it (`Rims.locate`), traced (`trace_rims`) and widened into a matte. Nothing
+    within EYE_CLEARANCE of the eyes' outlines `eyes` ((16, 2) each, face frame) is rim: a
+    lid line taken for a rim would be put back unmoved. None when no pixel is rim."""
+    traced = trace_rims(frame, face=face, loops=loops)
+    if not traced.lines:
+        return None
+    x0, y0, x1, y1 = traced.window
+    drawn = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    points = np.round(np.concatenate(traced.lines)).astype(int)
+    cols = np.clip(points[:, 0] - x0, 0, x1 - x0 - 1)
+    rows = np.clip(points[:, 1] - y0, 0, y1 - y0 - 1)
+    drawn[rows, cols] = True
+    # Traced points are a couple of pixels apart on a large face: close the gaps first.
+    # The matte is wider than the rim, so that none of the rim is left to move with the
+    # skin as a second rim; `put_back` restores only what looks like rim. Grown further, to
+    # a rim's dark edge beside it, it took in the edge of a brow lying along the rim.
+    half_width = max(2.0, 2.0 * traced.sigma + 1.0)
+    matte = distance_transform_edt(~binary_closing(drawn, iterations=2)) <= half_width
+    if eyes:
+        inside = np.zeros(matte.shape, dtype=bool)
+        for eye in eyes:
+            ring = face.to_image(eye) - (x0, y0)
+            inside[polygon(ring[:, 1], ring[:, 0], shape=inside.shape)] = True
+        matte &= distance_transform_edt(~inside) > EYE_CLEARANCE * face.iod
+    if not matte.any():
+        return None
+    return RimLayer(
+        window=traced.window,
+        matte=matte,
+        fill_sigma=max(1.5, 2.5 * traced.sigma),
+        colour=np.median(frame[rows + y0, cols + x0], axis=0).astype(np.float32),
+    )
