@@ -9,7 +9,9 @@ frame on one thread, as `spfem edit` runs it beside the encoder), of `spfem edit
 each generator, and of `ffmpeg -i IN -c:v libx264 (same settings) -c:a copy OUT`
 run in the same session, with the ratio of the two. Then the peak memory (resident set size of
 the Python process and of its largest ffmpeg child) of `spfem edit` on a clip and on the same
-clip looped to 6x its length: flat memory means the two peaks are about equal.
+clip looped to 6x its length: flat memory means the two peaks are about equal. Last, the
+generate stage on a face with glasses (expr_d19.mp4, 512x512) to surprise, with its rims kept
+still as `spfem edit` does and without.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 CLIPS = {"720p": "talk_s32_1280x720.mp4", "1080p": "talk_mead_sad_1920x1080.mp4"}
+# A face with glasses, whose rims an edit keeps still (`spfem_cli.face.glasses`).
+GLASSES_CLIP = "expr_d19.mp4"
 CRF, PRESET = 18, "medium"
 
 
@@ -225,6 +229,42 @@ def stage_speeds(src: Path, device: str, workdir: Path, refiner: str) -> dict[st
     return speeds
 
 
+def glasses_speeds(src: Path, device: str) -> dict[str, float]:
+    """Frames per second of the generate stage (warp) on a clip with glasses, to surprise,
+    with the rims kept still and without."""
+    from spfem_cli.face.glasses import RimFinder
+    from spfem_cli.face.mesh import FaceFrame
+    from spfem_cli.face.tracker import LandmarkTracker
+    from spfem_cli.generator.device import resolve_device
+    from spfem_cli.generator.expression import ExpressionModel
+    from spfem_cli.generator.generator import build_generator
+    from spfem_cli.media import FrameReader, probe
+
+    info = probe(src)
+    finder = RimFinder(n_frames=info.n_frames)
+    faces = []
+    with FrameReader(info) as reader, LandmarkTracker() as tracker:
+        for t, frame in enumerate(reader):
+            det = tracker.detect(frame)
+            if det is not None:
+                finder.offer(t, frame, det.landmarks)
+                faces.append((frame, FaceFrame.from_landmarks(det.landmarks), det.landmarks))
+    rims = finder.rims()
+    if rims is None:
+        raise SystemExit(f"{src}: no glasses found")
+    model = ExpressionModel.load()
+    gen = build_generator(model=model, device=resolve_device(device), kind="warp")
+    delta = model.emotion_vector("surprised", intensity=1.0).double().numpy()
+    speeds = {}
+    for label, worn in (("rims moved", None), ("rims kept", rims)):
+        t0 = time.perf_counter()
+        for frame, face, landmarks in faces:
+            points = face.to_face(landmarks.astype(np.float64))
+            gen.edit_frame(frame, face=face, points=points, delta=delta, rims=worn)
+        speeds[f"generate/warp, {label}"] = len(faces) / (time.perf_counter() - t0)
+    return speeds
+
+
 def main() -> None:
     if len(sys.argv) == 7 and sys.argv[1] == "--child":
         child_edit(*sys.argv[2:7])
@@ -280,6 +320,10 @@ def main() -> None:
                 f" largest ffmpeg child at most {run['child_rss_mib']:.0f} MiB (ru_maxrss: includes"
                 " the forking process's memory)"
             )
+        speeds = glasses_speeds(args.clips / GLASSES_CLIP, args.device)
+        print(
+            f"[glasses] {GLASSES_CLIP}: " + "  ".join(f"{k} {v:.1f} fps" for k, v in speeds.items())
+        )
 
 
 if __name__ == "__main__":

@@ -24,17 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import map_coordinates
 
-from spfem_cli.face import mesh
-from spfem_cli.face.glasses import (
-    RIM_SCORE,
-    RimFinder,
-    Traced,
-    face_tile,
-    ridge_response,
-    trace_rims,
-)
+from spfem_cli.evaluate import brow_rise, rim_kept
+from spfem_cli.face.glasses import RIM_SCORE, RimFinder, face_tile, trace_rims
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.generator.expression import ExpressionModel
@@ -85,32 +77,6 @@ def draw(tile: np.ndarray, loops: tuple[np.ndarray, ...]) -> np.ndarray:
     return img
 
 
-def upper_rim_kept(traced: Traced, *, before: np.ndarray, after: np.ndarray) -> float:
-    """The ridge response along the upper halves of rims traced on `before` (H, W, 3), on
-    `after` over on `before`."""
-    upper = [line[line[:, 1] < line[:, 1].mean()] for line in traced.lines]
-    points = np.concatenate(upper)
-
-    def along(frame: np.ndarray) -> float:
-        grey = frame.astype(np.float32).mean(axis=-1)
-        response = ridge_response(grey, sigma=traced.sigma)
-        return float(map_coordinates(response, [points[:, 1], points[:, 0]], order=1).mean())
-
-    return along(after) / max(along(before), 1e-6)
-
-
-def brow_rise(tracker: LandmarkTracker, *, before: np.ndarray, after: np.ndarray) -> float:
-    """How far the brows moved up from `before` to `after` (H, W, 3), IOD, as FaceMesh reads
-    them (nan where it finds no face)."""
-    found = [tracker.detect(f) for f in (before, after)]
-    if any(f is None for f in found):
-        return float("nan")
-    face = FaceFrame.from_landmarks(found[0].landmarks)
-    brows = list(mesh.RIGHT_EYEBROW + mesh.LEFT_EYEBROW)
-    y = [face.to_face(f.landmarks[brows].astype(np.float64))[:, 1] for f in found]
-    return float(np.mean(y[0] - y[1]))
-
-
 def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -> None:
     """Print rim kept and brow rise per emotion, with and without the rims kept."""
     info = probe(path)
@@ -148,7 +114,7 @@ def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -
                         )
                         rows.setdefault((emotion, kept), []).append(
                             (
-                                upper_rim_kept(traced, before=frame, after=out),
+                                rim_kept(traced, before=frame, after=out),
                                 brow_rise(tracker, before=frame, after=out),
                             )
                         )

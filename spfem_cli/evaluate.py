@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.ndimage import map_coordinates
 
 from spfem_cli.face import mesh
+from spfem_cli.face.glasses import Traced, ridge_response
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
 from spfem_cli.face.track import smooth_valid
 from spfem_cli.face.tracker import LandmarkTracker
@@ -292,3 +294,32 @@ def detector_gain(
                 both = signed_activations(model, torch.from_numpy(np.stack([seen, asked])))
             rows.append(both[0, cols].numpy() / float(both[1, k]))
     return np.stack(rows)
+
+
+def rim_kept(traced: Traced, *, before: np.ndarray, after: np.ndarray) -> float:
+    """How much of the glasses' rims stays in place from `before` to `after` (H, W, 3) uint8:
+    the thin-line response (`face.glasses.ridge_response`) along the upper halves of the rims
+    traced on `before` (`face.glasses.trace_rims`), on `after` over on `before`. 1: the rim
+    is where it was, as sharp; a rim bent off its line leaves less (the upper halves, where
+    the brows move it)."""
+    upper = [line[line[:, 1] < line[:, 1].mean()] for line in traced.lines]
+    points = np.concatenate(upper)
+
+    def along(frame: np.ndarray) -> float:
+        response = ridge_response(frame.astype(np.float32).mean(axis=-1), sigma=traced.sigma)
+        return float(map_coordinates(response, [points[:, 1], points[:, 0]], order=1).mean())
+
+    return along(after) / max(along(before), 1e-6)
+
+
+def brow_rise(tracker: LandmarkTracker, *, before: np.ndarray, after: np.ndarray) -> float:
+    """How far the brows moved up from `before` to `after` (H, W, 3) uint8, IOD of `before`,
+    as FaceMesh reads them (negative: down; NaN where it finds no face). tracker: a
+    LandmarkTracker in image mode."""
+    found = [tracker.detect(f) for f in (before, after)]
+    if found[0] is None or found[1] is None:
+        return float("nan")
+    face = FaceFrame.from_landmarks(found[0].landmarks)
+    brows = list(mesh.RIGHT_EYEBROW + mesh.LEFT_EYEBROW)
+    y = [face.to_face(f.landmarks[brows].astype(np.float64))[:, 1] for f in found]
+    return float(np.mean(y[0] - y[1]))

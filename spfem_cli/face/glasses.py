@@ -366,8 +366,10 @@ class RimLayer:
         unlike = np.abs(orig - self.colour).max(axis=-1) / RIM_COLOUR_TOLERANCE
         weight = np.zeros(self.matte.shape, dtype=np.float32)
         weight[rows - y0, cols - x0] = np.clip(differs / scale, 0, 1) * np.clip(1.5 - unlike, 0, 1)
-        # Smoothed, so that the rim's edge is not put back pixel by pixel as a jagged line.
-        alpha = gaussian_filter(weight, ALPHA_SIGMA)[rows - y0, cols - x0]
+        # Feathered outward, so that the rim's edge is not put back pixel by pixel as a
+        # jagged line; a pixel that is rim stays rim.
+        feathered = np.maximum(weight, gaussian_filter(weight, ALPHA_SIGMA))
+        alpha = feathered[rows - y0, cols - x0]
         alpha[(moved == fill).all(axis=-1)] = 1.0
         out = edited.copy()
         blended = alpha[:, None] * orig + (1 - alpha[:, None]) * moved
@@ -459,7 +461,12 @@ def trace_rims(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, .
         radius = np.linalg.norm(rel, axis=-1)[order]
         r = np.interp(ang, theta[order] % (2 * np.pi), radius, period=2 * np.pi)
         even = centre + r[:, None] * np.stack([np.cos(ang), np.sin(ang)], axis=-1)
-        traced, shows = _trace(face.to_image(even) - (x0, y0), response, reach=reach, floor=floor)
+        traced, shows = _trace(
+            face.to_image(even) - (x0, y0),
+            response,
+            reach=reach,
+            floor=floor,
+        )
         if shows.mean() >= TRACE_MIN_SHARE:
             lines.append(traced[shows] + (x0, y0))
     return Traced(window=(x0, y0, x1, y1), lines=tuple(lines), sigma=sigma)
@@ -475,7 +482,11 @@ def rim_layer(
     """The rims of a frame (H, W, 3) uint8 RGB near the loops (M, 2), face frame (IOD),
     fitted to it (`Rims.locate`), traced (`trace_rims`) and widened into a matte. Nothing
     within EYE_CLEARANCE of the eyes' outlines `eyes` ((16, 2) each, face frame) is rim: a
-    lid line taken for a rim would be put back unmoved. None when no pixel is rim."""
+    lid line taken for a rim would be put back unmoved. None when no pixel is rim.
+
+    Where a rim crosses a brow, the brow under it is put back with the rim, unmoved: told
+    apart by colour, a thin grey rim over a light brow (expr_d19) is not, and leaving the
+    brow's pixels to move bent the rim there as before."""
     traced = trace_rims(frame, face=face, loops=loops)
     if not traced.lines:
         return None
@@ -491,17 +502,32 @@ def rim_layer(
     # a rim's dark edge beside it, it took in the edge of a brow lying along the rim.
     half_width = max(2.0, 2.0 * traced.sigma + 1.0)
     matte = distance_transform_edt(~binary_closing(drawn, iterations=2)) <= half_width
+    region = frame[y0:y1, x0:x1].astype(np.float32)
     if eyes:
-        inside = np.zeros(matte.shape, dtype=bool)
-        for eye in eyes:
-            ring = face.to_image(eye) - (x0, y0)
-            inside[polygon(ring[:, 1], ring[:, 0], shape=inside.shape)] = True
-        matte &= distance_transform_edt(~inside) > EYE_CLEARANCE * face.iod
+        inside_eyes = _inside(eyes, face=face, origin=(x0, y0), shape=matte.shape)
+        matte &= distance_transform_edt(~inside_eyes) > EYE_CLEARANCE * face.iod
+    colour = np.median(region[rows, cols], axis=0)
     if not matte.any():
         return None
     return RimLayer(
         window=traced.window,
         matte=matte,
         fill_sigma=max(1.5, 2.5 * traced.sigma),
-        colour=np.median(frame[rows + y0, cols + x0], axis=0).astype(np.float32),
+        colour=colour.astype(np.float32),
     )
+
+
+def _inside(
+    outlines: tuple[np.ndarray, ...],
+    *,
+    face: FaceFrame,
+    origin: tuple[int, int],
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """(h, w) bool: the pixels of a window at `origin` (x, y) inside any of the outlines
+    (M, 2), face frame."""
+    inside = np.zeros(shape, dtype=bool)
+    for outline in outlines:
+        ring = face.to_image(outline) - origin
+        inside[polygon(ring[:, 1], ring[:, 0], shape=shape)] = True
+    return inside

@@ -261,9 +261,14 @@ class FaceGenerator:
         put back as they were. Returns the edited frame."""
         if not np.any(delta):
             return frame
-        layer = (
-            None if rims is None else rim_layer(frame, face=face, loops=rims.locate(frame, face))
-        )
+        layer = None
+        if rims is not None:
+            layer = rim_layer(
+                frame,
+                face=face,
+                loops=rims.locate(frame, face),
+                eyes=(points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
+            )
         if layer is None:
             return self._edit(frame, face=face, points=points, delta=delta)
         painted = layer.paint_out(frame)
