@@ -500,7 +500,7 @@ def rim_layer(
     # The matte is wider than the rim, so that none of the rim is left to move with the
     # skin as a second rim; `put_back` restores only what looks like rim. Grown further, to
     # a rim's dark edge beside it, it took in the edge of a brow lying along the rim.
-    half_width = max(2.0, 2.0 * traced.sigma + 1.0)
+    half_width = max(2.5, 2.5 * traced.sigma + 1.5)
     matte = distance_transform_edt(~binary_closing(drawn, iterations=2)) <= half_width
     region = frame[y0:y1, x0:x1].astype(np.float32)
     if eyes:
