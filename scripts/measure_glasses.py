@@ -65,13 +65,13 @@ def measure(path: Path) -> tuple[float, bool, np.ndarray | None, tuple[np.ndarra
 
 def draw(tile: np.ndarray, loops: tuple[np.ndarray, ...]) -> np.ndarray:
     """(h, w, 3) uint8: the grey tile with the loops in red."""
-    from spfem_cli.face.glasses import _tile_pixels
+    from spfem_cli.face.glasses import tile_pixels
 
     img = np.repeat(tile.clip(0, 255).astype(np.uint8)[..., None], 3, axis=-1)
     for loop in loops:
         ends = zip(loop, np.roll(loop, -1, axis=0), strict=True)
         dense = np.concatenate([np.linspace(a, b, 8, endpoint=False) for a, b in ends])
-        rows, cols = np.round(_tile_pixels(dense[:, 0], dense[:, 1], tile.shape)).astype(int)
+        rows, cols = np.round(tile_pixels(dense[:, 0], dense[:, 1], tile.shape)).astype(int)
         ok = (rows >= 0) & (rows < tile.shape[0]) & (cols >= 0) & (cols < tile.shape[1])
         img[rows[ok], cols[ok]] = (255, 0, 0)
     return img

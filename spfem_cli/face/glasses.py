@@ -1,14 +1,23 @@
-"""Glasses: finding the rims around the eyes, so that an edit can keep them still.
+"""Glasses: their rims found, followed and kept still while the face behind them is edited.
 
 The warp moves skin; a rim lying over the skin that the brows and lids move would be bent with
-it. Rims are thin lines in a loop around each eye, well below the lower lid at the bottom,
-where a face without glasses shows only smooth cheek. A frame is resampled into the
-normalised face frame (`mesh.FaceFrame`) at TILE_SCALE pixels per inter-ocular distance (IOD),
-and thin lines are found there as a ridge response (the Hessian's larger eigenvalue in size);
-the responses of frames spread over the clip are averaged (rims follow the head, skin texture
-and expressions change), and an ellipse arc is fitted under each eye. The arc must clear the
-lower lid: a loop allowed to hug the eye scores as high on bare faces (the lid's own edge).
-`python scripts/measure_glasses.py` prints the score of every clip in `../shared/clips`.
+it. So an edit paints the rims out, warps the face, and puts the rims back where they were
+(`RimLayer`).
+
+- Found over the clip (`RimFinder`): rims are thin lines in a loop around each eye, passing
+  well below the lower lid, where a face without glasses shows only smooth cheek. Frames
+  spread over the clip are resampled into the normalised face frame (`mesh.FaceFrame`) at
+  TILE_SCALE pixels per inter-ocular distance (IOD); thin lines are found there as a ridge
+  response (the Hessian's larger eigenvalue in size), and under each eye the ellipse arc
+  with the strongest line is fitted (`fit_loop`). The arc must clear the lower lid: a loop
+  allowed to hug the eye scores as high on bare faces (the lid's own edge).
+- Followed on each frame (`Rims.locate`): glasses sit in front of the eyes, so a head turn
+  shifts them against the eye corners the face frame follows.
+- Traced on each frame (`trace_rims`), at the frame's own resolution, as the smooth path of
+  strongest ridge response near each loop; widened into a matte (`rim_layer`).
+
+`python scripts/measure_glasses.py` prints every clip's score, and with --edit how much of
+the rims an edit keeps in place.
 """
 
 from __future__ import annotations
@@ -49,9 +58,10 @@ RIM_CLEARANCE = 0.33
 RIM_TOP_CLEARANCE = 0.25
 LOWER_ARC_DEG = np.arange(15.0, 166.0, 5.0)
 UPPER_ARC_DEG = np.arange(200.0, 341.0, 5.0)
-# A loop whose lower arc's median ridge response is this many times the tile's median, on
-# both eyes, is a rim. Measured on the 22 clips of ../shared/clips: glasses 2.75-8.7 (the
-# clear plastic frames of expr_d12 lowest), bare faces 0.6-2.6, at most 1.43 on both eyes.
+# A clip wears glasses when the weaker eye's loop, fitted on each sampled frame, has a lower
+# arc whose median ridge response is this many times the tile's median, in the median over
+# the frames. Measured on the 22 clips of ../shared/clips: glasses 2.2 (the clear plastic
+# frames of expr_d12), 5.3 and 6.7; bare faces 0.7-1.4.
 RIM_SCORE = 1.8
 # A frame in every this many is sampled, at most MAX_SAMPLES in all.
 MAX_SAMPLES = 12
@@ -87,7 +97,7 @@ def ridge_response(tile: np.ndarray, *, sigma: float = RIDGE_SIGMA) -> np.ndarra
     return (np.abs(half_trace) + spread) * sigma**2
 
 
-def _tile_pixels(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def tile_pixels(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Face-frame points (...,) x and y -> (2, ...) tile rows and columns."""
     h, w = shape
     col = (x - TILE_X[0]) * (w - 1) / (TILE_X[1] - TILE_X[0])
@@ -112,7 +122,7 @@ def _arc_scores(
     x = cx[:, None] + rx[:, None] * np.cos(ang)
     up = ry if ry_top is None else ry_top
     y = cy[:, None] + np.where(np.sin(ang) >= 0, ry[:, None], up[:, None]) * np.sin(ang)
-    values = map_coordinates(response, _tile_pixels(x, y, response.shape), order=1)
+    values = map_coordinates(response, tile_pixels(x, y, response.shape), order=1)
     return np.median(values, axis=1)
 
 
@@ -497,9 +507,10 @@ def rim_layer(
     rows = np.clip(points[:, 1] - y0, 0, y1 - y0 - 1)
     drawn[rows, cols] = True
     # Traced points are a couple of pixels apart on a large face: close the gaps first.
-    # The matte is wider than the rim, so that none of the rim is left to move with the
-    # skin as a second rim; `put_back` restores only what looks like rim. Grown further, to
-    # a rim's dark edge beside it, it took in the edge of a brow lying along the rim.
+    # The matte is wider than the rim, so that none of it (a dark edge beside the traced
+    # line) is left to move with the skin as a second rim; `put_back` restores only what
+    # looks like rim. Grown by where the ridge response was strong instead, it took in the
+    # edge of a brow lying along the rim.
     half_width = max(2.5, 2.5 * traced.sigma + 1.5)
     matte = distance_transform_edt(~binary_closing(drawn, iterations=2)) <= half_width
     region = frame[y0:y1, x0:x1].astype(np.float32)
