@@ -281,17 +281,16 @@ class RimFinder:
         if score < RIM_SCORE:
             return None
         return Rims(
-            right=median_loop([r for r, _ in fits]),
+            right=median_loop([right for right, _ in fits]),
             left=median_loop([left for _, left in fits]),
             score=score,
         )
 
 
 # The rim's pixels on a frame. Along each fitted loop, every TRACE_STEP_DEG, the rim is
-# looked for within TRACE_REACH (IOD) across the loop, as the strongest ridge response; the
-# traced offsets are smoothed along the loop, and where the response is TRACE_CONTRAST times
-# the window's median or more, the pixels within the rim's half-width of the traced line are
-# rim. Where the rim does not show (behind a dark brow, or rimless glasses), nothing is
+# looked for within TRACE_REACH (IOD) across the loop (`_trace`); where the response on the
+# traced line is TRACE_CONTRAST times the window's median or more, the pixels near the line
+# are rim. Where the rim does not show (behind a dark brow, or rimless glasses), nothing is
 # marked: skin put back unmoved there would show as a still copy of the brow.
 TRACE_STEP_DEG = 2.0
 TRACE_REACH = 0.08
@@ -300,10 +299,12 @@ TRACE_CONTRAST = 3.0
 # most TRACE_SLOPE pixels across from one loop point to the next.
 TRACE_OFFSET_STEP = 0.5
 TRACE_SLOPE = 1.0
+# A loop whose rim shows along less than this share of it is left out on that frame.
 TRACE_MIN_SHARE = 0.6
+# Nothing this near an eye's outline (IOD) is rim.
 EYE_CLEARANCE = 0.04
 # A pixel of the matte this far (RGB levels, largest channel) from the rim's colour is put
-# back at two thirds; half as far again, not at all.
+# back at half; half as far again, not at all.
 RIM_COLOUR_TOLERANCE = 60.0
 ALPHA_SIGMA = 0.7
 
