@@ -430,9 +430,9 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
     from spfem_cli.pipeline import (
         Editor,
         analyse_video,
+        analysis_notes,
         read_rest_face,
         render_video,
-        track_notes,
         validate_options,
     )
     from spfem_cli.progress import SilentReporter
@@ -472,7 +472,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         )
         track = analysis.track
         shared_s = (time.perf_counter() - t0) / len(job.targets)
-        notes = track_notes(info, track)
+        notes = analysis_notes(analysis)
         for target, timeline in zip(job.targets, timelines, strict=True):
             if outcomes and outcomes[-1].disk_full:
                 outcomes.append(_failed(target, outcomes[-1].reason, host=host))

@@ -517,8 +517,9 @@ def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
     )
 
 
-def track_notes(info: VideoInfo, track: FaceTrack) -> list[str]:
+def analysis_notes(analysis: Analysis) -> list[str]:
     """What a user should know about the input and its faces, one line each."""
+    info, track = analysis.info, analysis.track
     notes = []
     if info.variable_frame_rate:
         notes.append(f"variable frame rate input: written at a constant {float(info.fps):.3f} fps")
@@ -532,6 +533,8 @@ def track_notes(info: VideoInfo, track: FaceTrack) -> list[str]:
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     if max_faces > 1:
         notes.append(f"up to {max_faces} faces in a frame: the largest one was edited")
+    if analysis.rims is not None:
+        notes.append("glasses found: their rims are kept still and the face is edited behind them")
     return notes
 
 
@@ -659,6 +662,6 @@ def edit_video(
         width=info.width,
         height=info.height,
         seconds=seconds,
-        notes=track_notes(info, track) + notes,
+        notes=analysis_notes(analysis) + notes,
         hints=[hint] if (hint := mouth_hint(timeline, mouth=mouth)) and n_edited else [],
     )

@@ -275,6 +275,7 @@ def test_several_faces_edits_the_largest(face_clip: Path, tmp_path: Path) -> Non
     report = edit_video(input_path=clip, emotion="surprised", output_path=tmp_path / "o.mp4")
     assert report.max_faces >= 2
     assert any("largest" in n for n in report.notes)
+    assert not any("glasses" in n for n in report.notes)  # the portrait wears none
     a, b = frames_of(clip)[25], frames_of(report.output)[25]
     # Count pixels changed beyond codec noise: many on the big face, hardly any on the small.
     changed = np.abs(a.astype(int) - b.astype(int)).max(axis=-1) > 20

@@ -271,7 +271,10 @@ def test_spfem_edit_keeps_the_rims_of_glasses_still(tmp_path: Path) -> None:
 
     clip = SHARED_CLIPS / "expr_d19.mp4"
     out = tmp_path / "surprised.mp4"
-    edit_video(input_path=clip, emotion="surprised", output_path=out, end=2.0, device="cpu")
+    report = edit_video(
+        input_path=clip, emotion="surprised", output_path=out, end=2.0, device="cpu"
+    )
+    assert any(note.startswith("glasses found") for note in report.notes)
     info = probe(clip)
     finder = RimFinder(n_frames=info.n_frames)
     picks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
