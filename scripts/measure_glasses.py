@@ -3,11 +3,12 @@
     python scripts/measure_glasses.py [--clips ../shared/clips] [--sheet rims.png] [--edit]
 
 For every clip: the rim score (the weaker eye's lower-arc ridge response over the tile's
-median, `spfem_cli.face.glasses`, the median over frames spread over the clip), and whether
-that makes glasses (RIM_SCORE or more). With --sheet, a PNG of a middle frame of every clip,
-in the face frame, with the rims followed onto it drawn in red, to look at.
+median, `spfem_cli.face.glasses`, the median over frames spread over the clip), whether
+that makes glasses (RIM_SCORE or more), on what share of those frames both rims could be
+traced, and so whether an edit keeps them still. With --sheet, a PNG of a middle frame of
+every clip, in the face frame, with the kept rims followed onto it drawn in red.
 
-With --edit, every clip found to wear glasses is edited on eight frames spread over it to
+With --edit, every clip whose rims an edit keeps is edited on eight frames spread over it to
 each emotion that moves the brows, with the rims kept (as `spfem edit` does) and without:
 
 - rim kept: along the rims' upper halves traced on the input, the ridge response on the
@@ -26,7 +27,13 @@ import numpy as np
 import torch
 
 from spfem_cli.evaluate import brow_rise, rim_kept
-from spfem_cli.face.glasses import RIM_SCORE, RimFinder, face_tile, trace_rims
+from spfem_cli.face.glasses import (
+    MIN_TRACED_SHARE,
+    RIM_SCORE,
+    RimFinder,
+    face_tile,
+    trace_rims,
+)
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.generator.expression import ExpressionModel
@@ -40,8 +47,9 @@ def clip_paths(root: Path) -> list[Path]:
     return sorted(root.glob("*.mp4")) + sorted(root.glob("*/*.mp4"))
 
 
-def measure(path: Path) -> tuple[float, bool, np.ndarray | None, tuple[np.ndarray, ...]]:
-    """(score, glasses, mean tile or None, loops) of one clip."""
+def measure(path: Path) -> tuple[RimFinder, np.ndarray | None, tuple[np.ndarray, ...]]:
+    """The finder fed as an edit feeds it, a middle frame's face-frame tile (None: no face)
+    and the rims followed onto that frame (none when they are not kept)."""
     info = probe(path)
     finder = RimFinder(n_frames=info.n_frames)
     seen = []
@@ -55,12 +63,11 @@ def measure(path: Path) -> tuple[float, bool, np.ndarray | None, tuple[np.ndarra
             finder.offer(t, frame, found.landmarks)
             seen.append((frame, FaceFrame.from_landmarks(found.landmarks)))
     if not seen:
-        return 0.0, False, None, ()
-    # The middle sampled frame, with the clip's rims followed onto it as an edit does.
+        return finder, None, ()
     frame, face = seen[len(seen) // 2]
     rims = finder.rims()
     loops = () if rims is None else rims.locate(frame, face)
-    return finder.score(), rims is not None, face_tile(frame, face), loops
+    return finder, face_tile(frame, face), loops
 
 
 def draw(tile: np.ndarray, loops: tuple[np.ndarray, ...]) -> np.ndarray:
@@ -132,13 +139,22 @@ def main() -> None:
     parser.add_argument("--edit", action="store_true", help="measure edits of glasses clips")
     args = parser.parse_args()
     drawn, worn = [], []
-    print(f"{'clip':36s} {'score':>6s}  glasses (at {RIM_SCORE} or more)")
+    print(
+        f"{'clip':36s} {'score':>6s}  glasses (at {RIM_SCORE} or more)  "
+        f"{'traced':>7s}  kept (traced on {MIN_TRACED_SHARE:.0%} of frames or more)"
+    )
     for path in clip_paths(args.clips):
-        score, glasses, tile, loops = measure(path)
-        print(f"{str(path.relative_to(args.clips)):36s} {score:6.2f}  {'yes' if glasses else 'no'}")
+        finder, tile, loops = measure(path)
+        glasses = finder.score() >= RIM_SCORE
+        kept = finder.rims() is not None
+        print(
+            f"{str(path.relative_to(args.clips)):36s} {finder.score():6.2f}  "
+            f"{'yes' if glasses else 'no':28s} {finder.traced_share():7.0%}  "
+            f"{'yes' if kept else 'no'}"
+        )
         if tile is not None:
             drawn.append(draw(tile, loops))
-        if glasses:
+        if kept:
             worn.append(path)
     if args.sheet is not None and drawn:
         import imageio.v3 as iio

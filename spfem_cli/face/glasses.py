@@ -65,6 +65,8 @@ UPPER_ARC_DEG = np.arange(200.0, 341.0, 5.0)
 RIM_SCORE = 1.8
 # A frame in every this many is sampled, at most MAX_SAMPLES in all.
 MAX_SAMPLES = 12
+# Rims are kept still only if both can be traced on this share of the sampled frames.
+MIN_TRACED_SHARE = 0.75
 EYE_X = (-0.5, 0.5)
 
 
@@ -252,6 +254,8 @@ class RimFinder:
     def __init__(self, *, n_frames: int) -> None:
         self.stride = max(1, n_frames // MAX_SAMPLES)
         self._fits: list[tuple[RimLoop, RimLoop]] = []
+        # Per frame used: whether both rims could be traced on it (`trace_rims`).
+        self._traced: list[bool] = []
         self._lock = threading.Lock()
 
     def offer(self, t: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
@@ -262,8 +266,10 @@ class RimFinder:
         if face.iod < MIN_IOD_PX:
             return
         fit = fit_rims(ridge_response(face_tile(frame, face)))
+        traced = trace_rims(frame, face=face, loops=(fit[0].polygon(), fit[1].polygon()))
         with self._lock:
             self._fits.append(fit)
+            self._traced.append(len(traced.lines) == len(fit))
 
     def score(self) -> float:
         """The median over the frames used of the weaker eye's score (0: none used)."""
@@ -273,12 +279,19 @@ class RimFinder:
             return 0.0
         return float(np.median([min(right.score, left.score) for right, left in fits]))
 
+    def traced_share(self) -> float:
+        """The share of the frames used on which both rims could be traced (0: none used)."""
+        with self._lock:
+            return float(np.mean(self._traced)) if self._traced else 0.0
+
     def rims(self) -> Rims | None:
-        """The rims, or None: no glasses seen, or no frame large enough was offered."""
+        """The rims to keep still, or None: no glasses seen, no frame large enough offered,
+        or rims too faint to trace on most frames (MIN_TRACED_SHARE), which are left to the
+        warp: kept on some frames and bent on the next, they would flicker."""
         with self._lock:
             fits = list(self._fits)
         score = self.score()
-        if score < RIM_SCORE:
+        if score < RIM_SCORE or self.traced_share() < MIN_TRACED_SHARE:
             return None
         return Rims(
             right=median_loop([right for right, _ in fits]),
