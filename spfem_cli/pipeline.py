@@ -244,7 +244,8 @@ class Analysis:
     """A video's face track and the expression already on the face.
 
     current: (T, K) AU activations relative to the person's rest face, smoothed in time;
-    rims: the glasses the person wears, None when they wear none (`face.glasses`).
+    rims: the glasses the person wears, kept still by the edit; None when they wear none or
+    their rims are too faint to trace on most frames (`face.glasses.RimFinder.rims`).
     """
 
     info: VideoInfo
@@ -285,7 +286,7 @@ def analyse_video(
             for seg in tracking_segments(info)
         ]
         total = sum(r.expected_frames for r in readers)
-        rims = RimFinder(n_frames=total)
+        finder = RimFinder(n_frames=total)
         adv = stack.enter_context(reporter.stage("Tracking face", total))
         first = readers[0]
         track = track_frames(
@@ -297,7 +298,7 @@ def analyse_video(
             workdir=workdir,
             pixel_scale=(info.width / first.width, info.height / first.height),
             on_frame=adv,
-            on_face=rims.offer,
+            on_face=finder.offer,
         )
     current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))
     if track.n_valid:
@@ -307,7 +308,7 @@ def analyse_video(
             sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps),
             rest_face=rest_face,
         )
-    return Analysis(info=info, track=track, current=current, rims=rims.rims())
+    return Analysis(info=info, track=track, current=current, rims=finder.rims())
 
 
 def validate_options(
