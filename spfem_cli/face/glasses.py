@@ -23,7 +23,7 @@ the rims an edit keeps in place.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.ndimage import (
@@ -237,11 +237,9 @@ def _follow(loop: RimLoop, response: np.ndarray) -> RimLoop:
 
 def median_loop(loops: list[RimLoop]) -> RimLoop:
     """The per-parameter median of loops fitted on several frames."""
-    values = np.median([[getattr(loop, f) for f in _LOOP_FIELDS] for loop in loops], axis=0)
-    return RimLoop(**{f: float(v) for f, v in zip(_LOOP_FIELDS, values, strict=True)})
-
-
-_LOOP_FIELDS = ("cx", "cy", "rx", "ry_bottom", "ry_top", "score")
+    names = [f.name for f in fields(RimLoop)]
+    values = np.median([[getattr(loop, n) for n in names] for loop in loops], axis=0)
+    return RimLoop(**{n: float(v) for n, v in zip(names, values, strict=True)})
 
 
 class RimFinder:
