@@ -15,6 +15,13 @@ each emotion that moves the brows, with the rims kept (as `spfem edit` does) and
   output over the input's (1: the rim is where it was, as sharp; a rim moved off its line
   leaves less);
 - brows: how far up the brows moved, re-detected by FaceMesh, in IOD (negative: down).
+
+With --steadiness S, the first S seconds of every such clip are edited to surprise frame after
+frame, as `spfem edit` does, and the script prints how much the band along the rims' upper
+halves (traced on the input, 4 pixels either side) changes from one frame to the next, in RGB
+levels: on the input; with the rims kept and traced afresh on each frame (`Rims`); with them
+kept and held steady (`SteadyRims`, what an edit does); and with them warped with the skin;
+and the median rim kept of the two ways of keeping them.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spfem_cli.evaluate import brow_rise, rim_kept
+from spfem_cli.evaluate import FrameChange, brow_rise, rim_kept, upper_rims
 from spfem_cli.face.glasses import (
     MIN_TRACED_SHARE,
     RIM_SCORE,
     RimFinder,
+    Rims,
+    SteadyRims,
     face_tile,
     trace_rims,
 )
@@ -132,11 +141,63 @@ def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -
         print(f"  {emotion:10s} {'kept' if kept else 'moved':>6s} {rim:9.2f} {rise:15.3f}")
 
 
+def measure_steadiness(path: Path, *, seconds: float) -> None:
+    """Print the frame-to-frame change along the upper rims of the clip's first seconds
+    edited to surprise, and the median rim kept, per way of editing them."""
+    info = probe(path)
+    expression = ExpressionModel.load()
+    gen = FaceGenerator(model=expression, device=torch.device("cpu"))
+    target = expression.emotion_vector("surprised").double().numpy()
+    n_frames = int(round(seconds * float(info.fps)))
+    with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
+        analysis = analyse_video(
+            info, model=expression, workdir=Path(tmp), reporter=SilentReporter()
+        )
+        rims, track = analysis.rims, analysis.track
+        if rims is None:
+            print(f"{path.name}: no glasses found by the edit's analysis")
+            return
+        deltas = analysis.deltas(target=target, weights=np.ones(track.n_frames))
+        ways: dict[str, Rims | SteadyRims | None] = {
+            "traced afresh": rims,
+            "held steady": SteadyRims(rims),
+            "warped": None,
+        }
+        change = {name: FrameChange() for name in ("input", *ways)}
+        kept: dict[str, list[float]] = {"traced afresh": [], "held steady": []}
+        with FrameReader(info) as reader:
+            for t, frame in enumerate(reader):
+                if t >= n_frames:
+                    break
+                if not track.valid[t]:
+                    continue
+                face, points = track.frame(t), np.asarray(track.norm[t], np.float64)
+                traced = trace_rims(frame, face=face, loops=rims.locate(frame, face))
+                band = upper_rims(traced, frame.shape[:2])
+                change["input"].add(frame, band)
+                for name, way in ways.items():
+                    out = gen.edit_frame(frame, face=face, points=points, delta=deltas[t], rims=way)
+                    change[name].add(out, band)
+                    if name in kept and traced.lines:
+                        kept[name].append(rim_kept(traced, before=frame, after=out))
+    print(f"{path.name}, surprised, first {n_frames} frames")
+    print("  change along the upper rims, levels a frame: " + ", ".join(
+        f"{name} {c.mean():.2f}" for name, c in change.items()
+    ))  # fmt: skip
+    print("  rim kept, median: " + ", ".join(
+        f"{name} {np.median(v):.2f}" for name, v in kept.items()
+    ))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
     parser.add_argument("--sheet", type=Path, default=None)
     parser.add_argument("--edit", action="store_true", help="measure edits of glasses clips")
+    parser.add_argument(
+        "--steadiness", type=float, default=None, metavar="SECONDS",
+        help="measure how steady the kept rims are over the first SECONDS of glasses clips",
+    )  # fmt: skip
     args = parser.parse_args()
     drawn, worn = [], []
     print(
@@ -168,6 +229,9 @@ def main() -> None:
     if args.edit:
         for path in worn:
             measure_edits(path, emotions=("surprised", "fear", "angry", "sad"))
+    if args.steadiness is not None:
+        for path in worn:
+            measure_steadiness(path, seconds=args.steadiness)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import map_coordinates
+from scipy.ndimage import distance_transform_edt, map_coordinates
 
 from spfem_cli.face import mesh
 from spfem_cli.face.glasses import Traced, ridge_response
@@ -310,6 +310,42 @@ def rim_kept(traced: Traced, *, before: np.ndarray, after: np.ndarray) -> float:
         return float(map_coordinates(response, [points[:, 1], points[:, 0]], order=1).mean())
 
     return along(after) / max(along(before), 1e-6)
+
+
+def upper_rims(traced: Traced, shape: tuple[int, int], *, reach: float = 4.0) -> np.ndarray:
+    """(H, W) bool, the pixels of a frame of `shape` within `reach` pixels of the upper
+    halves of the rims traced on it (where the brows move the skin behind them)."""
+    drawn = np.zeros(shape, dtype=bool)
+    for line in traced.lines:
+        upper = np.round(line[line[:, 1] < line[:, 1].mean()]).astype(int)
+        drawn[upper[:, 1].clip(0, shape[0] - 1), upper[:, 0].clip(0, shape[1] - 1)] = True
+    if not drawn.any():
+        return drawn
+    return distance_transform_edt(~drawn) <= reach
+
+
+class FrameChange:
+    """How much a video changes from one frame to the next within a region: frames and
+    their regions are added in order (`add`); `mean` is the mean absolute change (RGB levels)
+    over the pixels in either frame's region, averaged over the pairs of frames."""
+
+    def __init__(self) -> None:
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+        self._changes: list[float] = []
+
+    def add(self, frame: np.ndarray, region: np.ndarray) -> None:
+        """frame: (H, W, 3) uint8, the next frame; region: (H, W) bool."""
+        if self._last is not None:
+            last, last_region = self._last
+            where = region | last_region
+            if where.any():
+                step = np.abs(frame[where].astype(np.float32) - last[where].astype(np.float32))
+                self._changes.append(float(step.mean()))
+        self._last = (frame, region)
+
+    def mean(self) -> float:
+        """The mean change (levels); NaN before two frames."""
+        return float(np.mean(self._changes)) if self._changes else float("nan")
 
 
 def brow_rise(tracker: LandmarkTracker, *, before: np.ndarray, after: np.ndarray) -> float:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from spfem_cli.errors import SpfemError
-from spfem_cli.face.glasses import RimFinder, Rims
+from spfem_cli.face.glasses import RimFinder, Rims, SteadyRims
 from spfem_cli.face.pose import frontal_face_frame
 from spfem_cli.face.rest import rest_shape
 from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
@@ -351,6 +351,7 @@ def render_video(
     info, track = analysis.info, analysis.track
     device = generator.warper.device
     n_edited = 0
+    rims = None if analysis.rims is None else SteadyRims(analysis.rims)
     with atomic_output(output) as final_tmp:
         video_tmp = workdir / f"video{output.suffix}"
         with (
@@ -375,7 +376,7 @@ def render_video(
                         face=track.frame(t),
                         points=np.asarray(track.norm[t], np.float64),
                         delta=deltas[t],
-                        rims=analysis.rims,
+                        rims=rims,
                     )
                     n_edited += 1
                 writer.write(frame)

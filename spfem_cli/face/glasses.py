@@ -203,6 +203,11 @@ class Rims:
         response = ridge_response(face_tile(frame, face))
         return _follow(self.right, response).polygon(), _follow(self.left, response).polygon()
 
+    def trace(self, frame: np.ndarray, face: FaceFrame) -> Traced:
+        """The rims traced on one frame (H, W, 3) uint8 RGB with its face frame, on their own
+        (`trace_rims`; frames in order: `SteadyRims`)."""
+        return trace_rims(frame, face=face, loops=self.locate(frame, face))
+
 
 # How far (IOD) and by what factors a clip's loop is moved and scaled to follow the rim on
 # one frame, and the angles it is matched over: all but the top, where the brows are.
@@ -455,25 +460,53 @@ class Traced:
     sigma: float
 
 
-def trace_rims(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, ...]) -> Traced:
-    """The rims of a frame (H, W, 3) uint8 RGB traced near the loops (M, 2), face frame (IOD),
-    fitted to it (`Rims.locate`). A loop whose rim shows along less than TRACE_MIN_SHARE of
-    it is left out (on that frame the rim is blurred, or it was not found)."""
+@dataclass(frozen=True)
+class _Search:
+    """Where one frame's rims are looked for: window (x0, y0, x1, y1) pixels of the frame;
+    response (y1 - y0, x1 - x0), the ridge response there at scale sigma (pixels); floor,
+    the response a rim shows with (TRACE_CONTRAST times the window's median)."""
+
+    window: tuple[int, int, int, int]
+    response: np.ndarray
+    sigma: float
+    floor: float
+
+    def along(self, line: np.ndarray) -> float:
+        """The mean response along a line (P, 2), pixels of the frame (x, y); 0 outside."""
+        x0, y0 = self.window[:2]
+        at = [line[:, 1] - y0, line[:, 0] - x0]
+        return float(map_coordinates(self.response, at, order=1, mode="constant").mean())
+
+
+def _search(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, ...]) -> _Search:
+    """The window of a frame (H, W, 3) uint8 RGB that holds the loops (M, 2), face frame
+    (IOD), with room to trace them, and its ridge response."""
     h, w = frame.shape[:2]
-    reach = TRACE_REACH * face.iod
     sigma = max(0.7, RIDGE_SIGMA * face.iod / TILE_SCALE)
     corners = face.to_image(np.concatenate(loops))
-    pad = reach + 3 * sigma
+    pad = TRACE_REACH * face.iod + 3 * sigma
     x0 = int(np.clip(np.floor(corners[:, 0].min() - pad), 0, w))
     x1 = int(np.clip(np.ceil(corners[:, 0].max() + pad) + 1, 0, w))
     y0 = int(np.clip(np.floor(corners[:, 1].min() - pad), 0, h))
     y1 = int(np.clip(np.ceil(corners[:, 1].max() + pad) + 1, 0, h))
     if x1 - x0 < 3 or y1 - y0 < 3:
-        return Traced(window=(x0, y0, x1, y1), lines=(), sigma=sigma)
+        return _Search(window=(x0, y0, x1, y1), response=np.zeros((0, 0)), sigma=sigma, floor=0)
     response = ridge_response(frame[y0:y1, x0:x1].astype(np.float32).mean(axis=-1), sigma=sigma)
     floor = TRACE_CONTRAST * max(float(np.median(response)), 1e-6)
+    return _Search(window=(x0, y0, x1, y1), response=response, sigma=sigma, floor=floor)
+
+
+def _loop_lines(
+    search: _Search, *, face: FaceFrame, loops: tuple[np.ndarray, ...]
+) -> list[np.ndarray | None]:
+    """Per loop (M, 2), face frame, the rim traced near it: (P, 2) points where it shows,
+    pixels of the frame (x, y); None where it shows along less than TRACE_MIN_SHARE of the
+    loop (on that frame the rim is blurred, or it was not found)."""
+    if search.response.size == 0:
+        return [None for _ in loops]
+    origin = np.asarray(search.window[:2], np.float64)
     ang = np.deg2rad(np.arange(0.0, 360.0, TRACE_STEP_DEG))
-    lines = []
+    lines: list[np.ndarray | None] = []
     for loop in loops:
         # The loop resampled evenly in angle about its centre, in window pixels.
         centre = loop.mean(axis=0)
@@ -484,32 +517,84 @@ def trace_rims(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, .
         r = np.interp(ang, theta[order] % (2 * np.pi), radius, period=2 * np.pi)
         even = centre + r[:, None] * np.stack([np.cos(ang), np.sin(ang)], axis=-1)
         traced, shows = _trace(
-            face.to_image(even) - (x0, y0),
-            response,
-            reach=reach,
-            floor=floor,
+            face.to_image(even) - origin,
+            search.response,
+            reach=TRACE_REACH * face.iod,
+            floor=search.floor,
         )
-        if shows.mean() >= TRACE_MIN_SHARE:
-            lines.append(traced[shows] + (x0, y0))
-    return Traced(window=(x0, y0, x1, y1), lines=tuple(lines), sigma=sigma)
+        lines.append(traced[shows] + origin if shows.mean() >= TRACE_MIN_SHARE else None)
+    return lines
+
+
+def _traced(search: _Search, lines: list[np.ndarray | None]) -> Traced:
+    return Traced(
+        window=search.window,
+        lines=tuple(line for line in lines if line is not None),
+        sigma=search.sigma,
+    )
+
+
+def trace_rims(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, ...]) -> Traced:
+    """The rims of a frame (H, W, 3) uint8 RGB traced near the loops (M, 2), face frame (IOD),
+    fitted to it (`Rims.locate`). A loop whose rim shows along less than TRACE_MIN_SHARE of
+    it is left out (on that frame the rim is blurred, or it was not found)."""
+    search = _search(frame, face=face, loops=loops)
+    return _traced(search, _loop_lines(search, face=face, loops=loops))
+
+
+# A rim's line traced on the frame before is kept, where it was or moved with the head, while
+# the ridge response along it is STEADY_SHARE or more of that along the line traced anew.
+# Traced afresh on every frame, the line moved by about a pixel a frame on a still head
+# (expr_d19: 1.1 px on average), and the matte's edge with it: a pixel beside the rim was put
+# back unmoved on one frame and moved with the skin on the next, and the band along the rims
+# changed from frame to frame almost three times as much as the input's.
+STEADY_SHARE = 0.8
+
+
+class SteadyRims:
+    """The rims of a clip (`Rims`) traced on its frames one after another, in order
+    (`trace`), each rim's line kept from the frame before while it still lies on the rim
+    (STEADY_SHARE). One per pass over a clip: it remembers the last frame traced."""
+
+    def __init__(self, rims: Rims) -> None:
+        self.rims = rims
+        # The last frame's face frame and per loop its line (None: not traced there).
+        self._last: tuple[FaceFrame, list[np.ndarray | None]] | None = None
+
+    def trace(self, frame: np.ndarray, face: FaceFrame) -> Traced:
+        """The rims traced on the next frame (H, W, 3) uint8 RGB, with its face frame."""
+        loops = self.rims.locate(frame, face)
+        search = _search(frame, face=face, loops=loops)
+        lines = _loop_lines(search, face=face, loops=loops)
+        if self._last is not None:
+            before, kept = self._last
+            for i, (fresh, old) in enumerate(zip(lines, kept, strict=True)):
+                if fresh is None or old is None:
+                    continue
+                goal = STEADY_SHARE * search.along(fresh)
+                for candidate in (old, face.to_image(before.to_face(old))):
+                    if search.along(candidate) >= goal:
+                        lines[i] = candidate
+                        break
+        self._last = (face, lines)
+        return _traced(search, lines)
 
 
 def rim_layer(
     frame: np.ndarray,
     *,
     face: FaceFrame,
-    loops: tuple[np.ndarray, ...],
+    traced: Traced,
     eyes: tuple[np.ndarray, ...] = (),
 ) -> RimLayer | None:
-    """The rims of a frame (H, W, 3) uint8 RGB near the loops (M, 2), face frame (IOD),
-    fitted to it (`Rims.locate`), traced (`trace_rims`) and widened into a matte. Nothing
+    """The rims of a frame (H, W, 3) uint8 RGB with its face frame, traced on it
+    (`Rims.trace`, `SteadyRims.trace`), widened into a matte. Nothing
     within EYE_CLEARANCE of the eyes' outlines `eyes` ((16, 2) each, face frame) is rim: a
     lid line taken for a rim would be put back unmoved. None when no pixel is rim.
 
     Where a rim crosses a brow, the brow under it is put back with the rim, unmoved: told
     apart by colour, a thin grey rim over a light brow (expr_d19) is not, and leaving the
     brow's pixels to move bent the rim there as before."""
-    traced = trace_rims(frame, face=face, loops=loops)
     if not traced.lines:
         return None
     x0, y0, x1, y1 = traced.window

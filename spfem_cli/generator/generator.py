@@ -10,7 +10,7 @@ import torch
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
-from spfem_cli.face.glasses import Rims, rim_layer
+from spfem_cli.face.glasses import Rims, SteadyRims, rim_layer
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
 from spfem_cli.generator.expression import ExpressionModel
@@ -253,12 +253,13 @@ class FaceGenerator:
         face: FaceFrame,
         points: np.ndarray,
         delta: np.ndarray,
-        rims: Rims | None = None,
+        rims: Rims | SteadyRims | None = None,
     ) -> np.ndarray:
         """frame: (H, W, 3) uint8 RGB; face: its face frame; points: (478, 2) landmarks in
         the face frame (IOD); delta: (K,) AU activation change; rims: the glasses the face
-        wears over the clip (`face.glasses`): the face is edited behind them, and they are
-        put back as they were. Returns the edited frame."""
+        wears over the clip (`face.glasses.Rims`; `SteadyRims` when the frames come in
+        order): the face is edited behind them, and they are put back as they were. Returns
+        the edited frame."""
         if not np.any(delta):
             return frame
         layer = None
@@ -266,7 +267,7 @@ class FaceGenerator:
             layer = rim_layer(
                 frame,
                 face=face,
-                loops=rims.locate(frame, face),
+                traced=rims.trace(frame, face),
                 eyes=(points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
             )
         if layer is None:
