@@ -478,17 +478,16 @@ class _Search:
         return float(map_coordinates(self.response, at, order=1, mode="constant").mean())
 
 
-def _search(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, ...]) -> _Search:
-    """The window of a frame (H, W, 3) uint8 RGB that holds the loops (M, 2), face frame
-    (IOD), with room to trace them, and its ridge response."""
+def _search(frame: np.ndarray, *, face: FaceFrame, around: np.ndarray) -> _Search:
+    """The window of a frame (H, W, 3) uint8 RGB that holds the points `around` (M, 2),
+    pixels (x, y), with room to trace rims near them, and its ridge response."""
     h, w = frame.shape[:2]
     sigma = max(0.7, RIDGE_SIGMA * face.iod / TILE_SCALE)
-    corners = face.to_image(np.concatenate(loops))
     pad = TRACE_REACH * face.iod + 3 * sigma
-    x0 = int(np.clip(np.floor(corners[:, 0].min() - pad), 0, w))
-    x1 = int(np.clip(np.ceil(corners[:, 0].max() + pad) + 1, 0, w))
-    y0 = int(np.clip(np.floor(corners[:, 1].min() - pad), 0, h))
-    y1 = int(np.clip(np.ceil(corners[:, 1].max() + pad) + 1, 0, h))
+    x0 = int(np.clip(np.floor(around[:, 0].min() - pad), 0, w))
+    x1 = int(np.clip(np.ceil(around[:, 0].max() + pad) + 1, 0, w))
+    y0 = int(np.clip(np.floor(around[:, 1].min() - pad), 0, h))
+    y1 = int(np.clip(np.ceil(around[:, 1].max() + pad) + 1, 0, h))
     if x1 - x0 < 3 or y1 - y0 < 3:
         return _Search(window=(x0, y0, x1, y1), response=np.zeros((0, 0)), sigma=sigma, floor=0)
     response = ridge_response(frame[y0:y1, x0:x1].astype(np.float32).mean(axis=-1), sigma=sigma)
@@ -538,7 +537,7 @@ def trace_rims(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, .
     """The rims of a frame (H, W, 3) uint8 RGB traced near the loops (M, 2), face frame (IOD),
     fitted to it (`Rims.locate`). A loop whose rim shows along less than TRACE_MIN_SHARE of
     it is left out (on that frame the rim is blurred, or it was not found)."""
-    search = _search(frame, face=face, loops=loops)
+    search = _search(frame, face=face, around=face.to_image(np.concatenate(loops)))
     return _traced(search, _loop_lines(search, face=face, loops=loops))
 
 
@@ -558,25 +557,37 @@ class SteadyRims:
 
     def __init__(self, rims: Rims) -> None:
         self.rims = rims
-        # The last frame's face frame and per loop its line (None: not traced there).
-        self._last: tuple[FaceFrame, list[np.ndarray | None]] | None = None
+        # The last frame's face frame; per loop its line (None: not traced there) and the
+        # response along the line traced anew where last looked for.
+        self._last: tuple[FaceFrame, list[np.ndarray | None], list[float]] | None = None
 
     def trace(self, frame: np.ndarray, face: FaceFrame) -> Traced:
         """The rims traced on the next frame (H, W, 3) uint8 RGB, with its face frame."""
+        if self._last is not None and all(line is not None for line in self._last[1]):
+            # Most frames: both lines still lie on their rims, so the rims need not be
+            # followed and traced anew (four fifths of the rims' cost).
+            _, kept, strength = self._last
+            lines = [line for line in kept if line is not None]
+            search = _search(frame, face=face, around=np.concatenate(lines))
+            if all(
+                search.along(line) >= STEADY_SHARE * s
+                for line, s in zip(lines, strength, strict=True)
+            ):
+                return _traced(search, kept)
         loops = self.rims.locate(frame, face)
-        search = _search(frame, face=face, loops=loops)
+        search = _search(frame, face=face, around=face.to_image(np.concatenate(loops)))
         lines = _loop_lines(search, face=face, loops=loops)
+        strength = [0.0 if line is None else search.along(line) for line in lines]
         if self._last is not None:
-            before, kept = self._last
+            before, kept, _ = self._last
             for i, (fresh, old) in enumerate(zip(lines, kept, strict=True)):
                 if fresh is None or old is None:
                     continue
-                goal = STEADY_SHARE * search.along(fresh)
                 for candidate in (old, face.to_image(before.to_face(old))):
-                    if search.along(candidate) >= goal:
+                    if search.along(candidate) >= STEADY_SHARE * strength[i]:
                         lines[i] = candidate
                         break
-        self._last = (face, lines)
+        self._last = (face, lines, strength)
         return _traced(search, lines)
 
 
