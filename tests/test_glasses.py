@@ -46,6 +46,30 @@ def true_loops(shift: tuple[float, float] = (0.0, 0.0)) -> tuple[RimLoop, RimLoo
     )  # type: ignore[return-value]
 
 
+def true_arms(loops: tuple[RimLoop, ...], *, at_deg: float = 205.0) -> tuple[np.ndarray, ...]:
+    """Per loop, an arm (2, 2): a straight segment, face frame, leaving the loop's outer side
+    `at_deg` degrees round it (0 along x, 90 down) and running 0.3 IOD outward, level."""
+    arms = []
+    for loop, out in zip(loops, (-1.0, 1.0), strict=True):
+        ang = np.deg2rad(at_deg if out < 0 else 180.0 - at_deg)
+        start = np.array([loop.cx + loop.rx * np.cos(ang), loop.cy + loop.ry_top * np.sin(ang)])
+        arms.append(np.stack([start, start + (0.3 * out, 0.0)]))
+    return tuple(arms)
+
+
+def distance_to_arms(arms: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(h, w) distance of each pixel's face-frame point to the nearest arm, IOD."""
+    q = torch.from_numpy(pixels_in_face_frame(FACE, SHAPE))
+    d = [_segment_distance(q, arm) for arm in arms]
+    return torch.stack(d).min(dim=0).values.numpy().reshape(SHAPE)
+
+
+def _segment_distance(q: torch.Tensor, segment: np.ndarray) -> torch.Tensor:
+    a, b = torch.from_numpy(segment[0]), torch.from_numpy(segment[1])
+    t = ((q - a) @ (b - a) / float((b - a) @ (b - a))).clamp(0, 1)
+    return (q - a - t[:, None] * (b - a)).norm(dim=-1)
+
+
 def distance_to(loops: tuple[RimLoop, ...], shape: tuple[int, int] = SHAPE) -> np.ndarray:
     """(h, w) distance of each pixel's face-frame point to the nearest loop, IOD."""
     q = torch.from_numpy(pixels_in_face_frame(FACE, shape))
@@ -53,9 +77,11 @@ def distance_to(loops: tuple[RimLoop, ...], shape: tuple[int, int] = SHAPE) -> n
     return d.min(dim=0).values.numpy().reshape(shape)
 
 
-def face_frame(*, seed: int, loops: tuple[RimLoop, ...] | None) -> np.ndarray:
+def face_frame(
+    *, seed: int, loops: tuple[RimLoop, ...] | None, arms: tuple[np.ndarray, ...] = ()
+) -> np.ndarray:
     """A painted face: skin with a faint texture, eyes, brows over them, and, unless loops
-    is None, dark rims along the loops."""
+    is None, dark rims along the loops, and the arms (`true_arms`) given."""
     rng = np.random.default_rng(seed)
     pts = template_face()
     img = painted_eyes(pts, FACE, SHAPE).astype(np.float64)
@@ -73,6 +99,8 @@ def face_frame(*, seed: int, loops: tuple[RimLoop, ...] | None) -> np.ndarray:
     img += texture[..., None]
     if loops is not None:
         img[distance_to(loops) < RIM_HALF_WIDTH] = RIM_RGB
+    if arms:
+        img[distance_to_arms(arms) < RIM_HALF_WIDTH] = RIM_RGB
     return img.clip(0, 255).astype(np.uint8)
 
 
@@ -163,6 +191,39 @@ def test_an_edit_keeps_the_rims_still_and_moves_the_face_behind_them() -> None:
     away = distance > 0.15
     assert change(bent, away & (q[..., 1] < 0)) > 3  # the brows did move
     assert np.abs(kept[away].astype(int) - bent[away]).mean() < 0.5
+
+
+def test_the_arms_are_traced_and_kept_with_the_rims(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the arms leave the rims (the hinges), the brows' outer ends move: the arms are
+    traced from each rim outward and kept still with it. With no arms traced, a brow raise
+    moves them with the skin, off the rims kept still."""
+    import spfem_cli.face.glasses as glasses
+
+    loops = true_loops()
+    arms = true_arms(loops)
+    frames = [face_frame(seed=s, loops=loops, arms=arms) for s in range(4)]
+    rims = finder_over(frames).rims()
+    assert rims is not None
+    frame = frames[0]
+    traced = rims.trace(frame, FACE)
+    assert len(traced.lines) == len(traced.arms) == 2
+    for found, arm in zip(traced.arms, arms, strict=True):
+        gap = _segment_distance(torch.from_numpy(FACE.to_face(found)), arm) * FACE.iod
+        assert float(gap.median()) < 1.0, float(gap.median())
+    model = ExpressionModel.load()
+    gen = FaceGenerator(model=model, device=torch.device("cpu"))
+    delta = np.zeros(model.num_aus)
+    delta[[model.au_names.index("AU1"), model.au_names.index("AU2")]] = 1.5
+    on_arms = (distance_to_arms(arms) < RIM_HALF_WIDTH * 0.7) & (distance_to(loops) > 0.03)
+
+    def change(out: np.ndarray) -> float:
+        return float(np.abs(out[on_arms].astype(int) - frame[on_arms]).mean())
+
+    kept = gen.edit_frame(frame, face=FACE, points=template_face(), delta=delta, rims=rims)
+    monkeypatch.setattr(glasses, "_arm", lambda *args, **kwargs: None)
+    armless = gen.edit_frame(frame, face=FACE, points=template_face(), delta=delta, rims=rims)
+    assert change(armless) > 10
+    assert change(kept) < 0.25 * change(armless)
 
 
 def test_an_edit_without_glasses_is_unchanged() -> None:

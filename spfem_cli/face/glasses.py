@@ -319,9 +319,12 @@ TRACE_SLOPE = 1.0
 TRACE_MIN_SHARE = 0.6
 # Nothing this near an eye's outline (IOD) is rim.
 EYE_CLEARANCE = 0.04
-# A pixel of the matte this far (RGB levels, largest channel) from the rim's colour is put
-# back at half; half as far again, not at all.
+# A pixel of the matte this far (RGB levels, largest channel) from the rim's colour there is
+# put back at half; half as far again, not at all. The colour is that of the nearest traced
+# point, the median over RIM_COLOUR_RUN points along its line: a hinge is darker than the
+# rim it holds.
 RIM_COLOUR_TOLERANCE = 60.0
+RIM_COLOUR_RUN = 7
 ALPHA_SIGMA = 0.7
 
 
@@ -331,7 +334,7 @@ class RimLayer:
 
     window: (x0, y0, x1, y1) pixels of the frame the matte covers; matte: (y1 - y0, x1 - x0)
     bool, True on rim; fill_sigma: spread (pixels) of the skin that paints a rim out;
-    colour: (3,) the rim's median colour along its traced line, RGB levels.
+    colour: (y1 - y0, x1 - x0, 3) float32, the rim's colour nearest each pixel, RGB levels.
     """
 
     window: tuple[int, int, int, int]
@@ -390,7 +393,8 @@ class RimLayer:
         scale = max(float(np.percentile(differs, 90)), 1.0) / 2
         # Unlike the rim's colour, a pixel in the matte is the skin or brow beside it: put
         # back unmoved, a brow's edge would show as a dark notch under the raised brow.
-        unlike = np.abs(orig - self.colour).max(axis=-1) / RIM_COLOUR_TOLERANCE
+        like = self.colour[rows - y0, cols - x0]
+        unlike = np.abs(orig - like).max(axis=-1) / RIM_COLOUR_TOLERANCE
         weight = np.zeros(self.matte.shape, dtype=np.float32)
         weight[rows - y0, cols - x0] = np.clip(differs / scale, 0, 1) * np.clip(1.5 - unlike, 0, 1)
         # Feathered outward, so that the rim's edge is not put back pixel by pixel as a
@@ -453,11 +457,13 @@ def _trace(
 class Traced:
     """Rims traced on one frame: window (x0, y0, x1, y1) pixels of the frame searched; lines:
     per loop whose rim showed, (P, 2) points on the rim's middle, pixels of the frame (x, y);
-    sigma: the ridge filter's scale there, pixels."""
+    sigma: the ridge filter's scale there, pixels; arms: per rim whose arm showed, (Q, 2)
+    points along the arm from where it leaves the rim (`_arm`)."""
 
     window: tuple[int, int, int, int]
     lines: tuple[np.ndarray, ...]
     sigma: float
+    arms: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -525,11 +531,77 @@ def _loop_lines(
     return lines
 
 
-def _traced(search: _Search, lines: list[np.ndarray | None]) -> Traced:
+# The arms of the glasses where they leave the rims. Their hinges lie where the brows' outer
+# ends move: warped with the skin, they broke off the rims kept still (expr_d19 in surprise).
+# From ARM_STARTS points of the rim's outer side (its outer fifth, above the middle or a
+# little below), the straight line ARM_LENGTH (IOD) long, leaving outward within ARM_DEG of
+# the face's horizontal, with the strongest median ridge response past its first ARM_START
+# (the rim itself); an arm where that is the window's rim floor or more (`_arm`).
+ARM_LENGTH = 0.25
+ARM_START = 0.03
+ARM_DEG = np.arange(-30.0, 30.1, 3.0)
+ARM_STARTS = 12
+# Each loop's outward side along the face frame's x: subject's right, then left.
+OUTWARD = (-1.0, 1.0)
+
+
+def _reach(loops: tuple[np.ndarray, ...], face: FaceFrame) -> np.ndarray:
+    """(M, 2) pixels of the frame a search window must hold: the loops (face frame) and
+    ARM_LENGTH beyond the outer side of each."""
+    ends = [
+        loop[np.argmax(out * loop[:, 0])] + (out * (ARM_START + ARM_LENGTH), 0.0)
+        for loop, out in zip(loops, OUTWARD, strict=False)
+    ]
+    return face.to_image(np.concatenate([*loops, np.array(ends)]))
+
+
+def _arm(
+    search: _Search, *, face: FaceFrame, line: np.ndarray, outward: float
+) -> np.ndarray | None:
+    """The arm leaving a rim traced on a frame, line (P, 2) pixels of the frame, on the side
+    `outward` (-1 or 1 along the face frame's x): (Q, 2) pixels of the frame along it from
+    the rim, about a pixel apart; None where no line leaving the rim shows (ARM_*)."""
+    q = face.to_face(line)
+    centre = q.mean(axis=0)
+    out = outward * (q[:, 0] - centre[0])
+    starts = q[(out >= 0.8 * out.max()) & (q[:, 1] < centre[1] + 0.1)]
+    starts = starts[:: max(1, len(starts) // ARM_STARTS)]
+    if len(starts) == 0:
+        return None
+    step = 1.0 / face.iod
+    ang = (0.0 if outward > 0 else np.pi) + np.deg2rad(ARM_DEG)
+    heading = np.stack([np.cos(ang), np.sin(ang)], axis=-1)  # (A, 2)
+    dist = np.arange(ARM_START, ARM_LENGTH, step)
+    pts = starts[:, None, None] + dist[None, None, :, None] * heading[None, :, None]  # (S, A, D, 2)
+    pix = face.to_image(pts.reshape(-1, 2)).reshape(pts.shape)
+    x0, y0 = search.window[:2]
+    at = [pix[..., 1] - y0, pix[..., 0] - x0]
+    values = map_coordinates(search.response, at, order=1, mode="constant")
+    score = np.median(values, axis=-1)  # (S, A)
+    s, a = np.unravel_index(int(np.argmax(score)), score.shape)
+    if score[s, a] < search.floor:
+        return None
+    return face.to_image(starts[s] + np.arange(0.0, ARM_LENGTH, step)[:, None] * heading[a])
+
+
+def _arms(
+    search: _Search, *, face: FaceFrame, lines: list[np.ndarray | None]
+) -> list[np.ndarray | None]:
+    """Per traced rim (None: not traced), its arm (`_arm`) or None."""
+    return [
+        None if line is None else _arm(search, face=face, line=line, outward=out)
+        for line, out in zip(lines, OUTWARD, strict=False)
+    ]
+
+
+def _traced(
+    search: _Search, lines: list[np.ndarray | None], arms: list[np.ndarray | None]
+) -> Traced:
     return Traced(
         window=search.window,
         lines=tuple(line for line in lines if line is not None),
         sigma=search.sigma,
+        arms=tuple(arm for arm in arms if arm is not None),
     )
 
 
@@ -537,8 +609,9 @@ def trace_rims(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, .
     """The rims of a frame (H, W, 3) uint8 RGB traced near the loops (M, 2), face frame (IOD),
     fitted to it (`Rims.locate`). A loop whose rim shows along less than TRACE_MIN_SHARE of
     it is left out (on that frame the rim is blurred, or it was not found)."""
-    search = _search(frame, face=face, around=face.to_image(np.concatenate(loops)))
-    return _traced(search, _loop_lines(search, face=face, loops=loops))
+    search = _search(frame, face=face, around=_reach(loops, face))
+    lines = _loop_lines(search, face=face, loops=loops)
+    return _traced(search, lines, _arms(search, face=face, lines=lines))
 
 
 # A rim's line traced on the frame before is kept, where it was or moved with the head, while
@@ -557,38 +630,63 @@ class SteadyRims:
 
     def __init__(self, rims: Rims) -> None:
         self.rims = rims
-        # The last frame's face frame; per loop its line (None: not traced there) and the
-        # response along the line traced anew where last looked for.
-        self._last: tuple[FaceFrame, list[np.ndarray | None], list[float]] | None = None
+        # The last frame's face frame; per loop its line and its arm (None: not traced
+        # there), and the response along the line traced anew where last looked for.
+        self._last: (
+            tuple[FaceFrame, list[np.ndarray | None], list[np.ndarray | None], list[float]] | None
+        ) = None
 
     def trace(self, frame: np.ndarray, face: FaceFrame) -> Traced:
         """The rims traced on the next frame (H, W, 3) uint8 RGB, with its face frame."""
         if self._last is not None and all(line is not None for line in self._last[1]):
             # Most frames: both lines still lie on their rims, so the rims need not be
-            # followed and traced anew (four fifths of the rims' cost).
-            _, kept, strength = self._last
+            # followed and traced anew (four fifths of the rims' cost), nor their arms.
+            _, kept, arms, strength = self._last
             lines = [line for line in kept if line is not None]
-            search = _search(frame, face=face, around=np.concatenate(lines))
+            around = np.concatenate(lines + [arm for arm in arms if arm is not None])
+            search = _search(frame, face=face, around=around)
             if all(
                 search.along(line) >= STEADY_SHARE * s
                 for line, s in zip(lines, strength, strict=True)
             ):
-                return _traced(search, kept)
+                return _traced(search, kept, arms)
         loops = self.rims.locate(frame, face)
-        search = _search(frame, face=face, around=face.to_image(np.concatenate(loops)))
+        search = _search(frame, face=face, around=_reach(loops, face))
         lines = _loop_lines(search, face=face, loops=loops)
         strength = [0.0 if line is None else search.along(line) for line in lines]
+        arms = _arms(search, face=face, lines=lines)
         if self._last is not None:
-            before, kept, _ = self._last
-            for i, (fresh, old) in enumerate(zip(lines, kept, strict=True)):
-                if fresh is None or old is None:
-                    continue
-                for candidate in (old, face.to_image(before.to_face(old))):
-                    if search.along(candidate) >= STEADY_SHARE * strength[i]:
-                        lines[i] = candidate
-                        break
-        self._last = (face, lines, strength)
-        return _traced(search, lines)
+            before, kept, kept_arms, _ = self._last
+            lines = [
+                _held(search, fresh, old, before=before, face=face)
+                for fresh, old in zip(lines, kept, strict=True)
+            ]
+            arms = [
+                _held(search, fresh, old, before=before, face=face)
+                for fresh, old in zip(arms, kept_arms, strict=True)
+            ]
+        self._last = (face, lines, arms, strength)
+        return _traced(search, lines, arms)
+
+
+def _held(
+    search: _Search,
+    fresh: np.ndarray | None,
+    old: np.ndarray | None,
+    *,
+    before: FaceFrame,
+    face: FaceFrame,
+) -> np.ndarray | None:
+    """A line traced anew on a frame, or the one the frame before traced (face frame
+    `before`), where it was or moved with the head, while the response along it is
+    STEADY_SHARE of that along the fresh one or more. Pixels of the frame, (P, 2)."""
+    if fresh is None or old is None:
+        return fresh
+    goal = STEADY_SHARE * search.along(fresh)
+    for candidate in (old, face.to_image(before.to_face(old))):
+        if search.along(candidate) >= goal:
+            return candidate
+    return fresh
 
 
 def rim_layer(
@@ -610,7 +708,8 @@ def rim_layer(
         return None
     x0, y0, x1, y1 = traced.window
     drawn = np.zeros((y1 - y0, x1 - x0), dtype=bool)
-    points = np.round(np.concatenate(traced.lines)).astype(int)
+    parts = traced.lines + traced.arms
+    points = np.round(np.concatenate(parts)).astype(int)
     cols = np.clip(points[:, 0] - x0, 0, x1 - x0 - 1)
     rows = np.clip(points[:, 1] - y0, 0, y1 - y0 - 1)
     drawn[rows, cols] = True
@@ -625,15 +724,34 @@ def rim_layer(
     if eyes:
         inside_eyes = _inside(eyes, face=face, origin=(x0, y0), shape=matte.shape)
         matte &= distance_transform_edt(~inside_eyes) > EYE_CLEARANCE * face.iod
-    colour = np.median(region[rows, cols], axis=0)
     if not matte.any():
         return None
     return RimLayer(
         window=traced.window,
         matte=matte,
         fill_sigma=max(1.5, 2.5 * traced.sigma),
-        colour=colour.astype(np.float32),
+        colour=_nearest_colour(region, lines=parts, origin=(x0, y0)),
     )
+
+
+def _nearest_colour(
+    region: np.ndarray, *, lines: tuple[np.ndarray, ...], origin: tuple[int, int]
+) -> np.ndarray:
+    """(h, w, 3) float32: for each pixel of a window (h, w, 3) of the frame at `origin`
+    (x, y), the colour of the nearest point of the traced lines ((P, 2) pixels of the frame),
+    each point's colour the median over RIM_COLOUR_RUN points along its line."""
+    h, w = region.shape[:2]
+    index = np.full((h, w), -1, dtype=np.int64)
+    colours = []
+    count = 0
+    for line in lines:
+        at = np.round(line - origin).astype(int)
+        rows, cols = at[:, 1].clip(0, h - 1), at[:, 0].clip(0, w - 1)
+        colours.append(median_filter(region[rows, cols], size=(RIM_COLOUR_RUN, 1), mode="nearest"))
+        index[rows, cols] = count + np.arange(len(at))
+        count += len(at)
+    _, (near_rows, near_cols) = distance_transform_edt(index < 0, return_indices=True)
+    return np.concatenate(colours)[index[near_rows, near_cols]].astype(np.float32)
 
 
 def _inside(
