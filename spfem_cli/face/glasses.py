@@ -550,7 +550,7 @@ def _reach(loops: tuple[np.ndarray, ...], face: FaceFrame) -> np.ndarray:
     ARM_LENGTH beyond the outer side of each."""
     ends = [
         loop[np.argmax(out * loop[:, 0])] + (out * (ARM_START + ARM_LENGTH), 0.0)
-        for loop, out in zip(loops, OUTWARD, strict=False)
+        for loop, out in zip(loops, OUTWARD, strict=True)
     ]
     return face.to_image(np.concatenate([*loops, np.array(ends)]))
 
@@ -590,7 +590,7 @@ def _arms(
     """Per traced rim (None: not traced), its arm (`_arm`) or None."""
     return [
         None if line is None else _arm(search, face=face, line=line, outward=out)
-        for line, out in zip(lines, OUTWARD, strict=False)
+        for line, out in zip(lines, OUTWARD, strict=True)
     ]
 
 
@@ -616,10 +616,12 @@ def trace_rims(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, .
 
 # A rim's line traced on the frame before is kept, where it was or moved with the head, while
 # the ridge response along it is STEADY_SHARE or more of that along the line traced anew.
-# Traced afresh on every frame, the line moved by about a pixel a frame on a still head
-# (expr_d19: 1.1 px on average), and the matte's edge with it: a pixel beside the rim was put
-# back unmoved on one frame and moved with the skin on the next, and the band along the rims
-# changed from frame to frame almost three times as much as the input's.
+# Traced afresh on every frame, stretches of the line showed on one frame and not on the next
+# and its points moved by about a pixel (expr_d19, a still head), and the matte's edge with
+# them: a pixel beside the rim was put back unmoved on one frame and moved with the skin on
+# the next, and the band along the rims changed from frame to frame over twice as much as the
+# input's (scripts/measure_glasses.py --steadiness). Moving each point to the line before
+# where within a pixel or two of it barely helped: it is the stretches that came and went.
 STEADY_SHARE = 0.8
 
 
