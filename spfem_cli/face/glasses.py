@@ -564,6 +564,8 @@ def _arm(
     q = face.to_face(line)
     centre = q.mean(axis=0)
     out = outward * (q[:, 0] - centre[0])
+    if out.max() <= 0:
+        return None  # the rim showed only on its inner side
     starts = q[(out >= 0.8 * out.max()) & (q[:, 1] < centre[1] + 0.1)]
     starts = starts[:: max(1, len(starts) // ARM_STARTS)]
     if len(starts) == 0:
