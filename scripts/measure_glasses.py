@@ -41,7 +41,6 @@ from spfem_cli.face.glasses import (
     Rims,
     SteadyRims,
     face_tile,
-    trace_rims,
 )
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.face.tracker import LandmarkTracker
@@ -114,7 +113,7 @@ def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -
                 if t not in picks:
                     continue
                 face, points = track.frame(t), np.asarray(track.norm[t], np.float64)
-                traced = trace_rims(frame, face=face, loops=analysis.rims.locate(frame, face))
+                traced = analysis.rims.trace(frame, face)
                 if not traced.lines:
                     continue
                 for emotion in emotions:
@@ -172,7 +171,7 @@ def measure_steadiness(path: Path, *, seconds: float) -> None:
                 if not track.valid[t]:
                     continue
                 face, points = track.frame(t), np.asarray(track.norm[t], np.float64)
-                traced = trace_rims(frame, face=face, loops=rims.locate(frame, face))
+                traced = rims.trace(frame, face)
                 band = upper_rims(traced, frame.shape[:2])
                 change["input"].add(frame, band)
                 for name, way in ways.items():

@@ -296,14 +296,19 @@ def detector_gain(
     return np.stack(rows)
 
 
+def _upper_halves(traced: Traced) -> list[np.ndarray]:
+    """Per traced rim, its points (P, 2) above the line's mean height (where the brows move
+    the skin behind it), pixels of the frame."""
+    return [line[line[:, 1] < line[:, 1].mean()] for line in traced.lines]
+
+
 def rim_kept(traced: Traced, *, before: np.ndarray, after: np.ndarray) -> float:
     """How much of the glasses' rims stays in place from `before` to `after` (H, W, 3) uint8:
     the thin-line response (`face.glasses.ridge_response`) along the upper halves of the rims
     traced on `before` (`face.glasses.trace_rims`), on `after` over on `before`. 1: the rim
     is where it was, as sharp; a rim bent off its line leaves less (the upper halves, where
     the brows move it)."""
-    upper = [line[line[:, 1] < line[:, 1].mean()] for line in traced.lines]
-    points = np.concatenate(upper)
+    points = np.concatenate(_upper_halves(traced))
 
     def along(frame: np.ndarray) -> float:
         response = ridge_response(frame.astype(np.float32).mean(axis=-1), sigma=traced.sigma)
@@ -316,9 +321,9 @@ def upper_rims(traced: Traced, shape: tuple[int, int], *, reach: float = 4.0) ->
     """(H, W) bool, the pixels of a frame of `shape` within `reach` pixels of the upper
     halves of the rims traced on it (where the brows move the skin behind them)."""
     drawn = np.zeros(shape, dtype=bool)
-    for line in traced.lines:
-        upper = np.round(line[line[:, 1] < line[:, 1].mean()]).astype(int)
-        drawn[upper[:, 1].clip(0, shape[0] - 1), upper[:, 0].clip(0, shape[1] - 1)] = True
+    for upper in _upper_halves(traced):
+        at = np.round(upper).astype(int)
+        drawn[at[:, 1].clip(0, shape[0] - 1), at[:, 0].clip(0, shape[1] - 1)] = True
     if not drawn.any():
         return drawn
     return distance_transform_edt(~drawn) <= reach

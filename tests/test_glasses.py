@@ -343,7 +343,7 @@ def test_a_surprised_edit_keeps_real_rims_in_place_and_raises_the_brows(clip: st
                 if t not in picks or not track.valid[t]:
                     continue
                 face, pts = track.frame(t), np.asarray(track.norm[t], np.float64)
-                traced = trace_rims(frame, face=face, loops=analysis.rims.locate(frame, face))
+                traced = analysis.rims.trace(frame, face)
                 with_rims = gen.edit_frame(
                     frame, face=face, points=pts, delta=deltas[t], rims=analysis.rims
                 )
@@ -385,8 +385,7 @@ def test_rims_held_steady_change_from_frame_to_frame_about_as_the_input() -> Non
             for t, frame in enumerate(itertools.islice(reader, 40)):
                 assert track.valid[t]
                 face, pts = track.frame(t), np.asarray(track.norm[t], np.float64)
-                band = upper_rims(trace_rims(frame, face=face, loops=rims.locate(frame, face)),
-                                  frame.shape[:2])  # fmt: skip
+                band = upper_rims(rims.trace(frame, face), frame.shape[:2])
                 change["input"].add(frame, band)
                 for name, way in (("steady", steady), ("afresh", rims)):
                     out = gen.edit_frame(frame, face=face, points=pts, delta=deltas[t], rims=way)
@@ -431,7 +430,7 @@ def test_spfem_edit_keeps_the_rims_of_glasses_still(tmp_path: Path) -> None:
         edited = dict(enumerate(itertools.islice(reader, 46)))
     before, after = FrameChange(), FrameChange()
     for t, (frame, face) in first.items():
-        traced = trace_rims(frame, face=face, loops=rims.locate(frame, face))
+        traced = rims.trace(frame, face)
         if t in (15, 30, 45):
             assert rim_kept(traced, before=frame, after=edited[t]) >= 0.6, t
         band = upper_rims(traced, frame.shape[:2])
