@@ -351,7 +351,7 @@ def render_video(
     info, track = analysis.info, analysis.track
     device = generator.warper.device
     n_edited = 0
-    rims = None if analysis.rims is None else SteadyRims(analysis.rims)
+    rims = None if analysis.rims is None else SteadyRims(analysis.rims, fps=float(info.fps))
     with atomic_output(output) as final_tmp:
         video_tmp = workdir / f"video{output.suffix}"
         with (
@@ -379,6 +379,8 @@ def render_video(
                         rims=rims,
                     )
                     n_edited += 1
+                elif rims is not None:
+                    rims.skip()
                 writer.write(frame)
                 adv()
         mux_audio(video_only=video_tmp, source=info, output=final_tmp)

@@ -12,6 +12,7 @@ import torch
 
 from spfem_cli.face import mesh
 from spfem_cli.face.glasses import (
+    RIM_GAP_SECONDS,
     RIM_SCORE,
     RimFinder,
     RimLoop,
@@ -437,3 +438,27 @@ def test_spfem_edit_keeps_the_rims_of_glasses_still(tmp_path: Path) -> None:
         before.add(frame, band)
         after.add(edited[t], band)
     assert after.mean() <= 1.4 * before.mean(), (after.mean(), before.mean())
+
+
+def test_steady_rims_carry_a_rim_over_a_few_blurred_frames() -> None:
+    """A rim that does not show for a frame or two (blurred out of the trace; here not
+    painted) stays where the head took it (here still) instead of being left out, for at most
+    RIM_GAP_SECONDS; a frame that does not follow the last (`skip`) carries nothing over."""
+    loops = true_loops()
+    rims = finder_over([face_frame(seed=s, loops=loops) for s in range(4)]).rims()
+    assert rims is not None
+    blurred = [face_frame(seed=30 + i, loops=None) for i in range(5)]
+    assert not rims.trace(blurred[0], FACE).lines  # traced on its own, it shows no rim
+    steady = SteadyRims(rims, fps=20.0)
+    assert steady.max_gap == round(20.0 * RIM_GAP_SECONDS) == 3
+    clear = steady.trace(face_frame(seed=20, loops=loops), FACE)
+    assert len(clear.lines) == 2
+    for frame in blurred[: steady.max_gap]:
+        carried = steady.trace(frame, FACE)
+        assert len(carried.lines) == 2
+        for line, before in zip(carried.lines, clear.lines, strict=True):
+            assert np.abs(line - before).max() < 1e-6
+    assert not steady.trace(blurred[steady.max_gap], FACE).lines
+    steady.trace(face_frame(seed=21, loops=loops), FACE)
+    steady.skip()
+    assert not steady.trace(blurred[0], FACE).lines

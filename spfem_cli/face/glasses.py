@@ -625,20 +625,33 @@ def trace_rims(frame: np.ndarray, *, face: FaceFrame, loops: tuple[np.ndarray, .
 # input's (scripts/measure_glasses.py --steadiness). Moving each point to the line before
 # where within a pixel or two of it barely helped: it is the stretches that came and went.
 STEADY_SHARE = 0.8
+# How long (seconds) a rim that a blurred frame hides from the trace is carried with the head
+# instead of left out: on expr_d9, 7 of 587 frames, in runs of one to three, left a rim out,
+# and it bent with the brow for those frames and sprang back.
+RIM_GAP_SECONDS = 0.15
 
 
 class SteadyRims:
     """The rims of a clip (`Rims`) traced on its frames one after another, in order
     (`trace`), each rim's line kept from the frame before while it still lies on the rim
-    (STEADY_SHARE). One per pass over a clip: it remembers the last frame traced."""
+    (STEADY_SHARE), and carried with the head over a short gap (RIM_GAP_SECONDS at `fps`
+    frames a second) where a blurred frame hides it. One per pass over a clip: it remembers
+    the last frame traced (`skip` when the next does not follow it)."""
 
-    def __init__(self, rims: Rims) -> None:
+    def __init__(self, rims: Rims, *, fps: float = 30.0) -> None:
         self.rims = rims
+        self.max_gap = max(1, round(fps * RIM_GAP_SECONDS))
         # The last frame's face frame; per loop its line and its arm (None: not traced
-        # there), and the response along the line traced anew where last looked for.
+        # there), and the response along the line where it was last traced anew.
         self._last: (
             tuple[FaceFrame, list[np.ndarray | None], list[np.ndarray | None], list[float]] | None
         ) = None
+        # Per loop, how many frames in a row its line has been carried over a gap.
+        self._gap: list[int] = []
+
+    def skip(self) -> None:
+        """The next frame traced does not follow the last: nothing is carried over to it."""
+        self._last, self._gap = None, []
 
     def trace(self, frame: np.ndarray, face: FaceFrame) -> Traced:
         """The rims traced on the next frame (H, W, 3) uint8 RGB, with its face frame."""
@@ -653,23 +666,31 @@ class SteadyRims:
                 search.along(line) >= STEADY_SHARE * s
                 for line, s in zip(lines, strength, strict=True)
             ):
+                self._gap = [0 for _ in lines]
                 return _traced(search, kept, arms)
         loops = self.rims.locate(frame, face)
         search = _search(frame, face=face, around=_reach(loops, face))
         lines = _loop_lines(search, face=face, loops=loops)
         strength = [0.0 if line is None else search.along(line) for line in lines]
         arms = _arms(search, face=face, lines=lines)
+        gap = [0 for _ in lines]
         if self._last is not None:
-            before, kept, kept_arms, _ = self._last
-            lines = [
-                _held(search, fresh, old, before=before, face=face)
-                for fresh, old in zip(lines, kept, strict=True)
-            ]
-            arms = [
-                _held(search, fresh, old, before=before, face=face)
-                for fresh, old in zip(arms, kept_arms, strict=True)
-            ]
+            before, kept, kept_arms, kept_strength = self._last
+            for i, (fresh, old) in enumerate(zip(lines, kept, strict=True)):
+                if fresh is None and old is not None and self._gap[i] < self.max_gap:
+                    # Glasses do not leave the face for a frame or two: a rim blurred out of
+                    # the trace is where the head took it, and is checked against its last
+                    # clear strength once it shows again.
+                    lines[i] = face.to_image(before.to_face(old))
+                    if kept_arms[i] is not None:
+                        arms[i] = face.to_image(before.to_face(kept_arms[i]))
+                    strength[i] = kept_strength[i]
+                    gap[i] = self._gap[i] + 1
+                else:
+                    lines[i] = _held(search, fresh, old, before=before, face=face)
+                    arms[i] = _held(search, arms[i], kept_arms[i], before=before, face=face)
         self._last = (face, lines, arms, strength)
+        self._gap = gap
         return _traced(search, lines, arms)
 
 
