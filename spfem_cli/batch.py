@@ -36,10 +36,13 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 REPORT_NAME = "spfem-batch.jsonl"
@@ -67,6 +70,9 @@ class EditOptions:
     # As `spfem edit --rest`: a photo or clip of the (one) person in the videos with a calm
     # face, by an absolute path every worker can read, or a time range read from each video.
     rest: str | None = None
+    # The calm face read from a `rest` file (`read_rest_face`, (478, 3)), once for the whole
+    # batch by `run_batch`: reading a 720p clip costs about 3 s, which every job repeated.
+    rest_face: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def result_options(self) -> dict[str, Any]:
         """The options that change an output (not the device): a done output is skipped only
@@ -406,6 +412,7 @@ def process_job(*, job: Job, options: EditOptions) -> list[Outcome]:
             # "done" record, or --overwrite.
             overwrite=True,
             rest=options.rest,
+            rest_face=options.rest_face,
             **({"model": options.model} if options.model else {}),
         )
         return [_done(target, report, host=host, seconds=time.perf_counter() - t0)]
@@ -459,7 +466,9 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         mouth=options.mouth,  # type: ignore[arg-type]
         generator=options.generator,
     )
-    rest_face = None if options.rest is None else read_rest_face(options.rest, video=job.input)
+    rest_face = options.rest_face
+    if rest_face is None and options.rest is not None:
+        rest_face = read_rest_face(options.rest, video=job.input)
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
@@ -820,8 +829,12 @@ def _run_ray(
 # --- planning ------------------------------------------------------------------------------
 
 
-def _check_options(*, options: EditOptions, executor: str, workers: int | None) -> None:
-    """Refuse, before any file is touched, options that would fail every job alike."""
+def _check_options(
+    *, options: EditOptions, executor: str, workers: int | None
+) -> np.ndarray | None:
+    """Refuse, before any file is touched, options that would fail every job alike. Returns
+    the calm face of a `rest` file, read once for every job (None: none, or a time range,
+    which each job reads from its own video)."""
     from spfem_cli.generator.device import DEVICE_CHOICES, resolve_device
     from spfem_cli.generator.generator import MOUTH_MODES
     from spfem_cli.pipeline import MAX_INTENSITY
@@ -857,7 +870,8 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
         # A calm face in a file is refused here, before any file is touched; a time range is
         # read from each video in its own job.
         if rest_span(options.rest) is None:
-            read_rest_face(options.rest)
+            return read_rest_face(options.rest)
+    return None
 
 
 def _labels(emotions: Sequence[str], *, options: EditOptions) -> list[tuple[str, str]]:
@@ -1009,7 +1023,9 @@ def run_batch(
         )
     if out_abs.exists() and not out_abs.is_dir():
         raise SpfemError(f"OUT_DIR {out_dir} exists and is not a folder")
-    _check_options(options=options, executor=executor, workers=workers)
+    rest_face = _check_options(options=options, executor=executor, workers=workers)
+    if rest_face is not None:
+        options = replace(options, rest_face=rest_face)
     labels = _labels(emotions, options=options)
     inputs = discover_inputs(in_dir=in_abs, out_dir=out_abs, pattern=pattern, recursive=recursive)
     if not inputs:

@@ -564,6 +564,7 @@ def edit_video(
     clip_config: str | Path | None = None,
     prompts: str | Path | None = None,
     rest: str | Path | None = None,
+    rest_face: np.ndarray | None = None,
     reporter: Reporter | None = None,
 ) -> EditReport:
     """Change the emotion on the face in a video, keeping speech, audio and timing.
@@ -578,7 +579,8 @@ def edit_video(
     `prompts` (of `spfem train-prompts`, same CLIP) personalises how CLIP reads it.
     rest: a photo or clip of the same person with a calm face, or a time range of the input
     where their face is calm ("0-2.5", seconds; `read_rest_face`), so that an expression held
-    through the rest of the video is replaced too.
+    through the rest of the video is replaced too; rest_face: that calm face already read
+    (`read_rest_face`), so that a batch reads it once.
 
     Frames outside [start, end) seconds, frames without a face and pixels away from the face
     are passed through. The input file is never modified; nothing appears under the output
@@ -598,7 +600,8 @@ def edit_video(
     if texts and clip_weights is None:
         # Refused before the tracking pass, which is most of a run's time.
         raise free_text_error(Part(name=texts[0], weight=1.0, is_text=True))
-    rest_face = None if rest is None else read_rest_face(rest, video=input_path)
+    if rest_face is None and rest is not None:
+        rest_face = read_rest_face(rest, video=input_path)
     editor = Editor.load(
         model=model,
         device=device,
