@@ -1,6 +1,7 @@
 """Which clips wear glasses, as `spfem edit` finds them; and whether an edit keeps them still.
 
     python scripts/measure_glasses.py [--clips ../shared/clips] [--sheet rims.png] [--edit]
+        [--steadiness SECONDS] [--gaps]
 
 For every clip: the rim score (the weaker eye's lower-arc ridge response over the tile's
 median, `spfem_cli.face.glasses`, the median over frames spread over the clip), whether
@@ -22,6 +23,10 @@ halves (traced on the input, 4 pixels either side) changes from one frame to the
 levels: on the input; with the rims kept and traced afresh on each frame (`Rims`); with them
 kept and held steady (`SteadyRims`, what an edit does); and with them warped with the skin;
 and the median rim kept of the two ways of keeping them.
+
+With --gaps, every frame of every such clip is traced in order, as an edit traces them, and
+the script prints the frames on which a rim is left out: with a rim hidden by a blurred frame
+carried with the head (`SteadyRims`, what an edit does) and without.
 """
 
 from __future__ import annotations
@@ -159,7 +164,7 @@ def measure_steadiness(path: Path, *, seconds: float) -> None:
         deltas = analysis.deltas(target=target, weights=np.ones(track.n_frames))
         ways: dict[str, Rims | SteadyRims | None] = {
             "traced afresh": rims,
-            "held steady": SteadyRims(rims),
+            "held steady": SteadyRims(rims, fps=float(info.fps)),
             "warped": None,
         }
         change = {name: FrameChange() for name in ("input", *ways)}
@@ -188,6 +193,34 @@ def measure_steadiness(path: Path, *, seconds: float) -> None:
     ))  # fmt: skip
 
 
+def measure_gaps(path: Path) -> None:
+    """Print the frames of the clip on which a rim is left out, traced in order with rims
+    carried over a short gap (`SteadyRims`) and without."""
+    info = probe(path)
+    with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
+        analysis = analyse_video(
+            info, model=ExpressionModel.load(), workdir=Path(tmp), reporter=SilentReporter()
+        )
+        rims, track = analysis.rims, analysis.track
+        if rims is None:
+            print(f"{path.name}: no glasses found by the edit's analysis")
+            return
+        ways = {"carried": SteadyRims(rims, fps=float(info.fps))}
+        ways["not carried"] = SteadyRims(rims, fps=float(info.fps))
+        ways["not carried"].max_gap = 0
+        left: dict[str, list[int]] = {name: [] for name in ways}
+        with FrameReader(info) as reader:
+            for t, frame in enumerate(reader):
+                for name, steady in ways.items():
+                    if not track.valid[t]:
+                        steady.skip()
+                    elif len(steady.trace(frame, track.frame(t)).lines) < 2:
+                        left[name].append(t)
+    print(f"{path.name}, {track.n_valid} frames with a face: a rim left out on")
+    for name, frames in left.items():
+        print(f"  {name:12s} {len(frames):4d} frames {frames}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
@@ -196,6 +229,10 @@ def main() -> None:
     parser.add_argument(
         "--steadiness", type=float, default=None, metavar="SECONDS",
         help="measure how steady the kept rims are over the first SECONDS of glasses clips",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gaps", action="store_true",
+        help="count the frames of glasses clips on which a rim is left out",
     )  # fmt: skip
     args = parser.parse_args()
     drawn, worn = [], []
@@ -231,6 +268,9 @@ def main() -> None:
     if args.steadiness is not None:
         for path in worn:
             measure_steadiness(path, seconds=args.steadiness)
+    if args.gaps:
+        for path in worn:
+            measure_gaps(path)
 
 
 if __name__ == "__main__":
