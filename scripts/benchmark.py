@@ -258,7 +258,11 @@ def glasses_speeds(src: Path, device: str) -> dict[str, float]:
     gen = build_generator(model=model, device=resolve_device(device), kind="warp")
     delta = model.emotion_vector("surprised", intensity=1.0).double().numpy()
     speeds = {}
-    ways = {"rims moved": None, "rims traced anew": rims, "rims held steady": SteadyRims(rims)}
+    ways = {
+        "rims moved": None,
+        "rims traced anew": rims,
+        "rims held steady": SteadyRims(rims, fps=float(info.fps)),
+    }
     for label, worn in ways.items():
         t0 = time.perf_counter()
         for frame, face, landmarks in faces:

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +54,7 @@ from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.media import FrameReader, probe
-from spfem_cli.pipeline import analyse_video
+from spfem_cli.pipeline import Analysis, analyse_video
 from spfem_cli.progress import SilentReporter
 
 
@@ -97,19 +99,32 @@ def draw(tile: np.ndarray, loops: tuple[np.ndarray, ...]) -> np.ndarray:
     return img
 
 
-def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -> None:
-    """Print rim kept and brow rise per emotion, with and without the rims kept."""
-    info = probe(path)
-    expression = ExpressionModel.load()
-    gen = FaceGenerator(model=expression, device=torch.device("cpu"))
+@contextmanager
+def glasses_analysis(
+    path: Path, *, expression: ExpressionModel
+) -> Iterator[tuple[Analysis, Rims] | None]:
+    """The clip analysed as an edit analyses it (its track lasts until the block ends) and
+    the rims the edit keeps, or None, said so, when it finds none to keep."""
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         analysis = analyse_video(
-            info, model=expression, workdir=Path(tmp), reporter=SilentReporter()
+            probe(path), model=expression, workdir=Path(tmp), reporter=SilentReporter()
         )
-        track = analysis.track
         if analysis.rims is None:
             print(f"{path.name}: no glasses found by the edit's analysis")
+            yield None
+        else:
+            yield analysis, analysis.rims
+
+
+def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -> None:
+    """Print rim kept and brow rise per emotion, with and without the rims kept."""
+    expression = ExpressionModel.load()
+    gen = FaceGenerator(model=expression, device=torch.device("cpu"))
+    with glasses_analysis(path, expression=expression) as found:
+        if found is None:
             return
+        analysis, rims = found
+        info, track = analysis.info, analysis.track
         faces = np.flatnonzero(track.valid)
         picks = set(faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)])
         rows: dict[tuple[str, bool], list[tuple[float, float]]] = {}
@@ -118,7 +133,7 @@ def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -
                 if t not in picks:
                     continue
                 face, points = track.frame(t), np.asarray(track.norm[t], np.float64)
-                traced = analysis.rims.trace(frame, face)
+                traced = rims.trace(frame, face)
                 if not traced.lines:
                     continue
                 for emotion in emotions:
@@ -130,7 +145,7 @@ def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -
                             face=face,
                             points=points,
                             delta=delta,
-                            rims=analysis.rims if kept else None,
+                            rims=rims if kept else None,
                         )
                         rows.setdefault((emotion, kept), []).append(
                             (
@@ -148,19 +163,15 @@ def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -
 def measure_steadiness(path: Path, *, seconds: float) -> None:
     """Print the frame-to-frame change along the upper rims of the clip's first seconds
     edited to surprise, and the median rim kept, per way of editing them."""
-    info = probe(path)
     expression = ExpressionModel.load()
     gen = FaceGenerator(model=expression, device=torch.device("cpu"))
     target = expression.emotion_vector("surprised").double().numpy()
-    n_frames = int(round(seconds * float(info.fps)))
-    with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
-        analysis = analyse_video(
-            info, model=expression, workdir=Path(tmp), reporter=SilentReporter()
-        )
-        rims, track = analysis.rims, analysis.track
-        if rims is None:
-            print(f"{path.name}: no glasses found by the edit's analysis")
+    with glasses_analysis(path, expression=expression) as found:
+        if found is None:
             return
+        analysis, rims = found
+        info, track = analysis.info, analysis.track
+        n_frames = int(round(seconds * float(info.fps)))
         deltas = analysis.deltas(target=target, weights=np.ones(track.n_frames))
         ways: dict[str, Rims | SteadyRims | None] = {
             "traced afresh": rims,
@@ -196,15 +207,11 @@ def measure_steadiness(path: Path, *, seconds: float) -> None:
 def measure_gaps(path: Path) -> None:
     """Print the frames of the clip on which a rim is left out, traced in order with rims
     carried over a short gap (`SteadyRims`) and without."""
-    info = probe(path)
-    with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
-        analysis = analyse_video(
-            info, model=ExpressionModel.load(), workdir=Path(tmp), reporter=SilentReporter()
-        )
-        rims, track = analysis.rims, analysis.track
-        if rims is None:
-            print(f"{path.name}: no glasses found by the edit's analysis")
+    with glasses_analysis(path, expression=ExpressionModel.load()) as found:
+        if found is None:
             return
+        analysis, rims = found
+        info, track = analysis.info, analysis.track
         ways = {"carried": SteadyRims(rims, fps=float(info.fps))}
         ways["not carried"] = SteadyRims(rims, fps=float(info.fps))
         ways["not carried"].max_gap = 0

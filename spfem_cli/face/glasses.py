@@ -681,9 +681,9 @@ class SteadyRims:
                     # Glasses do not leave the face for a frame or two: a rim blurred out of
                     # the trace is where the head took it, and is checked against its last
                     # clear strength once it shows again.
-                    lines[i] = face.to_image(before.to_face(old))
+                    lines[i] = _with_head(old, before=before, face=face)
                     if kept_arms[i] is not None:
-                        arms[i] = face.to_image(before.to_face(kept_arms[i]))
+                        arms[i] = _with_head(kept_arms[i], before=before, face=face)
                     strength[i] = kept_strength[i]
                     gap[i] = self._gap[i] + 1
                 else:
@@ -692,6 +692,12 @@ class SteadyRims:
         self._last = (face, lines, arms, strength)
         self._gap = gap
         return _traced(search, lines, arms)
+
+
+def _with_head(line: np.ndarray, *, before: FaceFrame, face: FaceFrame) -> np.ndarray:
+    """A line (P, 2), pixels of the frame whose face frame was `before`, moved as the head
+    moved to `face`."""
+    return face.to_image(before.to_face(line))
 
 
 def _held(
@@ -708,7 +714,7 @@ def _held(
     if fresh is None or old is None:
         return fresh
     goal = STEADY_SHARE * search.along(fresh)
-    for candidate in (old, face.to_image(before.to_face(old))):
+    for candidate in (old, _with_head(old, before=before, face=face)):
         if search.along(candidate) >= goal:
             return candidate
     return fresh
