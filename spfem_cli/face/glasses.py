@@ -31,8 +31,10 @@ from scipy.ndimage import (
     distance_transform_edt,
     gaussian_filter,
     map_coordinates,
+    maximum_filter,
     median_filter,
 )
+from scipy.spatial import cKDTree
 from skimage.draw import polygon
 
 from spfem_cli.face.mesh import FaceFrame
@@ -319,13 +321,17 @@ TRACE_SLOPE = 1.0
 TRACE_MIN_SHARE = 0.6
 # Nothing this near an eye's outline (IOD) is rim.
 EYE_CLEARANCE = 0.04
-# A pixel of the matte this far (RGB levels, largest channel) from the rim's colour there is
-# put back at half; half as far again, not at all. The colour is that of the nearest traced
-# point, the median over RIM_COLOUR_RUN points along its line: a hinge is darker than the
-# rim it holds.
-RIM_COLOUR_TOLERANCE = 60.0
-RIM_COLOUR_RUN = 7
-ALPHA_SIGMA = 0.7
+# What is put back unmoved: the pixels within RIM_CORE_SIGMAS ridge scales plus RIM_CORE_PAD
+# pixels of the traced line's middle, in full, fading to nothing over the next pixel. The
+# rest of the matte shows the edit of the skin painted over it. Put back wherever it looked
+# like the rim's colour instead, the edge of a brow lying along the rim stayed behind when
+# the brow rose, as a dark band with a jagged edge (expr_d19, surprise).
+RIM_CORE_SIGMAS = 1.0
+RIM_CORE_PAD = 1.0
+# The matte is put back whole where the edit changed nothing this near (pixels).
+UNMOVED_REACH = 4
+# Traced lines are resampled this finely (pixels) to measure each pixel's distance to them.
+LINE_STEP = 0.25
 
 
 @dataclass(frozen=True)
@@ -333,14 +339,15 @@ class RimLayer:
     """The pixels of a frame that are rim, so that the face can be edited behind them.
 
     window: (x0, y0, x1, y1) pixels of the frame the matte covers; matte: (y1 - y0, x1 - x0)
-    bool, True on rim; fill_sigma: spread (pixels) of the skin that paints a rim out;
-    colour: (y1 - y0, x1 - x0, 3) float32, the rim's colour nearest each pixel, RGB levels.
+    bool, what is painted out, the rim and a margin; fill_sigma: spread (pixels) of the skin
+    that paints a rim out; alpha: (y1 - y0, x1 - x0) float32 in [0, 1], how much of each
+    pixel is put back unmoved (the rim itself, 0 off the matte).
     """
 
     window: tuple[int, int, int, int]
     matte: np.ndarray
     fill_sigma: float
-    colour: np.ndarray
+    alpha: np.ndarray
 
     def paint_out(self, frame: np.ndarray) -> np.ndarray:
         """A copy of the frame (H, W, 3) uint8 with the rims replaced by the colours around
@@ -376,32 +383,21 @@ class RimLayer:
         self, edited: np.ndarray, *, original: np.ndarray, painted: np.ndarray
     ) -> np.ndarray:
         """`edited` (H, W, 3) uint8, the edit of `painted` (`paint_out` of `original`), with
-        the rims of `original` put back where they were.
-
-        The matte is a little wider than the rim so that none of it is left to move with the
-        skin; each of its pixels is put back as far as it differs from the skin painted over
-        it (a rim pixel in full, the skin beside it hardly), and exactly where the edit left
-        it as it was painted.
+        the rims of `original` put back where they were: the rim itself (`alpha`), and the
+        whole matte exactly where the edit left everything within UNMOVED_REACH pixels as it
+        was painted. (Not pixel by pixel: the smooth skin painted over the rim, moved a
+        little, can be left as it was by chance, and the brow's edge would be put back there.)
         """
         x0, y0, x1, y1 = self.window
+        change = np.abs(
+            edited[y0:y1, x0:x1].astype(np.int16) - painted[y0:y1, x0:x1].astype(np.int16)
+        ).max(axis=-1)
+        unmoved = maximum_filter(change, size=2 * UNMOVED_REACH + 1) == 0
+        alpha = np.where(unmoved, 1.0, self.alpha)[self.matte]
         rows, cols = np.nonzero(self.matte)
         rows, cols = rows + y0, cols + x0
         orig = original[rows, cols].astype(np.float32)
-        fill = painted[rows, cols].astype(np.float32)
         moved = edited[rows, cols].astype(np.float32)
-        differs = np.abs(orig - fill).max(axis=-1)
-        scale = max(float(np.percentile(differs, 90)), 1.0) / 2
-        # Unlike the rim's colour, a pixel in the matte is the skin or brow beside it: put
-        # back unmoved, a brow's edge would show as a dark notch under the raised brow.
-        like = self.colour[rows - y0, cols - x0]
-        unlike = np.abs(orig - like).max(axis=-1) / RIM_COLOUR_TOLERANCE
-        weight = np.zeros(self.matte.shape, dtype=np.float32)
-        weight[rows - y0, cols - x0] = np.clip(differs / scale, 0, 1) * np.clip(1.5 - unlike, 0, 1)
-        # Feathered outward, so that the rim's edge is not put back pixel by pixel as a
-        # jagged line; a pixel that is rim stays rim.
-        feathered = np.maximum(weight, gaussian_filter(weight, ALPHA_SIGMA))
-        alpha = feathered[rows - y0, cols - x0]
-        alpha[(moved == fill).all(axis=-1)] = 1.0
         out = edited.copy()
         blended = alpha[:, None] * orig + (1 - alpha[:, None]) * moved
         out[rows, cols] = blended.round().clip(0, 255).astype(np.uint8)
@@ -721,20 +717,18 @@ def _held(
 
 
 def rim_layer(
-    frame: np.ndarray,
     *,
     face: FaceFrame,
     traced: Traced,
     eyes: tuple[np.ndarray, ...] = (),
 ) -> RimLayer | None:
-    """The rims of a frame (H, W, 3) uint8 RGB with its face frame, traced on it
-    (`Rims.trace`, `SteadyRims.trace`), widened into a matte. Nothing
+    """The rims of a frame with its face frame, traced on it (`Rims.trace`,
+    `SteadyRims.trace`), widened into a matte. Nothing
     within EYE_CLEARANCE of the eyes' outlines `eyes` ((16, 2) each, face frame) is rim: a
     lid line taken for a rim would be put back unmoved. None when no pixel is rim.
 
-    Where a rim crosses a brow, the brow under it is put back with the rim, unmoved: told
-    apart by colour, a thin grey rim over a light brow (expr_d19) is not, and leaving the
-    brow's pixels to move bent the rim there as before."""
+    Only the rim's core is put back unmoved (RIM_CORE_SIGMAS, RIM_CORE_PAD): a brow lying
+    along the rim or crossing it moves with the skin up to the rim's edge."""
     if not traced.lines:
         return None
     x0, y0, x1, y1 = traced.window
@@ -746,43 +740,46 @@ def rim_layer(
     drawn[rows, cols] = True
     # Traced points are a couple of pixels apart on a large face: close the gaps first.
     # The matte is wider than the rim, so that none of it (a dark edge beside the traced
-    # line) is left to move with the skin as a second rim; `put_back` restores only what
-    # looks like rim. Grown by where the ridge response was strong instead, it took in the
-    # edge of a brow lying along the rim.
+    # line) is left to move with the skin as a second rim. Grown by where the ridge response
+    # was strong instead, it took in the edge of a brow lying along the rim.
     half_width = max(2.5, 2.5 * traced.sigma + 1.5)
     matte = distance_transform_edt(~binary_closing(drawn, iterations=2)) <= half_width
-    region = frame[y0:y1, x0:x1].astype(np.float32)
     if eyes:
         inside_eyes = _inside(eyes, face=face, origin=(x0, y0), shape=matte.shape)
         matte &= distance_transform_edt(~inside_eyes) > EYE_CLEARANCE * face.iod
     if not matte.any():
         return None
+    core = RIM_CORE_SIGMAS * traced.sigma + RIM_CORE_PAD
+    alpha = np.zeros(matte.shape, dtype=np.float32)
+    at = np.nonzero(matte)
+    away = _line_distance(parts, np.stack([at[1] + x0, at[0] + y0], axis=-1))
+    alpha[at] = np.clip(core + 0.5 - away, 0.0, 1.0)
     return RimLayer(
         window=traced.window,
         matte=matte,
         fill_sigma=max(1.5, 2.5 * traced.sigma),
-        colour=_nearest_colour(region, lines=parts, origin=(x0, y0)),
+        alpha=alpha,
     )
 
 
-def _nearest_colour(
-    region: np.ndarray, *, lines: tuple[np.ndarray, ...], origin: tuple[int, int]
-) -> np.ndarray:
-    """(h, w, 3) float32: for each pixel of a window (h, w, 3) of the frame at `origin`
-    (x, y), the colour of the nearest point of the traced lines ((P, 2) pixels of the frame),
-    each point's colour the median over RIM_COLOUR_RUN points along its line."""
-    h, w = region.shape[:2]
-    index = np.full((h, w), -1, dtype=np.int64)
-    colours = []
-    count = 0
+def _line_distance(lines: tuple[np.ndarray, ...], pixels: np.ndarray) -> np.ndarray:
+    """(N,) the distance (pixels) from each of N pixels (N, 2) (x, y) to the nearest of the
+    lines ((P, 2) points in order along each, pixels of the frame), measured to the lines
+    resampled every LINE_STEP pixels, so that the rim's core is as smooth as its traced line.
+    Points more than twice their usual spacing apart are not joined: the rim did not show
+    between them."""
+    dense = [np.concatenate(lines)]
     for line in lines:
-        at = np.round(line - origin).astype(int)
-        rows, cols = at[:, 1].clip(0, h - 1), at[:, 0].clip(0, w - 1)
-        colours.append(median_filter(region[rows, cols], size=(RIM_COLOUR_RUN, 1), mode="nearest"))
-        index[rows, cols] = count + np.arange(len(at))
-        count += len(at)
-    _, (near_rows, near_cols) = distance_transform_edt(index < 0, return_indices=True)
-    return np.concatenate(colours)[index[near_rows, near_cols]].astype(np.float32)
+        seg = np.diff(line, axis=0)
+        length = np.linalg.norm(seg, axis=-1)
+        if not length.size:
+            continue
+        joined = length <= 2.0 * max(float(np.median(length)), 1.0)
+        steps = np.ceil(length / LINE_STEP).astype(int)
+        for start, step, n in zip(line[:-1][joined], seg[joined], steps[joined], strict=True):
+            dense.append(start + np.arange(1, n)[:, None] / n * step)
+    distance, _ = cKDTree(np.concatenate(dense)).query(pixels.astype(np.float64))
+    return np.asarray(distance, dtype=np.float32)
 
 
 def _inside(

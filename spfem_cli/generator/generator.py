@@ -265,7 +265,6 @@ class FaceGenerator:
         layer = None
         if rims is not None:
             layer = rim_layer(
-                frame,
                 face=face,
                 traced=rims.trace(frame, face),
                 eyes=(points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
