@@ -17,6 +17,7 @@ from spfem_cli.face.glasses import (
     RimFinder,
     RimLoop,
     SteadyRims,
+    _line_distance,
     rim_layer,
     trace_rims,
 )
@@ -239,6 +240,15 @@ def test_a_brow_lying_along_a_rim_rises_off_it() -> None:
     # The rims themselves stay where they were.
     rim = top & (distance < RIM_HALF_WIDTH * 0.7)
     assert np.abs(out[rim].astype(int) - frame[rim]).mean() < 6
+
+
+def test_the_core_is_measured_to_the_line_between_its_points_but_not_across_a_gap() -> None:
+    """A pixel's distance to a traced rim is to the line through its points (so the core put
+    back is as smooth as the line), except across a stretch where the rim did not show."""
+    line = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0], [4.0, 2.0], [30.0, 2.0], [32.0, 2.0]])
+    pixels = np.array([[3.0, 0.4], [4.5, 1.0], [17.0, 2.0], [31.0, 3.0]])
+    away = _line_distance((line,), pixels)
+    np.testing.assert_allclose(away, [0.4, 0.5, 13.0, 1.0], atol=1e-6)
 
 
 def test_the_arms_are_traced_and_kept_with_the_rims(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -774,10 +774,13 @@ def _line_distance(lines: tuple[np.ndarray, ...], pixels: np.ndarray) -> np.ndar
         length = np.linalg.norm(seg, axis=-1)
         if not length.size:
             continue
-        joined = length <= 2.0 * max(float(np.median(length)), 1.0)
-        steps = np.ceil(length / LINE_STEP).astype(int)
-        for start, step, n in zip(line[:-1][joined], seg[joined], steps[joined], strict=True):
-            dense.append(start + np.arange(1, n)[:, None] / n * step)
+        joined = np.flatnonzero(length <= 2.0 * max(float(np.median(length)), 1.0))
+        steps = np.ceil(length[joined] / LINE_STEP).astype(int)
+        which = np.repeat(joined, steps)
+        # Each joined segment's points at 0, 1/n, ... (n - 1)/n of the way along it.
+        start = np.cumsum(steps) - steps
+        share = (np.arange(which.size) - np.repeat(start, steps)) / np.repeat(steps, steps)
+        dense.append(line[which] + share[:, None] * seg[which])
     distance, _ = cKDTree(np.concatenate(dense)).query(pixels.astype(np.float64))
     return np.asarray(distance, dtype=np.float32)
 
