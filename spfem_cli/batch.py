@@ -280,8 +280,9 @@ def discover_inputs(
 
 
 def output_path_for(*, out_dir: Path, rel: Path, label: str) -> Path:
-    """``OUT_DIR/<rel folder>/<stem>.<label><suffix>``: the input's container when spfem
-    writes it (.mp4, .mov, .mkv), else .mp4; the same rule as `spfem edit`."""
+    """``OUT_DIR/<rel folder>/<stem>.<label><suffix>``: the input's container or image format
+    when spfem writes it (.mp4, .mov, .mkv; .png, .jpg, .jpeg), else .mp4; the same rule as
+    `spfem edit`."""
     from spfem_cli.media import default_output_path
 
     return default_output_path(out_dir / rel, label)
@@ -433,7 +434,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
     import tempfile
 
     from spfem_cli.generator.expression import DEFAULT_MODEL
-    from spfem_cli.media import check_output_path, probe
+    from spfem_cli.media import check_output_path, check_still_output, probe
     from spfem_cli.pipeline import (
         Editor,
         analyse_video,
@@ -453,6 +454,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
     ]
     for target in job.targets:
         check_output_path(input_path=job.input, output_path=target.output, overwrite=True)
+        check_still_output(info=info, output_path=target.output)
     validate_options(
         info=info,
         intensity=options.intensity,

@@ -164,7 +164,12 @@ def edit(
     ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Output file. Default: INPUT.EMOTION.mp4 beside it."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (.mp4, .mov, .mkv; a photo's edit may be .png or .jpg). "
+            "Default: INPUT.EMOTION.mp4 beside it (a photo keeps its format).",
+        ),
     ] = None,
     intensity: IntensityOption = 1.0,
     device: DeviceOption = "auto",
@@ -233,11 +238,21 @@ def edit(
         console.print(f"[yellow]note:[/yellow] {note}")
     for hint in report.hints:
         console.print(f"[cyan]hint:[/cyan] {hint}")
-    console.print(
-        f"[green]wrote[/green] {report.output}  ({report.n_frames} frames, "
-        f"{report.n_edited} edited, {report.n_without_face} without a face)",
-        highlight=False,
-    )
+    if report.n_frames == 1:
+        done = (
+            "edited"
+            if report.n_edited
+            else "no face found, unchanged"
+            if report.n_without_face
+            else "nothing to change"
+        )
+        summary = f"(one frame, {done})"
+    else:
+        summary = (
+            f"({report.n_frames} frames, {report.n_edited} edited, "
+            f"{report.n_without_face} without a face)"
+        )
+    console.print(f"[green]wrote[/green] {report.output}  {summary}", highlight=False)
 
 
 @app.command()

@@ -35,10 +35,13 @@ from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER
 from spfem_cli.media import (
     FrameReader,
     FrameWriter,
+    StillWriter,
     VideoInfo,
     atomic_output,
     check_output_path,
+    check_still_output,
     default_output_path,
+    is_image_output,
     mux_audio,
     output_pix_fmt,
     probe,
@@ -342,7 +345,8 @@ def render_video(
     reporter: Reporter | None = None,
     label: str = "",
 ) -> int:
-    """Decode the analysed video again, edit each frame by its AU change, encode, remux audio.
+    """Decode the analysed video again, edit each frame by its AU change, encode, remux audio;
+    or, for an image `output` (a photo's edit, `is_image_output`), write its one frame.
 
     deltas: (T, K) AU activation change per frame (0 rows pass through). The result appears
     at `output` only when everything succeeded. Returns the number of frames edited.
@@ -352,11 +356,14 @@ def render_video(
     device = generator.warper.device
     n_edited = 0
     rims = None if analysis.rims is None else SteadyRims(analysis.rims, fps=float(info.fps))
+    still = is_image_output(output)
     with atomic_output(output) as final_tmp:
         video_tmp = workdir / f"video{output.suffix}"
         with (
             FrameReader(info) as reader,
-            FrameWriter(
+            StillWriter(final_tmp)
+            if still
+            else FrameWriter(
                 video_tmp,
                 width=info.width,
                 height=info.height,
@@ -383,7 +390,8 @@ def render_video(
                     rims.skip()
                 writer.write(frame)
                 adv()
-        mux_audio(video_only=video_tmp, source=info, output=final_tmp)
+        if not still:
+            mux_audio(video_only=video_tmp, source=info, output=final_tmp)
     return n_edited
 
 
@@ -595,6 +603,7 @@ def edit_video(
     else:
         out = default_output_path(input_path, timeline.label())
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
+    check_still_output(info=info, output_path=out)
     validate_options(info=info, intensity=intensity, start=start, end=end, mouth=mouth)
     texts = free_texts(timeline)
     if texts and clip_weights is None:

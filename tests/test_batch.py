@@ -132,6 +132,28 @@ def test_output_names(tmp_path: Path) -> None:
     assert name("talk.avi", "Surprise") == "talk.surprised.mp4"
     assert name("talk.mp4", "happy:0.6+surprised:0.4") == "talk.happy0_6+surprised0_4.mp4"
     assert name("talk.mp4", "0-1:happy,1-:sad") == "talk.timeline.mp4"
+    assert name("me.JPG", "happy") == "me.happy.JPG"  # a photo's edit is a photo
+
+
+def test_a_folder_of_photos_by_pattern(tmp_path: Path) -> None:
+    """Photos are edited into photos when --pattern picks them (by default a batch takes
+    videos); the edit equals `spfem edit`'s."""
+    from PIL import Image
+
+    from spfem_cli.demo import portrait_frames
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    Image.fromarray(portrait_frames(n_frames=1)[0]).save(folder / "me.png")
+    args = ["batch", str(folder), str(out), "-e", "sad", "--pattern", "*.png", "--quiet"]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    alone = tmp_path / "alone.png"
+    single = ["edit", str(folder / "me.png"), "-e", "sad", "-o", str(alone), "--quiet"]
+    assert runner.invoke(cli.app, single).exit_code == 0
+    batched = np.asarray(Image.open(out / "me.sad.png"))
+    assert np.array_equal(batched, np.asarray(Image.open(alone)))
+    assert not np.array_equal(batched, np.asarray(Image.open(folder / "me.png")))
 
 
 def test_bad_arguments(tmp_path: Path, make_clip: MakeClip) -> None:

@@ -417,3 +417,87 @@ def test_mixture_and_timeline_specs(face_clip: Path, tmp_path: Path) -> None:
     # Early frames lean happy in both; late frames differ (sad vs the mixture).
     late = np.abs(a[45].astype(int) - b[45].astype(int)).max(axis=-1) > 20
     assert late.sum() > 50
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in portrait (the demo's) as a PNG photo."""
+    from PIL import Image
+
+    from spfem_cli.demo import portrait_frames
+
+    path = tmp_path_factory.mktemp("photos") / "portrait.png"
+    Image.fromarray(portrait_frames(n_frames=1)[0]).save(path)
+    return path
+
+
+def test_a_photo_is_edited_into_a_photo(photo: Path, tmp_path: Path) -> None:
+    """A PNG in, a PNG of the same size out beside it (default name keeps the format): the
+    face changed, the rest of the picture exactly as it was; the input untouched."""
+    from PIL import Image
+
+    src = tmp_path / photo.name
+    src.write_bytes(photo.read_bytes())
+    before = sha256(src)
+    code, output = spfem(str(src), "--emotion", "surprised")
+    assert code == 0, output
+    out = tmp_path / "portrait.surprised.png"
+    original = np.asarray(Image.open(src).convert("RGB")).astype(int)
+    edited = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert edited.shape == original.shape
+    changed = np.abs(edited - original).max(axis=-1) > 8
+    assert changed.sum() > 500
+    rows, cols = np.nonzero(changed)
+    h, w = changed.shape
+    # The edit stays on the face: the photo's border is the input's, bit for bit.
+    border = np.ones((h, w), dtype=bool)
+    border[rows.min() - 10 : rows.max() + 10, cols.min() - 10 : cols.max() + 10] = False
+    assert border.mean() > 0.3
+    assert np.array_equal(edited[border], original[border])
+    assert sha256(src) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["portrait.png", out.name]
+
+
+def test_a_photo_can_be_written_as_jpeg(photo: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    png, jpg = tmp_path / "a.png", tmp_path / "a.jpg"
+    assert spfem(str(photo), "-e", "happy", "-o", str(png))[0] == 0
+    code, output = spfem(str(photo), "-e", "happy", "-o", str(jpg))
+    assert code == 0, output
+    with Image.open(jpg) as image:
+        assert image.format == "JPEG"
+        as_jpeg = np.asarray(image.convert("RGB")).astype(int)
+    assert np.abs(as_jpeg - np.asarray(Image.open(png).convert("RGB"))).mean() < 3
+
+
+def test_an_image_output_needs_a_photo(face_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "edit.png"
+    code, output = spfem(str(face_clip), "-e", "happy", "-o", str(out))
+    assert_clean_failure(code, output, expect="needs a photo as input")
+    assert not out.exists() and leftovers(tmp_path) == []
+    code, output = spfem(str(face_clip), "-e", "happy", "-o", str(tmp_path / "edit.gif"))
+    assert_clean_failure(code, output, expect="or .png, .jpg, .jpeg (a photo's edit)")
+
+
+def test_a_phone_photo_stored_sideways_is_edited_upright(photo: Path, tmp_path: Path) -> None:
+    """A JPEG stored on its side with EXIF orientation 6, as phones write portraits: the face
+    is found, and the edit is written upright (no tag), as a viewer showed the input."""
+    from PIL import Image, ImageOps
+
+    upright = Image.open(photo).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    phone = tmp_path / "phone.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(phone, exif=exif.tobytes(), quality=95)
+    out = tmp_path / "phone.surprised.jpg"
+    code, output = spfem(str(phone), "-e", "surprised")
+    assert code == 0, output
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(phone)).convert("RGB")).astype(int)
+    with Image.open(out) as image:
+        assert image.getexif().get(0x0112, 1) == 1
+        edited = np.asarray(image.convert("RGB")).astype(int)
+    assert edited.shape == shown.shape
+    changed = np.abs(edited - shown).max(axis=-1) > 25
+    assert changed.sum() > 300  # the face was found and edited
+    assert np.abs(edited - shown).mean() < 4  # ...and nothing else turned

@@ -112,6 +112,52 @@ def test_decode_args() -> None:
     ]
 
 
+def test_decode_args_turn_a_photo_upright() -> None:
+    args = fa.decode_args(Path("/p/phone.jpg"), size=(80, 60), exif_orientation=6)
+    # Autorotation off (ffmpeg 9 applies EXIF itself, older versions do not), then ours.
+    assert args[args.index("-i") - 1] == "-noautorotate"
+    assert args[args.index("-vf") + 1] == "transpose=clock,scale=80:60:flags=area"
+    assert "-noautorotate" not in fa.decode_args(Path("/p/phone.jpg"), exif_orientation=1)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_photo_stored_turned_is_read_upright(tmp_path: Path, orientation: int) -> None:
+    """A JPEG stored turned or mirrored with the EXIF orientation that shows it upright (as
+    a phone writes it) is probed at its upright size and decoded upright."""
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(orientation)
+    # Smooth, asymmetric content, so that any turn or mirror shows.
+    upright = np.zeros((48, 80, 3), dtype=np.uint8)
+    upright[..., 0] = np.linspace(0, 255, 80)[None, :]
+    upright[..., 1] = np.linspace(0, 255, 48)[:, None]
+    upright[..., 2] = rng.integers(100, 110)
+    stored_as = {
+        1: None,
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_90,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_270,
+    }[orientation]
+    image = Image.fromarray(upright)
+    stored = image if stored_as is None else image.transpose(stored_as)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif.tobytes(), quality=95)
+    # Pillow's own reading of the tag agrees that this shows the picture upright.
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")).astype(int)
+    assert np.abs(shown - upright).mean() < 4
+    info = probe(path)
+    assert (info.width, info.height, info.exif_orientation) == (80, 48, orientation)
+    with FrameReader(info) as reader:
+        (frame,) = list(reader)
+    assert np.abs(frame.astype(int) - upright).mean() < 4
+
+
 def test_encode_args_mp4_and_mkv() -> None:
     quiet = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
     raw_in = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", "721x405"]

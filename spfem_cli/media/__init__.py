@@ -6,10 +6,14 @@ ffmpeg argument lists are built by the pure functions in `spfem_cli.media.ffmpeg
 from __future__ import annotations
 
 from spfem_cli.media.output import (
+    IMAGE_SUFFIXES,
     OUTPUT_SUFFIXES,
+    StillWriter,
     atomic_output,
     check_output_path,
+    check_still_output,
     default_output_path,
+    is_image_output,
     mux_audio,
 )
 from spfem_cli.media.probe import (
@@ -22,16 +26,20 @@ from spfem_cli.media.probe import (
 from spfem_cli.media.stream import FrameReader, FrameWriter, output_pix_fmt
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "OUTPUT_SUFFIXES",
     "ColorTags",
     "FrameReader",
     "FrameWriter",
+    "StillWriter",
     "VideoInfo",
     "atomic_output",
     "audio_packet_checksums",
     "check_output_path",
+    "check_still_output",
     "default_output_path",
     "ffmpeg_exe",
+    "is_image_output",
     "mux_audio",
     "output_pix_fmt",
     "probe",

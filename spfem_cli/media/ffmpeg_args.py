@@ -100,6 +100,20 @@ def audio_crc_args(path: Path) -> list[str]:
     return _packet_crc_args(path, "0:a:0?")
 
 
+# A photo's EXIF orientation (TIFF tag 274, 2-8) as the ffmpeg filters that turn it upright
+# (5-8 swap width and height). Applied with autorotation off: ffmpeg 9 turns such a JPEG
+# upright on decode, older versions do not, and neither reports it in the input's dump.
+EXIF_ORIENTATION_FILTERS: dict[int, tuple[str, ...]] = {
+    2: ("hflip",),
+    3: ("hflip", "vflip"),
+    4: ("vflip",),
+    5: ("transpose=cclock_flip",),
+    6: ("transpose=clock",),
+    7: ("transpose=clock_flip",),
+    8: ("transpose=cclock",),
+}
+
+
 def decode_args(
     path: Path,
     *,
@@ -107,6 +121,7 @@ def decode_args(
     max_frames: int | None = None,
     size: tuple[int, int] | None = None,
     start_s: float | None = None,
+    exif_orientation: int = 1,
 ) -> list[str]:
     """Decode the video to raw rgb24 frames on stdout.
 
@@ -119,9 +134,14 @@ def decode_args(
     `size` (width, height) scales the frames (area averaging), for analysis at lower cost.
     `start_s` seeks first: decoding starts at the first frame at or after that time (seconds;
     an input-side seek, which ffmpeg makes frame-accurate by decoding from the keyframe before).
+    `exif_orientation` (a photo's, 1-8) turns the frame upright first (`size` is upright).
     """
     seek = [] if start_s is None else ["-ss", f"{start_s:.6f}"]
-    filters = [] if size is None else [f"scale={size[0]}:{size[1]}:flags=area"]
+    filters = list(EXIF_ORIENTATION_FILTERS.get(exif_orientation, ()))
+    if filters:
+        seek.append("-noautorotate")
+    if size is not None:
+        filters.append(f"scale={size[0]}:{size[1]}:flags=area")
     if fps is None:
         timing = ["-fps_mode", "passthrough"]
     else:

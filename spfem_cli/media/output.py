@@ -9,19 +9,33 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from spfem_cli.errors import SpfemError
 from spfem_cli.media import ffmpeg_args
 from spfem_cli.media.probe import VideoInfo, error_reason, run_ffmpeg
 
 OUTPUT_SUFFIXES = tuple(ffmpeg_args.OUTPUT_FORMATS)
+# Still images we write, by lower-case suffix: the edit of a photo (an input of one frame).
+IMAGE_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+IMAGE_SUFFIXES = tuple(IMAGE_FORMATS)
+# JPEG quality (Pillow's scale, 1-95): near-lossless, so the face is not blurred by the save.
+JPEG_QUALITY = 95
+
+
+def is_image_output(path: Path) -> bool:
+    """Whether `path` names a still image (IMAGE_SUFFIXES) rather than a video."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def check_output_path(*, input_path: Path, output_path: Path, overwrite: bool) -> None:
     """Refuse, with a one-line SpfemError, an output we must not or cannot write."""
     input_path, output_path = Path(input_path), Path(output_path)
-    if output_path.suffix.lower() not in OUTPUT_SUFFIXES:
+    if output_path.suffix.lower() not in OUTPUT_SUFFIXES + IMAGE_SUFFIXES:
         raise SpfemError(
             f"{output_path}: output must end in {', '.join(OUTPUT_SUFFIXES)} "
+            f"(a video) or {', '.join(IMAGE_SUFFIXES)} (a photo's edit) "
             f"(got {output_path.suffix or 'no suffix'})"
         )
     same = output_path.resolve() == input_path.resolve()
@@ -41,14 +55,26 @@ def check_output_path(*, input_path: Path, output_path: Path, overwrite: bool) -
         raise SpfemError(f"{output_path} exists; use --overwrite")
 
 
-def default_output_path(input_path: Path, label: str) -> Path:
-    """The output beside the input: ``talk.mp4`` + ``"happy"`` -> ``talk.happy.mp4``.
+def check_still_output(*, info: VideoInfo, output_path: Path) -> None:
+    """Refuse an image output (IMAGE_SUFFIXES) for an input of more than one frame."""
+    if is_image_output(output_path) and info.n_frames != 1:
+        raise SpfemError(
+            f"{output_path.name}: an image output needs a photo as input, and "
+            f"{info.path.name} has {info.n_frames} frames; name the output "
+            f"{', '.join(OUTPUT_SUFFIXES)}"
+        )
 
-    The input's suffix is kept when it is a container we write, else ``.mp4`` is used.
-    Characters that are awkward in file names are replaced by ``_``.
+
+def default_output_path(input_path: Path, label: str) -> Path:
+    """The output beside the input: ``talk.mp4`` + ``"happy"`` -> ``talk.happy.mp4``,
+    ``photo.jpg`` -> ``photo.happy.jpg``.
+
+    The input's suffix is kept when it is a container or an image format we write, else
+    ``.mp4`` is used. Characters that are awkward in file names are replaced by ``_``.
     """
     input_path = Path(input_path)
-    suffix = input_path.suffix if input_path.suffix.lower() in OUTPUT_SUFFIXES else ".mp4"
+    kept = OUTPUT_SUFFIXES + IMAGE_SUFFIXES
+    suffix = input_path.suffix if input_path.suffix.lower() in kept else ".mp4"
     safe = re.sub(r"[^A-Za-z0-9_+\-]+", "_", label).strip("_") or "edited"
     return input_path.with_name(f"{input_path.stem}.{safe}{suffix}")
 
@@ -82,6 +108,31 @@ def atomic_output(output_path: Path) -> Iterator[Path]:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+class StillWriter:
+    """Takes the frames of an edit whose output is a photo (one frame) and, on a clean exit
+    from its `with` block, writes the last as the image `path` (PNG or JPEG, by suffix)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.frame: np.ndarray | None = None
+
+    def __enter__(self) -> StillWriter:
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """frame: (H, W, 3) uint8 RGB."""
+        self.frame = frame
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is not None:
+            return
+        if self.frame is None:
+            raise SpfemError(f"no frame to write to {self.path.name}")
+        fmt = IMAGE_FORMATS[self.path.suffix.lower()]
+        extra = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
+        Image.fromarray(self.frame).save(self.path, format=fmt, **extra)
 
 
 def mux_audio(*, video_only: Path, source: VideoInfo, output: Path) -> None:

@@ -19,10 +19,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import imageio_ffmpeg
+from PIL import Image
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.media import ffmpeg_args
 
+# The TIFF/EXIF tag of a photo's orientation.
+EXIF_ORIENTATION_TAG = 0x0112
 # AV_PKT_FLAG_DISCARD: the demuxer marks packets that an edit list cuts away; they are decoded
 # (as references) but never shown, so they are not frames of the video.
 _FLAG_DISCARD = 0x4
@@ -69,7 +72,8 @@ class VideoInfo:
 
     Fields after `audio_codec` are extras with defaults: `video_delay_s` is how many seconds
     after the start of the file the first video frame is shown (kept on remux for A/V sync),
-    `color` the colour tags to copy onto the re-encoded video.
+    `color` the colour tags to copy onto the re-encoded video, `exif_orientation` a photo's
+    EXIF orientation (1: stored upright; width and height are upright either way).
     """
 
     path: Path
@@ -86,6 +90,7 @@ class VideoInfo:
     audio_codec: str | None
     video_delay_s: float = 0.0
     color: ColorTags = field(default_factory=ColorTags)
+    exif_orientation: int = 1
 
 
 @dataclass(frozen=True)
@@ -467,7 +472,8 @@ def probe(path: str | Path) -> VideoInfo:
         raise SpfemError(f"{shown} has no video frames")
     rotation = video.rotation
     width, height = video.width, video.height
-    if rotation in (90, 270):
+    orientation = exif_orientation(absolute) if timing.n_frames == 1 else 1
+    if rotation in (90, 270) or orientation >= 5:
         width, height = height, width
     audio = dump.audio
     return VideoInfo(
@@ -486,7 +492,19 @@ def probe(path: str | Path) -> VideoInfo:
         # framecrc times are already relative to the file's start (ffmpeg subtracts it).
         video_delay_s=timing.first_s,
         color=video.color,
+        exif_orientation=orientation,
     )
+
+
+def exif_orientation(path: Path) -> int:
+    """A photo's EXIF orientation, 1 (upright, the default) to 8; 1 for anything that is not
+    an image Pillow reads or carries no valid tag."""
+    try:
+        with Image.open(path) as image:
+            value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except (OSError, ValueError, SyntaxError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def audio_packet_checksums(path: str | Path) -> list[str]:

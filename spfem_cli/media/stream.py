@@ -166,6 +166,7 @@ class FrameReader:
                     ),
                     size=self._size,
                     start_s=self._seek_s(),
+                    exif_orientation=self.info.exif_orientation,
                 ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
