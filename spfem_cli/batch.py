@@ -281,7 +281,7 @@ def discover_inputs(
 
 def output_path_for(*, out_dir: Path, rel: Path, label: str) -> Path:
     """``OUT_DIR/<rel folder>/<stem>.<label><suffix>``: the input's container or image format
-    when spfem writes it (.mp4, .mov, .mkv; .png, .jpg, .jpeg), else .mp4; the same rule as
+    when spfem writes it (.mp4, .mov, .mkv; .png, .jpg, .jpeg, .webp), else .mp4; the same rule as
     `spfem edit`."""
     from spfem_cli.media import default_output_path
 

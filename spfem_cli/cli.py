@@ -167,7 +167,7 @@ def edit(
         typer.Option(
             "--output",
             "-o",
-            help="Output file (.mp4, .mov, .mkv; a photo's edit may be .png or .jpg). "
+            help="Output file (.mp4, .mov, .mkv; a photo's edit may be .png, .jpg, .webp). "
             "Default: INPUT.EMOTION.mp4 beside it (a photo keeps its format).",
         ),
     ] = None,

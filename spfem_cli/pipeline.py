@@ -361,7 +361,7 @@ def render_video(
         video_tmp = workdir / f"video{output.suffix}"
         with (
             FrameReader(info) as reader,
-            StillWriter(final_tmp)
+            StillWriter(final_tmp, source=info.path)
             if still
             else FrameWriter(
                 video_tmp,

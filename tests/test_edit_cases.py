@@ -458,17 +458,41 @@ def test_a_photo_is_edited_into_a_photo(photo: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["portrait.png", out.name]
 
 
-def test_a_photo_can_be_written_as_jpeg(photo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("suffix", "fmt"), [(".jpg", "JPEG"), (".webp", "WEBP")])
+def test_a_photo_can_be_written_as_jpeg_or_webp(
+    photo: Path, tmp_path: Path, suffix: str, fmt: str
+) -> None:
     from PIL import Image
 
-    png, jpg = tmp_path / "a.png", tmp_path / "a.jpg"
+    png, other = tmp_path / "a.png", tmp_path / f"a{suffix}"
     assert spfem(str(photo), "-e", "happy", "-o", str(png))[0] == 0
-    code, output = spfem(str(photo), "-e", "happy", "-o", str(jpg))
+    code, output = spfem(str(photo), "-e", "happy", "-o", str(other))
     assert code == 0, output
-    with Image.open(jpg) as image:
-        assert image.format == "JPEG"
-        as_jpeg = np.asarray(image.convert("RGB")).astype(int)
-    assert np.abs(as_jpeg - np.asarray(Image.open(png).convert("RGB"))).mean() < 3
+    with Image.open(other) as image:
+        assert image.format == fmt
+        saved = np.asarray(image.convert("RGB")).astype(int)
+    assert np.abs(saved - np.asarray(Image.open(png).convert("RGB"))).mean() < 3
+
+
+def test_a_photos_transparency_is_kept(photo: Path, tmp_path: Path) -> None:
+    """A portrait cut out on a transparent background keeps its alpha channel as it was."""
+    from PIL import Image
+
+    rgb = Image.open(photo).convert("RGB")
+    w, h = rgb.size
+    yy, xx = np.mgrid[:h, :w]
+    alpha = np.where((xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (0.45 * w) ** 2, 255, 0)
+    cut = rgb.copy()
+    cut.putalpha(Image.fromarray(alpha.astype(np.uint8)))
+    src, out = tmp_path / "cut.png", tmp_path / "cut.happy.png"
+    cut.save(src)
+    code, output = spfem(str(src), "-e", "happy")
+    assert code == 0, output
+    with Image.open(out) as image:
+        assert image.mode == "RGBA"
+        edited = np.asarray(image)
+    assert np.array_equal(edited[..., 3], alpha)
+    assert not np.array_equal(edited[..., :3], np.asarray(rgb))
 
 
 def test_an_image_output_needs_a_photo(face_clip: Path, tmp_path: Path) -> None:
@@ -477,7 +501,7 @@ def test_an_image_output_needs_a_photo(face_clip: Path, tmp_path: Path) -> None:
     assert_clean_failure(code, output, expect="needs a photo as input")
     assert not out.exists() and leftovers(tmp_path) == []
     code, output = spfem(str(face_clip), "-e", "happy", "-o", str(tmp_path / "edit.gif"))
-    assert_clean_failure(code, output, expect="or .png, .jpg, .jpeg (a photo's edit)")
+    assert_clean_failure(code, output, expect="or .png, .jpg, .jpeg, .webp (a photo's edit)")
 
 
 def test_a_phone_photo_stored_sideways_is_edited_upright(photo: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.media import ffmpeg_args
@@ -18,10 +18,17 @@ from spfem_cli.media.probe import VideoInfo, error_reason, run_ffmpeg
 
 OUTPUT_SUFFIXES = tuple(ffmpeg_args.OUTPUT_FORMATS)
 # Still images we write, by lower-case suffix: the edit of a photo (an input of one frame).
-IMAGE_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+IMAGE_FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+}
 IMAGE_SUFFIXES = tuple(IMAGE_FORMATS)
-# JPEG quality (Pillow's scale, 1-95): near-lossless, so the face is not blurred by the save.
-JPEG_QUALITY = 95
+# Formats that keep a photo's transparency (its alpha channel, which the edit leaves as is).
+WITH_ALPHA = frozenset({"PNG", "WEBP"})
+# JPEG and WebP quality (Pillow's scale, 1-95): near-lossless, so the save blurs no face.
+QUALITY = 95
 
 
 def is_image_output(path: Path) -> bool:
@@ -112,10 +119,12 @@ def atomic_output(output_path: Path) -> Iterator[Path]:
 
 class StillWriter:
     """Takes the frames of an edit whose output is a photo (one frame) and, on a clean exit
-    from its `with` block, writes the last as the image `path` (PNG or JPEG, by suffix)."""
+    from its `with` block, writes the last as the image `path` (its format by suffix,
+    IMAGE_FORMATS), with the transparency of the photo `source` where both formats have it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, source: Path | None = None) -> None:
         self.path = Path(path)
+        self.source = source
         self.frame: np.ndarray | None = None
 
     def __enter__(self) -> StillWriter:
@@ -131,8 +140,24 @@ class StillWriter:
         if self.frame is None:
             raise SpfemError(f"no frame to write to {self.path.name}")
         fmt = IMAGE_FORMATS[self.path.suffix.lower()]
-        extra = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
-        Image.fromarray(self.frame).save(self.path, format=fmt, **extra)
+        image = Image.fromarray(self.frame)
+        alpha = _alpha(self.source) if fmt in WITH_ALPHA and self.source else None
+        if alpha is not None and alpha.size == image.size:
+            image.putalpha(alpha)
+        extra = {} if fmt == "PNG" else {"quality": QUALITY}
+        image.save(self.path, format=fmt, **extra)
+
+
+def _alpha(path: Path) -> Image.Image | None:
+    """The transparency of the photo at `path`, upright (8-bit, mode L), or None when it has
+    none or Pillow cannot read it."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+                return None
+            return ImageOps.exif_transpose(image).convert("RGBA").getchannel("A")
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
 def mux_audio(*, video_only: Path, source: VideoInfo, output: Path) -> None:
