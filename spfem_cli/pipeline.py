@@ -323,6 +323,10 @@ def validate_options(
         raise SpfemError(f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}")
     if start is not None and start < 0:
         raise SpfemError(f"--start must be >= 0 seconds, got {start}")
+    if (start is not None or end is not None) and info.n_frames == 1:
+        raise SpfemError(
+            f"--start and --end choose a time range of a video; {info.path.name} is one frame"
+        )
     if start is not None and start >= info.duration_s:
         raise SpfemError(
             f"--start {start} s is past the end of the video ({info.duration_s:.2f} s)"

@@ -504,6 +504,12 @@ def test_an_image_output_needs_a_photo(face_clip: Path, tmp_path: Path) -> None:
     assert_clean_failure(code, output, expect="or .png, .jpg, .jpeg, .webp (a photo's edit)")
 
 
+def test_a_time_range_of_a_photo_is_refused(photo: Path, tmp_path: Path) -> None:
+    code, output = spfem(str(photo), "-e", "happy", "--end", "1", "-o", str(tmp_path / "a.png"))
+    assert_clean_failure(code, output, expect="portrait.png is one frame")
+    assert leftovers(tmp_path) == [] and not (tmp_path / "a.png").exists()
+
+
 def test_a_phone_photo_stored_sideways_is_edited_upright(photo: Path, tmp_path: Path) -> None:
     """A JPEG stored on its side with EXIF orientation 6, as phones write portraits: the face
     is found, and the edit is written upright (no tag), as a viewer showed the input."""
