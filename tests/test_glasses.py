@@ -251,6 +251,42 @@ def test_the_core_is_measured_to_the_line_between_its_points_but_not_across_a_ga
     np.testing.assert_allclose(away, [0.4, 0.5, 13.0, 1.0], atol=1e-6)
 
 
+def test_a_loop_followed_from_frame_to_frame_does_not_jump_to_lines_inside_the_lens() -> None:
+    """On a frame where the rims fade and a stronger ring shows inside each lens (a brow and
+    a lid crease seen through it, expr_d19 frame 154), a loop followed afresh jumps onto that
+    ring; followed from the frame before, it stays within FOLLOW_STEP of the rim."""
+    from spfem_cli.face.glasses import FOLLOW_STEP
+
+    loops = true_loops()
+    frames = [face_frame(seed=s, loops=loops) for s in range(4)]
+    rims = finder_over(frames).rims()
+    assert rims is not None
+    clean = rims.follow(frames[0], FACE)
+    inner = tuple(
+        RimLoop(
+            cx=lp.cx,
+            cy=lp.cy + 0.04,
+            rx=lp.rx * 0.85,
+            ry_bottom=lp.ry_bottom * 0.85,
+            ry_top=lp.ry_top * 0.85,
+            score=0.0,
+        )
+        for lp in loops
+    )
+    busy = face_frame(seed=9, loops=None).astype(np.int16)
+    faint = np.array(RIM_RGB) + 0.7 * (np.array(SKIN_RGB) - np.array(RIM_RGB))
+    busy[distance_to(loops) < RIM_HALF_WIDTH] = faint
+    busy[distance_to(inner) < 1.5 * RIM_HALF_WIDTH] = (40, 35, 35)
+    busy = busy.clip(0, 255).astype(np.uint8)
+    afresh = rims.follow(busy, FACE)
+    steady = rims.follow(busy, FACE, near=clean)
+    for was, jumped, kept, ring in zip(clean, afresh, steady, inner, strict=True):
+        assert abs(jumped.rx - ring.rx) < abs(jumped.rx - was.rx)  # onto the inner ring
+        assert abs(kept.cx - was.cx) <= FOLLOW_STEP[0] + 1e-9
+        assert abs(kept.cy - was.cy) <= FOLLOW_STEP[0] + 1e-9
+        assert abs(kept.rx / was.rx - 1) <= FOLLOW_STEP[1] + 0.01
+
+
 def test_the_arms_are_traced_and_kept_with_the_rims(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the arms leave the rims (the hinges), the brows' outer ends move: the arms are
     traced from each rim outward and kept still with it. With no arms traced, a brow raise

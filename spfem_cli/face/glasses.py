@@ -202,8 +202,24 @@ class Rims:
         the clip's loops moved and scaled to the frame's rims. Glasses sit in front of the
         eyes, so a turn of the head shifts them against the eye corners the face frame
         follows."""
+        right, left = self.follow(frame, face)
+        return right.polygon(), left.polygon()
+
+    def follow(
+        self,
+        frame: np.ndarray,
+        face: FaceFrame,
+        *,
+        near: tuple[RimLoop, RimLoop] | None = None,
+    ) -> tuple[RimLoop, RimLoop]:
+        """The clip's loops moved and scaled to the rims of one frame (`locate`); with `near`,
+        the loops followed on a frame shortly before, within FOLLOW_STEP of them."""
         response = ridge_response(face_tile(frame, face))
-        return _follow(self.right, response).polygon(), _follow(self.left, response).polygon()
+        before = (None, None) if near is None else near
+        return (
+            _follow(self.right, response, near=before[0]),
+            _follow(self.left, response, near=before[1]),
+        )
 
     def trace(self, frame: np.ndarray, face: FaceFrame) -> Traced:
         """The rims traced on one frame (H, W, 3) uint8 RGB with its face frame, on their own
@@ -216,12 +232,25 @@ class Rims:
 FOLLOW_SHIFT = np.arange(-0.1, 0.1001, 0.02)
 FOLLOW_SCALE = np.arange(0.85, 1.1501, 0.05)
 FOLLOW_ARC_DEG = np.arange(-40.0, 221.0, 5.0)
+# Frames in order (`SteadyRims`): how far (IOD) and by how much of its scale a loop may move
+# from where it was followed on the frame before. On expr_d19 (frame 154) the left loop,
+# followed afresh, shrank 0.1 onto the brow and the lid crease seen through the lens, the
+# rim was traced along them, and that line was held for over a second.
+FOLLOW_STEP = (0.04, 0.05)
 
 
-def _follow(loop: RimLoop, response: np.ndarray) -> RimLoop:
+def _follow(loop: RimLoop, response: np.ndarray, *, near: RimLoop | None = None) -> RimLoop:
     """The loop moved and scaled (FOLLOW_SHIFT, FOLLOW_SCALE) to where its arc, all but the
-    top, follows the strongest thin line of a frame's ridge response (h, w)."""
+    top, follows the strongest thin line of a frame's ridge response (h, w); with `near`
+    (the loop followed shortly before), only within FOLLOW_STEP of it."""
     dx, dy, k = (g.ravel() for g in np.meshgrid(FOLLOW_SHIFT, FOLLOW_SHIFT, FOLLOW_SCALE))
+    if near is not None:
+        keep = (
+            (np.abs(loop.cx + dx - near.cx) <= FOLLOW_STEP[0] + 1e-9)
+            & (np.abs(loop.cy + dy - near.cy) <= FOLLOW_STEP[0] + 1e-9)
+            & (np.abs(k - near.rx / loop.rx) <= FOLLOW_STEP[1] + 1e-9)
+        )
+        dx, dy, k = dx[keep], dy[keep], k[keep]
     scores = _arc_scores(
         response,
         cx=loop.cx + dx,
@@ -631,8 +660,9 @@ class SteadyRims:
     """The rims of a clip (`Rims`) traced on its frames one after another, in order
     (`trace`), each rim's line kept from the frame before while it still lies on the rim
     (STEADY_SHARE), and carried with the head over a short gap (RIM_GAP_SECONDS at `fps`
-    frames a second) where a blurred frame hides it. One per pass over a clip: it remembers
-    the last frame traced (`skip` when the next does not follow it)."""
+    frames a second) where a blurred frame hides it; traced anew, the loops are followed
+    near where they were the last time (`Rims.follow`, FOLLOW_STEP). One per pass over a
+    clip: it remembers the last frame traced (`skip` when the next does not follow it)."""
 
     def __init__(self, rims: Rims, *, fps: float = 30.0) -> None:
         self.rims = rims
@@ -644,10 +674,12 @@ class SteadyRims:
         ) = None
         # Per loop, how many frames in a row its line has been carried over a gap.
         self._gap: list[int] = []
+        # The loops followed when the rims were last traced anew (face frame).
+        self._loops: tuple[RimLoop, RimLoop] | None = None
 
     def skip(self) -> None:
         """The next frame traced does not follow the last: nothing is carried over to it."""
-        self._last, self._gap = None, []
+        self._last, self._gap, self._loops = None, [], None
 
     def trace(self, frame: np.ndarray, face: FaceFrame) -> Traced:
         """The rims traced on the next frame (H, W, 3) uint8 RGB, with its face frame."""
@@ -664,7 +696,8 @@ class SteadyRims:
             ):
                 self._gap = [0 for _ in lines]
                 return _traced(search, kept, arms)
-        loops = self.rims.locate(frame, face)
+        self._loops = self.rims.follow(frame, face, near=self._loops)
+        loops = tuple(loop.polygon() for loop in self._loops)
         search = _search(frame, face=face, around=_reach(loops, face))
         lines = _loop_lines(search, face=face, loops=loops)
         strength = [0.0 if line is None else search.along(line) for line in lines]
