@@ -137,9 +137,9 @@ def decode_args(
     `exif_orientation` (a photo's, 1-8) turns the frame upright first (`size` is upright).
     """
     seek = [] if start_s is None else ["-ss", f"{start_s:.6f}"]
-    filters = list(EXIF_ORIENTATION_FILTERS.get(exif_orientation, ()))
-    if filters:
-        seek.append("-noautorotate")
+    upright = EXIF_ORIENTATION_FILTERS.get(exif_orientation, ())
+    rotate = ["-noautorotate"] if upright else []
+    filters = list(upright)
     if size is not None:
         filters.append(f"scale={size[0]}:{size[1]}:flags=area")
     if fps is None:
@@ -157,6 +157,7 @@ def decode_args(
     return [
         *_QUIET,
         *seek,
+        *rotate,
         "-i",
         str(path),
         "-map",
