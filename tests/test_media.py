@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import imageio_ffmpeg
 import numpy as np
@@ -356,6 +357,29 @@ def test_timing_vfr() -> None:
     assert timing.variable_frame_rate
     assert timing.n_frames == 60 and timing.duration_s == pytest.approx(3.0)
     assert timing.fps == 20
+
+
+def test_an_interrupted_ffmpeg_is_reaped_before_the_interrupt_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C during `run_ffmpeg`: ffmpeg is killed and waited for before KeyboardInterrupt
+    reaches the caller (whose clean-up removes the file ffmpeg writes)."""
+    from spfem_cli.media.probe import run_ffmpeg
+
+    started: list[subprocess.Popen[bytes]] = []
+
+    def interrupted(self: subprocess.Popen[bytes], *args: Any, **kwargs: Any) -> None:
+        started.append(self)
+        # As CPython's communicate does on Ctrl-C: it has had its short wait already, so
+        # nothing after it waits again.
+        self._sigint_wait_secs = 0  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_ffmpeg(["-f", "lavfi", "-i", "anullsrc", "-t", "600", "-f", "null", "-"])
+    (proc,) = started
+    assert proc.returncode is not None  # reaped by run_ffmpeg, not left running
 
 
 def test_error_reason_prefers_cause() -> None:

@@ -148,17 +148,32 @@ def ffmpeg_exe() -> str:
 
 
 def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess[bytes]:
-    """Run ffmpeg with `args` to completion and capture stdout and stderr (no check of rc)."""
+    """Run ffmpeg with `args` to completion and capture stdout and stderr (no check of rc).
+
+    Interrupted (Ctrl-C), ffmpeg is killed and reaped before the interrupt goes on, so that
+    the caller's clean-up runs after it is gone. subprocess.run kills it but, on Ctrl-C, does
+    not wait: a remux still opening its output could create the file again after
+    `atomic_output` had removed it (a hidden temporary file left in a batch's OUT_DIR).
+    """
     try:
-        # Own session: Ctrl-C reaches Python only, and subprocess.run kills ffmpeg on the way out.
-        return subprocess.run(
+        # Own session: Ctrl-C reaches Python only.
+        proc = subprocess.Popen(
             [ffmpeg_exe(), *args],
-            capture_output=True,
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
     except OSError as exc:
         raise SpfemError(f"cannot run ffmpeg: {exc.strerror or exc}", exit_code=3) from exc
+    with proc:
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def last_line(stderr: str) -> str:
