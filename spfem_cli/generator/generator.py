@@ -16,6 +16,7 @@ from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER, GENERATORS
 from spfem_cli.generator.refiner import Refiner, refine_frame
+from spfem_cli.generator.shading import DEFAULT_SHADING, ShadingModel
 from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper
 
 MouthMode = Literal["natural", "strict", "expressive"]
@@ -218,6 +219,7 @@ class FaceGenerator:
         mouth: MouthMode = "natural",
         warp: WarpConfig | None = None,
         refiner: Refiner | None = None,
+        shading: ShadingModel | None = None,
     ) -> None:
         if mouth not in MOUTH_MODES:
             raise SpfemError(
@@ -229,6 +231,7 @@ class FaceGenerator:
         self.gain = mouth_gain(model.au_names, mode=mouth)
         self.warper = Warper(device=device, config=warp)
         self.refiner = refiner.to(device).eval() if refiner is not None else None
+        self.shading = shading
 
     def displacement(self, delta: np.ndarray, *, points: np.ndarray) -> np.ndarray:
         """delta: (K,) change of AU activations; points: (478, 2) face-frame landmarks.
@@ -278,8 +281,26 @@ class FaceGenerator:
     def _edit(
         self, frame: np.ndarray, *, face: FaceFrame, points: np.ndarray, delta: np.ndarray
     ) -> np.ndarray:
-        """The edited frame, by the warp and, when there is one, the refiner."""
+        """The edited frame, by the warp and, when there is one, the refiner, then shaded."""
         disp, hold = self.sparse(points=points, delta=delta)
+        moved = self._move(frame, face=face, points=points, delta=delta, disp=disp, hold=hold)
+        if self.shading is None:
+            return moved
+        strengths = self.shading.strengths(delta * self.gain, au_names=self.model.au_names)
+        return self.shading.apply(moved, face=face, points=points + disp, strengths=strengths)
+
+    def _move(
+        self,
+        frame: np.ndarray,
+        *,
+        face: FaceFrame,
+        points: np.ndarray,
+        delta: np.ndarray,
+        disp: np.ndarray,
+        hold: HoldRegion,
+    ) -> np.ndarray:
+        """The frame's pixels moved by the sparse displacement disp (478, 2), IOD: by the warp
+        and, when there is one, the refiner."""
         if self.refiner is not None:
             return refine_frame(
                 frame,
@@ -313,8 +334,9 @@ def build_generator(
     `refiner`, a manifest name or a path) or "warp" (the warp alone)."""
     if kind not in GENERATORS:
         raise SpfemError(f"unknown generator {kind!r}; choose one of: {', '.join(GENERATORS)}")
+    shading = default_shading(model)
     if kind == "warp":
-        return FaceGenerator(model=model, device=device, mouth=mouth)
+        return FaceGenerator(model=model, device=device, mouth=mouth, shading=shading)
     if str(refiner) == DEFAULT_REFINER and DEFAULT_REFINER not in read_manifest(
         default_weights_dir()
     ):
@@ -324,4 +346,13 @@ def build_generator(
             "(it carries the person's own refiner)"
         )
     net = Refiner.load(refiner)
-    return FaceGenerator(model=model, device=device, mouth=mouth, refiner=net)
+    return FaceGenerator(model=model, device=device, mouth=mouth, refiner=net, shading=shading)
+
+
+def default_shading(model: ExpressionModel) -> ShadingModel | None:
+    """The shipped shading (`DEFAULT_SHADING`) when it is driven by the model's action units
+    (every model calibrated from the FACS prior is); None for a model with other units."""
+    if DEFAULT_SHADING not in read_manifest(default_weights_dir()):
+        return None
+    shading = ShadingModel.load(DEFAULT_SHADING)
+    return shading if shading.au_names == tuple(model.au_names) else None

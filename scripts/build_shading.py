@@ -1,0 +1,297 @@
+"""Measure the shading of a smile on real faces: checkpoint ``shading-v1``.
+
+    python scripts/build_shading.py [--clips DIR] [--out FILE] [--no-manifest] [--look DIR]
+
+The expr_d clips where a person goes from a calm face to a smile (expr_d0, expr_d9,
+expr_d19: picked by looking at every clip's frames; the others smile little or only while
+talking). On each clip:
+
+- every frame's smile is scored from its landmarks in the face frame: how far the lip corners
+  lie above the upper lip's inner middle, plus half the mouth's width (IOD). The frames at
+  or above three quarters of the clip's range of scores are the smile; the calm frames are
+  those in its bottom quarter, and of those the half nearest their own median face (a pout or a surprise scores low too);
+- each chosen frame's log luminance is resampled onto the template face through its own
+  landmarks (piecewise linear), so what differs between the two means is shading, not shape;
+- the clip's ratio image is the smile's mean minus the calm mean; what varies over more than
+  `HIGH_PASS` IOD (light on a turned head, exposure) is taken off;
+- it is scaled to the smile the expression model asks at AU12 = 1: the model's corner lift
+  over the clip's (the smile's mean corner rise above the calm mean), as creases deepen with
+  the smile.
+
+The clips' maps are averaged, mirrored (the two sides averaged, so one side's light does not
+decide), smoothed a little and faded out over the eyes, the lips and off the face. On the two
+clips with glasses the rims' band around the eyes is left out (a rim that stays while the face
+moves would show as a crease). Prints each clip's frames, corner rise and the depth of the
+fold beside the mouth; deterministic given the clips, about a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.interpolate import LinearNDInterpolator
+from scipy.ndimage import gaussian_filter, map_coordinates
+
+from spfem_cli.face import mesh
+from spfem_cli.generator.checkpoint import default_weights_dir, save_checkpoint, update_manifest
+from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
+from spfem_cli.generator.shading import CHECKPOINT_KIND, CHECKPOINT_VERSION, DEFAULT_SHADING
+from spfem_cli.generator.warp import HoldRegion, contour_distance, hold_weight
+from spfem_cli.media import FrameReader, probe
+from spfem_cli.pipeline import analyse_video
+from spfem_cli.progress import SilentReporter
+
+# clip -> whether the person wears glasses
+SMILE_CLIPS = {"expr_d0": False, "expr_d9": True, "expr_d19": True}
+ORIGIN = (-1.1, -0.95)
+STEP = 0.0125
+SHAPE = (221, 177)  # rows (y from -0.95 to 1.80), columns (x from -1.1 to 1.1)
+NOSE_TIP = 1
+# Of the score's range over the clip (2nd to 98th percentile), the smile's top and calm's bottom.
+SMILE_SHARE = 0.75
+CALM_SHARE = 0.25
+HIGH_PASS = 0.2
+SMOOTH = 0.015
+# On faces with glasses, the band from this far above to this far below the eyes' centres
+# (IOD) holds the rims.
+GLASSES_BAND = (-0.45, 0.45)
+# The map shades the face from this far below the eyes' centres (IOD), fading in over the
+# second distance: above it the three clips differ (only one face without glasses, its brows
+# and lids moving against their landmarks read as stripes), and the warp carries the smile's
+# lower lids and brows.
+LOWER_FACE = (0.35, 0.15)
+# The nostrils: dark holes whose shape a smile changes against the landmarks around them (they
+# read as bright spots: the nostril's dark moved away), left out with this band and fade (IOD).
+NOSTRILS = ((79, 237, 239, 60, 20, 75), (309, 457, 459, 290, 250, 305))
+NOSTRIL_FADE = (0.02, 0.04)
+# The skin of the upper lip, between the folds: one clip's stubble darkens as it stretches, and
+# the smile's fold lies outside it.
+UPPER_LIP = (98, 97, 2, 326, 327, 291, 267, 0, 37, 61)
+UPPER_LIP_FADE = (0.0, 0.03)
+# Faded out over this distance (IOD): around the eyes (they blink and look about), the lips
+# (the speech's) and inside the face's outline.
+EYE_FADE = (0.03, 0.05)
+LIP_FADE = (0.02, 0.05)
+OVAL_FADE = 0.12
+
+
+def grid_points() -> np.ndarray:
+    """(Gh * Gw, 2) the maps' sample points in the template face frame (IOD)."""
+    ys = ORIGIN[1] + STEP * np.arange(SHAPE[0])
+    xs = ORIGIN[0] + STEP * np.arange(SHAPE[1])
+    return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+
+
+def smile_scores(norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """norm: (T, 478, 2) face-frame landmarks. Returns the smile score (T,) and the corners'
+    height against the nose tip (T,), IOD, up > 0 (a grin that bares the teeth lifts the upper
+    lip with the corners, so the lip is no reference)."""
+    corners = norm[:, list(mesh.LIP_CORNERS)]
+    rise = norm[:, NOSE_TIP, 1] - corners[:, :, 1].mean(axis=1)
+    width = np.linalg.norm(corners[:, 1] - corners[:, 0], axis=1)
+    return rise + 0.5 * width, rise
+
+
+def pick_frames(norm: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The smile frames and the calm frames of a clip (indices)."""
+    score, _ = smile_scores(norm)
+    idx = np.flatnonzero(valid)
+    lo, hi = np.percentile(score[idx], [2, 98])
+    smile = idx[score[idx] >= lo + SMILE_SHARE * (hi - lo)]
+    low = idx[score[idx] <= lo + CALM_SHARE * (hi - lo)]
+    centre = np.median(norm[low], axis=0)
+    dist = np.linalg.norm(norm[low] - centre, axis=-1).mean(axis=-1)
+    calm = low[dist <= np.median(dist)]
+    return smile, calm
+
+
+def blur(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (sigma in IOD) of a map with NaN holes, by normalised convolution."""
+    ok = np.isfinite(values)
+    num = gaussian_filter(np.where(ok, values, 0.0), sigma / STEP)
+    den = gaussian_filter(ok.astype(np.float64), sigma / STEP)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-3, num / den, np.nan)
+
+
+def clip_ratio(
+    path: Path, *, model: ExpressionModel, glasses: bool
+) -> tuple[np.ndarray, dict[str, float]]:
+    """(Gh, Gw) the clip's log-luminance change from calm to smile (NaN where not measured),
+    and what was measured (its corner rise, IOD)."""
+    info = probe(path)
+    template = model.template.double().numpy()
+    grid = grid_points()
+    with tempfile.TemporaryDirectory() as tmp:
+        analysis = analyse_video(info, model=model, workdir=Path(tmp), reporter=SilentReporter())
+        track = analysis.track
+        norm = np.asarray(track.norm, np.float64)
+        smile, calm = pick_frames(norm, track.valid)
+        chosen = {int(t): "smile" for t in smile} | {int(t): "calm" for t in calm}
+        sums = {k: np.zeros(len(grid)) for k in ("smile", "calm")}
+        counts = {k: np.zeros(len(grid)) for k in ("smile", "calm")}
+        with FrameReader(info) as reader:
+            for t, frame in enumerate(reader):
+                if t not in chosen:
+                    continue
+                lum = frame.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+                # The template face -> this frame's pixels, piecewise linear.
+                px = LinearNDInterpolator(template, track.landmarks_px(t))(grid)
+                vals = map_coordinates(
+                    np.log(lum + 1.0), [px[:, 1], px[:, 0]], order=1, cval=np.nan
+                )
+                ok = np.isfinite(vals) & np.all(np.isfinite(px), axis=1)
+                sums[chosen[t]][ok] += vals[ok]
+                counts[chosen[t]][ok] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = {k: sums[k] / counts[k] for k in sums}
+    enough = (counts["smile"] >= 0.5 * len(smile)) & (counts["calm"] >= 0.5 * len(calm))
+    ratio = np.where(enough, means["smile"] - means["calm"], np.nan).reshape(SHAPE)
+    ratio = ratio - blur(ratio, HIGH_PASS)
+    _, rise = smile_scores(norm)
+    clip_lift = float(rise[smile].mean() - rise[calm].mean())
+    if glasses:
+        ys = grid[:, 1].reshape(SHAPE)
+        eye_y = float(template[list(mesh.RIGHT_EYE_CORNERS + mesh.LEFT_EYE_CORNERS), 1].mean())
+        ratio[(ys > eye_y + GLASSES_BAND[0]) & (ys < eye_y + GLASSES_BAND[1])] = np.nan
+    facts = {
+        "smile frames": len(smile),
+        "calm frames": len(calm),
+        "corner rise": clip_lift,
+    }
+    return ratio, facts
+
+
+def au12_lift(model: ExpressionModel) -> float:
+    """How far the model's AU12 at activation 1 raises the lip corners (IOD, up > 0)."""
+    k = model.au_names.index("AU12")
+    field = model.au_basis[k].double().numpy()
+    return float(-field[list(mesh.LIP_CORNERS), 1].mean())
+
+
+def face_mask(template: np.ndarray) -> np.ndarray:
+    """(Gh, Gw) in [0, 1]: 1 on the skin the maps may shade, fading out toward the eyes,
+    the lips and the face's outline."""
+    pts = torch.from_numpy(grid_points())
+    keep = torch.ones(len(pts), dtype=torch.float64)
+    for ring, (band, fade) in (
+        (mesh.RIGHT_EYE, EYE_FADE),
+        (mesh.LEFT_EYE, EYE_FADE),
+        (mesh.LIPS_OUTER, LIP_FADE),
+        (NOSTRILS[0], NOSTRIL_FADE),
+        (NOSTRILS[1], NOSTRIL_FADE),
+        (UPPER_LIP, UPPER_LIP_FADE),
+    ):
+        region = HoldRegion(polygon=template[list(ring)], band=band, feather=fade)
+        keep = keep * (1 - hold_weight(pts, region))
+    # Inside the outline: 1 - (held by the region outside it), by the distance to it inside.
+    oval = HoldRegion(polygon=template[list(mesh.FACE_OVAL)], band=0.0, feather=OVAL_FADE)
+    inside = hold_weight(pts, oval) >= 1.0
+    edge = contour_distance(pts, torch.from_numpy(template[list(mesh.FACE_OVAL)]))
+    x = (edge / OVAL_FADE).clamp(0, 1)
+    keep = keep * torch.where(inside, x * x * (3 - 2 * x), torch.zeros_like(x))
+    eye_y = float(template[list(mesh.RIGHT_EYE_CORNERS + mesh.LEFT_EYE_CORNERS), 1].mean())
+    y = ((pts[:, 1] - eye_y - LOWER_FACE[0]) / LOWER_FACE[1]).clamp(0, 1)
+    keep = keep * y * y * (3 - 2 * y)
+    return keep.numpy().reshape(SHAPE)
+
+
+def fold_depth(smile_map: np.ndarray, template: np.ndarray) -> float:
+    """The darkest change within 0.2 IOD outside each lip corner (log luminance; < 0 darker),
+    mean over the two sides: where the fold from the nose to the mouth deepens."""
+    grid = grid_points().reshape(*SHAPE, 2)
+    depths = []
+    for corner in mesh.LIP_CORNERS:
+        c = template[corner]
+        d = np.linalg.norm(grid - c, axis=-1)
+        side = np.sign(c[0]) * (grid[..., 0] - c[0]) > 0
+        depths.append(float(smile_map[(d < 0.2) & side].min()))
+    return float(np.mean(depths))
+
+
+def save_look(path: Path, values: np.ndarray, *, scale: float = 0.15) -> None:
+    """A grey PNG of a map: mid grey is no change, darker is darker, at +-scale full range."""
+    img = np.clip(127.5 + 127.5 * np.nan_to_num(values) / scale, 0, 255).astype(np.uint8)
+    Image.fromarray(img).resize((img.shape[1] * 2, img.shape[0] * 2)).save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
+    parser.add_argument(
+        "--out", type=Path, default=default_weights_dir() / "shading_v1.safetensors"
+    )
+    parser.add_argument("--no-manifest", action="store_true")
+    parser.add_argument("--look", type=Path, default=None, help="write each map as a PNG here")
+    args = parser.parse_args()
+    model = ExpressionModel.load(DEFAULT_MODEL)
+    template = model.template.double().numpy()
+    maps, lifts = [], []
+    for name, glasses in SMILE_CLIPS.items():
+        ratio, facts = clip_ratio(args.clips / f"{name}.mp4", model=model, glasses=glasses)
+        maps.append(ratio)
+        lifts.append(facts["corner rise"])
+        text = ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in facts.items()
+        )
+        print(f"{name}: {text}")
+    # Each clip's change, scaled to the clips' mean smile: creases deepen with the smile.
+    stack = np.stack(maps) * (np.mean(lifts) / np.array(lifts))[:, None, None]
+    if args.look:
+        args.look.mkdir(parents=True, exist_ok=True)
+        for name, values in zip(SMILE_CLIPS, stack, strict=True):
+            save_look(args.look / f"{name}.png", values)
+    count = np.isfinite(stack).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(count > 0, np.nansum(stack, axis=0) / np.maximum(count, 1), np.nan)
+    mirrored = np.stack([mean, mean[:, ::-1]])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: left at 0 below
+        both = np.nan_to_num(np.nanmean(mirrored, axis=0))
+    smile = blur(both, SMOOTH) * face_mask(template)
+    smile = np.nan_to_num(smile)
+    # Contempt's smirk (AU12R) is the smile on the subject's right side alone.
+    xs = grid_points()[:, 0].reshape(SHAPE)
+    right = np.clip(0.5 - xs / 0.3, 0.0, 1.0)
+    smirk = smile * right
+    print(
+        f"fold beside the lip corners, log luminance at AU12 = 1: {fold_depth(smile, template):.3f}"
+    )
+    if args.look:
+        save_look(args.look / "smile.png", smile)
+    drivers = np.zeros((2, model.num_aus))
+    drivers[0, model.au_names.index("AU12")] = 1.0
+    drivers[1, model.au_names.index("AU12R")] = 1.0
+    config = {
+        "kind": CHECKPOINT_KIND,
+        "version": CHECKPOINT_VERSION,
+        "origin": list(ORIGIN),
+        "step": STEP,
+        "au_names": list(model.au_names),
+        "unit_names": ["smile", "smile_right"],
+        "clips": list(SMILE_CLIPS),
+    }
+    tensors = {
+        "maps": torch.from_numpy(np.stack([smile, smirk]).astype(np.float32)),
+        "template": model.template.float(),
+        "drivers": torch.from_numpy(drivers.astype(np.float32)),
+    }
+    digest = save_checkpoint(args.out, tensors=tensors, config=config)
+    print(f"wrote {args.out} (sha256 {digest[:12]})")
+    if not args.no_manifest:
+        update_manifest(
+            name=DEFAULT_SHADING,
+            path=args.out,
+            description="smile shading (expression ratio images) measured on expr_d0, expr_d9 "
+            "and expr_d19 by scripts/build_shading.py",
+        )
+
+
+if __name__ == "__main__":
+    main()
