@@ -6,20 +6,23 @@ The expr_d clips where a person goes from a calm face to a smile (expr_d0, expr_
 expr_d19: picked by looking at every clip's frames; the others smile little or only while
 talking). On each clip:
 
-- every frame's smile is scored from its landmarks in the face frame: how far the lip corners
-  lie above the upper lip's inner middle, plus half the mouth's width (IOD). The frames at
-  or above three quarters of the clip's range of scores are the smile; the calm frames are
-  those in its bottom quarter, and of those the half nearest their own median face (a pout or a surprise scores low too);
+- every frame's smile is scored from its landmarks in the face frame: the lip corners' height
+  against the nose tip, plus half the mouth's width (IOD). The frames at or above three
+  quarters of the clip's range of scores (2nd to 98th percentile) are the smile; the calm
+  frames are those in its bottom quarter, and of those the half nearest their own median face
+  (a pout or a surprise scores low too);
 - each chosen frame's log luminance is resampled onto the template face through its own
-  landmarks (piecewise linear), so what differs between the two means is shading, not shape;
+  landmarks (piecewise linear over the template's triangulation), so what differs between
+  the two means is shading, not shape;
 - the clip's ratio image is the smile's mean minus the calm mean; what varies over more than
   `HIGH_PASS` IOD (light on a turned head, exposure) is taken off;
-- it is scaled to the smile the expression model asks at AU12 = 1: the model's corner lift
-  over the clip's (the smile's mean corner rise above the calm mean), as creases deepen with
-  the smile.
+- it is scaled to the clips' mean smile (their mean corner rise over its own: creases deepen
+  with the smile), so a unit's strength 1, reached at the expression model's happy, is the
+  average of these three real smiles.
 
 The clips' maps are averaged, mirrored (the two sides averaged, so one side's light does not
-decide), smoothed a little and faded out over the eyes, the lips and off the face. On the two
+decide), smoothed a little and kept to the lower face (`LOWER_FACE`): faded out over the
+lips, the nostrils, the upper lip's skin and off the face. On the two
 clips with glasses the rims' band around the eyes is left out (a rim that stays while the face
 moves would show as a crease). Prints each clip's frames, corner rise and the depth of the
 fold beside the mouth; deterministic given the clips, about a minute on two cores.
@@ -28,8 +31,8 @@ fold beside the mouth; deterministic given the clips, about a minute on two core
 from __future__ import annotations
 
 import argparse
-import warnings
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np

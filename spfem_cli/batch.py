@@ -53,6 +53,10 @@ Status = Literal["done", "skipped", "failed"]
 DISK_FULL = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
 MAX_REASON_CHARS = 400
 _GPU_TOKEN = "gpu"
+# After Ctrl-C, how long (seconds) the jobs in flight get to clean up and return before their
+# worker processes are ended. One CI run sat 60 s after Ctrl-C waiting on a job that never
+# returned (test_ctrl_c_with_workers_stops_cleanly).
+STOP_GRACE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -560,9 +564,10 @@ class _Driver:
         if any(o.disk_full for o in kept) and self.stopped is None:
             self.stopped = "the disk is full"
 
-    def discard_unrecorded(self, job: Job, *, since_ns: int) -> None:
+    def discard_unrecorded(self, job: Job, *, since_ns: int, ended: bool = False) -> None:
         """Remove the outputs of an interrupted `job` that were put in place (at or after
-        `since_ns`, wall clock) but have no "done" record in this run.
+        `since_ns`, wall clock) but have no "done" record in this run; with `ended` (its
+        worker process was ended before it could clean up), its temporary files as well.
 
         Ctrl-C can land after an output's rename and before its record is written (the
         worker is interrupted while cleaning up, or while returning). Such a file is whole,
@@ -570,13 +575,19 @@ class _Driver:
         next run makes it again. A file older than the job (one the user had) is never
         touched.
         """
+        from spfem_cli.media import temporary_pattern
+
         recorded = {r.output for r in self.records if r.status == "done" and r.run == self.run}
         for target in job.targets:
             if _relative(target.output, self.out_dir) in recorded:
                 continue
-            with contextlib.suppress(OSError):
-                if target.output.stat().st_mtime_ns >= since_ns:
-                    target.output.unlink()
+            made = [target.output]
+            if ended:
+                made += target.output.parent.glob(temporary_pattern(target.output))
+            for path in made:
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime_ns >= since_ns:
+                        path.unlink()
 
     def record(self, rel: str, outcome: Outcome) -> Record:
         return Record(
@@ -624,6 +635,16 @@ def _run_serial(jobs: Sequence[Job], *, options: EditOptions, driver: _Driver, f
         except KeyboardInterrupt:
             driver.discard_unrecorded(job, since_ns=since_ns)
             raise
+
+
+def _end_workers() -> None:
+    """End this process's worker processes (the pool's, the only ones it starts) and reap
+    them: their jobs did not return after Ctrl-C."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout=5)
 
 
 def _init_worker(gpu_slots: Any) -> None:
@@ -717,12 +738,16 @@ def _run_pool(
         except KeyboardInterrupt:
             driver.interrupted = True
             pool.shutdown(wait=False, cancel_futures=True)
+            stuck = set(in_flight)
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
-                for future, (job, since_ns) in list(in_flight.items()):
-                    wait([future])
-                    if future.exception() is None:
-                        driver.accept(job, future.result())
-                    driver.discard_unrecorded(job, since_ns=since_ns)
+                _, stuck = wait(in_flight, timeout=STOP_GRACE_S)
+            for future, (job, _) in in_flight.items():
+                if future not in stuck and not future.cancelled() and future.exception() is None:
+                    driver.accept(job, future.result())
+            if stuck:
+                _end_workers()
+            for future, (job, since_ns) in in_flight.items():
+                driver.discard_unrecorded(job, since_ns=since_ns, ended=future in stuck)
             raise
         finally:
             pool.shutdown(wait=not driver.interrupted, cancel_futures=True)

@@ -6,6 +6,7 @@ Clips with a face are 1 s cut from the shared real clips (those tests skip witho
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -40,7 +41,7 @@ from spfem_cli.batch import (
     run_batch,
 )
 from spfem_cli.errors import SpfemError
-from spfem_cli.media import FrameReader, audio_packet_checksums, probe
+from spfem_cli.media import FrameReader, atomic_output, audio_packet_checksums, probe
 
 from .conftest import MakeClip, run_ffmpeg_checked
 
@@ -604,9 +605,10 @@ def test_ctrl_c_with_workers_stops_cleanly(tmp_path: Path, make_clip: MakeClip) 
         try:
             _, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGABRT)
+            # To the workers too, so that their stacks show as well.
+            os.killpg(proc.pid, signal.SIGABRT)
             _, err = proc.communicate(timeout=30)
-            pytest.fail(f"still running 60 s after Ctrl-C; where it was:\n{err[-8000:]}")
+            pytest.fail(f"still running 60 s after Ctrl-C; where it was:\n{err[-30000:]}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -666,6 +668,52 @@ def crash_on_crash_mp4(*, job: Job, options: EditOptions) -> list[Outcome]:
     if Path(job.rel).name.startswith("crash"):
         os._exit(3)
     return process_job(job=job, options=options)
+
+
+def hang_after_starting_an_output(*, job: Job, options: EditOptions) -> list[Outcome]:
+    """A job function that starts writing its first output, then never returns, not even on
+    Ctrl-C."""
+    with atomic_output(job.targets[0].output) as temp:
+        temp.write_bytes(b"half an output")
+        while True:
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(60)
+
+
+def test_ctrl_c_ends_a_job_that_does_not_return(
+    tmp_path: Path, make_clip: MakeClip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After Ctrl-C, jobs in flight that do not return within STOP_GRACE_S have their
+    worker processes ended, and what they left in OUT_DIR (a temporary file) is removed."""
+    import multiprocessing
+    import signal
+    import threading
+
+    import spfem_cli.batch as batch
+
+    monkeypatch.setattr(batch, "STOP_GRACE_S", 2.0)
+    folder = synthetic_folder(make_clip, tmp_path, ["a.mp4", "b.mp4", "c.mp4"])
+    out = tmp_path / "out"
+
+    def interrupt_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(out.glob(".*.spfem-*"))) < 2:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_started, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(BatchInterrupted):
+        run_batch(
+            in_dir=folder,
+            out_dir=out,
+            emotions=["happy"],
+            workers=2,
+            _job_fn=hang_after_starting_an_output,
+        )
+    assert time.monotonic() - t0 < 60
+    assert [p.name for p in out.iterdir()] == [REPORT_NAME]
+    assert multiprocessing.active_children() == []
 
 
 def test_a_dying_worker_fails_only_the_jobs_in_flight(tmp_path: Path, make_clip: MakeClip) -> None:

@@ -15,6 +15,7 @@ from spfem_cli.media.output import (
     default_output_path,
     is_image_output,
     mux_audio,
+    temporary_pattern,
 )
 from spfem_cli.media.probe import (
     ColorTags,
@@ -43,4 +44,5 @@ __all__ = [
     "mux_audio",
     "output_pix_fmt",
     "probe",
+    "temporary_pattern",
 ]

@@ -86,6 +86,11 @@ def default_output_path(input_path: Path, label: str) -> Path:
     return input_path.with_name(f"{input_path.stem}.{safe}{suffix}")
 
 
+def temporary_pattern(output_path: Path) -> str:
+    """The glob pattern of `atomic_output`'s temporary files for output_path, in its folder."""
+    return f".{output_path.name}.spfem-*{output_path.suffix}"
+
+
 @contextmanager
 def atomic_output(output_path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `output_path`; rename it into place on success.
@@ -98,7 +103,7 @@ def atomic_output(output_path: Path) -> Iterator[Path]:
     output_path = Path(output_path)
     folder = output_path.parent
     while True:
-        temp = folder / f".{output_path.name}.spfem-{secrets.token_hex(4)}{output_path.suffix}"
+        temp = folder / temporary_pattern(output_path).replace("*", secrets.token_hex(4))
         try:
             # os.open with 0o666 lets the umask decide the mode, as for any file the user
             # makes (mkstemp would leave the result readable by its owner only).

@@ -1,0 +1,169 @@
+"""The shading of an expression (`generator.shading`): the smile's folds, measured on real
+smiles, drawn onto an edited face."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spfem_cli.face import mesh
+from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.generator import FaceGenerator, build_generator
+from spfem_cli.generator.shading import ShadingModel
+from tests.conftest import video_frame
+from tests.painted import SKIN_RGB, pixels_in_face_frame
+
+CPU = torch.device("cpu")
+SHAPE = (480, 440)
+FACE = FaceFrame(origin=np.array([220.0, 170.0]), angle=0.0, iod=130.0)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def skin_frame() -> np.ndarray:
+    return np.broadcast_to(np.array(SKIN_RGB, np.uint8), (*SHAPE, 3)).copy()
+
+
+def fold_band(shading: ShadingModel, q: np.ndarray, *, side: int) -> np.ndarray:
+    """(P,) bool: the face-frame points q (P, 2) where the smile's map darkens most beside a
+    lip corner (the fold from the nose to the mouth): the darkest tenth within 0.25 IOD
+    outside it. side: 0 the subject's right corner, 1 the left."""
+    corner = shading.template[mesh.LIP_CORNERS[side]]
+    near = (np.linalg.norm(q - corner, axis=1) < 0.25) & (
+        np.sign(corner[0]) * (q[:, 0] - corner[0]) > 0
+    )
+    values = shading.log_gain(np.array([1.0, 0.0]), template_xy=q)
+    return near & (values <= np.quantile(values[near], 0.1))
+
+
+def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -> None:
+    model = ExpressionModel.load()
+    shading = ShadingModel.load()
+    assert shading.au_names == tuple(model.au_names)
+    assert shading.unit_names == ("smile", "smile_right")
+    assert np.all(np.isfinite(shading.maps))
+    assert build_generator(model=model, device=CPU, kind="warp").shading is not None
+    # Happy drives the smile; sad, surprise and neutral drive nothing.
+    for emotion, smiles in (("happy", True), ("sad", False), ("surprised", False)):
+        strengths = shading.strengths(
+            model.emotion_vector(emotion).double().numpy(), au_names=model.au_names
+        )
+        assert (strengths[0] > 0.5) == smiles, emotion
+
+
+def test_a_smile_darkens_the_folds_beside_the_mouth_and_leaves_the_lips() -> None:
+    """On a face of even skin whose landmarks are the template's, the smile's unit at full
+    strength darkens the fold beside each lip corner and changes no pixel of the lips, the
+    forehead or the eyes."""
+    shading = ShadingModel.load()
+    frame = skin_frame()
+    out = shading.apply(frame, face=FACE, points=shading.template, strengths=np.array([1.0, 0]))
+    q = pixels_in_face_frame(FACE, SHAPE)
+    lum_in = frame.reshape(-1, 3).astype(float).mean(axis=1)
+    lum_out = out.reshape(-1, 3).astype(float).mean(axis=1)
+    for side in (0, 1):
+        band = fold_band(shading, q, side=side)
+        assert band.sum() > 30
+        assert np.mean(lum_out[band] / lum_in[band]) < 0.95, side
+    changed = np.any(out != frame, axis=-1).reshape(-1)
+    lips = pixels_in_polygon(q, shading.template[list(mesh.LIPS_OUTER)])
+    assert lips.sum() > 500 and not changed[lips].any()
+    assert not changed[q[:, 1] < 0.2].any()  # the eyes, brows and forehead
+    # The skin's colour is kept: each pixel is scaled, R, G and B alike.
+    moved = changed & (lum_out < lum_in - 3)
+    ratios = out.reshape(-1, 3)[moved].astype(float) / frame.reshape(-1, 3)[moved]
+    assert np.ptp(ratios, axis=1).max() < 0.03
+
+
+def test_a_smirk_shades_only_the_subjects_right_side() -> None:
+    shading = ShadingModel.load()
+    frame = skin_frame()
+    out = shading.apply(frame, face=FACE, points=shading.template, strengths=np.array([0, 1.0]))
+    q = pixels_in_face_frame(FACE, SHAPE)
+    changed = np.any(out != frame, axis=-1).reshape(-1)
+    right = fold_band(shading, q, side=0)
+    assert changed[right].all()
+    assert not changed[q[:, 0] > 0.2].any()
+
+
+def test_no_strength_no_change() -> None:
+    shading = ShadingModel.load()
+    frame = skin_frame()
+    out = shading.apply(frame, face=FACE, points=shading.template, strengths=np.zeros(2))
+    assert out is frame
+
+
+def pixels_in_polygon(q: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    from spfem_cli.generator.warp import polygon_distance
+
+    dist = polygon_distance(torch.from_numpy(q), torch.from_numpy(polygon))
+    return (dist == 0).numpy()
+
+
+def _edit_real_frame(clips_dir: Path, name: str, t: int, emotion: str) -> tuple[np.ndarray, ...]:
+    """A real frame edited to an emotion with and without the shading, and the face-frame
+    point of every pixel."""
+    from spfem_cli.face.tracker import LandmarkTracker
+
+    model = ExpressionModel.load()
+    frame = video_frame(clips_dir / name, t)
+    with LandmarkTracker(video_mode=False) as tracker:
+        found = tracker.detect(frame)
+    assert found is not None
+    face = FaceFrame.from_landmarks(found.landmarks)
+    pts = face.to_face(found.landmarks.astype(np.float64))
+    delta = model.emotion_vector(emotion).double().numpy()
+    shaded = build_generator(model=model, device=CPU, kind="warp")
+    plain = FaceGenerator(model=model, device=CPU)
+    kw = {"face": face, "points": pts, "delta": delta}
+    q = pixels_in_face_frame(face, frame.shape[:2])
+    return frame, shaded.edit_frame(frame, **kw), plain.edit_frame(frame, **kw), pts, q
+
+
+@pytest.mark.parametrize(
+    ("name", "t"), [("talk_s18_1280x720.mp4", 90), ("speech_obama_450x450.mp4", 100)]
+)
+def test_happy_deepens_the_folds_of_a_real_face(clips_dir: Path, name: str, t: int) -> None:
+    """On real frames edited to happy, the fold beside each lip corner is darker than the warp
+    alone leaves it by 3% or more; the lips keep the warp's pixels."""
+    shading = ShadingModel.load()
+    frame, shaded, plain, pts, q = _edit_real_frame(clips_dir, name, t, "happy")
+    lum_shaded = shaded.reshape(-1, 3).astype(float).mean(axis=1)
+    lum_plain = plain.reshape(-1, 3).astype(float).mean(axis=1)
+    # Where the fold lies on this face: the template's fold carried to it by its landmarks.
+    offsets = shading.template - pts
+    weights = np.exp(-0.5 * (np.linalg.norm(q[:, None] - pts[None], axis=-1) / 0.05) ** 2)
+    to_template = q + (weights @ offsets) / weights.sum(axis=1, keepdims=True).clip(1e-12)
+    for side in (0, 1):
+        band = fold_band(shading, to_template, side=side)
+        assert band.sum() > 20
+        ratio = float(np.mean(lum_shaded[band] / np.maximum(lum_plain[band], 1)))
+        assert ratio < 0.97, (side, ratio)
+    lips = pixels_in_polygon(q, pts[list(mesh.LIPS_OUTER)])
+    assert np.array_equal(shaded.reshape(-1, 3)[lips], plain.reshape(-1, 3)[lips])
+
+
+def test_the_shipped_shading_is_what_the_script_measures(clips_dir: Path, tmp_path: Path) -> None:
+    """scripts/build_shading.py, run again on the clips, writes the maps that ship."""
+    out = tmp_path / "shading.safetensors"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "build_shading.py"),
+            "--clips",
+            str(clips_dir),
+            "--out",
+            str(out),
+            "--no-manifest",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    rebuilt, shipped = ShadingModel.load(out), ShadingModel.load()
+    assert np.abs(rebuilt.maps - shipped.maps).max() < 1e-4
