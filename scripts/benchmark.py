@@ -3,9 +3,10 @@
     python scripts/benchmark.py [--clips ../shared/clips] [--device auto] [--out DIR]
 
 For each resolution (720p from talk_s32_1280x720.mp4, 1080p from talk_mead_sad_1920x1080.mp4)
-it prints frames per second of each stage measured alone (decode, landmarks, generate with the
-warp alone and with the refiner, encode, and the refiner's network by itself in milliseconds per
-frame on one thread, as `spfem edit` runs it beside the encoder), of `spfem edit` end to end with
+it prints frames per second of each stage measured alone (decode, landmarks, generate to happy
+with the warp alone (with and without the smile's folds shaded in) and with the refiner,
+encode, and the refiner's network by itself in milliseconds per frame on one thread, as
+`spfem edit` runs it beside the encoder), of `spfem edit` end to end with
 each generator, and of `ffmpeg -i IN -c:v libx264 (same settings) -c:a copy OUT`
 run in the same session, with the ratio of the two. Then the peak memory (resident set size of
 the Python process and of its largest ffmpeg child) of `spfem edit` on a clip and on the same
@@ -185,8 +186,10 @@ def stage_speeds(src: Path, device: str, workdir: Path, refiner: str) -> dict[st
     model = ExpressionModel.load()
     delta = model.emotion_vector("happy", intensity=1.0).double().numpy()
     faces = [(f, det) for f, det in zip(frames, dets, strict=True) if det is not None]
-    for kind in ("warp", "refiner"):
+    for kind, shaded in (("warp", False), ("warp", True), ("refiner", True)):
         gen = build_generator(model=model, device=dev, kind=kind, refiner=refiner)
+        if not shaded:
+            gen.shading = None
         t0 = time.perf_counter()
         for f, det in faces:
             face = FaceFrame.from_landmarks(det.landmarks)
@@ -195,7 +198,8 @@ def stage_speeds(src: Path, device: str, workdir: Path, refiner: str) -> dict[st
             )
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        speeds[f"generate/{kind}"] = len(faces) / max(time.perf_counter() - t0, 1e-9)
+        name = f"generate/{kind}" + ("" if shaded else " without the smile's folds")
+        speeds[name] = len(faces) / max(time.perf_counter() - t0, 1e-9)
 
     # The network alone, one crop at a time on one thread, as the edit loop runs it.
     net = gen.refiner

@@ -2,7 +2,7 @@
 
     python scripts/measure_expressions.py [--clips ../shared/clips] [--out out/measure]
         [--model facs-v2] [--generator refiner|warp] [--names speech_obama_450x450.mp4 ...]
-        [--emotions happy sad ...] [--mouths natural strict expressive]
+        [--emotions happy sad ...] [--mouths natural strict expressive] [--no-shading]
 
 For every clip and emotion it edits the whole clip (each clip is tracked once and rendered once
 per emotion and mouth mode), re-detects the landmarks on the output, and prints (speech per
@@ -155,6 +155,9 @@ def main() -> None:
     parser.add_argument("--names", nargs="*", default=list(CLIPS))
     parser.add_argument("--emotions", nargs="*", default=list(EMOTIONS))
     parser.add_argument("--mouths", nargs="*", default=["natural", "strict"], choices=MOUTH_MODES)
+    parser.add_argument(
+        "--no-shading", action="store_true", help="the warp alone, without the smile's folds"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     model = ExpressionModel.load(args.model)
@@ -196,6 +199,8 @@ def main() -> None:
                     gen = build_generator(
                         model=model, device=device, mouth=mouth, kind=args.generator
                     )
+                    if args.no_shading:
+                        gen.shading = None
                     out = work / f"{emotion}.{mouth}.mp4"
                     render_video(
                         analysis,
