@@ -13,7 +13,9 @@ the same factor on R, G and B, so the skin's colour is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,9 @@ APPLY_STEP = 0.012
 # the template's slowly. Piecewise linear through a triangulation of the output's landmarks
 # tore on a turned head, where the far cheek's landmarks crowd and cross.
 MAP_SIGMA = 0.05
-MAP_STEP = 0.03
+MAP_STEP = 0.05
+# No grid is finer than this (pixels): on a small face the map's detail is below a pixel.
+MIN_STEP_PX = 2.0
 # The lips keep their pixels (they belong to the speech), fading in over this distance (IOD)
 # outside the outer lip contour.
 LIP_FADE = 0.04
@@ -117,6 +121,21 @@ class ShadingModel:
                 total[ok] += strength * map_coordinates(grid, [rows, cols], order=1, cval=0.0)
         return total
 
+    @cached_property
+    def support(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1): the template face-frame box (IOD) outside which every map is 0."""
+        live = np.abs(self.maps).max(axis=0) * MAX_STRENGTH >= MIN_LOG_CHANGE
+        if not live.any():
+            return (0.0, 0.0, 0.0, 0.0)
+        rows, cols = np.flatnonzero(live.any(axis=1)), np.flatnonzero(live.any(axis=0))
+        x0, y0 = self.origin
+        return (
+            x0 + self.step * cols[0],
+            y0 + self.step * rows[0],
+            x0 + self.step * cols[-1],
+            y0 + self.step * rows[-1],
+        )
+
     def apply(
         self,
         frame: np.ndarray,
@@ -135,55 +154,100 @@ class ShadingModel:
         if not np.any(strengths > 0):
             return frame
         height, width = frame.shape[:2]
-        landmarks_px = face.to_image(points)
-        x0, y0, x1, y1 = face_box(landmarks_px, width=width, height=height, margin=0.05)
-        if x1 - x0 < 4 or y1 - y0 < 4:
+        box = face_box(face.to_image(points), width=width, height=height, margin=0.05)
+        field = self._to_template(box, face=face, points=points)
+        if field is None:
             return frame
-        gh, gw = _grid_size((x0, y0, x1, y1), step_px=max(1.0, APPLY_STEP * face.iod))
-        query = face.to_face(_grid_nodes((x0, y0, x1, y1), gh, gw))
-        gain = self.log_gain(
-            strengths,
-            template_xy=query
-            + self._to_template((x0, y0, x1, y1), face=face, points=points, size=(gh, gw)),
-        )
-        lips = HoldRegion(polygon=points[list(mesh.LIPS_OUTER)], band=0.0, feather=LIP_FADE)
-        free = 1.0 - hold_weight(torch.from_numpy(query), lips).numpy()
-        gain = torch.from_numpy((gain * free).reshape(1, 1, gh, gw))
-        dense = F.interpolate(gain, size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=True)
-        dense_np = dense[0, 0].numpy()
-        change = np.abs(dense_np) >= MIN_LOG_CHANGE
+        offsets, sub = field
+        sx0, sy0, sx1, sy1 = sub
+        gh, gw = _grid_size(sub, step_px=max(MIN_STEP_PX, APPLY_STEP * face.iod))
+        nodes = _grid_nodes(sub, gh, gw)
+        query = face.to_face(nodes)
+        gain = self.log_gain(strengths, template_xy=query + offsets(nodes))
+        gain *= _off_the_lips(query, points=points)
+        dense = F.interpolate(
+            torch.from_numpy(gain.reshape(1, 1, gh, gw)),
+            size=(sy1 - sy0, sx1 - sx0),
+            mode="bilinear",
+            align_corners=True,
+        )[0, 0].numpy()
+        change = np.abs(dense) >= MIN_LOG_CHANGE
         if not change.any():
             return frame
         out = frame.copy()
-        crop = out[y0:y1, x0:x1]
-        shaded = crop.astype(np.float64) * np.exp(dense_np)[..., None]
-        crop[change] = np.clip(np.rint(shaded[change]), 0, 255).astype(np.uint8)
+        crop = out[sy0:sy1, sx0:sx1]
+        shaded = np.clip(np.rint(crop * np.exp(dense)[..., None]), 0, 255).astype(np.uint8)
+        np.copyto(crop, shaded, where=change[..., None])
         return out
 
     def _to_template(
-        self,
-        box: tuple[int, int, int, int],
-        *,
-        face: FaceFrame,
-        points: np.ndarray,
-        size: tuple[int, int],
-    ) -> np.ndarray:
-        """(gh * gw, 2) at the nodes of a gh x gw grid over box (pixels), how far the output
-        face's point there lies from its place on the template face (IOD)."""
-        step_px = max(1.0, MAP_STEP * face.iod)
+        self, box: tuple[int, int, int, int], *, face: FaceFrame, points: np.ndarray
+    ) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int, int, int]] | None:
+        """How far each point of the output face lies from its place on the template face
+        (IOD), as a function of pixel positions (M, 2) -> (M, 2), and the part of `box`
+        (pixels) that the maps' `support` covers; None when it covers none of it.
+
+        The offsets of the landmarks from the template, interpolated smoothly on a coarse
+        grid over box, then bilinearly."""
+        step_px = max(MIN_STEP_PX, MAP_STEP * face.iod)
         ch, cw = _grid_size(box, step_px=step_px)
-        query = torch.from_numpy(face.to_face(_grid_nodes(box, ch, cw)))
+        nodes = _grid_nodes(box, ch, cw)
+        query = face.to_face(nodes)
         offsets = shepard_flow(
             torch.from_numpy(np.asarray(points, np.float64)),
             torch.from_numpy(self.template - points),
-            query,
+            torch.from_numpy(query),
             sigma=MAP_SIGMA,
             background=1e-12,
+        ).numpy()
+        at = query + offsets
+        x0, y0, x1, y1 = self.support
+        reach = MAP_STEP  # the coarse grid's own step: a node just outside may shade inside
+        inside = (
+            (at[:, 0] >= x0 - reach)
+            & (at[:, 0] <= x1 + reach)
+            & (at[:, 1] >= y0 - reach)
+            & (at[:, 1] <= y1 + reach)
         )
-        fine = F.interpolate(
-            offsets.T.reshape(1, 2, ch, cw), size=size, mode="bilinear", align_corners=True
+        if not inside.any():
+            return None
+        lo = nodes[inside].min(axis=0) - step_px
+        hi = nodes[inside].max(axis=0) + step_px
+        sub = (
+            max(box[0], int(np.floor(lo[0]))),
+            max(box[1], int(np.floor(lo[1]))),
+            min(box[2], int(np.ceil(hi[0])) + 1),
+            min(box[3], int(np.ceil(hi[1])) + 1),
         )
-        return fine[0].reshape(2, -1).T.numpy()
+        if sub[2] - sub[0] < 2 or sub[3] - sub[1] < 2:
+            return None
+        grid = offsets.reshape(ch, cw, 2)
+        col_step = max((box[2] - 1 - box[0]) / (cw - 1), 1e-9)
+        row_step = max((box[3] - 1 - box[1]) / (ch - 1), 1e-9)
+
+        def at_pixels(pixels: np.ndarray) -> np.ndarray:
+            coords = [(pixels[:, 1] - box[1]) / row_step, (pixels[:, 0] - box[0]) / col_step]
+            return np.stack(
+                [map_coordinates(grid[..., k], coords, order=1, mode="nearest") for k in (0, 1)],
+                axis=-1,
+            )
+
+        return at_pixels, sub
+
+
+def _off_the_lips(query: np.ndarray, *, points: np.ndarray) -> np.ndarray:
+    """(M,) in [0, 1]: 0 on the lips (face-frame points query (M, 2); points: the output's
+    landmarks), fading to 1 over LIP_FADE outside them. Only the points near the lips are
+    measured: a face has tens of thousands of others."""
+    lips = points[list(mesh.LIPS_OUTER)]
+    near = np.all(
+        (query >= lips.min(axis=0) - LIP_FADE) & (query <= lips.max(axis=0) + LIP_FADE), axis=1
+    )
+    free = np.ones(len(query))
+    if near.any():
+        region = HoldRegion(polygon=lips, band=0.0, feather=LIP_FADE)
+        free[near] = 1.0 - hold_weight(torch.from_numpy(query[near]), region).numpy()
+    return free
 
 
 def _grid_size(box: tuple[int, int, int, int], *, step_px: float) -> tuple[int, int]:
