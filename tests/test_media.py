@@ -28,6 +28,7 @@ from spfem_cli.media import (
     mux_audio,
     output_pix_fmt,
     probe,
+    temporary_pattern,
 )
 from spfem_cli.media import ffmpeg_args as fa
 from spfem_cli.media import output as output_module
@@ -757,6 +758,16 @@ def test_atomic_output_success_and_failure(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_the_temporary_pattern_finds_only_that_outputs_temporary_files(tmp_path: Path) -> None:
+    """A name with glob's special characters matches itself only (a batch removes what a
+    worker ended after Ctrl-C left by it)."""
+    target = tmp_path / "take [1] *.happy.mp4"
+    other = tmp_path / "take 1 x.happy.mp4"
+    with atomic_output(target) as temp, atomic_output(other) as other_temp:
+        found = list(tmp_path.glob(temporary_pattern(target)))
+        assert found == [temp] and other_temp.exists()
 
 
 def test_check_output_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

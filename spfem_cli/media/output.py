@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import secrets
@@ -86,9 +87,16 @@ def default_output_path(input_path: Path, label: str) -> Path:
     return input_path.with_name(f"{input_path.stem}.{safe}{suffix}")
 
 
+def temporary_name(output_path: Path, token: str) -> str:
+    """The name of one of `atomic_output`'s temporary files for output_path: hidden, marked,
+    and with the output's suffix (so ffmpeg picks the right container)."""
+    return f".{output_path.name}.spfem-{token}{output_path.suffix}"
+
+
 def temporary_pattern(output_path: Path) -> str:
-    """The glob pattern of `atomic_output`'s temporary files for output_path, in its folder."""
-    return f".{output_path.name}.spfem-*{output_path.suffix}"
+    """The glob pattern (for its folder) of `atomic_output`'s temporary files for
+    output_path; a name with glob's special characters matches only itself."""
+    return f".{glob.escape(output_path.name)}.spfem-*{glob.escape(output_path.suffix)}"
 
 
 @contextmanager
@@ -103,7 +111,7 @@ def atomic_output(output_path: Path) -> Iterator[Path]:
     output_path = Path(output_path)
     folder = output_path.parent
     while True:
-        temp = folder / temporary_pattern(output_path).replace("*", secrets.token_hex(4))
+        temp = folder / temporary_name(output_path, secrets.token_hex(4))
         try:
             # os.open with 0o666 lets the umask decide the mode, as for any file the user
             # makes (mkstemp would leave the result readable by its owner only).
