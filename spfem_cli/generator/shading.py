@@ -166,7 +166,7 @@ class ShadingModel:
         gain = self.log_gain(strengths, template_xy=query + offsets(nodes))
         gain *= _off_the_lips(query, points=points)
         dense = F.interpolate(
-            torch.from_numpy(gain.reshape(1, 1, gh, gw)),
+            torch.from_numpy(gain.reshape(1, 1, gh, gw).astype(np.float32)),
             size=(sy1 - sy0, sx1 - sx0),
             mode="bilinear",
             align_corners=True,
@@ -176,7 +176,8 @@ class ShadingModel:
             return frame
         out = frame.copy()
         crop = out[sy0:sy1, sx0:sx1]
-        shaded = np.clip(np.rint(crop * np.exp(dense)[..., None]), 0, 255).astype(np.uint8)
+        factor = np.exp(dense, dtype=np.float32)[..., None]
+        shaded = np.clip(np.rint(crop * factor), 0, 255).astype(np.uint8)
         np.copyto(crop, shaded, where=change[..., None])
         return out
 
@@ -193,13 +194,18 @@ class ShadingModel:
         ch, cw = _grid_size(box, step_px=step_px)
         nodes = _grid_nodes(box, ch, cw)
         query = face.to_face(nodes)
-        offsets = shepard_flow(
-            torch.from_numpy(np.asarray(points, np.float64)),
-            torch.from_numpy(self.template - points),
-            torch.from_numpy(query),
-            sigma=MAP_SIGMA,
-            background=1e-12,
-        ).numpy()
+        # float32: the offsets are a few tenths of the eye distance, needed to a thousandth.
+        offsets = (
+            shepard_flow(
+                torch.from_numpy(np.asarray(points, np.float32)),
+                torch.from_numpy((self.template - points).astype(np.float32)),
+                torch.from_numpy(query.astype(np.float32)),
+                sigma=MAP_SIGMA,
+                background=1e-12,
+            )
+            .numpy()
+            .astype(np.float64)
+        )
         at = query + offsets
         x0, y0, x1, y1 = self.support
         reach = MAP_STEP  # the coarse grid's own step: a node just outside may shade inside
@@ -246,7 +252,8 @@ def _off_the_lips(query: np.ndarray, *, points: np.ndarray) -> np.ndarray:
     free = np.ones(len(query))
     if near.any():
         region = HoldRegion(polygon=lips, band=0.0, feather=LIP_FADE)
-        free[near] = 1.0 - hold_weight(torch.from_numpy(query[near]), region).numpy()
+        near_query = torch.from_numpy(query[near].astype(np.float32))
+        free[near] = 1.0 - hold_weight(near_query, region).numpy()
     return free
 
 
