@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -285,6 +286,40 @@ def test_a_loop_followed_from_frame_to_frame_does_not_jump_to_lines_inside_the_l
         assert abs(kept.cx - was.cx) <= FOLLOW_STEP[0] + 1e-9
         assert abs(kept.cy - was.cy) <= FOLLOW_STEP[0] + 1e-9
         assert abs(kept.rx / was.rx - 1) <= FOLLOW_STEP[1] + 0.01
+
+
+def test_steady_rims_follow_each_loop_from_where_it_was_traced_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In an edit (`SteadyRims`), each time the rims are traced anew their loops are followed
+    near those of the last trace (`Rims.follow(near=...)`, whose own test is the one above);
+    after `skip` (a frame not edited) and on the first frame, afresh."""
+    from spfem_cli.face.glasses import Rims
+
+    loops = true_loops()
+    frames = [face_frame(seed=s, loops=loops) for s in range(4)]
+    rims = finder_over(frames).rims()
+    assert rims is not None
+    calls: list[tuple[RimLoop, ...] | None] = []
+    results: list[tuple[RimLoop, ...]] = []
+    follow = Rims.follow
+
+    def recording(self: Rims, *args: Any, **kwargs: Any) -> tuple[RimLoop, ...]:
+        calls.append(kwargs.get("near"))
+        results.append(follow(self, *args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(Rims, "follow", recording)
+    steady = SteadyRims(rims, fps=30.0)
+    # A frame whose rims moved a little (the glasses slid): traced anew, not held.
+    moved = face_frame(seed=5, loops=true_loops(shift=(0.03, 0.0)))
+    for frame in (frames[0], moved):
+        steady.trace(frame, FACE)
+    steady.skip()
+    steady.trace(moved, FACE)
+    assert len(calls) == 3
+    assert calls[0] is None and calls[2] is None
+    assert calls[1] == results[0]
 
 
 def test_the_arms_are_traced_and_kept_with_the_rims(monkeypatch: pytest.MonkeyPatch) -> None:
