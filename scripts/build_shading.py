@@ -20,6 +20,9 @@ talking). On each clip:
   with the smile), so a unit's strength 1, reached at the expression model's happy, is the
   average of these three real smiles.
 
+The folds' colour: where the map darkens by `FOLD_LEVEL` or more, each clip's change of log
+R, G and B over its change of log luminance, averaged over the clips (`fold_colour`).
+
 The clips' maps are averaged, mirrored (the two sides averaged, so one side's light does not
 decide), smoothed a little and kept to the lower face (`LOWER_FACE`): faded out over the
 lips, the nostrils, the upper lip's skin and off the face. On the two
@@ -59,6 +62,9 @@ NOSE_TIP = 1
 # Of the score's range over the clip (2nd to 98th percentile), the smile's top and calm's bottom.
 SMILE_SHARE = 0.75
 CALM_SHARE = 0.25
+LUMA = np.array([0.299, 0.587, 0.114])
+# The folds, for their colour: where the smile's map darkens by this much or more.
+FOLD_LEVEL = -0.03
 HIGH_PASS = 0.2
 SMOOTH = 0.015
 # On faces with glasses, the band from this far above to this far below the eyes' centres
@@ -125,9 +131,9 @@ def blur(values: np.ndarray, sigma: float) -> np.ndarray:
 
 def clip_ratio(
     path: Path, *, model: ExpressionModel, glasses: bool
-) -> tuple[np.ndarray, dict[str, float]]:
-    """(Gh, Gw) the clip's log-luminance change from calm to smile (NaN where not measured),
-    and what was measured (its corner rise, IOD)."""
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """(Gh, Gw) the clip's log-luminance change from calm to smile and (3, Gh, Gw) each of R,
+    G and B's (NaN where not measured), and what was measured (its corner rise, IOD)."""
     info = probe(path)
     template = model.template.double().numpy()
     grid = grid_points()
@@ -137,45 +143,45 @@ def clip_ratio(
         norm = np.asarray(track.norm, np.float64)
         smile, calm = pick_frames(norm, track.valid)
         chosen = {int(t): "smile" for t in smile} | {int(t): "calm" for t in calm}
-        sums = {k: np.zeros(len(grid)) for k in ("smile", "calm")}
+        # Per frame set: log luminance, then log R, G and B.
+        sums = {k: np.zeros((4, len(grid))) for k in ("smile", "calm")}
         counts = {k: np.zeros(len(grid)) for k in ("smile", "calm")}
         with FrameReader(info) as reader:
             for t, frame in enumerate(reader):
                 if t not in chosen:
                     continue
-                lum = frame.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+                rgb = frame.astype(np.float64)
+                planes = [rgb @ LUMA, rgb[..., 0], rgb[..., 1], rgb[..., 2]]
                 # The template face -> this frame's pixels, piecewise linear.
                 px = LinearNDInterpolator(template, track.landmarks_px(t))(grid)
-                vals = map_coordinates(
-                    np.log(lum + 1.0), [px[:, 1], px[:, 0]], order=1, cval=np.nan
+                vals = np.stack(
+                    [
+                        map_coordinates(
+                            np.log(plane + 1.0), [px[:, 1], px[:, 0]], order=1, cval=np.nan
+                        )
+                        for plane in planes
+                    ]
                 )
-                ok = np.isfinite(vals) & np.all(np.isfinite(px), axis=1)
-                sums[chosen[t]][ok] += vals[ok]
+                ok = np.all(np.isfinite(vals), axis=0) & np.all(np.isfinite(px), axis=1)
+                sums[chosen[t]][:, ok] += vals[:, ok]
                 counts[chosen[t]][ok] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         means = {k: sums[k] / counts[k] for k in sums}
     enough = (counts["smile"] >= 0.5 * len(smile)) & (counts["calm"] >= 0.5 * len(calm))
-    ratio = np.where(enough, means["smile"] - means["calm"], np.nan).reshape(SHAPE)
-    ratio = ratio - blur(ratio, HIGH_PASS)
+    changes = np.where(enough, means["smile"] - means["calm"], np.nan).reshape(4, *SHAPE)
+    changes = np.stack([plane - blur(plane, HIGH_PASS) for plane in changes])
     _, rise = smile_scores(norm)
     clip_lift = float(rise[smile].mean() - rise[calm].mean())
     if glasses:
         ys = grid[:, 1].reshape(SHAPE)
         eye_y = float(template[list(mesh.RIGHT_EYE_CORNERS + mesh.LEFT_EYE_CORNERS), 1].mean())
-        ratio[(ys > eye_y + GLASSES_BAND[0]) & (ys < eye_y + GLASSES_BAND[1])] = np.nan
+        changes[:, (ys > eye_y + GLASSES_BAND[0]) & (ys < eye_y + GLASSES_BAND[1])] = np.nan
     facts = {
         "smile frames": len(smile),
         "calm frames": len(calm),
         "corner rise": clip_lift,
     }
-    return ratio, facts
-
-
-def au12_lift(model: ExpressionModel) -> float:
-    """How far the model's AU12 at activation 1 raises the lip corners (IOD, up > 0)."""
-    k = model.au_names.index("AU12")
-    field = model.au_basis[k].double().numpy()
-    return float(-field[list(mesh.LIP_CORNERS), 1].mean())
+    return changes[0], changes[1:], facts
 
 
 def face_mask(template: np.ndarray) -> np.ndarray:
@@ -218,6 +224,22 @@ def fold_depth(smile_map: np.ndarray, template: np.ndarray) -> float:
     return float(np.mean(depths))
 
 
+def fold_colour(
+    smile_map: np.ndarray, *, maps: list[np.ndarray], colours: list[np.ndarray]
+) -> np.ndarray:
+    """(3,) how much R, G and B each change in the folds for a change of luminance of 1: per
+    clip, the mean change of each where the smile's map darkens by FOLD_LEVEL or more over
+    the mean change of luminance there, then the mean over the clips, scaled so that their
+    luminance (Rec. 601 weights) is 1 again. A shadow in skin is warmer than grey."""
+    fold = smile_map <= FOLD_LEVEL
+    per_clip = []
+    for ratio, colour in zip(maps, colours, strict=True):
+        both = fold & np.isfinite(ratio) & np.all(np.isfinite(colour), axis=0)
+        per_clip.append(colour[:, both].mean(axis=1) / ratio[both].mean())
+    weights = np.mean(per_clip, axis=0)
+    return weights / float(LUMA @ weights)
+
+
 def save_look(path: Path, values: np.ndarray, *, scale: float = 0.15) -> None:
     """A grey PNG of a map: mid grey is no change, darker is darker, at +-scale full range."""
     img = np.clip(127.5 + 127.5 * np.nan_to_num(values) / scale, 0, 255).astype(np.uint8)
@@ -235,10 +257,11 @@ def main() -> None:
     args = parser.parse_args()
     model = ExpressionModel.load(DEFAULT_MODEL)
     template = model.template.double().numpy()
-    maps, lifts = [], []
+    maps, colours, lifts = [], [], []
     for name, glasses in SMILE_CLIPS.items():
-        ratio, facts = clip_ratio(args.clips / f"{name}.mp4", model=model, glasses=glasses)
+        ratio, colour, facts = clip_ratio(args.clips / f"{name}.mp4", model=model, glasses=glasses)
         maps.append(ratio)
+        colours.append(colour)
         lifts.append(facts["corner rise"])
         text = ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in facts.items()
@@ -266,6 +289,12 @@ def main() -> None:
     print(
         f"fold beside the lip corners, log luminance at AU12 = 1: {fold_depth(smile, template):.3f}"
     )
+    channels = fold_colour(smile, maps=maps, colours=colours)
+    print(
+        "in the folds R, G and B change "
+        + ", ".join(f"{w:.3f}" for w in channels)
+        + " times the luminance"
+    )
     if args.look:
         save_look(args.look / "smile.png", smile)
     drivers = np.zeros((2, model.num_aus))
@@ -284,6 +313,7 @@ def main() -> None:
         "maps": torch.from_numpy(np.stack([smile, smirk]).astype(np.float32)),
         "template": model.template.float(),
         "drivers": torch.from_numpy(drivers.astype(np.float32)),
+        "channels": torch.from_numpy(channels.astype(np.float32)),
     }
     digest = save_checkpoint(args.out, tensors=tensors, config=config)
     print(f"wrote {args.out} (sha256 {digest[:12]})")

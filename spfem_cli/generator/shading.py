@@ -8,7 +8,8 @@ log luminance between real people's expressive and calm frames, each resampled o
 template face through its own landmarks, so that what remains is shading, not geometry
 (`scripts/build_shading.py` measures it on the expr_d clips). An edit resamples the unit onto
 the output face through its moved landmarks and multiplies the pixels by exp(strength * map),
-the same factor on R, G and B, so the skin's colour is kept.
+on R, G and B in the proportions measured in the same folds (a shadow in skin is warmer than
+grey: red darkens less than the luminance, blue more).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class ShadingModel:
     maps: (S, Gh, Gw) float32, each unit's change of log luminance at strength 1, sampled on
     the template face frame (IOD) from `origin` (x, y) every `step`; template: (478, 2) the
     face they are drawn on, IOD units; drivers: (S, K) how each action unit's change drives
-    each unit (strength = clip(drivers @ delta, 0, MAX_STRENGTH)); au_names: the K units.
+    each unit (strength = clip(drivers @ delta, 0, MAX_STRENGTH)); au_names: the K units;
+    channels: (3,) how much log R, G and B change for a change of log luminance of 1.
     """
 
     maps: np.ndarray
@@ -70,6 +72,7 @@ class ShadingModel:
     drivers: np.ndarray
     au_names: tuple[str, ...]
     unit_names: tuple[str, ...]
+    channels: np.ndarray
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> ShadingModel:
@@ -80,7 +83,7 @@ class ShadingModel:
                 f"{ckpt.path} is not a shading checkpoint of version {CHECKPOINT_VERSION} "
                 f"(kind {cfg.get('kind')!r}, version {cfg.get('version')!r})"
             )
-        missing = [n for n in ("maps", "template", "drivers") if n not in ckpt.tensors]
+        missing = [n for n in ("maps", "template", "drivers", "channels") if n not in ckpt.tensors]
         if missing:
             raise SpfemError(f"{ckpt.path}: shading checkpoint lacks {missing}")
         return cls(
@@ -91,6 +94,7 @@ class ShadingModel:
             drivers=ckpt.tensors["drivers"].double().numpy(),
             au_names=tuple(cfg["au_names"]),
             unit_names=tuple(cfg["unit_names"]),
+            channels=ckpt.tensors["channels"].float().numpy(),
         )
 
     @classmethod
@@ -176,7 +180,7 @@ class ShadingModel:
             return frame
         out = frame.copy()
         crop = out[sy0:sy1, sx0:sx1]
-        factor = np.exp(dense, dtype=np.float32)[..., None]
+        factor = np.exp(dense[..., None] * self.channels, dtype=np.float32)
         shaded = np.clip(np.rint(crop * factor), 0, 255).astype(np.uint8)
         np.copyto(crop, shaded, where=change[..., None])
         return out
