@@ -20,15 +20,17 @@ talking). On each clip:
   with the smile), so a unit's strength 1, reached at the expression model's happy, is the
   average of these three real smiles.
 
-The folds' colour: where the map darkens by `FOLD_LEVEL` or more, each clip's change of log
-R, G and B over its change of log luminance, averaged over the clips (`fold_colour`).
-
 The clips' maps are averaged, mirrored (the two sides averaged, so one side's light does not
 decide), smoothed a little and kept to the lower face (`LOWER_FACE`): faded out over the
 lips, the nostrils, the upper lip's skin and off the face. On the two
 clips with glasses the rims' band around the eyes is left out (a rim that stays while the face
-moves would show as a crease). Prints each clip's frames, corner rise and the depth of the
-fold beside the mouth; deterministic given the clips, about a minute on two cores.
+moves would show as a crease).
+
+The folds' colour: where the map darkens by `FOLD_LEVEL` or more, each clip's change of log
+R, G and B over its change of log luminance, averaged over the clips (`fold_colour`).
+
+Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
+colour; deterministic given the clips, about half a minute on two cores.
 """
 
 from __future__ import annotations
