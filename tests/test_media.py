@@ -383,6 +383,41 @@ def test_an_interrupted_ffmpeg_is_reaped_before_the_interrupt_goes_on(
     assert proc.returncode is not None  # reaped by run_ffmpeg, not left running
 
 
+@pytest.mark.parametrize("through", ["run_ffmpeg", "FrameReader"])
+def test_ctrl_c_while_ffmpeg_starts_stops_it(
+    through: str, monkeypatch: pytest.MonkeyPatch, make_clip: MakeClip
+) -> None:
+    """Ctrl-C landing inside subprocess.Popen, after the child has started (forking a large
+    process takes milliseconds): ffmpeg is killed and reaped and KeyboardInterrupt goes on.
+    Raised inside Popen, the interrupt lost the child, which ran on; a remux then created its
+    output after `atomic_output` had removed it."""
+    import signal
+    import time
+
+    from spfem_cli.media.probe import run_ffmpeg
+
+    info = probe(make_clip("in.mp4", duration=1.0))
+    started: list[subprocess.Popen[bytes]] = []
+    real = subprocess.Popen
+
+    def interrupted_while_starting(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        proc = real(*args, **kwargs)
+        started.append(proc)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # Python runs the SIGINT handler here, inside "Popen"
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", interrupted_while_starting)
+    with pytest.raises(KeyboardInterrupt):
+        if through == "run_ffmpeg":
+            run_ffmpeg(["-f", "lavfi", "-i", "anullsrc", "-t", "600", "-f", "null", "-"])
+        else:
+            with FrameReader(info) as reader:
+                next(iter(reader))
+    assert len(started) == 1 and started[0].returncode is not None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_error_reason_prefers_cause() -> None:
     stderr = (
         "[vf#0:0 @ 0x55] Error sending frames to consumers: Invalid argument\n"

@@ -11,12 +11,15 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import stat
 import statistics
 import subprocess
+import threading
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import imageio_ffmpeg
 from PIL import Image
@@ -147,6 +150,36 @@ def ffmpeg_exe() -> str:
         raise SpfemError(f"ffmpeg is not available: {exc}", exit_code=3) from exc
 
 
+def start_ffmpeg(args: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start ffmpeg with `args` in a session of its own (Ctrl-C reaches Python only, which
+    stops ffmpeg itself); `popen`: the pipes, as for subprocess.Popen.
+
+    A Ctrl-C that lands while ffmpeg is being started is held until Popen has returned, then
+    ffmpeg is killed and reaped and the interrupt goes on: interrupted inside Popen (forking a
+    large process takes milliseconds), Python never hands back the child it already started,
+    which ran on, and a remux created its output after `atomic_output` had removed it (a
+    hidden temporary file left in a batch's OUT_DIR, test_ctrl_c_with_workers_stops_cleanly).
+    Held only where Python takes Ctrl-C itself: in the main thread, with its default handler.
+    """
+    held: list[int] = []
+    restore = None
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
+        restore = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+    try:
+        proc = subprocess.Popen([ffmpeg_exe(), *args], start_new_session=True, **popen)
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGINT, restore)
+    if held:
+        with proc:
+            proc.kill()
+        raise KeyboardInterrupt
+    return proc
+
+
 def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess[bytes]:
     """Run ffmpeg with `args` to completion and capture stdout and stderr (no check of rc).
 
@@ -156,13 +189,8 @@ def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess[bytes]:
     `atomic_output` had removed it (a hidden temporary file left in a batch's OUT_DIR).
     """
     try:
-        # Own session: Ctrl-C reaches Python only.
-        proc = subprocess.Popen(
-            [ffmpeg_exe(), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
+        proc = start_ffmpeg(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
     except OSError as exc:
         raise SpfemError(f"cannot run ffmpeg: {exc.strerror or exc}", exit_code=3) from exc

@@ -18,7 +18,7 @@ import numpy as np
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.media import ffmpeg_args
-from spfem_cli.media.probe import ColorTags, VideoInfo, error_reason, ffmpeg_exe
+from spfem_cli.media.probe import ColorTags, VideoInfo, error_reason, start_ffmpeg
 
 # Formats libx264 in the bundled ffmpeg encodes and that we keep as they are.
 _KEPT_PIX_FMTS = frozenset(
@@ -74,14 +74,7 @@ def _spawn(
         # A session of its own keeps Ctrl-C away from ffmpeg: Python gets KeyboardInterrupt
         # and stops ffmpeg in __exit__, instead of ffmpeg quitting first and its early end of
         # stream reading as a truncated file.
-        return subprocess.Popen(
-            [ffmpeg_exe(), *args],
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            bufsize=bufsize,
-            start_new_session=True,
-        )
+        return start_ffmpeg(args, stdin=stdin, stdout=stdout, stderr=stderr, bufsize=bufsize)
     except OSError as exc:
         stderr.close()
         raise SpfemError(f"cannot run ffmpeg: {exc.strerror or exc}", exit_code=3) from exc
