@@ -152,7 +152,8 @@ def test_happy_deepens_the_folds_of_a_real_face(clips_dir: Path, name: str, t: i
 
 
 def test_the_shipped_shading_is_what_the_script_measures(clips_dir: Path, tmp_path: Path) -> None:
-    """scripts/build_shading.py, run again on the clips, writes the maps that ship."""
+    """scripts/build_shading.py, run again on the clips, writes the maps and the folds' colour
+    that ship."""
     out = tmp_path / "shading.safetensors"
     subprocess.run(
         [
@@ -170,6 +171,7 @@ def test_the_shipped_shading_is_what_the_script_measures(clips_dir: Path, tmp_pa
     )
     rebuilt, shipped = ShadingModel.load(out), ShadingModel.load()
     assert np.abs(rebuilt.maps - shipped.maps).max() < 1e-4
+    assert np.abs(rebuilt.channels - shipped.channels).max() < 1e-4
 
 
 def test_the_folds_do_not_flicker_on_a_real_clip(clips_dir: Path, tmp_path: Path) -> None:
