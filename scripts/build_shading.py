@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from measure_shading import Raster
 from PIL import Image
-from scipy.interpolate import LinearNDInterpolator
 from scipy.ndimage import gaussian_filter, map_coordinates
 
 from spfem_cli.face import mesh
@@ -92,11 +92,14 @@ LIP_FADE = (0.02, 0.05)
 OVAL_FADE = 0.12
 
 
+def grid_axes() -> tuple[np.ndarray, np.ndarray]:
+    """The maps' columns (Gw,) and rows (Gh,) in the template face frame (IOD)."""
+    return ORIGIN[0] + STEP * np.arange(SHAPE[1]), ORIGIN[1] + STEP * np.arange(SHAPE[0])
+
+
 def grid_points() -> np.ndarray:
     """(Gh * Gw, 2) the maps' sample points in the template face frame (IOD)."""
-    ys = ORIGIN[1] + STEP * np.arange(SHAPE[0])
-    xs = ORIGIN[0] + STEP * np.arange(SHAPE[1])
-    return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    return np.stack(np.meshgrid(*grid_axes()), axis=-1).reshape(-1, 2)
 
 
 def smile_scores(norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +142,8 @@ def clip_ratio(
     info = probe(path)
     template = model.template.double().numpy()
     grid = grid_points()
+    columns, rows = grid_axes()
+    raster = Raster(template, xs=columns, ys=rows)
     with tempfile.TemporaryDirectory() as tmp:
         analysis = analyse_video(info, model=model, workdir=Path(tmp), reporter=SilentReporter())
         track = analysis.track
@@ -155,16 +160,13 @@ def clip_ratio(
                 rgb = frame.astype(np.float64)
                 planes = [rgb @ LUMA, rgb[..., 0], rgb[..., 1], rgb[..., 2]]
                 # The template face -> this frame's pixels, piecewise linear.
-                px = LinearNDInterpolator(template, track.landmarks_px(t))(grid)
-                vals = np.stack(
-                    [
-                        map_coordinates(
-                            np.log(plane + 1.0), [px[:, 1], px[:, 0]], order=1, cval=np.nan
-                        )
-                        for plane in planes
-                    ]
-                )
-                ok = np.all(np.isfinite(vals), axis=0) & np.all(np.isfinite(px), axis=1)
+                px = raster.positions(track.landmarks_px(t))
+                vals = np.full((4, len(grid)), np.nan)
+                vals[:, raster.inside] = [
+                    map_coordinates(np.log(plane + 1.0), [px[:, 1], px[:, 0]], order=1, cval=np.nan)
+                    for plane in planes
+                ]
+                ok = np.all(np.isfinite(vals), axis=0)
                 sums[chosen[t]][:, ok] += vals[:, ok]
                 counts[chosen[t]][ok] += 1
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -64,8 +64,8 @@ class Raster:
     """The template raster: (H, W) points, those inside the face mesh, and each one's
     triangle and barycentric weights, so any face's landmarks give its image position."""
 
-    def __init__(self, template: np.ndarray) -> None:
-        xs, ys = np.arange(X0, X1 + 1e-9, STEP), np.arange(Y0, Y1 + 1e-9, STEP)
+    def __init__(self, template: np.ndarray, *, xs: np.ndarray, ys: np.ndarray) -> None:
+        """template: (N, 2) face-frame landmarks; xs, ys: the raster's columns and rows (IOD)."""
         gx, gy = np.meshgrid(xs, ys)
         self.shape = gx.shape
         points = np.stack([gx.ravel(), gy.ravel()], 1)
@@ -151,7 +151,11 @@ def main() -> None:
     args = parser.parse_args()
 
     model = ExpressionModel.load(DEFAULT_MODEL)
-    raster = Raster(model.template.double().numpy()[:468])
+    raster = Raster(
+        model.template.double().numpy()[:468],
+        xs=np.arange(X0, X1 + 1e-9, STEP),
+        ys=np.arange(Y0, Y1 + 1e-9, STEP),
+    )
     data = {n: clip_shading(args.clips / n, model=model, raster=raster) for n in args.names}
     print(f"{len(data)} clips, {sum(len(c) for c, _, _ in data.values())} frames")
 
