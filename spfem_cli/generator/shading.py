@@ -113,16 +113,13 @@ class ShadingModel:
 
     def log_gain(self, strengths: np.ndarray, *, template_xy: np.ndarray) -> np.ndarray:
         """(M,) the change of log luminance at template face-frame points (M, 2), IOD; 0
-        outside the maps and where a point is NaN (off the face)."""
+        outside the maps."""
         total = np.zeros(len(template_xy))
-        ok = np.all(np.isfinite(template_xy), axis=1)
-        if not ok.any():
-            return total
-        rows = (template_xy[ok, 1] - self.origin[1]) / self.step
-        cols = (template_xy[ok, 0] - self.origin[0]) / self.step
+        rows = (template_xy[:, 1] - self.origin[1]) / self.step
+        cols = (template_xy[:, 0] - self.origin[0]) / self.step
         for strength, grid in zip(strengths, self.maps, strict=True):
             if strength > 0:
-                total[ok] += strength * map_coordinates(grid, [rows, cols], order=1, cval=0.0)
+                total += strength * map_coordinates(grid, [rows, cols], order=1, cval=0.0)
         return total
 
     @cached_property
