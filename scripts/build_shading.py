@@ -1,4 +1,4 @@
-"""Measure the shading of a smile on real faces: checkpoint ``shading-v1``.
+"""Measure the shading of a smile on real faces: checkpoint ``shading-v2``.
 
     python scripts/build_shading.py [--clips DIR] [--out FILE] [--no-manifest] [--look DIR]
 
@@ -28,6 +28,12 @@ moves would show as a crease).
 
 The folds' colour: where the map darkens by `FOLD_LEVEL` or more, each clip's change of log
 R, G and B over its change of log luminance, averaged over the clips (`fold_colour`).
+
+Three units come of the one measured map: `smile` (AU12), `smile_right` (contempt's smirk,
+AU12R: the subject's right side) and `furrow` (disgust's nose wrinkler and upper lip raiser,
+AU9 and AU10: the map's darkening above the lip corners, the nasolabial furrow that FACS
+describes both of them deepening). No clip here shows a person going from calm to disgust, so
+the furrow's depth is not measured: at disgust's prototype it is the smile's own depth there.
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
 colour; deterministic given the clips, about half a minute on two cores.
@@ -90,6 +96,13 @@ UPPER_LIP_FADE = (0.0, 0.03)
 EYE_FADE = (0.03, 0.05)
 LIP_FADE = (0.02, 0.05)
 OVAL_FADE = 0.12
+# Disgust's furrow is the smile's fold from the nose wing down to the lip corners' height: it
+# fades out from this far above the corners to this far below them (IOD). Below, the smile's
+# fold curves out around the corners, which the upper lip raiser does not pull.
+FURROW_END = (0.1, 0.1)
+# How much each of disgust's AUs drives the furrow: their mean, so that disgust's prototype
+# (AU9 0.91, AU10 1.0) draws it at 0.95 of the smile's depth.
+FURROW_DRIVERS = {"AU9": 0.5, "AU10": 0.5}
 
 
 def grid_axes() -> tuple[np.ndarray, np.ndarray]:
@@ -215,6 +228,28 @@ def face_mask(template: np.ndarray) -> np.ndarray:
     return keep.numpy().reshape(SHAPE)
 
 
+def furrow(smile_map: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """(Gh, Gw) the nasolabial furrow: the smile map's darkening (< 0) above the lip corners,
+    faded out over FURROW_END around their height; its lightening (the smile's raised cheeks)
+    is left out."""
+    corner_y = float(template[list(mesh.LIP_CORNERS), 1].mean())
+    ys = grid_axes()[1]
+    above, below = FURROW_END
+    keep = np.clip((corner_y + below - ys) / (above + below), 0.0, 1.0)
+    keep = keep * keep * (3 - 2 * keep)
+    return np.minimum(smile_map, 0.0) * keep[:, None]
+
+
+def furrow_depth(furrow_map: np.ndarray, template: np.ndarray) -> float:
+    """The darkest change of the furrow between the nose wings' and the lip corners' heights
+    (log luminance; < 0 darker), mean over the two sides."""
+    grid = grid_points().reshape(*SHAPE, 2)
+    corner_y = float(template[list(mesh.LIP_CORNERS), 1].mean())
+    band = (grid[..., 1] > template[NOSE_TIP, 1]) & (grid[..., 1] < corner_y)
+    sides = [band & (grid[..., 0] < 0), band & (grid[..., 0] > 0)]
+    return float(np.mean([furrow_map[side].min() for side in sides]))
+
+
 def fold_depth(smile_map: np.ndarray, template: np.ndarray) -> float:
     """The darkest change within 0.2 IOD outside each lip corner (log luminance; < 0 darker),
     mean over the two sides: where the fold from the nose to the mouth deepens."""
@@ -254,7 +289,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
     parser.add_argument(
-        "--out", type=Path, default=default_weights_dir() / "shading_v1.safetensors"
+        "--out", type=Path, default=default_weights_dir() / "shading_v2.safetensors"
     )
     parser.add_argument("--no-manifest", action="store_true")
     parser.add_argument("--look", type=Path, default=None, help="write each map as a PNG here")
@@ -290,8 +325,13 @@ def main() -> None:
     xs = grid_points()[:, 0].reshape(SHAPE)
     right = np.clip(0.5 - xs / 0.3, 0.0, 1.0)
     smirk = smile * right
+    nasolabial = furrow(smile, template)
     print(
         f"fold beside the lip corners, log luminance at AU12 = 1: {fold_depth(smile, template):.3f}"
+    )
+    print(
+        "disgust's furrow above the lip corners, log luminance at strength 1: "
+        f"{furrow_depth(nasolabial, template):.3f}"
     )
     channels = fold_colour(smile, maps=maps, colours=colours)
     print(
@@ -301,20 +341,23 @@ def main() -> None:
     )
     if args.look:
         save_look(args.look / "smile.png", smile)
-    drivers = np.zeros((2, model.num_aus))
+        save_look(args.look / "furrow.png", nasolabial)
+    drivers = np.zeros((3, model.num_aus))
     drivers[0, model.au_names.index("AU12")] = 1.0
     drivers[1, model.au_names.index("AU12R")] = 1.0
+    for au, weight in FURROW_DRIVERS.items():
+        drivers[2, model.au_names.index(au)] = weight
     config = {
         "kind": CHECKPOINT_KIND,
         "version": CHECKPOINT_VERSION,
         "origin": list(ORIGIN),
         "step": STEP,
         "au_names": list(model.au_names),
-        "unit_names": ["smile", "smile_right"],
+        "unit_names": ["smile", "smile_right", "furrow"],
         "clips": list(SMILE_CLIPS),
     }
     tensors = {
-        "maps": torch.from_numpy(np.stack([smile, smirk]).astype(np.float32)),
+        "maps": torch.from_numpy(np.stack([smile, smirk, nasolabial]).astype(np.float32)),
         "template": model.template.float(),
         "drivers": torch.from_numpy(drivers.astype(np.float32)),
         "channels": torch.from_numpy(channels.astype(np.float32)),
@@ -326,7 +369,7 @@ def main() -> None:
             name=DEFAULT_SHADING,
             path=args.out,
             description="smile shading (expression ratio images) measured on expr_d0, expr_d9 "
-            "and expr_d19 by scripts/build_shading.py",
+            "and expr_d19 by scripts/build_shading.py; disgust's furrow drawn from it",
         )
 
 

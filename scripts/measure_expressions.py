@@ -156,7 +156,9 @@ def main() -> None:
     parser.add_argument("--emotions", nargs="*", default=list(EMOTIONS))
     parser.add_argument("--mouths", nargs="*", default=["natural", "strict"], choices=MOUTH_MODES)
     parser.add_argument(
-        "--no-shading", action="store_true", help="the warp alone, without the smile's folds"
+        "--no-shading",
+        action="store_true",
+        help="the warp alone, without the folds (smile, disgust's furrow)",
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,11 @@ lips held for the speech barely reads. Each shading unit is an expression ratio 
 Shan and Zhang, "Expressive expression mapping with ratio images", 2001): the mean change of
 log luminance between real people's expressive and calm frames, each resampled onto the
 template face through its own landmarks, so that what remains is shading, not geometry
-(`scripts/build_shading.py` measures it on the expr_d clips). An edit resamples the unit onto
-the output face through its moved landmarks and multiplies the pixels by exp(strength * map),
-on R, G and B in the proportions measured in the same folds (a shadow in skin is warmer than
-grey: red darkens less than the luminance, blue more).
+(`scripts/build_shading.py` measures it on the expr_d clips; disgust's nasolabial furrow is the
+smile's map above the lip corners, as no clip shows a calm face turning to disgust). An edit
+resamples the unit onto the output face through its moved landmarks and multiplies the pixels
+by exp(strength * map), on R, G and B in the proportions measured in the same folds (a shadow
+in skin is warmer than grey: red darkens less than the luminance, blue more).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from spfem_cli.generator.warp import HoldRegion, face_box, hold_weight, shepard_
 
 CHECKPOINT_KIND = "shading"
 CHECKPOINT_VERSION = 1
-DEFAULT_SHADING = "shading-v1"
+DEFAULT_SHADING = "shading-v2"
 # A unit's strength is capped where the expression model's activations are (--intensity 1.5).
 MAX_STRENGTH = 1.5
 # The map is resampled on a grid this fine (IOD) over the face box, then to every pixel: its
