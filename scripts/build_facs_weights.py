@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spfem_cli.errors import SpfemError
 from spfem_cli.face.mesh import (
     FACE_OVAL,
     JAW,
@@ -50,7 +51,7 @@ from spfem_cli.face.mesh import (
     RIGHT_IRIS,
     FaceFrame,
 )
-from spfem_cli.generator.checkpoint import save_checkpoint, update_manifest
+from spfem_cli.generator.checkpoint import manifest_file_name, save_checkpoint, update_manifest
 from spfem_cli.generator.expression import (
     ACTION_UNITS,
     CHECKPOINT_KIND,
@@ -593,6 +594,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-manifest", action="store_true", help="do not touch the manifest")
     args = parser.parse_args(argv)
+    if not args.no_manifest:
+        try:
+            manifest_file_name(args.out)
+        except SpfemError as exc:
+            parser.error(str(exc))
 
     faces_of: dict[str, np.ndarray] = {}
     tensors, config, mirror = build(clips_dir=args.clips, faces_of=faces_of)

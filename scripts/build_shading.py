@@ -52,8 +52,14 @@ from measure_shading import Raster
 from PIL import Image
 from scipy.ndimage import gaussian_filter, map_coordinates
 
+from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
-from spfem_cli.generator.checkpoint import default_weights_dir, save_checkpoint, update_manifest
+from spfem_cli.generator.checkpoint import (
+    default_weights_dir,
+    manifest_file_name,
+    save_checkpoint,
+    update_manifest,
+)
 from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
 from spfem_cli.generator.shading import CHECKPOINT_KIND, CHECKPOINT_VERSION, DEFAULT_SHADING
 from spfem_cli.generator.warp import HoldRegion, contour_distance, hold_weight
@@ -294,6 +300,11 @@ def main() -> None:
     parser.add_argument("--no-manifest", action="store_true")
     parser.add_argument("--look", type=Path, default=None, help="write each map as a PNG here")
     args = parser.parse_args()
+    if not args.no_manifest:
+        try:
+            manifest_file_name(args.out)
+        except SpfemError as exc:
+            parser.error(str(exc))
     model = ExpressionModel.load(DEFAULT_MODEL)
     template = model.template.double().numpy()
     maps, colours, lifts = [], [], []

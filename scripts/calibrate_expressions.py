@@ -101,8 +101,14 @@ import numpy as np
 import torch
 from scipy.optimize import nnls
 
+from spfem_cli.errors import SpfemError
 from spfem_cli.face.mesh import LIP_CORNERS, LIPS_INNER, LIPS_OUTER, N_LANDMARKS, FaceFrame
-from spfem_cli.generator.checkpoint import load_checkpoint, save_checkpoint, update_manifest
+from spfem_cli.generator.checkpoint import (
+    load_checkpoint,
+    manifest_file_name,
+    save_checkpoint,
+    update_manifest,
+)
 from spfem_cli.generator.expression import ExpressionModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -964,6 +970,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-manifest", action="store_true", help="do not touch the manifest")
     args = parser.parse_args(argv)
+    if not (args.no_manifest or args.no_write):
+        try:
+            manifest_file_name(args.out)
+        except SpfemError as exc:
+            parser.error(str(exc))
 
     cal = run(args.clips, cache_dir=args.cache)
     print_report(

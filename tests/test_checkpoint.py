@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from spfem_cli.generator.checkpoint import (
     default_cache_dir,
     default_weights_dir,
     load_checkpoint,
+    manifest_file_name,
     save_checkpoint,
     update_manifest,
     verify_manifest,
@@ -204,6 +207,36 @@ def test_update_manifest_refuses_outside_file(weights_dir: Path, tmp_path: Path)
     save_checkpoint(outside, tensors=toy_tensors(), config=CONFIG)
     with pytest.raises(SpfemError, match="not inside"):
         update_manifest(name="x", path=outside, description="", weights_dir=weights_dir)
+
+
+@pytest.mark.parametrize(
+    "script", ["build_shading.py", "build_facs_weights.py", "calibrate_expressions.py"]
+)
+def test_a_build_script_refuses_an_output_the_manifest_cannot_list_before_building(
+    tmp_path: Path, script: str
+) -> None:
+    """Each script that writes a shipped checkpoint checks where it writes before it spends
+    minutes on the clips: outside the weights folder the manifest cannot list it."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "elsewhere.safetensors"
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / script), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "not inside the weights folder" in done.stderr and "--no-manifest" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+def test_manifest_file_name(weights_dir: Path, tmp_path: Path) -> None:
+    inside = weights_dir / "sub" / "a.safetensors"
+    assert manifest_file_name(inside, weights_dir=weights_dir) == Path("sub/a.safetensors")
+    with pytest.raises(SpfemError, match="--no-manifest"):
+        manifest_file_name(tmp_path / "a.safetensors", weights_dir=weights_dir)
 
 
 def test_update_manifest_keeps_other_entries(weights_dir: Path) -> None:

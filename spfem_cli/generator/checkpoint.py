@@ -288,6 +288,21 @@ def verify_manifest(
     return results
 
 
+def manifest_file_name(path: str | Path, *, weights_dir: Path | None = None) -> Path:
+    """The name the manifest would list the checkpoint file ``path`` under: its path relative
+    to ``weights_dir``. Raises SpfemError when it lies outside, so that a script that writes a
+    checkpoint can check before it spends minutes building one."""
+    weights_dir = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(weights_dir.resolve())
+    except ValueError as exc:
+        raise SpfemError(
+            f"{path} is not inside the weights folder {weights_dir}: the manifest can list "
+            "only checkpoints there (--no-manifest writes it without listing it)"
+        ) from exc
+
+
 def update_manifest(
     *,
     name: str,
@@ -303,10 +318,7 @@ def update_manifest(
     """
     weights_dir = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     path = Path(path).resolve()
-    try:
-        rel = path.relative_to(weights_dir.resolve())
-    except ValueError as exc:
-        raise SpfemError(f"{path} is not inside the weights folder {weights_dir}") from exc
+    rel = manifest_file_name(path, weights_dir=weights_dir)
     ckpt = _read_checkpoint(path)
     entries = read_manifest(weights_dir)
     entry = {"file": rel.as_posix(), "sha256": ckpt.sha256, "url": url, "description": description}
