@@ -90,14 +90,11 @@ def preview_sheet(
                 if t not in picks:
                     continue
                 points = np.asarray(track.norm[t], np.float64)
+                face = track.frame(t)
+                # Traced once: every emotion's edit of the frame keeps the same rims.
+                traced = None if analysis.rims is None else analysis.rims.trace(frame, face)
                 row = [frame] + [
-                    gen.edit_frame(
-                        frame,
-                        face=track.frame(t),
-                        points=points,
-                        delta=deltas[e][t],
-                        rims=analysis.rims,
-                    )
+                    gen.edit_frame(frame, face=face, points=points, delta=deltas[e][t], rims=traced)
                     for e in emotions
                 ]
                 if crop_face:

@@ -197,6 +197,31 @@ def test_an_edit_keeps_the_rims_still_and_moves_the_face_behind_them() -> None:
     assert np.abs(kept[away].astype(int) - bent[away]).mean() < 0.5
 
 
+def test_a_frame_edited_again_can_reuse_the_rims_traced_on_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An edit given the rims already traced on its frame (`Traced`, as `spfem preview` does
+    for every emotion of a frame) is the edit given the clip's rims, without tracing again."""
+    loops = true_loops()
+    frames = [face_frame(seed=s, loops=loops) for s in range(4)]
+    rims = finder_over(frames).rims()
+    assert rims is not None
+    model = ExpressionModel.load()
+    gen = FaceGenerator(model=model, device=torch.device("cpu"))
+    delta = np.zeros(model.num_aus)
+    delta[[model.au_names.index("AU1"), model.au_names.index("AU2")]] = 1.5
+    kw = {"face": FACE, "points": template_face(), "delta": delta}
+    traced = rims.trace(frames[0], FACE)
+    assert traced.lines
+    expected = gen.edit_frame(frames[0], rims=rims, **kw)
+
+    def no_trace(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("traced again")
+
+    monkeypatch.setattr(type(rims), "trace", no_trace)
+    assert np.array_equal(gen.edit_frame(frames[0], rims=traced, **kw), expected)
+
+
 def test_a_brow_lying_along_a_rim_rises_off_it() -> None:
     """Where a brow lies right along a rim's top (expr_d19), only the rim's core is put back
     unmoved after a brow raise: beyond it the output shows the skin the edit moved there, not

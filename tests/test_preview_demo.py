@@ -42,6 +42,30 @@ def test_preview_sheet_of_all_emotions(tmp_path: Path) -> None:
     assert sheet.shape[0] > 2 * 200 and sheet.shape[1] > 9 * 150  # 2 rows, input + 8 emotions
 
 
+def test_preview_traces_the_glasses_once_a_frame(
+    clips_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a clip with glasses every emotion's edit of a previewed frame keeps the rims traced
+    once on that frame (eight traces of the same frame before)."""
+    from spfem_cli.face.glasses import Rims
+
+    calls: list[int] = []
+    trace = Rims.trace
+
+    def counted(self: Rims, frame: np.ndarray, face: object) -> object:
+        calls.append(1)
+        return trace(self, frame, face)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Rims, "trace", counted)
+    out = tmp_path / "sheet.png"
+    result = runner.invoke(
+        cli.app,
+        ["preview", str(clips_dir / "expr_d19.mp4"), "-o", str(out), "--frames", "2", "-q"],
+    )
+    assert result.exit_code == 0, result.output
+    assert out.exists() and len(calls) == 2
+
+
 def test_preview_refuses_bad_output(tmp_path: Path) -> None:
     result = runner.invoke(cli.app, ["preview", "x.mp4", "-o", str(tmp_path / "a.jpg"), "-q"])
     assert result.exit_code == 2 and "PNG" in result.output

@@ -10,7 +10,7 @@ import torch
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
-from spfem_cli.face.glasses import Rims, SteadyRims, rim_layer
+from spfem_cli.face.glasses import Rims, SteadyRims, Traced, rim_layer
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
 from spfem_cli.generator.expression import ExpressionModel
@@ -256,12 +256,13 @@ class FaceGenerator:
         face: FaceFrame,
         points: np.ndarray,
         delta: np.ndarray,
-        rims: Rims | SteadyRims | None = None,
+        rims: Rims | SteadyRims | Traced | None = None,
     ) -> np.ndarray:
         """frame: (H, W, 3) uint8 RGB; face: its face frame; points: (478, 2) landmarks in
         the face frame (IOD); delta: (K,) AU activation change; rims: the glasses the face
         wears over the clip (`face.glasses.Rims`; `SteadyRims` when the frames come in
-        order): the face is edited behind them, and they are put back as they were. Returns
+        order; `Traced`, the rims already traced on this frame, when it is edited several
+        times): the face is edited behind them, and they are put back as they were. Returns
         the edited frame."""
         if not np.any(delta):
             return frame
@@ -269,7 +270,7 @@ class FaceGenerator:
         if rims is not None:
             layer = rim_layer(
                 face=face,
-                traced=rims.trace(frame, face),
+                traced=rims if isinstance(rims, Traced) else rims.trace(frame, face),
                 eyes=(points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
             )
         if layer is None:
