@@ -127,6 +127,13 @@ def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -
         info, track = analysis.info, analysis.track
         faces = np.flatnonzero(track.valid)
         picks = set(faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)])
+        weights = np.ones(track.n_frames)
+        deltas = {
+            emotion: analysis.deltas(
+                target=expression.emotion_vector(emotion).double().numpy(), weights=weights
+            )
+            for emotion in emotions
+        }
         rows: dict[tuple[str, bool], list[tuple[float, float]]] = {}
         with FrameReader(info) as reader, LandmarkTracker(video_mode=False) as tracker:
             for t, frame in enumerate(reader):
@@ -137,15 +144,13 @@ def measure_edits(path: Path, *, emotions: tuple[str, ...], n_frames: int = 8) -
                 if not traced.lines:
                     continue
                 for emotion in emotions:
-                    target = expression.emotion_vector(emotion).double().numpy()
-                    delta = analysis.deltas(target=target, weights=np.ones(track.n_frames))[t]
                     for kept in (False, True):
                         out = gen.edit_frame(
                             frame,
                             face=face,
                             points=points,
-                            delta=delta,
-                            rims=rims if kept else None,
+                            delta=deltas[emotion][t],
+                            rims=traced if kept else None,
                         )
                         rows.setdefault((emotion, kept), []).append(
                             (
