@@ -428,11 +428,13 @@ def demo(
     ] = Path("spfem-demo"),
     emotion: Annotated[
         str, typer.Option("--emotion", "-e", help="Emotion for the demo edit.")
-    ] = "happy",
+    ] = "surprised",
     device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Make a short clip from a built-in portrait, edit it, and write a contact sheet."""
+    # Surprised by default: the portrait smiles already, so happy would change little that a
+    # first look sees; surprise moves brows, lids and the eyes' whites, and keeps her smile.
     from spfem_cli.console import RichReporter
     from spfem_cli.demo import run_demo
 

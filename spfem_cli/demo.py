@@ -56,7 +56,7 @@ def portrait_frames(*, n_frames: int, size: int = SIZE) -> list[np.ndarray]:
 def run_demo(
     *,
     output_dir: Path,
-    emotion: str = "happy",
+    emotion: str,
     device: str = "auto",
     reporter: Reporter | None = None,
 ) -> DemoResult:

@@ -20,7 +20,7 @@ SPEAKER = Path(__file__).resolve().parents[2] / "shared" / "clips" / "speech_man
 def test_demo_writes_clip_edit_and_sheet(tmp_path: Path) -> None:
     result = runner.invoke(cli.app, ["demo", "-o", str(tmp_path), "-q"])
     assert result.exit_code == 0, result.output
-    clip, edit = tmp_path / "astronaut.mp4", tmp_path / "astronaut.happy.mp4"
+    clip, edit = tmp_path / "astronaut.mp4", tmp_path / "astronaut.surprised.mp4"
     a, b = probe(clip), probe(edit)
     assert (a.width, a.height, a.n_frames) == (b.width, b.height, b.n_frames)
     with FrameReader(a) as ra, FrameReader(b) as rb:
