@@ -365,6 +365,16 @@ def preview(
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")] = Path(
         "spfem-preview.png"
     ),
+    emotion: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--emotion",
+            "-e",
+            metavar="<str>",
+            help="An emotion or mixture to show as a column, as `spfem edit` takes it "
+            "('happy:0.6+surprised:0.4'); repeat for more columns. Default: all eight.",
+        ),
+    ] = None,
     frames: Annotated[int, typer.Option(help="How many frames (rows) to show.")] = 3,
     intensity: IntensityOption = 1.0,
     mouth: MouthOption = "natural",
@@ -373,7 +383,8 @@ def preview(
     rest: RestOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Write a contact sheet: a few frames of INPUT under every emotion, side by side."""
+    """Write a contact sheet: a few frames of INPUT under every emotion (or those given),
+    side by side."""
     from spfem_cli.console import RichReporter
     from spfem_cli.preview import preview_sheet
 
@@ -382,6 +393,7 @@ def preview(
         lambda: preview_sheet(
             input_path=input,
             output_path=output,
+            emotions=emotion,
             n_frames=frames,
             intensity=intensity,
             mouth=mouth,  # type: ignore[arg-type]

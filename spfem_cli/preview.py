@@ -22,6 +22,7 @@ from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import MAX_INTENSITY, analyse_video, read_rest_face
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
+from spfem_cli.targets import default_resolver, mixture_vector
 
 MAX_ROWS = 12
 # How far the crop reaches beyond the landmarks, as a fraction of the face's size: enough for
@@ -34,7 +35,7 @@ def preview_sheet(
     *,
     input_path: str | Path,
     output_path: str | Path,
-    emotions: Sequence[str] = EMOTIONS,
+    emotions: Sequence[str] | None = None,
     n_frames: int = 3,
     intensity: float = 1.0,
     mouth: MouthMode = "natural",
@@ -47,9 +48,10 @@ def preview_sheet(
 ) -> Path:
     """Write a PNG: one row per sampled frame, columns input then each emotion.
 
-    crop_face: show the face region (grown by half its size) rather than the whole frame;
-    rest: a photo or clip of the same person with a calm face, or a time range of the input
-    (as in `edit_video`).
+    emotions: one column each, an emotion or a mixture as `spfem edit` takes them
+    (``"happy:0.6+surprised:0.4"``; no time ranges), None for the eight; crop_face: show the
+    face region (grown by half its size) rather than the whole frame; rest: a photo or clip of
+    the same person with a calm face, or a time range of the input (as in `edit_video`).
     """
     rep = reporter or SilentReporter()
     output_path = Path(output_path)
@@ -61,15 +63,18 @@ def preview_sheet(
         raise SpfemError(f"--frames must be between 1 and {MAX_ROWS}, got {n_frames}")
     if not 0.0 <= intensity <= MAX_INTENSITY:
         raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
+    emotions = EMOTIONS if emotions is None else tuple(emotions)
+    if not emotions:
+        raise SpfemError("the preview needs at least one emotion")
+    expression = ExpressionModel.load(model)
+    resolve = default_resolver(lambda name: expression.emotion_vector(name).double().numpy())
+    # Every column is checked before the video is read: a bad one fails at once.
+    targets = [intensity * mixture_vector(spec, resolve=resolve) for spec in emotions]
     info = probe(input_path)
     rest_face = None if rest is None else read_rest_face(rest, video=input_path)
-    expression = ExpressionModel.load(model)
     gen = build_generator(
         model=expression, device=resolve_device(device), mouth=mouth, kind=generator
     )
-    targets = {
-        e: expression.emotion_vector(e, intensity=intensity).double().numpy() for e in emotions
-    }
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         analysis = analyse_video(
             info, model=expression, workdir=Path(tmp), reporter=rep, rest_face=rest_face
@@ -80,10 +85,9 @@ def preview_sheet(
             raise SpfemError(f"{input_path}: no face found in any frame")
         picks = faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)]
         weights = np.ones(track.n_frames)
-        deltas = {
-            e: analysis.deltas(target=t, weights=weights, removal=min(intensity, 1.0))
-            for e, t in targets.items()
-        }
+        deltas = [
+            analysis.deltas(target=t, weights=weights, removal=min(intensity, 1.0)) for t in targets
+        ]
         rows: list[list[np.ndarray]] = []
         with FrameReader(info) as reader:
             for t, frame in enumerate(reader):
@@ -94,8 +98,8 @@ def preview_sheet(
                 # Traced once: every emotion's edit of the frame keeps the same rims.
                 traced = None if analysis.rims is None else analysis.rims.trace(frame, face)
                 row = [frame] + [
-                    gen.edit_frame(frame, face=face, points=points, delta=deltas[e][t], rims=traced)
-                    for e in emotions
+                    gen.edit_frame(frame, face=face, points=points, delta=delta[t], rims=traced)
+                    for delta in deltas
                 ]
                 if crop_face:
                     x0, y0, x1, y1 = face_box(
@@ -111,7 +115,7 @@ def preview_sheet(
     sheet = contact_sheet(
         rows,
         cell_height=CELL_HEIGHT,
-        column_labels=["input", *emotions],
+        column_labels=["input", *(spec.strip() for spec in emotions)],
         row_labels=[f"t={t / float(info.fps):.2f}s" for t in picks],
     )
     return write_png(output_path, sheet)

@@ -196,6 +196,19 @@ def parse_emotion(spec: str) -> Timeline:
     return Timeline(segments=_checked_segments(segments, where=repr(spec)))
 
 
+def mixture_vector(spec: str, *, resolve: Resolver) -> np.ndarray:
+    """The AU activations (K,) float64 of a spec that is one emotion or a mixture
+    (``"happy"``, ``"happy:0.6+surprised:0.4"``), for what shows one expression (a preview's
+    column). A timeline or a time range is refused with a one-line `SpfemError`."""
+    timeline = parse_emotion(spec)
+    if not timeline.is_plain():
+        raise SpfemError(
+            f"{spec.strip()!r} has time ranges: give one emotion or mixture here "
+            "(a timeline is for `spfem edit`)"
+        )
+    return _mixtures(timeline, resolve)[0]
+
+
 def with_range(timeline: Timeline, *, start: float | None, end: float | None) -> Timeline:
     """Apply ``--start``/``--end`` (seconds, None = unbounded) to a plain (untimed) spec.
 

@@ -66,6 +66,43 @@ def test_preview_traces_the_glasses_once_a_frame(
     assert out.exists() and len(calls) == 2
 
 
+def test_preview_shows_the_emotions_and_mixtures_asked(tmp_path: Path) -> None:
+    """`-e` chooses the columns, mixtures as `spfem edit` takes them; a column that could not
+    be edited (a timeline, free text without CLIP) is refused before the video is read."""
+    from fractions import Fraction
+
+    from spfem_cli.demo import portrait_frames
+    from spfem_cli.media import FrameWriter
+
+    clip = tmp_path / "portrait.mp4"
+    with FrameWriter(clip, width=256, height=256, fps=Fraction(25)) as writer:
+        for frame in portrait_frames(n_frames=10, size=256):
+            writer.write(frame)
+    sheets = {}
+    for name, columns in (("two", ["happy:0.6+surprised:0.4", "sad"]), ("one", ["sad"])):
+        out = tmp_path / f"{name}.png"
+        args = [x for column in columns for x in ("-e", column)]
+        result = runner.invoke(
+            cli.app, ["preview", str(clip), "-o", str(out), "--frames", "1", "-q", *args]
+        )
+        assert result.exit_code == 0, result.output
+        sheets[name] = iio.imread(out)
+    # input + 2 columns against input + 1, one cell wide each; the sad cells are the same.
+    two, one = sheets["two"], sheets["one"]
+    cell = two.shape[1] - one.shape[1]
+    assert abs(one.shape[1] - 2 * cell) <= 2
+    assert np.array_equal(two[40:, -cell:], one[40:, -cell:])
+    assert np.abs(two[40:, cell : 2 * cell].astype(int) - one[40:, :cell]).max() > 40
+    for spec, expect in (("0-1:happy", "has time ranges"), ("smug", "CLIP weights")):
+        result = runner.invoke(
+            cli.app,
+            ["preview", str(tmp_path / "absent.mp4"), "-o", str(tmp_path / "x.png"), "-e", spec],
+            env={"COLUMNS": "300"},
+        )
+        assert result.exit_code == 2 and expect in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
 def test_preview_refuses_bad_output(tmp_path: Path) -> None:
     result = runner.invoke(cli.app, ["preview", "x.mp4", "-o", str(tmp_path / "a.jpg"), "-q"])
     assert result.exit_code == 2 and "PNG" in result.output

@@ -19,6 +19,7 @@ from spfem_cli.targets import (
     Segment,
     Timeline,
     default_resolver,
+    mixture_vector,
     parse_emotion,
     render,
     with_range,
@@ -324,6 +325,19 @@ def test_with_range_matches_the_timeline_and_refuses_timelines() -> None:
 # --- render --------------------------------------------------------------------------------
 
 FPS = 30.0
+
+
+def test_mixture_vector_of_a_label_or_a_mixture_and_not_of_a_timeline() -> None:
+    np.testing.assert_array_equal(mixture_vector("happy", resolve=RESOLVE), HAPPY)
+    np.testing.assert_allclose(
+        mixture_vector(" happy:0.6+surprised:0.4 ", resolve=RESOLVE), 0.6 * HAPPY + 0.4 * SURPRISED
+    )
+    for spec in ("0-3:happy", "0-3:happy,3-:sad", "2-:sad"):
+        with pytest.raises(SpfemError, match="has time ranges") as info:
+            mixture_vector(spec, resolve=RESOLVE)
+        assert "\n" not in str(info.value)
+    with pytest.raises(SpfemError, match="CLIP weights"):
+        mixture_vector("smug", resolve=RESOLVE)
 
 
 def test_render_single_label() -> None:
