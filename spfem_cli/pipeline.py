@@ -388,6 +388,7 @@ def render_video(
                         points=np.asarray(track.norm[t], np.float64),
                         delta=deltas[t],
                         rims=rims,
+                        present=analysis.current[t],
                     )
                     n_edited += 1
                 elif rims is not None:

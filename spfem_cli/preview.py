@@ -98,7 +98,14 @@ def preview_sheet(
                 # Traced once: every emotion's edit of the frame keeps the same rims.
                 traced = None if analysis.rims is None else analysis.rims.trace(frame, face)
                 row = [frame] + [
-                    gen.edit_frame(frame, face=face, points=points, delta=delta[t], rims=traced)
+                    gen.edit_frame(
+                        frame,
+                        face=face,
+                        points=points,
+                        delta=delta[t],
+                        rims=traced,
+                        present=analysis.current[t],
+                    )
                     for delta in deltas
                 ]
                 if crop_face:

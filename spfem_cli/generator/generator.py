@@ -13,6 +13,7 @@ from spfem_cli.face import mesh
 from spfem_cli.face.glasses import Rims, SteadyRims, Traced, rim_layer
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
+from spfem_cli.generator.creases import frown_share, lift_furrows
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER, GENERATORS
 from spfem_cli.generator.refiner import Refiner, refine_frame
@@ -257,15 +258,23 @@ class FaceGenerator:
         points: np.ndarray,
         delta: np.ndarray,
         rims: Rims | SteadyRims | Traced | None = None,
+        present: np.ndarray | None = None,
     ) -> np.ndarray:
         """frame: (H, W, 3) uint8 RGB; face: its face frame; points: (478, 2) landmarks in
         the face frame (IOD); delta: (K,) AU activation change; rims: the glasses the face
         wears over the clip (`face.glasses.Rims`; `SteadyRims` when the frames come in
         order; `Traced`, the rims already traced on this frame, when it is edited several
-        times): the face is edited behind them, and they are put back as they were. Returns
-        the edited frame."""
+        times): the face is edited behind them, and they are put back as they were;
+        present: (K,) the AU activations the face shows on this frame, relative to its rest
+        (`pipeline.Analysis.current`): where the edit takes a frown off, its furrows are
+        lifted too (`creases`). Returns the edited frame."""
         if not np.any(delta):
             return frame
+        share = (
+            0.0
+            if present is None
+            else frown_share(delta, present=present, au_names=self.model.au_names)
+        )
         layer = None
         if rims is not None:
             layer = rim_layer(
@@ -274,21 +283,28 @@ class FaceGenerator:
                 eyes=(points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
             )
         if layer is None:
-            return self._edit(frame, face=face, points=points, delta=delta)
+            return self._edit(frame, face=face, points=points, delta=delta, frown_off=share)
         painted = layer.paint_out(frame)
-        edited = self._edit(painted, face=face, points=points, delta=delta)
+        edited = self._edit(painted, face=face, points=points, delta=delta, frown_off=share)
         return layer.put_back(edited, original=frame, painted=painted)
 
     def _edit(
-        self, frame: np.ndarray, *, face: FaceFrame, points: np.ndarray, delta: np.ndarray
+        self,
+        frame: np.ndarray,
+        *,
+        face: FaceFrame,
+        points: np.ndarray,
+        delta: np.ndarray,
+        frown_off: float = 0.0,
     ) -> np.ndarray:
-        """The edited frame, by the warp and, when there is one, the refiner, then shaded."""
+        """The edited frame, by the warp and, when there is one, the refiner, then shaded,
+        and the furrows of the share frown_off of a frown taken off lifted."""
         disp, hold = self.sparse(points=points, delta=delta)
-        moved = self._move(frame, face=face, points=points, delta=delta, disp=disp, hold=hold)
-        if self.shading is None:
-            return moved
-        strengths = self.shading.strengths(delta * self.gain, au_names=self.model.au_names)
-        return self.shading.apply(moved, face=face, points=points + disp, strengths=strengths)
+        out = self._move(frame, face=face, points=points, delta=delta, disp=disp, hold=hold)
+        if self.shading is not None:
+            strengths = self.shading.strengths(delta * self.gain, au_names=self.model.au_names)
+            out = self.shading.apply(out, face=face, points=points + disp, strengths=strengths)
+        return lift_furrows(out, face=face, points=points + disp, share=frown_off)
 
     def _move(
         self,
