@@ -148,3 +148,32 @@ def test_a_real_frown_taken_off_loses_its_furrows(clips_dir: Path) -> None:
     excess = depths["plain"] - depths["calm"]
     assert excess > 0.008, depths
     assert depths["lifted"] - depths["calm"] < 0.6 * excess, depths
+
+
+def test_spfem_edit_lifts_the_furrows_of_a_frown_it_takes_off(
+    clips_dir: Path, tmp_path: Path
+) -> None:
+    """Through `edit_video` (the analysis's present expression reaches every frame): expr_d3
+    edited to neutral over 4-5 s, where she frowns. At frame 134 of the output the band's
+    darkness over the glabella is 0.59 of the input's; 0.83 when `render_video` gave no
+    present expression (the warp alone)."""
+    from spfem_cli.face.tracker import LandmarkTracker
+    from spfem_cli.pipeline import edit_video
+
+    out = tmp_path / "neutral.mp4"
+    edit_video(
+        input_path=clips_dir / "expr_d3.mp4",
+        emotion="neutral",
+        output_path=out,
+        start=4.0,
+        end=5.0,
+    )
+    depths = []
+    with LandmarkTracker(video_mode=False) as tracker:
+        for path in (clips_dir / "expr_d3.mp4", out):
+            frame = video_frame(path, 134)
+            found = tracker.detect(frame)
+            assert found is not None
+            face = FaceFrame.from_landmarks(found.landmarks)
+            depths.append(crease_depth(frame, face, face.to_face(found.landmarks.astype(float))))
+    assert depths[1] < 0.7 * depths[0], depths
