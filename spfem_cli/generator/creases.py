@@ -57,21 +57,29 @@ def frown_share(delta: np.ndarray, *, present: np.ndarray, au_names: tuple[str, 
     return float(min(1.0, -delta[k] / present[k]))
 
 
-def glabella_weight(query: np.ndarray, *, points: np.ndarray) -> np.ndarray:
-    """(M,) in [0, 1]: how much each face-frame point query (M, 2) belongs to the glabella of
-    the face whose landmarks are points (478, 2), both IOD."""
+def _glabella_ellipse(points: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(cx, cy, rx, ry, floor): the glabella's ellipse in the face frame (IOD) of the face
+    whose landmarks are points (478, 2), and the height below which nothing is lifted."""
     right, left = points[list(INNER_BROW_HEADS)]
     cx = 0.5 * (right[0] + left[0])
     cy = 0.5 * (right[1] + left[1]) - GLABELLA_RAISE
     rx = 0.5 * abs(left[0] - right[0]) + GLABELLA_MARGIN
-    radius = np.hypot((query[:, 0] - cx) / rx, (query[:, 1] - cy) / GLABELLA_HALF_HEIGHT)
+    return cx, cy, rx, GLABELLA_HALF_HEIGHT, max(right[1], left[1])
+
+
+def glabella_weight(query: np.ndarray, *, points: np.ndarray) -> np.ndarray:
+    """(M,) in [0, 1]: how much each face-frame point query (M, 2) belongs to the glabella of
+    the face whose landmarks are points (478, 2), both IOD."""
+    cx, cy, rx, ry, floor = _glabella_ellipse(points)
+    radius = np.hypot((query[:, 0] - cx) / rx, (query[:, 1] - cy) / ry)
     w = np.clip((1.0 - radius) / GLABELLA_FADE, 0.0, 1.0)
     w = w * w * (3 - 2 * w)
-    w[query[:, 1] > max(right[1], left[1])] = 0.0
-    near = torch.from_numpy(query.astype(np.float32))
+    w[query[:, 1] > floor] = 0.0
+    inside = np.flatnonzero(w > 0)
+    near = torch.from_numpy(query[inside].astype(np.float32))
     for brow in (mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
         region = HoldRegion(polygon=points[list(brow)], band=0.0, feather=BROW_FADE)
-        w = w * (1.0 - hold_weight(near, region).numpy())
+        w[inside] *= 1.0 - hold_weight(near, region).numpy()
     return w
 
 
@@ -85,14 +93,13 @@ def lift_furrows(
     if share <= 0:
         return frame
     height, width = frame.shape[:2]
-    glabella = points[list(mesh.RIGHT_EYEBROW + mesh.LEFT_EYEBROW)]
-    pad = GLABELLA_RAISE + GLABELLA_HALF_HEIGHT + 3.0 * SHADING_SCALE
-    x0, y0, x1, y1 = face_box(
-        face.to_image(np.concatenate([glabella, glabella - (0.0, pad)])),
-        width=width,
-        height=height,
-        margin=0.0,
+    # The ellipse's box and the blur's reach around it.
+    cx, cy, rx, ry, _ = _glabella_ellipse(points)
+    reach = 3.0 * SHADING_SCALE
+    corners = np.array(
+        [[cx + sx * (rx + reach), cy + sy * (ry + reach)] for sx in (-1, 1) for sy in (-1, 1)]
     )
+    x0, y0, x1, y1 = face_box(face.to_image(corners), width=width, height=height, margin=0.0)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return frame
     crop = frame[y0:y1, x0:x1].astype(np.float64)
