@@ -30,10 +30,10 @@ The folds' colour: where the map darkens by `FOLD_LEVEL` or more, each clip's ch
 R, G and B over its change of log luminance, averaged over the clips (`fold_colour`).
 
 Three units come of the one measured map: `smile` (AU12), `smile_right` (contempt's smirk,
-AU12R: the subject's right side) and `furrow` (disgust's nose wrinkler and upper lip raiser,
-AU9 and AU10: the map's darkening above the lip corners, the nasolabial furrow that FACS
-describes both of them deepening). No clip here shows a person going from calm to disgust, so
-the furrow's depth is not measured: at disgust's prototype it is the smile's own depth there.
+AU12R: the subject's right side) and `furrow` (disgust's upper lip raiser, AU10: the map's
+darkening above the lip corners, the nasolabial furrow that FACS describes it deepening). No
+clip here shows a person going from calm to disgust, so the furrow's depth is not measured: at
+disgust's prototype it is the smile's own depth there.
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
 colour; deterministic given the clips, about half a minute on two cores.
@@ -106,9 +106,11 @@ OVAL_FADE = 0.12
 # fades out from this far above the corners to this far below them (IOD). Below, the smile's
 # fold curves out around the corners, which the upper lip raiser does not pull.
 FURROW_END = (0.1, 0.1)
-# How much each of disgust's AUs drives the furrow: their mean, so that disgust's prototype
-# (AU9 0.91, AU10 1.0) draws it at 0.95 of the smile's depth.
-FURROW_DRIVERS = {"AU9": 0.5, "AU10": 0.5}
+# What drives the furrow: the upper lip raiser, which of the eight emotions only disgust has
+# (1.0 in its prototype: 0.95 of the smile's depth). FACS has the nose wrinkler (AU9) deepen
+# the furrow too, but the calibrated surprise and fear carry a little of it (0.09 and 0.07,
+# fitted to the nose wings' motion), and driven by it, surprise shaded a faint furrow.
+FURROW_DRIVERS = {"AU10": 0.95}
 
 
 def grid_axes() -> tuple[np.ndarray, np.ndarray]:
