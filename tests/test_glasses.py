@@ -17,6 +17,7 @@ from spfem_cli.face.glasses import (
     RIM_SCORE,
     RimFinder,
     RimLoop,
+    Rims,
     SteadyRims,
     _line_distance,
     rim_layer,
@@ -166,18 +167,25 @@ def test_rims_are_painted_out_and_put_back_exactly_where_nothing_moved() -> None
     assert np.array_equal(layer.put_back(painted, original=frame, painted=painted), frame)
 
 
-def test_an_edit_keeps_the_rims_still_and_moves_the_face_behind_them() -> None:
-    """A brow raise on a face with glasses: along the rims' upper halves the output is the
-    input (the rims stay where they were), where without the rims kept it is not (they bend
-    with the brows); away from the rims both edits are the same edit."""
-    loops = true_loops()
-    frames = [face_frame(seed=s, loops=loops) for s in range(4)]
+def brow_raise_with_glasses() -> tuple[list[np.ndarray], Rims, FaceGenerator, np.ndarray]:
+    """Painted frames of a face wearing the true loops, the rims found over them, a generator
+    and a strong brow raise (AU1 and AU2 at 1.5)."""
+    frames = [face_frame(seed=s, loops=true_loops()) for s in range(4)]
     rims = finder_over(frames).rims()
     assert rims is not None
     model = ExpressionModel.load()
     gen = FaceGenerator(model=model, device=torch.device("cpu"))
     delta = np.zeros(model.num_aus)
     delta[[model.au_names.index("AU1"), model.au_names.index("AU2")]] = 1.5
+    return frames, rims, gen, delta
+
+
+def test_an_edit_keeps_the_rims_still_and_moves_the_face_behind_them() -> None:
+    """A brow raise on a face with glasses: along the rims' upper halves the output is the
+    input (the rims stay where they were), where without the rims kept it is not (they bend
+    with the brows); away from the rims both edits are the same edit."""
+    loops = true_loops()
+    frames, rims, gen, delta = brow_raise_with_glasses()
     frame, pts = frames[0], template_face()
     kept = gen.edit_frame(frame, face=FACE, points=pts, delta=delta, rims=rims)
     bent = gen.edit_frame(frame, face=FACE, points=pts, delta=delta)
@@ -202,14 +210,7 @@ def test_a_frame_edited_again_can_reuse_the_rims_traced_on_it(
 ) -> None:
     """An edit given the rims already traced on its frame (`Traced`, as `spfem preview` does
     for every emotion of a frame) is the edit given the clip's rims, without tracing again."""
-    loops = true_loops()
-    frames = [face_frame(seed=s, loops=loops) for s in range(4)]
-    rims = finder_over(frames).rims()
-    assert rims is not None
-    model = ExpressionModel.load()
-    gen = FaceGenerator(model=model, device=torch.device("cpu"))
-    delta = np.zeros(model.num_aus)
-    delta[[model.au_names.index("AU1"), model.au_names.index("AU2")]] = 1.5
+    frames, rims, gen, delta = brow_raise_with_glasses()
     kw = {"face": FACE, "points": template_face(), "delta": delta}
     traced = rims.trace(frames[0], FACE)
     assert traced.lines
