@@ -18,12 +18,13 @@ from scipy.ndimage import gaussian_filter
 
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.generator.expression import NOISE_FLOOR
 from spfem_cli.generator.warp import HoldRegion, face_box, hold_weight
 
 # The action unit whose creases are lifted, and below what present level (activation units)
-# a frown is landmark noise (`expression.NOISE_FLOOR`).
+# a frown is landmark noise.
 FROWN_AU = "AU4"
-MIN_PRESENT = 0.15
+MIN_PRESENT = NOISE_FLOOR
 # The glabella, in the face frame (IOD): an ellipse centred this far above the midpoint of the
 # brows' inner heads, as wide as the gap between them plus the margin on each side, with this
 # half-height; faded out over the outer share of its radius. The brows themselves are left out
@@ -87,7 +88,7 @@ def lift_furrows(
     frame: np.ndarray, *, face: FaceFrame, points: np.ndarray, share: float
 ) -> np.ndarray:
     """The frame (H, W, 3) uint8 RGB with the furrows between the brows lifted by share in
-    [0, 1] (1: all of their darkness taken out); face: its face frame; points: (478, 2) its
+    [0, 1] (1: lifted to the skin's grain); face: its face frame; points: (478, 2) its
     landmarks in the face frame (IOD), where the edit put them. Returns frame itself when
     share is 0 or the glabella is off the frame."""
     if share <= 0:
