@@ -47,21 +47,26 @@ LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def glabella(
-    frame: np.ndarray, *, face: FaceFrame, points: np.ndarray
-) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
-    """Where the glabella of frame (H, W, 3) uint8 lies: the crop around the face (rows,
-    columns), the mask (h, w) bool of its pixels where `glabella_weight` > 0.5, and their
-    furrow darkness (log luminance, >= 0)."""
-    h, w = frame.shape[:2]
+    shape: tuple[int, ...], *, face: FaceFrame, points: np.ndarray
+) -> tuple[tuple[slice, slice], np.ndarray]:
+    """Where the glabella lies in a frame of shape (H, W, ...): the crop around the face
+    (rows, columns) and the mask of its pixels where `glabella_weight` > 0.5."""
+    h, w = shape[:2]
     x0, y0, x1, y1 = face_box(face.to_image(points), width=w, height=h, margin=0.0)
-    crop = frame[y0:y1, x0:x1].astype(np.float64)
     ys, xs = np.mgrid[y0:y1, x0:x1]
     query = face.to_face(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64))
-    inside = (glabella_weight(query, points=points) > 0.5).reshape(crop.shape[:2])
-    lum = np.log(crop @ LUMA + 1.0)
-    fine, broad = CREASE_SCALE * face.iod, SHADING_SCALE * face.iod
-    band = gaussian_filter(lum, fine) - gaussian_filter(lum, broad)
-    return (slice(y0, y1), slice(x0, x1)), inside, np.maximum(-band[inside], 0.0)
+    inside = (glabella_weight(query, points=points) > 0.5).reshape(y1 - y0, x1 - x0)
+    return (slice(y0, y1), slice(x0, x1)), inside
+
+
+def furrow_depth(
+    frame: np.ndarray, *, crop: tuple[slice, slice], inside: np.ndarray, iod: float
+) -> float:
+    """The mean furrow darkness (log luminance, >= 0) of frame (H, W, 3) uint8 over the
+    glabella's pixels (`glabella`)."""
+    lum = np.log(frame[crop].astype(np.float64) @ LUMA + 1.0)
+    band = gaussian_filter(lum, CREASE_SCALE * iod) - gaussian_filter(lum, SHADING_SCALE * iod)
+    return float(np.maximum(-band[inside], 0.0).mean())
 
 
 def measure(path: Path, *, emotion: str) -> None:
@@ -85,7 +90,10 @@ def measure(path: Path, *, emotion: str) -> None:
                 face, points = track.frame(t), np.asarray(track.norm[t], np.float64)
                 present = analysis.current[t]
                 if present[a4] < CALM_AU4:
-                    depth["calm"].append(float(glabella(frame, face=face, points=points)[2].mean()))
+                    crop, inside = glabella(frame.shape, face=face, points=points)
+                    depth["calm"].append(
+                        furrow_depth(frame, crop=crop, inside=inside, iod=face.iod)
+                    )
                 share = frown_share(deltas[t], present=present, au_names=model.au_names)
                 if share < 0.5:
                     before = None
@@ -97,10 +105,10 @@ def measure(path: Path, *, emotion: str) -> None:
                     "lifted": gen.edit_frame(frame, present=present, **kw),
                 }
                 moved = points + gen.displacement(deltas[t], points=points)
+                crop, inside = glabella(frame.shape, face=face, points=moved)
                 for name, out in outs.items():
-                    depth[name].append(float(glabella(out, face=face, points=moved)[2].mean()))
+                    depth[name].append(furrow_depth(out, crop=crop, inside=inside, iod=face.iod))
                 if before is not None:
-                    crop, inside, _ = glabella(frame, face=face, points=moved)
                     for name, out in outs.items():
                         diff = np.abs(out[crop].astype(int) - before[name][crop]).mean(axis=-1)
                         change[name].append(float(diff[inside].mean()))
