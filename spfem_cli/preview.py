@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from spfem_cli.errors import SpfemError
-from spfem_cli.generator.device import resolve_device
-from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, ExpressionModel
-from spfem_cli.generator.generator import MouthMode, build_generator
+from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS
+from spfem_cli.generator.generator import MouthMode
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR
 from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, probe
-from spfem_cli.pipeline import MAX_INTENSITY, analyse_video, read_rest_face
+from spfem_cli.pipeline import MAX_INTENSITY, Editor, analyse_video, read_rest_face
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
-from spfem_cli.targets import default_resolver, mixture_vector
+from spfem_cli.targets import mixture_vector
 
 MAX_ROWS = 12
 # How far the crop reaches beyond the landmarks, as a fraction of the face's size: enough for
@@ -66,15 +65,12 @@ def preview_sheet(
     emotions = EMOTIONS if emotions is None else tuple(emotions)
     if not emotions:
         raise SpfemError("the preview needs at least one emotion")
-    expression = ExpressionModel.load(model)
-    resolve = default_resolver(lambda name: expression.emotion_vector(name).double().numpy())
+    editor = Editor.load(model=model, device=device, mouth=mouth, generator=generator)
+    expression, gen = editor.expression, editor.generator
     # Every column is checked before the video is read: a bad one fails at once.
-    targets = [intensity * mixture_vector(spec, resolve=resolve) for spec in emotions]
+    targets = [intensity * mixture_vector(spec, resolve=editor.vector_of) for spec in emotions]
     info = probe(input_path)
     rest_face = None if rest is None else read_rest_face(rest, video=input_path)
-    gen = build_generator(
-        model=expression, device=resolve_device(device), mouth=mouth, kind=generator
-    )
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         analysis = analyse_video(
             info, model=expression, workdir=Path(tmp), reporter=rep, rest_face=rest_face
