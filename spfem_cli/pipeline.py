@@ -27,9 +27,15 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face.glasses import RimFinder, Rims, SteadyRims
 from spfem_cli.face.pose import frontal_face_frame
 from spfem_cli.face.rest import rest_shape
-from spfem_cli.face.track import FaceTrack, chunks, smooth_valid, track_frames
+from spfem_cli.face.track import FaceTrack, chunks, median_valid, smooth_valid, track_frames
 from spfem_cli.generator.device import resolve_device, torch_threads
-from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel, present_expression
+from spfem_cli.generator.expression import (
+    DEFAULT_MODEL,
+    LID_AU,
+    ExpressionModel,
+    lid_clearance,
+    present_expression,
+)
 from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode, build_generator
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER
 from spfem_cli.media import (
@@ -70,6 +76,8 @@ _REST_SPAN = re.compile(r"\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*")
 # The expression already on the face is estimated from a heavily smoothed signal, so that
 # what is replaced is the slow expression, not the quick motions of speech.
 EXPRESSION_SMOOTHING_S = 0.5
+BLINK_FRACTION = 0.25
+LID_FRACTION = 0.3
 ANALYSIS_MAX_SIDE = 1280
 MIN_SEGMENT_FRAMES = 60
 RIDGE = 0.2
@@ -117,15 +125,34 @@ def slow_activations(
 ) -> np.ndarray:
     """Signed AU activations (T, K) float64 of each frame relative to the clip's median face,
     smoothed in time (sigma_frames) so that what they show is the slow expression, not speech
-    or blinks (`smooth_valid`, which ignores rows without a face and returns them as 0)."""
+    or blinks (`smooth_valid`, which ignores rows without a face and returns them as 0).
+
+    The upper lid raiser (LID_AU) is read off the lids' height above the irises instead
+    (`lid_clearance`, over the lid raiser's own rise, `ExpressionModel.lid_rise`), relative
+    to the clip's median, with blinks taken out first by a running median (`median_valid`)
+    over twice sigma_frames: averaged in, a blink's closed lids read as lids lowered for
+    a second around it."""
     k = int(model.au_basis.shape[0])
     acts = np.zeros((track.n_frames, k))
+    clearance = np.zeros(track.n_frames)
     median = torch.from_numpy(track.median_frontal()).float()
     for start, end in chunks(track.n_frames):
-        offsets = torch.from_numpy(np.asarray(track.frontal[start:end], dtype=np.float32)) - median
+        frontal = np.asarray(track.frontal[start:end], dtype=np.float32)
         with torch.no_grad():
-            acts[start:end] = signed_activations(model, offsets).numpy()
-    return smooth_valid(acts, track.valid, sigma_frames)
+            acts[start:end] = signed_activations(model, torch.from_numpy(frontal) - median).numpy()
+        clearance[start:end] = lid_clearance(frontal)
+    acts = smooth_valid(acts, track.valid, sigma_frames)
+    seen = track.valid & np.isfinite(clearance)
+    if model.lid_rise > 0 and seen.any():
+        size = 2 * max(1, round(BLINK_FRACTION * sigma_frames)) + 1
+        clearance = median_valid(clearance, seen, size)
+        # A shut eye says nothing of the lid's place: the frames around it do.
+        t = np.arange(track.n_frames)
+        clearance = np.interp(t, t[seen], clearance[seen])
+        clearance = smooth_valid(clearance, track.valid, LID_FRACTION * sigma_frames)
+        lid = model.au_names.index(LID_AU)
+        acts[:, lid] = (clearance - np.median(clearance[track.valid])) / model.lid_rise
+    return acts
 
 
 def rest_span(rest: str | Path) -> tuple[float, float] | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, median_filter
 
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
@@ -97,6 +97,16 @@ def smooth_valid(x: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
     den = gaussian_filter1d(w, sigma, mode="nearest").reshape(shape)
     out = np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
     return np.where(valid.reshape(shape), out, 0.0)
+
+
+def median_valid(x: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
+    """Running median along axis 0 over `size` consecutive valid rows, which drops what
+    lasts under half of it (a blink) whatever its depth; x: (T,) values, valid: (T,) bool.
+    Invalid rows come back as 0."""
+    out = np.zeros(len(x))
+    if valid.any():
+        out[valid] = median_filter(np.asarray(x, np.float64)[valid], size=size, mode="nearest")
+    return out
 
 
 def _unwrap_angles(params: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import torch
 from scipy.optimize import nnls
 
 from spfem_cli.errors import SpfemError
+from spfem_cli.face import mesh
 from spfem_cli.face.mesh import JAW, LIPS_INNER, LIPS_OUTER, N_LANDMARKS
 from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint
 
@@ -137,6 +138,48 @@ GAIN_BLOCKS = (("AU1", "AU2", "AU4"), ("AU7",))
 # (scripts/measure_noise_floor.py).
 MIN_GAIN = 0.16
 MAX_PRESENT = 1.5
+
+
+# The upper lid raiser is read off how far the upper lid stands above the iris, not off the fit
+# of all the landmarks (`ExpressionModel.estimate`): there a wide-eyed look (expr_d14 frame 70,
+# lids 0.05 IOD above their usual place, the white showing over the iris) read as 0.3 of the
+# lid raiser, the rest of the lid's rise taken by the brow raisers and a negative lid
+# tightener, and the slow reading, a blink's closed lids averaged in, as 0.08. Measured
+# against the iris, the reading does not follow the gaze: the lid follows the eye when it
+# looks up or down, the white above the iris stays.
+LID_AU = "AU5"
+# The upper lids' middle points (ring position 12 of each eye), where the lid raiser's rise is
+# measured on its field.
+UPPER_LID_MIDDLE = (mesh.RIGHT_EYE[12], mesh.LEFT_EYE[12])
+# An eye open less than this many iris radii at the iris is shut: a blink or a wink.
+CLOSED_EYE = 0.6
+
+
+def lid_clearance(points: np.ndarray) -> np.ndarray:
+    """(T,) float64: how far the upper lid stands above the top of the iris, the mean of both
+    eyes, in IOD (positive where white shows above the iris, negative where the lid covers
+    it); NaN where either eye is closed (open less than CLOSED_EYE iris radii at the iris),
+    since FaceMesh then guesses the iris above the shut lid. points: (T, 478, 2) landmarks in
+    the face frame (y down)."""
+    points = np.asarray(points, dtype=np.float64)
+    out = np.zeros(len(points))
+    for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
+        ring = points[:, list(ring_idx)]
+        iris = points[:, list(iris_idx)]
+        centre = iris[:, 0]
+        radius = np.linalg.norm(iris[:, 1:] - centre[:, None], axis=-1).mean(axis=1)
+        for t in range(len(points)):
+            upper = _lid_at(ring[t, list(mesh.EYE_RING_UPPER_LID)], centre[t, 0])
+            lower = _lid_at(ring[t, list(mesh.EYE_RING_LOWER_LID)], centre[t, 0])
+            closed = lower - upper < CLOSED_EYE * radius[t]
+            out[t] += np.nan if closed else 0.5 * (centre[t, 1] - radius[t] - upper)
+    return out
+
+
+def _lid_at(lid: np.ndarray, x: float) -> float:
+    """The y of a lid (n, 2) of face-frame points at x."""
+    order = np.argsort(lid[:, 0])
+    return float(np.interp(x, lid[order, 0], lid[order, 1]))
 
 
 def undo_detector_gain(readings: np.ndarray, *, au_names: tuple[str, ...]) -> np.ndarray:
@@ -314,6 +357,15 @@ class ExpressionModel(torch.nn.Module):
         """Load by manifest name or checkpoint path (see `load_checkpoint`)."""
         ckpt = load_checkpoint(name_or_path, weights_dir=weights_dir, cache_dir=cache_dir)
         return cls.from_checkpoint(ckpt)
+
+    @property
+    def lid_rise(self) -> float:
+        """How far one unit of the upper lid raiser (LID_AU) lifts the middle of the upper
+        lids, IOD; 0 when the model has no such AU."""
+        if LID_AU not in self.au_names:
+            return 0.0
+        field = self.au_basis[self.au_names.index(LID_AU), list(UPPER_LID_MIDDLE), 1]
+        return float(-field.mean())
 
     def emotion_vector(self, emotion: str, *, intensity: float = 1.0) -> torch.Tensor:
         """AU activations (K,) of ``emotion`` at ``intensity`` (1 = the prototype, 0 = none)."""
