@@ -1,16 +1,18 @@
-"""How much of an upper lid raise (wide eyes) an edit reads as already on the face, per clip.
+"""How much of each lid AU (wide eyes, a squint) an edit reads as already on the face.
 
     python scripts/measure_lids.py [--clips ../shared/clips] [--names expr_d14.mp4 ...]
         [--frames expr_d14.mp4:73,75 ...]
 
-An edit takes off the lid raise it reads on the face (`present_expression`). The lid raiser
-(`LID_AU`) is read off the lids' height above the irises (`lid_clearance`, as
-`pipeline.slow_activations` reads it); it used to be read off the fit of all the landmarks,
-like the other AUs. For each clip this prints the present lid raise (activation units) on one
-frame in ten (90th percentile) and at its largest, both ways. For each clip:frames given, the
-frames are edited to neutral and FaceMesh, finding the face afresh on the input and on the
-output, reads how far the lids stand above the irises (IOD): the drop is what the edit took
-off as FaceMesh sees it. About ten seconds a clip on two cores.
+An edit takes off the expression it reads on the face (`present_expression`). The lid AUs
+(`LID_READINGS`: the upper lid raiser AU5, the lid tightener AU7) are read off the lids'
+clearance from the irises (`lid_heights`, as `pipeline.slow_activations` reads them); they
+used to be read off the fit of all the landmarks, like the other AUs, the lid tightener's
+undone through FaceMesh's small gain on warped lids. For each clip this prints each lid AU
+present (activation units) at the median frame, on one frame in ten (90th percentile) and at
+its largest, both ways. For each clip:frames given, the frames are edited to neutral and
+FaceMesh, finding the face afresh on the input and on the output, reads how far the upper lids
+stand above the irises (IOD): the drop is what the edit took off as FaceMesh sees it. About
+ten seconds a clip on two cores.
 """
 
 from __future__ import annotations
@@ -26,9 +28,14 @@ from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.face.track import chunks, smooth_valid
 from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.generator.expression import (
-    LID_AU,
+    GAIN_RIDGE,
+    LID_READINGS,
+    MAX_PRESENT,
+    MIN_GAIN,
+    NOISE_FLOOR,
+    REST_PERCENTILE,
     ExpressionModel,
-    lid_clearance,
+    lid_heights,
     present_expression,
 )
 from spfem_cli.generator.generator import FaceGenerator
@@ -51,8 +58,9 @@ NAMES = (
 FRAMES = ("expr_d14.mp4:73,75", "expr_d9.mp4:510", "expr_d10.mp4:347")
 
 
-def fitted_lid(analysis: Analysis, model: ExpressionModel) -> np.ndarray:
-    """(T,) the present lid raise read off the fit of all the landmarks, as before."""
+def fitted(analysis: Analysis, model: ExpressionModel) -> np.ndarray:
+    """(T, K) the present expression with the lids read off the fit of all the landmarks, and
+    the lid tightener undone through FaceMesh's gain on warped lids, as before."""
     track = analysis.track
     acts = np.zeros((track.n_frames, model.num_aus))
     median = torch.from_numpy(track.median_frontal()).float()
@@ -62,7 +70,13 @@ def fitted_lid(analysis: Analysis, model: ExpressionModel) -> np.ndarray:
             acts[start:end] = signed_activations(model, offsets).numpy()
     acts = smooth_valid(acts, track.valid, EXPRESSION_SMOOTHING_S * float(analysis.info.fps))
     present = present_expression(acts, au_names=model.au_names, valid=track.valid)
-    return present[:, model.au_names.index(LID_AU)]
+    tight = model.au_names.index("AU7")
+    rest = np.percentile(acts[track.valid, tight], REST_PERCENTILE)
+    excess = np.clip(acts[:, tight] - rest - NOISE_FLOOR, 0.0, None)
+    # Its gain was solved alone, by ridge least squares at MIN_GAIN.
+    undone = excess / (MIN_GAIN * (1.0 + GAIN_RIDGE))
+    present[:, tight] = np.clip(undone, 0.0, MAX_PRESENT) * track.valid
+    return present
 
 
 def clearance(tracker: LandmarkTracker, image: np.ndarray) -> float:
@@ -70,7 +84,7 @@ def clearance(tracker: LandmarkTracker, image: np.ndarray) -> float:
     if found is None:
         return float("nan")
     face = FaceFrame.from_landmarks(found.landmarks)
-    return float(lid_clearance(face.to_face(found.landmarks.astype(np.float64))[None])[0])
+    return float(lid_heights(face.to_face(found.landmarks.astype(np.float64))[None])[0, 0])
 
 
 def redetect(analysis: Analysis, model: ExpressionModel, frames: list[int]) -> None:
@@ -78,7 +92,7 @@ def redetect(analysis: Analysis, model: ExpressionModel, frames: list[int]) -> N
     track = analysis.track
     target = model.emotion_vector("neutral").double().numpy()
     deltas = analysis.deltas(target=target, weights=np.ones(track.n_frames))
-    lid = model.au_names.index(LID_AU)
+    lid = model.au_names.index("AU5")
     with FrameReader(analysis.info) as reader, LandmarkTracker(video_mode=False) as tracker:
         for t, frame in enumerate(reader):
             if t in frames:
@@ -110,8 +124,9 @@ def main() -> None:
         name, _, frames = spec.partition(":")
         picks[name] = [int(f) for f in frames.split(",")]
     model = ExpressionModel.load()
-    lid = model.au_names.index(LID_AU)
-    print(f"{'clip':28s} {'iris p90':>9s} {'max':>6s} {'fit p90':>8s} {'max':>6s}")
+    lids = {au: model.au_names.index(au) for au in LID_READINGS}
+    head = "  ".join(f"{au + ' iris':>16s} {au + ' fit':>16s}" for au in lids)
+    print(f"{'clip':28s} {head}    (median / p90 / max)")
     for name in dict.fromkeys([*args.names, *picks]):
         with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
             analysis = analyse_video(
@@ -121,12 +136,14 @@ def main() -> None:
                 reporter=SilentReporter(),
             )
             valid = analysis.track.valid
-            iris = analysis.current[valid, lid]
-            fit = fitted_lid(analysis, model)[valid]
-            print(
-                f"{name:28s} {np.percentile(iris, 90):9.2f} {iris.max():6.2f} "
-                f"{np.percentile(fit, 90):8.2f} {fit.max():6.2f}"
-            )
+            old = fitted(analysis, model)
+            cells = []
+            for k in lids.values():
+                for read in (analysis.current[valid, k], old[valid, k]):
+                    cells.append(
+                        f"{np.median(read):.2f}/{np.percentile(read, 90):.2f}/{read.max():.2f}"
+                    )
+            print(f"{name:28s} " + "  ".join(f"{c:>16s}" for c in cells))
             if name in picks:
                 redetect(analysis, model, picks[name])
 

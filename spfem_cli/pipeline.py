@@ -31,9 +31,9 @@ from spfem_cli.face.track import FaceTrack, chunks, median_valid, smooth_valid, 
 from spfem_cli.generator.device import resolve_device, torch_threads
 from spfem_cli.generator.expression import (
     DEFAULT_MODEL,
-    LID_AU,
+    LID_READINGS,
     ExpressionModel,
-    lid_clearance,
+    lid_heights,
     present_expression,
 )
 from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode, build_generator
@@ -76,8 +76,13 @@ _REST_SPAN = re.compile(r"\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*")
 # The expression already on the face is estimated from a heavily smoothed signal, so that
 # what is replaced is the slow expression, not the quick motions of speech.
 EXPRESSION_SMOOTHING_S = 0.5
+# The lids' readings (`slow_activations`): a running median over twice BLINK_FRACTION of the
+# smoothing's sigma (9 frames at 30 fps) takes out a blink, whatever its depth; what is left
+# is smoothed over LID_FRACTION of the sigma, enough for the lids' landmark noise.
 BLINK_FRACTION = 0.25
 LID_FRACTION = 0.3
+# A lid AU that moves one of the lids' heights by less than this (IOD a unit) is not read there.
+MIN_LID_MOTION = 0.005
 ANALYSIS_MAX_SIDE = 1280
 MIN_SEGMENT_FRAMES = 60
 RIDGE = 0.2
@@ -127,31 +132,42 @@ def slow_activations(
     smoothed in time (sigma_frames) so that what they show is the slow expression, not speech
     or blinks (`smooth_valid`, which ignores rows without a face and returns them as 0).
 
-    The upper lid raiser (LID_AU) is read off the lids' height above the irises instead
-    (`lid_clearance`, over the lid raiser's own rise, `ExpressionModel.lid_rise`), relative
-    to the clip's median, with blinks taken out first by a running median (`median_valid`)
-    over twice sigma_frames: averaged in, a blink's closed lids read as lids lowered for
-    a second around it."""
+    The lid AUs (LID_READINGS: the upper lid raiser, the lid tightener) are read off where the
+    lids stand instead (`lid_heights`, over each AU's own motion of them,
+    `ExpressionModel.lid_motion`; the least of an AU's readings), relative to the clip's
+    median, with blinks and shut eyes taken out first by a running median (`median_valid`)
+    and smoothed over LID_FRACTION of sigma_frames: averaged in, a blink's closed lids read as
+    lids lowered for a second around it, and a wide-eyed look a third of a second long was
+    smoothed away."""
     k = int(model.au_basis.shape[0])
     acts = np.zeros((track.n_frames, k))
-    clearance = np.zeros(track.n_frames)
+    heights = np.zeros((track.n_frames, 3))
     median = torch.from_numpy(track.median_frontal()).float()
     for start, end in chunks(track.n_frames):
         frontal = np.asarray(track.frontal[start:end], dtype=np.float32)
         with torch.no_grad():
             acts[start:end] = signed_activations(model, torch.from_numpy(frontal) - median).numpy()
-        clearance[start:end] = lid_clearance(frontal)
+        heights[start:end] = lid_heights(frontal)
     acts = smooth_valid(acts, track.valid, sigma_frames)
-    seen = track.valid & np.isfinite(clearance)
-    if model.lid_rise > 0 and seen.any():
-        size = 2 * max(1, round(BLINK_FRACTION * sigma_frames)) + 1
-        clearance = median_valid(clearance, seen, size)
-        # A shut eye says nothing of the lid's place: the frames around it do.
-        t = np.arange(track.n_frames)
-        clearance = np.interp(t, t[seen], clearance[seen])
-        clearance = smooth_valid(clearance, track.valid, LID_FRACTION * sigma_frames)
-        lid = model.au_names.index(LID_AU)
-        acts[:, lid] = (clearance - np.median(clearance[track.valid])) / model.lid_rise
+    seen = track.valid & np.isfinite(heights[:, 0])
+    if not seen.any():
+        return acts
+    size = 2 * max(1, round(BLINK_FRACTION * sigma_frames)) + 1
+    t = np.arange(track.n_frames)
+    slow = np.zeros_like(heights)
+    for j in range(heights.shape[1]):
+        # A shut eye says nothing of the lids' place: the frames around it do.
+        column = median_valid(heights[:, j], seen, size)
+        column = smooth_valid(
+            np.interp(t, t[seen], column[seen]), track.valid, LID_FRACTION * sigma_frames
+        )
+        slow[:, j] = column - np.median(column[track.valid])
+    for au, columns in LID_READINGS.items():
+        motion = model.lid_motion(au)
+        used = [j for j in columns if abs(motion[j]) > MIN_LID_MOTION]
+        if used:
+            readings = slow[:, used] / motion[used]
+            acts[:, model.au_names.index(au)] = readings.min(axis=1)
     return acts
 
 

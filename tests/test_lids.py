@@ -1,4 +1,4 @@
-"""The upper lid raiser read off the lids' height above the irises (`lid_clearance`)."""
+"""The lid AUs read off where the lids stand (`lid_heights`)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,17 @@ import torch
 
 from spfem_cli.face import mesh
 from spfem_cli.face.track import median_valid
-from spfem_cli.generator.expression import LID_AU, ExpressionModel, lid_clearance
+from spfem_cli.generator.expression import LID_READINGS, ExpressionModel, lid_heights
 from spfem_cli.pipeline import Analysis
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 needs_clips = pytest.mark.skipif(not SHARED_CLIPS.is_dir(), reason="../shared/clips is absent")
 
 UPPER = [ring[i] for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE) for i in mesh.EYE_RING_UPPER_LID]
+LOWER = [ring[i] for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE) for i in mesh.EYE_RING_LOWER_LID]
+# The lids without the eyes' corners (ring positions 0 and 8), which both lids share.
+UPPER_MIDDLE = [ring[i] for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE) for i in range(9, 16)]
+LOWER_MIDDLE = [ring[i] for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE) for i in range(1, 8)]
 IRISES = list(mesh.RIGHT_IRIS + mesh.LEFT_IRIS)
 
 
@@ -27,22 +31,24 @@ def model() -> ExpressionModel:
     return ExpressionModel.load()
 
 
-def test_the_clearance_follows_the_lid_not_the_gaze(model: ExpressionModel) -> None:
-    """On the model's template face: a lid raised 0.02 IOD clears the iris 0.02 more; an eye
-    looking up, its lid following, clears it as before; a shut eye gives no reading."""
+def test_the_clearance_follows_the_lids_not_the_gaze(model: ExpressionModel) -> None:
+    """On the model's template face: an upper lid raised 0.02 IOD clears the iris 0.02 more,
+    a lower lid raised 0.01 clears it and the eye's corners 0.01 less; an eye looking up, its
+    lids following, reads as before; a shut eye gives no reading."""
     face = model.template.double().numpy()
-    base = lid_clearance(face[None])[0]
+    base = lid_heights(face[None])[0]
     raised = face.copy()
-    raised[UPPER, 1] -= 0.02
+    raised[UPPER_MIDDLE, 1] -= 0.02
+    raised[LOWER_MIDDLE, 1] -= 0.01
     looking_up = face.copy()
-    looking_up[UPPER + IRISES, 1] -= 0.03
+    looking_up[UPPER + LOWER + IRISES, 1] -= 0.03
     shut = face.copy()
     ring = list(mesh.RIGHT_EYE)
     shut[[ring[i] for i in mesh.EYE_RING_UPPER_LID], 1] = face[ring[4], 1]
-    read = lid_clearance(np.stack([raised, looking_up, shut]))
-    assert read[0] - base == pytest.approx(0.02, abs=1e-9)
+    read = lid_heights(np.stack([raised, looking_up, shut]))
+    assert read[0] - base == pytest.approx([0.02, -0.01, -0.01], abs=1e-9)
     assert read[1] == pytest.approx(base, abs=1e-9)
-    assert np.isnan(read[2])
+    assert np.isnan(read[2]).all()
 
 
 def test_a_blink_is_dropped_and_a_held_look_kept() -> None:
@@ -57,11 +63,14 @@ def test_a_blink_is_dropped_and_a_held_look_kept() -> None:
     assert out[50] == 0.0
 
 
-def test_the_lid_raisers_rise(model: ExpressionModel) -> None:
-    """The lid raiser's field lifts the lids' middle a few hundredths of the IOD; a model
-    without it reads no lid."""
-    assert 0.02 < model.lid_rise < 0.06
-    keep = [i for i, name in enumerate(model.au_names) if name != LID_AU]
+def test_each_lid_aus_motion(model: ExpressionModel) -> None:
+    """The lid raiser lifts the upper lid a few hundredths of the IOD off the iris, the lid
+    tightener the lower lid over it and above the eye's corners; a model without them reads no
+    lid."""
+    assert 0.02 < model.lid_motion("AU5")[0] < 0.06
+    tightened = model.lid_motion("AU7")[1:]
+    assert np.all((tightened > -0.06) & (tightened < -0.015))
+    keep = [i for i, name in enumerate(model.au_names) if name not in LID_READINGS]
     without = ExpressionModel(
         template=model.template,
         au_basis=model.au_basis[keep],
@@ -69,7 +78,7 @@ def test_the_lid_raisers_rise(model: ExpressionModel) -> None:
         au_names=[model.au_names[i] for i in keep],
         emotions=model.emotions,
     )
-    assert without.lid_rise == 0.0
+    assert not without.lid_motion("AU5").any() and not without.lid_motion("AU7").any()
 
 
 def _analysed(name: str, model: ExpressionModel) -> Iterator[Analysis]:
@@ -98,7 +107,7 @@ def test_wide_eyes_are_read_and_calm_ones_are_not(
 ) -> None:
     """The lid raiser present on expr_d14's wide-eyed moment (0.66 at its peak; read off the
     landmark fit, 0.08 at frame 70, a blink averaged in) and not on her calm frames."""
-    lid = model.au_names.index(LID_AU)
+    lid = model.au_names.index("AU5")
     present = wide_eyed.current[:, lid]
     assert present[69:79].max() >= 0.45
     assert present[93:106].max() <= 0.1
@@ -119,7 +128,7 @@ def test_speakers_with_their_usual_lids_read_little(
     """The smiling speaker talk_s32 read 0.47 of a lid raise on one frame in ten off the
     landmark fit (an edit narrowed her eyes); now 0.11. The calm speakers read 0."""
     for analysis in _analysed(name, model):
-        lid = model.au_names.index(LID_AU)
+        lid = model.au_names.index("AU5")
         valid = analysis.track.valid
         assert np.percentile(analysis.current[valid, lid], 90) <= p90
 
@@ -145,7 +154,7 @@ def test_neutral_lowers_wide_lids_as_facemesh_reads_them(
         found = tracker.detect(image)
         assert found is not None
         face = FaceFrame.from_landmarks(found.landmarks)
-        return float(lid_clearance(face.to_face(found.landmarks.astype(np.float64))[None])[0])
+        return float(lid_heights(face.to_face(found.landmarks.astype(np.float64))[None])[0, 0])
 
     lowered = []
     with FrameReader(wide_eyed.info) as reader, LandmarkTracker(video_mode=False) as tracker:

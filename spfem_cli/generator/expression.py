@@ -125,59 +125,65 @@ DETECTOR_GAIN: tuple[tuple[float, ...], ...] = (
 # the correction is no noisier than the lid tightener's; relative to the block's scale, so
 # that it barely shrinks a block of one small gain.
 GAIN_RIDGE = 0.02
-# Solved together: the brow AUs, which FaceMesh reads as one another. The lid tightener is
-# solved alone: its row and column hold little of the brows (at most 0.04) but for the outer
-# brow raise's -0.16, and solved with the brows, a worried brow's reading took a quarter of
-# the smile's squint off what was removed (talk_s32: 0.09 of squint taken off, not 0.12).
-GAIN_BLOCKS = (("AU1", "AU2", "AU4"), ("AU7",))
-# No AU's own gain is taken below MIN_GAIN. The lid tightener's, 0.16 when first measured, was
-# 0.08 when measured again (most likely since a dropping lower lid, which is what taking off a
-# lid tightening shows, stopped uncovering eyeball). Undone at 0.08, the lid tightening read
-# into calm speakers doubled (90th percentile: talk_s18 0.93 to 1.50, speech_obama 0.38 to
-# 0.76 activation units), for 0.02 more calming of talk_s32's upper face
-# (scripts/measure_noise_floor.py).
+# Solved together: the brow AUs, which FaceMesh reads as one another. The lid AUs are not
+# corrected: they are read off the lids themselves (LID_READINGS), as far as a real lid moved.
+GAIN_BLOCKS = (("AU1", "AU2", "AU4"),)
+# No AU's own gain is taken below MIN_GAIN (the lid tightener's, 0.08 when measured again, was
+# undone at this when it was read off the fit: undone at 0.08, the lid tightening read into
+# calm speakers doubled).
 MIN_GAIN = 0.16
 MAX_PRESENT = 1.5
 
 
-# The upper lid raiser is read off how far the upper lid stands above the iris, not off the fit
-# of all the landmarks (`ExpressionModel.estimate`): there a wide-eyed look (expr_d14 frame 70,
-# lids 0.05 IOD above their usual place, the white showing over the iris) read as 0.3 of the
-# lid raiser, the rest of the lid's rise taken by the brow raisers and a negative lid
-# tightener, and the slow reading, a blink's closed lids averaged in, as 0.08. Measured
-# against the iris, the reading does not follow the gaze: the lid follows the eye when it
-# looks up or down, the white above the iris stays.
-LID_AU = "AU5"
-# The upper lids' middle points (ring position 12 of each eye), where the lid raiser's rise is
-# measured on its field.
-UPPER_LID_MIDDLE = (mesh.RIGHT_EYE[12], mesh.LEFT_EYE[12])
+# The lid AUs are read off where the lids stand, not off the fit of all the landmarks
+# (`ExpressionModel.estimate`), in the units of their own fields (a real lid moved as far as
+# the field moves it at activation 1 reads 1), so no detector gain is undone for them. The fit
+# read a wide-eyed look (expr_d14 frame 70, lids 0.05 IOD above their usual place) as 0.3 of
+# the upper lid raiser, the rest taken by the brow raisers and a negative lid tightener, and
+# once smoothed, a blink averaged in, as 0.08. Its lid tightener, undone through FaceMesh's
+# small gain on warped lids (8-16%), read calm speakers' lid noise as up to 1.5 units of
+# squint (talk_s20, one frame in ten), which an edit then took off, opening calm eyes.
+# The upper lid is read against the iris: it follows the eye when it looks up or down, so the
+# white above the iris does not. The lower lid follows the eye less: in a look down the iris
+# sinks behind it and the lid reads as raised against the iris alone (portrait_s29: 0.6 of a
+# lid tightening), so it counts as raised only as far as it is raised both against the iris
+# and against the line through the eye's corners, which a look does not move but whose
+# reading is noisier. AU -> the `lid_heights` columns it is read from (the least reading of
+# them counts).
+LID_READINGS: Mapping[str, tuple[int, ...]] = MappingProxyType({"AU5": (0,), "AU7": (1, 2)})
 # An eye open less than this many iris radii at the iris is shut: a blink or a wink.
 CLOSED_EYE = 0.6
 
 
-def lid_clearance(points: np.ndarray) -> np.ndarray:
-    """(T,) float64: how far the upper lid stands above the top of the iris, the mean of both
-    eyes, in IOD (positive where white shows above the iris, negative where the lid covers
-    it); NaN where either eye is closed (open less than CLOSED_EYE iris radii at the iris),
-    since FaceMesh then guesses the iris above the shut lid. points: (T, 478, 2) landmarks in
-    the face frame (y down)."""
+def lid_heights(points: np.ndarray) -> np.ndarray:
+    """(T, 3) float64, the mean of both eyes, in IOD, measured at the iris's centre: how far
+    the upper lid stands above the top of the iris, the lower lid below its bottom (both
+    positive where white shows beyond the iris, negative where the lid covers it), and the
+    lower lid below the line through the eye's corners. NaN where either eye is shut (open
+    less than CLOSED_EYE iris radii), since FaceMesh then guesses the iris beyond the shut
+    lids. points: (T, 478, 2) landmarks in the face frame (y down)."""
     points = np.asarray(points, dtype=np.float64)
-    out = np.zeros(len(points))
+    out = np.zeros((len(points), 3))
     for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
         ring = points[:, list(ring_idx)]
         iris = points[:, list(iris_idx)]
         centre = iris[:, 0]
         radius = np.linalg.norm(iris[:, 1:] - centre[:, None], axis=-1).mean(axis=1)
         for t in range(len(points)):
-            upper = _lid_at(ring[t, list(mesh.EYE_RING_UPPER_LID)], centre[t, 0])
-            lower = _lid_at(ring[t, list(mesh.EYE_RING_LOWER_LID)], centre[t, 0])
-            closed = lower - upper < CLOSED_EYE * radius[t]
-            out[t] += np.nan if closed else 0.5 * (centre[t, 1] - radius[t] - upper)
+            x = centre[t, 0]
+            upper = _lid_at(ring[t, list(mesh.EYE_RING_UPPER_LID)], x)
+            lower = _lid_at(ring[t, list(mesh.EYE_RING_LOWER_LID)], x)
+            corners = _lid_at(ring[t, [0, 8]], x)
+            if lower - upper < CLOSED_EYE * radius[t]:
+                out[t] = np.nan
+            else:
+                top, bottom = centre[t, 1] - radius[t], centre[t, 1] + radius[t]
+                out[t] += 0.5 * np.array([top - upper, lower - bottom, lower - corners])
     return out
 
 
 def _lid_at(lid: np.ndarray, x: float) -> float:
-    """The y of a lid (n, 2) of face-frame points at x."""
+    """The y at x of a lid (n, 2) of face-frame points, straight between them."""
     order = np.argsort(lid[:, 0])
     return float(np.interp(x, lid[order, 0], lid[order, 1]))
 
@@ -360,14 +366,14 @@ class ExpressionModel(torch.nn.Module):
         ckpt = load_checkpoint(name_or_path, weights_dir=weights_dir, cache_dir=cache_dir)
         return cls.from_checkpoint(ckpt)
 
-    @property
-    def lid_rise(self) -> float:
-        """How far one unit of the upper lid raiser (LID_AU) lifts the middle of the upper
-        lids, IOD; 0 when the model has no such AU."""
-        if LID_AU not in self.au_names:
-            return 0.0
-        field = self.au_basis[self.au_names.index(LID_AU), list(UPPER_LID_MIDDLE), 1]
-        return float(-field.mean())
+    def lid_motion(self, au: str) -> np.ndarray:
+        """(3,) how far one unit of a lid AU (LID_READINGS) moves each of the template face's
+        `lid_heights`, IOD; zeros when the model has no such AU."""
+        if au not in self.au_names:
+            return np.zeros(3)
+        face = self.template.double().numpy()
+        moved = face + self.au_basis[self.au_names.index(au)].double().numpy()
+        return lid_heights(moved[None])[0] - lid_heights(face[None])[0]
 
     def emotion_vector(self, emotion: str, *, intensity: float = 1.0) -> torch.Tensor:
         """AU activations (K,) of ``emotion`` at ``intensity`` (1 = the prototype, 0 = none)."""
