@@ -108,10 +108,10 @@ NOISE_FLOOR = 0.15
 # read off the landmarks is turned back into the activations that would read so
 # (`undo_detector_gain`), so that an edit removes, as FaceMesh reads it, what FaceMesh reads
 # on the input. Not in the matrix: the cheek raise, of which nothing comes back (0.04; AU6 is
-# read only through what it shares with the lids), and the upper lid raiser (0.28), whose
-# reading on real clips also follows the head's pitch (a look upwards raises the lids in the
-# image): amplified, it narrowed the eyes of a speaker looking up. FaceMesh sees real blinks in
-# full, so on real lids the correction may overshoot; the result is capped at MAX_PRESENT.
+# read only through what it shares with the lids), and the upper lid raiser (0.28). Only the
+# brows' block is undone (GAIN_BLOCKS): the lid units are read off the lids themselves, as far
+# as a real lid moves (LID_READINGS), which FaceMesh sees in full. The result is capped at
+# MAX_PRESENT.
 DETECTOR_GAIN_AUS = ("AU1", "AU2", "AU4", "AU7")
 DETECTOR_GAIN: tuple[tuple[float, ...], ...] = (
     (0.71, 0.22, -0.29, -0.02),
