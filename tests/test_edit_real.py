@@ -29,7 +29,7 @@ from tests.conftest import video_frame
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 # Issue 3 is open here: neutral takes the squint off a smile's peaks but calms the movement
-# of the upper face over the clip by a few hundredths, not a fifth (0.97): the lid raiser and the
+# of the upper face over the clip by a twentieth, not a fifth (0.95): the lid raiser and the
 # lid tightener are two readings of the same lid, and this speaker's calm lids (not squinting)
 # read as a raised lid above the median, which the measure counts as expression.
 REPLACE_GAP = "issue 3 open: neutral calms the upper face's movement too little"
