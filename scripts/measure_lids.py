@@ -125,7 +125,7 @@ def main() -> None:
         picks[name] = [int(f) for f in frames.split(",")]
     model = ExpressionModel.load()
     lids = {au: model.au_names.index(au) for au in LID_READINGS}
-    head = "  ".join(f"{au + ' iris':>16s} {au + ' fit':>16s}" for au in lids)
+    head = "  ".join(f"{au + ' lids':>16s} {au + ' fit':>16s}" for au in lids)
     print(f"{'clip':28s} {head}    (median / p90 / max)")
     for name in dict.fromkeys([*args.names, *picks]):
         with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:

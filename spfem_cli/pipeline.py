@@ -133,12 +133,10 @@ def slow_activations(
     or blinks (`smooth_valid`, which ignores rows without a face and returns them as 0).
 
     The lid AUs (LID_READINGS: the upper lid raiser, the lid tightener) are read off where the
-    lids stand instead (`lid_heights`, over each AU's own motion of them,
-    `ExpressionModel.lid_motion`; the least of an AU's readings), relative to the clip's
-    median, with blinks and shut eyes taken out first by a running median (`median_valid`)
-    and smoothed over LID_FRACTION of sigma_frames: averaged in, a blink's closed lids read as
-    lids lowered for a second around it, and a wide-eyed look a third of a second long was
-    smoothed away."""
+    lids stand instead (`slow_lid_heights`, over each AU's own motion of them,
+    `ExpressionModel.lid_motion`; the least of an AU's readings): averaged in with the rest, a
+    blink's closed lids read as lids lowered for a second around it, and a wide-eyed look a
+    third of a second long was smoothed away."""
     k = int(model.au_basis.shape[0])
     acts = np.zeros((track.n_frames, k))
     heights = np.zeros((track.n_frames, 3))
@@ -149,19 +147,9 @@ def slow_activations(
             acts[start:end] = signed_activations(model, torch.from_numpy(frontal) - median).numpy()
         heights[start:end] = lid_heights(frontal)
     acts = smooth_valid(acts, track.valid, sigma_frames)
-    seen = track.valid & np.isfinite(heights[:, 0])
-    if not seen.any():
+    slow = slow_lid_heights(heights, valid=track.valid, sigma_frames=sigma_frames)
+    if slow is None:
         return acts
-    size = 2 * max(1, round(BLINK_FRACTION * sigma_frames)) + 1
-    t = np.arange(track.n_frames)
-    slow = np.zeros_like(heights)
-    for j in range(heights.shape[1]):
-        # A shut eye says nothing of the lids' place: the frames around it do.
-        column = median_valid(heights[:, j], seen, size)
-        column = smooth_valid(
-            np.interp(t, t[seen], column[seen]), track.valid, LID_FRACTION * sigma_frames
-        )
-        slow[:, j] = column - np.median(column[track.valid])
     for au, columns in LID_READINGS.items():
         motion = model.lid_motion(au)
         used = [j for j in columns if abs(motion[j]) > MIN_LID_MOTION]
@@ -169,6 +157,28 @@ def slow_activations(
             readings = slow[:, used] / motion[used]
             acts[:, model.au_names.index(au)] = readings.min(axis=1)
     return acts
+
+
+def slow_lid_heights(
+    heights: np.ndarray, *, valid: np.ndarray, sigma_frames: float
+) -> np.ndarray | None:
+    """The lids' slow place: `lid_heights` (T, 3) of every frame (NaN where an eye is shut),
+    blinks taken out by a running median over twice BLINK_FRACTION of sigma_frames, shut eyes
+    filled from the frames around them, smoothed over LID_FRACTION of it, relative to their
+    median over the frames with a face (`valid`, (T,) bool). Returns (T, 3) IOD, 0 on rows
+    without a face; None when no frame shows both eyes open."""
+    seen = valid & np.isfinite(heights[:, 0])
+    if not seen.any():
+        return None
+    size = 2 * max(1, round(BLINK_FRACTION * sigma_frames)) + 1
+    t = np.arange(len(heights))
+    slow = np.zeros_like(heights)
+    for j in range(heights.shape[1]):
+        column = median_valid(heights[:, j], seen, size)
+        column = np.interp(t, t[seen], column[seen])
+        column = smooth_valid(column, valid, LID_FRACTION * sigma_frames)
+        slow[:, j] = np.where(valid, column - np.median(column[valid]), 0.0)
+    return slow
 
 
 def rest_span(rest: str | Path) -> tuple[float, float] | None:

@@ -121,9 +121,8 @@ DETECTOR_GAIN: tuple[tuple[float, ...], ...] = (
 )
 # The brows' part of the matrix is far from orthogonal: its exact inverse multiplies a reading
 # of AU4 by 10. A ridge of GAIN_RIDGE times the square of the block's largest gain keeps the
-# amplification (the largest singular value of the solve's map) at 5.0, below 1 / MIN_GAIN, so
-# the correction is no noisier than the lid tightener's; relative to the block's scale, so
-# that it barely shrinks a block of one small gain.
+# amplification (the largest singular value of the solve's map) at 5.0, below 1 / MIN_GAIN;
+# relative to the block's scale, so that it barely shrinks a block of one small gain.
 GAIN_RIDGE = 0.02
 # Solved together: the brow AUs, which FaceMesh reads as one another. The lid AUs are not
 # corrected: they are read off the lids themselves (LID_READINGS), as far as a real lid moved.
