@@ -26,6 +26,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import JAW, LIPS_INNER, LIPS_OUTER, N_LANDMARKS
 from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint
+from spfem_cli.generator.warp import iris_radius, lid_lines
 
 CHECKPOINT_KIND = "expression"
 CHECKPOINT_VERSION = 1
@@ -164,27 +165,18 @@ def lid_heights(points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     out = np.zeros((len(points), 3))
     for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
-        ring = points[:, list(ring_idx)]
-        iris = points[:, list(iris_idx)]
-        centre = iris[:, 0]
-        radius = np.linalg.norm(iris[:, 1:] - centre[:, None], axis=-1).mean(axis=1)
-        for t in range(len(points)):
-            x = centre[t, 0]
-            upper = _lid_at(ring[t, list(mesh.EYE_RING_UPPER_LID)], x)
-            lower = _lid_at(ring[t, list(mesh.EYE_RING_LOWER_LID)], x)
-            corners = _lid_at(ring[t, [0, 8]], x)
-            if lower - upper < CLOSED_EYE * radius[t]:
+        rings, irises = points[:, list(ring_idx)], points[:, list(iris_idx)]
+        for t, (ring, iris) in enumerate(zip(rings, irises, strict=True)):
+            centre, radius = iris[0], iris_radius(iris)
+            upper, lower, _ = lid_lines(ring, centre[:1])
+            ends = ring[[0, 8]][np.argsort(ring[[0, 8], 0])]  # the eye's corners
+            corners = np.interp(centre[0], ends[:, 0], ends[:, 1])
+            if lower[0] - upper[0] < CLOSED_EYE * radius:
                 out[t] = np.nan
             else:
-                top, bottom = centre[t, 1] - radius[t], centre[t, 1] + radius[t]
-                out[t] += 0.5 * np.array([top - upper, lower - bottom, lower - corners])
+                top, bottom = centre[1] - radius, centre[1] + radius
+                out[t] += 0.5 * np.array([top - upper[0], lower[0] - bottom, lower[0] - corners])
     return out
-
-
-def _lid_at(lid: np.ndarray, x: float) -> float:
-    """The y at x of a lid (n, 2) of face-frame points, straight between them."""
-    order = np.argsort(lid[:, 0])
-    return float(np.interp(x, lid[order, 0], lid[order, 1]))
 
 
 def undo_detector_gain(readings: np.ndarray, *, au_names: tuple[str, ...]) -> np.ndarray:
