@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.evaluate import lid_clearance_seen
 from spfem_cli.face.track import chunks, smooth_valid
 from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.generator.expression import (
@@ -35,7 +35,6 @@ from spfem_cli.generator.expression import (
     NOISE_FLOOR,
     REST_PERCENTILE,
     ExpressionModel,
-    lid_heights,
     present_expression,
 )
 from spfem_cli.generator.generator import FaceGenerator
@@ -79,14 +78,6 @@ def fitted(analysis: Analysis, model: ExpressionModel) -> np.ndarray:
     return present
 
 
-def clearance(tracker: LandmarkTracker, image: np.ndarray) -> float:
-    found = tracker.detect(image)
-    if found is None:
-        return float("nan")
-    face = FaceFrame.from_landmarks(found.landmarks)
-    return float(lid_heights(face.to_face(found.landmarks.astype(np.float64))[None])[0, 0])
-
-
 def redetect(analysis: Analysis, model: ExpressionModel, frames: list[int]) -> None:
     gen = FaceGenerator(model=model, device=torch.device("cpu"))
     track = analysis.track
@@ -103,7 +94,7 @@ def redetect(analysis: Analysis, model: ExpressionModel, frames: list[int]) -> N
                     delta=deltas[t],
                     present=analysis.current[t],
                 )
-                before, after = clearance(tracker, frame), clearance(tracker, out)
+                before, after = lid_clearance_seen(tracker, frame), lid_clearance_seen(tracker, out)
                 print(
                     f"  frame {t}: lid raise taken off {-deltas[t, lid]:.2f}; FaceMesh reads "
                     f"the lids {before:+.4f} IOD above the irises on the input, "

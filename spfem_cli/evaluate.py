@@ -20,7 +20,7 @@ from spfem_cli.face.glasses import Traced, ridge_response
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
 from spfem_cli.face.track import smooth_valid
 from spfem_cli.face.tracker import LandmarkTracker
-from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel
+from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel, lid_heights
 from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.generator.warp import contour_distance, polygon_distance
 from spfem_cli.media import FrameReader, probe
@@ -364,3 +364,14 @@ def brow_rise(tracker: LandmarkTracker, *, before: np.ndarray, after: np.ndarray
     brows = list(mesh.RIGHT_EYEBROW + mesh.LEFT_EYEBROW)
     y = [face.to_face(f.landmarks[brows].astype(np.float64))[:, 1] for f in found]
     return float(np.mean(y[0] - y[1]))
+
+
+def lid_clearance_seen(tracker: LandmarkTracker, image: np.ndarray) -> float:
+    """How far the upper lids stand above the irises in `image` (H, W, 3) uint8, IOD, as
+    FaceMesh finds the face afresh (`expression.lid_heights`, in the image's own face frame);
+    NaN where it finds no face or an eye is shut. tracker: a LandmarkTracker in image mode."""
+    found = tracker.detect(image)
+    if found is None:
+        return float("nan")
+    face = FaceFrame.from_landmarks(found.landmarks)
+    return float(lid_heights(face.to_face(found.landmarks.astype(np.float64))[None])[0, 0])
