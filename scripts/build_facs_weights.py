@@ -121,6 +121,19 @@ class AUSpec:
 def au_specs() -> list[AUSpec]:
     """The authored AUs. Directions follow FACS; y points down the face, so "up" is -dy."""
     brow_pins = EYE_CONTOUR
+    au4 = (
+        Pull(BROW_INNER, (0.045, 0.075), 0.12),
+        Pull(BROW_MIDDLE, (0.025, 0.045), 0.12),
+        Pull(BROW_OUTER, (0.01, 0.02), 0.12),
+        Pull((9,), (0.0, 0.02), 0.08),
+    )
+    au7 = (
+        Pull(LOWER_LID_MID, (0.0, -0.03), 0.05),
+        Pull(LOWER_LID_ENDS[1:3], (0.0, -0.02), 0.05),
+        Pull(UPPER_LID_MID, (0.0, 0.008), 0.05),
+        Pull((33,), (0.006, 0.0), 0.04),
+        Pull(UNDER_EYE[1:5], (0.0, -0.015), 0.06),
+    )
     au12 = (
         Pull(CORNER, (-0.045, -0.06), 0.09),
         Pull(BESIDE_CORNER, (-0.03, -0.045), 0.1),
@@ -149,16 +162,7 @@ def au_specs() -> list[AUSpec]:
             ),
             pins=brow_pins,
         ),
-        AUSpec(
-            "AU4",
-            (
-                Pull(BROW_INNER, (0.045, 0.075), 0.12),
-                Pull(BROW_MIDDLE, (0.025, 0.045), 0.12),
-                Pull(BROW_OUTER, (0.01, 0.02), 0.12),
-                Pull((9,), (0.0, 0.02), 0.08),
-            ),
-            pins=brow_pins,
-        ),
+        AUSpec("AU4", au4, pins=brow_pins),
         AUSpec(
             "AU5",
             (
@@ -178,16 +182,7 @@ def au_specs() -> list[AUSpec]:
                 Pull(CROWS_FEET, (-0.012, -0.012), 0.08),
             ),
         ),
-        AUSpec(
-            "AU7",
-            (
-                Pull(LOWER_LID_MID, (0.0, -0.03), 0.05),
-                Pull(LOWER_LID_ENDS[1:3], (0.0, -0.02), 0.05),
-                Pull(UPPER_LID_MID, (0.0, 0.008), 0.05),
-                Pull((33,), (0.006, 0.0), 0.04),
-                Pull(UNDER_EYE[1:5], (0.0, -0.015), 0.06),
-            ),
-        ),
+        AUSpec("AU7", au7),
         AUSpec(
             "AU9",
             (
@@ -240,6 +235,10 @@ def au_specs() -> list[AUSpec]:
         ),
         AUSpec("AU12R", au12, bilateral=False),
         AUSpec("AU14R", au14, bilateral=False),
+        # Contempt's sneer on the smirk's side (the acted contempt clip squints and lowers the
+        # brow on that side alone; scripts/calibrate_expressions.py measures how much).
+        AUSpec("AU4R", au4, pins=brow_pins, bilateral=False),
+        AUSpec("AU7R", au7, bilateral=False),
     ]
 
 
@@ -627,7 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         update_manifest(
             name=NAME,
             path=args.out,
-            description="FACS prior: 15 authored AU displacement fields on the MediaPipe mesh, "
+            description=f"FACS prior: {len(config['au_names'])} authored AU displacement fields "
+            "on the MediaPipe mesh, "
             "EMFACS emotion prototypes, neutral template from a calm real face",
             weights_dir=args.out.parent,
         )

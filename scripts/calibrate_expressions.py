@@ -203,6 +203,13 @@ AU_FEATURE = {
     "AU7": "lower lid raise",
     "AU9": "nose raise",
 }
+# One-sided upper-face AUs and the bilateral AU each is the right half of: they are scaled as
+# that AU is, and only contempt, the one-sided emotion, is fitted with them (`one_sided_fit`).
+ONE_SIDED = {"AU4R": "AU4", "AU7R": "AU7"}
+ONE_SIDED_EMOTIONS = ("contempt",)
+# The largest one-sided activation a prototype gets: the acted contempt squints one eye
+# nearly shut (1.9 of the lid tightener), which on a speaking face reads as a wink.
+ONE_SIDED_MAX = 1.0
 UPPER_LIDS = ((159, 145), (386, 374))  # (upper, lower) lid midpoints, right then left eye
 
 
@@ -466,6 +473,7 @@ class Measured:
 
     within: np.ndarray
     held: np.ndarray
+    sides: np.ndarray  # the held pattern before symmetrising: its one-sided part
 
 
 def measure_emotions(
@@ -484,6 +492,7 @@ def measure_emotions(
         out[emotion] = Measured(
             within=within_pattern(clip.faces, prior=prior, idx=idx, mirror=sym),
             held=held_pattern(clip.faces, neutral=neutral, mirror=sym),
+            sides=held_pattern(clip.faces, neutral=neutral, mirror=None),
         )
     return out
 
@@ -517,6 +526,10 @@ def au_level_scales(
             unit[k] = 1.0
             own = activation_features(model, unit, mirror)[AU_FEATURE[name]]
             scales[k] = max(1.0, levels[AU_FEATURE[name]] / own)
+    # A one-sided field's features, the mean of both sides, are half its side's motion.
+    for name, both in ONE_SIDED.items():
+        if name in model.au_names:
+            scales[model.au_names.index(name)] = scales[model.au_names.index(both)]
     return scales
 
 
@@ -576,6 +589,37 @@ def fit_direction(
     # Activations under 0.01 move nothing visible (under 0.001 IOD) and only clutter the recipe.
     out[out < 0.01] = 0.0
     return out
+
+
+def one_sided_dy(field: np.ndarray, *, template: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """The left-right antisymmetric dy (478,) of a field (478, 2), less the face's slight roll.
+
+    dy only, because a turned head shifts every landmark sideways; the best-fit rotation
+    (dy = angle * x) goes, because a squinting eye moves the eye corners that frontalisation
+    aligns on and tilts the face by a degree or two."""
+    dy = 0.5 * (field[:, 1] - field[mirror, 1])
+    x = template[:, 0]
+    return dy - x * float(dy @ x) / float(x @ x)
+
+
+def one_sided_fit(model: ExpressionModel, sides: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Activations (len(ONE_SIDED),) of the one-sided AUs that best give the one-sided part of
+    a held pattern ``sides`` (478, 2) over the upper face ``idx``: non-negative least squares.
+    The mouth's one-sided AUs are not fitted (the speech owns the lips) and barely reach the
+    upper face."""
+    mirror = load_mirror()
+    template = model.template.double().numpy()
+    basis = model.au_basis.double().numpy()
+    lhs = np.stack(
+        [
+            one_sided_dy(basis[model.au_names.index(n)], template=template, mirror=mirror)[idx]
+            for n in ONE_SIDED
+        ],
+        axis=1,
+    )
+    rhs = one_sided_dy(sides, template=template, mirror=mirror)[idx]
+    acts, _ = nnls(lhs, rhs)
+    return acts
 
 
 def within_is_directed(measured: Measured, prior: np.ndarray, idx: np.ndarray) -> bool:
@@ -685,6 +729,11 @@ def calibrate(
         strengths[emotion] = strength
         floor = activation_features(base, recipe_vector(base, emotion), mirror)
         prototypes[e] = resize(scaled, acts, emotion=emotion, idx=idx, floor=floor, mirror=mirror)
+        if emotion in ONE_SIDED_EMOTIONS:
+            sided = one_sided_fit(scaled, measured[emotion].sides, idx)
+            sided *= min(1.0, ONE_SIDED_MAX / max(float(sided.max()), 1e-12))
+            for name, value in zip(ONE_SIDED, sided, strict=True):
+                prototypes[e, scaled.au_names.index(name)] = value if value >= 0.01 else 0.0
     return prototypes, au_scale, strengths
 
 
@@ -741,8 +790,10 @@ def comparison(
     upper face, lip-corner agreement with the held pattern, magnitudes and features. Keys like
     ``within_v1``, ``held_v2``, ``corners_v2``, ``max_v1``, ``brow raise_v2``, and for the
     acted emotions ``within_spread``, ``within_directed`` (1 or 0) and the held pattern's
-    features (``brow raise_held``); emotions without a clip get magnitudes only."""
+    features (``brow raise_held``) and one-sided activations in the last model's fields
+    (``AU7R_sides``); emotions without a clip get magnitudes only."""
     some = next(iter(models.values()))
+    newest = list(models.values())[-1]  # the one-sided activations are read in its fields
     idx = upper_face(some)
     rows: dict[str, dict[str, float | None]] = {}
     for emotion in some.emotions[1:]:
@@ -766,6 +817,9 @@ def comparison(
             row["within_directed"] = float(within_is_directed(real, prior, idx))
             for name, value in feature_values(real.held, mirror).items():
                 row[f"{name}_held"] = value
+            sided = one_sided_fit(newest, real.sides, idx)
+            for name, value in zip(ONE_SIDED, sided, strict=True):
+                row[f"{name}_sides"] = float(value)
         rows[emotion] = row
     return rows
 
@@ -829,6 +883,14 @@ def print_report(
                 continue
             cells = "".join(f"{num(row[f'{n}_{tag}'], '+.3f'):>10s}" for n in FEATURES)
             print(f"{emotion if tag == 'v1' else '':10s} {tag:5s}{cells}")
+    print("\nOne-sided part of each acted clip's held face (the subject's right side against the")
+    print("left, over the upper face), as activations of the one-sided AUs; contempt's prototype")
+    print(f"takes its own, the largest brought down to {ONE_SIDED_MAX:g}. The other actors' are")
+    print("their faces' own asymmetry.")
+    print(f"{'emotion':10s}" + "".join(f"{n:>8s}" for n in ONE_SIDED))
+    for emotion, row in rows.items():
+        if f"{next(iter(ONE_SIDED))}_sides" in row:
+            print(f"{emotion:10s}" + "".join(f"{row[f'{n}_sides']:>8.2f}" for n in ONE_SIDED))
     pulls = ", ".join(f"{e} x{v:g}" for e, v in strengths.items() if v != 1.0)
     print("\nRecipe pull raised to keep the EMFACS signature: " + (pulls or "none"))
     scaled = [f"{n} x{s:.2f}" for n, s in zip(au_names, au_scale, strict=True) if s > 1.0]

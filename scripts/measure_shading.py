@@ -105,10 +105,10 @@ def clip_shading(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One clip's shading changes (N, P) and AU activations (N, K) over its tracked frames,
     and its median log luminance (P,)."""
-    k = model.num_aus
+    read = model.read_aus
     mask = model.estimate_mask.clone()
     mask[list(LIP_POINTS)] = True
-    basis = model.au_basis[:, mask].reshape(k, -1).double()
+    basis = model.au_basis[read][:, mask].reshape(int(read.sum()), -1).double()
     gram = basis @ basis.T
     gram = gram + RIDGE * torch.diag(gram.diagonal())
     info = probe(path)
@@ -118,7 +118,8 @@ def clip_shading(
         ).track
         offsets = torch.from_numpy(np.asarray(track.frontal, np.float64) - track.median_frontal())
         x = offsets[:, mask].reshape(track.n_frames, -1)
-        acts = torch.linalg.solve(gram, basis @ x.T).T.numpy()
+        acts = np.zeros((track.n_frames, model.num_aus))
+        acts[:, read.numpy()] = torch.linalg.solve(gram, basis @ x.T).T.numpy()
         rows, keep = [], []
         with FrameReader(info) as reader:
             for t, frame in enumerate(reader):
@@ -139,7 +140,9 @@ def fit_fields(changes: list[np.ndarray], acts: list[np.ndarray]) -> np.ndarray:
     """Ridge least squares of shading change on activations: (K, P) log-luminance per unit."""
     a, d = np.concatenate(acts), np.concatenate(changes)
     gram = a.T @ a
-    return np.linalg.solve(gram + 0.05 * np.diag(np.diag(gram)), a.T @ d)
+    # The AUs never read (all-zero columns) get zero fields instead of a singular system.
+    unread = np.diag(gram) == 0
+    return np.linalg.solve(gram + 0.05 * np.diag(np.diag(gram)) + np.diag(unread), a.T @ d)
 
 
 def main() -> None:

@@ -113,16 +113,20 @@ class EditReport:
 def signed_activations(model: ExpressionModel, offsets: torch.Tensor) -> torch.Tensor:
     """AU activations (T, K) of landmark offsets (T, 478, 2) from the clip's median face,
     allowed to be negative (less of an AU than the median shows): ridge least squares over
-    the landmarks the model estimates from (`estimate_mask`: not the mouth or jaw)."""
-    k = int(model.au_basis.shape[0])
+    the landmarks the model estimates from (`estimate_mask`: not the mouth or jaw), of the AUs
+    it reads (`ExpressionModel.read_aus`; 0 for the others)."""
+    read = model.read_aus
     mask = model.estimate_mask
-    basis = model.au_basis[:, mask].reshape(k, -1).double()
+    basis = model.au_basis[read][:, mask].reshape(int(read.sum()), -1).double()
     gram = basis @ basis.T
     # A small ridge, relative to each AU's own energy, keeps near-collinear AUs (AU12 and
     # its one-sided AU12R) from trading off wildly.
     gram = gram + RIDGE * torch.diag(gram.diagonal())
     x = offsets[:, mask].reshape(offsets.shape[0], -1).double()
-    return torch.linalg.solve(gram, basis @ x.T).T
+    out = torch.zeros(offsets.shape[0], model.num_aus, dtype=torch.float64)
+    out[:, read] = torch.linalg.solve(gram, basis @ x.T).T
+    out[torch.isnan(x).any(dim=1)] = float("nan")
+    return out
 
 
 def slow_activations(

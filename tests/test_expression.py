@@ -28,6 +28,7 @@ from spfem_cli.generator.expression import (
     DETECTOR_GAIN_AUS,
     EMOTION_DESCRIPTIONS,
     EMOTIONS,
+    PLAYED_ONLY_AUS,
     ExpressionModel,
     canonical_emotion,
     present_expression,
@@ -199,15 +200,29 @@ def test_bilateral_emotions_are_symmetric(model: ExpressionModel, mirror: torch.
 def test_estimate_recovers_sparse_activations(model: ExpressionModel) -> None:
     gen = torch.Generator().manual_seed(0)
     k = model.num_aus
-    acts = torch.rand(500, k, generator=gen) * (torch.rand(500, k, generator=gen) < 0.3)
+    read = model.read_aus
+    acts = torch.rand(500, k, generator=gen) * (torch.rand(500, k, generator=gen) < 0.3) * read
     est = model.estimate(model.displacement(acts))
     assert est.shape == (500, k)
     assert (est >= 0).all()
     assert (est - acts).abs().max() < 5e-3
     for emotion in EMOTIONS:
-        vec = model.emotion_vector(emotion, intensity=0.8)
+        vec = model.emotion_vector(emotion, intensity=0.8) * read
         got = model.estimate(model.displacement(vec)[None])[0]
         assert torch.allclose(got, vec, atol=5e-3), emotion
+
+
+def test_one_sided_upper_units_are_played_not_read(model: ExpressionModel) -> None:
+    """Contempt's one-sided squint and frown are in the model but never read off a face: the
+    fit reads them as what the both-sided units can show of them."""
+    played = [model.au_names.index(n) for n in PLAYED_ONLY_AUS]
+    assert played and not model.read_aus[played].any()
+    squint = torch.zeros(model.num_aus)
+    squint[model.au_names.index("AU7R")] = 1.0
+    est = model.estimate(model.displacement(squint)[None])[0]
+    assert (est[played] == 0).all()
+    # Half a squint on both sides is what a one-sided squint has in common with a squint.
+    assert 0.3 < est[model.au_names.index("AU7")] < 0.7
 
 
 def test_estimate_ignores_the_mouth_and_negative_directions(model: ExpressionModel) -> None:

@@ -199,7 +199,7 @@ def test_checkpoint_round_trip_fp16_and_refusals(tmp_path: Path) -> None:
     assert len(sha) == 64
     back = Refiner.load(path)
     assert back.config == SMALL
-    x, a = torch.rand(2, 10, 64, 64) * 2 - 1, torch.randn(2, 15) * 0.3
+    x, a = torch.rand(2, 10, 64, 64) * 2 - 1, torch.randn(2, SMALL.n_aus) * 0.3
     with torch.no_grad():
         r1, m1 = net(x, a)
         r2, m2 = back(x, a)
@@ -308,7 +308,7 @@ def painted_pair(pts: np.ndarray, values: np.ndarray, *, crop: CropGeometry) -> 
         person="painted",
         crops=np.stack([fine, fine]).transpose(0, 3, 1, 2).copy(),
         points=np.stack([pts, pts + values]).astype(np.float32),
-        aus=np.zeros((2, 15), dtype=np.float32),
+        aus=np.zeros((2, RefinerConfig().n_aus), dtype=np.float32),
     )
 
 
@@ -378,7 +378,7 @@ def test_refiner_sees_at_edit_time_what_it_was_trained_on(
     refine_frame(
         painted_eyes(pts, ff, (420, 400)), warper=Warper(device=CPU),
         refiner=Refiner(RefinerConfig(crop=crop)), face=ff, points=pts, values=values,
-        hold=mouth_hold(pts, mode="natural"), delta=np.ones(15),
+        hold=mouth_hold(pts, mode="natural"), delta=np.ones(RefinerConfig().n_aus),
     )  # fmt: skip
     edited = seen[0][0]
     assert trained[7].abs().mean() > 0.01  # the flow is there to compare

@@ -47,7 +47,8 @@ def fold_band(
 def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -> None:
     model = ExpressionModel.load()
     shading = ShadingModel.load()
-    assert shading.au_names == tuple(model.au_names)
+    # The one-sided upper-face units added after the shading was measured drive none of it.
+    assert shading.au_names == tuple(model.au_names[: len(shading.au_names)])
     assert shading.unit_names == ("smile", "smile_right", "furrow")
     assert np.all(np.isfinite(shading.maps))
     assert build_generator(model=model, device=CPU, kind="warp").shading is not None

@@ -40,7 +40,8 @@ EMOTION_DESCRIPTIONS = MappingProxyType(
     {
         "neutral": "no expression: removes the expression the face already shows",
         "angry": "brows lowered and drawn together, glaring eyes, lids tense, lips pressed thin",
-        "contempt": "one-sided smirk: the right lip corner tightened and pulled up",
+        "contempt": "one-sided sneer: the right lip corner tightened and pulled up, the right "
+        "eye narrowed and its brow lowered",
         "disgusted": "nose wrinkled, upper lip raised, lip corners pulled down",
         "fear": "brows raised and drawn together, eyes wide and tense, lips stretched sideways",
         "happy": "smile: lip corners up and out, cheeks raised, eyes narrowed by the cheeks",
@@ -66,6 +67,8 @@ ACTION_UNITS = MappingProxyType(
         "AU23": "lip tightener",
         "AU12R": "lip corner puller, subject's right side only",
         "AU14R": "dimpler, subject's right side only",
+        "AU4R": "brow lowerer, subject's right side only",
+        "AU7R": "lid tightener, subject's right side only",
     }
 )
 
@@ -90,6 +93,10 @@ SPEECH_LANDMARKS = tuple(sorted(set(LIPS_INNER) | set(LIPS_OUTER) | set(JAW)))
 # wrinkler's estimate follows head pitch and face shape, so their estimates are mostly noise;
 # the target's levels of those AUs are added, not swapped.
 REPLACED_AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7")
+# One-sided upper-face AUs are played, never read off a face: to a fit, one side's unit is half
+# of both sides' unit, so reading them would split every uneven frown or squint between the two
+# and change what is taken off. Contempt plays them on top of what the face shows.
+PLAYED_ONLY_AUS = ("AU4R", "AU7R")
 # The person's rest is their calmest state in the clip: each AU's REST_PERCENTILE-th percentile.
 REST_PERCENTILE = 10.0
 # ...except the upper lid raiser's, whose rest is the lid's usual place: lids lower than that
@@ -317,6 +324,12 @@ class ExpressionModel(torch.nn.Module):
         """K, the number of action units."""
         return len(self.au_names)
 
+    @property
+    def read_aus(self) -> torch.Tensor:
+        """(K,) bool: the AUs read off faces (`estimate`, and the pipeline's readings); the
+        others (PLAYED_ONLY_AUS) read as 0."""
+        return torch.tensor([n not in PLAYED_ONLY_AUS for n in self.au_names])
+
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> ExpressionModel:
         """Build the model from a checkpoint of kind ``"expression"``."""
@@ -402,7 +415,8 @@ class ExpressionModel(torch.nn.Module):
 
         ``offsets`` are a face's normalised landmarks minus the same person's rest face, in IOD
         units. Only landmarks in `estimate_mask` count: the mouth and jaw move with speech.
-        Solves min ||offsets - displacement(a)||^2 subject to a >= 0 for every frame at once:
+        Solves min ||offsets - displacement(a)||^2 subject to a >= 0 for every frame at once
+        (over the AUs in `read_aus`; the others get 0):
         accelerated projected gradient (FISTA) on the K x K normal equations, so one iteration
         costs one (T, K) x (K, K) product. A frame with NaN at a landmark the estimate uses gets
         NaN activations.
@@ -414,8 +428,9 @@ class ExpressionModel(torch.nn.Module):
         """
         if offsets.ndim != 3 or offsets.shape[1:] != (N_LANDMARKS, 2):
             raise ValueError(f"offsets must be (T, 478, 2), got {tuple(offsets.shape)}")
-        k = self.num_aus
-        basis = self.au_basis[:, self.estimate_mask].reshape(k, -1)
+        read = self.read_aus
+        k = int(read.sum())
+        basis = self.au_basis[read][:, self.estimate_mask].reshape(k, -1)
         gram = basis.double() @ basis.double().T
         # Unit-diagonal scaling keeps a >= 0 a box constraint and cuts the condition number by
         # orders of magnitude (AUs differ a lot in how much they move outside the mouth).
@@ -443,7 +458,10 @@ class ExpressionModel(torch.nn.Module):
             t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
             y = torch.add(x_next, x_next - x, alpha=(t - 1.0) / t_next)
             x, t = x_next, t_next
-        return x * scale.to(basis.dtype)
+        out = x.new_zeros(x.shape[0], self.num_aus)
+        out[:, read] = x * scale.to(basis.dtype)
+        out[torch.isnan(x_obs).any(dim=1)] = float("nan")
+        return out
 
     def extra_repr(self) -> str:
         return f"aus={list(self.au_names)}, emotions={list(self.emotions)}"

@@ -367,9 +367,9 @@ def build_generator(
 
 
 def default_shading(model: ExpressionModel) -> ShadingModel | None:
-    """The shipped shading (`DEFAULT_SHADING`) when it is driven by the model's action units
-    (every model calibrated from the FACS prior is); None for a model with other units."""
+    """The shipped shading (`DEFAULT_SHADING`) when the model has every action unit that drives
+    it (every model calibrated from the FACS prior has); None for a model with other units."""
     if DEFAULT_SHADING not in read_manifest(default_weights_dir()):
         return None
     shading = ShadingModel.load(DEFAULT_SHADING)
-    return shading if shading.au_names == tuple(model.au_names) else None
+    return shading if set(shading.au_names) <= set(model.au_names) else None

@@ -97,7 +97,7 @@ class RefinerConfig:
 
     crop: CropGeometry = field(default_factory=CropGeometry)
     channels: tuple[int, int, int] = (24, 48, 96)
-    n_aus: int = 15
+    n_aus: int = 17  # the shipped expression models' action units
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -104,13 +104,16 @@ class ShadingModel:
         return cls.from_checkpoint(load_checkpoint(name_or_path))
 
     def strengths(self, delta: np.ndarray, *, au_names: tuple[str, ...]) -> np.ndarray:
-        """(S,) each unit's strength for an AU change delta (K,) over `au_names`."""
-        if tuple(au_names) != self.au_names:
+        """(S,) each unit's strength for an AU change delta (K,) over `au_names`, which must
+        name every AU that drives the shading; AUs beyond those drive none of it."""
+        missing = [n for n in self.au_names if n not in au_names]
+        if missing:
             raise SpfemError(
-                f"the shading model is driven by {list(self.au_names)}, "
-                f"not by the expression model's {list(au_names)}"
+                f"the shading model is driven by {list(self.au_names)}; "
+                f"the expression model lacks {missing}"
             )
-        return np.clip(self.drivers @ np.asarray(delta, np.float64), 0.0, MAX_STRENGTH)
+        delta = np.asarray(delta, np.float64)[[list(au_names).index(n) for n in self.au_names]]
+        return np.clip(self.drivers @ delta, 0.0, MAX_STRENGTH)
 
     def log_gain(self, strengths: np.ndarray, *, template_xy: np.ndarray) -> np.ndarray:
         """(M,) the change of log luminance at template face-frame points (M, 2), IOD; 0

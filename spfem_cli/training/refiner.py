@@ -628,7 +628,7 @@ def train_on_clips(
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     warp = WarpConfig()
-    model_cfg = config.model_config()
+    model_cfg = replace(config.model_config(), n_aus=expression.num_aus)
     train_people, val_people = split_people(clips, config)
     train_clips = [c for c in clips if c.person in train_people]
     val_clips = [c for c in clips if c.person in val_people]
