@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import ExpressionModel
@@ -47,8 +49,7 @@ def fold_band(
 def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -> None:
     model = ExpressionModel.load()
     shading = ShadingModel.load()
-    # The one-sided upper-face units added after the shading was measured drive none of it.
-    assert shading.au_names == tuple(model.au_names[: len(shading.au_names)])
+    assert shading.au_names == tuple(model.au_names)
     assert shading.unit_names == ("smile", "smile_right", "furrow")
     assert np.all(np.isfinite(shading.maps))
     assert build_generator(model=model, device=CPU, kind="warp").shading is not None
@@ -68,6 +69,23 @@ def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -
         # Not a faint fold either: a unit an emotion does not drive is 0 (surprise and fear
         # carry a little of the nose wrinkler, which does not drive the furrow).
         assert np.all(strengths[~np.array(driven)] == 0), (emotion, strengths)
+
+
+def test_the_shading_is_driven_by_its_units_by_name() -> None:
+    """An expression model with more units, or in another order, drives the shading through
+    the units the shading names; one that lacks any of them is refused."""
+    shading = ShadingModel.load()
+    names = shading.au_names
+    delta = np.zeros(len(names))
+    delta[names.index("AU12")] = 1.0
+    fewer = replace(shading, au_names=names[:-2], drivers=shading.drivers[:, :-2])
+    reordered = tuple(reversed(names))
+    expected = shading.strengths(delta, au_names=names)
+    assert expected[0] > 0.5
+    np.testing.assert_array_equal(fewer.strengths(delta, au_names=names), expected)
+    np.testing.assert_array_equal(shading.strengths(delta[::-1], au_names=reordered), expected)
+    with pytest.raises(SpfemError, match="lacks"):
+        shading.strengths(delta[1:], au_names=names[1:])
 
 
 def test_a_smile_darkens_the_folds_beside_the_mouth_and_leaves_the_lips() -> None:
