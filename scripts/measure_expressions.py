@@ -10,7 +10,8 @@ mouth mode; the rest for the first of ``--mouths``, natural by default):
 
 - AU error: the AU change re-estimated on the output (output landmarks minus input landmarks,
   each frame in its own face frame, fitted on the brows/lids/cheeks/nose as `spfem edit`
-  estimates them) against the change the edit asked for, as RMSE over the upper-face AUs
+  estimates them) against the change the edit asked for, read the same way (`as_read`), as
+  RMSE over the upper-face AUs
   (activation units: 1 = the AU at full strength) and the cosine of the two vectors;
 - speech, in both mouth modes: inner-lip error (fraction of the inter-ocular distance) and the
   correlation of the mouth opening over time, twice: with landmarks found on the output
@@ -84,6 +85,20 @@ def achieved_aus(model: ExpressionModel, lm_in: np.ndarray, lm_out: np.ndarray) 
     offsets = torch.from_numpy(b[:n][both] - a[:n][both]).float()
     with torch.no_grad():
         return signed_activations(model, offsets).numpy().mean(axis=0)
+
+
+def as_read(model: ExpressionModel, change: np.ndarray) -> np.ndarray:
+    """An AU change (K,) as the landmark fit reads it: the AUs it never reads (contempt's
+    one-sided squint and frown, `PLAYED_ONLY_AUS`) turned into what the read AUs show of them
+    (half a one-sided squint reads as a squint of both sides)."""
+    played = ~model.read_aus.numpy()
+    out = np.where(played, 0.0, change)
+    if played.any():
+        units = torch.from_numpy(np.eye(model.num_aus)[played]).float()
+        with torch.no_grad():
+            readings = signed_activations(model, model.displacement(units)).numpy()
+        out = out + change[played] @ readings
+    return out
 
 
 def warp_report(
@@ -216,7 +231,7 @@ def main() -> None:
                     row |= speech_rows(clip, out, lm_in, lm_out, mouth)
                     if mouth == args.mouths[0]:
                         got = achieved_aus(model, lm_in, lm_out)[upper]
-                        want = deltas[analysis.track.valid].mean(axis=0)[upper]
+                        want = as_read(model, deltas[analysis.track.valid].mean(axis=0))[upper]
                         row["rmse"] = float(np.sqrt(np.mean((got - want) ** 2)))
                         denom = np.linalg.norm(got) * np.linalg.norm(want)
                         row["cos"] = float(got @ want / denom) if denom > 0 else float("nan")

@@ -134,17 +134,24 @@ class PersonalCheckpoint:
         on `expression` (same AU names and emotions, in the same order) or, when given, on a
         refiner of architecture `refiner_config`."""
         base = self.config["expression"].get("name", "?")
+        sha = str(self.config["expression"].get("sha256") or "?")[:12]
+        # A model of the same name may have changed since (facs-v2 gained contempt's one-sided
+        # units), so the hint names the file by its hash too.
+        remedy = (
+            f"fine-tune again, or edit with --model set to the '{base}' file it was tuned on "
+            f"(sha256 {sha}...)"
+        )
         if self.au_names != tuple(expression.au_names):
             raise SpfemError(
                 f"{self.where} was tuned on expression model '{base}' with action units "
                 f"{', '.join(self.au_names)}, but the model loaded now has "
-                f"{', '.join(expression.au_names)}; edit with --model {base}"
+                f"{', '.join(expression.au_names)}; {remedy}"
             )
         if self.emotions != tuple(expression.emotions):
             raise SpfemError(
                 f"{self.where} was tuned on expression model '{base}' with emotions "
                 f"{', '.join(self.emotions)}, but the model loaded now has "
-                f"{', '.join(expression.emotions)}; edit with --model {base}"
+                f"{', '.join(expression.emotions)}; {remedy}"
             )
         if self.refiner.config.n_aus != expression.num_aus:
             raise SpfemError(
