@@ -194,6 +194,23 @@ def test_calibration_is_reproducible(rows: dict, v2: ExpressionModel) -> None:
 
 
 @pytest.mark.clips
+def test_contempt_is_one_sided_in_the_acted_clip_and_in_the_model(
+    script: ModuleType, rows: dict, v2: ExpressionModel
+) -> None:
+    """The acted contempt squints and frowns on one side, far beyond the other actors' own
+    asymmetry (AU4R 0.84, AU7R 1.83 against 0.35 at most); the prototype keeps her
+    proportions with the larger at ONE_SIDED_MAX."""
+    sides = {e: [rows[e][f"{n}_sides"] for n in script.ONE_SIDED] for e in ACTED}
+    others = max(max(v) for e, v in sides.items() if e != "contempt")
+    assert min(sides["contempt"]) > 2 * others, sides
+    vec = v2.emotion_vector("contempt")
+    got = [float(vec[v2.au_names.index(n)]) for n in script.ONE_SIDED]
+    assert max(got) == pytest.approx(script.ONE_SIDED_MAX, abs=1e-3)
+    measured = np.array(sides["contempt"])
+    assert np.allclose(got, measured / measured.max() * script.ONE_SIDED_MAX, atol=0.03), got
+
+
+@pytest.mark.clips
 def test_held_pattern(rows: dict) -> None:
     """v2 is closer than v1 to the expression each actor holds through the clip.
 
