@@ -123,7 +123,7 @@ def signed_activations(model: ExpressionModel, offsets: torch.Tensor) -> torch.T
     # its one-sided AU12R) from trading off wildly.
     gram = gram + RIDGE * torch.diag(gram.diagonal())
     x = offsets[:, mask].reshape(offsets.shape[0], -1).double()
-    out = torch.zeros(offsets.shape[0], model.num_aus, dtype=torch.float64)
+    out = basis.new_zeros(offsets.shape[0], model.num_aus)
     out[:, read] = torch.linalg.solve(gram, basis @ x.T).T
     out[torch.isnan(x).any(dim=1)] = float("nan")
     return out
