@@ -62,7 +62,7 @@ Magnitude: full-expression levels
     (a field already that strong keeps its size).
 
 Prototypes
-    The mouth AUs (AU10, AU12, AU14, AU15, AU20, AU23 and the one-sided ones) keep their EMFACS
+    The mouth AUs (AU10, AU12, AU14, AU15, AU20, AU23, AU12R, AU14R) keep their EMFACS
     activations: they act mostly inside the lips, which no measurement here can read apart from
     speech (the table shows whether the lip corners agree with the held faces). The upper-face
     AUs (AU1, AU2, AU4, AU5, AU6, AU7, AU9), in the scaled fields, are a non-negative
@@ -83,6 +83,12 @@ Prototypes
     on video) is raised to facs-v1's level with the AU that moves it most; nothing on the upper
     face moves more than `MAX_DISPLACEMENT`. Angry, without a clip, keeps its recipe in the
     scaled fields, so it grows with them.
+    One-sided: contempt, the one-sided emotion, also gets the one-sided brow lowerer and lid
+    tightener (AU4R, AU7R, scaled as AU4 and AU7) that best give the one-sided part of its held
+    face (the right side's dy against the left's over the upper face, the face's roll taken off:
+    `one_sided_fit`, non-negative least squares), the larger brought down to `ONE_SIDED_MAX`.
+    The report prints the same fit for every acted clip: the others' are their faces' own
+    asymmetry.
 
 Writes ``weights/facs_v2.safetensors`` (facs-v1's tensors with the new ``au_basis`` and
 ``prototypes``; config with a ``calibration`` entry: the before/after comparison, the feature
