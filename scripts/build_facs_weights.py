@@ -12,8 +12,9 @@ Steps, all deterministic given the clips:
    degrees, so the median is averaged with its own mirror image: under a near-orthographic view
    this cancels the first-order effect of yaw and gives a symmetric neutral face.
 3. AU fields: each AU is a few control landmarks with a displacement (IOD units, given for the
-   subject's right side and mirrored to the left), spread over the mesh with a Gaussian falloff
-   of distance on the template. Inner lips, jaw line and irises are held at zero.
+   subject's right side and mirrored to the left, except in the one-sided units AU12R, AU14R,
+   AU4R and AU7R), spread over the mesh with a Gaussian falloff of distance on the template.
+   Inner lips, jaw line and irises are held at zero.
 4. EMFACS prototypes: each emotion's activations at intensity 1.
 5. Sanity table: cosine similarity between each emotion's displacement and the offset measured on
    the acted clips in ``mead_emotions/``, over the upper face and over the lip corners, three
