@@ -214,7 +214,7 @@ AU_FEATURE = {
 ONE_SIDED = {"AU4R": "AU4", "AU7R": "AU7"}
 ONE_SIDED_EMOTIONS = ("contempt",)
 # The largest one-sided activation a prototype gets: the acted contempt squints one eye
-# nearly shut (1.9 of the lid tightener), which on a speaking face reads as a wink.
+# nearly shut (1.8 of the lid tightener), which on a speaking face reads as a wink.
 ONE_SIDED_MAX = 1.0
 UPPER_LIDS = ((159, 145), (386, 374))  # (upper, lower) lid midpoints, right then left eye
 
@@ -608,12 +608,13 @@ def one_sided_dy(field: np.ndarray, *, template: np.ndarray, mirror: np.ndarray)
     return dy - x * float(dy @ x) / float(x @ x)
 
 
-def one_sided_fit(model: ExpressionModel, sides: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def one_sided_fit(
+    model: ExpressionModel, sides: np.ndarray, idx: np.ndarray, mirror: np.ndarray
+) -> np.ndarray:
     """Activations (len(ONE_SIDED),) of the one-sided AUs that best give the one-sided part of
     a held pattern ``sides`` (478, 2) over the upper face ``idx``: non-negative least squares.
     The mouth's one-sided AUs are not fitted (the speech owns the lips) and barely reach the
     upper face."""
-    mirror = load_mirror()
     template = model.template.double().numpy()
     basis = model.au_basis.double().numpy()
     lhs = np.stack(
@@ -736,7 +737,7 @@ def calibrate(
         floor = activation_features(base, recipe_vector(base, emotion), mirror)
         prototypes[e] = resize(scaled, acts, emotion=emotion, idx=idx, floor=floor, mirror=mirror)
         if emotion in ONE_SIDED_EMOTIONS:
-            sided = one_sided_fit(scaled, measured[emotion].sides, idx)
+            sided = one_sided_fit(scaled, measured[emotion].sides, idx, mirror)
             sided *= min(1.0, ONE_SIDED_MAX / max(float(sided.max()), 1e-12))
             for name, value in zip(ONE_SIDED, sided, strict=True):
                 prototypes[e, scaled.au_names.index(name)] = value if value >= 0.01 else 0.0
@@ -823,7 +824,7 @@ def comparison(
             row["within_directed"] = float(within_is_directed(real, prior, idx))
             for name, value in feature_values(real.held, mirror).items():
                 row[f"{name}_held"] = value
-            sided = one_sided_fit(newest, real.sides, idx)
+            sided = one_sided_fit(newest, real.sides, idx, mirror)
             for name, value in zip(ONE_SIDED, sided, strict=True):
                 row[f"{name}_sides"] = float(value)
         rows[emotion] = row
