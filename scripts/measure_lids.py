@@ -87,13 +87,7 @@ def redetect(analysis: Analysis, model: ExpressionModel, frames: list[int]) -> N
     with FrameReader(analysis.info) as reader, LandmarkTracker(video_mode=False) as tracker:
         for t, frame in enumerate(reader):
             if t in frames:
-                out = gen.edit_frame(
-                    frame,
-                    face=track.frame(t),
-                    points=np.asarray(track.norm[t], np.float64),
-                    delta=deltas[t],
-                    present=analysis.current[t],
-                )
+                out = analysis.edit_frame(frame, t, generator=gen, delta=deltas[t])
                 before, after = lid_clearance_seen(tracker, frame), lid_clearance_seen(tracker, out)
                 print(
                     f"  frame {t}: lid raise taken off {-deltas[t, lid]:.2f}; FaceMesh reads "

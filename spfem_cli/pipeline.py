@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from spfem_cli.errors import SpfemError
-from spfem_cli.face.glasses import RimFinder, Rims, SteadyRims
+from spfem_cli.face.glasses import RimFinder, Rims, SteadyRims, Traced
 from spfem_cli.face.pose import frontal_face_frame
 from spfem_cli.face.rest import rest_shape
 from spfem_cli.face.track import FaceTrack, chunks, median_valid, smooth_valid, track_frames
@@ -325,6 +325,28 @@ class Analysis:
         out[~self.track.valid] = 0.0
         return out
 
+    def edit_frame(
+        self,
+        frame: np.ndarray,
+        t: int,
+        *,
+        generator: FaceGenerator,
+        delta: np.ndarray,
+        rims: SteadyRims | Traced | None = None,
+    ) -> np.ndarray:
+        """Frame t (H, W, 3) uint8 of the analysed video edited by the AU change delta (K,):
+        on its tracked face, with the expression already on it (`current`, which lifts a
+        frown's furrows where the edit takes the frown off). rims as `FaceGenerator.edit_frame`
+        takes them."""
+        return generator.edit_frame(
+            frame,
+            face=self.track.frame(t),
+            points=np.asarray(self.track.norm[t], np.float64),
+            delta=delta,
+            rims=rims,
+            present=self.current[t],
+        )
+
 
 def analyse_video(
     info: VideoInfo,
@@ -439,13 +461,8 @@ def render_video(
         ):
             for t, frame in enumerate(reader):
                 if t < track.n_frames and track.valid[t] and np.any(deltas[t]):
-                    frame = generator.edit_frame(
-                        frame,
-                        face=track.frame(t),
-                        points=np.asarray(track.norm[t], np.float64),
-                        delta=deltas[t],
-                        rims=rims,
-                        present=analysis.current[t],
+                    frame = analysis.edit_frame(
+                        frame, t, generator=generator, delta=deltas[t], rims=rims
                     )
                     n_edited += 1
                 elif rims is not None:

@@ -89,19 +89,12 @@ def preview_sheet(
             for t, frame in enumerate(reader):
                 if t not in picks:
                     continue
-                points = np.asarray(track.norm[t], np.float64)
-                face = track.frame(t)
                 # Traced once: every emotion's edit of the frame keeps the same rims.
-                traced = None if analysis.rims is None else analysis.rims.trace(frame, face)
+                traced = (
+                    None if analysis.rims is None else analysis.rims.trace(frame, track.frame(t))
+                )
                 row = [frame] + [
-                    gen.edit_frame(
-                        frame,
-                        face=face,
-                        points=points,
-                        delta=delta[t],
-                        rims=traced,
-                        present=analysis.current[t],
-                    )
+                    analysis.edit_frame(frame, t, generator=gen, delta=delta[t], rims=traced)
                     for delta in deltas
                 ]
                 if crop_face:

@@ -169,13 +169,7 @@ def test_neutral_lowers_wide_lids_as_facemesh_reads_them(
     with FrameReader(wide_eyed.info) as reader, LandmarkTracker(video_mode=False) as tracker:
         for t, frame in enumerate(reader):
             if t in (73, 75):
-                out = gen.edit_frame(
-                    frame,
-                    face=track.frame(t),
-                    points=np.asarray(track.norm[t], np.float64),
-                    delta=deltas[t],
-                    present=wide_eyed.current[t],
-                )
+                out = wide_eyed.edit_frame(frame, t, generator=gen, delta=deltas[t])
                 lowered.append(
                     lid_clearance_seen(tracker, frame) - lid_clearance_seen(tracker, out)
                 )
