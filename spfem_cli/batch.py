@@ -77,11 +77,13 @@ class EditOptions:
     # The calm face read from a `rest` file (`read_rest_face`, (478, 3)), once for the whole
     # batch by `run_batch`: reading a 720p clip costs about 3 s, which every job repeated.
     rest_face: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # As `spfem edit --side`.
+    side: str = "auto"
 
     def result_options(self) -> dict[str, Any]:
         """The options that change an output (not the device): a done output is skipped only
         when they match. The calm face only when there is one, so that records written before
-        it existed still match."""
+        it existed still match; the side likewise only when it is not "auto"."""
         options: dict[str, Any] = {
             "intensity": self.intensity,
             "mouth": self.mouth,
@@ -92,6 +94,8 @@ class EditOptions:
         }
         if self.rest is not None:
             options["rest"] = self.rest
+        if self.side != "auto":
+            options["side"] = self.side
         return options
 
 
@@ -418,6 +422,7 @@ def process_job(*, job: Job, options: EditOptions) -> list[Outcome]:
             overwrite=True,
             rest=options.rest,
             rest_face=options.rest_face,
+            side=options.side,
             **({"model": options.model} if options.model else {}),
         )
         return [_done(target, report, host=host, seconds=time.perf_counter() - t0)]
@@ -465,6 +470,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         start=options.start,
         end=options.end,
         mouth=options.mouth,
+        side=options.side,
     )
     editor = Editor.load(
         model=options.model or DEFAULT_MODEL,
@@ -484,6 +490,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
             workdir=workdir,
             reporter=SilentReporter(),
             rest_face=rest_face,
+            side=options.side,
         )
         track = analysis.track
         shared_s = (time.perf_counter() - t0) / len(job.targets)
@@ -495,6 +502,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
             t1 = time.perf_counter()
             try:
                 deltas = editor.deltas(analysis, timeline, intensity=options.intensity)
+                side_note = analysis.side_note(deltas, au_names=editor.expression.au_names)
                 n_edited = render_video(
                     analysis,
                     generator=editor.generator,
@@ -517,7 +525,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                     without_face=track.n_frames - track.n_valid,
                     seconds=shared_s + time.perf_counter() - t1,
                     bytes=target.output.stat().st_size,
-                    notes=tuple(notes),
+                    notes=(*notes, side_note) if side_note else tuple(notes),
                     host=host,
                 )
             )
@@ -864,7 +872,7 @@ def _check_options(
     which each job reads from its own video)."""
     from spfem_cli.generator.device import DEVICE_CHOICES, resolve_device
     from spfem_cli.generator.generator import MOUTH_MODES
-    from spfem_cli.pipeline import MAX_INTENSITY
+    from spfem_cli.pipeline import MAX_INTENSITY, check_side
 
     if executor not in EXECUTORS:
         raise SpfemError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
@@ -878,6 +886,7 @@ def _check_options(
         raise SpfemError(
             f"unknown mouth mode {options.mouth!r}; choose one of: {', '.join(MOUTH_MODES)}"
         )
+    check_side(options.side)
     if options.generator not in GENERATORS:
         raise SpfemError(
             f"unknown generator {options.generator!r}; choose one of: {', '.join(GENERATORS)}"

@@ -77,6 +77,13 @@ RestOption = Annotated[
         "the video are their rest)."
     ),
 ]
+SideOption = Annotated[
+    str,
+    typer.Option(
+        help="The subject's side for contempt's one-sided sneer: auto (the side nearer the "
+        "camera when the head is turned, else the right), right or left."
+    ),
+]
 ClipArchOption = Annotated[str, typer.Option(help="CLIP architecture (open_clip name).")]
 ClipWeightsOption = Annotated[
     str | None,
@@ -203,6 +210,7 @@ def edit(
         ),
     ] = None,
     rest: RestOption = None,
+    side: SideOption = "auto",
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")
     ] = False,
@@ -231,6 +239,7 @@ def edit(
             clip_config=clip_config,
             prompts=prompts,
             rest=rest,
+            side=side,
             reporter=RichReporter(console),
         )
     )
@@ -308,6 +317,7 @@ def batch(
             "the same person, or a time range ('0-2.5', seconds) read from each video."
         ),
     ] = None,
+    side: SideOption = "auto",
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress, status lines or summary.")
     ] = False,
@@ -342,6 +352,7 @@ def batch(
                     start=start,
                     end=end,
                     rest=None if rest is None else _batch_rest(rest),
+                    side=side,
                 ),
                 reporter=RichBatchReporter(console),
             )

@@ -32,7 +32,10 @@ from spfem_cli.generator.device import resolve_device, torch_threads
 from spfem_cli.generator.expression import (
     DEFAULT_MODEL,
     LID_READINGS,
+    ONE_SIDED_AUS,
+    SIDES,
     ExpressionModel,
+    Side,
     lid_heights,
     present_expression,
 )
@@ -86,6 +89,14 @@ MIN_LID_MOTION = 0.005
 ANALYSIS_MAX_SIDE = 1280
 MIN_SEGMENT_FRAMES = 60
 RIDGE = 0.2
+# `--side`: where the one-sided units (contempt's sneer) play. "auto": on the side nearer the
+# camera when the head is turned more than FRONTAL_TURN_DEG (`FaceTrack.turn`), else on the
+# subject's right, where the model draws them. On the far side of a turned head the narrowed
+# eye and the smirk are foreshortened and half hidden: talk_s20, turned 6.6 degrees to her
+# right, showed little of a sneer on her right side. The expressive clips here, filmed facing
+# the camera, read as turned 0-5.5 degrees.
+SIDE_CHOICES = ("auto", *SIDES)
+FRONTAL_TURN_DEG = 5.0
 
 
 @dataclass
@@ -305,13 +316,15 @@ class Analysis:
 
     current: (T, K) AU activations relative to the person's rest face, smoothed in time;
     rims: the glasses the person wears, kept still by the edit; None when they wear none or
-    their rims are too faint to trace on most frames (`face.glasses.RimFinder.rims`).
+    their rims are too faint to trace on most frames (`face.glasses.RimFinder.rims`);
+    side: the subject's side that plays the one-sided units (`SIDE_CHOICES`).
     """
 
     info: VideoInfo
     track: FaceTrack
     current: np.ndarray
     rims: Rims | None = None
+    side: Side = "right"
 
     def deltas(
         self, *, target: np.ndarray, weights: np.ndarray, removal: float = 1.0
@@ -345,7 +358,34 @@ class Analysis:
             delta=delta,
             rims=rims,
             present=self.current[t],
+            side=self.side,
         )
+
+    def side_note(self, deltas: np.ndarray, *, au_names: tuple[str, ...]) -> str | None:
+        """Which side an edit by deltas (T, K) plays its one-sided units on, and why; None
+        when it plays none."""
+        one_sided = [k for k, name in enumerate(au_names) if name in ONE_SIDED_AUS]
+        if not np.any(deltas[:, one_sided]):
+            return None
+        turn = self.track.turn
+        if self.side != near_side(turn):
+            why = "as --side asks"
+        elif abs(turn) <= FRONTAL_TURN_DEG:
+            why = "the face is frontal"
+        else:
+            why = f"the side nearer the camera: the head is turned {abs(turn):.0f} degrees"
+        other = "left" if self.side == "right" else "right"
+        return (
+            f"the one-sided sneer is on the subject's {self.side} side ({why}); "
+            f"--side {other} puts it on the other"
+        )
+
+
+def near_side(turn: float) -> Side:
+    """The side that plays the one-sided units on a head turned `turn` degrees (positive: the
+    subject's right side nearer the camera): the nearer side, or on a frontal face
+    (`FRONTAL_TURN_DEG`) the right."""
+    return "left" if turn < -FRONTAL_TURN_DEG else "right"
 
 
 def analyse_video(
@@ -355,9 +395,11 @@ def analyse_video(
     workdir: Path,
     reporter: Reporter,
     rest_face: np.ndarray | None = None,
+    side: str = "auto",
 ) -> Analysis:
     """Track the face on every frame (one streamed decode) and estimate its expression
     (against the person's calm face `rest_face`, (478, 3), when given: `estimate_expression`).
+    side: where the one-sided units play (`SIDE_CHOICES`; "auto": `near_side`).
 
     workdir holds the memory-mapped landmark arrays and must outlive the Analysis.
     """
@@ -390,16 +432,29 @@ def analyse_video(
             sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps),
             rest_face=rest_face,
         )
-    return Analysis(info=info, track=track, current=current, rims=finder.rims())
+    return Analysis(
+        info=info,
+        track=track,
+        current=current,
+        rims=finder.rims(),
+        side=near_side(track.turn) if side == "auto" else side,  # type: ignore[arg-type]
+    )
 
 
 def validate_options(
-    *, info: VideoInfo, intensity: float, start: float | None, end: float | None, mouth: str
+    *,
+    info: VideoInfo,
+    intensity: float,
+    start: float | None,
+    end: float | None,
+    mouth: str,
+    side: str = "auto",
 ) -> None:
     if not 0.0 <= intensity <= MAX_INTENSITY:
         raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
     if mouth not in MOUTH_MODES:
         raise SpfemError(f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}")
+    check_side(side)
     if start is not None and start < 0:
         raise SpfemError(f"--start must be >= 0 seconds, got {start}")
     if (start is not None or end is not None) and info.n_frames == 1:
@@ -414,6 +469,12 @@ def validate_options(
         raise SpfemError(f"--end ({end} s) must be after --start ({start} s)")
     if end is not None and end <= 0:
         raise SpfemError(f"--end must be > 0 seconds, got {end}")
+
+
+def check_side(side: str) -> None:
+    """Refuse a `--side` that is not one of SIDE_CHOICES."""
+    if side not in SIDE_CHOICES:
+        raise SpfemError(f"unknown side {side!r}; choose one of: {', '.join(SIDE_CHOICES)}")
 
 
 def render_video(
@@ -652,6 +713,7 @@ def edit_video(
     prompts: str | Path | None = None,
     rest: str | Path | None = None,
     rest_face: np.ndarray | None = None,
+    side: str = "auto",
     reporter: Reporter | None = None,
 ) -> EditReport:
     """Change the emotion on the face in a video, keeping speech, audio and timing.
@@ -668,6 +730,8 @@ def edit_video(
     where their face is calm ("0-2.5", seconds; `read_rest_face`), so that an expression held
     through the rest of the video is replaced too; rest_face: that calm face already read
     (`read_rest_face`), so that a batch reads it once.
+    side: the subject's side for contempt's one-sided sneer (`SIDE_CHOICES`; "auto": the side
+    nearer the camera, or the right on a frontal face).
 
     Frames outside [start, end) seconds, frames without a face and pixels away from the face
     are passed through. The input file is never modified; nothing appears under the output
@@ -683,7 +747,7 @@ def edit_video(
         out = default_output_path(input_path, timeline.label())
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     check_still_output(info=info, output_path=out)
-    validate_options(info=info, intensity=intensity, start=start, end=end, mouth=mouth)
+    validate_options(info=info, intensity=intensity, start=start, end=end, mouth=mouth, side=side)
     texts = free_texts(timeline)
     if texts and clip_weights is None:
         # Refused before the tracking pass, which is most of a run's time.
@@ -704,7 +768,12 @@ def edit_video(
         workdir = Path(tmp)
         t0 = time.perf_counter()
         analysis = analyse_video(
-            info, model=editor.expression, workdir=workdir, reporter=rep, rest_face=rest_face
+            info,
+            model=editor.expression,
+            workdir=workdir,
+            reporter=rep,
+            rest_face=rest_face,
+            side=side,
         )
         track = analysis.track
         seconds["track"] = time.perf_counter() - t0
@@ -733,6 +802,8 @@ def edit_video(
                 {text: np.zeros(editor.expression.num_aus) for text in texts}
             )
         deltas = editor.deltas(analysis, timeline, intensity=intensity)
+        if note := analysis.side_note(deltas, au_names=editor.expression.au_names):
+            notes.append(note)
         t0 = time.perf_counter()
         n_edited = render_video(
             analysis,

@@ -171,6 +171,7 @@ def test_bad_arguments(tmp_path: Path, make_clip: MakeClip) -> None:
         ({"pattern": "*.mov"}, "no file"),
         ({"options": EditOptions(intensity=3)}, "intensity"),
         ({"options": EditOptions(mouth="loose")}, "mouth"),
+        ({"options": EditOptions(side="up")}, "unknown side"),
         ({"options": EditOptions(device="tpu")}, "device"),
         ({"options": EditOptions(rest=str(tmp_path / "calm.png"))}, "rest face .* does not exist"),
         ({"options": EditOptions(rest="2-1")}, "ends before it starts"),
@@ -889,7 +890,7 @@ def test_cli_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path
             "batch", "in", "out", "-e", "happy", "--emotion", "sad", "--intensity", "0.5",
             "--device", "cpu", "--mouth", "strict", "--start", "1", "--end", "2", "--pattern",
             "*.mov", "--recursive", "--workers", "3", "--executor", "ray", "--ray-address",
-            "head:6379", "--overwrite", "--quiet", "--rest", "calm.png",
+            "head:6379", "--overwrite", "--quiet", "--rest", "calm.png", "--side", "left",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -904,7 +905,10 @@ def test_cli_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path
         start=1.0,
         end=2.0,
         rest=str(Path("calm.png").resolve()),
+        side="left",
     )
+    assert seen["options"].result_options()["side"] == "left"
+    assert "side" not in EditOptions().result_options()  # records of older runs still match
 
 
 def test_a_calm_time_range_reaches_the_jobs_as_given(

@@ -62,6 +62,8 @@ def test_edit_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
             "--overwrite",
             "--rest",
             "calm.png",
+            "--side",
+            "left",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -69,7 +71,7 @@ def test_edit_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert seen["output_path"] == out and seen["intensity"] == 0.5
     assert seen["device"] == "cpu" and seen["mouth"] == "strict"
     assert seen["start"] == 1.0 and seen["end"] == 2.5 and seen["overwrite"] is True
-    assert seen["rest"] == Path("calm.png")
+    assert seen["rest"] == Path("calm.png") and seen["side"] == "left"
     assert "2 of 10 frames have no face" in result.output
 
 

@@ -160,6 +160,7 @@ def test_bad_options(face_clip: Path, tmp_path: Path) -> None:
         (["-e", "ecstatic"], "ecstatic"),
         (["-e", "happy", "--intensity", "2"], "intensity"),
         (["-e", "happy", "--mouth", "loose"], "mouth"),
+        (["-e", "contempt", "--side", "up"], "unknown side 'up'"),
         (["-e", "happy", "--device", "tpu"], "device"),
         (["-e", "happy", "--start", "1.5", "--end", "1"], "--end"),
         (["-e", "happy", "--start", "99"], "--start"),

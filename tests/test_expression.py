@@ -28,6 +28,7 @@ from spfem_cli.generator.expression import (
     DETECTOR_GAIN_AUS,
     EMOTION_DESCRIPTIONS,
     EMOTIONS,
+    ONE_SIDED_AUS,
     PLAYED_ONLY_AUS,
     ExpressionModel,
     canonical_emotion,
@@ -223,6 +224,35 @@ def test_one_sided_upper_units_are_played_not_read(model: ExpressionModel) -> No
     assert (est[played] == 0).all()
     # Half a squint on both sides is what a one-sided squint has in common with a squint.
     assert 0.3 < est[model.au_names.index("AU7")] < 0.7
+
+
+def test_one_sided_units_play_on_the_left_as_their_mirror_image(model: ExpressionModel) -> None:
+    """side="left" plays the one-sided units as the mirror image of the right side's: each
+    landmark moves as its mirror image does on the right, x reversed; both-sided emotions are
+    the same on either side."""
+    mirror = load_checkpoint("facs-v1").tensors["mirror"].long()
+    sneer = torch.tensor([float(n in ONE_SIDED_AUS) for n in model.au_names])
+    right = model.displacement(sneer)
+    left = model.displacement(sneer, side="left")
+    torch.testing.assert_close(left, right[mirror] * torch.tensor([-1.0, 1.0]))
+    size = right.norm(dim=-1)
+    assert size[list(RIGHT_EYEBROW)].mean() > 0.03 and size[list(LEFT_EYEBROW)].max() < 0.003
+    assert left.norm(dim=-1)[list(RIGHT_EYEBROW)].max() < 0.003
+    assert set(ONE_SIDED_AUS) <= set(model.au_names)
+    for emotion in ("happy", "sad", "surprised", "disgusted"):
+        vector = model.emotion_vector(emotion)
+        assert torch.equal(model.displacement(vector, side="left"), model.displacement(vector))
+    without = ExpressionModel(
+        template=model.template,
+        au_basis=model.au_basis,
+        prototypes=model.prototypes,
+        au_names=model.au_names,
+        emotions=model.emotions,
+    )
+    with pytest.raises(SpfemError, match="no mirror map"):
+        without.displacement(sneer, side="left")
+    with pytest.raises(SpfemError, match="unknown side"):
+        model.displacement(sneer, side="up")  # type: ignore[arg-type]
 
 
 def test_estimate_ignores_the_mouth_and_negative_directions(model: ExpressionModel) -> None:

@@ -125,6 +125,28 @@ def test_a_smirk_shades_only_the_subjects_right_side() -> None:
     assert not changed[q[:, 0] > 0.2].any()
 
 
+def test_a_smirk_on_the_left_shades_the_mirror_image_of_the_right() -> None:
+    """Played on the subject's left (`--side`), the smirk's map shades the mirror image of
+    what it shades on the right; the smile's and the furrow's, both-sided, are unchanged."""
+    shading = ShadingModel.load()
+    q = pixels_in_face_frame(FACE, SHAPE)
+    flipped = q * np.array([-1.0, 1.0])
+    np.testing.assert_allclose(
+        shading.log_gain(SMIRK, template_xy=q, side="left"),
+        shading.log_gain(SMIRK, template_xy=flipped),
+    )
+    for unit in (SMILE, FURROW):
+        np.testing.assert_array_equal(
+            shading.log_gain(unit, template_xy=q, side="left"),
+            shading.log_gain(unit, template_xy=q),
+        )
+    frame = skin_frame()
+    out = shading.apply(frame, face=FACE, points=shading.template, strengths=SMIRK, side="left")
+    changed = np.any(out != frame, axis=-1).reshape(-1)
+    assert changed[fold_band(shading, q, side=1, unit=SMILE)].mean() > 0.9
+    assert not changed[q[:, 0] < -0.2].any()
+
+
 def test_disgust_darkens_the_furrow_above_the_lip_corners_only() -> None:
     """The furrow unit darkens the smile's fold from the nose wing to the lip corners' height,
     as deep there as the smile does, and nothing lower down, nor the lips; it lightens no

@@ -212,3 +212,21 @@ def test_a_rest_time_range_is_read_from_those_frames_only(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "0-1").write_bytes(b"")
     assert rest_span("0-1") is None
+
+
+@pytest.mark.parametrize("degrees", [-20.0, -6.0, 0.0, 3.0, 15.0])
+def test_the_head_turn_is_read_off_the_depth_across_the_face(degrees: float) -> None:
+    """A frontal face turned about the vertical axis reads as turned that far: positive when
+    its right side comes nearer the camera (MediaPipe's depth grows away from it); the edit
+    plays contempt's sneer on the nearer side beyond FRONTAL_TURN_DEG, else on the right."""
+    from spfem_cli.face.pose import head_turn
+    from spfem_cli.generator.expression import ExpressionModel
+    from spfem_cli.pipeline import FRONTAL_TURN_DEG, near_side
+
+    flat = ExpressionModel.load().template.double().numpy() * 100.0
+    angle = np.radians(degrees)
+    turned = np.stack([flat[:, 0] * np.cos(angle), flat[:, 1], flat[:, 0] * np.sin(angle)], axis=-1)
+    assert head_turn(turned) == pytest.approx(degrees, abs=0.5)
+    assert head_turn(np.stack([turned, turned])).shape == (2,)
+    expected = "left" if degrees < -FRONTAL_TURN_DEG else "right"
+    assert near_side(float(head_turn(turned))) == expected

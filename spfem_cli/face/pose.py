@@ -15,6 +15,9 @@ from spfem_cli.face.mesh import FaceFrame
 # Points that no expression moves much: eye corners, the nose, the sides of the face. Not the
 # forehead: raising the brows drags its skin (and MediaPipe's forehead points) up with them.
 STABLE = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 234, 454, 127, 356, 93, 323)
+# Pairs of points, (subject's right, left), far apart across the face and at the same depth
+# in a frontal face: the outer eye corners and the cheeks beside them.
+_ACROSS = ((33, 263), (234, 454))
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
@@ -51,3 +54,17 @@ def reference_shape(samples: np.ndarray) -> np.ndarray:
     first = samples[0].astype(np.float64)
     aligned = np.stack([align(p.astype(np.float64), first) for p in samples])
     return np.median(aligned, axis=0)
+
+
+def head_turn(points: np.ndarray) -> np.ndarray:
+    """How far the head is turned, degrees: positive when the subject's right side is nearer
+    the camera (the head turned to their left), 0 for a frontal face.
+
+    points: (..., 478, 3) pixels and MediaPipe's relative depth (larger is farther, in the
+    pixels' scale). Returns (...) the angle of the line across the face (eye corners and
+    cheeks, `_ACROSS`) out of the image plane.
+    """
+    right = points[..., [r for r, _ in _ACROSS], :].mean(axis=-2)
+    left = points[..., [left for _, left in _ACROSS], :].mean(axis=-2)
+    d = left - right
+    return np.degrees(np.arctan2(d[..., 2], np.hypot(d[..., 0], d[..., 1])))

@@ -16,7 +16,7 @@ from scipy.ndimage import gaussian_filter1d, median_filter
 
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
-from spfem_cli.face.pose import frontal_face_frame, reference_shape
+from spfem_cli.face.pose import frontal_face_frame, head_turn, reference_shape
 from spfem_cli.face.tracker import LandmarkTracker
 
 CHUNK = 1024
@@ -35,8 +35,10 @@ class FaceTrack:
     landmarks in the normalised face frame (IOD units); frontal: (T, 478, 2) float32 memmap of
     the same with the head's pose taken out (every frame seen in the clip's reference pose,
     see `face.pose`), for estimating expressions; reference: (478, 3) float64, that pose's 3D
-    shape (pixels and MediaPipe's relative depth), None when no frame has a face. Rows of
-    frames without a face are 0.
+    shape (pixels and MediaPipe's relative depth), None when no frame has a face; turn: the
+    head's median turn over the clip, degrees, positive when the subject's right side is
+    nearer the camera (`face.pose.head_turn`; 0 when no frame has a face). Rows of frames
+    without a face are 0.
     """
 
     valid: np.ndarray
@@ -45,6 +47,7 @@ class FaceTrack:
     norm: np.ndarray
     frontal: np.ndarray
     reference: np.ndarray | None = None
+    turn: float = 0.0
 
     @property
     def n_frames(self) -> int:
@@ -198,10 +201,12 @@ def track_frames(
         norm[start:end] = smooth[start - lo : end - lo]
     norm.flush()
     frontal = _memmap(workdir / "landmarks_frontal.npy", count)
-    reference = None
+    reference, turn = None, 0.0
     if valid.any():
         idx = _samples(valid, REFERENCE_SAMPLES)
-        reference = reference_shape(np.concatenate([raw[idx], depth[idx, :, None]], axis=-1))
+        samples = np.concatenate([raw[idx], depth[idx, :, None]], axis=-1).astype(np.float64)
+        reference = reference_shape(samples)
+        turn = float(np.median(head_turn(samples)))
         for t in np.flatnonzero(valid):
             pts = np.concatenate([raw[t], depth[t, :, None]], axis=-1).astype(np.float64)
             frontal[t] = frontal_face_frame(pts, reference)
@@ -213,4 +218,5 @@ def track_frames(
         norm=norm[:count],
         frontal=frontal[:count],
         reference=reference,
+        turn=turn,
     )

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,8 +40,8 @@ EMOTION_DESCRIPTIONS = MappingProxyType(
     {
         "neutral": "no expression: removes the expression the face already shows",
         "angry": "brows lowered and drawn together, glaring eyes, lids tense, lips pressed thin",
-        "contempt": "one-sided sneer: the right lip corner tightened and pulled up, the right "
-        "eye narrowed and its brow lowered",
+        "contempt": "one-sided sneer: one lip corner tightened and pulled up, that eye narrowed "
+        "and its brow lowered (on the side nearer the camera, or the right; --side)",
         "disgusted": "nose wrinkled, upper lip raised, lip corners pulled down",
         "fear": "brows raised and drawn together, eyes wide and tense, lips stretched sideways",
         "happy": "smile: lip corners up and out, cheeks raised, eyes narrowed by the cheeks",
@@ -97,6 +97,13 @@ REPLACED_AUS = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7")
 # of both sides' unit, so reading them would split every uneven frown or squint between the two
 # and change what is taken off. Contempt plays them on top of what the face shows.
 PLAYED_ONLY_AUS = ("AU4R", "AU7R")
+# The units authored on one side of the face, the subject's right. On a head turned so that
+# its left side is nearer the camera they are played on the left, by their fields' mirror
+# images, where they show (`ExpressionModel.displacement`): a sneer on the far side of a
+# turned head is half hidden.
+ONE_SIDED_AUS = ("AU12R", "AU14R", "AU4R", "AU7R")
+Side = Literal["right", "left"]
+SIDES: tuple[Side, ...] = ("right", "left")
 # The person's rest is their calmest state in the clip: each AU's REST_PERCENTILE-th percentile.
 REST_PERCENTILE = 10.0
 # ...except the upper lid raiser's, whose rest is the lid's usual place: lids lower than that
@@ -253,6 +260,22 @@ def present_expression(
     return current
 
 
+def _left_basis(
+    basis: torch.Tensor, mirror: torch.Tensor, *, au_names: tuple[str, ...]
+) -> torch.Tensor:
+    """basis (K, 478, 2) with the fields of ONE_SIDED_AUS replaced by their mirror images:
+    landmark i moves as its mirror image mirror[i] (478,) did, with x reversed."""
+    mirror = mirror.long()
+    if mirror.shape != (N_LANDMARKS,) or not torch.equal(mirror[mirror], torch.arange(N_LANDMARKS)):
+        raise SpfemError("an expression model's mirror map must pair the 478 landmarks")
+    left = basis.clone()
+    flip = torch.tensor([-1.0, 1.0])
+    for k, name in enumerate(au_names):
+        if name in ONE_SIDED_AUS:
+            left[k] = basis[k][mirror] * flip
+    return left
+
+
 def canonical_emotion(emotion: str) -> str:
     """The name in `EMOTIONS` for ``emotion`` (case-insensitive, a few aliases accepted)."""
     key = emotion.strip().lower()
@@ -270,12 +293,15 @@ class ExpressionModel(torch.nn.Module):
         au_basis: (K, 478, 2) displacement per unit activation of each AU, IOD units.
         prototypes: (E, K) activations of each emotion at intensity 1; neutral is all zeros.
         estimate_mask: (478,) bool, landmarks used by `estimate` (outside the mouth and jaw).
+        left_basis: (K, 478, 2) au_basis with the fields of ONE_SIDED_AUS mirrored onto the
+            subject's left side; None for a model without a mirror map.
     """
 
     template: torch.Tensor
     au_basis: torch.Tensor
     prototypes: torch.Tensor
     estimate_mask: torch.Tensor
+    left_basis: torch.Tensor | None
 
     def __init__(
         self,
@@ -286,8 +312,12 @@ class ExpressionModel(torch.nn.Module):
         au_names: tuple[str, ...] | list[str],
         emotions: tuple[str, ...] | list[str],
         estimate_mask: torch.Tensor | None = None,
+        mirror: torch.Tensor | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
+        """mirror: (478,) int, the index of each landmark's mirror image across the face's
+        midline (x -> -x), which plays the one-sided units on the left; None: on the right
+        only."""
         super().__init__()
         k = len(au_names)
         if template.shape != (N_LANDMARKS, 2):
@@ -313,6 +343,10 @@ class ExpressionModel(torch.nn.Module):
         # Subnormal floats make CPU arithmetic slow; at 1e-9 IOD nothing visible is lost.
         basis[basis.abs() < 1e-9] = 0.0
         self.register_buffer("au_basis", basis)
+        self.register_buffer(
+            "left_basis",
+            None if mirror is None else _left_basis(basis, mirror, au_names=self.au_names),
+        )
         self.register_buffer("prototypes", prototypes.float().clone())
         # The speech landmarks never inform the estimate, whatever the checkpoint says.
         mask = estimate_mask.bool().clone()
@@ -355,6 +389,7 @@ class ExpressionModel(torch.nn.Module):
             au_names=cfg["au_names"],
             emotions=cfg["emotions"],
             estimate_mask=ckpt.tensors.get("estimate_mask"),
+            mirror=ckpt.tensors.get("mirror"),
             config=cfg,
         )
 
@@ -391,14 +426,24 @@ class ExpressionModel(torch.nn.Module):
             raise SpfemError(f"intensity must be a finite number >= 0, got {intensity}")
         return self.prototypes[self.emotions.index(name)] * float(intensity)
 
-    def displacement(self, activations: torch.Tensor) -> torch.Tensor:
-        """Landmark displacement (..., 478, 2) in IOD units for activations (..., K)."""
+    def displacement(self, activations: torch.Tensor, *, side: Side = "right") -> torch.Tensor:
+        """Landmark displacement (..., 478, 2) in IOD units for activations (..., K), with the
+        one-sided units (ONE_SIDED_AUS) played on the subject's `side`."""
         if activations.shape[-1] != self.num_aus:
             raise ValueError(
                 f"activations must end in K={self.num_aus}, got {tuple(activations.shape)}"
             )
-        a = activations.to(self.au_basis)
-        return torch.einsum("...k,kld->...ld", a, self.au_basis)
+        if side not in SIDES:
+            raise SpfemError(f"unknown side {side!r}; choose one of: {', '.join(SIDES)}")
+        basis = self.au_basis
+        if side == "left":
+            if self.left_basis is None:
+                raise SpfemError(
+                    "this expression model has no mirror map: its one-sided units play on the "
+                    "subject's right side only"
+                )
+            basis = self.left_basis
+        return torch.einsum("...k,kld->...ld", activations.to(basis), basis)
 
     def emotion_displacement(self, emotion: str, *, intensity: float = 1.0) -> torch.Tensor:
         """Displacement (478, 2) in IOD units of ``emotion`` at ``intensity``."""

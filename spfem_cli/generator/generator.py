@@ -14,7 +14,7 @@ from spfem_cli.face.glasses import Rims, SteadyRims, Traced, rim_layer
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
 from spfem_cli.generator.creases import frown_share, lift_furrows
-from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.expression import ONE_SIDED_AUS, ExpressionModel, Side
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER, GENERATORS
 from spfem_cli.generator.refiner import Refiner, refine_frame
 from spfem_cli.generator.shading import DEFAULT_SHADING, ShadingModel
@@ -230,23 +230,30 @@ class FaceGenerator:
         self.mouth = mouth
         # (K,) the factor on each AU's change in this mouth mode, the same for every frame.
         self.gain = mouth_gain(model.au_names, mode=mouth)
+        self._one_sided = np.array([name in ONE_SIDED_AUS for name in model.au_names])
         self.warper = Warper(device=device, config=warp)
         self.refiner = refiner.to(device).eval() if refiner is not None else None
         self.shading = shading
 
-    def displacement(self, delta: np.ndarray, *, points: np.ndarray) -> np.ndarray:
-        """delta: (K,) change of AU activations; points: (478, 2) face-frame landmarks.
-        Returns (478, 2) forward displacements in IOD units, with the mouth mode's gain
-        (`mouth_gain`) and the face rules applied."""
+    def displacement(
+        self, delta: np.ndarray, *, points: np.ndarray, side: Side = "right"
+    ) -> np.ndarray:
+        """delta: (K,) change of AU activations; points: (478, 2) face-frame landmarks; side:
+        the subject's side that plays the one-sided units. Returns (478, 2) forward
+        displacements in IOD units, with the mouth mode's gain (`mouth_gain`) and the face
+        rules applied."""
         delta = np.asarray(delta, np.float64) * self.gain
         with torch.no_grad():
-            disp = self.model.displacement(torch.as_tensor(delta, dtype=torch.float32))
+            disp = self.model.displacement(torch.as_tensor(delta, dtype=torch.float32), side=side)
         return face_rules(disp.numpy().astype(np.float64), points=points, mode=self.mouth)
 
-    def sparse(self, *, points: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, HoldRegion]:
+    def sparse(
+        self, *, points: np.ndarray, delta: np.ndarray, side: Side = "right"
+    ) -> tuple[np.ndarray, HoldRegion]:
         """The sparse forward displacements (478, 2), IOD units, and the held mouth region for
-        one frame. points: (478, 2) landmarks in the face frame; delta: (K,) AU change."""
-        disp = self.displacement(delta, points=points)
+        one frame. points: (478, 2) landmarks in the face frame; delta: (K,) AU change; side:
+        the subject's side that plays the one-sided units."""
+        disp = self.displacement(delta, points=points, side=side)
         corners = disp[list(mesh.LIP_CORNERS)]
         return disp, mouth_hold(points, mode=self.mouth, corner_motion=corners)
 
@@ -259,6 +266,7 @@ class FaceGenerator:
         delta: np.ndarray,
         rims: Rims | SteadyRims | Traced | None = None,
         present: np.ndarray | None = None,
+        side: Side = "right",
     ) -> np.ndarray:
         """frame: (H, W, 3) uint8 RGB; face: its face frame; points: (478, 2) landmarks in
         the face frame (IOD); delta: (K,) AU activation change; rims: the glasses the face
@@ -267,7 +275,8 @@ class FaceGenerator:
         times): the face is edited behind them, and they are put back as they were;
         present: (K,) the AU activations the face shows on this frame, relative to its rest
         (`pipeline.Analysis.current`): where the edit takes a frown off, its furrows are
-        lifted too (`creases`). Returns the edited frame."""
+        lifted too (`creases`); side: the subject's side that plays the one-sided units
+        (ONE_SIDED_AUS: contempt's sneer). Returns the edited frame."""
         if not np.any(delta):
             return frame
         share = (
@@ -283,9 +292,13 @@ class FaceGenerator:
                 eyes=(points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
             )
         if layer is None:
-            return self._edit(frame, face=face, points=points, delta=delta, frown_off=share)
+            return self._edit(
+                frame, face=face, points=points, delta=delta, frown_off=share, side=side
+            )
         painted = layer.paint_out(frame)
-        edited = self._edit(painted, face=face, points=points, delta=delta, frown_off=share)
+        edited = self._edit(
+            painted, face=face, points=points, delta=delta, frown_off=share, side=side
+        )
         return layer.put_back(edited, original=frame, painted=painted)
 
     def _edit(
@@ -296,14 +309,20 @@ class FaceGenerator:
         points: np.ndarray,
         delta: np.ndarray,
         frown_off: float = 0.0,
+        side: Side = "right",
     ) -> np.ndarray:
         """The edited frame, by the warp and, when there is one, the refiner, then shaded,
         and the furrows of the share frown_off of a frown taken off lifted."""
-        disp, hold = self.sparse(points=points, delta=delta)
-        out = self._move(frame, face=face, points=points, delta=delta, disp=disp, hold=hold)
+        disp, hold = self.sparse(points=points, delta=delta, side=side)
+        # The refiner learned the one-sided units on the right side only (its training zeroes
+        # them on mirrored pairs), so on the left it is not told of them.
+        told = delta if side == "right" else np.where(self._one_sided, 0.0, delta)
+        out = self._move(frame, face=face, points=points, delta=told, disp=disp, hold=hold)
         if self.shading is not None:
             strengths = self.shading.strengths(delta * self.gain, au_names=self.model.au_names)
-            out = self.shading.apply(out, face=face, points=points + disp, strengths=strengths)
+            out = self.shading.apply(
+                out, face=face, points=points + disp, strengths=strengths, side=side
+            )
         return lift_furrows(out, face=face, points=points + disp, share=frown_off)
 
     def _move(

@@ -29,6 +29,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint
+from spfem_cli.generator.expression import ONE_SIDED_AUS, Side
 from spfem_cli.generator.warp import HoldRegion, face_box, hold_weight, shepard_flow
 
 CHECKPOINT_KIND = "shading"
@@ -115,31 +116,45 @@ class ShadingModel:
         delta = np.asarray(delta, np.float64)[[list(au_names).index(n) for n in self.au_names]]
         return np.clip(self.drivers @ delta, 0.0, MAX_STRENGTH)
 
-    def log_gain(self, strengths: np.ndarray, *, template_xy: np.ndarray) -> np.ndarray:
+    def log_gain(
+        self, strengths: np.ndarray, *, template_xy: np.ndarray, side: Side = "right"
+    ) -> np.ndarray:
         """(M,) the change of log luminance at template face-frame points (M, 2), IOD; 0
-        outside the maps."""
+        outside the maps. side: the subject's side where the one-sided units
+        (`one_sided_units`) shade; a map drawn on the right is read at the mirror image of
+        each point (x -> -x, the template being symmetric) to shade the left."""
         total = np.zeros(len(template_xy))
         rows = (template_xy[:, 1] - self.origin[1]) / self.step
         cols = (template_xy[:, 0] - self.origin[0]) / self.step
-        for strength, grid in zip(strengths, self.maps, strict=True):
+        mirrored = (-template_xy[:, 0] - self.origin[0]) / self.step
+        for strength, grid, one_sided in zip(
+            strengths, self.maps, self.one_sided_units, strict=True
+        ):
             if strength > 0:
-                total += strength * map_coordinates(grid, [rows, cols], order=1, cval=0.0)
+                at = mirrored if one_sided and side == "left" else cols
+                total += strength * map_coordinates(grid, [rows, at], order=1, cval=0.0)
         return total
 
     @cached_property
+    def one_sided_units(self) -> np.ndarray:
+        """(S,) bool: the units driven by a one-sided action unit (ONE_SIDED_AUS), whose maps
+        shade one side of the face."""
+        idx = [k for k, name in enumerate(self.au_names) if name in ONE_SIDED_AUS]
+        return np.abs(self.drivers[:, idx]).sum(axis=1) > 0
+
+    @cached_property
     def support(self) -> tuple[float, float, float, float]:
-        """(x0, y0, x1, y1): the template face-frame box (IOD) outside which every map is 0."""
+        """(x0, y0, x1, y1): the template face-frame box (IOD) outside which every map is 0,
+        on either side for the one-sided units (`log_gain`)."""
         live = np.abs(self.maps).max(axis=0) * MAX_STRENGTH >= MIN_LOG_CHANGE
         if not live.any():
             return (0.0, 0.0, 0.0, 0.0)
         rows, cols = np.flatnonzero(live.any(axis=1)), np.flatnonzero(live.any(axis=0))
-        x0, y0 = self.origin
-        return (
-            x0 + self.step * cols[0],
-            y0 + self.step * rows[0],
-            x0 + self.step * cols[-1],
-            y0 + self.step * rows[-1],
-        )
+        ox, oy = self.origin
+        x0, x1 = ox + self.step * cols[0], ox + self.step * cols[-1]
+        if self.one_sided_units.any():
+            x0, x1 = min(x0, -x1), max(x1, -x0)
+        return (x0, oy + self.step * rows[0], x1, oy + self.step * rows[-1])
 
     def apply(
         self,
@@ -148,12 +163,14 @@ class ShadingModel:
         face: FaceFrame,
         points: np.ndarray,
         strengths: np.ndarray,
+        side: Side = "right",
     ) -> np.ndarray:
         """Shade an edited frame.
 
         frame: (H, W, 3) uint8 RGB, already warped; face: its face frame; points: (478, 2)
         the output's landmarks in the face frame (IOD: where the edit moved them); strengths:
-        (S,) from `strengths`. Returns a new frame; the lips and everything off the face keep
+        (S,) from `strengths`; side: where the one-sided units shade (`log_gain`). Returns a
+        new frame; the lips and everything off the face keep
         their pixels.
         """
         if not np.any(strengths > 0):
@@ -168,7 +185,7 @@ class ShadingModel:
         gh, gw = _grid_size(sub, step_px=max(MIN_STEP_PX, APPLY_STEP * face.iod))
         nodes = _grid_nodes(sub, gh, gw)
         query = face.to_face(nodes)
-        gain = self.log_gain(strengths, template_xy=query + offsets(nodes))
+        gain = self.log_gain(strengths, template_xy=query + offsets(nodes), side=side)
         gain *= _off_the_lips(query, points=points)
         dense = F.interpolate(
             torch.from_numpy(gain.reshape(1, 1, gh, gw).astype(np.float32)),
