@@ -296,6 +296,33 @@ def test_crop_edit_asks_the_mouth_for_what_expressive_mode_asks(model: Expressio
     assert not torch.allclose(expressive, out(smile, "natural"), atol=1e-3)
 
 
+def test_crop_edit_plays_the_one_sided_units_on_the_side_asked() -> None:
+    """Open vocabulary reads a text through the crop path on the side the edit will play the
+    one-sided units (`Analysis.side`): on the left, the flow of a one-sided squint is the
+    right side's mirrored."""
+    model = ExpressionModel.load()
+    crop = CropGeometry(size=96)
+    pts = model.template.double().numpy()
+    image = painted_eyes(pts, crop_face_frame(crop.fine), (2 * crop.size, 2 * crop.size))
+    batch = prepare_crops(image.transpose(2, 0, 1)[None], pts[None], crop=crop, mouth="natural")
+    squint = torch.zeros(1, model.num_aus)
+    squint[0, model.au_names.index("AU7R")] = 1.0
+    flows = {
+        side: edit_crops(
+            batch, squint, expression=model, refiner=None, mouth="natural", crop=crop, side=side
+        ).flow[0]
+        for side in ("right", "left")
+    }  # (2, h, w) each
+    size = {side: flow.norm(dim=0) for side, flow in flows.items()}
+    half = size["right"].shape[1] // 2
+    top = size["right"].max()
+    # The subject's right eye is on the image's left.
+    assert top > 0 and size["right"][:, half:].max() < 0.05 * top
+    assert size["left"][:, :half].max() < 0.05 * top
+    mirrored = size["right"].flip(-1)
+    assert (size["left"] - mirrored).abs().max() < 0.1 * top
+
+
 def test_the_lids_gradient_goes_through_the_eye_correction(model: ExpressionModel) -> None:
     """d(flow at the upper lids)/d(AU5) on the crop path is the lids' own displacement per
     unit of AU5 (the eye correction carries it), not the half the smooth flow gives."""

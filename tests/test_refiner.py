@@ -522,6 +522,7 @@ def test_cached_crops_are_read_from_disk_and_reused(
     assert cached.crops.shape == (6, 3, 128, 128)
     np.testing.assert_array_equal(cached.crops, in_ram.crops)
     np.testing.assert_array_equal(cached.points, in_ram.points)
+    assert cached.side == in_ram.side == "right"  # the painted portrait faces the camera
     assert sorted(p.name.split(".", 1)[1] for p in cache.iterdir()) == ["crops.npy", "npz"]
 
     def no_tracking(*args: object, **kw: object) -> None:
@@ -532,9 +533,25 @@ def test_cached_crops_are_read_from_disk_and_reused(
     assert again is not None and isinstance(again.crops, np.memmap)
     np.testing.assert_array_equal(again.crops, in_ram.crops)
     np.testing.assert_array_equal(again.aus, in_ram.aus)
+    assert again.side == "right"
     # Another frame count is another entry, so it is cut anew.
     with pytest.raises(AssertionError, match="tracked again"):
         load_clip_frames(video, max_frames=5, cache_dir=cache, **kwargs)
+
+
+def test_the_cache_keeps_the_side_an_edit_plays_the_one_sided_units_on(tmp_path: Path) -> None:
+    """Fine-tuning renders a clip's one-sided units where `spfem edit` would play them: the
+    side read when the clip was tracked comes back from the cache."""
+    from spfem_cli.training import frames as frames_mod
+
+    entry = tmp_path / "entry"
+    crops = np.lib.format.open_memmap(
+        frames_mod._crops_path(entry, partial=True), "w+", np.uint8, (2, 3, 8, 8)
+    )
+    points, aus = np.zeros((2, 478, 2), np.float32), np.zeros((2, 17), np.float32)
+    frames_mod._store_entry(entry, crops=crops, points=points, aus=aus, present=aus, side="left")
+    found, frames = frames_mod._load_entry(entry, name="a", person="p")
+    assert found and frames is not None and frames.side == "left"
 
 
 def test_frames_carry_the_expression_an_edit_replaces_and_cache_it_per_calm_face(

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.expression import ONE_SIDED_AUS, ExpressionModel, Side
 from spfem_cli.generator.generator import MouthMode, face_rules, mouth_gain, mouth_hold
 from spfem_cli.generator.refiner import (
     CropGeometry,
@@ -126,16 +126,18 @@ def edit_crops(
     mouth: MouthMode,
     crop: CropGeometry,
     warp: WarpConfig | None = None,
+    side: Side = "right",
 ) -> CropEdit:
     """Edit crops by an AU change, as `spfem edit` would edit their frames.
 
-    delta: (B, K) AU activation change per frame (the target minus what the face shows).
+    delta: (B, K) AU activation change per frame (the target minus what the face shows);
+    side: the subject's side that plays the one-sided units (`Analysis.side`).
     `refiner` None is the warp alone (`--generator warp`). Differentiable in `delta` and in the
     refiner's parameters; the expression model's buffers must be on the batch's device.
     """
     warp = warp or WarpConfig()
     gain = torch.from_numpy(mouth_gain(expression.au_names, mode=mouth)).to(delta)
-    disp = expression.displacement(delta * gain)  # (B, 478, 2), IOD
+    disp = expression.displacement(delta * gain, side=side)  # (B, 478, 2), IOD
     disp = face_rules(disp, points=batch.points, mode=mouth)
     # The edit zeroes the flow on the held mouth after interpolation (`Warper._hold`): the
     # lips never move whatever the smooth flow around them does.
@@ -151,7 +153,11 @@ def edit_crops(
     if refiner is None:
         return CropEdit(out=warped, warped=warped, flow=flow, mask=torch.zeros_like(allow))
     inputs = network_inputs(warped=warped, source=batch.source, flow=flow, maps=batch.maps)
-    residual, mask = refiner(inputs, delta.to(inputs.dtype))
+    told = delta
+    if side == "left":  # as `FaceGenerator`: the refiner knows the one-sided units on the right
+        keep = torch.tensor([name not in ONE_SIDED_AUS for name in expression.au_names])
+        told = delta * keep.to(delta)
+    residual, mask = refiner(inputs, told.to(inputs.dtype))
     return CropEdit(out=compose(warped, residual, mask, allow), warped=warped, flow=flow, mask=mask)
 
 

@@ -293,9 +293,10 @@ class PersonalTuner:
         vectors = self.target_vectors()[pair_targets] * intensity[:, None]  # (P, K)
         target = vectors.repeat_interleave(2, dim=0)  # (B, K): both frames of a pair
         delta = target - self.current[idx]
+        # On the side `spfem edit` plays the one-sided units for this clip.
         edit = edit_crops(
             batch, delta, expression=self.expression, refiner=self.refiner, mouth=self.mouth,
-            crop=self.crop, warp=self.warp,
+            crop=self.crop, warp=self.warp, side=self.frames.side,
         )  # fmt: skip
 
         edited_features = encode_images(self.bundle, to_unit_range(edit.out))

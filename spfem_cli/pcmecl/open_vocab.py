@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from spfem_cli.errors import SpfemError
-from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.expression import ExpressionModel, Side
 from spfem_cli.generator.generator import MouthMode
 from spfem_cli.generator.refiner import CropGeometry, Refiner
 from spfem_cli.pcmecl.clip import ClipBundle, encode_images
@@ -127,8 +127,10 @@ def text_to_aus(
     crop: CropGeometry,
     config: OpenVocabConfig | None = None,
     advance: Callable[[], None] | None = None,
+    side: Side = "right",
 ) -> TextVector:
     """Fit an AU vector to `text` on the frames of `batch` (see the module docstring).
+    side: where the edit will play the one-sided units (`Analysis.side`).
 
     present: (F, K) the expression already on each frame (what the edit replaces);
     prototypes: (E, K) the emotion vectors the search may start from and whose mean size it
@@ -166,7 +168,7 @@ def text_to_aus(
     def loss_of(a: Tensor) -> Tensor:
         delta = a[None] - present
         edit = edit_crops(
-            batch, delta, expression=expression, refiner=refiner, mouth=mouth, crop=crop
+            batch, delta, expression=expression, refiner=refiner, mouth=mouth, crop=crop, side=side
         )
         edited = encode_images(bundle, to_unit_range(edit.out))
         return direction_loss(image_in, edited, source_text, target_text[0])
@@ -301,5 +303,6 @@ def resolve_texts(
                 crop=crop,
                 config=cfg,
                 advance=advance,
+                side=analysis.side,
             )
     return out

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from spfem_cli.errors import SpfemError
-from spfem_cli.generator.expression import ExpressionModel
+from spfem_cli.generator.expression import ExpressionModel, Side
 from spfem_cli.generator.refiner import CropGeometry, sample_fine, supersampled_points
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import analyse_video, signed_activations
@@ -40,7 +40,8 @@ class ClipFrames:
     edit's); points: (T, 478, 2) float32 landmarks in the face frame (IOD); aus: (T, K) float32
     AU activations relative to the clip's median face; present: (T, K) float32 the expression
     an edit of each frame replaces (`pipeline.Analysis.current`: slow, above the person's rest,
-    against their calm face when one was given), None for frames not cut from a video.
+    against their calm face when one was given), None for frames not cut from a video; side:
+    where an edit of the clip plays the one-sided units (`pipeline.Analysis.side`).
     """
 
     name: str
@@ -49,6 +50,7 @@ class ClipFrames:
     points: np.ndarray
     aus: np.ndarray
     present: np.ndarray | None = None
+    side: Side = "right"
 
     def __len__(self) -> int:
         return int(self.crops.shape[0])
@@ -119,7 +121,7 @@ def _cache_key(
     if rest_face is not None:
         calm = hashlib.sha256(np.ascontiguousarray(rest_face, np.float64)).hexdigest()
     blob = json.dumps(
-        [str(video.resolve()), stat.st_size, stat.st_mtime_ns, crop.__dict__, max_frames, calm, 4]
+        [str(video.resolve()), stat.st_size, stat.st_mtime_ns, crop.__dict__, max_frames, calm, 5]
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -161,7 +163,14 @@ def load_clip_frames(
         idx = np.flatnonzero(usable)
         if idx.size < 2:
             empty = np.zeros((0, 0), np.float32)
-            _store_entry(entry, crops=None, points=empty.reshape(0, 0, 2), aus=empty, present=empty)
+            _store_entry(
+                entry,
+                crops=None,
+                points=empty.reshape(0, 0, 2),
+                aus=empty,
+                present=empty,
+                side=analysis.side,
+            )
             return None
         if idx.size > max_frames:
             idx = idx[np.linspace(0, idx.size - 1, max_frames).astype(int)]
@@ -189,10 +198,18 @@ def load_clip_frames(
                     pix = track.frame(t).to_image(sub)
                     crops[wanted[t]] = fine_crop_from_frame(frame, pix)
     if entry is not None:
-        _store_entry(entry, crops=crops, points=points, aus=aus, present=present)
+        _store_entry(
+            entry, crops=crops, points=points, aus=aus, present=present, side=analysis.side
+        )
         crops = np.load(_crops_path(entry), mmap_mode="r")
     return ClipFrames(
-        name=name, person=person, crops=crops, points=points, aus=aus, present=present
+        name=name,
+        person=person,
+        crops=crops,
+        points=points,
+        aus=aus,
+        present=present,
+        side=analysis.side,
     )
 
 
@@ -209,14 +226,20 @@ def _load_entry(entry: Path, *, name: str, person: str) -> tuple[bool, ClipFrame
         return False, None
     with np.load(meta) as data:
         points, aus = data["points"], data["aus"]
-        present = data["present"]
+        present, side = data["present"], str(data["side"])
     if len(points) == 0:
         return True, None
     if not crops_path.is_file():
         return False, None
     crops = np.load(crops_path, mmap_mode="r")
     return True, ClipFrames(
-        name=name, person=person, crops=crops, points=points, aus=aus, present=present
+        name=name,
+        person=person,
+        crops=crops,
+        points=points,
+        aus=aus,
+        present=present,
+        side=side,  # type: ignore[arg-type]
     )
 
 
@@ -227,6 +250,7 @@ def _store_entry(
     points: np.ndarray,
     aus: np.ndarray,
     present: np.ndarray,
+    side: Side,
 ) -> None:
     """Write a cache entry: the crops (already cut into their partial file) are renamed into
     place first and the small .npz last, which is what marks the entry complete. No crops
@@ -239,7 +263,7 @@ def _store_entry(
             crops.flush()
         _crops_path(entry, partial=True).replace(_crops_path(entry))
     tmp_path = entry.with_name(entry.name + ".tmp.npz")
-    np.savez(tmp_path, points=points, aus=aus, present=present)
+    np.savez(tmp_path, points=points, aus=aus, present=present, side=np.array(side))
     tmp_path.replace(entry.with_suffix(".npz"))
 
 
