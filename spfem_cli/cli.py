@@ -392,6 +392,7 @@ def preview(
     generator: GeneratorOption = DEFAULT_GENERATOR,
     device: DeviceOption = "auto",
     rest: RestOption = None,
+    side: SideOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Write a contact sheet: a few frames of INPUT under every emotion (or those given),
@@ -411,6 +412,7 @@ def preview(
             generator=generator,
             device=device,
             rest=rest,
+            side=side,
             reporter=RichReporter(console),
         )
     )

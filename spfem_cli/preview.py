@@ -18,7 +18,13 @@ from spfem_cli.generator.generator import MouthMode
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR
 from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, probe
-from spfem_cli.pipeline import MAX_INTENSITY, Editor, analyse_video, read_rest_face
+from spfem_cli.pipeline import (
+    MAX_INTENSITY,
+    Editor,
+    analyse_video,
+    check_side,
+    read_rest_face,
+)
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
 from spfem_cli.targets import mixture_vector
@@ -43,6 +49,7 @@ def preview_sheet(
     crop_face: bool = True,
     model: str | Path = DEFAULT_MODEL,
     rest: str | Path | None = None,
+    side: str = "auto",
     reporter: Reporter | None = None,
 ) -> Path:
     """Write a PNG: one row per sampled frame, columns input then each emotion.
@@ -50,7 +57,8 @@ def preview_sheet(
     emotions: one column each, an emotion or a mixture as `spfem edit` takes them
     (``"happy:0.6+surprised:0.4"``; no time ranges), None for the eight; crop_face: show the
     face region (grown by half its size) rather than the whole frame; rest: a photo or clip of
-    the same person with a calm face, or a time range of the input (as in `edit_video`).
+    the same person with a calm face, or a time range of the input (as in `edit_video`);
+    side: where contempt's one-sided sneer goes (as in `edit_video`).
     """
     rep = reporter or SilentReporter()
     output_path = Path(output_path)
@@ -62,6 +70,7 @@ def preview_sheet(
         raise SpfemError(f"--frames must be between 1 and {MAX_ROWS}, got {n_frames}")
     if not 0.0 <= intensity <= MAX_INTENSITY:
         raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
+    check_side(side)
     emotions = EMOTIONS if emotions is None else tuple(emotions)
     if not emotions:
         raise SpfemError("the preview needs at least one emotion")
@@ -73,7 +82,12 @@ def preview_sheet(
     rest_face = None if rest is None else read_rest_face(rest, video=input_path)
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         analysis = analyse_video(
-            info, model=expression, workdir=Path(tmp), reporter=rep, rest_face=rest_face
+            info,
+            model=expression,
+            workdir=Path(tmp),
+            reporter=rep,
+            rest_face=rest_face,
+            side=side,
         )
         track = analysis.track
         faces = np.flatnonzero(track.valid)

@@ -129,3 +129,36 @@ def test_preview_reads_the_rest_face_first(make_clip: Callable[..., Path], tmp_p
     )
     assert result.exit_code == 2 and not out.exists()
     assert f"2-3 s is past the end of {clip}" in result.output
+
+
+def test_preview_puts_the_sneer_on_the_side_asked(tmp_path: Path) -> None:
+    """`--side` reaches the preview: on the painted portrait, which faces the camera, auto
+    is the right side, left another sheet; a side that is not one is refused in one line."""
+    from fractions import Fraction
+
+    from spfem_cli.demo import portrait_frames
+    from spfem_cli.media import FrameWriter
+
+    clip = tmp_path / "portrait.mp4"
+    with FrameWriter(clip, width=256, height=256, fps=Fraction(25)) as writer:
+        for frame in portrait_frames(n_frames=10, size=256):
+            writer.write(frame)
+    sheets = {}
+    for side in ("auto", "right", "left"):
+        out = tmp_path / f"{side}.png"
+        result = runner.invoke(
+            cli.app,
+            ["preview", str(clip), "-o", str(out), "--frames", "1", "-q", "-e", "contempt",
+             "--side", side],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        sheets[side] = iio.imread(out).astype(int)
+    assert np.array_equal(sheets["auto"], sheets["right"])
+    assert np.abs(sheets["left"] - sheets["right"]).max() > 40
+    result = runner.invoke(
+        cli.app,
+        ["preview", str(clip), "-o", str(tmp_path / "x.png"), "-q", "--side", "up"],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 2 and "unknown side 'up'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
