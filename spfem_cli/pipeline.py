@@ -373,7 +373,11 @@ class Analysis:
         elif abs(turn) <= FRONTAL_TURN_DEG:
             why = "the face is frontal"
         else:
-            why = f"the side nearer the camera: the head is turned {abs(turn):.0f} degrees"
+            toward = "left" if turn > 0 else "right"
+            why = (
+                f"the side nearer the camera: the head is turned {abs(turn):.0f} degrees to "
+                f"the subject's {toward}"
+            )
         other = "left" if self.side == "right" else "right"
         return (
             f"the one-sided sneer is on the subject's {self.side} side ({why}); "

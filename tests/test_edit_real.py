@@ -283,7 +283,11 @@ def test_contempt_sneers_on_the_side_nearer_the_camera(
     # correlation is re-detection noise here (0.76-0.92 for every emotion); the inner lips are
     # the measure.
     assert compare_speech(e.lm_in, e.lm_out).inner_lip_error <= 0.015
-    assert any("left side (the side nearer the camera" in n for n in e.report.notes)
+    note = (
+        "left side (the side nearer the camera: the head is turned 7 degrees to the "
+        "subject's right)"
+    )
+    assert any(note in n for n in e.report.notes), e.report.notes
     assert any("right side (the face is frontal)" in n for n in speech_contempt.report.notes)
 
 
