@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -407,6 +407,13 @@ def analyse_video(
 
     workdir holds the memory-mapped landmark arrays and must outlive the Analysis.
     """
+    mirrors = model.left_basis is not None
+    if side == "left" and not mirrors:
+        # Refused before the tracking pass: the model could only play them on the right.
+        raise SpfemError(
+            "--side left needs an expression model with a mirror map; this one plays its "
+            "one-sided units on the subject's right side only"
+        )
     size = analysis_size(info.width, info.height)
     with contextlib.ExitStack() as stack:
         readers = [
@@ -436,12 +443,14 @@ def analyse_video(
             sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps),
             rest_face=rest_face,
         )
+    if side == "auto":
+        side = near_side(track.turn) if mirrors else "right"
     return Analysis(
         info=info,
         track=track,
         current=current,
         rims=finder.rims(),
-        side=near_side(track.turn) if side == "auto" else side,  # type: ignore[arg-type]
+        side=cast(Side, side),
     )
 
 

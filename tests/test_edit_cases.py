@@ -170,6 +170,37 @@ def test_bad_options(face_clip: Path, tmp_path: Path) -> None:
     assert not Path(o).exists()
 
 
+def test_a_model_without_a_mirror_map_keeps_the_sneer_on_the_right(
+    face_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An expression model without a mirror map (one a user built) plays the one-sided units
+    on the right: "auto" picks the right whatever the head's turn, and side "left" is
+    refused before the tracking pass."""
+    from spfem_cli.generator.checkpoint import load_checkpoint, save_checkpoint
+    from spfem_cli.generator.expression import ExpressionModel
+    from spfem_cli.pipeline import analyse_video
+    from spfem_cli.progress import SilentReporter
+
+    shipped = load_checkpoint("facs-v2")
+    tensors = {k: v for k, v in shipped.tensors.items() if k != "mirror"}
+    model_path = tmp_path / "nomirror.safetensors"
+    save_checkpoint(model_path, tensors=tensors, config=shipped.config)
+    model = ExpressionModel.load(model_path)
+    assert model.left_basis is None
+    o = tmp_path / "o.mp4"
+    with pytest.raises(SpfemError, match="--side left needs an expression model with a mirror"):
+        edit_video(
+            input_path=face_clip, output_path=o, emotion="contempt", model=model_path, side="left"
+        )
+    assert not o.exists()
+    work = tmp_path / "work"
+    work.mkdir()
+    # As if the head were turned so that its left side is nearer the camera.
+    monkeypatch.setattr("spfem_cli.pipeline.near_side", lambda turn: "left")
+    analysis = analyse_video(probe(face_clip), model=model, workdir=work, reporter=SilentReporter())
+    assert analysis.side == "right"
+
+
 def test_bad_rest_face(make_clip: Callable[..., Path], tmp_path: Path) -> None:
     """`--rest` must name a photo or clip with a face; it is read before the tracking pass."""
     import imageio.v3 as iio
