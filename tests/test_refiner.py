@@ -153,6 +153,38 @@ def test_zero_change_returns_the_frame(model, scene) -> None:
     assert np.array_equal(out, frame)
 
 
+def test_the_refiner_is_told_of_the_one_sided_units_only_on_the_right(
+    model: ExpressionModel,
+    scene: tuple[np.ndarray, FaceFrame, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The refiner learned the one-sided units on the right only (training zeroes them on
+    mirrored pairs): played on the left, it gets the change without them; the warp still
+    moves the left side."""
+    from spfem_cli.generator import generator as generator_mod
+    from spfem_cli.generator.expression import ONE_SIDED_AUS
+
+    told: dict[str, np.ndarray] = {}
+
+    def fake_refine(frame: np.ndarray, **kw: object) -> np.ndarray:
+        told["delta"], told["values"] = np.asarray(kw["delta"]), np.asarray(kw["values"])
+        return frame
+
+    monkeypatch.setattr(generator_mod, "refine_frame", fake_refine)
+    frame, face, points = scene
+    gen = FaceGenerator(model=model, device=CPU, refiner=_random_head(Refiner(SMALL)))
+    delta = model.emotion_vector("contempt").double().numpy()
+    one_sided = [model.au_names.index(n) for n in ONE_SIDED_AUS]
+    gen.edit_frame(frame, face=face, points=points, delta=delta, side="right")
+    assert np.array_equal(told["delta"], delta)
+    gen.edit_frame(frame, face=face, points=points, delta=delta, side="left")
+    assert not told["delta"][one_sided].any()
+    others = [k for k in range(model.num_aus) if k not in one_sided]
+    assert np.array_equal(told["delta"][others], delta[others])
+    moved = np.linalg.norm(told["values"], axis=-1)
+    assert moved[list(mesh.LEFT_EYEBROW)].mean() > 10 * moved[list(mesh.RIGHT_EYEBROW)].mean()
+
+
 def test_crop_flow_follows_the_landmarks_and_zero_is_identity(model) -> None:
     crop = CropGeometry(size=64)
     pts = model.template[None].float()
