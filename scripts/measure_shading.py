@@ -35,7 +35,7 @@ from scipy.spatial import Delaunay
 
 from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
 from spfem_cli.media import FrameReader, probe
-from spfem_cli.pipeline import RIDGE, analyse_video
+from spfem_cli.pipeline import analyse_video, signed_activations
 from spfem_cli.progress import SilentReporter
 from spfem_cli.sheet import write_png
 
@@ -105,21 +105,15 @@ def clip_shading(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One clip's shading changes (N, P) and AU activations (N, K) over its tracked frames,
     and its median log luminance (P,)."""
-    read = model.read_aus
     mask = model.estimate_mask.clone()
     mask[list(LIP_POINTS)] = True
-    basis = model.au_basis[read][:, mask].reshape(int(read.sum()), -1).double()
-    gram = basis @ basis.T
-    gram = gram + RIDGE * torch.diag(gram.diagonal())
     info = probe(path)
     with tempfile.TemporaryDirectory() as workdir:
         track = analyse_video(
             info, model=model, workdir=Path(workdir), reporter=SilentReporter()
         ).track
         offsets = torch.from_numpy(np.asarray(track.frontal, np.float64) - track.median_frontal())
-        x = offsets[:, mask].reshape(track.n_frames, -1)
-        acts = np.zeros((track.n_frames, model.num_aus))
-        acts[:, read.numpy()] = torch.linalg.solve(gram, basis @ x.T).T.numpy()
+        acts = signed_activations(model, offsets, mask=mask).numpy()
         rows, keep = [], []
         with FrameReader(info) as reader:
             for t, frame in enumerate(reader):

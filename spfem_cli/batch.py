@@ -502,7 +502,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
             t1 = time.perf_counter()
             try:
                 deltas = editor.deltas(analysis, timeline, intensity=options.intensity)
-                side_note = analysis.side_note(deltas, au_names=editor.expression.au_names)
+                side_note = analysis.side_note(deltas, model=editor.expression)
                 n_edited = render_video(
                     analysis,
                     generator=editor.generator,

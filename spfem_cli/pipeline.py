@@ -32,7 +32,6 @@ from spfem_cli.generator.device import resolve_device, torch_threads
 from spfem_cli.generator.expression import (
     DEFAULT_MODEL,
     LID_READINGS,
-    ONE_SIDED_AUS,
     SIDES,
     ExpressionModel,
     Side,
@@ -92,9 +91,9 @@ RIDGE = 0.2
 # `--side`: where the one-sided units (contempt's sneer) play. "auto": on the side nearer the
 # camera when the head is turned more than FRONTAL_TURN_DEG (`FaceTrack.turn`), else on the
 # subject's right, where the model draws them. On the far side of a turned head the narrowed
-# eye and the smirk are foreshortened and half hidden: talk_s20, turned 6.6 degrees to her
-# right, showed little of a sneer on her right side. The expressive clips here, filmed facing
-# the camera, read as turned 0-5.5 degrees.
+# eye and the smirk are foreshortened and half hidden: talk_s20, turned 6.7 degrees to her
+# right, showed little of a sneer on her right side. The expressive and MEAD clips here,
+# filmed facing the camera, read as turned -4.5 to +5.1 degrees.
 SIDE_CHOICES = ("auto", *SIDES)
 FRONTAL_TURN_DEG = 5.0
 
@@ -121,13 +120,16 @@ class EditReport:
         return self.n_frames - self.n_face_frames
 
 
-def signed_activations(model: ExpressionModel, offsets: torch.Tensor) -> torch.Tensor:
+def signed_activations(
+    model: ExpressionModel, offsets: torch.Tensor, *, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """AU activations (T, K) of landmark offsets (T, 478, 2) from the clip's median face,
     allowed to be negative (less of an AU than the median shows): ridge least squares over
-    the landmarks the model estimates from (`estimate_mask`: not the mouth or jaw), of the AUs
-    it reads (`ExpressionModel.read_aus`; 0 for the others)."""
+    the landmarks in mask (478,) bool (default: those the model estimates from,
+    `estimate_mask`: not the mouth or jaw), of the AUs it reads (`ExpressionModel.read_aus`;
+    0 for the others)."""
     read = model.read_aus
-    mask = model.estimate_mask
+    mask = model.estimate_mask if mask is None else mask
     basis = model.au_basis[read][:, mask].reshape(int(read.sum()), -1).double()
     gram = basis @ basis.T
     # A small ridge, relative to each AU's own energy, keeps near-collinear AUs (AU12 and
@@ -317,7 +319,8 @@ class Analysis:
     current: (T, K) AU activations relative to the person's rest face, smoothed in time;
     rims: the glasses the person wears, kept still by the edit; None when they wear none or
     their rims are too faint to trace on most frames (`face.glasses.RimFinder.rims`);
-    side: the subject's side that plays the one-sided units (`SIDE_CHOICES`).
+    side: the subject's side that plays the one-sided units, and side_reason why
+    (`choose_side`).
     """
 
     info: VideoInfo
@@ -325,6 +328,7 @@ class Analysis:
     current: np.ndarray
     rims: Rims | None = None
     side: Side = "right"
+    side_reason: str = "where the model draws them"
 
     def deltas(
         self, *, target: np.ndarray, weights: np.ndarray, removal: float = 1.0
@@ -361,26 +365,14 @@ class Analysis:
             side=self.side,
         )
 
-    def side_note(self, deltas: np.ndarray, *, au_names: tuple[str, ...]) -> str | None:
-        """Which side an edit by deltas (T, K) plays its one-sided units on, and why; None
-        when it plays none."""
-        one_sided = [k for k, name in enumerate(au_names) if name in ONE_SIDED_AUS]
-        if not np.any(deltas[:, one_sided]):
+    def side_note(self, deltas: np.ndarray, *, model: ExpressionModel) -> str | None:
+        """Which side an edit by deltas (T, K) of the AUs of `model` plays its one-sided units
+        on, and why; None when it plays none."""
+        if not np.any(deltas[:, model.one_sided.numpy()]):
             return None
-        turn = self.track.turn
-        if self.side != near_side(turn):
-            why = "as --side asks"
-        elif abs(turn) <= FRONTAL_TURN_DEG:
-            why = "the face is frontal"
-        else:
-            toward = "left" if turn > 0 else "right"
-            why = (
-                f"the side nearer the camera: the head is turned {abs(turn):.0f} degrees to "
-                f"the subject's {toward}"
-            )
         other = "left" if self.side == "right" else "right"
         return (
-            f"the one-sided sneer is on the subject's {self.side} side ({why}); "
+            f"the one-sided sneer is on the subject's {self.side} side ({self.side_reason}); "
             f"--side {other} puts it on the other"
         )
 
@@ -390,6 +382,23 @@ def near_side(turn: float) -> Side:
     subject's right side nearer the camera): the nearer side, or on a frontal face
     (`FRONTAL_TURN_DEG`) the right."""
     return "left" if turn < -FRONTAL_TURN_DEG else "right"
+
+
+def choose_side(asked: str, *, turn: float, mirrors: bool) -> tuple[Side, str]:
+    """The side that plays the one-sided units, and why (for the edit's note): `asked` as
+    `--side` takes it (SIDE_CHOICES), on a head turned `turn` degrees (`FaceTrack.turn`), with
+    an expression model that can (mirrors) or cannot play them on the left."""
+    if asked != "auto":
+        return cast(Side, asked), "as --side asks"
+    if not mirrors:
+        return "right", "the expression model has no mirror map"
+    if abs(turn) <= FRONTAL_TURN_DEG:
+        return near_side(turn), "the face is frontal"
+    toward = "left" if turn > 0 else "right"
+    return near_side(turn), (
+        f"the side nearer the camera: the head is turned {abs(turn):.0f} degrees to the "
+        f"subject's {toward}"
+    )
 
 
 def analyse_video(
@@ -403,7 +412,7 @@ def analyse_video(
 ) -> Analysis:
     """Track the face on every frame (one streamed decode) and estimate its expression
     (against the person's calm face `rest_face`, (478, 3), when given: `estimate_expression`).
-    side: where the one-sided units play (`SIDE_CHOICES`; "auto": `near_side`).
+    side: where the one-sided units play (`SIDE_CHOICES`, decided by `choose_side`).
 
     workdir holds the memory-mapped landmark arrays and must outlive the Analysis.
     """
@@ -443,14 +452,14 @@ def analyse_video(
             sigma_frames=EXPRESSION_SMOOTHING_S * float(info.fps),
             rest_face=rest_face,
         )
-    if side == "auto":
-        side = near_side(track.turn) if mirrors else "right"
+    chosen, reason = choose_side(side, turn=track.turn, mirrors=mirrors)
     return Analysis(
         info=info,
         track=track,
         current=current,
         rims=finder.rims(),
-        side=cast(Side, side),
+        side=chosen,
+        side_reason=reason,
     )
 
 
@@ -815,7 +824,7 @@ def edit_video(
                 {text: np.zeros(editor.expression.num_aus) for text in texts}
             )
         deltas = editor.deltas(analysis, timeline, intensity=intensity)
-        if note := analysis.side_note(deltas, au_names=editor.expression.au_names):
+        if note := analysis.side_note(deltas, model=editor.expression):
             notes.append(note)
         t0 = time.perf_counter()
         n_edited = render_video(

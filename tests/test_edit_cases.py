@@ -199,6 +199,7 @@ def test_a_model_without_a_mirror_map_keeps_the_sneer_on_the_right(
     monkeypatch.setattr("spfem_cli.pipeline.near_side", lambda turn: "left")
     analysis = analyse_video(probe(face_clip), model=model, workdir=work, reporter=SilentReporter())
     assert analysis.side == "right"
+    assert analysis.side_reason == "the expression model has no mirror map"
 
 
 def test_bad_rest_face(make_clip: Callable[..., Path], tmp_path: Path) -> None:

@@ -261,18 +261,15 @@ def present_expression(
 
 
 def _left_basis(
-    basis: torch.Tensor, mirror: torch.Tensor, *, au_names: tuple[str, ...]
+    basis: torch.Tensor, mirror: torch.Tensor, *, one_sided: torch.Tensor
 ) -> torch.Tensor:
-    """basis (K, 478, 2) with the fields of ONE_SIDED_AUS replaced by their mirror images:
-    landmark i moves as its mirror image mirror[i] (478,) did, with x reversed."""
+    """basis (K, 478, 2) with the fields flagged in one_sided (K,) bool replaced by their
+    mirror images: landmark i moves as its mirror image mirror[i] (478,) did, x reversed."""
     mirror = mirror.long()
     if mirror.shape != (N_LANDMARKS,) or not torch.equal(mirror[mirror], torch.arange(N_LANDMARKS)):
         raise SpfemError("an expression model's mirror map must pair the 478 landmarks")
     left = basis.clone()
-    flip = torch.tensor([-1.0, 1.0])
-    for k, name in enumerate(au_names):
-        if name in ONE_SIDED_AUS:
-            left[k] = basis[k][mirror] * flip
+    left[one_sided] = basis[one_sided][:, mirror] * torch.tensor([-1.0, 1.0])
     return left
 
 
@@ -345,7 +342,7 @@ class ExpressionModel(torch.nn.Module):
         self.register_buffer("au_basis", basis)
         self.register_buffer(
             "left_basis",
-            None if mirror is None else _left_basis(basis, mirror, au_names=self.au_names),
+            None if mirror is None else _left_basis(basis, mirror, one_sided=self.one_sided),
         )
         self.register_buffer("prototypes", prototypes.float().clone())
         # The speech landmarks never inform the estimate, whatever the checkpoint says.
@@ -363,6 +360,12 @@ class ExpressionModel(torch.nn.Module):
         """(K,) bool: the AUs read off faces (`estimate`, and the pipeline's readings); the
         others (PLAYED_ONLY_AUS) read as 0."""
         return torch.tensor([n not in PLAYED_ONLY_AUS for n in self.au_names])
+
+    @property
+    def one_sided(self) -> torch.Tensor:
+        """(K,) bool: the units drawn on one side of the face (ONE_SIDED_AUS), which
+        `displacement` plays on either side."""
+        return torch.tensor([n in ONE_SIDED_AUS for n in self.au_names])
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> ExpressionModel:

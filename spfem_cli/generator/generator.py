@@ -14,7 +14,7 @@ from spfem_cli.face.glasses import Rims, SteadyRims, Traced, rim_layer
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
 from spfem_cli.generator.creases import frown_share, lift_furrows
-from spfem_cli.generator.expression import ONE_SIDED_AUS, ExpressionModel, Side
+from spfem_cli.generator.expression import ExpressionModel, Side
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER, GENERATORS
 from spfem_cli.generator.refiner import Refiner, refine_frame
 from spfem_cli.generator.shading import DEFAULT_SHADING, ShadingModel
@@ -230,7 +230,7 @@ class FaceGenerator:
         self.mouth = mouth
         # (K,) the factor on each AU's change in this mouth mode, the same for every frame.
         self.gain = mouth_gain(model.au_names, mode=mouth)
-        self._one_sided = np.array([name in ONE_SIDED_AUS for name in model.au_names])
+        self._one_sided = model.one_sided.numpy()
         self.warper = Warper(device=device, config=warp)
         self.refiner = refiner.to(device).eval() if refiner is not None else None
         self.shading = shading
@@ -276,7 +276,7 @@ class FaceGenerator:
         present: (K,) the AU activations the face shows on this frame, relative to its rest
         (`pipeline.Analysis.current`): where the edit takes a frown off, its furrows are
         lifted too (`creases`); side: the subject's side that plays the one-sided units
-        (ONE_SIDED_AUS: contempt's sneer). Returns the edited frame."""
+        (`ExpressionModel.one_sided`: contempt's sneer). Returns the edited frame."""
         if not np.any(delta):
             return frame
         share = (

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spfem_cli.generator.expression import ONE_SIDED_AUS, ExpressionModel, Side
+from spfem_cli.generator.expression import ExpressionModel, Side
 from spfem_cli.generator.generator import MouthMode, face_rules, mouth_gain, mouth_hold
 from spfem_cli.generator.refiner import (
     CropGeometry,
@@ -153,10 +153,8 @@ def edit_crops(
     if refiner is None:
         return CropEdit(out=warped, warped=warped, flow=flow, mask=torch.zeros_like(allow))
     inputs = network_inputs(warped=warped, source=batch.source, flow=flow, maps=batch.maps)
-    told = delta
-    if side == "left":  # as `FaceGenerator`: the refiner knows the one-sided units on the right
-        keep = torch.tensor([name not in ONE_SIDED_AUS for name in expression.au_names])
-        told = delta * keep.to(delta)
+    # As `FaceGenerator`: the refiner knows the one-sided units on the right only.
+    told = delta if side == "right" else delta * (~expression.one_sided).to(delta)
     residual, mask = refiner(inputs, told.to(inputs.dtype))
     return CropEdit(out=compose(warped, residual, mask, allow), warped=warped, flow=flow, mask=mask)
 

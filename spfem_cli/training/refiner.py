@@ -37,7 +37,7 @@ from torch import Tensor
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
-from spfem_cli.generator.expression import DEFAULT_MODEL, ONE_SIDED_AUS, ExpressionModel
+from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
 from spfem_cli.generator.generator import mouth_hold
 from spfem_cli.generator.refiner import (
     CropGeometry,
@@ -635,7 +635,7 @@ def train_on_clips(
     val_pairs = sample_pairs(
         val_clips, config.val_pairs, rng=np.random.default_rng(config.seed + 1), config=config
     )
-    one_sided = [i for i, name in enumerate(expression.au_names) if name in ONE_SIDED_AUS]
+    one_sided = torch.nonzero(expression.one_sided).flatten().tolist()
     model = Refiner(model_cfg).to(dev)
     t_val = time.perf_counter()
     result = validate(model, val_clips, val_pairs, warp=warp)
