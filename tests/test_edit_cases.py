@@ -383,10 +383,12 @@ def test_variable_frame_rate_real_clip(tmp_path: Path) -> None:
     if not src.is_file():
         pytest.skip("../shared/clips is absent")
     info = probe(src)
-    assert info.variable_frame_rate
+    # A 25 fps clip with one frame missing before its last: read at 25 fps, the hole filled.
+    assert info.variable_frame_rate and info.fps == 25 and info.n_frames == 110
     report = edit_video(input_path=src, emotion="happy", output_path=tmp_path / "o.mp4")
     out = probe(report.output)
-    assert any("variable frame rate" in n for n in report.notes)
+    assert out.fps == 25 and out.n_frames == 111 and not out.variable_frame_rate
+    assert any("variable frame rate" in n and "25.000 fps" in n for n in report.notes)
     assert abs(out.duration_s - info.duration_s) <= 1.0 / float(info.fps)
     assert audio_packet_checksums(report.output) == audio_packet_checksums(src)
 

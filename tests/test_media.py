@@ -360,6 +360,35 @@ def test_timing_vfr() -> None:
     assert timing.fps == 20
 
 
+def test_timing_of_a_constant_rate_with_frames_missing_keeps_its_rate() -> None:
+    # 25 fps with two frames missing (a dropped frame; the tail of a cut made with -c copy):
+    # resampled at 25 fps, which repeats a frame into each hole, not at the average 24.
+    times = [i * 512 for i in range(50) if i not in (20, 48)]
+    timing = compute_timing(Fraction(1, 12800), _packets(times, 512), None)
+    assert timing.variable_frame_rate and timing.n_frames == 48
+    assert timing.fps == 25 and round(timing.duration_s * timing.fps) == 50
+    # Off the grid by more than rounding (timestamps jitter): the average rate, as before.
+    jittered = [t + (40 if i % 7 == 3 else 0) for i, t in enumerate(times)]
+    timing = compute_timing(Fraction(1, 12800), _packets(jittered, 512), None)
+    assert timing.fps == Fraction(48, 2) and timing.variable_frame_rate
+
+
+def test_a_dropped_frame_is_filled_and_no_other_frame_moves(make_clip: MakeClip) -> None:
+    src = make_clip(
+        "dropped.mp4",
+        duration=1.2,
+        vf="select='not(eq(n\\,12))'",
+        extra=["-fps_mode", "passthrough"],
+    )
+    info = probe(src)
+    assert info.variable_frame_rate and info.n_frames == 29 and info.fps == 25
+    frames = read_all(info)
+    coded = read_all(dataclasses.replace(info, variable_frame_rate=False))  # each coded frame once
+    assert len(frames) == 30 and len(coded) == 29
+    for t, frame in enumerate(frames):
+        assert np.array_equal(frame, coded[t if t < 12 else max(11, t - 1)])
+
+
 def test_an_interrupted_ffmpeg_is_reaped_before_the_interrupt_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

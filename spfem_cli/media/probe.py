@@ -34,6 +34,14 @@ EXIF_ORIENTATION_TAG = 0x0112
 _FLAG_DISCARD = 0x4
 # framecrc omits the flags column when the flags are exactly AV_PKT_FLAG_KEY.
 _FLAG_KEY = 0x1
+# Rounding timestamps to ticks makes constant-rate durations differ by at most one tick; allow
+# one more for muxers that round pts and dts separately.
+_TICK_SLACK = 2
+# A video whose frames all sit on a constant-rate grid with a few of its slots empty (a dropped
+# frame, the tail of a cut made with `-c copy`) is resampled at the grid's rate, which repeats a
+# frame into each hole and moves no other; with more than this share of the grid empty, at its
+# average rate instead (a grid as fine as its fastest stretch would multiply the frames to edit).
+_MAX_EMPTY_SLOTS = 0.1
 
 _STREAM_RE = re.compile(
     r"^\s*Stream #0:(?P<index>\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: "
@@ -71,7 +79,9 @@ class VideoInfo:
     (rotation applied; the pixel aspect ratio is not applied, frames are decoded at their
     stored pixel grid). `rotation` is the counter-clockwise display rotation in degrees,
     ffmpeg's `-display_rotation` convention (a phone's "rotate=90" tag reads as 270). `fps` is
-    the average rate in frames per second, `duration_s` the video stream's duration in seconds.
+    the rate in frames per second (for variable-frame-rate video the rate it is resampled at:
+    that of the grid its frames sit on with a few missing, else its average rate;
+    `compute_timing`), `duration_s` the video stream's duration in seconds.
 
     Fields after `audio_codec` are extras with defaults: `video_delay_s` is how many seconds
     after the start of the file the first video frame is shown (kept on remux for A/V sync),
@@ -407,7 +417,7 @@ def parse_framecrc(text: str) -> tuple[Fraction | None, list[Packet]]:
 
 @dataclass(frozen=True)
 class Timing:
-    """Frame count, duration (seconds), average rate (frames per second) and VFR flag."""
+    """Frame count, duration (seconds), rate (frames per second) and VFR flag."""
 
     n_frames: int
     duration_s: float
@@ -435,13 +445,31 @@ def _average_rate(n_frames: int, duration: Fraction, tick: Fraction) -> Fraction
     return exact.limit_denominator(1_000_000)
 
 
+def _grid_rate(diffs: list[int], tick: Fraction) -> Fraction | None:
+    """The rate of the constant-rate grid every frame sits on, when few of its slots are empty
+    (`_MAX_EMPTY_SLOTS`); None when the frames are off any such grid. diffs: the spacings of
+    the frames' sorted times (ticks of `tick` seconds)."""
+    step = statistics.median(diffs)  # one slot: most frames follow their neighbour
+    if step <= 0:
+        return None
+    slots = [round(d / step) for d in diffs]
+    if any(s < 1 or abs(d - s * step) > _TICK_SLACK for d, s in zip(diffs, slots, strict=True)):
+        return None
+    if sum(slots) > (1 + _MAX_EMPTY_SLOTS) * len(diffs):
+        return None
+    return _average_rate(sum(slots), sum(diffs) * tick, tick)
+
+
 def compute_timing(
     tb: Fraction | None, packets: list[Packet], fallback_rate: Fraction | None
 ) -> Timing:
     """Timing of the shown (not discarded) packets; `fallback_rate` when timestamps are unset.
 
     Frame durations are the differences of the sorted presentation times (with B-frames the
-    packets arrive in decode order); the last frame lasts its packet's duration.
+    packets arrive in decode order); the last frame lasts its packet's duration. The rate is
+    the average one (frames over duration), except for variable-frame-rate timestamps that
+    sit on a constant-rate grid with a few frames missing, whose rate is the grid's
+    (`_grid_rate`).
     """
     shown = [p for p in packets if not p.flags & _FLAG_DISCARD]
     n = len(shown)
@@ -466,10 +494,8 @@ def compute_timing(
             last_duration = 1
     ticks = ordered[-1] + last_duration - ordered[0]
     duration = ticks * tb
-    # Rounding timestamps to ticks makes constant-rate durations differ by at most one tick;
-    # allow one more for muxers that round pts and dts separately.
-    vfr = bool(diffs) and max(diffs) - min(diffs) > 2
-    fps = _average_rate(n, duration, tb)
+    vfr = bool(diffs) and max(diffs) - min(diffs) > _TICK_SLACK
+    fps = (_grid_rate(diffs, tb) if vfr else None) or _average_rate(n, duration, tb)
     return Timing(n, float(duration), fps, vfr, float(max(0, ordered[0]) * tb))
 
 
