@@ -14,6 +14,7 @@ from typing import Any
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.media import (
@@ -39,6 +40,7 @@ from spfem_cli.media.probe import (
     parse_color,
     parse_framecrc,
     parse_input_dump,
+    square_pixels,
 )
 
 MakeClip = Callable[..., Path]
@@ -387,6 +389,29 @@ def test_a_dropped_frame_is_filled_and_no_other_frame_moves(make_clip: MakeClip)
     assert len(frames) == 30 and len(coded) == 29
     for t, frame in enumerate(frames):
         assert np.array_equal(frame, coded[t if t < 12 else max(11, t - 1)])
+
+
+def test_anamorphic_video_is_read_in_square_pixels(
+    make_clip: MakeClip, make_rotated: Callable[[Path, int], Path]
+) -> None:
+    square = make_clip("square.mp4", size=(160, 120))
+    # Stored at half the width, each pixel twice as wide as tall: displayed as the square one.
+    wide = make_clip("wide_pixels.mp4", size=(160, 120), vf="scale=80:120,setsar=2")
+    info = probe(wide)
+    assert (info.width, info.height, info.sar) == (160, 120, 2)
+    frames, reference = read_all(info), read_all(probe(square))
+    assert frames[0].shape == (120, 160, 3)
+    # What differs is the detail the squeeze lost, not the picture's shape.
+    blurred = [gaussian_filter(f.astype(float), (2, 2, 0)) for f in (frames[5], reference[5])]
+    assert np.abs(blurred[0] - blurred[1]).mean() < 6
+    # Turned on its side by a rotation tag: the stored pixels are squared first.
+    turned = probe(make_rotated(wide, 90))
+    assert (turned.width, turned.height) == (120, 160)
+    assert read_all(turned)[0].shape == (160, 120, 3)
+    # Pixels taller than wide.
+    tall = probe(make_clip("tall_pixels.mp4", size=(160, 120), vf="scale=160:240,setsar=1/2"))
+    assert (tall.width, tall.height) == (80, 240)
+    assert square_pixels(81, 240, sar=Fraction(1, 2)) == (40, 240)
 
 
 def test_an_interrupted_ffmpeg_is_reaped_before_the_interrupt_goes_on(

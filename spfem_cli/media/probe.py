@@ -50,6 +50,7 @@ _STREAM_RE = re.compile(
 _ROTATION_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
 _START_RE = re.compile(r"^\s*Duration: .*?start: (-?\d+(?:\.\d+)?)")
 _DIMS_RE = re.compile(r"^(\d+)x(\d+)\b")
+_SAR_RE = re.compile(r"\[SAR (\d+):(\d+) DAR ")
 _TB_RE = re.compile(r"^#tb 0: (\d+)/(\d+)")
 # Names that are a colour space, primaries and transfer at once: the only ones ffmpeg prints
 # alone, when all three are equal.
@@ -76,17 +77,20 @@ class VideoInfo:
     """What `probe` learned about a video file.
 
     `path` is absolute with symlinks resolved. `width`/`height` are in pixels as displayed
-    (rotation applied; the pixel aspect ratio is not applied, frames are decoded at their
-    stored pixel grid). `rotation` is the counter-clockwise display rotation in degrees,
-    ffmpeg's `-display_rotation` convention (a phone's "rotate=90" tag reads as 270). `fps` is
-    the rate in frames per second (for variable-frame-rate video the rate it is resampled at:
-    that of the grid its frames sit on with a few missing, else its average rate;
-    `compute_timing`), `duration_s` the video stream's duration in seconds.
+    (rotation applied; square pixels, see `sar`). `rotation` is the counter-clockwise display
+    rotation in degrees, ffmpeg's `-display_rotation` convention (a phone's "rotate=90" tag
+    reads as 270). `fps` is the rate in frames per second (for variable-frame-rate video, the
+    rate it is resampled at: that of the grid its frames sit on with a few missing, else its
+    average rate; `compute_timing`), `duration_s` the video stream's duration in seconds.
 
     Fields after `audio_codec` are extras with defaults: `video_delay_s` is how many seconds
     after the start of the file the first video frame is shown (kept on remux for A/V sync),
     `color` the colour tags to copy onto the re-encoded video, `exif_orientation` a photo's
-    EXIF orientation (1: stored upright; width and height are upright either way).
+    EXIF orientation (1: stored upright; width and height are upright either way), `sar` the
+    stored pixels' aspect ratio (width over height; anamorphic DV and HDV video store pixels
+    wider or narrower than tall): `width` and `height` are then the size in square pixels
+    (`square_pixels`), the frames are decoded scaled to it, so that a face has its true shape,
+    and the output is written at it.
     """
 
     path: Path
@@ -104,6 +108,7 @@ class VideoInfo:
     video_delay_s: float = 0.0
     color: ColorTags = field(default_factory=ColorTags)
     exif_orientation: int = 1
+    sar: Fraction = Fraction(1)
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class StreamLine:
     attached_pic: bool
     color: ColorTags
     rate: Fraction | None
+    sar: Fraction = Fraction(1)
 
 
 @dataclass(frozen=True)
@@ -332,10 +338,13 @@ def _parse_stream(match: re.Match[str]) -> StreamLine:
     codec = tokens[0].split(" ")[0] if tokens else "unknown"
     pix_fmt = width = height = None
     color = ColorTags()
+    sar = Fraction(1)
     for token in tokens[1:]:
         dims = _DIMS_RE.match(token)
         if dims:
             width, height = int(dims[1]), int(dims[2])
+            if (aspect := _SAR_RE.search(token)) and int(aspect[1]) > 0 and int(aspect[2]) > 0:
+                sar = Fraction(int(aspect[1]), int(aspect[2]))
             break
     if match["kind"] == "Video" and len(tokens) > 1 and not _DIMS_RE.match(tokens[1]):
         fmt = tokens[1]
@@ -354,6 +363,7 @@ def _parse_stream(match: re.Match[str]) -> StreamLine:
         attached_pic="(attached pic)" in params or "(thumbnail)" in params,
         color=color,
         rate=_parse_rate(tokens) if match["kind"] == "Video" else None,
+        sar=sar,
     )
 
 
@@ -499,6 +509,15 @@ def compute_timing(
     return Timing(n, float(duration), fps, vfr, float(max(0, ordered[0]) * tb))
 
 
+def square_pixels(width: int, height: int, *, sar: Fraction) -> tuple[int, int]:
+    """The size (width, height) a stored frame of width x height pixels, each `sar` times as
+    wide as tall, shows at in square pixels: as wide as it displays, rounded to an even width
+    (4:2:0 video needs one), as tall as stored."""
+    if sar == 1:
+        return width, height
+    return max(2, 2 * round(width * sar / 2)), height
+
+
 def _check_file(path: Path, shown: str) -> None:
     if not path.exists():
         raise SpfemError(f"{shown} does not exist")
@@ -540,7 +559,7 @@ def probe(path: str | Path) -> VideoInfo:
     if timing.n_frames == 0:
         raise SpfemError(f"{shown} has no video frames")
     rotation = video.rotation
-    width, height = video.width, video.height
+    width, height = square_pixels(video.width, video.height, sar=video.sar)
     orientation = exif_orientation(absolute) if timing.n_frames == 1 else 1
     if rotation in (90, 270) or orientation >= 5:
         width, height = height, width
@@ -562,6 +581,7 @@ def probe(path: str | Path) -> VideoInfo:
         video_delay_s=timing.first_s,
         color=video.color,
         exif_orientation=orientation,
+        sar=video.sar,
     )
 
 

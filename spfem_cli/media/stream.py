@@ -120,7 +120,8 @@ class FrameReader:
         segment: tuple[int, int] | None = None,
     ) -> None:
         self.info = info
-        self._size = size
+        # Anamorphic video is decoded at its size in square pixels (`VideoInfo.sar`).
+        self._size = size if size is not None or info.sar == 1 else (info.width, info.height)
         self._segment = segment
         self.width, self.height = size if size is not None else (info.width, info.height)
         if fps is None and info.variable_frame_rate:
