@@ -448,6 +448,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         Editor,
         analyse_video,
         analysis_notes,
+        drop_late_segments,
         read_rest_face,
         render_video,
         validate_options,
@@ -472,6 +473,9 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         mouth=options.mouth,
         side=options.side,
     )
+    timelines, late_notes = zip(
+        *[drop_late_segments(timeline, info=info) for timeline in timelines], strict=True
+    )
     editor = Editor.load(
         model=options.model or DEFAULT_MODEL,
         device=options.device,
@@ -495,7 +499,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         track = analysis.track
         shared_s = (time.perf_counter() - t0) / len(job.targets)
         notes = analysis_notes(analysis)
-        for target, timeline in zip(job.targets, timelines, strict=True):
+        for target, timeline, late in zip(job.targets, timelines, late_notes, strict=True):
             if outcomes and outcomes[-1].disk_full:
                 outcomes.append(_failed(target, outcomes[-1].reason, host=host))
                 continue
@@ -525,7 +529,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                     without_face=track.n_frames - track.n_valid,
                     seconds=shared_s + time.perf_counter() - t1,
                     bytes=target.output.stat().st_size,
-                    notes=(*notes, side_note) if side_note else tuple(notes),
+                    notes=(*notes, *late, side_note) if side_note else (*notes, *late),
                     host=host,
                 )
             )

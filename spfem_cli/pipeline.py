@@ -493,6 +493,24 @@ def validate_options(
         raise SpfemError(f"--end must be > 0 seconds, got {end}")
 
 
+def drop_late_segments(timeline: Timeline, *, info: VideoInfo) -> tuple[Timeline, list[str]]:
+    """`timeline` without its segments that start at or after the video's end, which would
+    play nothing, and a note naming them; SpfemError when that is all of them (nothing would
+    change, as with a `--start` past the end)."""
+    late = [s for s in timeline.segments if s.start is not None and s.start >= info.duration_s]
+    if not late:
+        return timeline, []
+    shown = ", ".join(
+        f"{s.start:g}-{'' if s.end is None else f'{s.end:g}'}" for s in late if s.start is not None
+    )
+    where = f"past the end of the video ({info.duration_s:.2f} s)"
+    if len(late) == len(timeline.segments):
+        raise SpfemError(f"the timeline ({shown}) starts {where}: nothing would change")
+    kept = tuple(s for s in timeline.segments if s not in late)
+    verb = "start" if len(late) > 1 else "starts"
+    return replace(timeline, segments=kept), [f"the timeline's {shown} {verb} {where}: not played"]
+
+
 def check_side(side: str) -> None:
     """Refuse a `--side` that is not one of SIDE_CHOICES."""
     if side not in SIDE_CHOICES:
@@ -770,6 +788,7 @@ def edit_video(
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     check_still_output(info=info, output_path=out)
     validate_options(info=info, intensity=intensity, start=start, end=end, mouth=mouth, side=side)
+    timeline, late_notes = drop_late_segments(timeline, info=info)
     texts = free_texts(timeline)
     if texts and clip_weights is None:
         # Refused before the tracking pass, which is most of a run's time.
@@ -850,6 +869,6 @@ def edit_video(
         width=info.width,
         height=info.height,
         seconds=seconds,
-        notes=analysis_notes(analysis) + notes,
+        notes=analysis_notes(analysis) + late_notes + notes,
         hints=[hint] if (hint := mouth_hint(timeline, mouth=mouth)) and n_edited else [],
     )

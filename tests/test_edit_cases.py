@@ -164,6 +164,7 @@ def test_bad_options(face_clip: Path, tmp_path: Path) -> None:
         (["-e", "happy", "--device", "tpu"], "device"),
         (["-e", "happy", "--start", "1.5", "--end", "1"], "--end"),
         (["-e", "happy", "--start", "99"], "--start"),
+        (["-e", "5-9:sad,12-:fear"], "the timeline (5-9, 12-) starts past the end of the video"),
     ]:
         code, out = spfem(str(face_clip), *args, "-o", o)
         assert_clean_failure(code, out, expect=expect)
@@ -477,6 +478,21 @@ def test_mixture_and_timeline_specs(face_clip: Path, tmp_path: Path) -> None:
     # Early frames lean happy in both; late frames differ (sad vs the mixture).
     late = np.abs(a[45].astype(int) - b[45].astype(int)).max(axis=-1) > 20
     assert late.sum() > 50
+
+
+def test_a_timeline_segment_past_the_end_is_named_and_not_played(
+    face_clip: Path, tmp_path: Path
+) -> None:
+    report = edit_video(
+        input_path=face_clip, emotion="0-1:happy,7-:sad", output_path=tmp_path / "a.mp4"
+    )
+    assert any("the timeline's 7- starts past the end of the video" in n for n in report.notes)
+    alone = edit_video(input_path=face_clip, emotion="0-1:happy", output_path=tmp_path / "b.mp4")
+    assert report.n_edited == alone.n_edited > 0
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(frames_of(report.output), frames_of(alone.output), strict=True)
+    )
 
 
 @pytest.fixture(scope="module")
