@@ -102,6 +102,32 @@ def test_tracker_start_up_prints_nothing_even_when_the_first_frame_is_late() -> 
     assert done.stderr == ""
 
 
+_LATE_FACE = """
+import numpy as np
+from spfem_cli import demo
+from spfem_cli.face.tracker import LandmarkTracker
+face = np.ascontiguousarray(demo.portrait_frames(n_frames=1, size=192)[0][:, 16:176])
+blank = np.full_like(face, 90)
+frames = [blank] * 20 + [face] * 5
+with LandmarkTracker() as tracker:
+    found = [tracker.detect(frame) is not None for frame in frames]
+print(sum(found[:20]), sum(found[20:]))
+"""
+
+
+def test_a_face_that_first_appears_late_prints_nothing() -> None:
+    """FaceMesh starts its landmark graph at the first face it finds, and on a frame that is
+    not square that logs a warning (W0000 ... 'Using NORM_RECT without IMAGE_DIMENSIONS is
+    only supported for the square ROI'). A video that opens without a face (a title, a
+    cut-away) let it through: only the graph's first frames were silenced."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LATE_FACE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "5"]
+    assert done.stderr == ""
+
+
 def _small_face_frame() -> tuple[np.ndarray, np.ndarray, float]:
     """The demo portrait shrunk to a face about 90 pixels wide in a 720x1080 frame, as in a
     full-body shot (smallface_s13 in ../shared/clips); returns the frame, the portrait, and

@@ -6,7 +6,7 @@ import ctypes
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -19,8 +19,13 @@ from spfem_cli.face.mesh import N_LANDMARKS
 
 # MediaPipe may see background faces; we track a few and keep the largest.
 MAX_FACES = 4
-# MediaPipe logs its start-up from graph threads during the first frames.
+# MediaPipe logs its start-up from graph threads during the first frames, and again when it
+# first finds a face (FaceMesh's landmark graph starts then), so a graph runs silenced until
+# this many calls after its first face. A video may open without a face (a title, a
+# cut-away); silenced, the progress bar does not move, so after this many calls without a
+# face the graph runs unsilenced.
 QUIET_FRAMES = 3
+QUIET_SEARCH = 250
 # A face FaceMesh's own detector misses is read in a square crop this many pixels wide,
 # SMALL_FACE_MARGIN times the face's size (the span of its landmarks), so that the face fills
 # about half of it, as FaceMesh's detector wants. The full-range detector's box covers the
@@ -85,28 +90,42 @@ def _import_face_mesh() -> Any:
 
 
 class _QuietGraph:
-    """A MediaPipe solution made at its first call, which with the next QUIET_FRAMES - 1 runs
-    with native stderr silenced. Made there rather than earlier because its graph threads log
-    their start-up after the constructor returns: a gap before the first frame (the second
-    tracking thread seeks to the middle of the video first) let that chatter through."""
+    """A MediaPipe solution made at its first call, which runs with native stderr silenced
+    until QUIET_FRAMES calls after the first that found a face; after QUIET_SEARCH calls
+    without one it runs unsilenced (the face it finds later may log once). Made there rather
+    than earlier because its graph threads log their start-up after the constructor returns: a gap
+    before the first frame (the second tracking thread seeks to the middle of the video
+    first) let that chatter through."""
 
     def __init__(self, make: Callable[[], Any]) -> None:
         self._make = make
         self._solution: Any = None
-        self._calls = 0
+        self._calls = 0  # calls made without a face found yet, then calls since the first face
+        self._found = False
 
     def process(self, image: np.ndarray) -> Any:
-        if self._calls >= QUIET_FRAMES:
+        quiet = self._calls < (QUIET_FRAMES if self._found else QUIET_SEARCH)
+        if not quiet and self._found:
             return self._solution.process(image)
-        self._calls += 1
-        with _native_stderr_silenced():
+        with _native_stderr_silenced() if quiet else nullcontext():
             if self._solution is None:
                 self._solution = self._make()
-            return self._solution.process(image)
+            result = self._solution.process(image)
+        if not self._found and _found_any(result):
+            self._found, self._calls = True, 0
+        self._calls += 1
+        return result
 
     def close(self) -> None:
         if self._solution is not None:
             self._solution.close()
+
+
+def _found_any(result: Any) -> bool:
+    """Whether a FaceMesh or face detection result holds a face."""
+    return bool(
+        getattr(result, "multi_face_landmarks", None) or getattr(result, "detections", None)
+    )
 
 
 def _largest_face(faces: Any, *, scale: np.ndarray) -> np.ndarray | None:
