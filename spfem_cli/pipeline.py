@@ -283,12 +283,23 @@ def estimate_expression(
     expression by `present_expression`: the rest face is the person's calmest state in the
     clip, so a speaker who smiles more and less keeps only the smile above their calmest
     moments removed when the target replaces it; `rest_face` (478, 3), the person's calm face
-    (`read_rest_face`), shows an expression held through the whole clip. Returns (T, K)
-    float64 in [0, MAX_PRESENT]; rows without a face and AUs outside REPLACED_AUS are 0.
+    (`read_rest_face`), shows an expression held through the whole clip. Each shot of the
+    video (`FaceTrack.shots`) is read on its own, against its own median and calmest moments:
+    a cut may bring another person, whose face would read as an expression against the
+    first's (the calm face is read against each). Returns (T, K) float64 in [0, MAX_PRESENT];
+    rows without a face and AUs outside REPLACED_AUS are 0.
     """
-    acts = slow_activations(track, model=model, sigma_frames=sigma_frames)
-    calm = None if rest_face is None else rest_activations(track, rest_face, model=model)
-    return present_expression(acts, au_names=model.au_names, valid=track.valid, calm=calm)
+    current = np.zeros((track.n_frames, len(model.au_names)))
+    for start, end in track.shots():
+        shot = track.part(start, end)
+        if not shot.valid.any():
+            continue
+        acts = slow_activations(shot, model=model, sigma_frames=sigma_frames)
+        calm = None if rest_face is None else rest_activations(shot, rest_face, model=model)
+        current[start:end] = present_expression(
+            acts, au_names=model.au_names, valid=shot.valid, calm=calm
+        )
+    return current
 
 
 def tracking_segments(info: VideoInfo) -> list[tuple[int, int] | None]:
@@ -715,6 +726,14 @@ def analysis_notes(analysis: Analysis) -> list[str]:
     notes = []
     if info.variable_frame_rate:
         notes.append(f"variable frame rate input: written at a constant {float(info.fps):.3f} fps")
+    shots = track.shots()
+    if len(shots) > 1:
+        times = ", ".join(f"{start / float(info.fps):.2f}" for start, _ in shots[1:6])
+        more = ", ..." if len(shots) > 6 else ""
+        notes.append(
+            f"the video cuts {'once' if len(shots) == 2 else f'{len(shots) - 1} times'} (at "
+            f"{times}{more} s): each shot's expression is read against its own calm face"
+        )
     if track.n_valid == 0:
         notes.append("no face was found in any frame: the video passes through unchanged")
     elif track.n_valid < track.n_frames:

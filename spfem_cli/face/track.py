@@ -17,6 +17,7 @@ from scipy.ndimage import gaussian_filter1d, median_filter
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
 from spfem_cli.face.pose import frontal_face_frame, head_turn, reference_shape
+from spfem_cli.face.shots import CUT, cut_score, shot_ranges, thumbnail
 from spfem_cli.face.tracker import LandmarkTracker
 
 CHUNK = 1024
@@ -37,8 +38,9 @@ class FaceTrack:
     see `face.pose`), for estimating expressions; reference: (478, 3) float64, that pose's 3D
     shape (pixels and MediaPipe's relative depth), None when no frame has a face; turn: the
     head's median turn over the clip, degrees, positive when the subject's right side is
-    nearer the camera (`face.pose.head_turn`; 0 when no frame has a face). Rows of frames
-    without a face are 0.
+    nearer the camera (`face.pose.head_turn`; 0 when no frame has a face); cuts: (T,) bool,
+    True where a new shot starts (`face.shots`; None: one shot). Rows of frames without a
+    face are 0.
     """
 
     valid: np.ndarray
@@ -48,6 +50,7 @@ class FaceTrack:
     frontal: np.ndarray
     reference: np.ndarray | None = None
     turn: float = 0.0
+    cuts: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -63,6 +66,24 @@ class FaceTrack:
     def landmarks_px(self, t: int) -> np.ndarray:
         """(478, 2) smoothed landmarks of frame t in image pixels."""
         return self.frame(t).to_image(self.norm[t].astype(np.float64))
+
+    def shots(self) -> list[tuple[int, int]]:
+        """The video's shots, [start, end) frame ranges in order (`face.shots.shot_ranges`)."""
+        if self.cuts is None:
+            return [(0, self.n_frames)] if self.n_frames else []
+        return shot_ranges(self.cuts)
+
+    def part(self, start: int, end: int) -> FaceTrack:
+        """Frames [start, end) as a track of their own (views, not copies), one shot."""
+        return FaceTrack(
+            valid=self.valid[start:end],
+            n_faces=self.n_faces[start:end],
+            params=self.params[start:end],
+            norm=self.norm[start:end],
+            frontal=self.frontal[start:end],
+            reference=self.reference,
+            turn=self.turn,
+        )
 
     def median_frontal(self, *, max_samples: int = 3000) -> np.ndarray:
         """Per-landmark median of the pose-free face over (up to max_samples) valid frames.
@@ -112,6 +133,17 @@ def median_valid(x: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def smooth_shots(
+    x: np.ndarray, valid: np.ndarray, shots: list[tuple[int, int]], sigma: float
+) -> np.ndarray:
+    """`smooth_valid` within each shot [start, end) of x's rows, so that no frame takes
+    anything from the other side of a cut."""
+    out = np.zeros(x.shape, dtype=np.float64)
+    for a, b in shots:
+        out[a:b] = smooth_valid(x[a:b], valid[a:b], sigma)
+    return out
+
+
 def _unwrap_angles(params: np.ndarray, valid: np.ndarray) -> np.ndarray:
     out = params.copy()
     if valid.any():
@@ -142,9 +174,10 @@ def track_frames(
     count (an upper bound is fine; the track is cut to what came); workdir: a folder for the
     memory-mapped arrays; sigma_frames: temporal smoothing of the face frame and of the
     non-lip landmarks, in frames; pixel_scale: (x, y) factors from the frames' pixels to the
-    video's, when the frames were decoded smaller for speed. The track is in the video's pixels.
-    on_face(t, frame, landmarks) is called, from the segment's thread, with each frame where a
-    face was found and its (478, 2) landmarks in that frame's pixels.
+    video's, when the frames were decoded smaller for speed. The track is in the video's pixels,
+    cut into shots where the picture changes at once (`face.shots`). on_face(t, frame,
+    landmarks) is called, from the segment's thread, with each frame where a face was found
+    and its (478, 2) landmarks in that frame's pixels.
     """
     scale = np.asarray(pixel_scale, dtype=np.float32)
     raw = _memmap(workdir / "landmarks_raw.npy", n_frames)
@@ -157,14 +190,26 @@ def track_frames(
     valid = np.zeros(n_frames, dtype=bool)
     n_faces = np.zeros(n_frames, dtype=np.int16)
     params = np.zeros((n_frames, 4), dtype=np.float64)
+    cuts = np.zeros(n_frames, dtype=bool)
+    # Each segment's first and last thumbnails, by frame index: the first frame's and the
+    # index after the last's, so that a cut where one segment meets the next is seen.
+    firsts: dict[int, np.ndarray] = {}
+    lasts: dict[int, np.ndarray] = {}
 
     def track_segment(first: int, frames: Iterable[np.ndarray]) -> int:
         """Track one segment into the shared arrays; returns the index after its last frame."""
         end = first
+        before = None
         with LandmarkTracker() as tracker:
             for t, frame in enumerate(frames, start=first):
                 if t >= n_frames:
                     break
+                thumb = thumbnail(frame)
+                if before is None:
+                    firsts[t] = thumb
+                else:
+                    cuts[t] = cut_score(before, thumb) > CUT
+                before = thumb
                 det = tracker.detect(frame)
                 if det is not None:
                     landmarks = det.landmarks * scale
@@ -178,6 +223,8 @@ def track_frames(
                 end = t + 1
                 if on_frame is not None:
                     on_frame()
+        if before is not None:
+            lasts[end] = before
         return end
 
     if len(sources) == 1:
@@ -186,8 +233,12 @@ def track_frames(
         with ThreadPoolExecutor(max_workers=len(sources)) as pool:
             futures = [pool.submit(track_segment, first, frames) for first, frames in sources]
             count = max(f.result() for f in futures)
-    valid, n_faces, params = valid[:count], n_faces[:count], params[:count]
-    params = smooth_valid(_unwrap_angles(params, valid), valid, sigma_frames)
+    for t, thumb in firsts.items():
+        if t in lasts:
+            cuts[t] = cut_score(lasts[t], thumb) > CUT
+    valid, n_faces, params, cuts = valid[:count], n_faces[:count], params[:count], cuts[:count]
+    shots = shot_ranges(cuts)
+    params = smooth_shots(_unwrap_angles(params, valid), valid, shots, sigma_frames)
     norm = _memmap(workdir / "landmarks_norm.npy", count)
     margin = int(4 * sigma_frames) + 1
     for start, end in chunks(count):
@@ -196,7 +247,8 @@ def track_frames(
         for t in range(lo, hi):
             if valid[t]:
                 pts[t - lo] = FaceFrame.from_params(params[t]).to_face(raw[t].astype(np.float64))
-        smooth = smooth_valid(pts, valid[lo:hi], sigma_frames)
+        within = [(max(a, lo) - lo, min(b, hi) - lo) for a, b in shots if a < hi and b > lo]
+        smooth = smooth_shots(pts, valid[lo:hi], within, sigma_frames)
         smooth[:, _MOUTH] = pts[:, _MOUTH]
         norm[start:end] = smooth[start - lo : end - lo]
     norm.flush()
@@ -219,4 +271,5 @@ def track_frames(
         frontal=frontal[:count],
         reference=reference,
         turn=turn,
+        cuts=cuts,
     )
