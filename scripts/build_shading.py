@@ -108,7 +108,7 @@ OVAL_FADE = 0.12
 FURROW_END = (0.1, 0.1)
 # What drives the furrow: the upper lip raiser, which of the eight emotions only disgust has
 # (1.0 in its prototype: 0.95 of the smile's depth). FACS has the nose wrinkler (AU9) deepen
-# the furrow too, but the calibrated surprise and fear carry a little of it (0.09 and 0.07,
+# the furrow too, but the calibrated surprise and fear carry a little of it (0.12 and 0.09,
 # fitted to the nose wings' motion), and driven by it, surprise shaded a faint furrow.
 FURROW_DRIVERS = {"AU10": 0.95}
 

@@ -15,24 +15,23 @@ import numpy as np
 # A frame is cut from the one before when its colour thumbnail (THUMB x THUMB blocks, levels
 # 0-1) changes by more than CUT on average. Measured with `scripts/measure_cuts.py`: within
 # the 22 clips in ../shared/clips (none has a cut) it changes by 0.063 at most (expr_d12,
-# whose camera moves), at a cut from one of them to another by 0.358 (Obama to talk_s18) and
-# 0.205 (talk_s20 to talk_s32, two women against pale walls). A cut between two shots that
+# whose camera moves), at a cut from one of them to another by 0.357 (Obama to talk_s18) and
+# 0.203 (talk_s20 to talk_s32, two women against pale walls). A cut between two shots that
 # look alike (the same room and framing) is not seen, and the shots are read as one.
 THUMB = 8
 CUT = 0.12
-# Every STRIDE-th pixel is enough for blocks of a thumbnail, and keeps its cost to a fraction
-# of a millisecond a frame.
-STRIDE = 4
+# A block's mean is taken from about this many pixels a side (every so many rows and columns
+# of a large frame), which keeps a thumbnail's cost to a tenth of a millisecond at any size.
+SAMPLES = 8
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:
     """(THUMB, THUMB, 3) float32 in [0, 1]: the mean colour of each block of frame (H, W, 3)
-    uint8 RGB, from every STRIDE-th pixel."""
-    sub = frame[::STRIDE, ::STRIDE]
+    uint8 RGB, from about SAMPLES x SAMPLES of its pixels (all of a small frame's)."""
+    stride = max(1, min(frame.shape[:2]) // (THUMB * SAMPLES))
+    sub = frame[::stride, ::stride]
     h, w = sub.shape[0] // THUMB * THUMB, sub.shape[1] // THUMB * THUMB
-    if h == 0 or w == 0:  # a frame under THUMB * STRIDE pixels: the whole frame, pixel blocks
-        sub, h, w = frame, frame.shape[0] // THUMB * THUMB, frame.shape[1] // THUMB * THUMB
-    if h == 0 or w == 0:
+    if h == 0 or w == 0:  # under THUMB pixels a side: one colour
         return np.full((THUMB, THUMB, 3), sub.mean(axis=(0, 1)) / 255.0, dtype=np.float32)
     blocks = sub[:h, :w].reshape(THUMB, h // THUMB, THUMB, w // THUMB, 3)
     return (blocks.mean(axis=(1, 3), dtype=np.float32) / 255.0).astype(np.float32)
