@@ -122,6 +122,7 @@ def decode_args(
     size: tuple[int, int] | None = None,
     start_s: float | None = None,
     exif_orientation: int = 1,
+    deinterlace: bool = False,
 ) -> list[str]:
     """Decode the video to raw rgb24 frames on stdout.
 
@@ -135,11 +136,14 @@ def decode_args(
     `start_s` seeks first: decoding starts at the first frame at or after that time (seconds;
     an input-side seek, which ffmpeg makes frame-accurate by decoding from the keyframe before).
     `exif_orientation` (a photo's, 1-8) turns the frame upright first (`size` is upright).
+    `deinterlace` makes whole frames of interlaced video first, one per frame (bwdif, on the
+    frames flagged interlaced): warped as they are, two fields taken apart in time comb.
     """
     seek = [] if start_s is None else ["-ss", f"{start_s:.6f}"]
     upright = EXIF_ORIENTATION_FILTERS.get(exif_orientation, ())
     rotate = ["-noautorotate"] if upright else []
-    filters = list(upright)
+    filters = ["bwdif=mode=send_frame:deint=interlaced"] if deinterlace else []
+    filters += upright
     if size is not None:
         filters.append(f"scale={size[0]}:{size[1]}:flags=area")
     if fps is None:

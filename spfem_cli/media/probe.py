@@ -51,6 +51,8 @@ _ROTATION_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECAS
 _START_RE = re.compile(r"^\s*Duration: .*?start: (-?\d+(?:\.\d+)?)")
 _DIMS_RE = re.compile(r"^(\d+)x(\d+)\b")
 _SAR_RE = re.compile(r"\[SAR (\d+):(\d+) DAR ")
+# The field orders ffmpeg prints after the pixel format for interlaced video.
+_INTERLACED = frozenset({"top first", "bottom first", "top coded first", "bottom coded first"})
 _TB_RE = re.compile(r"^#tb 0: (\d+)/(\d+)")
 # Names that are a colour space, primaries and transfer at once: the only ones ffmpeg prints
 # alone, when all three are equal.
@@ -90,7 +92,9 @@ class VideoInfo:
     stored pixels' aspect ratio (width over height; anamorphic DV and HDV video store pixels
     wider or narrower than tall): `width` and `height` are then the size in square pixels
     (`square_pixels`), the frames are decoded scaled to it, so that a face has its true shape,
-    and the output is written at it.
+    and the output is written at it; `interlaced`: the video's frames are two fields each,
+    taken a field apart in time (broadcast and camcorder video), and are deinterlaced on
+    decode: edited and written as whole frames.
     """
 
     path: Path
@@ -109,6 +113,7 @@ class VideoInfo:
     color: ColorTags = field(default_factory=ColorTags)
     exif_orientation: int = 1
     sar: Fraction = Fraction(1)
+    interlaced: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class StreamLine:
     color: ColorTags
     rate: Fraction | None
     sar: Fraction = Fraction(1)
+    interlaced: bool = False
 
 
 @dataclass(frozen=True)
@@ -339,6 +345,7 @@ def _parse_stream(match: re.Match[str]) -> StreamLine:
     pix_fmt = width = height = None
     color = ColorTags()
     sar = Fraction(1)
+    interlaced = False
     for token in tokens[1:]:
         dims = _DIMS_RE.match(token)
         if dims:
@@ -351,7 +358,9 @@ def _parse_stream(match: re.Match[str]) -> StreamLine:
         paren = fmt.find("(")
         pix_fmt = fmt[:paren] if paren >= 0 else fmt
         if paren >= 0:
-            color = parse_color(fmt[paren + 1 : fmt.rfind(")")])
+            detail = fmt[paren + 1 : fmt.rfind(")")]
+            color = parse_color(detail)
+            interlaced = any(t.strip() in _INTERLACED for t in _split_top(detail))
     return StreamLine(
         index=int(match["index"]),
         kind=match["kind"],
@@ -364,6 +373,7 @@ def _parse_stream(match: re.Match[str]) -> StreamLine:
         color=color,
         rate=_parse_rate(tokens) if match["kind"] == "Video" else None,
         sar=sar,
+        interlaced=interlaced,
     )
 
 
@@ -582,6 +592,7 @@ def probe(path: str | Path) -> VideoInfo:
         color=video.color,
         exif_orientation=orientation,
         sar=video.sar,
+        interlaced=video.interlaced,
     )
 
 

@@ -161,6 +161,7 @@ class FrameReader:
                     size=self._size,
                     start_s=self._seek_s(),
                     exif_orientation=self.info.exif_orientation,
+                    deinterlace=self.info.interlaced,
                 ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
