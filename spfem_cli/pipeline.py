@@ -743,7 +743,10 @@ def analysis_notes(analysis: Analysis) -> list[str]:
         )
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     if max_faces > 1:
-        notes.append(f"up to {max_faces} faces in a frame: the largest one was edited")
+        notes.append(
+            f"up to {max_faces} faces in a frame: one was edited, the largest where it first "
+            "appears, followed from frame to frame"
+        )
     if analysis.rims is not None:
         notes.append("glasses found: their rims are kept still and the face is edited behind them")
     return notes

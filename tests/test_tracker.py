@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable
 from fractions import Fraction
@@ -18,8 +19,10 @@ from PIL import Image
 from spfem_cli import demo
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
-from spfem_cli.face.tracker import LandmarkTracker, _native_stderr_silenced
-from spfem_cli.media import FrameWriter
+from spfem_cli.face.tracker import LandmarkTracker, _choose_face, _native_stderr_silenced
+from spfem_cli.media import FrameReader, FrameWriter, probe
+
+from .conftest import run_ffmpeg_checked
 
 
 def _stderr_identity() -> tuple[int, int]:
@@ -256,3 +259,50 @@ def test_the_head_turn_is_read_off_the_depth_across_the_face(degrees: float) -> 
     assert head_turn(np.stack([turned, turned])).shape == (2,)
     expected = "left" if degrees < -FRONTAL_TURN_DEG else "right"
     assert near_side(float(head_turn(turned))) == expected
+
+
+class _Face:
+    """A MediaPipe face result's shape: `landmark` with x, y, z, normalised."""
+
+    def __init__(self, cx: float, cy: float, half: float) -> None:
+        rng = np.random.default_rng(0)
+        pts = rng.uniform(-half, half, size=(mesh.N_LANDMARKS, 3))
+        pts[:, :2] += [cx, cy]
+        pts[:2, :2] = [[cx - half, cy - half], [cx + half, cy + half]]  # the box's corners
+        self.landmark = [type("P", (), {"x": x, "y": y, "z": z})() for x, y, z in pts]
+
+
+def test_the_face_chosen_is_the_one_followed_else_the_largest() -> None:
+    scale = np.array([100.0, 100.0, 100.0])
+    small, large = _Face(0.25, 0.5, 0.10), _Face(0.75, 0.5, 0.11)
+    centre_x = float(_choose_face([small, large], scale=scale)[:, 0].mean())
+    assert centre_x == pytest.approx(75, abs=2)  # nothing followed: the largest
+    followed = _choose_face([small, large], scale=scale, follow=(np.array([26.0, 49.0]), 20.0))
+    assert float(followed[:, 0].mean()) == pytest.approx(25, abs=2)
+    # The followed face gone (nothing within half its width): the largest again.
+    gone = _choose_face([small, large], scale=scale, follow=(np.array([50.0, 10.0]), 20.0))
+    assert float(gone[:, 0].mean()) == pytest.approx(75, abs=2)
+
+
+def test_one_of_two_people_of_about_the_same_size_is_followed(clips_dir: Path) -> None:
+    """Obama beside talk_s18's speaker, cropped so that their faces are about the same size:
+    the largest face on each frame was Obama's on some and hers on others (7 jumps in 100
+    frames), and the edit would have jumped with it. The face chosen first is followed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "two.mp4"
+        run_ffmpeg_checked(
+            "-i", str(clips_dir / "speech_obama_450x450.mp4"),
+            "-i", str(clips_dir / "talk_s18_1280x720.mp4"),
+            "-filter_complex",
+            "[0:v]trim=0:4,setpts=PTS-STARTPTS,scale=360:360,fps=25[a];"
+            "[1:v]trim=0:4,setpts=PTS-STARTPTS,crop=530:530:375:10,scale=360:360,fps=25[b];"
+            "[a][b]hstack[v]",
+            "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", str(clip),
+        )  # fmt: skip
+        xs = []
+        with FrameReader(probe(clip)) as frames, LandmarkTracker() as tracker:
+            for frame in frames:
+                found = tracker.detect(frame)
+                assert found is not None and found.n_faces == 2
+                xs.append(float(found.landmarks[:, 0].mean()))
+    assert np.abs(np.diff(xs)).max() < 20  # one face all through (they are 450 pixels apart)

@@ -207,8 +207,9 @@ def track_frames(
                 thumb = thumbnail(frame)
                 if before is None:
                     firsts[t] = thumb
-                else:
-                    cuts[t] = cut_score(before, thumb) > CUT
+                elif cut_score(before, thumb) > CUT:
+                    cuts[t] = True
+                    tracker.forget()
                 before = thumb
                 det = tracker.detect(frame)
                 if det is not None:

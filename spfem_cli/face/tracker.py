@@ -26,6 +26,9 @@ MAX_FACES = 4
 # face the graph runs unsilenced.
 QUIET_FRAMES = 3
 QUIET_SEARCH = 250
+# The face edited on one frame is followed to the next when a face's centre lies within this
+# share of its width from where it was (a head moves far less in a frame); see `_choose_face`.
+FOLLOW_REACH = 0.5
 # A face FaceMesh's own detector misses is read in a square crop this many pixels wide,
 # SMALL_FACE_MARGIN times the face's size (the span of its landmarks), so that the face fills
 # about half of it, as FaceMesh's detector wants. The full-range detector's box covers the
@@ -128,21 +131,37 @@ def _found_any(result: Any) -> bool:
     )
 
 
-def _largest_face(faces: Any, *, scale: np.ndarray) -> np.ndarray | None:
-    """The (478, 3) points of the largest of MediaPipe's faces, its normalised coordinates
-    times `scale` (3,): x by the width, y by the height and z like x."""
+def _choose_face(
+    faces: Any, *, scale: np.ndarray, follow: tuple[np.ndarray, float] | None = None
+) -> np.ndarray | None:
+    """The (478, 3) points of the face to edit among MediaPipe's faces: their normalised
+    coordinates times `scale` (3,), x by the width, y by the height and z like x.
+
+    follow: (centre (2,), width) in pixels of the face chosen on the frame before, or None.
+    The face whose centre lies within FOLLOW_REACH of its width from that centre is chosen
+    (the nearest); failing that, the largest. Picking the largest on every frame jumped
+    between two people of about the same size in the frame."""
     best: np.ndarray | None = None
-    best_area = -1.0
+    best_key = (np.inf, np.inf)
     for face in faces:
         pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)
         if pts.shape[0] != N_LANDMARKS:
             continue
         pts *= scale.astype(np.float32)
         span = pts[:, :2].max(axis=0) - pts[:, :2].min(axis=0)
-        area = float(span[0] * span[1])
-        if area > best_area:
-            best, best_area = pts, area
+        key = (np.inf, -float(span[0] * span[1]))
+        if follow is not None:
+            gap = float(np.linalg.norm(_centre(pts) - follow[0]))
+            if gap <= FOLLOW_REACH * follow[1]:
+                key = (gap, 0.0)
+        if key < best_key:
+            best, best_key = pts, key
     return best
+
+
+def _centre(pts: np.ndarray) -> np.ndarray:
+    """(2,) the middle of a face's landmarks' box, pixels."""
+    return 0.5 * (pts[:, :2].min(axis=0) + pts[:, :2].max(axis=0))
 
 
 def _detection(pts: np.ndarray, *, n_faces: int) -> Detection:
@@ -182,6 +201,19 @@ class LandmarkTracker:
         self._finder: _QuietGraph | None = None
         self._crop_mesh: _QuietGraph | None = None
         self._crop_box: tuple[float, float, float] | None = None
+        # The centre (2,) and width of the face returned for the frame before, pixels.
+        self._follow: tuple[np.ndarray, float] | None = None
+
+    def forget(self) -> None:
+        """Follow no face into the next frame (a cut: the face there is not this one)."""
+        self._follow = None
+
+    def _followed(self, det: Detection) -> Detection:
+        """Remember det's face, to follow it into the next frame in video mode."""
+        if self._video_mode:
+            width = float(det.landmarks[:, 0].max() - det.landmarks[:, 0].min())
+            self._follow = (_centre(det.landmarks), width)
+        return det
 
     def _new_face_mesh(self) -> Any:
         return self._face_mesh_module.FaceMesh(
@@ -193,13 +225,16 @@ class LandmarkTracker:
         )
 
     def detect(self, frame: np.ndarray) -> Detection | None:
-        """frame: (H, W, 3) uint8 RGB. Returns the largest face, or None when there is none."""
+        """frame: (H, W, 3) uint8 RGB. Returns the face to edit (`_choose_face`: the one
+        followed from the frame before, else the largest), or None when there is none."""
         if self._crop_box is None or not self._video_mode:
             height, width = frame.shape[:2]
             faces = self._mesh.process(frame).multi_face_landmarks
-            pts = _largest_face(faces or [], scale=np.array([width, height, width]))
+            scale = np.array([width, height, width])
+            pts = _choose_face(faces or [], scale=scale, follow=self._follow)
             if pts is not None:
-                return _detection(pts, n_faces=len(faces))
+                return self._followed(_detection(pts, n_faces=len(faces)))
+            self._follow = None
             self._crop_box = self._find_small_face(frame)
             if self._crop_box is None:
                 return None
@@ -234,7 +269,7 @@ class LandmarkTracker:
             self._crop_mesh = _QuietGraph(self._new_face_mesh)
         cx, cy, size = self._crop_box
         faces = self._crop_mesh.process(crop_square(frame, self._crop_box, SMALL_FACE_CROP))
-        pts = _largest_face(faces.multi_face_landmarks or [], scale=np.full(3, size))
+        pts = _choose_face(faces.multi_face_landmarks or [], scale=np.full(3, size))
         if pts is None:
             self._crop_box = None
             return None
