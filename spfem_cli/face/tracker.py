@@ -17,7 +17,7 @@ from PIL import Image
 from spfem_cli.errors import SpfemError
 from spfem_cli.face.mesh import N_LANDMARKS
 
-# MediaPipe may see background faces; we track a few and keep the largest.
+# MediaPipe may see background faces; we track a few and edit one (`_choose_face`).
 MAX_FACES = 4
 # MediaPipe logs its start-up from graph threads during the first frames, and again when it
 # first finds a face (FaceMesh's landmark graph starts then), so a graph runs silenced until
