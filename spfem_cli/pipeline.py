@@ -63,6 +63,7 @@ from spfem_cli.targets import (
     free_text_error,
     free_texts,
     parse_emotion,
+    range_text,
     render,
     with_range,
 )
@@ -511,9 +512,7 @@ def drop_late_segments(timeline: Timeline, *, info: VideoInfo) -> tuple[Timeline
     late = [s for s in timeline.segments if s.start is not None and s.start >= info.duration_s]
     if not late:
         return timeline, []
-    shown = ", ".join(
-        f"{s.start:g}-{'' if s.end is None else f'{s.end:g}'}" for s in late if s.start is not None
-    )
+    shown = ", ".join(range_text(s) for s in late)
     where = f"past the end of the video ({info.duration_s:.2f} s)"
     if len(late) == len(timeline.segments):
         raise SpfemError(f"the timeline ({shown}) starts {where}: nothing would change")

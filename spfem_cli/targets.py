@@ -335,21 +335,23 @@ def _checked_segments(segments: list[Segment], *, where: str) -> tuple[Segment, 
         for value in (seg.start, seg.end):
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise SpfemError(
-                    f"segment '{_range_text(seg)}' in {where}: times must be seconds >= 0, "
+                    f"segment '{range_text(seg)}' in {where}: times must be seconds >= 0, "
                     f"got {value:g}"
                 )
         if seg.start is not None and seg.end is not None and seg.start >= seg.end:
-            raise SpfemError(f"segment '{_range_text(seg)}' in {where} must start before it ends")
+            raise SpfemError(f"segment '{range_text(seg)}' in {where} must start before it ends")
     ordered = sorted(segments, key=lambda s: -math.inf if s.start is None else s.start)
     for prev, nxt in pairwise(ordered):
         if prev.end is None or nxt.start is None or prev.end > nxt.start:
             raise SpfemError(
-                f"segments '{_range_text(prev)}' and '{_range_text(nxt)}' in {where} overlap"
+                f"segments '{range_text(prev)}' and '{range_text(nxt)}' in {where} overlap"
             )
     return tuple(ordered)
 
 
-def _range_text(seg: Segment) -> str:
+def range_text(seg: Segment) -> str:
+    """A segment's time range as a spec writes it: "3-4.5", "3-", "-2"."""
+
     def fmt(value: float | None) -> str:
         return "" if value is None else f"{value:g}"
 
