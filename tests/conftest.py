@@ -25,6 +25,13 @@ def run_ffmpeg_checked(*args: str) -> None:
         pytest.fail(f"ffmpeg failed ({result.returncode}): {' '.join(args)}\n{result.stderr}")
 
 
+def combing(frames: Sequence[np.ndarray]) -> float:
+    """How much each row differs from the mean of its neighbours, levels, the mean over frames
+    (H, W, 3): two fields taken apart in time make every other row jump where anything moves."""
+    greys = [f.astype(np.float64).mean(axis=-1) for f in frames]
+    return float(np.mean([np.abs(2 * g[1:-1] - g[:-2] - g[2:]).mean() for g in greys]))
+
+
 def video_frame(path: Path, t: int) -> np.ndarray:
     """Frame t (H, W, 3) uint8 RGB of a video, decoded as spfem decodes it."""
     from spfem_cli.media import FrameReader, probe

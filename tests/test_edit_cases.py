@@ -21,7 +21,7 @@ from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.media import FrameReader, FrameWriter, audio_packet_checksums, probe
 from spfem_cli.pipeline import edit_video
 
-from .conftest import run_ffmpeg_checked
+from .conftest import combing, run_ffmpeg_checked
 
 runner = CliRunner()
 # A quick, nearly lossless encode for the clips the tests derive.
@@ -427,10 +427,6 @@ def test_interlaced_video_is_edited_as_whole_frames(face_clip: Path, tmp_path: P
     out = probe(report.output)
     assert not out.interlaced and out.n_frames == info.n_frames
     assert report.n_edited >= 0.9 * report.n_frames
-
-    def combing(frames: list[np.ndarray]) -> float:
-        grey = [f.astype(np.float64).mean(axis=-1) for f in frames]
-        return float(np.mean([np.abs(2 * g[1:-1] - g[:-2] - g[2:]).mean() for g in grey]))
 
     # Measured 3.24 on the output, 4.13 on the woven frames as stored (3.94 on the clip it
     # was woven from, whose skin's grain counts too).
