@@ -443,7 +443,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
     import tempfile
 
     from spfem_cli.generator.expression import DEFAULT_MODEL
-    from spfem_cli.media import check_output_path, check_still_output, probe
+    from spfem_cli.media import check_output_path, check_still_output, left_out_note, probe
     from spfem_cli.pipeline import (
         Editor,
         analyse_video,
@@ -529,7 +529,16 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                     without_face=track.n_frames - track.n_valid,
                     seconds=shared_s + time.perf_counter() - t1,
                     bytes=target.output.stat().st_size,
-                    notes=(*notes, *late, side_note) if side_note else (*notes, *late),
+                    notes=tuple(
+                        n
+                        for n in (
+                            *notes,
+                            *late,
+                            side_note,
+                            left_out_note(info=info, output=target.output),
+                        )
+                        if n
+                    ),
                     host=host,
                 )
             )

@@ -50,7 +50,8 @@ from spfem_cli.media import (
     check_still_output,
     default_output_path,
     is_image_output,
-    mux_audio,
+    left_out_note,
+    mux_streams,
     output_pix_fmt,
     probe,
 )
@@ -581,7 +582,7 @@ def render_video(
                 writer.write(frame)
                 adv()
         if not still:
-            mux_audio(video_only=video_tmp, source=info, output=final_tmp)
+            mux_streams(video_only=video_tmp, source=info, output=final_tmp)
     return n_edited
 
 
@@ -880,6 +881,7 @@ def edit_video(
         )
         seconds["edit+encode+mux"] = time.perf_counter() - t0
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
+    left_out = [note] if (note := left_out_note(info=info, output=out)) else []
     return EditReport(
         output=out,
         n_frames=track.n_frames,
@@ -890,6 +892,6 @@ def edit_video(
         width=info.width,
         height=info.height,
         seconds=seconds,
-        notes=analysis_notes(analysis) + late_notes + notes,
+        notes=analysis_notes(analysis) + late_notes + notes + left_out,
         hints=[hint] if (hint := mouth_hint(timeline, mouth=mouth)) and n_edited else [],
     )

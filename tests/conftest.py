@@ -32,6 +32,87 @@ def combing(frames: Sequence[np.ndarray]) -> float:
     return float(np.mean([np.abs(2 * g[1:-1] - g[:-2] - g[2:]).mean() for g in greys]))
 
 
+SUBTITLE_CUES = [(0.0, 0.8, "Hello there"), (0.8, 1.6, "Second line")]
+CHAPTERS = [(0.0, 0.8, "Intro"), (0.8, 1.6, "Main")]
+
+
+def add_subtitles_and_chapters(src: Path, out: Path) -> Path:
+    """`src` copied into `out` with a subtitle stream of SUBTITLE_CUES (SubRip in Matroska,
+    mov_text in mp4 and mov), the chapters CHAPTERS, the title "My talk" and a creation time:
+    what a video from an editor or a download often carries besides picture and sound."""
+    cues = out.with_name(out.stem + ".srt")
+    cues.write_text(
+        "".join(
+            f"{i + 1}\n{_srt_time(a)} --> {_srt_time(b)}\n{text}\n\n"
+            for i, (a, b, text) in enumerate(SUBTITLE_CUES)
+        )
+    )
+    meta = out.with_name(out.stem + ".ffmeta")
+    meta.write_text(
+        ";FFMETADATA1\ntitle=My talk\n"
+        + "".join(
+            f"[CHAPTER]\nTIMEBASE=1/1000\nSTART={round(a * 1000)}\nEND={round(b * 1000)}\n"
+            f"title={title}\n"
+            for a, b, title in CHAPTERS
+        )
+    )
+    text_codec = "srt" if out.suffix == ".mkv" else "mov_text"
+    run_ffmpeg_checked(
+        *["-i", str(src), "-i", str(cues), "-i", str(meta), "-map", "0", "-map", "1"],
+        *["-map_metadata", "2", "-map_chapters", "2", "-c", "copy", "-c:s", text_codec],
+        *["-metadata", "creation_time=2024-05-01T10:00:00Z", str(out)],
+    )
+    return out
+
+
+def _srt_time(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def subtitle_cues(path: Path, stream: int = 0) -> list[tuple[float, float, str]]:
+    """The cues of subtitle stream `stream` of `path`: (start s, end s, text), read back
+    through ffmpeg as SubRip whatever the stream's codec."""
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    cmd = [exe, "-nostdin", "-loglevel", "error", "-i", str(path), "-map", f"0:s:{stream}"]
+    srt = subprocess.run([*cmd, "-f", "srt", "-"], capture_output=True, text=True, check=True)
+    cues = []
+    for block in srt.stdout.strip().split("\n\n"):
+        _, times, *text = block.strip().splitlines()
+        a, b = (_srt_seconds(t) for t in times.split(" --> "))
+        cues.append((a, b, "\n".join(text)))
+    return cues
+
+
+def _srt_seconds(text: str) -> float:
+    hms, ms = text.strip().split(",")
+    h, m, s = (int(x) for x in hms.split(":"))
+    return h * 3600 + m * 60 + s + int(ms) / 1000
+
+
+def file_metadata(path: Path) -> tuple[dict[str, str], list[tuple[float, float, str]]]:
+    """The file-level tags of `path` (lower-case keys) and its chapters (start s, end s,
+    title), as ffmpeg's ffmetadata writer prints them."""
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    cmd = [exe, "-nostdin", "-loglevel", "error", "-i", str(path), "-map_metadata", "0"]
+    cmd += ["-f", "ffmetadata", "-"]
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    tags: dict[str, str] = {}
+    chapters: list[dict[str, str]] = []
+    for line in text.splitlines()[1:]:
+        if line == "[CHAPTER]":
+            chapters.append({})
+        elif "=" in line:
+            key, value = line.split("=", 1)
+            (chapters[-1] if chapters else tags)[key.lower()] = value
+
+    def seconds(c: dict[str, str], key: str) -> float:
+        num, den = (int(x) for x in c["timebase"].split("/"))
+        return int(c[key]) * num / den
+
+    return tags, [(seconds(c, "start"), seconds(c, "end"), c.get("title", "")) for c in chapters]
+
+
 def video_frame(path: Path, t: int) -> np.ndarray:
     """Frame t (H, W, 3) uint8 RGB of a video, decoded as spfem decodes it."""
     from spfem_cli.media import FrameReader, probe

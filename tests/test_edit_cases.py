@@ -21,7 +21,15 @@ from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.media import FrameReader, FrameWriter, audio_packet_checksums, probe
 from spfem_cli.pipeline import edit_video
 
-from .conftest import combing, run_ffmpeg_checked
+from .conftest import (
+    CHAPTERS,
+    SUBTITLE_CUES,
+    add_subtitles_and_chapters,
+    combing,
+    file_metadata,
+    run_ffmpeg_checked,
+    subtitle_cues,
+)
 
 runner = CliRunner()
 # A quick, nearly lossless encode for the clips the tests derive.
@@ -636,3 +644,45 @@ def test_a_phone_photo_stored_sideways_is_edited_upright(photo: Path, tmp_path: 
     changed = np.abs(edited - shown).max(axis=-1) > 25
     assert changed.sum() > 300  # the face was found and edited
     assert np.abs(edited - shown).mean() < 4  # ...and nothing else turned
+
+
+def test_subtitles_chapters_and_title_come_through_an_edit(face_clip: Path, tmp_path: Path) -> None:
+    """A real speaker's clip in Matroska with SubRip subtitles, chapters, a title and a
+    creation time, edited to an mp4: the subtitles come out as mov_text with the same cues,
+    and the chapters, title, creation time and sound are the source's. Before, all but the
+    sound were dropped without a word."""
+    src = add_subtitles_and_chapters(face_clip, tmp_path / "talk.mkv")
+    out = tmp_path / "talk_happy.mp4"
+    code, output = spfem(str(src), "-e", "happy", "-o", str(out))
+    assert code == 0, output
+    assert probe(out).subtitles == ("mov_text",)
+    assert subtitle_cues(out) == SUBTITLE_CUES
+    tags, chapters = file_metadata(out)
+    assert chapters == CHAPTERS and tags["title"] == "My talk"
+    assert tags["creation_time"].startswith("2024-05-01T10:00:00")
+    assert audio_packet_checksums(out) == audio_packet_checksums(src)
+    assert "left out" not in output
+
+
+def test_a_subtitle_the_output_cannot_hold_is_named(
+    face_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Blu-ray subtitle (pictures) has no place in mp4: the edit says so and keeps the rest.
+    No such stream can be made here, so the probe is told the source has one after its
+    SubRip stream."""
+    import spfem_cli.pipeline as pipeline
+
+    src = add_subtitles_and_chapters(face_clip, tmp_path / "talk.mkv")
+    real = pipeline.probe
+
+    def with_pictures(path: str | Path) -> object:
+        info = real(path)
+        return dataclasses.replace(info, subtitles=(*info.subtitles, "hdmv_pgs_subtitle"))
+
+    monkeypatch.setattr(pipeline, "probe", with_pictures)
+    report = edit_video(input_path=src, emotion="sad", output_path=tmp_path / "o.mp4")
+    assert (
+        "a subtitle stream (hdmv_pgs_subtitle) cannot be written to .mp4 and was left out: "
+        "write .mkv to keep it"
+    ) in report.notes
+    assert subtitle_cues(report.output) == SUBTITLE_CUES

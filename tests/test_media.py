@@ -26,7 +26,8 @@ from spfem_cli.media import (
     audio_packet_checksums,
     check_output_path,
     default_output_path,
-    mux_audio,
+    left_out_note,
+    mux_streams,
     output_pix_fmt,
     probe,
     temporary_pattern,
@@ -43,7 +44,14 @@ from spfem_cli.media.probe import (
     square_pixels,
 )
 
-from .conftest import combing
+from .conftest import (
+    CHAPTERS,
+    SUBTITLE_CUES,
+    add_subtitles_and_chapters,
+    combing,
+    file_metadata,
+    subtitle_cues,
+)
 
 MakeClip = Callable[..., Path]
 
@@ -205,6 +213,7 @@ def test_color_args() -> None:
 
 def test_mux_args() -> None:
     quiet = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
+    keep = ["-map_metadata", "1", "-map_chapters", "1", "-c", "copy"]
     assert fa.mux_args(
         video_only=Path("/t/v.mp4"),
         source=Path("/s/in.mov"),
@@ -212,8 +221,8 @@ def test_mux_args() -> None:
         has_audio=True,
     ) == [
         *quiet,
-        *["-i", "/t/v.mp4", "-i", "/s/in.mov", "-map", "0:v:0", "-map", "1:a?"],
-        *["-c", "copy", "-movflags", "+faststart", "-f", "mp4", "-y", "/o/out.mp4"],
+        *["-i", "/t/v.mp4", "-i", "/s/in.mov", "-map", "0:v:0", "-map", "1:a?", *keep],
+        *["-movflags", "+faststart", "-f", "mp4", "-y", "/o/out.mp4"],
     ]
     assert fa.mux_args(
         video_only=Path("/t/v.mkv"),
@@ -223,9 +232,84 @@ def test_mux_args() -> None:
         video_delay_s=0.2,
     ) == [
         *quiet,
-        *["-itsoffset", "0.200000", "-i", "/t/v.mkv", "-map", "0:v:0"],
-        *["-c", "copy", "-f", "matroska", "-y", "/o/out.mkv"],
+        *["-itsoffset", "0.200000", "-i", "/t/v.mkv", "-i", "/s/in.mov", "-map", "0:v:0"],
+        *["-map", "1:t?", *keep, "-f", "matroska", "-y", "/o/out.mkv"],
     ]
+    # The picture subtitle (the source's second) has no place in mp4: the output's two
+    # subtitle streams are the source's first and third, converted to mov_text or copied.
+    assert fa.mux_args(
+        video_only=Path("/t/v.mp4"),
+        source=Path("/s/in.mkv"),
+        output=Path("/o/out.mp4"),
+        has_audio=True,
+        subtitles=("subrip", "hdmv_pgs_subtitle", "mov_text"),
+    ) == [
+        *quiet,
+        *["-i", "/t/v.mp4", "-i", "/s/in.mkv", "-map", "0:v:0", "-map", "1:a?"],
+        *["-map", "1:s:0", "-map", "1:s:2", *keep, "-c:s:0", "mov_text"],
+        *["-movflags", "+faststart", "-f", "mp4", "-y", "/o/out.mp4"],
+    ]
+
+
+def test_subtitle_codec_fits_the_container() -> None:
+    mp4, mov, mkv = Path("o.mp4"), Path("o.MOV"), Path("o.mkv")
+    for text in ("subrip", "ass", "ssa", "webvtt", "text"):
+        assert fa.subtitle_codec(text, mp4) == fa.subtitle_codec(text, mov) == "mov_text"
+    assert fa.subtitle_codec("mov_text", mp4) == "copy"
+    assert fa.subtitle_codec("mov_text", mkv) == fa.subtitle_codec("text", mkv) == "srt"
+    for codec in ("subrip", "ass", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle", "dvb_subtitle"):
+        assert fa.subtitle_codec(codec, mkv) == "copy"
+    for picture in ("hdmv_pgs_subtitle", "dvd_subtitle", "dvb_subtitle"):
+        assert fa.subtitle_codec(picture, mp4) is None
+    assert fa.subtitle_codec("eia_608", mkv) is None
+
+
+def test_left_out_note_names_the_subtitles_a_container_cannot_hold(
+    make_clip: MakeClip,
+) -> None:
+    info = probe(make_clip("a.mp4", duration=0.2))
+    assert left_out_note(info=info, output=Path("o.mp4")) is None
+    text_only = dataclasses.replace(info, subtitles=("subrip", "ass"))
+    assert left_out_note(info=text_only, output=Path("o.mov")) is None
+    mixed = dataclasses.replace(info, subtitles=("subrip", "hdmv_pgs_subtitle"))
+    assert left_out_note(info=mixed, output=Path("o.mp4")) == (
+        "a subtitle stream (hdmv_pgs_subtitle) cannot be written to .mp4 and was left out: "
+        "write .mkv to keep it"
+    )
+    assert left_out_note(info=mixed, output=Path("o.mkv")) is None
+    two = dataclasses.replace(info, subtitles=("dvd_subtitle", "dvd_subtitle", "eia_608"))
+    assert left_out_note(info=two, output=Path("o.mkv")) == (
+        "a subtitle stream (eia_608) cannot be written to .mkv and was left out"
+    )
+    assert left_out_note(info=two, output=Path("o.mp4")) == (
+        "3 subtitle streams (dvd_subtitle, eia_608) cannot be written to .mp4 and were left "
+        "out: write .mkv to keep them"
+    )
+
+
+@pytest.mark.parametrize(("source", "output"), [("mkv", "mp4"), ("mkv", "mov"), ("mp4", "mkv")])
+def test_mux_keeps_subtitles_chapters_and_metadata(
+    make_clip: MakeClip, tmp_path: Path, source: str, output: str
+) -> None:
+    """The subtitles, chapters, title and creation time of the source come through the remux,
+    their subtitle codec converted where the output's container needs another."""
+    src = add_subtitles_and_chapters(
+        make_clip("plain.mp4", duration=1.6, audio=True), tmp_path / f"full.{source}"
+    )
+    info = probe(src)
+    assert info.subtitles == (("subrip",) if source == "mkv" else ("mov_text",))
+    video_only = tmp_path / "v.mp4"
+    encode(read_all(info), video_only, info, info.fps)
+    final = tmp_path / f"out.{output}"
+    mux_streams(video_only=video_only, source=info, output=final)
+    out = probe(final)
+    assert out.subtitles == (("subrip",) if output == "mkv" else ("mov_text",))
+    assert subtitle_cues(final) == subtitle_cues(src) == SUBTITLE_CUES
+    tags, chapters = file_metadata(final)
+    assert chapters == CHAPTERS
+    assert tags["title"] == "My talk" and tags["creation_time"].startswith("2024-05-01T10:00:00")
+    assert out.n_frames == info.n_frames
+    assert audio_packet_checksums(final) == audio_packet_checksums(src)
 
 
 def test_probe_and_audio_args() -> None:
@@ -551,7 +635,7 @@ def test_reencode_keeps_audio_bit_exact(clips_dir: Path, tmp_path: Path) -> None
             writer.write(frame)
     final = tmp_path / "talk.happy.mp4"
     with atomic_output(final) as temp:
-        mux_audio(video_only=video_only, source=info, output=temp)
+        mux_streams(video_only=video_only, source=info, output=temp)
     out = probe(final)
     assert (out.width, out.height, out.n_frames, out.fps) == (1280, 720, info.n_frames, info.fps)
     assert abs(out.duration_s - info.duration_s) <= 1 / float(info.fps)
@@ -694,7 +778,7 @@ def test_vfr_with_audio_first(make_clip: MakeClip, tmp_path: Path) -> None:
     assert not np.array_equal(frames[0], frames[1])
     video_only = tmp_path / "v.mp4"
     encode(frames, video_only, info, info.fps)
-    mux_audio(video_only=video_only, source=info, output=tmp_path / "out.mp4")
+    mux_streams(video_only=video_only, source=info, output=tmp_path / "out.mp4")
     out = probe(tmp_path / "out.mp4")
     assert out.video_delay_s == pytest.approx(info.video_delay_s, abs=0.001)
     assert out.duration_s == pytest.approx(info.duration_s, abs=float(1 / info.fps))
@@ -752,7 +836,7 @@ def test_round_trip(
     video_only = tmp_path / "v.mp4"
     encode(frames, video_only, info, info.fps)
     final = tmp_path / "out.mp4"
-    mux_audio(video_only=video_only, source=info, output=final)
+    mux_streams(video_only=video_only, source=info, output=final)
     out = probe(final)
     assert (out.width, out.height, out.n_frames, out.pix_fmt) == (*size, 10, out_fmt)
     assert out.has_audio and audio_packet_checksums(final) == audio_packet_checksums(src)
@@ -798,7 +882,7 @@ def test_mux_keeps_av_offset_and_long_audio(make_clip: MakeClip, tmp_path: Path)
     video_only = tmp_path / "v.mp4"
     encode(read_all(info), video_only, info, info.fps)
     final = tmp_path / "out.mov"
-    mux_audio(video_only=video_only, source=info, output=final)
+    mux_streams(video_only=video_only, source=info, output=final)
     out = probe(final)
     assert out.video_delay_s == pytest.approx(info.video_delay_s, abs=0.001)
     assert out.n_frames == info.n_frames
@@ -810,7 +894,7 @@ def test_mux_without_audio(make_clip: MakeClip, tmp_path: Path) -> None:
     assert not info.has_audio and audio_packet_checksums(info.path) == []
     video_only = tmp_path / "v.mkv"
     encode(read_all(info), video_only, info, info.fps)
-    mux_audio(video_only=video_only, source=info, output=tmp_path / "out.mp4")
+    mux_streams(video_only=video_only, source=info, output=tmp_path / "out.mp4")
     out = probe(tmp_path / "out.mp4")
     assert out.n_frames == info.n_frames and not out.has_audio
 
@@ -821,9 +905,9 @@ def test_mux_incompatible_audio_explains(make_clip: MakeClip, tmp_path: Path) ->
     video_only = tmp_path / "v.mp4"
     encode(read_all(info), video_only, info, info.fps)
     with pytest.raises(SpfemError, match=r"pcm_mulaw.*try \.mkv") as excinfo:
-        mux_audio(video_only=video_only, source=info, output=tmp_path / "out.mp4")
+        mux_streams(video_only=video_only, source=info, output=tmp_path / "out.mp4")
     one_line_error(excinfo)
-    mux_audio(video_only=video_only, source=info, output=tmp_path / "out.mkv")
+    mux_streams(video_only=video_only, source=info, output=tmp_path / "out.mkv")
 
 
 def test_writer_checks(tmp_path: Path) -> None:

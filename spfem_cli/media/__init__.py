@@ -14,7 +14,8 @@ from spfem_cli.media.output import (
     check_still_output,
     default_output_path,
     is_image_output,
-    mux_audio,
+    left_out_note,
+    mux_streams,
     temporary_pattern,
 )
 from spfem_cli.media.probe import (
@@ -41,7 +42,8 @@ __all__ = [
     "default_output_path",
     "ffmpeg_exe",
     "is_image_output",
-    "mux_audio",
+    "left_out_note",
+    "mux_streams",
     "output_pix_fmt",
     "probe",
     "temporary_pattern",

@@ -8,6 +8,7 @@ that a file name such as ``pipe:x.mp4`` or ``-x.mp4`` is never read as a protoco
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -246,33 +247,72 @@ def encode_args(
     ]
 
 
+# Subtitle codecs that are text: each converts to the text codec a container holds.
+_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
+# Subtitles drawn as pictures (Blu-ray, DVD, DVB) can only be copied; Matroska holds them all.
+_PICTURE_SUBTITLES = frozenset({"hdmv_pgs_subtitle", "dvd_subtitle", "dvb_subtitle"})
+
+
+def subtitle_codec(codec: str, output: Path) -> str | None:
+    """How a subtitle stream coded `codec` goes into `output`'s container: "copy", the text
+    codec it is converted to (mp4 and mov hold only mov_text, which Matroska does not hold),
+    or None where the container cannot hold it."""
+    matroska = output.suffix.lower() == ".mkv"
+    if codec in _TEXT_SUBTITLES:
+        if matroska:
+            return "srt" if codec in ("mov_text", "text") else "copy"
+        return "copy" if codec == "mov_text" else "mov_text"
+    if codec in _PICTURE_SUBTITLES and matroska:
+        return "copy"
+    return None
+
+
 def mux_args(
     *,
     video_only: Path,
     source: Path,
     output: Path,
     has_audio: bool,
+    subtitles: Sequence[str] = (),
     video_delay_s: float = 0.0,
 ) -> list[str]:
-    """Copy the video of `video_only` and every audio stream of `source` into `output`.
+    """Put the video of `video_only` and everything else of `source` that `output` can hold
+    into `output`: every audio stream, the subtitle streams (`subtitles`: the source's
+    subtitle codecs, in order; see `subtitle_codec`), Matroska's attachments (the fonts of
+    styled subtitles) when `output` is Matroska too, the chapters and the file's metadata
+    (title, creation time).
 
-    Nothing is re-encoded. `video_delay_s` (seconds) is how long after the start of `source`
-    its first video frame is shown; the new video is delayed by the same amount so lips stay in
+    Audio is copied, never re-encoded; text subtitles are converted where the container needs
+    another text codec. `video_delay_s` (seconds) is how long after the start of `source` its
+    first video frame is shown; the new video is delayed by the same amount so lips stay in
     sync with the copied audio. No `-shortest`: the audio is kept whole, exactly as in the
     source, so the output's duration is the source's.
     """
     delay = ["-itsoffset", f"{video_delay_s:.6f}"] if video_delay_s > 0.0005 else []
-    inputs = [*delay, "-i", str(video_only)]
+    inputs = [*delay, "-i", str(video_only), "-i", str(source)]
     maps = ["-map", "0:v:0"]
     if has_audio:
-        inputs += ["-i", str(source)]
         maps += ["-map", "1:a?"]
+    conversions: list[str] = []
+    kept = 0
+    for index, codec in enumerate(subtitles):
+        how = subtitle_codec(codec, output)
+        if how is None:
+            continue
+        maps += ["-map", f"1:s:{index}"]
+        if how != "copy":
+            conversions += [f"-c:s:{kept}", how]
+        kept += 1
+    if output.suffix.lower() == ".mkv":
+        maps += ["-map", "1:t?"]
     return [
         *_QUIET,
         *inputs,
         *maps,
+        *["-map_metadata", "1", "-map_chapters", "1"],
         "-c",
         "copy",
+        *conversions,
         *_movflags(output),
         *_format(output),
         "-y",

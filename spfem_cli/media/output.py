@@ -1,4 +1,5 @@
-"""Where results go: output path checks, write-then-rename, and the audio remux."""
+"""Where results go: output path checks, write-then-rename, and the remux of the source's
+audio, subtitles and metadata."""
 
 from __future__ import annotations
 
@@ -173,20 +174,23 @@ def _alpha(path: Path) -> Image.Image | None:
         return None
 
 
-def mux_audio(*, video_only: Path, source: VideoInfo, output: Path) -> None:
-    """Write `output` with the video of `video_only` and the audio of `source`, both copied.
+def mux_streams(*, video_only: Path, source: VideoInfo, output: Path) -> None:
+    """Write `output` with the video of `video_only` and the rest of `source`: its audio, its
+    subtitles where `output`'s container holds them (`left_out_note` names those it does
+    not), its chapters and metadata (`ffmpeg_args.mux_args`).
 
     Every audio stream of the source is copied packet for packet (not re-encoded); the video is
     delayed by `source.video_delay_s` so lip sync is what it was. `-shortest` is not used: the
     audio stays whole, so the output lasts exactly as long as the source (the video stream
-    itself lasts n_frames / fps). Without audio in the source the video is just copied.
-    The video stream carries no rotation: its frames were rotated when decoded.
+    itself lasts n_frames / fps). The video stream carries no rotation: its frames were
+    rotated when decoded.
     """
     args = ffmpeg_args.mux_args(
         video_only=Path(video_only).absolute(),
         source=source.path,
         output=Path(output).absolute(),
         has_audio=source.has_audio,
+        subtitles=source.subtitles,
         video_delay_s=source.video_delay_s,
     )
     result = run_ffmpeg(args)
@@ -198,4 +202,22 @@ def mux_audio(*, video_only: Path, source: VideoInfo, output: Path) -> None:
         refused = any(w in reason.lower() for w in ("codec", "tag", "not supported", "muxer"))
         if source.has_audio and suffix != ".mkv" and refused:
             hint = f"; the {source.audio_codec} audio may not fit in {suffix}, try .mkv"
-        raise SpfemError(f"adding the audio of {source.path} failed: {reason}{hint}", exit_code=1)
+        raise SpfemError(
+            f"adding the audio and subtitles of {source.path} failed: {reason}{hint}", exit_code=1
+        )
+
+
+def left_out_note(*, info: VideoInfo, output: Path) -> str | None:
+    """One line naming the subtitle streams of `info` that `output`'s container cannot hold
+    (picture subtitles in mp4 or mov), or None when every one is kept."""
+    lost = [c for c in info.subtitles if ffmpeg_args.subtitle_codec(c, Path(output)) is None]
+    if not lost:
+        return None
+    one = len(lost) == 1
+    what = "a subtitle stream" if one else f"{len(lost)} subtitle streams"
+    suffix = Path(output).suffix.lower()
+    keep = f": write .mkv to keep {'it' if one else 'them'}" if suffix != ".mkv" else ""
+    return (
+        f"{what} ({', '.join(dict.fromkeys(lost))}) cannot be written to {suffix} and "
+        f"{'was' if one else 'were'} left out{keep}"
+    )

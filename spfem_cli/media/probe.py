@@ -94,7 +94,8 @@ class VideoInfo:
     (`square_pixels`), the frames are decoded scaled to it, so that a face has its true shape,
     and the output is written at it; `interlaced`: the video's frames are two fields each,
     taken a field apart in time (broadcast and camcorder video), and are deinterlaced on
-    decode: edited and written as whole frames.
+    decode: edited and written as whole frames; `subtitles` the codec of each subtitle stream,
+    in order, carried into the output where its container holds them.
     """
 
     path: Path
@@ -114,6 +115,7 @@ class VideoInfo:
     exif_orientation: int = 1
     sar: Fraction = Fraction(1)
     interlaced: bool = False
+    subtitles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,10 @@ class InputDump:
     @property
     def audio(self) -> list[StreamLine]:
         return [s for s in self.streams if s.kind == "Audio"]
+
+    @property
+    def subtitles(self) -> list[StreamLine]:
+        return [s for s in self.streams if s.kind == "Subtitle"]
 
 
 @dataclass(frozen=True)
@@ -593,6 +599,7 @@ def probe(path: str | Path) -> VideoInfo:
         exif_orientation=orientation,
         sar=video.sar,
         interlaced=video.interlaced,
+        subtitles=tuple(s.codec for s in dump.subtitles),
     )
 
 
