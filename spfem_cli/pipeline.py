@@ -25,6 +25,7 @@ import torch
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face.glasses import RimFinder, Rims, SteadyRims, Traced
+from spfem_cli.face.lenses import LensFinder
 from spfem_cli.face.pose import frontal_face_frame
 from spfem_cli.face.rest import rest_shape
 from spfem_cli.face.track import FaceTrack, chunks, median_valid, smooth_valid, track_frames
@@ -331,7 +332,9 @@ class Analysis:
 
     current: (T, K) AU activations relative to the person's rest face, smoothed in time;
     rims: the glasses the person wears, kept still by the edit; None when they wear none or
-    their rims are too faint to trace on most frames (`face.glasses.RimFinder.rims`);
+    their rims are too faint to trace on most frames (`face.glasses.RimFinder.rims`), and
+    when they wear dark lenses; lenses: the person wears dark lenses over their eyes,
+    kept still by the edit (`face.lenses`);
     side: the subject's side that plays the one-sided units, and side_reason why
     (`choose_side`).
     """
@@ -340,6 +343,7 @@ class Analysis:
     track: FaceTrack
     current: np.ndarray
     rims: Rims | None = None
+    lenses: bool = False
     side: Side = "right"
     side_reason: str = "where the model draws them"
 
@@ -374,6 +378,7 @@ class Analysis:
             points=np.asarray(self.track.norm[t], np.float64),
             delta=delta,
             rims=rims,
+            lenses=self.lenses,
             present=self.current[t],
             side=self.side,
         )
@@ -444,6 +449,12 @@ def analyse_video(
         ]
         total = sum(r.expected_frames for r in readers)
         finder = RimFinder(n_frames=total)
+        lens_finder = LensFinder(n_frames=total)
+
+        def on_face(t: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
+            finder.offer(t, frame, landmarks)
+            lens_finder.offer(t, frame, landmarks)
+
         adv = stack.enter_context(reporter.stage("Tracking face", total))
         first = readers[0]
         track = track_frames(
@@ -455,7 +466,7 @@ def analyse_video(
             workdir=workdir,
             pixel_scale=(info.width / first.width, info.height / first.height),
             on_frame=adv,
-            on_face=finder.offer,
+            on_face=on_face,
         )
     current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))
     if track.n_valid:
@@ -466,11 +477,13 @@ def analyse_video(
             rest_face=rest_face,
         )
     chosen, reason = choose_side(side, turn=track.turn, mirrors=mirrors)
+    lenses = lens_finder.found()
     return Analysis(
         info=info,
         track=track,
         current=current,
-        rims=finder.rims(),
+        rims=None if lenses else finder.rims(),
+        lenses=lenses,
         side=chosen,
         side_reason=reason,
     )
@@ -749,6 +762,10 @@ def analysis_notes(analysis: Analysis) -> list[str]:
         )
     if analysis.rims is not None:
         notes.append("glasses found: their rims are kept still and the face is edited behind them")
+    if analysis.lenses:
+        notes.append(
+            "dark glasses found: the lenses are kept still and the face is edited around them"
+        )
     return notes
 
 

@@ -114,3 +114,42 @@ def warp_painted_eyes(
         frame, face=ff, points=pts, values=vals, landmarks_px=ff.to_image(pts)
     )
     return out, pixels_in_face_frame(ff, PAINTED_SHAPE)
+
+
+def _lens(q: np.ndarray, *, cx: float, half_w: float, half_h: float, top: float) -> np.ndarray:
+    """(N,) how much of each face-frame point q (N, 2) a rounded lens covers, its edge soft
+    over about a pixel at a face 40 pixels between the eyes."""
+    cy = top + half_h
+    r = (np.abs((q[:, 0] - cx) / half_w) ** 3 + np.abs((q[:, 1] - cy) / half_h) ** 3) ** (1 / 3)
+    return np.clip((1 - r) * 40, 0, 1)
+
+
+def painted_sunglasses(
+    frame: np.ndarray, ff: FaceFrame, *, opacity: float = 0.92
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sunglasses painted over both eyes of a real frame (H, W, 3) uint8 with its face frame:
+    rounded dark lenses shaded darker at the top, with a soft highlight and a darker rim, and
+    a bridge between them; `opacity`: how much of the eye they hide. Returns the frame and
+    the (H, W) bool mask of the glasses (lenses, rims and bridge)."""
+    h, w = frame.shape[:2]
+    q = pixels_in_face_frame(ff, (h, w))
+    out = frame.reshape(-1, 3).astype(np.float64)
+    rim_rgb = np.array([18.0, 18.0, 20.0])
+    half_w, half_h, top = 0.40, 0.27, -0.26
+    mask = np.zeros(h * w, dtype=bool)
+    for cx in (-0.5, 0.5):
+        outer = _lens(q, cx=cx, half_w=half_w + 0.03, half_h=half_h + 0.03, top=top - 0.03)
+        inner = _lens(q, cx=cx, half_w=half_w, half_h=half_h, top=top)
+        shade = 25 + 35 * np.clip((q[:, 1] - top) / (2 * half_h), 0, 1)
+        glint = 90 * np.exp(
+            -(((q[:, 0] - cx + 0.18) / 0.06) ** 2 + ((q[:, 1] - top - 0.1) / 0.04) ** 2)
+        )
+        tint = np.stack([0.9 * shade, 0.95 * shade, 1.1 * shade], axis=-1) + glint[:, None]
+        out = out * (1 - outer[:, None]) + rim_rgb * outer[:, None]
+        see_through = opacity * tint + (1 - opacity) * frame.reshape(-1, 3)
+        out = out * (1 - inner[:, None]) + see_through * inner[:, None]
+        mask |= outer > 0.5
+    bridge = (np.abs(q[:, 0]) < 0.12) & (np.abs(q[:, 1] + 0.17) < 0.02)
+    out[bridge] = rim_rgb
+    mask |= bridge
+    return out.reshape(h, w, 3).clip(0, 255).round().astype(np.uint8), mask.reshape(h, w)

@@ -778,7 +778,7 @@ def rim_layer(
     half_width = max(2.5, 2.5 * traced.sigma + 1.5)
     matte = distance_transform_edt(~binary_closing(drawn, iterations=2)) <= half_width
     if eyes:
-        inside_eyes = _inside(eyes, face=face, origin=(x0, y0), shape=matte.shape)
+        inside_eyes = inside_outlines(eyes, face=face, origin=(x0, y0), shape=matte.shape)
         matte &= distance_transform_edt(~inside_eyes) > EYE_CLEARANCE * face.iod
     if not matte.any():
         return None
@@ -818,7 +818,7 @@ def _line_distance(lines: tuple[np.ndarray, ...], pixels: np.ndarray) -> np.ndar
     return np.asarray(distance, dtype=np.float32)
 
 
-def _inside(
+def inside_outlines(
     outlines: tuple[np.ndarray, ...],
     *,
     face: FaceFrame,

@@ -11,6 +11,7 @@ import torch
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.glasses import Rims, SteadyRims, Traced, rim_layer
+from spfem_cli.face.lenses import lens_layer
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
 from spfem_cli.generator.creases import frown_share, lift_furrows
@@ -265,6 +266,7 @@ class FaceGenerator:
         points: np.ndarray,
         delta: np.ndarray,
         rims: Rims | SteadyRims | Traced | None = None,
+        lenses: bool = False,
         present: np.ndarray | None = None,
         side: Side = "right",
     ) -> np.ndarray:
@@ -273,6 +275,8 @@ class FaceGenerator:
         wears over the clip (`face.glasses.Rims`; `SteadyRims` when the frames come in
         order; `Traced`, the rims already traced on this frame, when it is edited several
         times): the face is edited behind them, and they are put back as they were;
+        lenses: the face wears dark lenses over its eyes (`face.lenses.LensFinder`): they are
+        found on the frame (`face.lenses.lens_layer`), and put back as they were too;
         present: (K,) the AU activations the face shows on this frame, relative to its rest
         (`pipeline.Analysis.current`): where the edit takes a frown off, its furrows are
         lifted too (`creases`); side: the subject's side that plays the one-sided units
@@ -285,7 +289,9 @@ class FaceGenerator:
             else frown_share(delta, present=present, au_names=self.model.au_names)
         )
         layer = None
-        if rims is not None:
+        if lenses:
+            layer = lens_layer(frame, face=face, points=points)
+        elif rims is not None:
             layer = rim_layer(
                 face=face,
                 traced=rims if isinstance(rims, Traced) else rims.trace(frame, face),
