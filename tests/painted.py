@@ -132,11 +132,17 @@ def painted_sunglasses(
     a bridge between them; `opacity`: how much of the eye they hide. Returns the frame and
     the (H, W) bool mask of the glasses (lenses, rims and bridge)."""
     h, w = frame.shape[:2]
-    q = pixels_in_face_frame(ff, (h, w))
-    out = frame.reshape(-1, 3).astype(np.float64)
+    # Only the pixels around the eyes are worked on.
+    corners = ff.to_image(np.array([[x, y] for x in (-1.0, 1.0) for y in (-0.4, 0.35)]))
+    x0, y0 = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 1, 0, [w, h])
+    region = frame[y0:y1, x0:x1]
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    q = ff.to_face(np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64))
+    out = region.reshape(-1, 3).astype(np.float64)
     rim_rgb = np.array([18.0, 18.0, 20.0])
     half_w, half_h, top = 0.40, 0.27, -0.26
-    mask = np.zeros(h * w, dtype=bool)
+    mask = np.zeros(len(q), dtype=bool)
     for cx in (-0.5, 0.5):
         outer = _lens(q, cx=cx, half_w=half_w + 0.03, half_h=half_h + 0.03, top=top - 0.03)
         inner = _lens(q, cx=cx, half_w=half_w, half_h=half_h, top=top)
@@ -146,10 +152,13 @@ def painted_sunglasses(
         )
         tint = np.stack([0.9 * shade, 0.95 * shade, 1.1 * shade], axis=-1) + glint[:, None]
         out = out * (1 - outer[:, None]) + rim_rgb * outer[:, None]
-        see_through = opacity * tint + (1 - opacity) * frame.reshape(-1, 3)
+        see_through = opacity * tint + (1 - opacity) * region.reshape(-1, 3)
         out = out * (1 - inner[:, None]) + see_through * inner[:, None]
         mask |= outer > 0.5
     bridge = (np.abs(q[:, 0]) < 0.12) & (np.abs(q[:, 1] + 0.17) < 0.02)
     out[bridge] = rim_rgb
     mask |= bridge
-    return out.reshape(h, w, 3).clip(0, 255).round().astype(np.uint8), mask.reshape(h, w)
+    painted, full = frame.copy(), np.zeros((h, w), dtype=bool)
+    painted[y0:y1, x0:x1] = out.reshape(region.shape).clip(0, 255).round().astype(np.uint8)
+    full[y0:y1, x0:x1] = mask.reshape(region.shape[:2])
+    return painted, full
