@@ -53,24 +53,16 @@ CHEEK_Y = 0.55
 CHEEK_HALF = 0.08
 # A lens is not told from the skin when it is fewer grey levels darker than this.
 MIN_CONTRAST = 12.0
-# What is thinner than twice this (IOD) is not lens (a brow along its top, the bridge, an
-# arm); the lens is widened back by as much, over pixels as dark as it (its rim).
+# What is thinner than twice this (IOD) is not lens (a strand of hair, the bridge, an arm).
 LENS_OPENING = 0.05
 # How far outside its outline (IOD) a lens's rim may reach, where it is as dark as the lens;
 # hair at the temple that meets the lens is kept with it as far.
 RIM_REACH = 0.025
-# How far outside its outline (IOD) a lens's rim may reach, where it is as dark as the lens;
-# hair at the temple that meets the lens is kept with it as far.
-RIM_REACH = 0.025
-# The brows, where they show, are not lens: their outline grown by BROW_MARGIN (IOD). They
-# are hidden where COVERED of the forehead FOREHEAD (IOD) over their top is dark too.
-BROW_MARGIN = 0.015
-FOREHEAD = (0.02, 0.08)
-COVERED = 0.6
 # A lens's outline is where RAYS rays from the eye's centre, stepped RAY_STEP (IOD) up to
-# LENS_REACH, leave it; a ray that ends beyond TRIM times the ellipse fitted to the others ran
-# on into something dark beside the lens (hair at the temple). A rectangular lens's corners lie
-# about 1.2 times out.
+# LENS_REACH, leave it. A ray ran on into something dark beside the lens (hair at the temple,
+# a brow's tail) when it reaches BUMP times past the median of the BUMP_RAYS around it (cut
+# back to that), or ends beyond TRIM times the ellipse fitted to the others (left out). A
+# rectangular lens's corners lie about 1.2 times out.
 RAYS = 72
 BUMP = 1.1
 BUMP_RAYS = 9
