@@ -22,7 +22,6 @@ the rims an edit keeps in place.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -38,6 +37,7 @@ from scipy.spatial import cKDTree
 from skimage.draw import polygon
 
 from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.face.sampling import FrameSampler
 
 # Pixels per IOD of the face-frame tile, and the tile's extent (face frame, IOD).
 TILE_SCALE = 100
@@ -278,52 +278,38 @@ def median_loop(loops: list[RimLoop]) -> RimLoop:
     return RimLoop(**{n: float(v) for n, v in zip(names, values, strict=True)})
 
 
-class RimFinder:
-    """Fits the rims on frames spread over a clip, and decides whether they are there.
-
-    Frames are offered as they are tracked (`offer`), from any thread; every `stride`-th is
-    used, so the work and memory are the same whatever the clip's length.
-    """
+class RimFinder(FrameSampler[tuple[tuple[RimLoop, RimLoop], bool]]):
+    """Fits the rims on frames spread over a clip (MAX_SAMPLES of them, `FrameSampler`), and
+    decides whether they are there. Per frame used: the two loops fitted, and whether both
+    rims could be traced along them (`trace_rims`)."""
 
     def __init__(self, *, n_frames: int) -> None:
-        self.stride = max(1, n_frames // MAX_SAMPLES)
-        self._fits: list[tuple[RimLoop, RimLoop]] = []
-        # Per frame used: whether both rims could be traced on it (`trace_rims`).
-        self._traced: list[bool] = []
-        self._lock = threading.Lock()
+        super().__init__(n_frames=n_frames, samples=MAX_SAMPLES, min_iod_px=MIN_IOD_PX)
 
-    def offer(self, t: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
-        """Frame t (H, W, 3) uint8 RGB with its landmarks (478, 2) in that frame's pixels."""
-        if t % self.stride:
-            return
-        face = FaceFrame.from_landmarks(landmarks)
-        if face.iod < MIN_IOD_PX:
-            return
+    def measure(
+        self, frame: np.ndarray, *, face: FaceFrame, landmarks: np.ndarray
+    ) -> tuple[tuple[RimLoop, RimLoop], bool]:
         fit = fit_rims(ridge_response(face_tile(frame, face)))
         traced = trace_rims(frame, face=face, loops=(fit[0].polygon(), fit[1].polygon()))
-        with self._lock:
-            self._fits.append(fit)
-            self._traced.append(len(traced.lines) == len(fit))
+        return fit, len(traced.lines) == len(fit)
 
     def score(self) -> float:
         """The median over the frames used of the weaker eye's score (0: none used)."""
-        with self._lock:
-            fits = list(self._fits)
+        fits = [fit for fit, _ in self.results()]
         if not fits:
             return 0.0
         return float(np.median([min(right.score, left.score) for right, left in fits]))
 
     def traced_share(self) -> float:
         """The share of the frames used on which both rims could be traced (0: none used)."""
-        with self._lock:
-            return float(np.mean(self._traced)) if self._traced else 0.0
+        traced = [ok for _, ok in self.results()]
+        return float(np.mean(traced)) if traced else 0.0
 
     def rims(self) -> Rims | None:
         """The rims to keep still, or None: no glasses seen, no frame large enough offered,
         or rims too faint to trace on most frames (MIN_TRACED_SHARE), which are left to the
         warp: kept on some frames and bent on the next, they would flicker."""
-        with self._lock:
-            fits = list(self._fits)
+        fits = [fit for fit, _ in self.results()]
         score = self.score()
         if score < RIM_SCORE or self.traced_share() < MIN_TRACED_SHARE:
             return None

@@ -22,8 +22,6 @@ pixels, which stay with the lens while the rest of the brow moves.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from scipy.ndimage import binary_fill_holes, binary_opening, distance_transform_edt, label
 from skimage.draw import polygon
@@ -31,6 +29,7 @@ from skimage.draw import polygon
 from spfem_cli.face import mesh
 from spfem_cli.face.glasses import RimLayer, inside_outlines
 from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.face.sampling import FrameSampler
 
 # Grey levels (0-255): the 10th to 90th percentile spread inside an eye's outline under which
 # no eye shows there. On the 22 clips of ../shared/clips, the larger of a clip's two eyes'
@@ -112,30 +111,19 @@ def eye_spreads(frame: np.ndarray, *, face: FaceFrame, points: np.ndarray) -> li
     return spreads
 
 
-class LensFinder:
-    """Measures the eyes' outlines on frames spread over a clip, and decides whether dark
-    lenses hide them. Frames are offered as they are tracked (`offer`), from any thread."""
+class LensFinder(FrameSampler[list[float]]):
+    """Measures the eyes' outlines (`eye_spreads`) on frames spread over a clip (MAX_SAMPLES
+    of them, `FrameSampler`), and decides whether dark lenses hide them."""
 
     def __init__(self, *, n_frames: int) -> None:
-        self.stride = max(1, n_frames // MAX_SAMPLES)
-        self._spreads: list[list[float]] = []
-        self._lock = threading.Lock()
+        super().__init__(n_frames=n_frames, samples=MAX_SAMPLES, min_iod_px=MIN_IOD_PX)
 
-    def offer(self, t: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
-        """Frame t (H, W, 3) uint8 RGB with its landmarks (478, 2) in that frame's pixels."""
-        if t % self.stride:
-            return
-        face = FaceFrame.from_landmarks(landmarks)
-        if face.iod < MIN_IOD_PX:
-            return
-        spreads = eye_spreads(frame, face=face, points=face.to_face(landmarks))
-        with self._lock:
-            self._spreads.append(spreads)
+    def measure(self, frame: np.ndarray, *, face: FaceFrame, landmarks: np.ndarray) -> list[float]:
+        return eye_spreads(frame, face=face, points=face.to_face(landmarks))
 
     def spread(self) -> float:
         """The larger of the two eyes' median spread over the frames used (NaN: none)."""
-        with self._lock:
-            spreads = np.array(self._spreads, dtype=np.float64).reshape(-1, 2)
+        spreads = np.array(self.results(), dtype=np.float64).reshape(-1, 2)
         if not np.isfinite(spreads).any(axis=0).all():
             return float("nan")
         return float(np.nanmedian(spreads, axis=0).max())
