@@ -63,21 +63,24 @@ def with_sunglasses(clip: Path, out: Path, *, n_frames: int) -> np.ndarray:
     return np.array(masks)
 
 
-@pytest.fixture(scope="module")
-def obama_in_sunglasses(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+def _painted_clip(
+    factory: pytest.TempPathFactory, name: str, *, n_frames: int
+) -> tuple[Path, np.ndarray]:
     if not SHARED_CLIPS.is_dir():
         pytest.skip("../shared/clips is absent")
-    out = tmp_path_factory.mktemp("lenses") / "obama_sunglasses.mp4"
-    return out, with_sunglasses(SHARED_CLIPS / "speech_obama_450x450.mp4", out, n_frames=50)
+    out = factory.mktemp("lenses") / f"sunglasses_{name}"
+    return out, with_sunglasses(SHARED_CLIPS / name, out, n_frames=n_frames)
+
+
+@pytest.fixture(scope="module")
+def obama_in_sunglasses(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    return _painted_clip(tmp_path_factory, "speech_obama_450x450.mp4", n_frames=50)
 
 
 @pytest.fixture(scope="module")
 def s18_in_sunglasses(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     """talk_s18's speaker, whose hair meets the painted right lens at her temple."""
-    if not SHARED_CLIPS.is_dir():
-        pytest.skip("../shared/clips is absent")
-    out = tmp_path_factory.mktemp("lenses") / "s18_sunglasses.mp4"
-    return out, with_sunglasses(SHARED_CLIPS / "talk_s18_1280x720.mp4", out, n_frames=31)
+    return _painted_clip(tmp_path_factory, "talk_s18_1280x720.mp4", n_frames=31)
 
 
 @needs_clips
