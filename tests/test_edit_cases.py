@@ -649,8 +649,8 @@ def test_a_phone_photo_stored_sideways_is_edited_upright(photo: Path, tmp_path: 
 def test_subtitles_chapters_and_title_come_through_an_edit(face_clip: Path, tmp_path: Path) -> None:
     """A real speaker's clip in Matroska with SubRip subtitles, chapters, a title and a
     creation time, edited to an mp4: the subtitles come out as mov_text with the same cues,
-    and the chapters, title, creation time and sound are the source's. Before, all but the
-    sound were dropped without a word."""
+    and the chapters, title, creation time and sound are the source's. Before, the
+    subtitles, title and creation time were dropped without a word."""
     src = add_subtitles_and_chapters(face_clip, tmp_path / "talk.mkv")
     out = tmp_path / "talk_happy.mp4"
     code, output = spfem(str(src), "-e", "happy", "-o", str(out))
