@@ -14,11 +14,9 @@ cores.
 from __future__ import annotations
 
 import argparse
-import itertools
 from pathlib import Path
 
-from spfem_cli.face.lenses import LENS_SPREAD, MAX_SAMPLES, LensFinder
-from spfem_cli.face.tracker import LandmarkTracker
+from spfem_cli.face.lenses import LENS_SPREAD, LensFinder
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import analysis_size
 
@@ -27,12 +25,8 @@ def clip_spread(path: Path) -> float:
     """`LensFinder.spread` of a clip, on the frames the tracking pass would offer it."""
     info = probe(path)
     finder = LensFinder(n_frames=info.n_frames)
-    last = (MAX_SAMPLES - 1) * finder.stride
-    size = analysis_size(info.width, info.height)
-    with FrameReader(info, size=size) as reader, LandmarkTracker(video_mode=False) as tracker:
-        for t, frame in enumerate(itertools.islice(reader, last + 1)):
-            if t % finder.stride == 0 and (found := tracker.detect(frame)) is not None:
-                finder.offer(t, frame, found.landmarks)
+    with FrameReader(info, size=analysis_size(info.width, info.height)) as reader:
+        finder.offer_frames(reader)
     return finder.spread()
 
 

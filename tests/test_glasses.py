@@ -427,15 +427,12 @@ def test_steady_rims_keep_the_line_before_until_the_rim_moves() -> None:
 
 def _clip_finder(name: str) -> RimFinder:
     """The rim finder fed with a shared clip's frames as an edit feeds it."""
-    from spfem_cli.face.tracker import LandmarkTracker
     from spfem_cli.media import FrameReader, probe
 
     info = probe(SHARED_CLIPS / name)
     finder = RimFinder(n_frames=info.n_frames)
-    with FrameReader(info) as reader, LandmarkTracker(video_mode=False) as tracker:
-        for t, frame in enumerate(reader):
-            if t % finder.stride == 0 and (found := tracker.detect(frame)) is not None:
-                finder.offer(t, frame, found.landmarks)
+    with FrameReader(info) as reader:
+        finder.offer_frames(reader)
     return finder
 
 

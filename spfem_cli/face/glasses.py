@@ -65,7 +65,7 @@ UPPER_ARC_DEG = np.arange(200.0, 341.0, 5.0)
 # the frames. Measured on the 22 clips of ../shared/clips: glasses 2.2 (the clear plastic
 # frames of expr_d12), 5.3 and 6.7; bare faces 0.7-1.4.
 RIM_SCORE = 1.8
-# A frame in every this many is sampled, at most MAX_SAMPLES in all.
+# Frames spread over a clip are sampled: from MAX_SAMPLES to twice as many (`FrameSampler`).
 MAX_SAMPLES = 12
 # Rims are kept still only if both can be traced on this share of the sampled frames.
 MIN_TRACED_SHARE = 0.75
@@ -279,9 +279,9 @@ def median_loop(loops: list[RimLoop]) -> RimLoop:
 
 
 class RimFinder(FrameSampler[tuple[tuple[RimLoop, RimLoop], bool]]):
-    """Fits the rims on frames spread over a clip (MAX_SAMPLES of them, `FrameSampler`), and
-    decides whether they are there. Per frame used: the two loops fitted, and whether both
-    rims could be traced along them (`trace_rims`)."""
+    """Fits the rims on frames spread over a clip (MAX_SAMPLES to twice as many,
+    `FrameSampler`), and decides whether they are there. Per frame used: the two loops
+    fitted, and whether both rims could be traced along them (`trace_rims`)."""
 
     def __init__(self, *, n_frames: int) -> None:
         super().__init__(n_frames=n_frames, samples=MAX_SAMPLES, min_iod_px=MIN_IOD_PX)

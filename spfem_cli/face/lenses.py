@@ -33,11 +33,11 @@ from spfem_cli.face.sampling import FrameSampler
 
 # Grey levels (0-255): the 10th to 90th percentile spread inside an eye's outline under which
 # no eye shows there. On the 22 clips of ../shared/clips, the larger of a clip's two eyes'
-# medians over its sampled frames is 38 at least (expr_d3, who squints and frowns hard; 47-156
+# medians over its sampled frames is 46 at least (expr_d3, who squints and frowns hard; 49-156
 # on the others); with sunglasses painted on, letting 8% of the eye through, 10
 # (`scripts/measure_lenses.py`).
 LENS_SPREAD = 16.0
-# A frame in every this many is sampled, at most MAX_SAMPLES in all.
+# Frames spread over a clip are sampled: from MAX_SAMPLES to twice as many (`FrameSampler`).
 MAX_SAMPLES = 12
 # Faces with fewer pixels than this between the eyes show too little of an eye to tell.
 MIN_IOD_PX = 30.0
@@ -89,6 +89,18 @@ def _window(face: FaceFrame, shape: tuple[int, ...]) -> tuple[int, int, int, int
     return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
 
 
+def _eyes(
+    points: np.ndarray, *, face: FaceFrame, origin: tuple[int, int], shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels inside each eye's outline (right, left), (h, w) bool each, of a window at
+    `origin` (x, y) pixels; points: (478, 2) landmarks, face frame."""
+    right, left = (
+        inside_outlines((points[list(ring)],), face=face, origin=origin, shape=shape[:2])
+        for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE)
+    )
+    return right, left
+
+
 def eye_spreads(frame: np.ndarray, *, face: FaceFrame, points: np.ndarray) -> list[float]:
     """The 10th-to-90th percentile spread of grey levels inside each eye's outline (right,
     left), NaN where the outline holds fewer than MIN_OPENING_PX pixels. frame: (H, W, 3)
@@ -98,10 +110,7 @@ def eye_spreads(frame: np.ndarray, *, face: FaceFrame, points: np.ndarray) -> li
         return [float("nan"), float("nan")]
     grey = frame[y0:y1, x0:x1].astype(np.float32) @ _GREY
     spreads = []
-    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
-        inside = inside_outlines(
-            (points[list(ring)],), face=face, origin=(x0, y0), shape=grey.shape
-        )
+    for inside in _eyes(points, face=face, origin=(x0, y0), shape=grey.shape):
         values = grey[inside]
         if values.size < MIN_OPENING_PX:
             spreads.append(float("nan"))
@@ -113,7 +122,7 @@ def eye_spreads(frame: np.ndarray, *, face: FaceFrame, points: np.ndarray) -> li
 
 class LensFinder(FrameSampler[list[float]]):
     """Measures the eyes' outlines (`eye_spreads`) on frames spread over a clip (MAX_SAMPLES
-    of them, `FrameSampler`), and decides whether dark lenses hide them."""
+    to twice as many, `FrameSampler`), and decides whether dark lenses hide them."""
 
     def __init__(self, *, n_frames: int) -> None:
         super().__init__(n_frames=n_frames, samples=MAX_SAMPLES, min_iod_px=MIN_IOD_PX)
@@ -143,12 +152,8 @@ def lens_layer(frame: np.ndarray, *, face: FaceFrame, points: np.ndarray) -> Rim
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
     grey = frame[y0:y1, x0:x1].astype(np.float32) @ _GREY
-    eyes = inside_outlines(
-        (points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
-        face=face,
-        origin=(x0, y0),
-        shape=grey.shape,
-    )
+    insides = _eyes(points, face=face, origin=(x0, y0), shape=grey.shape)
+    eyes = insides[0] | insides[1]
     if eyes.sum() < 2 * MIN_OPENING_PX:
         return None
     low, lens, high = np.percentile(grey[eyes], [10, 50, 90])
@@ -176,9 +181,8 @@ def lens_layer(frame: np.ndarray, *, face: FaceFrame, points: np.ndarray) -> Rim
     yy, xx = np.mgrid[:size, :size] - size // 2
     labels, _ = label(binary_opening(dark, structure=np.hypot(yy, xx) <= radius))
     shapes = []
-    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+    for ring, inside in zip((mesh.RIGHT_EYE, mesh.LEFT_EYE), insides, strict=True):
         eye = points[list(ring)]
-        inside = inside_outlines((eye,), face=face, origin=(x0, y0), shape=grey.shape)
         found = np.unique(labels[inside])
         blob = binary_fill_holes(np.isin(labels, found[found > 0]))
         shapes.append(

@@ -4,18 +4,21 @@ found from (`face.glasses.RimFinder`, `face.lenses.LensFinder`)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 import numpy as np
 
 from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.face.tracker import LandmarkTracker
 
 T = TypeVar("T")
 
 
 class FrameSampler(Generic[T]):
     """Measures frames spread over a clip as they are tracked (`offer`, from any thread): every
-    `stride`-th frame, so that at most `samples` are measured whatever the clip's length, on
+    `stride`-th frame (stride: n_frames // samples, so that from `samples` to twice as many are
+    measured whatever the clip's length; all of a clip shorter than `samples`), on
     which the face is `min_iod_px` or more between the eyes (smaller faces show too little).
     Subclasses say what is measured (`measure`); `results` holds it, in order of arrival."""
 
@@ -35,6 +38,15 @@ class FrameSampler(Generic[T]):
         result = self.measure(frame, face=face, landmarks=landmarks)
         with self._lock:
             self._results.append(result)
+
+    def offer_frames(self, frames: Iterable[np.ndarray]) -> None:
+        """Offer a clip's frames ((H, W, 3) uint8 RGB, in order from its first) as the tracking
+        pass does, without tracking the rest: each frame sampled, with the face FaceMesh finds
+        on it alone. For measuring a clip outside an edit."""
+        with LandmarkTracker(video_mode=False) as tracker:
+            for t, frame in enumerate(frames):
+                if t % self.stride == 0 and (found := tracker.detect(frame)) is not None:
+                    self.offer(t, frame, found.landmarks)
 
     def measure(self, frame: np.ndarray, *, face: FaceFrame, landmarks: np.ndarray) -> T:
         """What one frame (H, W, 3) uint8 RGB shows, with its face frame and (478, 2) pixel
