@@ -16,13 +16,15 @@ import numpy as np
 import pytest
 
 
-def run_ffmpeg_checked(*args: str) -> None:
-    """Run the bundled ffmpeg quietly; fail the test with its message if it fails."""
+def run_ffmpeg_checked(*args: str) -> str:
+    """Run the bundled ffmpeg quietly; fail the test with its message if it fails. Returns
+    what it wrote on stdout (an output named "-")."""
     exe = imageio_ffmpeg.get_ffmpeg_exe()
     cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         pytest.fail(f"ffmpeg failed ({result.returncode}): {' '.join(args)}\n{result.stderr}")
+    return result.stdout
 
 
 def combing(frames: Sequence[np.ndarray]) -> float:
@@ -73,11 +75,9 @@ def _srt_time(seconds: float) -> str:
 def subtitle_cues(path: Path, stream: int = 0) -> list[tuple[float, float, str]]:
     """The cues of subtitle stream `stream` of `path`: (start s, end s, text), read back
     through ffmpeg as SubRip whatever the stream's codec."""
-    exe = imageio_ffmpeg.get_ffmpeg_exe()
-    cmd = [exe, "-nostdin", "-loglevel", "error", "-i", str(path), "-map", f"0:s:{stream}"]
-    srt = subprocess.run([*cmd, "-f", "srt", "-"], capture_output=True, text=True, check=True)
+    srt = run_ffmpeg_checked("-i", str(path), "-map", f"0:s:{stream}", "-f", "srt", "-")
     cues = []
-    for block in srt.stdout.strip().split("\n\n"):
+    for block in srt.strip().split("\n\n"):
         _, times, *text = block.strip().splitlines()
         a, b = (_srt_seconds(t) for t in times.split(" --> "))
         cues.append((a, b, "\n".join(text)))
@@ -93,10 +93,7 @@ def _srt_seconds(text: str) -> float:
 def file_metadata(path: Path) -> tuple[dict[str, str], list[tuple[float, float, str]]]:
     """The file-level tags of `path` (lower-case keys) and its chapters (start s, end s,
     title), as ffmpeg's ffmetadata writer prints them."""
-    exe = imageio_ffmpeg.get_ffmpeg_exe()
-    cmd = [exe, "-nostdin", "-loglevel", "error", "-i", str(path), "-map_metadata", "0"]
-    cmd += ["-f", "ffmetadata", "-"]
-    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    text = run_ffmpeg_checked("-i", str(path), "-map_metadata", "0", "-f", "ffmetadata", "-")
     tags: dict[str, str] = {}
     chapters: list[dict[str, str]] = []
     for line in text.splitlines()[1:]:
