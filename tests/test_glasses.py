@@ -510,6 +510,9 @@ def test_a_surprised_edit_keeps_real_rims_in_place_and_raises_the_brows(clip: st
     assert np.mean(rise_kept) >= 0.75 * np.mean(rise_bent), (rise_kept, rise_bent)
 
 
+# Over a minute on two cores (40 frames edited twice, the rims traced afresh on each): left to
+# `-m slow`; the test_steady_rims_* tests check how the rims are held from frame to frame.
+@pytest.mark.slow
 @needs_clips
 def test_rims_held_steady_change_from_frame_to_frame_about_as_the_input() -> None:
     """The first 40 frames of expr_d19 edited to surprise, in order: along the rims' upper
