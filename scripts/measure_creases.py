@@ -1,20 +1,21 @@
-"""How deep the furrows between the brows are after an edit takes a frown off, against the
-person's own calm frames, and whether the lift flickers.
+"""How deep the creases are after an edit takes off the expression that pressed them (the
+frown's furrows, the smile's folds), against the person's own calm frames, and whether the
+lift flickers.
 
     python scripts/measure_creases.py [--clips ../shared/clips] [--names expr_d3.mp4 ...]
-        [--emotion neutral]
+        [--emotion neutral] [--crease furrows|"eye lines"]
 
 Each clip is analysed as `spfem edit` analyses it and every frame with a face is edited to the
-emotion twice, with the furrows lifted (`present` given to `edit_frame`) and without. Over the
-glabella (`creases.glabella_weight` above one half, where the edit put the landmarks), the
-furrow depth is the mean darkness of the detail between the crease's scale and the skin's
-shading (`creases.CREASE_SCALE`, `SHADING_SCALE`), in log luminance. Printed per clip:
+emotion twice, with the creases lifted (`present` given to `edit_frame`) and without. Over the
+crease's region (`Crease.weight` above one half, where the edit put the landmarks), the crease
+depth is the mean darkness of the detail between the crease's scale and the skin's shading
+(`creases.CREASE_SCALE`, `Crease.shading_scale`), in log luminance. Printed per clip:
 
-- the depth on the person's calm frames (no frown read: AU4 below 0.05), and on the frames the
-  edit takes a frown off (`frown_share` above one half): the input, the edit without the lift
-  and with it;
-- the frame-to-frame change over the glabella (levels, mean over consecutive frames both
-  with a frown taken off): the input, without the lift and with it.
+- the depth on the person's calm frames (the crease's action units below 0.05 together), and
+  on the frames the edit takes at least half of them off (`share_taken_off`): the input,
+  the edit without the lift and with it;
+- the frame-to-frame change over the region (levels, mean over consecutive frames both with
+  the action units taken off): the input, without the lift and with it.
 """
 
 from __future__ import annotations
@@ -28,12 +29,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from spfem_cli.face.mesh import FaceFrame
-from spfem_cli.generator.creases import (
-    CREASE_SCALE,
-    SHADING_SCALE,
-    frown_share,
-    glabella_weight,
-)
+from spfem_cli.generator.creases import CREASE_SCALE, CREASES, Crease, share_taken_off
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.generator import build_generator
 from spfem_cli.generator.warp import face_box
@@ -41,40 +37,48 @@ from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import analyse_video
 from spfem_cli.progress import SilentReporter
 
-DEFAULT_NAMES = ("expr_d3.mp4", "expr_d10.mp4", "expr_d14.mp4", "expr_d9.mp4")
-CALM_AU4 = 0.05
+DEFAULT_NAMES = {
+    "furrows": ("expr_d3.mp4", "expr_d10.mp4", "expr_d14.mp4", "expr_d9.mp4"),
+    "eye lines": ("expr_d0.mp4", "expr_d3.mp4", "expr_d19.mp4", "talk_s32_1280x720.mp4"),
+}
+CALM = 0.05
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def glabella(
-    shape: tuple[int, ...], *, face: FaceFrame, points: np.ndarray
+def region(
+    shape: tuple[int, ...], *, crease: Crease, face: FaceFrame, points: np.ndarray
 ) -> tuple[tuple[slice, slice], np.ndarray]:
-    """Where the glabella lies in a frame of shape (H, W, ...): the crop around the face
-    (rows, columns) and the mask of its pixels where `glabella_weight` > 0.5."""
+    """Where the crease lies in a frame of shape (H, W, ...): the crop around the face
+    (rows, columns) and the mask of its pixels where its weight > 0.5."""
     h, w = shape[:2]
     x0, y0, x1, y1 = face_box(face.to_image(points), width=w, height=h, margin=0.0)
-    ys, xs = np.mgrid[y0:y1, x0:x1]
-    query = face.to_face(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64))
-    inside = (glabella_weight(query, points=points) > 0.5).reshape(y1 - y0, x1 - x0)
+    weight = crease.weight(face=face, points=points, origin=(x0, y0), shape=(y1 - y0, x1 - x0))
+    inside = weight > 0.5
     return (slice(y0, y1), slice(x0, x1)), inside
 
 
-def furrow_depth(
-    frame: np.ndarray, *, crop: tuple[slice, slice], inside: np.ndarray, iod: float
+def crease_depth(
+    frame: np.ndarray,
+    *,
+    crease: Crease,
+    crop: tuple[slice, slice],
+    inside: np.ndarray,
+    iod: float,
 ) -> float:
-    """The mean furrow darkness (log luminance, >= 0) of frame (H, W, 3) uint8 over the
-    glabella's pixels (`glabella`)."""
+    """The mean crease darkness (log luminance, >= 0) of frame (H, W, 3) uint8 over the
+    crease's pixels (`region`)."""
     lum = np.log(frame[crop].astype(np.float64) @ LUMA + 1.0)
-    band = gaussian_filter(lum, CREASE_SCALE * iod) - gaussian_filter(lum, SHADING_SCALE * iod)
+    broad = crease.shading_scale * iod
+    band = gaussian_filter(lum, CREASE_SCALE * iod) - gaussian_filter(lum, broad)
     return float(np.maximum(-band[inside], 0.0).mean())
 
 
-def measure(path: Path, *, emotion: str) -> None:
+def measure(path: Path, *, emotion: str, crease: Crease) -> None:
     model = ExpressionModel.load()
     gen = build_generator(model=model, device=torch.device("cpu"), kind="warp")
     info = probe(path)
     target = model.emotion_vector(emotion).double().numpy()
-    a4 = model.au_names.index("AU4")
+    idx = [model.au_names.index(name) for name in crease.aus]
     depth: dict[str, list[float]] = {"calm": [], "input": [], "plain": [], "lifted": []}
     change: dict[str, list[float]] = {"input": [], "plain": [], "lifted": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,12 +93,14 @@ def measure(path: Path, *, emotion: str) -> None:
                     continue
                 face, points = track.frame(t), np.asarray(track.norm[t], np.float64)
                 present = analysis.current[t]
-                if present[a4] < CALM_AU4:
-                    crop, inside = glabella(frame.shape, face=face, points=points)
+                if present[idx].sum() < CALM:
+                    crop, inside = region(frame.shape, crease=crease, face=face, points=points)
                     depth["calm"].append(
-                        furrow_depth(frame, crop=crop, inside=inside, iod=face.iod)
+                        crease_depth(frame, crease=crease, crop=crop, inside=inside, iod=face.iod)
                     )
-                share = frown_share(deltas[t], present=present, au_names=model.au_names)
+                share = share_taken_off(
+                    deltas[t], present=present, au_names=model.au_names, aus=crease.aus
+                )
                 if share < 0.5:
                     before = None
                     continue
@@ -105,9 +111,11 @@ def measure(path: Path, *, emotion: str) -> None:
                     "lifted": gen.edit_frame(frame, present=present, **kw),
                 }
                 moved = points + gen.displacement(deltas[t], points=points)
-                crop, inside = glabella(frame.shape, face=face, points=moved)
+                crop, inside = region(frame.shape, crease=crease, face=face, points=moved)
                 for name, out in outs.items():
-                    depth[name].append(furrow_depth(out, crop=crop, inside=inside, iod=face.iod))
+                    depth[name].append(
+                        crease_depth(out, crease=crease, crop=crop, inside=inside, iod=face.iod)
+                    )
                 if before is not None:
                     for name, out in outs.items():
                         diff = np.abs(out[crop].astype(int) - before[name][crop]).mean(axis=-1)
@@ -115,13 +123,14 @@ def measure(path: Path, *, emotion: str) -> None:
                 before = outs
     mean = {k: np.mean(v) if v else float("nan") for k, v in depth.items()}
     print(
-        f"{path.name}, {emotion}: furrow depth (log luminance) calm frames {mean['calm']:.4f} "
-        f"({len(depth['calm'])}); frown taken off ({len(depth['input'])} frames): input "
-        f"{mean['input']:.4f}, without the lift {mean['plain']:.4f}, lifted {mean['lifted']:.4f}"
+        f"{path.name}, {emotion}: {crease.name} depth (log luminance) calm frames "
+        f"{mean['calm']:.4f} ({len(depth['calm'])}); {'+'.join(crease.aus)} taken off "
+        f"({len(depth['input'])} frames): input {mean['input']:.4f}, without the lift "
+        f"{mean['plain']:.4f}, lifted {mean['lifted']:.4f}"
     )
     if change["input"]:
         print(
-            "  frame-to-frame change over the glabella, levels: "
+            f"  frame-to-frame change over the {crease.name}, levels: "
             + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in change.items())
         )
 
@@ -129,11 +138,14 @@ def measure(path: Path, *, emotion: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
-    parser.add_argument("--names", nargs="*", default=list(DEFAULT_NAMES))
+    parser.add_argument("--names", nargs="*")
     parser.add_argument("--emotion", default="neutral")
+    kinds = {crease.name: crease for crease in CREASES}
+    parser.add_argument("--crease", choices=list(kinds), default="furrows")
     args = parser.parse_args()
-    for name in args.names:
-        measure(args.clips / name, emotion=args.emotion)
+    crease = kinds[args.crease]
+    for name in args.names or DEFAULT_NAMES[args.crease]:
+        measure(args.clips / name, emotion=args.emotion, crease=crease)
 
 
 if __name__ == "__main__":

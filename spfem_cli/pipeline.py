@@ -370,8 +370,9 @@ class Analysis:
     ) -> np.ndarray:
         """Frame t (H, W, 3) uint8 of the analysed video edited by the AU change delta (K,):
         on its tracked face, with the expression already on it (`current`, which lifts a
-        frown's furrows where the edit takes the frown off). rims as `FaceGenerator.edit_frame`
-        takes them."""
+        frown's furrows, and the lines a squint or a smile presses under and beside the eyes,
+        where the edit takes them off: `generator.creases`). rims as
+        `FaceGenerator.edit_frame` takes them."""
         return generator.edit_frame(
             frame,
             face=self.track.frame(t),

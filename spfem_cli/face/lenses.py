@@ -33,7 +33,7 @@ from spfem_cli.face.sampling import FrameSampler
 
 # Grey levels (0-255): the 10th to 90th percentile spread inside an eye's outline under which
 # no eye shows there. On the 22 clips of ../shared/clips, the larger of a clip's two eyes'
-# medians over its sampled frames is 46 at least (expr_d3, who squints and frowns hard; 49-156
+# medians over its sampled frames is 46 at least (expr_d3, who squints and frowns hard; 47-153
 # on the others); with sunglasses painted on, letting 8% of the eye through, 10
 # (`scripts/measure_lenses.py`).
 LENS_SPREAD = 16.0

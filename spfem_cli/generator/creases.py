@@ -1,30 +1,44 @@
-"""Creases an edit takes off with the expression that pressed them: the frown's furrows.
+"""Creases an edit takes off with the expression that pressed them: the frown's furrows, and
+the lines a squint or a smile's raised cheeks press under and beside the eyes.
 
 A warp that takes a frown off lifts the brows and draws them apart, but the furrows the frown
 pressed into the skin between them are texture, and they stay: a face edited to neutral still
-reads as frowning. Where an edit takes off part of a brow lowering (AU4), the furrows are lifted
-in the edited frame itself: over the glabella, the detail between the crease's scale and the
-skin's broad shading that is darker than its surroundings is taken out of each colour channel,
-in proportion to the share of the frown taken off. Nothing is carried from another face or
-frame, so nothing has to line up with the furrows; the lips, the eyes and anything far darker
-than a crease (a brow's hairs, hair falling over the forehead, a rim of glasses) are left.
+reads as frowning. The same holds for the eyes: taking a squint or a smile's raised cheeks off
+opens the lids and lowers the cheeks, but the lines under the lower lids and the crow's feet
+stay, and the eyes still smile. Where an edit takes off part of an expression that presses
+creases (`Crease`: the brow lowerer AU4 for the furrows; the cheek raiser AU6 and the lid
+tightener AU7 for the eyes' lines, which FaceMesh reads a smile's eyes as), the creases are
+lifted in the edited frame itself: over their region, the detail between the crease's scale
+and the skin's broad shading that is darker than its surroundings is taken out of each colour
+channel, in proportion to the share of the expression taken off. Nothing is carried from
+another face or frame, so nothing has to line up with the creases; the eyes, the brows and
+anything far darker than a crease (lashes, hair falling over the forehead, a rim of glasses)
+are left.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from spfem_cli.face import mesh
+from spfem_cli.face.glasses import inside_outlines
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import NOISE_FLOOR
 from spfem_cli.generator.warp import HoldRegion, face_box, hold_weight
 
-# The action unit whose creases are lifted, and below what present level (activation units)
-# a frown is landmark noise.
-FROWN_AU = "AU4"
+# Below what present level (activation units) an expression is landmark noise.
 MIN_PRESENT = NOISE_FLOOR
+# Finer than this (Gaussian scale, IOD) is the skin's grain, which stays.
+CREASE_SCALE = 0.004
+# A crease darkens the skin by a tenth or two; detail this much darker (log luminance) or more
+# is something in front of the skin, and is left, fading in from half of it.
+MAX_CREASE = 0.35
+
 # The glabella, in the face frame (IOD): an ellipse centred this far above the midpoint of the
 # brows' inner heads, as wide as the gap between them plus the margin on each side, with this
 # half-height; faded out over the outer share of its radius. The brows themselves are left out
@@ -36,26 +50,31 @@ GLABELLA_HALF_HEIGHT = 0.32
 GLABELLA_FADE = 0.35
 BROW_FADE = 0.03
 INNER_BROW_HEADS = (55, 285)  # the subject's right and left brows' lower inner points
-# The band of detail a furrow lies in (Gaussian scales, IOD): finer than CREASE_SCALE is the
-# skin's grain, which stays; broader than SHADING_SCALE is light and the face's shape.
-CREASE_SCALE = 0.004
-SHADING_SCALE = 0.04
-# A furrow darkens the skin by a tenth or two; detail this much darker (log luminance) or more
-# is something in front of the skin, and is left, fading in from half of it.
-MAX_CREASE = 0.35
-# The skin's own grain and fine lines, at rest too, darken it by about a hundredth: detail
-# darker than its surroundings by up to this much (log luminance) is left, and a deeper furrow
-# is lifted to this depth, so that a glabella without furrows is not smoothed.
-GRAIN = 0.01
+
+# The lines a squint or a smile's raised cheeks press under and beside the eyes (the lower
+# lids' lines and the crow's feet): a band under each lower lid, this far below it (IOD),
+# and a line from each outer eye corner outward (from EYE_LINE_START to EYE_LINE_END beyond
+# the corner), falling EYE_LINE_SLOPE for each unit outward, as a smile's lines fan down
+# toward the cheek; a pixel belongs to them by its distance from those lines, faded out from
+# EYE_LINE_CORE to EYE_LINE_HALF_WIDTH (the brows lie above its reach). The eyes are left
+# out, fading in over EYE_FADE around their outline, and so is what lies outside the face's
+# outline (the background or the hair behind a turned head's far cheek), fading in over
+# OVAL_FADE inside it.
+UNDER_LID = 0.12
+EYE_LINE_START = 0.05
+EYE_LINE_END = 0.3
+EYE_LINE_SLOPE = 0.35
+EYE_LINE_CORE = 0.03
+EYE_LINE_HALF_WIDTH = 0.1
+EYE_FADE = 0.03
+OVAL_FADE = 0.05
 
 
-def frown_share(delta: np.ndarray, *, present: np.ndarray, au_names: tuple[str, ...]) -> float:
-    """How much of the frown on the face an edit takes off, in [0, 1]: delta (K,) the edit's
-    AU change, present (K,) the AU activations the face shows now, relative to its rest."""
-    k = au_names.index(FROWN_AU)
-    if present[k] < MIN_PRESENT or delta[k] >= 0:
-        return 0.0
-    return float(min(1.0, -delta[k] / present[k]))
+def glabella_corners(points: np.ndarray) -> np.ndarray:
+    """(4, 2) the corners of the glabella's box (`glabella_weight`), face frame (IOD), for the
+    face whose landmarks are points (478, 2)."""
+    cx, cy, rx, ry, _ = _glabella_ellipse(points)
+    return np.array([[cx + sx * rx, cy + sy * ry] for sx in (-1, 1) for sy in (-1, 1)])
 
 
 def _glabella_ellipse(points: np.ndarray) -> tuple[float, float, float, float, float]:
@@ -73,52 +92,208 @@ def glabella_weight(query: np.ndarray, *, points: np.ndarray) -> np.ndarray:
     the face whose landmarks are points (478, 2), both IOD."""
     cx, cy, rx, ry, floor = _glabella_ellipse(points)
     radius = np.hypot((query[:, 0] - cx) / rx, (query[:, 1] - cy) / ry)
-    w = np.clip((1.0 - radius) / GLABELLA_FADE, 0.0, 1.0)
-    w = w * w * (3 - 2 * w)
+    w = _smoothstep((1.0 - radius) / GLABELLA_FADE)
     w[query[:, 1] > floor] = 0.0
-    inside = np.flatnonzero(w > 0)
-    near = torch.from_numpy(query[inside].astype(np.float32))
     for brow in (mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
-        region = HoldRegion(polygon=points[list(brow)], band=0.0, feather=BROW_FADE)
-        w[inside] *= 1.0 - hold_weight(near, region).numpy()
+        _leave_out(w, query, polygon=points[list(brow)], fade=BROW_FADE)
     return w
 
 
-def lift_furrows(
-    frame: np.ndarray, *, face: FaceFrame, points: np.ndarray, share: float
+def _eye_lines(points: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The segments (start, end) the eyes' lines lie along (`eye_line_weight`), face frame
+    (IOD), for the face whose landmarks are points (478, 2)."""
+    segments = []
+    eyes = (
+        (mesh.RIGHT_EYE, mesh.RIGHT_EYE_CORNERS[0], -1.0),
+        (mesh.LEFT_EYE, mesh.LEFT_EYE_CORNERS[0], 1.0),
+    )
+    for ring, outer, outward in eyes:
+        under = points[list(ring)][list(mesh.EYE_RING_LOWER_LID)] + np.array([0.0, UNDER_LID])
+        segments += list(zip(under[:-1], under[1:], strict=True))
+        step = np.array([outward, EYE_LINE_SLOPE])
+        corner = points[outer]
+        segments.append((corner + EYE_LINE_START * step, corner + EYE_LINE_END * step))
+    return segments
+
+
+def eye_line_corners(points: np.ndarray) -> np.ndarray:
+    """(4, 2) the corners of the box of the lines under and beside the eyes
+    (`eye_line_weight`), face frame (IOD), for the face whose landmarks are points (478, 2)."""
+    ends = np.array([end for segment in _eye_lines(points) for end in segment])
+    lo = ends.min(axis=0) - EYE_LINE_HALF_WIDTH
+    hi = ends.max(axis=0) + EYE_LINE_HALF_WIDTH
+    return np.array([[x, y] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])])
+
+
+def eye_line_weight(
+    *, face: FaceFrame, points: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]
 ) -> np.ndarray:
-    """The frame (H, W, 3) uint8 RGB with the furrows between the brows lifted by share in
-    [0, 1] (1: lifted to the skin's grain); face: its face frame; points: (478, 2) its
-    landmarks in the face frame (IOD), where the edit put them. Returns frame itself when
-    share is 0 or the glabella is off the frame."""
+    """(h, w) in [0, 1]: how much each pixel of the window of `shape` at `origin` (x, y) in
+    the frame belongs to the lines under and beside the eyes of the face (face frame `face`,
+    landmarks points (478, 2) in it, IOD).
+
+    Drawn in pixels, with distance transforms: the same sums done point by point over the
+    window (every segment, the eyes' and the face's outlines) took 34 ms a 720p frame."""
+    lines = np.zeros(shape, dtype=bool)
+    for a, b in _eye_lines(points):
+        count = 2 * int(np.ceil(np.linalg.norm(b - a) * face.iod)) + 2
+        along = face.to_image(a + np.linspace(0.0, 1.0, count)[:, None] * (b - a)) - origin
+        cols, rows = np.round(along).astype(int).T
+        on = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+        lines[rows[on], cols[on]] = True
+    if not lines.any():
+        return np.zeros(shape)
+    distance = distance_transform_edt(~lines) / face.iod
+    w = _smoothstep((EYE_LINE_HALF_WIDTH - distance) / (EYE_LINE_HALF_WIDTH - EYE_LINE_CORE))
+    eyes = inside_outlines(
+        (points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
+        face=face,
+        origin=origin,
+        shape=shape,
+    )
+    if eyes.any():
+        w *= _smoothstep(distance_transform_edt(~eyes) / face.iod / EYE_FADE)
+    on_face = inside_outlines(
+        (points[list(mesh.FACE_OVAL)],), face=face, origin=origin, shape=shape
+    )
+    if not on_face.all():
+        # The fill takes in the pixels the outline crosses: one pixel in is still its edge.
+        inward = distance_transform_edt(on_face) - 1.0
+        w *= _smoothstep(inward / face.iod / OVAL_FADE)
+    return w
+
+
+def glabella_window(
+    *, face: FaceFrame, points: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]
+) -> np.ndarray:
+    """(h, w): `glabella_weight` at each pixel of the window of `shape` at `origin` (x, y) in
+    the frame of the face (face frame `face`, landmarks points (478, 2) in it, IOD)."""
+    ys, xs = np.mgrid[origin[1] : origin[1] + shape[0], origin[0] : origin[0] + shape[1]]
+    query = face.to_face(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64))
+    return glabella_weight(query, points=points).reshape(shape)
+
+
+@dataclass(frozen=True)
+class Crease:
+    """A kind of crease an expression presses into the skin, lifted when the edit takes that
+    expression off.
+
+    aus: the action units that press it (the share of their sum taken off lifts it);
+    shading_scale: broader than this (Gaussian scale, IOD) is light and the face's shape,
+    which stays; grain: the skin's own darkening at rest in that band (log luminance): detail
+    darker than its surroundings by up to this much is left, and a deeper crease is lifted to
+    this depth, so that smooth skin is not smoothed further; weight: the region, (h, w) in
+    [0, 1] over a window of the frame (keywords face, points, origin, shape as
+    `eye_line_weight` takes them); corners: points (478, 2) -> (4, 2), the corners of the
+    region's box in the face frame (IOD)."""
+
+    name: str
+    aus: tuple[str, ...]
+    shading_scale: float
+    grain: float
+    weight: Callable[..., np.ndarray]
+    corners: Callable[[np.ndarray], np.ndarray]
+
+
+FURROWS = Crease(
+    name="furrows",
+    aus=("AU4",),
+    shading_scale=0.04,
+    grain=0.01,
+    weight=glabella_window,
+    corners=glabella_corners,
+)
+EYE_LINES = Crease(
+    name="eye lines",
+    aus=("AU6", "AU7"),
+    shading_scale=0.04,
+    grain=0.01,
+    weight=eye_line_weight,
+    corners=eye_line_corners,
+)
+CREASES = (FURROWS, EYE_LINES)
+
+
+def share_taken_off(
+    delta: np.ndarray, *, present: np.ndarray, au_names: tuple[str, ...], aus: tuple[str, ...]
+) -> float:
+    """How much of the action units aus on the face (their sum) an edit takes off, in [0, 1]:
+    delta (K,) the edit's AU change, present (K,) the AU activations the face shows now,
+    relative to its rest."""
+    idx = [au_names.index(name) for name in aus]
+    on, change = float(np.sum(present[idx])), float(np.sum(delta[idx]))
+    if on < MIN_PRESENT or change >= 0:
+        return 0.0
+    return min(1.0, -change / on)
+
+
+def lift_creases(
+    frame: np.ndarray,
+    *,
+    face: FaceFrame,
+    points: np.ndarray,
+    delta: np.ndarray,
+    present: np.ndarray,
+    au_names: tuple[str, ...],
+) -> np.ndarray:
+    """The frame (H, W, 3) uint8 RGB with each kind of crease (`CREASES`) lifted by the share
+    of its expression that the AU change delta (K,) takes off the AU activations present
+    (K,); face: its face frame; points: (478, 2) its landmarks in the face frame (IOD), where
+    the edit put them. Returns frame itself when nothing is taken off."""
+    for crease in CREASES:
+        share = share_taken_off(delta, present=present, au_names=au_names, aus=crease.aus)
+        frame = lift(frame, crease=crease, face=face, points=points, share=share)
+    return frame
+
+
+def lift(
+    frame: np.ndarray, *, crease: Crease, face: FaceFrame, points: np.ndarray, share: float
+) -> np.ndarray:
+    """The frame (H, W, 3) uint8 RGB with the crease lifted by share in [0, 1] (1: lifted to
+    the skin's grain); face: its face frame; points: (478, 2) its landmarks in the face frame
+    (IOD), where the edit put them. Returns frame itself when share is 0 or the region is off
+    the frame."""
     if share <= 0:
         return frame
     height, width = frame.shape[:2]
-    # The ellipse's box and the blur's reach around it.
-    cx, cy, rx, ry, _ = _glabella_ellipse(points)
-    reach = 3.0 * SHADING_SCALE
-    corners = np.array(
-        [[cx + sx * (rx + reach), cy + sy * (ry + reach)] for sx in (-1, 1) for sy in (-1, 1)]
-    )
+    # The region's box and the blur's reach around it.
+    corners = crease.corners(points)
+    centre = corners.mean(axis=0)
+    corners = corners + 3.0 * crease.shading_scale * np.sign(corners - centre)
     x0, y0, x1, y1 = face_box(face.to_image(corners), width=width, height=height, margin=0.0)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return frame
     crop = frame[y0:y1, x0:x1].astype(np.float64)
-    ys, xs = np.mgrid[y0:y1, x0:x1]
-    query = face.to_face(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64))
-    weight = glabella_weight(query, points=points).reshape(crop.shape[:2])
+    weight = crease.weight(face=face, points=points, origin=(x0, y0), shape=crop.shape[:2])
     if not np.any(weight > 0):
         return frame
-    fine, broad = CREASE_SCALE * face.iod, SHADING_SCALE * face.iod
+    fine, broad = CREASE_SCALE * face.iod, crease.shading_scale * face.iod
     logs = np.log(crop + 1.0)
     bands = gaussian_filter(logs, (fine, fine, 0)) - gaussian_filter(logs, (broad, broad, 0))
     luminance = bands @ np.array([0.299, 0.587, 0.114])
     # Only what is darker than its surroundings by more than the grain, and not far darker
     # (not skin); of that, what lies below the grain's depth.
     depth = np.maximum(-luminance, 0.0)
-    crease = np.clip(2.0 - 2.0 * depth / MAX_CREASE, 0.0, 1.0)
-    below = np.clip(1.0 - GRAIN / np.maximum(depth, 1e-9), 0.0, 1.0)
-    gain = -share * (weight * crease * below)[..., None] * bands
+    skin = np.clip(2.0 - 2.0 * depth / MAX_CREASE, 0.0, 1.0)
+    below = np.clip(1.0 - crease.grain / np.maximum(depth, 1e-9), 0.0, 1.0)
+    gain = -share * (weight * skin * below)[..., None] * bands
     out = frame.copy()
     out[y0:y1, x0:x1] = np.clip(np.rint(crop * np.exp(gain)), 0, 255).astype(np.uint8)
     return out
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    """3x^2 - 2x^3 of x clipped to [0, 1]: a fade with no edge where it starts or ends."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _leave_out(weight: np.ndarray, query: np.ndarray, *, polygon: np.ndarray, fade: float) -> None:
+    """Scale weight (M,) in place to 0 inside polygon (N, 2) and near it, fading back in over
+    fade (IOD) outside it; query (M, 2): the points weight is for, face frame."""
+    inside = np.flatnonzero(weight > 0)
+    if not len(inside):
+        return
+    near = torch.from_numpy(query[inside].astype(np.float32))
+    region = HoldRegion(polygon=polygon, band=0.0, feather=fade)
+    weight[inside] *= 1.0 - hold_weight(near, region).numpy()

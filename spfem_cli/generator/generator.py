@@ -14,7 +14,7 @@ from spfem_cli.face.glasses import Rims, SteadyRims, Traced, rim_layer
 from spfem_cli.face.lenses import lens_layer
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import default_weights_dir, read_manifest
-from spfem_cli.generator.creases import frown_share, lift_furrows
+from spfem_cli.generator.creases import lift_creases
 from spfem_cli.generator.expression import ExpressionModel, Side
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER, GENERATORS
 from spfem_cli.generator.refiner import Refiner, refine_frame
@@ -278,16 +278,12 @@ class FaceGenerator:
         lenses: the face wears dark lenses over its eyes (`face.lenses.LensFinder`): they are
         found on the frame (`face.lenses.lens_layer`), and put back as they were too;
         present: (K,) the AU activations the face shows on this frame, relative to its rest
-        (`pipeline.Analysis.current`): where the edit takes a frown off, its furrows are
-        lifted too (`creases`); side: the subject's side that plays the one-sided units
-        (`ExpressionModel.one_sided`: contempt's sneer). Returns the edited frame."""
+        (`pipeline.Analysis.current`): where the edit takes a frown or a smile off, its
+        furrows or folds are lifted too (`creases`); side: the subject's side that plays the
+        one-sided units (`ExpressionModel.one_sided`: contempt's sneer). Returns the edited
+        frame."""
         if not np.any(delta):
             return frame
-        share = (
-            0.0
-            if present is None
-            else frown_share(delta, present=present, au_names=self.model.au_names)
-        )
         layer = None
         if lenses:
             layer = lens_layer(frame, face=face, points=points)
@@ -299,11 +295,11 @@ class FaceGenerator:
             )
         if layer is None:
             return self._edit(
-                frame, face=face, points=points, delta=delta, frown_off=share, side=side
+                frame, face=face, points=points, delta=delta, present=present, side=side
             )
         painted = layer.paint_out(frame)
         edited = self._edit(
-            painted, face=face, points=points, delta=delta, frown_off=share, side=side
+            painted, face=face, points=points, delta=delta, present=present, side=side
         )
         return layer.put_back(edited, original=frame, painted=painted)
 
@@ -314,22 +310,34 @@ class FaceGenerator:
         face: FaceFrame,
         points: np.ndarray,
         delta: np.ndarray,
-        frown_off: float = 0.0,
+        present: np.ndarray | None = None,
         side: Side = "right",
     ) -> np.ndarray:
-        """The edited frame, by the warp and, when there is one, the refiner, then shaded,
-        and the furrows of the share frown_off of a frown taken off lifted."""
+        """The edited frame, by the warp and, when there is one, the refiner; then the
+        creases of what it takes off the expression present (K,) lifted, when that is given;
+        then shaded (the lift comes first, so that it does not take off the folds the
+        shading draws)."""
         disp, hold = self.sparse(points=points, delta=delta, side=side)
         # The refiner learned the one-sided units on the right side only (its training zeroes
         # them on mirrored pairs), so on the left it is not told of them.
         told = delta if side == "right" else np.where(self._one_sided, 0.0, delta)
         out = self._move(frame, face=face, points=points, delta=told, disp=disp, hold=hold)
-        if self.shading is not None:
-            strengths = self.shading.strengths(delta * self.gain, au_names=self.model.au_names)
-            out = self.shading.apply(
-                out, face=face, points=points + disp, strengths=strengths, side=side
+        asked = delta * self.gain
+        if present is not None:
+            out = lift_creases(
+                out,
+                face=face,
+                points=points + disp,
+                delta=asked,
+                present=present,
+                au_names=self.model.au_names,
             )
-        return lift_furrows(out, face=face, points=points + disp, share=frown_off)
+        if self.shading is None:
+            return out
+        strengths = self.shading.strengths(asked, au_names=self.model.au_names)
+        return self.shading.apply(
+            out, face=face, points=points + disp, strengths=strengths, side=side
+        )
 
     def _move(
         self,
