@@ -66,6 +66,18 @@ def test_the_share_of_a_squint_or_a_smiles_eyes_taken_off() -> None:
     assert squint_share(vector(au4=-0.6), present=vector(au4=0.6, au7=0.4)) == 0.0
 
 
+def paint_brows(img: np.ndarray, *, q: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Paint each brow's box dark brown on img (H, W, 3) in place; q (H, W, 2): the pixels'
+    face-frame points, points (478, 2) the landmarks. Returns where the brows lie (H, W)."""
+    brows = np.zeros(img.shape[:2], bool)
+    for brow in (mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
+        ring = points[list(brow)]
+        lo, hi = ring.min(axis=0), ring.max(axis=0)
+        brows |= np.all((q >= lo) & (q <= hi), axis=-1)
+    img[brows] = (60, 45, 40)
+    return brows
+
+
 def furrowed_face() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Even skin with faint grain, two dark brows, two vertical furrows between them (10%
     darker, 0.015 IOD wide) and a strand of hair across the forehead (55% darker). Returns the
@@ -85,12 +97,7 @@ def furrowed_face() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     img[where["furrows"]] *= 0.9
     where["strand"] = (np.abs(q[..., 1] - (top - 0.36)) < 0.01) & (np.abs(q[..., 0]) < 0.3)
     img[where["strand"]] *= 0.45
-    where["brows"] = np.zeros(SHAPE, bool)
-    for brow in (mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
-        ring = pts[list(brow)]
-        lo, hi = ring.min(axis=0), ring.max(axis=0)
-        where["brows"] |= np.all((q >= lo) & (q <= hi), axis=-1)
-    img[where["brows"]] = (60, 45, 40)
+    where["brows"] = paint_brows(img, q=q, points=pts)
     where["below"] = q[..., 1] > top + 0.02
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), where
 
@@ -159,12 +166,7 @@ def lined_eyes() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     where["lines"] &= ~where["outside"] & ~where["eyes"]
     img[where["lines"]] *= 0.9
     img[where["outside"]] *= 0.6
-    where["brows"] = np.zeros(SHAPE, bool)
-    for brow in (mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
-        ring = pts[list(brow)]
-        lo, hi = ring.min(axis=0), ring.max(axis=0)
-        where["brows"] |= np.all((q >= lo) & (q <= hi), axis=-1)
-    img[where["brows"]] = (60, 45, 40)
+    where["brows"] = paint_brows(img, q=q, points=pts)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), where
 
 
@@ -204,6 +206,43 @@ def crease_depth(
     return float(np.maximum(-band[inside], 0.0).mean())
 
 
+def real_lift_depths(
+    path: Path, *, crease: Crease, taken: int, calm: int, present: dict[str, float]
+) -> dict[str, float]:
+    """The crease's depth (`crease_depth`) on the calm frame of the clip at path, and on the
+    frame taken: as it is (input), edited to take the AU activations `present` off without
+    the lift (plain) and with it (lifted). Checks on the way that the lift changes nothing
+    outside the crease's region."""
+    from spfem_cli.face.tracker import LandmarkTracker
+
+    model = ExpressionModel.load()
+    gen = FaceGenerator(model=model, device=torch.device("cpu"))
+    depths = {}
+    with LandmarkTracker(video_mode=False) as tracker:
+        for t in (taken, calm):
+            frame = video_frame(path, t)
+            found = tracker.detect(frame)
+            assert found is not None
+            face = FaceFrame.from_landmarks(found.landmarks)
+            pts = face.to_face(found.landmarks.astype(np.float64))
+            if t == calm:
+                depths["calm"] = crease_depth(frame, face, pts, crease)
+                continue
+            on = np.zeros(model.num_aus)
+            for name, level in present.items():
+                on[model.au_names.index(name)] = level
+            delta = -on
+            moved = pts + gen.displacement(delta, points=pts)
+            plain = gen.edit_frame(frame, face=face, points=pts, delta=delta)
+            lifted = gen.edit_frame(frame, face=face, points=pts, delta=delta, present=on)
+            depths["input"] = crease_depth(frame, face, pts, crease)
+            depths["plain"] = crease_depth(plain, face, moved, crease)
+            depths["lifted"] = crease_depth(lifted, face, moved, crease)
+            region = crease.weight(face=face, points=moved, origin=(0, 0), shape=frame.shape[:2])
+            assert np.array_equal(lifted[region == 0], plain[region == 0])
+    return depths
+
+
 def test_a_real_frown_taken_off_loses_its_furrows(clips_dir: Path) -> None:
     """expr_d3 frowns hard at frame 134 (AU4 0.90 read, furrows between the brows). Edited to
     neutral with the expression present given, the furrows are lifted toward her calm
@@ -211,34 +250,9 @@ def test_a_real_frown_taken_off_loses_its_furrows(clips_dir: Path) -> None:
     input, 0.023 after the warp alone (the brows drawn apart stretch the furrows), 0.014
     lifted, and 0.007 on the calm frame: the lift takes 54% of what the warp leaves above
     calm."""
-    from spfem_cli.face.tracker import LandmarkTracker
-
-    model = ExpressionModel.load()
-    gen = FaceGenerator(model=model, device=torch.device("cpu"))
-    depths = {}
-    with LandmarkTracker(video_mode=False) as tracker:
-        for t in (134, 100):
-            frame = video_frame(clips_dir / "expr_d3.mp4", t)
-            found = tracker.detect(frame)
-            assert found is not None
-            face = FaceFrame.from_landmarks(found.landmarks)
-            pts = face.to_face(found.landmarks.astype(np.float64))
-            if t == 100:
-                depths["calm"] = crease_depth(frame, face, pts)
-                continue
-            present = np.zeros(model.num_aus)
-            present[model.au_names.index("AU4")] = 0.9
-            delta = -present
-            moved = pts + gen.displacement(delta, points=pts)
-            plain = gen.edit_frame(frame, face=face, points=pts, delta=delta)
-            lifted = gen.edit_frame(frame, face=face, points=pts, delta=delta, present=present)
-            depths["input"] = crease_depth(frame, face, pts)
-            depths["plain"] = crease_depth(plain, face, moved)
-            depths["lifted"] = crease_depth(lifted, face, moved)
-            # Outside the glabella the lift changes nothing.
-            q = pixels_in_face_frame(face, frame.shape[:2])
-            outside = (glabella_weight(q, points=moved) == 0).reshape(frame.shape[:2])
-            assert np.array_equal(lifted[outside], plain[outside])
+    depths = real_lift_depths(
+        clips_dir / "expr_d3.mp4", crease=FURROWS, taken=134, calm=100, present={"AU4": 0.9}
+    )
     assert depths["plain"] > 0.6 * depths["input"]
     excess = depths["plain"] - depths["calm"]
     assert excess > 0.008, depths
@@ -252,33 +266,13 @@ def test_a_real_smiles_eyes_taken_off_lose_their_lines(clips_dir: Path) -> None:
     (frame 5): the band's darkness over them is 0.0143 on the input, 0.0138 after the warp
     alone, 0.0096 lifted, and 0.0089 on the calm frame: the lift takes 87% of what the warp
     leaves above calm."""
-    from spfem_cli.face.tracker import LandmarkTracker
-
-    model = ExpressionModel.load()
-    gen = FaceGenerator(model=model, device=torch.device("cpu"))
-    depths = {}
-    with LandmarkTracker(video_mode=False) as tracker:
-        for t in (40, 5):
-            frame = video_frame(clips_dir / "expr_d0.mp4", t)
-            found = tracker.detect(frame)
-            assert found is not None
-            face = FaceFrame.from_landmarks(found.landmarks)
-            pts = face.to_face(found.landmarks.astype(np.float64))
-            if t == 5:
-                depths["calm"] = crease_depth(frame, face, pts, EYE_LINES)
-                continue
-            present = np.zeros(model.num_aus)
-            present[model.au_names.index("AU6")] = 0.08
-            present[model.au_names.index("AU7")] = 0.39
-            delta = -present
-            moved = pts + gen.displacement(delta, points=pts)
-            plain = gen.edit_frame(frame, face=face, points=pts, delta=delta)
-            lifted = gen.edit_frame(frame, face=face, points=pts, delta=delta, present=present)
-            depths["input"] = crease_depth(frame, face, pts, EYE_LINES)
-            depths["plain"] = crease_depth(plain, face, moved, EYE_LINES)
-            depths["lifted"] = crease_depth(lifted, face, moved, EYE_LINES)
-            weight = eye_line_weight(face=face, points=moved, origin=(0, 0), shape=frame.shape[:2])
-            assert np.array_equal(lifted[weight == 0], plain[weight == 0])
+    depths = real_lift_depths(
+        clips_dir / "expr_d0.mp4",
+        crease=EYE_LINES,
+        taken=40,
+        calm=5,
+        present={"AU6": 0.08, "AU7": 0.39},
+    )
     excess = depths["plain"] - depths["calm"]
     assert excess > 0.003, depths
     assert depths["lifted"] - depths["calm"] < 0.3 * excess, depths
