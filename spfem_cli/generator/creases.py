@@ -44,7 +44,8 @@ MAX_CREASE = 0.35
 # the pixel around it. Painted round spots 14-30% darker kept a third to two thirds of their
 # darkness without this; real lines lose a little of their lift to it (expr_d3's furrows, over
 # the frames with a frown taken off: 47% of the excess above calm lifted, 53% without; the
-# eyes' lines 1-4%). At 2 instead of 1.6, expr_d3's furrows, short and broad, lost 40%.
+# eyes' lines, 3-11% less lifted). At 2 instead of 1.6, expr_d3's furrows, short and broad,
+# lost 40%.
 SPOT_LEVEL = 2.0
 SPOT_MIN_PIXELS = 4
 SPOT_ELONGATION = 1.6
