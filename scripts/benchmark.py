@@ -6,7 +6,8 @@ For each resolution (720p from talk_s32_1280x720.mp4, 1080p from talk_mead_sad_1
 it prints frames per second of each stage measured alone (decode, landmarks, generate to happy
 with the warp alone (with and without the smile's folds shaded in) and with the refiner,
 encode, and the refiner's network by itself in milliseconds per frame on one thread, as
-`spfem edit` runs it beside the encoder), of `spfem edit` end to end with
+`spfem edit` runs it beside the encoder; then generate to neutral on a face read as frowning
+and squinting, with the creases those leave lifted and without), of `spfem edit` end to end with
 each generator, and of `ffmpeg -i IN -c:v libx264 (same settings) -c:a copy OUT`
 run in the same session, with the ratio of the two. Then the peak memory (resident set size of
 the Python process and of its largest ffmpeg child) of `spfem edit` on a clip and on the same
@@ -217,6 +218,26 @@ def stage_speeds(src: Path, device: str, workdir: Path, refiner: str) -> dict[st
             torch.cuda.synchronize()
     torch.set_num_threads(threads)
     speeds["refiner net ms/frame"] = 1000 * (time.perf_counter() - t0) / 50
+
+    # Neutral over a face that frowns and squints, with the creases those leave lifted (the
+    # frown's furrows, the eyes' lines: `generator.creases`) and without: what the lifts cost.
+    plain = build_generator(model=model, device=dev, kind="warp", refiner=refiner)
+    present = np.zeros(model.num_aus)
+    for name in ("AU4", "AU7"):
+        present[model.au_names.index(name)] = 0.6
+    for lifted in (False, True):
+        t0 = time.perf_counter()
+        for f, det in faces:
+            face = FaceFrame.from_landmarks(det.landmarks)
+            plain.edit_frame(
+                f,
+                face=face,
+                points=face.to_face(det.landmarks.astype(np.float64)),
+                delta=-present,
+                present=present if lifted else None,
+            )
+        name = "generate/warp to neutral, " + ("creases lifted" if lifted else "not lifted")
+        speeds[name] = len(faces) / max(time.perf_counter() - t0, 1e-9)
 
     t0 = time.perf_counter()
     with FrameWriter(

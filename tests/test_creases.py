@@ -108,12 +108,12 @@ def test_the_furrows_between_the_brows_are_lifted_and_nothing_else() -> None:
     assert lift(frame, crease=FURROWS, face=FACE, points=pts, share=0.0) is frame
     out = lift(frame, crease=FURROWS, face=FACE, points=pts, share=1.0)
     lum_in, lum_out = frame.astype(float).mean(axis=-1), out.astype(float).mean(axis=-1)
-    q = pixels_in_face_frame(FACE, SHAPE)
-    core = where["furrows"] & (glabella_weight(q, points=pts) > 0.9).reshape(SHAPE)
+    glabella = glabella_weight(face=FACE, points=pts, origin=(0, 0), shape=SHAPE) > 0.9
+    core = where["furrows"] & glabella
     assert core.sum() > 100
     # The furrows' 10% darkness against the skin beside them: more than half of it goes (the
     # skin's level around them is a blur that takes in a little of their own darkness).
-    beside = ~where["furrows"] & (glabella_weight(q, points=pts) > 0.9).reshape(SHAPE)
+    beside = ~where["furrows"] & glabella
     before = 1 - lum_in[core].mean() / lum_in[beside].mean()
     after = 1 - lum_out[core].mean() / lum_out[beside].mean()
     assert before > 0.08 and after < 0.5 * before, (before, after)

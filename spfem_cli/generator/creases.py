@@ -22,14 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filter, label
 
 from spfem_cli.face import mesh
 from spfem_cli.face.glasses import inside_outlines
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import NOISE_FLOOR
-from spfem_cli.generator.warp import HoldRegion, face_box, hold_weight
+from spfem_cli.generator.warp import face_box
 
 # Below what present level (activation units) an expression is landmark noise.
 MIN_PRESENT = NOISE_FLOOR
@@ -98,18 +97,6 @@ def _glabella_ellipse(points: np.ndarray) -> tuple[float, float, float, float, f
     return cx, cy, rx, GLABELLA_HALF_HEIGHT, max(right[1], left[1])
 
 
-def glabella_weight(query: np.ndarray, *, points: np.ndarray) -> np.ndarray:
-    """(M,) in [0, 1]: how much each face-frame point query (M, 2) belongs to the glabella of
-    the face whose landmarks are points (478, 2), both IOD."""
-    cx, cy, rx, ry, floor = _glabella_ellipse(points)
-    radius = np.hypot((query[:, 0] - cx) / rx, (query[:, 1] - cy) / ry)
-    w = _smoothstep((1.0 - radius) / GLABELLA_FADE)
-    w[query[:, 1] > floor] = 0.0
-    for brow in (mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
-        _leave_out(w, query, polygon=points[list(brow)], fade=BROW_FADE)
-    return w
-
-
 def _eye_lines(points: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """The segments (start, end) the eyes' lines lie along (`eye_line_weight`), face frame
     (IOD), for the face whose landmarks are points (478, 2)."""
@@ -174,14 +161,29 @@ def eye_line_weight(
     return w
 
 
-def glabella_window(
+def glabella_weight(
     *, face: FaceFrame, points: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]
 ) -> np.ndarray:
-    """(h, w): `glabella_weight` at each pixel of the window of `shape` at `origin` (x, y) in
-    the frame of the face (face frame `face`, landmarks points (478, 2) in it, IOD)."""
+    """(h, w) in [0, 1]: how much each pixel of the window of `shape` at `origin` (x, y) in
+    the frame belongs to the glabella of the face (face frame `face`, landmarks points
+    (478, 2) in it, IOD). The brows are left out in pixels, with a distance transform: measured
+    point by point to their outlines, they took 15 ms a 720p frame."""
     ys, xs = np.mgrid[origin[1] : origin[1] + shape[0], origin[0] : origin[0] + shape[1]]
     query = face.to_face(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64))
-    return glabella_weight(query, points=points).reshape(shape)
+    cx, cy, rx, ry, floor = _glabella_ellipse(points)
+    radius = np.hypot((query[:, 0] - cx) / rx, (query[:, 1] - cy) / ry)
+    w = _smoothstep((1.0 - radius) / GLABELLA_FADE)
+    w[query[:, 1] > floor] = 0.0
+    w = w.reshape(shape)
+    brows = inside_outlines(
+        (points[list(mesh.RIGHT_EYEBROW)], points[list(mesh.LEFT_EYEBROW)]),
+        face=face,
+        origin=origin,
+        shape=shape,
+    )
+    if brows.any():
+        w *= _smoothstep(distance_transform_edt(~brows) / face.iod / BROW_FADE)
+    return w
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,7 @@ FURROWS = Crease(
     aus=("AU4",),
     shading_scale=0.04,
     grain=0.01,
-    weight=glabella_window,
+    weight=glabella_weight,
     corners=glabella_corners,
 )
 EYE_LINES = Crease(
@@ -324,14 +326,3 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     """3x^2 - 2x^3 of x clipped to [0, 1]: a fade with no edge where it starts or ends."""
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
-
-
-def _leave_out(weight: np.ndarray, query: np.ndarray, *, polygon: np.ndarray, fade: float) -> None:
-    """Scale weight (M,) in place to 0 inside polygon (N, 2) and near it, fading back in over
-    fade (IOD) outside it; query (M, 2): the points weight is for, face frame."""
-    inside = np.flatnonzero(weight > 0)
-    if not len(inside):
-        return
-    near = torch.from_numpy(query[inside].astype(np.float32))
-    region = HoldRegion(polygon=polygon, band=0.0, feather=fade)
-    weight[inside] *= 1.0 - hold_weight(near, region).numpy()
