@@ -143,14 +143,13 @@ def eye_line_weight(
         return np.zeros(shape)
     distance = distance_transform_edt(~lines) / face.iod
     w = _smoothstep((EYE_LINE_HALF_WIDTH - distance) / (EYE_LINE_HALF_WIDTH - EYE_LINE_CORE))
-    eyes = inside_outlines(
+    w *= _away_from(
         (points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
         face=face,
         origin=origin,
         shape=shape,
+        fade=EYE_FADE,
     )
-    if eyes.any():
-        w *= _smoothstep(distance_transform_edt(~eyes) / face.iod / EYE_FADE)
     on_face = inside_outlines(
         (points[list(mesh.FACE_OVAL)],), face=face, origin=origin, shape=shape
     )
@@ -175,15 +174,13 @@ def glabella_weight(
     w = _smoothstep((1.0 - radius) / GLABELLA_FADE)
     w[query[:, 1] > floor] = 0.0
     w = w.reshape(shape)
-    brows = inside_outlines(
+    return w * _away_from(
         (points[list(mesh.RIGHT_EYEBROW)], points[list(mesh.LEFT_EYEBROW)]),
         face=face,
         origin=origin,
         shape=shape,
+        fade=BROW_FADE,
     )
-    if brows.any():
-        w *= _smoothstep(distance_transform_edt(~brows) / face.iod / BROW_FADE)
-    return w
 
 
 @dataclass(frozen=True)
@@ -320,6 +317,22 @@ def spots(depth: np.ndarray, *, level: float) -> np.ndarray:
     spot = (elongation <= SPOT_ELONGATION) & (pixels >= SPOT_MIN_PIXELS)
     spot[0] = False
     return binary_dilation(spot[labels])
+
+
+def _away_from(
+    outlines: tuple[np.ndarray, ...],
+    *,
+    face: FaceFrame,
+    origin: tuple[int, int],
+    shape: tuple[int, int],
+    fade: float,
+) -> np.ndarray:
+    """(h, w) in [0, 1]: 0 inside the outlines (M, 2) (face frame), rising to 1 over fade
+    (IOD) outside them, over the window of `shape` at `origin` (x, y) in the frame."""
+    inside = inside_outlines(outlines, face=face, origin=origin, shape=shape)
+    if not inside.any():
+        return np.ones(shape)
+    return _smoothstep(distance_transform_edt(~inside) / face.iod / fade)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
