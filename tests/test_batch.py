@@ -309,7 +309,11 @@ def _largest_difference(a: Path, b: Path) -> int:
     return max(int(np.abs(f.astype(int) - g.astype(int)).max()) for f, g in zip(x, y, strict=True))
 
 
-@pytest.mark.parametrize("emotions", [["neutral"], ["neutral", "sad"]])
+# The two-emotion case covers the one-emotion one (neutral among them): that one, 15-20 s on
+# two cores, is left to `-m slow`.
+@pytest.mark.parametrize(
+    "emotions", [pytest.param(["neutral"], marks=pytest.mark.slow), ["neutral", "sad"]]
+)
 def test_a_calm_face_is_used_as_spfem_edit_uses_it(
     held_then_calm: Path, tmp_path: Path, emotions: list[str]
 ) -> None:

@@ -242,6 +242,9 @@ def test_the_folds_deepen_on_a_real_face(
     assert np.array_equal(shaded.reshape(-1, 3)[lips], plain.reshape(-1, 3)[lips])
 
 
+# Rebuilds the shading from three clips (20-25 s on two cores): left to `-m slow`; run it when
+# scripts/build_shading.py, the tracking or the clips change.
+@pytest.mark.slow
 def test_the_shipped_shading_is_what_the_script_measures(clips_dir: Path, tmp_path: Path) -> None:
     """scripts/build_shading.py, run again on the clips, writes the maps and the folds' colour
     that ship."""
