@@ -110,6 +110,14 @@ def file_metadata(path: Path) -> tuple[dict[str, str], list[tuple[float, float, 
     return tags, [(seconds(c, "start"), seconds(c, "end"), c.get("title", "")) for c in chapters]
 
 
+def frames_of(path: Path) -> list[np.ndarray]:
+    """Every frame (H, W, 3) uint8 RGB of a short video, decoded as spfem decodes it."""
+    from spfem_cli.media import FrameReader, probe
+
+    with FrameReader(probe(path)) as reader:
+        return list(reader)
+
+
 def video_frame(path: Path, t: int) -> np.ndarray:
     """Frame t (H, W, 3) uint8 RGB of a video, decoded as spfem decodes it."""
     from spfem_cli.media import FrameReader, probe

@@ -41,9 +41,9 @@ from spfem_cli.batch import (
     run_batch,
 )
 from spfem_cli.errors import SpfemError
-from spfem_cli.media import FrameReader, atomic_output, audio_packet_checksums, probe
+from spfem_cli.media import atomic_output, audio_packet_checksums, probe
 
-from .conftest import MakeClip, run_ffmpeg_checked
+from .conftest import MakeClip, frames_of, run_ffmpeg_checked
 
 runner = CliRunner()
 
@@ -76,11 +76,6 @@ def comparable(records: list[Record]) -> set[tuple[Any, ...]]:
 
 def hidden_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob(".*") if p.is_file()]
-
-
-def frames_of(path: Path) -> list[np.ndarray]:
-    with FrameReader(probe(path)) as reader:
-        return list(reader)
 
 
 def synthetic_folder(make_clip: MakeClip, tmp_path: Path, names: list[str]) -> Path:

@@ -27,6 +27,7 @@ from .conftest import (
     add_subtitles_and_chapters,
     combing,
     file_metadata,
+    frames_of,
     run_ffmpeg_checked,
     subtitle_cues,
 )
@@ -260,11 +261,6 @@ def test_interrupted_run_leaves_nothing(
 
 
 # --- awkward but valid input ---------------------------------------------------------------
-
-
-def frames_of(path: Path) -> list[np.ndarray]:
-    with FrameReader(probe(path)) as reader:
-        return list(reader)
 
 
 def frames_of_stored(path: Path) -> list[np.ndarray]:

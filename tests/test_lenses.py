@@ -19,17 +19,12 @@ from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.media import FrameReader, FrameWriter, probe
 from spfem_cli.pipeline import edit_video
+from tests.conftest import frames_of
 from tests.painted import painted_sunglasses
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 needs_clips = pytest.mark.skipif(not SHARED_CLIPS.is_dir(), reason="../shared/clips is absent")
 REAL_CLIPS = sorted(SHARED_CLIPS.glob("*.mp4")) + sorted(SHARED_CLIPS.glob("mead_emotions/*.mp4"))
-
-
-def frames_of(path: Path) -> np.ndarray:
-    """Every frame (T, H, W, 3) uint8 of a short video."""
-    with FrameReader(probe(path)) as reader:
-        return np.array(list(reader))
 
 
 def clip_spread(path: Path) -> float:
@@ -131,7 +126,7 @@ def test_sunglasses_are_kept_still_while_the_brows_rise(
     the lenses' tops were stretched up with the brows and the eyeballs drawn between the lids
     FaceMesh guesses behind them painted lid lines onto the lenses."""
     clip, masks = obama_in_sunglasses
-    source = frames_of(clip)
+    source = np.array(frames_of(clip))
     core = np.array([binary_erosion(m) for m in masks])
     around = np.array(
         [binary_dilation(m, iterations=12) & ~binary_dilation(m, iterations=2) for m in masks]
@@ -140,7 +135,7 @@ def test_sunglasses_are_kept_still_while_the_brows_rise(
     def change(output: Path) -> tuple[float, float]:
         """The 99th percentile of the change (levels, the largest over R, G and B) on the
         glasses, and its mean around them."""
-        moved = np.abs(frames_of(output).astype(np.int16) - source).max(axis=-1)
+        moved = np.abs(np.array(frames_of(output)).astype(np.int16) - source).max(axis=-1)
         return float(np.percentile(moved[core], 99)), float(moved[around].mean())
 
     report = edit_video(input_path=clip, emotion="surprised", output_path=tmp_path / "kept.mp4")
