@@ -9,7 +9,7 @@ Each clip is analysed as `spfem edit` analyses it and every frame with a face is
 emotion twice, with the creases lifted (`present` given to `edit_frame`) and without. Over the
 crease's region (`Crease.weight` above one half, where the edit put the landmarks), the crease
 depth is the mean darkness of the detail between the crease's scale and the skin's shading
-(`creases.CREASE_SCALE`, `Crease.shading_scale`), in log luminance. Printed per clip:
+(`creases.crease_depth`), in log luminance. Printed per clip:
 
 - the depth on the person's calm frames (the crease's action units below 0.05 together), and
   on the frames the edit takes at least half of them off (`share_taken_off`): the input,
@@ -26,13 +26,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
-from spfem_cli.face.mesh import FaceFrame
-from spfem_cli.generator.creases import CREASE_SCALE, CREASES, Crease, share_taken_off
+from spfem_cli.generator.creases import (
+    CREASES,
+    Crease,
+    crease_depth,
+    crease_region,
+    share_taken_off,
+)
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.generator import build_generator
-from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import analyse_video
 from spfem_cli.progress import SilentReporter
@@ -42,35 +45,6 @@ DEFAULT_NAMES = {
     "eye lines": ("expr_d0.mp4", "expr_d3.mp4", "expr_d19.mp4", "talk_s32_1280x720.mp4"),
 }
 CALM = 0.05
-LUMA = np.array([0.299, 0.587, 0.114])
-
-
-def region(
-    shape: tuple[int, ...], *, crease: Crease, face: FaceFrame, points: np.ndarray
-) -> tuple[tuple[slice, slice], np.ndarray]:
-    """Where the crease lies in a frame of shape (H, W, ...): the crop around the face
-    (rows, columns) and the mask of its pixels where its weight > 0.5."""
-    h, w = shape[:2]
-    x0, y0, x1, y1 = face_box(face.to_image(points), width=w, height=h, margin=0.0)
-    weight = crease.weight(face=face, points=points, origin=(x0, y0), shape=(y1 - y0, x1 - x0))
-    inside = weight > 0.5
-    return (slice(y0, y1), slice(x0, x1)), inside
-
-
-def crease_depth(
-    frame: np.ndarray,
-    *,
-    crease: Crease,
-    crop: tuple[slice, slice],
-    inside: np.ndarray,
-    iod: float,
-) -> float:
-    """The mean crease darkness (log luminance, >= 0) of frame (H, W, 3) uint8 over the
-    crease's pixels (`region`)."""
-    lum = np.log(frame[crop].astype(np.float64) @ LUMA + 1.0)
-    broad = crease.shading_scale * iod
-    band = gaussian_filter(lum, CREASE_SCALE * iod) - gaussian_filter(lum, broad)
-    return float(np.maximum(-band[inside], 0.0).mean())
 
 
 def measure(path: Path, *, emotion: str, crease: Crease) -> None:
@@ -94,9 +68,11 @@ def measure(path: Path, *, emotion: str, crease: Crease) -> None:
                 face, points = track.frame(t), np.asarray(track.norm[t], np.float64)
                 present = analysis.current[t]
                 if present[idx].sum() < CALM:
-                    crop, inside = region(frame.shape, crease=crease, face=face, points=points)
+                    crop, inside = crease_region(
+                        frame.shape, crease=crease, face=face, points=points
+                    )
                     depth["calm"].append(
-                        crease_depth(frame, crease=crease, crop=crop, inside=inside, iod=face.iod)
+                        crease_depth(frame, crease=crease, window=crop, inside=inside, iod=face.iod)
                     )
                 share = share_taken_off(
                     deltas[t], present=present, au_names=model.au_names, aus=crease.aus
@@ -111,10 +87,10 @@ def measure(path: Path, *, emotion: str, crease: Crease) -> None:
                     "lifted": gen.edit_frame(frame, present=present, **kw),
                 }
                 moved = points + gen.displacement(deltas[t], points=points)
-                crop, inside = region(frame.shape, crease=crease, face=face, points=moved)
+                crop, inside = crease_region(frame.shape, crease=crease, face=face, points=moved)
                 for name, out in outs.items():
                     depth[name].append(
-                        crease_depth(out, crease=crease, crop=crop, inside=inside, iod=face.iod)
+                        crease_depth(out, crease=crease, window=crop, inside=inside, iod=face.iod)
                     )
                 if before is not None:
                     for name, out in outs.items():

@@ -13,11 +13,12 @@ from scipy.ndimage import gaussian_filter
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.creases import (
-    CREASE_SCALE,
     EYE_LINES,
     FURROWS,
     MIN_PRESENT,
     Crease,
+    crease_depth,
+    crease_region,
     eye_line_weight,
     glabella_weight,
     lift,
@@ -194,16 +195,12 @@ def test_the_lines_under_and_beside_the_eyes_are_lifted_and_nothing_else() -> No
     assert np.array_equal(out[where["outside"]], frame[where["outside"]])
 
 
-def crease_depth(
+def depth_of(
     frame: np.ndarray, face: FaceFrame, points: np.ndarray, crease: Crease = FURROWS
 ) -> float:
-    """Mean darkness of the crease's band over its region (log luminance)."""
-    inside = crease.weight(face=face, points=points, origin=(0, 0), shape=frame.shape[:2]) > 0.5
-    lum = np.log(frame.astype(float) @ np.array([0.299, 0.587, 0.114]) + 1.0)
-    band = gaussian_filter(lum, CREASE_SCALE * face.iod) - gaussian_filter(
-        lum, crease.shading_scale * face.iod
-    )
-    return float(np.maximum(-band[inside], 0.0).mean())
+    """`creases.crease_depth` over the crease's region on the face with landmarks points."""
+    window, inside = crease_region(frame.shape, crease=crease, face=face, points=points)
+    return crease_depth(frame, crease=crease, window=window, inside=inside, iod=face.iod)
 
 
 @pytest.mark.parametrize("crease", [FURROWS, EYE_LINES], ids=lambda c: c.name)
@@ -242,7 +239,7 @@ def test_a_freckle_among_the_creases_is_kept(crease: Crease) -> None:
 def real_lift_depths(
     path: Path, *, crease: Crease, taken: int, calm: int, present: dict[str, float]
 ) -> dict[str, float]:
-    """The crease's depth (`crease_depth`) on the calm frame of the clip at path, and on the
+    """The crease's depth (`depth_of`) on the calm frame of the clip at path, and on the
     frame taken: as it is (input), edited to take the AU activations `present` off without
     the lift (plain) and with it (lifted). Checks on the way that the lift changes nothing
     outside the crease's region."""
@@ -259,7 +256,7 @@ def real_lift_depths(
             face = FaceFrame.from_landmarks(found.landmarks)
             pts = face.to_face(found.landmarks.astype(np.float64))
             if t == calm:
-                depths["calm"] = crease_depth(frame, face, pts, crease)
+                depths["calm"] = depth_of(frame, face, pts, crease)
                 continue
             on = np.zeros(model.num_aus)
             for name, level in present.items():
@@ -268,9 +265,9 @@ def real_lift_depths(
             moved = pts + gen.displacement(delta, points=pts)
             plain = gen.edit_frame(frame, face=face, points=pts, delta=delta)
             lifted = gen.edit_frame(frame, face=face, points=pts, delta=delta, present=on)
-            depths["input"] = crease_depth(frame, face, pts, crease)
-            depths["plain"] = crease_depth(plain, face, moved, crease)
-            depths["lifted"] = crease_depth(lifted, face, moved, crease)
+            depths["input"] = depth_of(frame, face, pts, crease)
+            depths["plain"] = depth_of(plain, face, moved, crease)
+            depths["lifted"] = depth_of(lifted, face, moved, crease)
             region = crease.weight(face=face, points=moved, origin=(0, 0), shape=frame.shape[:2])
             assert np.array_equal(lifted[region == 0], plain[region == 0])
     return depths
@@ -337,5 +334,5 @@ def test_spfem_edit_lifts_the_furrows_of_a_frown_it_takes_off(
             found = tracker.detect(frame)
             assert found is not None
             face = FaceFrame.from_landmarks(found.landmarks)
-            depths.append(crease_depth(frame, face, face.to_face(found.landmarks.astype(float))))
+            depths.append(depth_of(frame, face, face.to_face(found.landmarks.astype(float))))
     assert depths[1] < 0.7 * depths[0], depths

@@ -49,6 +49,8 @@ SPOT_LEVEL = 2.0
 SPOT_MIN_PIXELS = 4
 SPOT_ELONGATION = 1.6
 
+_LUMA = np.array([0.299, 0.587, 0.114])
+
 # The glabella, in the face frame (IOD): an ellipse centred this far above the midpoint of the
 # brows' inner heads, as wide as the gap between them plus the margin on each side, with this
 # half-height; faded out over the outer share of its radius. The brows themselves are left out
@@ -280,7 +282,7 @@ def lift(
     fine, broad = CREASE_SCALE * face.iod, crease.shading_scale * face.iod
     logs = np.log(crop + 1.0)
     bands = gaussian_filter(logs, (fine, fine, 0)) - gaussian_filter(logs, (broad, broad, 0))
-    luminance = bands @ np.array([0.299, 0.587, 0.114])
+    luminance = bands @ _LUMA
     # Only what is darker than its surroundings by more than the grain, and not far darker
     # (not skin); of that, what lies below the grain's depth.
     depth = np.maximum(-luminance, 0.0)
@@ -291,6 +293,35 @@ def lift(
     out = frame.copy()
     out[y0:y1, x0:x1] = np.clip(np.rint(crop * np.exp(gain)), 0, 255).astype(np.uint8)
     return out
+
+
+def crease_region(
+    shape: tuple[int, ...], *, crease: Crease, face: FaceFrame, points: np.ndarray
+) -> tuple[tuple[slice, slice], np.ndarray]:
+    """Where the crease lies in a frame of shape (H, W, ...), for measuring it
+    (`crease_depth`): the window around the face's landmarks points (478, 2, face frame) as
+    (rows, columns), and the mask (h, w) of its pixels where the crease's weight is over
+    one half."""
+    x0, y0, x1, y1 = face_box(face.to_image(points), width=shape[1], height=shape[0], margin=0.0)
+    weight = crease.weight(face=face, points=points, origin=(x0, y0), shape=(y1 - y0, x1 - x0))
+    return (slice(y0, y1), slice(x0, x1)), weight > 0.5
+
+
+def crease_depth(
+    frame: np.ndarray,
+    *,
+    crease: Crease,
+    window: tuple[slice, slice],
+    inside: np.ndarray,
+    iod: float,
+) -> float:
+    """How deep the crease is on frame (H, W, 3) uint8: the mean darkness (log luminance,
+    >= 0) of the detail in its band (between CREASE_SCALE and its shading scale, times iod
+    pixels) over its pixels (`crease_region`: window and mask inside)."""
+    lum = np.log(frame[window].astype(np.float64) @ _LUMA + 1.0)
+    fine, broad = CREASE_SCALE * iod, crease.shading_scale * iod
+    band = gaussian_filter(lum, fine) - gaussian_filter(lum, broad)
+    return float(np.maximum(-band[inside], 0.0).mean())
 
 
 def spots(depth: np.ndarray, *, level: float) -> np.ndarray:
