@@ -6,8 +6,8 @@ For each resolution (720p from talk_s32_1280x720.mp4, 1080p from talk_mead_sad_1
 it prints frames per second of each stage measured alone (decode, landmarks, generate to happy
 with the warp alone (with and without the smile's folds shaded in) and with the refiner,
 encode, and the refiner's network by itself in milliseconds per frame on one thread, as
-`spfem edit` runs it beside the encoder; then generate to neutral on a face read as frowning
-and squinting, with the creases those leave lifted and without), of `spfem edit` end to end with
+`spfem edit` runs it beside the encoder; then generate to neutral on a face read as frowning,
+squinting and raising its brows, with the creases those leave lifted and without), of `spfem edit` end to end with
 each generator, and of `ffmpeg -i IN -c:v libx264 (same settings) -c:a copy OUT`
 run in the same session, with the ratio of the two. Then the peak memory (resident set size of
 the Python process and of its largest ffmpeg child) of `spfem edit` on a clip and on the same
@@ -219,12 +219,13 @@ def stage_speeds(src: Path, device: str, workdir: Path, refiner: str) -> dict[st
     torch.set_num_threads(threads)
     speeds["refiner net ms/frame"] = 1000 * (time.perf_counter() - t0) / 50
 
-    # Neutral over a face that frowns and squints, with the creases those leave lifted (the
-    # frown's furrows, the eyes' lines: `generator.creases`) and without: what the lifts cost.
+    # Neutral over a face that frowns, squints and raises its brows, with the creases those
+    # leave lifted (the frown's furrows, the eyes' and the forehead's lines:
+    # `generator.creases`) and without: what the lifts cost.
     plain = build_generator(model=model, device=dev, kind="warp", refiner=refiner)
     present = np.zeros(model.num_aus)
-    for name in ("AU4", "AU7"):
-        present[model.au_names.index(name)] = 0.6
+    for name, level in (("AU1", 0.3), ("AU2", 0.3), ("AU4", 0.6), ("AU7", 0.6)):
+        present[model.au_names.index(name)] = level
     for lifted in (False, True):
         t0 = time.perf_counter()
         for f, det in faces:

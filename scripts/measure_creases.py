@@ -3,7 +3,7 @@ frown's furrows, the smile's folds), against the person's own calm frames, and w
 lift flickers.
 
     python scripts/measure_creases.py [--clips ../shared/clips] [--names expr_d3.mp4 ...]
-        [--emotion neutral] [--crease furrows|"eye lines"]
+        [--emotion neutral] [--crease furrows|"eye lines"|"forehead lines"]
 
 Each clip is analysed as `spfem edit` analyses it and every frame with a face is edited to the
 emotion twice, with the creases lifted (`present` given to `edit_frame`) and without. Over the
@@ -43,6 +43,7 @@ from spfem_cli.progress import SilentReporter
 DEFAULT_NAMES = {
     "furrows": ("expr_d3.mp4", "expr_d10.mp4", "expr_d14.mp4", "expr_d9.mp4"),
     "eye lines": ("expr_d0.mp4", "expr_d3.mp4", "expr_d19.mp4", "talk_s32_1280x720.mp4"),
+    "forehead lines": ("expr_d3.mp4", "expr_d9.mp4", "expr_d12.mp4"),
 }
 CALM = 0.05
 

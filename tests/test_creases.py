@@ -1,5 +1,6 @@
 """Creases lifted when an edit takes off the expression that pressed them (`generator.creases`):
-the frown's furrows, and the lines under and beside the eyes of a squint or a smile."""
+the frown's furrows, the lines under and beside the eyes of a squint or a smile, and the
+lines raised brows press across the forehead."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.creases import (
     EYE_LINES,
+    FOREHEAD_LINES,
     FURROWS,
     MIN_PRESENT,
     Crease,
     crease_depth,
     crease_region,
     eye_line_weight,
+    forehead_weight,
     glabella_weight,
     lift,
     share_taken_off,
@@ -195,6 +198,77 @@ def test_the_lines_under_and_beside_the_eyes_are_lifted_and_nothing_else() -> No
     assert np.array_equal(out[where["outside"]], frame[where["outside"]])
 
 
+def lined_forehead() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Skin with faint grain, dark brows, three lines across the forehead (10% darker, 0.012
+    IOD wide), a fringe of hair over its upper right (55% darker, with a coarse grain of its
+    own) and a strand hanging from it down across the lines (20% darker, 0.012 IOD wide), and
+    a darker background outside the face's outline below the brows' tops. Returns the frame
+    and where each lies (bool masks (H, W))."""
+    from spfem_cli.generator.warp import polygon_distance
+
+    pts = template_face()
+    q = pixels_in_face_frame(FACE, SHAPE).reshape(*SHAPE, 2)
+    rng = np.random.default_rng(2)
+    img = np.broadcast_to(np.array(SKIN_RGB, np.float64), (*SHAPE, 3)).copy()
+    img *= np.exp(gaussian_filter(rng.normal(0.0, 0.02, SHAPE), 0.7))[..., None]
+    top = pts[[*mesh.RIGHT_EYEBROW, *mesh.LEFT_EYEBROW], 1].min()
+    where = {"lines": np.zeros(SHAPE, bool)}
+    for above in (0.12, 0.22, 0.32):
+        where["lines"] |= (np.abs(q[..., 1] - (top - above)) < 0.006) & (np.abs(q[..., 0]) < 0.4)
+    where["fringe"] = (q[..., 0] > 0.2) & (q[..., 1] < top - 0.27)
+    where["strand"] = (np.abs(q[..., 0] - 0.1) < 0.006) & (q[..., 1] < top - 0.05)
+    where["strand"] &= ~where["fringe"]
+    oval = torch.from_numpy(pts[list(mesh.FACE_OVAL)])
+    outside = polygon_distance(torch.from_numpy(q.reshape(-1, 2)), oval) > 0
+    # FaceMesh's outline crosses the forehead well below the hairline: the skin goes on above.
+    where["outside"] = outside.numpy().reshape(SHAPE) & (q[..., 1] > top)
+    where["lines"] &= ~where["fringe"] & ~where["strand"] & ~where["outside"]
+    img[where["lines"]] *= 0.9
+    img[where["strand"]] *= 0.8
+    hair = np.exp(gaussian_filter(rng.normal(0.0, 0.15, SHAPE), (0.5, 2.0)))
+    img[where["fringe"]] *= 0.45 * hair[where["fringe"]][:, None]
+    img[where["outside"] & ~where["fringe"]] *= 0.6
+    where["brows"] = paint_brows(img, q=q, points=pts)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), where
+
+
+def test_the_lines_across_the_forehead_are_lifted_and_not_the_hair() -> None:
+    """Raised brows press lines across the forehead; a fringe often hangs over it. The
+    painted lines, 8.6% darker than the skin beside them, are 4.0% darker after the lift (the
+    broad blur takes in some of their shared darkening, which stays); the fringe,
+    the strand hanging from it across the lines and the brows stay as they were."""
+    frame, where = lined_forehead()
+    pts = template_face()
+    assert lift(frame, crease=FOREHEAD_LINES, face=FACE, points=pts, share=0.0) is frame
+    out = lift(frame, crease=FOREHEAD_LINES, face=FACE, points=pts, share=1.0)
+    lum_in, lum_out = frame.astype(float).mean(axis=-1), out.astype(float).mean(axis=-1)
+    weight = forehead_weight(face=FACE, points=pts, origin=(0, 0), shape=SHAPE)
+    core = where["lines"] & (weight > 0.9)
+    beside = ~where["lines"] & ~where["strand"] & ~where["fringe"] & (weight > 0.9)
+    assert core.sum() > 300
+    before = 1 - lum_in[core].mean() / lum_in[beside].mean()
+    after = 1 - lum_out[core].mean() / lum_out[beside].mean()
+    assert before > 0.08 and after < 0.5 * before, (before, after)
+    # All three lines, on both sides of the face.
+    assert (core[:, : SHAPE[1] // 2].sum(), core[:, SHAPE[1] // 2 :].sum()) > (100, 100)
+    rows = np.nonzero(core.any(axis=1))[0]
+    assert np.count_nonzero(np.diff(rows) > 1) == 2
+    strand = where["strand"] & (weight > 0.9)
+    assert strand.sum() > 40
+    # The strand: its darkness against the skin beside it stays.
+    strand_in = 1 - lum_in[strand].mean() / lum_in[beside].mean()
+    strand_out = 1 - lum_out[strand].mean() / lum_out[beside].mean()
+    assert strand_out > 0.9 * strand_in, (strand_in, strand_out)
+    change = np.abs(lum_out - lum_in)
+    assert change[where["brows"]].max() <= 3
+    # The fringe too, but for a few pixels on its very edge, where the skin's shading is half
+    # hair's.
+    inner = where["fringe"] & (distance_transform_edt(where["fringe"]) > 2)
+    assert change[inner].max() <= 3
+    assert change[where["fringe"]].mean() < 0.1
+    assert np.array_equal(out[where["outside"]], frame[where["outside"]])
+
+
 def depth_of(
     frame: np.ndarray, face: FaceFrame, points: np.ndarray, crease: Crease = FURROWS
 ) -> float:
@@ -203,22 +277,28 @@ def depth_of(
     return crease_depth(frame, crease=crease, window=window, inside=inside, iod=face.iod)
 
 
-@pytest.mark.parametrize("crease", [FURROWS, EYE_LINES], ids=lambda c: c.name)
+@pytest.mark.parametrize("crease", [FURROWS, EYE_LINES, FOREHEAD_LINES], ids=lambda c: c.name)
 def test_a_freckle_among_the_creases_is_kept(crease: Crease) -> None:
     """A round spot as dark as a crease or darker (a freckle, a small mole) is part of the
-    person, not of the expression: painted among the furrows or under an eye, it keeps its
-    darkness while the lines beside it are lifted. Without `creases.spots` the lift took two
-    thirds of such a spot's darkness."""
-    frame, where = furrowed_face() if crease is FURROWS else lined_eyes()
-    lines = where["furrows" if crease is FURROWS else "lines"]
+    person, not of the expression: painted among the furrows, under an eye or between the
+    forehead's lines, it keeps its darkness while the lines beside it are lifted. Without
+    `creases.spots` the lift took two thirds of such a spot's darkness."""
     pts = template_face()
     q = pixels_in_face_frame(FACE, SHAPE).reshape(*SHAPE, 2)
     if crease is FURROWS:
-        top = pts[[55, 285], 1].max()
-        centre = np.array([0.0, top - 0.15])
-    else:
+        frame, where = furrowed_face()
+        lines = where["furrows"]
+        centre = np.array([0.0, pts[[55, 285], 1].max() - 0.15])
+    elif crease is EYE_LINES:
+        frame, where = lined_eyes()
+        lines = where["lines"]
         eye = pts[list(mesh.RIGHT_EYE)]
         centre = np.array([eye[:, 0].mean(), eye[:, 1].max() + 0.105])
+    else:
+        frame, where = lined_forehead()
+        lines = where["lines"]
+        top = pts[[*mesh.RIGHT_EYEBROW, *mesh.LEFT_EYEBROW], 1].min()
+        centre = np.array([-0.2, top - 0.17])
     distance = np.linalg.norm(q - centre, axis=-1)
     spot, ring = distance < 0.013, (distance > 0.03) & (distance < 0.045) & ~lines
     assert not (lines & (distance < 0.025)).any()
@@ -307,6 +387,26 @@ def test_a_real_smiles_eyes_taken_off_lose_their_lines(clips_dir: Path) -> None:
     excess = depths["plain"] - depths["calm"]
     assert excess > 0.003, depths
     assert depths["lifted"] - depths["calm"] < 0.3 * excess, depths
+
+
+def test_real_raised_brows_taken_off_lose_their_forehead_lines(clips_dir: Path) -> None:
+    """expr_d9 raises his brows at frame 471 (AU1 0.76, AU2 0.42 read) and lines cross his
+    forehead, between the strands of his fringe. Edited to take the raise off, the lines are
+    lifted toward his calmer frame's (frame 365, AU1 0.12): the darkness of the detail across
+    the forehead's skin (`crease_depth`, the fringe left out) is 0.0100 on the input, 0.0082
+    after the warp alone, 0.0059 lifted and 0.0026 on the calmer frame: the lift takes 41% of
+    what the warp leaves above it. The lines beyond the brow's outer end and those hidden
+    among the strands stay."""
+    depths = real_lift_depths(
+        clips_dir / "expr_d9.mp4",
+        crease=FOREHEAD_LINES,
+        taken=471,
+        calm=365,
+        present={"AU1": 0.76, "AU2": 0.42},
+    )
+    excess = depths["plain"] - depths["calm"]
+    assert excess > 0.003, depths
+    assert depths["lifted"] - depths["calm"] < 0.75 * excess, depths
 
 
 def test_spfem_edit_lifts_the_furrows_of_a_frown_it_takes_off(

@@ -1,19 +1,21 @@
-"""Creases an edit takes off with the expression that pressed them: the frown's furrows, and
-the lines a squint or a smile's raised cheeks press under and beside the eyes.
+"""Creases an edit takes off with the expression that pressed them: the frown's furrows, the
+lines a squint or a smile's raised cheeks press under and beside the eyes, and the lines
+raised brows press across the forehead.
 
 A warp that takes a frown off lifts the brows and draws them apart, but the furrows the frown
 pressed into the skin between them are texture, and they stay: a face edited to neutral still
 reads as frowning. The same holds for the eyes: taking a squint or a smile's raised cheeks off
 opens the lids and lowers the cheeks, but the lines under the lower lids and the crow's feet
-stay, and the eyes still smile. Where an edit takes off part of an expression that presses
-creases (`Crease`: the brow lowerer AU4 for the furrows; the cheek raiser AU6 and the lid
-tightener AU7 for the eyes' lines, which FaceMesh reads a smile's eyes as), the creases are
-lifted in the edited frame itself: over their region, the detail between the crease's scale
-and the skin's broad shading that is darker than its surroundings is taken out of each colour
-channel, in proportion to the share of the expression taken off. Nothing is carried from
-another face or frame, so nothing has to line up with the creases; the eyes, the brows,
-anything far darker than a crease (lashes, hair falling over the forehead, a rim of glasses)
-and dark spots (a freckle, a mole: `spots`) are left.
+stay, and the eyes still smile; and for the forehead, whose lines stay when raised brows are
+lowered. Where an edit takes off part of an expression that presses creases (`Crease`: the
+brow lowerer AU4 for the furrows; the cheek raiser AU6 and the lid tightener AU7 for the eyes'
+lines, which FaceMesh reads a smile's eyes as; the brow raisers AU1 and AU2 for the forehead's
+lines), the creases are lifted in the edited frame itself: over their region, the detail
+between the crease's scale and the skin's broad shading that is darker than its surroundings
+is taken out of each colour channel, in proportion to the share of the expression taken off.
+Nothing is carried from another face or frame, so nothing has to line up with the creases; the
+eyes, the brows, anything far darker than a crease (lashes, a rim of glasses), hair hanging
+over the forehead and dark spots (a freckle, a mole: `spots`) are left.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filter, label
 
@@ -46,10 +49,13 @@ MAX_CREASE = 0.35
 # eyes' lines, 3-11% less lifted). At 2 instead of 1.6, expr_d3's furrows, short and broad,
 # lost 40%.
 SPOT_LEVEL = 2.0
+# Hair falling over the skin (a fringe over the forehead) is darker than the skin at the
+# shading's scale by more than this (log luminance); its strands are lines too, and are left.
+HAIR_DARKER = 0.3
 SPOT_MIN_PIXELS = 4
 SPOT_ELONGATION = 1.6
 
-_LUMA = np.array([0.299, 0.587, 0.114])
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 # The glabella, in the face frame (IOD): an ellipse centred this far above the midpoint of the
 # brows' inner heads, as wide as the gap between them plus the margin on each side, with this
@@ -80,6 +86,17 @@ EYE_LINE_CORE = 0.03
 EYE_LINE_HALF_WIDTH = 0.1
 EYE_FADE = 0.03
 OVAL_FADE = 0.05
+
+# The lines raised brows press across the forehead: the skin above the brows' upper edges
+# (faded in over FOREHEAD_FLOOR_FADE above them), up to the face's outline raised by
+# FOREHEAD_RAISE above the brows (faded in over OVAL_FADE inside it), no further out than the
+# brows' outer ends and FOREHEAD_SIDE beyond them. Hair over it is left (`_not_hair`).
+FOREHEAD_FLOOR_FADE = 0.06
+FOREHEAD_SIDE = 0.05
+FOREHEAD_RAISE = 0.2
+# Each brow's upper edge, outer end to inner (the last five of its group).
+RIGHT_EYEBROW_UPPER = mesh.RIGHT_EYEBROW[5:]
+LEFT_EYEBROW_UPPER = mesh.LEFT_EYEBROW[5:]
 
 
 def glabella_corners(points: np.ndarray) -> np.ndarray:
@@ -152,14 +169,69 @@ def eye_line_weight(
         shape=shape,
         fade=EYE_FADE,
     )
+    return w * _inside_face(points, face=face, origin=origin, shape=shape)
+
+
+def _inside_face(
+    points: np.ndarray, *, face: FaceFrame, origin: tuple[int, int], shape: tuple[int, int]
+) -> np.ndarray:
+    """(h, w) in [0, 1]: 1 inside the face's outline (landmarks points (478, 2), face frame),
+    fading out over OVAL_FADE (IOD) to 0 on it and outside, over the window of `shape` at
+    `origin` (x, y) in the frame."""
     on_face = inside_outlines(
         (points[list(mesh.FACE_OVAL)],), face=face, origin=origin, shape=shape
     )
-    if not on_face.all():
-        # The fill takes in the pixels the outline crosses: one pixel in is still its edge.
-        inward = distance_transform_edt(on_face) - 1.0
-        w *= _smoothstep(inward / face.iod / OVAL_FADE)
-    return w
+    if on_face.all():
+        return np.ones(shape)
+    # The fill takes in the pixels the outline crosses: one pixel in is still its edge.
+    inward = distance_transform_edt(on_face) - 1.0
+    return _smoothstep(inward / face.iod / OVAL_FADE)
+
+
+def _forehead_floor(points: np.ndarray) -> np.ndarray:
+    """(10, 2) the brows' upper edges as one line from the subject's right outer end to the
+    left one, face frame (IOD), for the face whose landmarks are points (478, 2)."""
+    return points[[*RIGHT_EYEBROW_UPPER, *LEFT_EYEBROW_UPPER[::-1]]]
+
+
+def forehead_corners(points: np.ndarray) -> np.ndarray:
+    """(4, 2) the corners of the forehead's box (`forehead_weight`), face frame (IOD), for the
+    face whose landmarks are points (478, 2)."""
+    floor = _forehead_floor(points)
+    top = points[list(mesh.FACE_OVAL)][:, 1].min() - FOREHEAD_RAISE
+    x0, x1 = floor[:, 0].min() - FOREHEAD_SIDE, floor[:, 0].max() + FOREHEAD_SIDE
+    y1 = floor[:, 1].max()
+    return np.array([[x, y] for x in (x0, x1) for y in (top, y1)])
+
+
+def forehead_weight(
+    *, face: FaceFrame, points: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]
+) -> np.ndarray:
+    """(h, w) in [0, 1]: how much each pixel of the window of `shape` at `origin` (x, y) in
+    the frame belongs to the forehead of the face (face frame `face`, landmarks points
+    (478, 2) in it, IOD): above the brows, inside the face's outline."""
+    ys, xs = np.mgrid[origin[1] : origin[1] + shape[0], origin[0] : origin[0] + shape[1]]
+    query = face.to_face(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64))
+    floor = _forehead_floor(points)
+    order = np.argsort(floor[:, 0])
+    above = np.interp(query[:, 0], floor[order, 0], floor[order, 1]) - query[:, 1]
+    w = _smoothstep(above / FOREHEAD_FLOOR_FADE)
+    beyond = np.maximum(floor[:, 0].min() - query[:, 0], query[:, 0] - floor[:, 0].max())
+    w *= _smoothstep(1.0 - beyond / FOREHEAD_SIDE)
+    w = w.reshape(shape)
+    return w * _inside_face(_raised_brow_line(points), face=face, origin=origin, shape=shape)
+
+
+def _raised_brow_line(points: np.ndarray) -> np.ndarray:
+    """points (478, 2) with the face outline's points above the brows raised by
+    FOREHEAD_RAISE (IOD): FaceMesh puts the outline's top well below the hairline, where
+    the upper forehead's lines are."""
+    raised = points.copy()
+    oval = np.array(mesh.FACE_OVAL)
+    brows_top = points[[*mesh.RIGHT_EYEBROW, *mesh.LEFT_EYEBROW], 1].min()
+    over = oval[points[oval, 1] < brows_top]
+    raised[over, 1] -= FOREHEAD_RAISE
+    return raised
 
 
 def glabella_weight(
@@ -197,7 +269,10 @@ class Crease:
     this depth, so that smooth skin is not smoothed further; weight: the region, (h, w) in
     [0, 1] over a window of the frame (keywords face, points, origin, shape as
     `eye_line_weight` takes them); corners: points (478, 2) -> (4, 2), the corners of the
-    region's box in the face frame (IOD)."""
+    region's box in the face frame (IOD); along: the crease's scale along the frame's rows
+    (Gaussian, IOD): longer than CREASE_SCALE for lines that run across the face, so that
+    what crosses them (a strand of hair) is left; under_hair: whether hair may hang over the
+    region (a fringe over the forehead), to be left out (`_not_hair`)."""
 
     name: str
     aus: tuple[str, ...]
@@ -205,6 +280,8 @@ class Crease:
     grain: float
     weight: Callable[..., np.ndarray]
     corners: Callable[[np.ndarray], np.ndarray]
+    along: float = CREASE_SCALE
+    under_hair: bool = False
 
 
 FURROWS = Crease(
@@ -223,7 +300,17 @@ EYE_LINES = Crease(
     weight=eye_line_weight,
     corners=eye_line_corners,
 )
-CREASES = (FURROWS, EYE_LINES)
+FOREHEAD_LINES = Crease(
+    name="forehead lines",
+    aus=("AU1", "AU2"),
+    shading_scale=0.06,
+    grain=0.01,
+    weight=forehead_weight,
+    corners=forehead_corners,
+    along=0.02,
+    under_hair=True,
+)
+CREASES = (FURROWS, EYE_LINES, FOREHEAD_LINES)
 
 
 def share_taken_off(
@@ -295,23 +382,51 @@ def _lifted_window(
     x0, y0, x1, y1 = face_box(face.to_image(corners), width=width, height=height, margin=0.0)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
-    crop = frame[y0:y1, x0:x1].astype(np.float64)
+    crop = frame[y0:y1, x0:x1].astype(np.float32)
     weight = crease.weight(face=face, points=points, origin=(x0, y0), shape=crop.shape[:2])
     if not np.any(weight > 0):
         return None
+    weight = weight.astype(np.float32)
     fine, broad = CREASE_SCALE * face.iod, crease.shading_scale * face.iod
     logs = np.log(crop + 1.0)
-    bands = gaussian_filter(logs, (fine, fine, 0)) - gaussian_filter(logs, (broad, broad, 0))
+    shading = _blur(logs, rows=broad, cols=broad)
+    bands = _blur(logs, rows=fine, cols=crease.along * face.iod) - shading
     luminance = bands @ _LUMA
+    if crease.under_hair:
+        weight = weight * _not_hair(shading @ _LUMA, weight=weight)
     # Only what is darker than its surroundings by more than the grain, and not far darker
     # (not skin); of that, what lies below the grain's depth.
     depth = np.maximum(-luminance, 0.0)
     skin = np.clip(2.0 - 2.0 * depth / MAX_CREASE, 0.0, 1.0)
     below = np.clip(1.0 - crease.grain / np.maximum(depth, 1e-9), 0.0, 1.0)
+    if crease.along != CREASE_SCALE:
+        # A spot is told by its shape, which the blur along the rows would draw out.
+        depth = np.maximum(shading @ _LUMA - _blur(logs @ _LUMA, rows=fine, cols=fine), 0.0)
     line = ~spots(np.where(weight > 0, depth, 0.0), level=SPOT_LEVEL * crease.grain)
     gain = -share * (weight * skin * below * line)[..., None] * bands
     pixels = np.clip(np.rint(crop * np.exp(gain)), 0, 255).astype(np.uint8)
     return (slice(y0, y1), slice(x0, x1)), pixels
+
+
+def _blur(image: np.ndarray, *, rows: float, cols: float) -> np.ndarray:
+    """image (h, w) or (h, w, C) float32 blurred by a Gaussian of scale rows down the columns
+    and cols along the rows (pixels), each channel apart, reflected at the edges as scipy's
+    gaussian_filter does. OpenCV's blur: the blurs are most of a lift's cost, and scipy's
+    took four times as long (on two cores)."""
+    return cv2.GaussianBlur(
+        image, (0, 0), sigmaX=cols, sigmaY=rows, borderType=cv2.BORDER_REFLECT
+    )
+
+
+def _not_hair(shading: np.ndarray, *, weight: np.ndarray) -> np.ndarray:
+    """(h, w) in [0, 1]: 0 where the skin's shading (h, w, log luminance at the crease's broad
+    scale) is darker than the region's skin (its 75th percentile over weight (h, w) above
+    one half) by HAIR_DARKER or more, fading in from half of it: hair falling over the skin."""
+    inside = weight > 0.5
+    if not inside.any():
+        return np.ones(shading.shape)
+    skin = np.percentile(shading[inside], 75)
+    return _smoothstep(2.0 - 2.0 * (skin - shading) / HAIR_DARKER)
 
 
 def crease_region(
@@ -335,12 +450,17 @@ def crease_depth(
     iod: float,
 ) -> float:
     """How deep the crease is on frame (H, W, 3) uint8: the mean darkness (log luminance,
-    >= 0) of the detail in its band (between CREASE_SCALE and its shading scale, times iod
-    pixels) over its pixels (`crease_region`: window and mask inside)."""
+    >= 0) of the detail in its band (between CREASE_SCALE, or `Crease.along` along the rows,
+    and its shading scale, times iod pixels) over its pixels (`crease_region`: window and
+    mask inside), hair over them left out as the lift leaves it (`Crease.under_hair`)."""
     lum = np.log(frame[window].astype(np.float64) @ _LUMA + 1.0)
     fine, broad = CREASE_SCALE * iod, crease.shading_scale * iod
-    band = gaussian_filter(lum, fine) - gaussian_filter(lum, broad)
-    return float(np.maximum(-band[inside], 0.0).mean())
+    shading = gaussian_filter(lum, broad)
+    band = gaussian_filter(lum, (fine, crease.along * iod)) - shading
+    skin = np.ones(np.count_nonzero(inside))
+    if crease.under_hair:
+        skin = _not_hair(shading, weight=inside.astype(np.float64))[inside]
+    return float(np.sum(np.maximum(-band[inside], 0.0) * skin) / max(np.sum(skin), 1e-9))
 
 
 def spots(depth: np.ndarray, *, level: float) -> np.ndarray:
