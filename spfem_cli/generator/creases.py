@@ -50,8 +50,14 @@ MAX_CREASE = 0.35
 # lost 40%.
 SPOT_LEVEL = 2.0
 # Hair falling over the skin (a fringe over the forehead) is darker than the skin at the
-# shading's scale by more than this (log luminance); its strands are lines too, and are left.
+# shading's scale by more than this (log luminance). Its loose strands are lines too: those
+# that cross the forehead's lines are left by the blur along them (`Crease.along`).
 HAIR_DARKER = 0.3
+# The forehead's skin is up to this much darker than the nose's bridge (log luminance, at the
+# forehead's shading scale): 0.29 under expr_d9's fringe, 0.20 on talk_mead_sad, within 0.2 on
+# eleven other clips' frames.
+BRIDGE_TO_FOREHEAD = 0.35
+NOSE_BRIDGE = 168
 SPOT_MIN_PIXELS = 4
 SPOT_ELONGATION = 1.6
 
@@ -393,7 +399,8 @@ def _lifted_window(
     bands = _blur(logs, rows=fine, cols=crease.along * face.iod) - shading
     luminance = bands @ _LUMA
     if crease.under_hair:
-        weight = weight * _not_hair(shading @ _LUMA, weight=weight)
+        bridge = _shading_at(frame, face.to_image(points[[NOSE_BRIDGE]])[0], scale=broad)
+        weight = weight * _not_hair(shading @ _LUMA, weight=weight, reach=broad, bridge=bridge)
     # Only what is darker than its surroundings by more than the grain, and not far darker
     # (not skin); of that, what lies below the grain's depth.
     depth = np.maximum(-luminance, 0.0)
@@ -408,25 +415,49 @@ def _lifted_window(
     return (slice(y0, y1), slice(x0, x1)), pixels
 
 
+def _shading_at(frame: np.ndarray, point: np.ndarray, *, scale: float) -> float | None:
+    """The skin's shading (log luminance blurred at scale pixels, Gaussian) of frame (H, W, 3)
+    uint8 at point (2,) (x, y, pixels), or None where the point is off the frame."""
+    height, width = frame.shape[:2]
+    x, y = np.round(point).astype(int)
+    if not (0 <= x < width and 0 <= y < height):
+        return None
+    reach = int(np.ceil(3 * scale))
+    y0, x0 = max(y - reach, 0), max(x - reach, 0)
+    patch = np.log(frame[y0 : y + reach + 1, x0 : x + reach + 1].astype(np.float32) + 1.0)
+    rows, cols = np.mgrid[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]]
+    kernel = np.exp(-0.5 * ((rows - y) ** 2 + (cols - x) ** 2) / scale**2)
+    return float(np.sum((patch @ _LUMA) * kernel) / np.sum(kernel))
+
+
 def _blur(image: np.ndarray, *, rows: float, cols: float) -> np.ndarray:
     """image (h, w) or (h, w, C) float32 blurred by a Gaussian of scale rows down the columns
     and cols along the rows (pixels), each channel apart, reflected at the edges as scipy's
     gaussian_filter does. OpenCV's blur: the blurs are most of a lift's cost, and scipy's
     took four times as long (on two cores)."""
-    return cv2.GaussianBlur(
-        image, (0, 0), sigmaX=cols, sigmaY=rows, borderType=cv2.BORDER_REFLECT
-    )
+    return cv2.GaussianBlur(image, (0, 0), sigmaX=cols, sigmaY=rows, borderType=cv2.BORDER_REFLECT)
 
 
-def _not_hair(shading: np.ndarray, *, weight: np.ndarray) -> np.ndarray:
+def _not_hair(
+    shading: np.ndarray, *, weight: np.ndarray, reach: float, bridge: float | None = None
+) -> np.ndarray:
     """(h, w) in [0, 1]: 0 where the skin's shading (h, w, log luminance at the crease's broad
-    scale) is darker than the region's skin (its 75th percentile over weight (h, w) above
-    one half) by HAIR_DARKER or more, fading in from half of it: hair falling over the skin."""
+    scale) is darker than the region's skin by HAIR_DARKER or more, fading in from half of
+    it: hair falling over the skin. The region's skin is the 75th percentile of its shading
+    over weight (h, w) above one half or, where given, the nose bridge's shading bridge less
+    BRIDGE_TO_FOREHEAD, whichever is lighter (where a fringe covers most of the region, that
+    percentile is hair). The hair is grown by reach (pixels: the shading's scale)."""
     inside = weight > 0.5
     if not inside.any():
         return np.ones(shading.shape)
     skin = np.percentile(shading[inside], 75)
-    return _smoothstep(2.0 - 2.0 * (skin - shading) / HAIR_DARKER)
+    if bridge is not None:
+        skin = max(skin, bridge - BRIDGE_TO_FOREHEAD)
+    clear = _smoothstep(2.0 - 2.0 * (skin - shading) / HAIR_DARKER).astype(np.float32)
+    # Along the hair's edge the shading is half skin, and the hair there looks like a deep
+    # crease: the hair is grown by the shading's scale.
+    size = 2 * int(np.ceil(reach)) + 1
+    return cv2.erode(clear, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
 
 
 def crease_region(
@@ -459,7 +490,8 @@ def crease_depth(
     band = gaussian_filter(lum, (fine, crease.along * iod)) - shading
     skin = np.ones(np.count_nonzero(inside))
     if crease.under_hair:
-        skin = _not_hair(shading, weight=inside.astype(np.float64))[inside]
+        clear = _not_hair(shading.astype(np.float32), weight=inside, reach=broad)
+        skin = clear[inside].astype(np.float64)
     return float(np.sum(np.maximum(-band[inside], 0.0) * skin) / max(np.sum(skin), 1e-9))
 
 
