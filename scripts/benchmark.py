@@ -10,10 +10,10 @@ encode, and the refiner's network by itself in milliseconds per frame on one thr
 squinting and raising its brows, with the creases those leave lifted and without), of `spfem
 edit` end to end with each generator, and of `ffmpeg -i IN -c:v libx264 (same settings) -c:a
 copy OUT` run in the same session, with the ratio of the two. Then the peak memory (resident
-set size of the Python process and of its largest ffmpeg child) of `spfem edit` on a clip and on the same
-clip looped to 6x its length: flat memory means the two peaks are about equal. Last, the
-generate stage on a face with glasses (expr_d19.mp4, 512x512) to surprise, with its rims kept
-still as `spfem edit` does and without.
+set size of the Python process and of its largest ffmpeg child) of `spfem edit` on a clip and
+on the same clip looped to 6x its length: flat memory means the two peaks are about equal.
+Last, the generate stage on a face with glasses (expr_d19.mp4, 512x512) to surprise, with its
+rims kept still as `spfem edit` does and without.
 """
 
 from __future__ import annotations
