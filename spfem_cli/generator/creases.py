@@ -49,6 +49,8 @@ MAX_CREASE = 0.35
 # eyes' lines, 3-11% less lifted). At 2 instead of 1.6, expr_d3's furrows, short and broad,
 # lost 40%.
 SPOT_LEVEL = 2.0
+SPOT_MIN_PIXELS = 4
+SPOT_ELONGATION = 1.6
 # Hair falling over the skin (a fringe over the forehead) is darker than the skin at the
 # shading's scale by more than this (log luminance). Its loose strands are lines too: those
 # that cross the forehead's lines are left by the blur along them (`Crease.along`).
@@ -58,8 +60,6 @@ HAIR_DARKER = 0.3
 # eleven other clips' frames.
 BRIDGE_TO_FOREHEAD = 0.35
 NOSE_BRIDGE = 168
-SPOT_MIN_PIXELS = 4
-SPOT_ELONGATION = 1.6
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -225,10 +225,10 @@ def forehead_weight(
     beyond = np.maximum(floor[:, 0].min() - query[:, 0], query[:, 0] - floor[:, 0].max())
     w *= _smoothstep(1.0 - beyond / FOREHEAD_SIDE)
     w = w.reshape(shape)
-    return w * _inside_face(_raised_brow_line(points), face=face, origin=origin, shape=shape)
+    return w * _inside_face(_raised_outline(points), face=face, origin=origin, shape=shape)
 
 
-def _raised_brow_line(points: np.ndarray) -> np.ndarray:
+def _raised_outline(points: np.ndarray) -> np.ndarray:
     """points (478, 2) with the face outline's points above the brows raised by
     FOREHEAD_RAISE (IOD): FaceMesh puts the outline's top well below the hairline, where
     the upper forehead's lines are."""
@@ -490,7 +490,8 @@ def crease_depth(
     band = gaussian_filter(lum, (fine, crease.along * iod)) - shading
     skin = np.ones(np.count_nonzero(inside))
     if crease.under_hair:
-        clear = _not_hair(shading.astype(np.float32), weight=inside, reach=broad)
+        weight = inside.astype(np.float32)
+        clear = _not_hair(shading.astype(np.float32), weight=weight, reach=broad)
         skin = clear[inside].astype(np.float64)
     return float(np.sum(np.maximum(-band[inside], 0.0) * skin) / max(np.sum(skin), 1e-9))
 
