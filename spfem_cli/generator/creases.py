@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filter, label
+from scipy.ndimage import binary_dilation, gaussian_filter, label
 
 from spfem_cli.face import mesh
 from spfem_cli.face.glasses import inside_outlines
@@ -166,7 +166,7 @@ def eye_line_weight(
         lines[rows[on], cols[on]] = True
     if not lines.any():
         return np.zeros(shape)
-    distance = distance_transform_edt(~lines) / face.iod
+    distance = _distance_inside(~lines) / face.iod
     w = _smoothstep((EYE_LINE_HALF_WIDTH - distance) / (EYE_LINE_HALF_WIDTH - EYE_LINE_CORE))
     w *= _away_from(
         (points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
@@ -190,7 +190,7 @@ def _inside_face(
     if on_face.all():
         return np.ones(shape)
     # The fill takes in the pixels the outline crosses: one pixel in is still its edge.
-    inward = distance_transform_edt(on_face) - 1.0
+    inward = _distance_inside(on_face) - 1.0
     return _smoothstep(inward / face.iod / OVAL_FADE)
 
 
@@ -455,9 +455,10 @@ def _not_hair(
         skin = max(skin, bridge - BRIDGE_TO_FOREHEAD)
     clear = _smoothstep(2.0 - 2.0 * (skin - shading) / HAIR_DARKER).astype(np.float32)
     # Along the hair's edge the shading is half skin, and the hair there looks like a deep
-    # crease: the hair is grown by the shading's scale.
+    # crease: the hair is grown by the shading's scale (a square: an ellipse took 12 times as
+    # long).
     size = 2 * int(np.ceil(reach)) + 1
-    return cv2.erode(clear, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return cv2.erode(clear, np.ones((size, size), np.uint8))
 
 
 def crease_region(
@@ -535,7 +536,14 @@ def _away_from(
     inside = inside_outlines(outlines, face=face, origin=origin, shape=shape)
     if not inside.any():
         return np.ones(shape)
-    return _smoothstep(distance_transform_edt(~inside) / face.iod / fade)
+    return _smoothstep(_distance_inside(~inside) / face.iod / fade)
+
+
+def _distance_inside(mask: np.ndarray) -> np.ndarray:
+    """(h, w) float32: each pixel's distance (pixels) to the nearest pixel outside mask (h, w)
+    bool, 0 outside it; mask must leave some pixel out. OpenCV's exact transform, a fifth of
+    scipy's time."""
+    return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
