@@ -369,10 +369,10 @@ class Analysis:
         rims: SteadyRims | Traced | None = None,
     ) -> np.ndarray:
         """Frame t (H, W, 3) uint8 of the analysed video edited by the AU change delta (K,):
-        on its tracked face, with the expression already on it (`current`, which lifts a
-        frown's furrows, and the lines a squint or a smile presses under and beside the eyes,
-        where the edit takes them off: `generator.creases`). rims as
-        `FaceGenerator.edit_frame` takes them."""
+        on its tracked face, with the expression already on it (`current`, which lifts the
+        creases of what the edit takes off: a frown's furrows, the lines a squint or a smile
+        presses under and beside the eyes, raised brows' forehead lines; `generator.creases`).
+        rims as `FaceGenerator.edit_frame` takes them."""
         return generator.edit_frame(
             frame,
             face=self.track.frame(t),

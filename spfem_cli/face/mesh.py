@@ -38,6 +38,9 @@ LEFT_EYEBROW = (276, 283, 282, 295, 285, 300, 293, 334, 296, 336)
 # Each brow's lower edge, outer end to inner (the first five of its group above).
 RIGHT_EYEBROW_LOWER = RIGHT_EYEBROW[:5]
 LEFT_EYEBROW_LOWER = LEFT_EYEBROW[:5]
+# Each brow's upper edge, outer end to inner (the last five of its group).
+RIGHT_EYEBROW_UPPER = RIGHT_EYEBROW[5:]
+LEFT_EYEBROW_UPPER = LEFT_EYEBROW[5:]
 # The row of landmarks just over each upper lid (FaceMesh's second ring around the eye),
 # outer end to inner.
 RIGHT_OVER_LID = (247, 30, 29, 27, 28, 56, 190)

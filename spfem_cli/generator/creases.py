@@ -100,9 +100,6 @@ OVAL_FADE = 0.05
 FOREHEAD_FLOOR_FADE = 0.06
 FOREHEAD_SIDE = 0.05
 FOREHEAD_RAISE = 0.2
-# Each brow's upper edge, outer end to inner (the last five of its group).
-RIGHT_EYEBROW_UPPER = mesh.RIGHT_EYEBROW[5:]
-LEFT_EYEBROW_UPPER = mesh.LEFT_EYEBROW[5:]
 
 
 def glabella_corners(points: np.ndarray) -> np.ndarray:
@@ -178,6 +175,15 @@ def eye_line_weight(
     return w * _inside_face(points, face=face, origin=origin, shape=shape)
 
 
+def _window_points(
+    *, face: FaceFrame, origin: tuple[int, int], shape: tuple[int, int]
+) -> np.ndarray:
+    """(h * w, 2) the face-frame point (IOD) of each pixel of the window of `shape` at `origin`
+    (x, y) in the frame, row by row."""
+    ys, xs = np.mgrid[origin[1] : origin[1] + shape[0], origin[0] : origin[0] + shape[1]]
+    return face.to_face(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64))
+
+
 def _inside_face(
     points: np.ndarray, *, face: FaceFrame, origin: tuple[int, int], shape: tuple[int, int]
 ) -> np.ndarray:
@@ -197,7 +203,7 @@ def _inside_face(
 def _forehead_floor(points: np.ndarray) -> np.ndarray:
     """(10, 2) the brows' upper edges as one line from the subject's right outer end to the
     left one, face frame (IOD), for the face whose landmarks are points (478, 2)."""
-    return points[[*RIGHT_EYEBROW_UPPER, *LEFT_EYEBROW_UPPER[::-1]]]
+    return points[[*mesh.RIGHT_EYEBROW_UPPER, *mesh.LEFT_EYEBROW_UPPER[::-1]]]
 
 
 def forehead_corners(points: np.ndarray) -> np.ndarray:
@@ -216,8 +222,7 @@ def forehead_weight(
     """(h, w) in [0, 1]: how much each pixel of the window of `shape` at `origin` (x, y) in
     the frame belongs to the forehead of the face (face frame `face`, landmarks points
     (478, 2) in it, IOD): above the brows, inside the face's outline."""
-    ys, xs = np.mgrid[origin[1] : origin[1] + shape[0], origin[0] : origin[0] + shape[1]]
-    query = face.to_face(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64))
+    query = _window_points(face=face, origin=origin, shape=shape)
     floor = _forehead_floor(points)
     order = np.argsort(floor[:, 0])
     above = np.interp(query[:, 0], floor[order, 0], floor[order, 1]) - query[:, 1]
@@ -247,8 +252,7 @@ def glabella_weight(
     the frame belongs to the glabella of the face (face frame `face`, landmarks points
     (478, 2) in it, IOD). The brows are left out in pixels, with a distance transform: measured
     point by point to their outlines, they took 15 ms a 720p frame."""
-    ys, xs = np.mgrid[origin[1] : origin[1] + shape[0], origin[0] : origin[0] + shape[1]]
-    query = face.to_face(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64))
+    query = _window_points(face=face, origin=origin, shape=shape)
     cx, cy, rx, ry, floor = _glabella_ellipse(points)
     radius = np.hypot((query[:, 0] - cx) / rx, (query[:, 1] - cy) / ry)
     w = _smoothstep((1.0 - radius) / GLABELLA_FADE)

@@ -279,8 +279,9 @@ class FaceGenerator:
         found on the frame (`face.lenses.lens_layer`), and put back as they were too;
         present: (K,) the AU activations the face shows on this frame, relative to its rest
         (`pipeline.Analysis.current`): where the edit takes a frown off, its furrows are
-        lifted too, and where it takes a squint or a smile's narrowed eyes off, the lines
-        under and beside the eyes (`creases`); side: the subject's side that plays the
+        lifted too, where it takes a squint or a smile's narrowed eyes off, the lines under
+        and beside the eyes, and where it lowers raised brows, the forehead's lines
+        (`creases`); side: the subject's side that plays the
         one-sided units (`ExpressionModel.one_sided`: contempt's sneer). Returns the edited
         frame."""
         if not np.any(delta):
