@@ -70,6 +70,20 @@ def test_the_share_of_a_squint_or_a_smiles_eyes_taken_off() -> None:
     assert squint_share(vector(au4=-0.6), present=vector(au4=0.6, au7=0.4)) == 0.0
 
 
+def skin_grain(rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 1) the skin's faint grain, a factor about 1 (2% spread, blurred over a pixel)."""
+    return np.exp(gaussian_filter(rng.normal(0.0, 0.02, SHAPE), 0.7))[..., None]
+
+
+def outside_of(outline: np.ndarray, *, q: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels whose face-frame points q (H, W, 2) lie outside the outline
+    (M, 2), face frame."""
+    from spfem_cli.generator.warp import polygon_distance
+
+    distance = polygon_distance(torch.from_numpy(q.reshape(-1, 2)), torch.from_numpy(outline))
+    return (distance > 0).numpy().reshape(q.shape[:2])
+
+
 def paint_brows(img: np.ndarray, *, q: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Paint each brow's box dark brown on img (H, W, 3) in place; q (H, W, 2): the pixels'
     face-frame points, points (478, 2) the landmarks. Returns where the brows lie (H, W)."""
@@ -90,7 +104,7 @@ def furrowed_face() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     q = pixels_in_face_frame(FACE, SHAPE).reshape(*SHAPE, 2)
     rng = np.random.default_rng(0)
     img = np.broadcast_to(np.array(SKIN_RGB, np.float64), (*SHAPE, 3)).copy()
-    img *= np.exp(gaussian_filter(rng.normal(0.0, 0.02, SHAPE), 0.7))[..., None]
+    img *= skin_grain(rng)
     heads = pts[[55, 285]]
     top = heads[:, 1].max()
     where = {}
@@ -136,13 +150,11 @@ def lined_eyes() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     each lower lid and three crow's feet fanning out from each outer corner (10% darker,
     0.012 IOD wide), and a darker background outside the face's outline. Returns the frame
     and where each lies (bool masks (H, W))."""
-    from spfem_cli.generator.warp import polygon_distance
-
     pts = template_face()
     q = pixels_in_face_frame(FACE, SHAPE).reshape(*SHAPE, 2)
     rng = np.random.default_rng(1)
     img = painted_eyes(pts, FACE, SHAPE).astype(np.float64)
-    img *= np.exp(gaussian_filter(rng.normal(0.0, 0.02, SHAPE), 0.7))[..., None]
+    img *= skin_grain(rng)
     where = {"lines": np.zeros(SHAPE, bool), "eyes": np.zeros(SHAPE, bool)}
     eyes = (
         (mesh.RIGHT_EYE, mesh.RIGHT_EYE_CORNERS[0], -1.0),
@@ -160,13 +172,8 @@ def lined_eyes() -> tuple[np.ndarray, dict[str, np.ndarray]]:
             along = (q - corner) @ direction
             across = np.abs((q - corner) @ np.array([-direction[1], direction[0]]))
             where["lines"] |= (along > 0.08) & (along < 0.22) & (across < 0.006)
-        inside = torch.from_numpy(q.reshape(-1, 2))
-        where["eyes"] |= (
-            (polygon_distance(inside, torch.from_numpy(eye)) == 0).numpy().reshape(SHAPE)
-        )
-    oval = torch.from_numpy(pts[list(mesh.FACE_OVAL)])
-    where["outside"] = (polygon_distance(torch.from_numpy(q.reshape(-1, 2)), oval) > 0).numpy()
-    where["outside"] = where["outside"].reshape(SHAPE)
+        where["eyes"] |= ~outside_of(eye, q=q)
+    where["outside"] = outside_of(pts[list(mesh.FACE_OVAL)], q=q)
     where["lines"] &= ~where["outside"] & ~where["eyes"]
     img[where["lines"]] *= 0.9
     img[where["outside"]] *= 0.6
@@ -207,13 +214,11 @@ def lined_forehead(
     frame, IOD), a strand hanging from it down across the lines (20% darker, 0.012 IOD wide),
     and a darker background outside the face's outline below the brows' tops. Returns the
     frame and where each lies (bool masks (H, W))."""
-    from spfem_cli.generator.warp import polygon_distance
-
     pts = template_face()
     q = pixels_in_face_frame(FACE, SHAPE).reshape(*SHAPE, 2)
     rng = np.random.default_rng(2)
     img = np.broadcast_to(np.array(SKIN_RGB, np.float64), (*SHAPE, 3)).copy()
-    img *= np.exp(gaussian_filter(rng.normal(0.0, 0.02, SHAPE), 0.7))[..., None]
+    img *= skin_grain(rng)
     top = pts[[*mesh.RIGHT_EYEBROW, *mesh.LEFT_EYEBROW], 1].min()
     where = {"lines": np.zeros(SHAPE, bool)}
     for above in (0.12, 0.22, 0.32):
@@ -221,10 +226,8 @@ def lined_forehead(
     where["fringe"] = (q[..., 0] > fringe_right_of) & (q[..., 1] < top - fringe_above)
     where["strand"] = (np.abs(q[..., 0] - 0.1) < 0.006) & (q[..., 1] < top - 0.05)
     where["strand"] &= ~where["fringe"]
-    oval = torch.from_numpy(pts[list(mesh.FACE_OVAL)])
-    outside = polygon_distance(torch.from_numpy(q.reshape(-1, 2)), oval) > 0
     # FaceMesh's outline crosses the forehead well below the hairline: the skin goes on above.
-    where["outside"] = outside.numpy().reshape(SHAPE) & (q[..., 1] > top)
+    where["outside"] = outside_of(pts[list(mesh.FACE_OVAL)], q=q) & (q[..., 1] > top)
     where["lines"] &= ~where["fringe"] & ~where["strand"] & ~where["outside"]
     img[where["lines"]] *= 0.9
     img[where["strand"]] *= 0.8
