@@ -1,4 +1,4 @@
-"""Measure the shading of a smile on real faces: checkpoint ``shading-v2``.
+"""Measure the shading of a smile on real faces: checkpoint ``shading-v3``.
 
     python scripts/build_shading.py [--clips DIR] [--out FILE] [--no-manifest] [--look DIR]
 
@@ -34,6 +34,11 @@ AU12R: the subject's right side) and `furrow` (disgust's upper lip raiser, AU10:
 darkening above the lip corners, the nasolabial furrow that FACS describes it deepening). No
 clip here shows a person going from calm to disgust, so the furrow's depth is not measured: at
 disgust's prototype it is the smile's own depth there.
+
+A fourth unit is drawn, not measured: `nose`, the nose wrinkler's wrinkles across the root and
+down the sides of the nose (`NOSE_ACROSS`, `NOSE_SIDES`), which disgust shows most and a warp
+cannot make; driven, like the furrow, by the upper lip raiser (AU10) that comes with it in
+disgust.
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
 colour; deterministic given the clips, about half a minute on two cores.
@@ -111,6 +116,31 @@ FURROW_END = (0.1, 0.1)
 # the furrow too, but the calibrated surprise and fear carry a little of it (0.12 and 0.09,
 # fitted to the nose wings' motion), and driven by it, surprise shaded a faint furrow.
 FURROW_DRIVERS = {"AU10": 0.95}
+# The nose wrinkler's (AU9's) wrinkles are drawn, not measured: no clip here shows a face going
+# from calm to a wrinkled nose at a size that shows the wrinkles (the MEAD clips, disgust and
+# contempt held throughout, are 256 pixels; their nose roots' maps between the frames with the
+# most and the least raised nose wings showed no lines). Each wrinkle is a dark valley with a
+# lit ridge above it (skin bunched up, lit from above), in the template face frame (IOD, y
+# down; the inner eye corners at y 0.04, the bridge's landmarks 6 and 197 at 0.10 and 0.23):
+# - across the root of the nose, below the inner eye corners: (height at the middle, half
+#   length), the ends NOSE_ACROSS_BEND lower than the middle;
+NOSE_ACROSS = ((0.07, 0.075), (0.12, 0.085), (0.17, 0.08))
+NOSE_ACROSS_BEND = 0.02
+# - down and out along the sides of the nose from the bridge, (x, y) to (x, y), on the
+#   subject's left side and mirrored.
+NOSE_SIDES = (((0.06, 0.17), (0.15, 0.27)), ((0.07, 0.23), (0.15, 0.33)))
+# A valley's half-width (Gaussian sigma, IOD) and depth (log luminance at strength 1: about a
+# tenth darker at its bottom, the smile's fold's depth); the ridge's height (share of the
+# depth) and its offset above the valley (IOD); each wrinkle fades in and out over this share
+# of its length.
+WRINKLE_WIDTH = 0.010
+WRINKLE_DEPTH = 0.10
+WRINKLE_RIDGE = (0.35, 0.018)
+WRINKLE_ENDS = 0.3
+# What drives the wrinkles: as for the furrow, the upper lip raiser, which comes with the nose
+# wrinkler in disgust and, of the eight emotions, only there (AU9 itself is carried a little by
+# the calibrated surprise and fear).
+NOSE_DRIVERS = {"AU10": 1.0}
 
 
 def grid_axes() -> tuple[np.ndarray, np.ndarray]:
@@ -248,6 +278,40 @@ def furrow(smile_map: np.ndarray, template: np.ndarray) -> np.ndarray:
     return np.minimum(smile_map, 0.0) * keep[:, None]
 
 
+def _wrinkle(up: np.ndarray, along: np.ndarray) -> np.ndarray:
+    """One wrinkle's change of log luminance at strength 1: up (Gh, Gw), each grid point's
+    distance above the wrinkle's line (IOD), along (Gh, Gw) its place along it (0 to 1,
+    outside: none)."""
+    ends = np.clip(np.minimum(along, 1.0 - along) / WRINKLE_ENDS, 0.0, 1.0)
+    fade = np.where((along < 0) | (along > 1), 0.0, np.sin(0.5 * np.pi * ends) ** 2)
+    ridge, offset = WRINKLE_RIDGE
+    valley = -np.exp(-0.5 * (up / WRINKLE_WIDTH) ** 2)
+    lit = ridge * np.exp(-0.5 * ((up - offset) / (1.3 * WRINKLE_WIDTH)) ** 2)
+    return WRINKLE_DEPTH * fade * (valley + lit)
+
+
+def nose_wrinkles() -> np.ndarray:
+    """(Gh, Gw) the nose wrinkler's wrinkles at strength 1 (drawn: see NOSE_ACROSS)."""
+    xs, ys = np.meshgrid(*grid_axes())
+    total = np.zeros(SHAPE)
+    for middle, half in NOSE_ACROSS:
+        line = middle + NOSE_ACROSS_BEND * (xs / half) ** 2
+        total += _wrinkle(line - ys, (xs + half) / (2 * half))
+    for start, end in NOSE_SIDES:
+        for mirror in (1.0, -1.0):
+            a = np.array([mirror * start[0], start[1]])
+            b = np.array([mirror * end[0], end[1]])
+            length = float(np.linalg.norm(b - a))
+            u = (b - a) / length
+            normal = np.array([-u[1], u[0]])
+            normal = -normal if normal[1] > 0 else normal  # pointing up the face
+            rel_x, rel_y = xs - a[0], ys - a[1]
+            total += _wrinkle(
+                rel_x * normal[0] + rel_y * normal[1], (rel_x * u[0] + rel_y * u[1]) / length
+            )
+    return total
+
+
 def furrow_depth(furrow_map: np.ndarray, template: np.ndarray) -> float:
     """The darkest change of the furrow between the nose wings' and the lip corners' heights
     (log luminance; < 0 darker), mean over the two sides."""
@@ -297,7 +361,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
     parser.add_argument(
-        "--out", type=Path, default=default_weights_dir() / "shading_v2.safetensors"
+        "--out", type=Path, default=default_weights_dir() / "shading_v3.safetensors"
     )
     parser.add_argument("--no-manifest", action="store_true")
     parser.add_argument("--look", type=Path, default=None, help="write each map as a PNG here")
@@ -352,25 +416,32 @@ def main() -> None:
         + ", ".join(f"{w:.3f}" for w in channels)
         + " times the luminance"
     )
+    wrinkles = nose_wrinkles()
+    print(
+        "the nose's wrinkles, log luminance at strength 1: "
+        f"{wrinkles.min():.3f} to {wrinkles.max():.3f}"
+    )
     if args.look:
         save_look(args.look / "smile.png", smile)
         save_look(args.look / "furrow.png", nasolabial)
-    drivers = np.zeros((3, model.num_aus))
+        save_look(args.look / "nose.png", wrinkles)
+    drivers = np.zeros((4, model.num_aus))
     drivers[0, model.au_names.index("AU12")] = 1.0
     drivers[1, model.au_names.index("AU12R")] = 1.0
-    for au, weight in FURROW_DRIVERS.items():
-        drivers[2, model.au_names.index(au)] = weight
+    for row, driven_by in ((2, FURROW_DRIVERS), (3, NOSE_DRIVERS)):
+        for au, weight in driven_by.items():
+            drivers[row, model.au_names.index(au)] = weight
     config = {
         "kind": CHECKPOINT_KIND,
         "version": CHECKPOINT_VERSION,
         "origin": list(ORIGIN),
         "step": STEP,
         "au_names": list(model.au_names),
-        "unit_names": ["smile", "smile_right", "furrow"],
+        "unit_names": ["smile", "smile_right", "furrow", "nose"],
         "clips": list(SMILE_CLIPS),
     }
     tensors = {
-        "maps": torch.from_numpy(np.stack([smile, smirk, nasolabial]).astype(np.float32)),
+        "maps": torch.from_numpy(np.stack([smile, smirk, nasolabial, wrinkles]).astype(np.float32)),
         "template": model.template.float(),
         "drivers": torch.from_numpy(drivers.astype(np.float32)),
         "channels": torch.from_numpy(channels.astype(np.float32)),
@@ -382,7 +453,8 @@ def main() -> None:
             name=DEFAULT_SHADING,
             path=args.out,
             description="smile shading (expression ratio images) measured on expr_d0, expr_d9 "
-            "and expr_d19 by scripts/build_shading.py; disgust's furrow drawn from it",
+            "and expr_d19 by scripts/build_shading.py; disgust's furrow drawn from it, the "
+            "nose's wrinkles drawn",
         )
 
 
