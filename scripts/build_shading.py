@@ -69,6 +69,7 @@ from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
 from spfem_cli.generator.shading import CHECKPOINT_KIND, CHECKPOINT_VERSION, DEFAULT_SHADING
 from spfem_cli.generator.warp import HoldRegion, contour_distance, hold_weight
 from spfem_cli.media import FrameReader, probe
+from spfem_cli.media.pixels import REC601_LUMA
 from spfem_cli.pipeline import analyse_video
 from spfem_cli.progress import SilentReporter
 
@@ -81,7 +82,7 @@ NOSE_TIP = 1
 # Of the score's range over the clip (2nd to 98th percentile), the smile's top and calm's bottom.
 SMILE_SHARE = 0.75
 CALM_SHARE = 0.25
-LUMA = np.array([0.299, 0.587, 0.114])
+LUMA = np.array(REC601_LUMA)
 # The folds, for their colour: where the smile's map darkens by this much or more.
 FOLD_LEVEL = -0.03
 HIGH_PASS = 0.2

@@ -35,6 +35,7 @@ from scipy.spatial import Delaunay
 
 from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
 from spfem_cli.media import FrameReader, probe
+from spfem_cli.media.pixels import REC601_LUMA
 from spfem_cli.pipeline import analyse_video, signed_activations
 from spfem_cli.progress import SilentReporter
 from spfem_cli.sheet import write_png
@@ -57,7 +58,7 @@ X0, X1, Y0, Y1, STEP = -1.3, 1.3, -1.0, 1.9, 0.025
 # cheeks (`signed_activations` leaves the mouth out, for the speech's sake).
 LIP_POINTS = (61, 291, 185, 40, 409, 270, 146, 91, 375, 321)
 SUPPORT = 0.15  # share of an AU's largest landmark motion that counts as its area
-LUMA = torch.tensor([0.299, 0.587, 0.114])
+LUMA = torch.tensor(REC601_LUMA)
 
 
 class Raster:

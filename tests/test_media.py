@@ -34,6 +34,7 @@ from spfem_cli.media import (
 )
 from spfem_cli.media import ffmpeg_args as fa
 from spfem_cli.media import output as output_module
+from spfem_cli.media.pixels import luma
 from spfem_cli.media.probe import (
     Packet,
     compute_timing,
@@ -1016,3 +1017,14 @@ def test_segments_decode_the_same_frames_as_one_pass(clips_dir: Path) -> None:
             parts = list(a) + list(b)
         assert len(parts) == len(whole)
         assert all(np.array_equal(x, y) for x, y in zip(parts, whole, strict=True))
+
+
+def test_luma_weighs_the_channels_as_rec_601_and_keeps_float64() -> None:
+    """A grey pixel's luminance is its level; pure green weighs most, blue least; uint8 and
+    float32 come out float32, float64 stays float64 (the crease measures take logs of it)."""
+    pixels = np.array([[128, 128, 128], [0, 255, 0], [0, 0, 255]], np.uint8)
+    out = luma(pixels)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [128.0, 0.587 * 255, 0.114 * 255], rtol=1e-6)
+    assert luma(pixels.astype(np.float64)).dtype == np.float64
+    assert luma(np.zeros((4, 5, 3), np.float32)).shape == (4, 5)

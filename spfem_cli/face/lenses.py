@@ -30,6 +30,7 @@ from spfem_cli.face import mesh
 from spfem_cli.face.glasses import RimLayer, inside_outlines
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.face.sampling import FrameSampler
+from spfem_cli.media.pixels import luma
 
 # Grey levels (0-255): the 10th to 90th percentile spread inside an eye's outline under which
 # no eye shows there. On the 22 clips of ../shared/clips, the larger of a clip's two eyes'
@@ -75,8 +76,6 @@ FILL = 0.04
 # The matte's edge fades over this many pixels.
 EDGE_PX = 1.5
 
-_GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
 
 def _window(face: FaceFrame, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) pixels of the frame covering WINDOW_X by WINDOW_Y, clipped."""
@@ -108,7 +107,7 @@ def eye_spreads(frame: np.ndarray, *, face: FaceFrame, points: np.ndarray) -> li
     x0, y0, x1, y1 = _window(face, frame.shape)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return [float("nan"), float("nan")]
-    grey = frame[y0:y1, x0:x1].astype(np.float32) @ _GREY
+    grey = luma(frame[y0:y1, x0:x1])
     spreads = []
     for inside in _eyes(points, face=face, origin=(x0, y0), shape=grey.shape):
         values = grey[inside]
@@ -151,7 +150,7 @@ def lens_layer(frame: np.ndarray, *, face: FaceFrame, points: np.ndarray) -> Rim
     x0, y0, x1, y1 = _window(face, frame.shape)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
-    grey = frame[y0:y1, x0:x1].astype(np.float32) @ _GREY
+    grey = luma(frame[y0:y1, x0:x1])
     insides = _eyes(points, face=face, origin=(x0, y0), shape=grey.shape)
     eyes = insides[0] | insides[1]
     if eyes.sum() < 2 * MIN_OPENING_PX:
@@ -172,7 +171,7 @@ def lens_layer(frame: np.ndarray, *, face: FaceFrame, points: np.ndarray) -> Rim
     at = at[(at[:, 0] >= 0) & (at[:, 0] < width) & (at[:, 1] >= 0) & (at[:, 1] < height)]
     if not len(at):
         return None
-    skin = float(np.median(frame[at[:, 1], at[:, 0]].astype(np.float32) @ _GREY))
+    skin = float(np.median(luma(frame[at[:, 1], at[:, 0]])))
     if skin - lens < MIN_CONTRAST:
         return None
     dark = grey < 0.5 * (lens + skin)

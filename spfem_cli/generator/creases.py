@@ -32,6 +32,7 @@ from spfem_cli.face.glasses import inside_outlines
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import NOISE_FLOOR
 from spfem_cli.generator.warp import face_box
+from spfem_cli.media.pixels import luma
 
 # Below what present level (activation units) an expression is landmark noise.
 MIN_PRESENT = NOISE_FLOOR
@@ -60,8 +61,6 @@ HAIR_DARKER = 0.3
 # eleven other clips' frames.
 BRIDGE_TO_FOREHEAD = 0.35
 NOSE_BRIDGE = 168
-
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 # The glabella, in the face frame (IOD): an ellipse centred this far above the midpoint of the
 # brows' inner heads, as wide as the gap between them plus the margin on each side, with this
@@ -401,10 +400,10 @@ def _lifted_window(
     logs = np.log(crop + 1.0)
     shading = _blur(logs, rows=broad, cols=broad)
     bands = _blur(logs, rows=fine, cols=crease.along * face.iod) - shading
-    luminance = bands @ _LUMA
+    luminance = luma(bands)
     if crease.under_hair:
         bridge = _shading_at(frame, face.to_image(points[[NOSE_BRIDGE]])[0], scale=broad)
-        weight = weight * _not_hair(shading @ _LUMA, weight=weight, reach=broad, bridge=bridge)
+        weight = weight * _not_hair(luma(shading), weight=weight, reach=broad, bridge=bridge)
     # Only what is darker than its surroundings by more than the grain, and not far darker
     # (not skin); of that, what lies below the grain's depth.
     depth = np.maximum(-luminance, 0.0)
@@ -412,7 +411,7 @@ def _lifted_window(
     below = np.clip(1.0 - crease.grain / np.maximum(depth, 1e-9), 0.0, 1.0)
     if crease.along != CREASE_SCALE:
         # A spot is told by its shape, which the blur along the rows would draw out.
-        depth = np.maximum(shading @ _LUMA - _blur(logs @ _LUMA, rows=fine, cols=fine), 0.0)
+        depth = np.maximum(luma(shading) - _blur(luma(logs), rows=fine, cols=fine), 0.0)
     line = ~spots(np.where(weight > 0, depth, 0.0), level=SPOT_LEVEL * crease.grain)
     gain = -share * (weight * skin * below * line)[..., None] * bands
     pixels = np.clip(np.rint(crop * np.exp(gain)), 0, 255).astype(np.uint8)
@@ -431,7 +430,7 @@ def _shading_at(frame: np.ndarray, point: np.ndarray, *, scale: float) -> float 
     patch = np.log(frame[y0 : y + reach + 1, x0 : x + reach + 1].astype(np.float32) + 1.0)
     rows, cols = np.mgrid[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]]
     kernel = np.exp(-0.5 * ((rows - y) ** 2 + (cols - x) ** 2) / scale**2)
-    return float(np.sum((patch @ _LUMA) * kernel) / np.sum(kernel))
+    return float(np.sum(luma(patch) * kernel) / np.sum(kernel))
 
 
 def _blur(image: np.ndarray, *, rows: float, cols: float) -> np.ndarray:
@@ -489,7 +488,7 @@ def crease_depth(
     >= 0) of the detail in its band (between CREASE_SCALE, or `Crease.along` along the rows,
     and its shading scale, times iod pixels) over its pixels (`crease_region`: window and
     mask inside), hair over them left out as the lift leaves it (`Crease.under_hair`)."""
-    lum = np.log(frame[window].astype(np.float64) @ _LUMA + 1.0)
+    lum = np.log(luma(frame[window].astype(np.float64)) + 1.0)
     fine, broad = CREASE_SCALE * iod, crease.shading_scale * iod
     shading = gaussian_filter(lum, broad)
     band = gaussian_filter(lum, (fine, crease.along * iod)) - shading

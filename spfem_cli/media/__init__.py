@@ -1,4 +1,5 @@
-"""Media I/O: probing, streamed decode/encode and output handling, all through ffmpeg.
+"""Media I/O: probing, streamed decode/encode and output handling, all through ffmpeg; and
+what the pixels stand for (`pixels`).
 
 ffmpeg argument lists are built by the pure functions in `spfem_cli.media.ffmpeg_args`.
 """

@@ -49,6 +49,7 @@ from spfem_cli.generator.refiner import (
     regions,
 )
 from spfem_cli.generator.warp import WarpConfig
+from spfem_cli.media.pixels import REC601_LUMA
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.training.frames import ClipFrames, load_collection
 
@@ -299,7 +300,9 @@ def _ssim_map(a: Tensor, b: Tensor, *, window: int = 7) -> Tensor:
 
 
 def _luma(x: Tensor) -> Tensor:
-    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    """(B, 1, H, W) the luminance of RGB images (B, 3, H, W)."""
+    red, green, blue = REC601_LUMA
+    return red * x[:, 0:1] + green * x[:, 1:2] + blue * x[:, 2:3]
 
 
 def reconstruction_losses(out: Tensor, target: Tensor, allow: Tensor) -> dict[str, Tensor]:
