@@ -38,7 +38,8 @@ disgust's prototype it is the smile's own depth there.
 A fourth unit is drawn, not measured: `nose`, the nose wrinkler's wrinkles across the root and
 down the sides of the nose (`NOSE_ACROSS`, `NOSE_SIDES`), which disgust shows most and a warp
 cannot make; driven, like the furrow, by the upper lip raiser (AU10) that comes with it in
-disgust.
+disgust. A fifth, `nose_right`, is the same on the subject's right side alone: contempt's
+sneer (AU14R).
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
 colour; deterministic given the clips, about half a minute on two cores.
@@ -142,6 +143,12 @@ WRINKLE_ENDS = 0.3
 # wrinkler in disgust and, of the eight emotions, only there (AU9 itself is carried a little by
 # the calibrated surprise and fear).
 NOSE_DRIVERS = {"AU10": 1.0}
+# Contempt's sneer wrinkles the nose on its own side: the MEAD contempt clip, the one its
+# prototype is fitted to, shows it on every frame (the wrinkle down the side of the nose from
+# the narrowed eye). Its own unit is the wrinkles' map on the subject's right side (faded out
+# across the middle as the smirk is), driven by contempt's one-sided lip corner tightener,
+# which no other emotion has: as deep on its side as disgust's (the actor's is deeper still).
+NOSE_SNEER_DRIVERS = {"AU14R": 1.0}
 
 
 def grid_axes() -> tuple[np.ndarray, np.ndarray]:
@@ -418,6 +425,7 @@ def main() -> None:
         + " times the luminance"
     )
     wrinkles = nose_wrinkles()
+    sneer = wrinkles * right
     print(
         "the nose's wrinkles, log luminance at strength 1: "
         f"{wrinkles.min():.3f} to {wrinkles.max():.3f}"
@@ -426,10 +434,11 @@ def main() -> None:
         save_look(args.look / "smile.png", smile)
         save_look(args.look / "furrow.png", nasolabial)
         save_look(args.look / "nose.png", wrinkles)
-    drivers = np.zeros((4, model.num_aus))
+        save_look(args.look / "nose_right.png", sneer)
+    drivers = np.zeros((5, model.num_aus))
     drivers[0, model.au_names.index("AU12")] = 1.0
     drivers[1, model.au_names.index("AU12R")] = 1.0
-    for row, driven_by in ((2, FURROW_DRIVERS), (3, NOSE_DRIVERS)):
+    for row, driven_by in ((2, FURROW_DRIVERS), (3, NOSE_DRIVERS), (4, NOSE_SNEER_DRIVERS)):
         for au, weight in driven_by.items():
             drivers[row, model.au_names.index(au)] = weight
     config = {
@@ -438,11 +447,13 @@ def main() -> None:
         "origin": list(ORIGIN),
         "step": STEP,
         "au_names": list(model.au_names),
-        "unit_names": ["smile", "smile_right", "furrow", "nose"],
+        "unit_names": ["smile", "smile_right", "furrow", "nose", "nose_right"],
         "clips": list(SMILE_CLIPS),
     }
     tensors = {
-        "maps": torch.from_numpy(np.stack([smile, smirk, nasolabial, wrinkles]).astype(np.float32)),
+        "maps": torch.from_numpy(
+            np.stack([smile, smirk, nasolabial, wrinkles, sneer]).astype(np.float32)
+        ),
         "template": model.template.float(),
         "drivers": torch.from_numpy(drivers.astype(np.float32)),
         "channels": torch.from_numpy(channels.astype(np.float32)),
@@ -455,7 +466,7 @@ def main() -> None:
             path=args.out,
             description="smile shading (expression ratio images) measured on expr_d0, expr_d9 "
             "and expr_d19 by scripts/build_shading.py; disgust's furrow drawn from it, the "
-            "nose's wrinkles drawn",
+            "nose's wrinkles drawn (both sides for disgust, one for contempt)",
         )
 
 

@@ -26,7 +26,7 @@ CPU = torch.device("cpu")
 SHAPE = (480, 440)
 FACE = FaceFrame(origin=np.array([220.0, 170.0]), angle=0.0, iod=130.0)
 ROOT = Path(__file__).resolve().parents[1]
-SMILE, SMIRK, FURROW, NOSE = np.eye(4)
+SMILE, SMIRK, FURROW, NOSE, SNEER = np.eye(5)
 
 
 def skin_frame() -> np.ndarray:
@@ -51,18 +51,18 @@ def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -
     model = ExpressionModel.load()
     shading = ShadingModel.load()
     assert shading.au_names == tuple(model.au_names)
-    assert shading.unit_names == ("smile", "smile_right", "furrow", "nose")
+    assert shading.unit_names == ("smile", "smile_right", "furrow", "nose", "nose_right")
     assert np.all(np.isfinite(shading.maps))
     assert build_generator(model=model, device=CPU, kind="warp").shading is not None
-    # Happy drives the smile, contempt the smirk, disgust the furrow and the nose's wrinkles;
-    # sad, surprise and fear nothing.
+    # Happy drives the smile, contempt the smirk and the nose's wrinkles on its side, disgust
+    # the furrow and the nose's wrinkles; sad, surprise and fear nothing.
     for emotion, driven in (
-        ("happy", [True, False, False, False]),
-        ("contempt", [False, True, False, False]),
-        ("disgusted", [False, False, True, True]),
-        ("sad", [False, False, False, False]),
-        ("surprised", [False, False, False, False]),
-        ("fear", [False, False, False, False]),
+        ("happy", [True, False, False, False, False]),
+        ("contempt", [False, True, False, False, True]),
+        ("disgusted", [False, False, True, True, False]),
+        ("sad", [False, False, False, False, False]),
+        ("surprised", [False, False, False, False, False]),
+        ("fear", [False, False, False, False, False]),
     ):
         strengths = shading.strengths(
             model.emotion_vector(emotion).double().numpy(), au_names=model.au_names
@@ -211,10 +211,35 @@ def test_disgust_wrinkles_the_nose_between_the_eyes() -> None:
     assert not changed[np.abs(q[:, 0]) > 0.25].any()
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_contempt_wrinkles_the_nose_on_the_sneers_side_only(side: str) -> None:
+    """The sneer's unit is the nose's wrinkles on the subject's right side, nearly as deep
+    there as disgust's (faded out across the middle of the face, as the smirk is: a little at
+    the wrinkles' inner ends) and nothing on the other; played on the left (`--side`), their
+    mirror image."""
+    shading = ShadingModel.load()
+    frame = skin_frame()
+    q = pixels_in_face_frame(FACE, SHAPE)
+    sign = -1.0 if side == "right" else 1.0
+    out = shading.apply(frame, face=FACE, points=shading.template, strengths=SNEER, side=side)
+    both = shading.apply(frame, face=FACE, points=shading.template, strengths=NOSE)
+    lum_in = frame.reshape(-1, 3).astype(float).mean(axis=1)
+    lum_out = out.reshape(-1, 3).astype(float).mean(axis=1)
+    lum_both = both.reshape(-1, 3).astype(float).mean(axis=1)
+    valleys, _ = nose_bands(shading, q)
+    own = valleys & (sign * q[:, 0] > 0.08)
+    assert own.sum() > 30
+    sneer = np.mean(lum_out[own] / lum_in[own])
+    assert sneer < 0.965
+    assert sneer - np.mean(lum_both[own] / lum_in[own]) < 0.01
+    changed = np.any(out != frame, axis=-1).reshape(-1)
+    assert not changed[sign * q[:, 0] < -0.15].any()
+
+
 def test_no_strength_no_change() -> None:
     shading = ShadingModel.load()
     frame = skin_frame()
-    out = shading.apply(frame, face=FACE, points=shading.template, strengths=np.zeros(4))
+    out = shading.apply(frame, face=FACE, points=shading.template, strengths=np.zeros(5))
     assert out is frame
 
 
@@ -288,18 +313,23 @@ def test_the_folds_deepen_on_a_real_face(
 @pytest.mark.parametrize(
     ("name", "t"), [("talk_s18_1280x720.mp4", 90), ("speech_obama_450x450.mp4", 100)]
 )
-def test_the_nose_wrinkles_on_a_real_face(clips_dir: Path, name: str, t: int) -> None:
+@pytest.mark.parametrize("emotion", ["disgusted", "contempt"])
+def test_the_nose_wrinkles_on_a_real_face(clips_dir: Path, name: str, t: int, emotion: str) -> None:
     """On real frames edited to disgust, the valleys of the nose's wrinkles, found where the
     edit put the landmarks, come out darker than the warp alone leaves them (by 4.7% and 3.6%
-    on these frames); the eyes, the brows and the forehead keep the warp's pixels."""
+    on these frames), and edited to contempt those on the sneer's side (the subject's right)
+    by 4.6% and 3.4%; the eyes, the brows and the forehead keep the warp's pixels."""
     shading = ShadingModel.load()
     model = ExpressionModel.load()
-    frame, shaded, plain, pts, q = _edit_real_frame(clips_dir, name, t, "disgusted")
-    delta = model.emotion_vector("disgusted").double().numpy()
+    frame, shaded, plain, pts, q = _edit_real_frame(clips_dir, name, t, emotion)
+    delta = model.emotion_vector(emotion).double().numpy()
     moved = pts + FaceGenerator(model=model, device=CPU).displacement(delta, points=pts)
     near = np.flatnonzero(np.linalg.norm(q - moved[6], axis=1) < 0.35)
-    valleys, _ = nose_bands(shading, on_the_template(shading, q[near], points=moved))
-    assert valleys.sum() > 50
+    at = on_the_template(shading, q[near], points=moved)
+    valleys, _ = nose_bands(shading, at)
+    if emotion == "contempt":
+        valleys &= at[:, 0] < -0.08
+    assert valleys.sum() > 10
     lum_shaded = shaded.reshape(-1, 3)[near][valleys].astype(float).mean(axis=1)
     lum_plain = plain.reshape(-1, 3)[near][valleys].astype(float).mean(axis=1)
     assert np.mean(lum_shaded / np.maximum(lum_plain, 1)) < 0.975
