@@ -236,6 +236,19 @@ def test_contempt_wrinkles_the_nose_on_the_sneers_side_only(side: str) -> None:
     assert not changed[sign * q[:, 0] < -0.15].any()
 
 
+def test_only_the_units_asked_for_are_carried_onto_the_face() -> None:
+    """The box the shading is carried over (`support`) is that of the units with a strength:
+    a smile's starts below the nose's wrinkles, disgust's takes them in, the sneer's is
+    mirrored to either side, and no unit, none."""
+    shading = ShadingModel.load()
+    smile, nose, sneer = (shading.support(unit) for unit in (SMILE, NOSE, SNEER))
+    assert smile[1] > 0.3
+    assert nose[1] < 0.1 < nose[3] < 0.4
+    assert shading.support(SMILE + NOSE) == (smile[0], nose[1], smile[2], smile[3])
+    assert sneer[0] == -sneer[2]
+    assert shading.support(np.zeros(5)) == (0.0, 0.0, 0.0, 0.0)
+
+
 def test_no_strength_no_change() -> None:
     shading = ShadingModel.load()
     frame = skin_frame()

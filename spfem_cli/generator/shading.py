@@ -142,17 +142,20 @@ class ShadingModel:
         idx = [k for k, name in enumerate(self.au_names) if name in ONE_SIDED_AUS]
         return np.abs(self.drivers[:, idx]).sum(axis=1) > 0
 
-    @cached_property
-    def support(self) -> tuple[float, float, float, float]:
-        """(x0, y0, x1, y1): the template face-frame box (IOD) outside which every map is 0,
-        on either side for the one-sided units (`log_gain`)."""
-        live = np.abs(self.maps).max(axis=0) * MAX_STRENGTH >= MIN_LOG_CHANGE
+    def support(self, strengths: np.ndarray) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1): the template face-frame box (IOD) outside which the maps of the
+        units with strength (S,) above 0 are all 0, on either side for the one-sided units
+        (`log_gain`). Only those: a smile need not be carried over the nose's wrinkles."""
+        units = np.asarray(strengths) > 0
+        if not units.any():
+            return (0.0, 0.0, 0.0, 0.0)
+        live = np.abs(self.maps[units]).max(axis=0) * MAX_STRENGTH >= MIN_LOG_CHANGE
         if not live.any():
             return (0.0, 0.0, 0.0, 0.0)
         rows, cols = np.flatnonzero(live.any(axis=1)), np.flatnonzero(live.any(axis=0))
         ox, oy = self.origin
         x0, x1 = ox + self.step * cols[0], ox + self.step * cols[-1]
-        if self.one_sided_units.any():
+        if self.one_sided_units[units].any():
             x0, x1 = min(x0, -x1), max(x1, -x0)
         return (x0, oy + self.step * rows[0], x1, oy + self.step * rows[-1])
 
@@ -177,7 +180,7 @@ class ShadingModel:
             return frame
         height, width = frame.shape[:2]
         box = face_box(face.to_image(points), width=width, height=height, margin=0.05)
-        field = self._to_template(box, face=face, points=points)
+        field = self._to_template(box, face=face, points=points, support=self.support(strengths))
         if field is None:
             return frame
         offsets, sub = field
@@ -204,11 +207,17 @@ class ShadingModel:
         return out
 
     def _to_template(
-        self, box: tuple[int, int, int, int], *, face: FaceFrame, points: np.ndarray
+        self,
+        box: tuple[int, int, int, int],
+        *,
+        face: FaceFrame,
+        points: np.ndarray,
+        support: tuple[float, float, float, float],
     ) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int, int, int]] | None:
         """How far each point of the output face lies from its place on the template face
         (IOD), as a function of pixel positions (M, 2) -> (M, 2), and the part of `box`
-        (pixels) that the maps' `support` covers; None when it covers none of it.
+        (pixels) that support (`support`, template face-frame IOD) covers; None when it
+        covers none of it.
 
         The offsets of the landmarks from the template, interpolated smoothly on a coarse
         grid over box, then bilinearly."""
@@ -229,7 +238,7 @@ class ShadingModel:
             .astype(np.float64)
         )
         at = query + offsets
-        x0, y0, x1, y1 = self.support
+        x0, y0, x1, y1 = support
         reach = MAP_STEP  # the coarse grid's own step: a node just outside may shade inside
         inside = (
             (at[:, 0] >= x0 - reach)
