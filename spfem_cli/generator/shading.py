@@ -7,7 +7,8 @@ Shan and Zhang, "Expressive expression mapping with ratio images", 2001): the me
 log luminance between real people's expressive and calm frames, each resampled onto the
 template face through its own landmarks, so that what remains is shading, not geometry
 (`scripts/build_shading.py` measures it on the expr_d clips; disgust's nasolabial furrow is the
-smile's map above the lip corners, as no clip shows a calm face turning to disgust). An edit
+smile's map above the lip corners, as no clip shows a calm face turning to disgust, and the
+nose's wrinkles of disgust and of contempt's sneer are drawn, not measured). An edit
 resamples the unit onto the output face through its moved landmarks and multiplies the pixels
 by exp(strength * map), on R, G and B in the proportions measured in the same folds (a shadow
 in skin is warmer than grey: red darkens less than the luminance, blue more).
