@@ -401,9 +401,11 @@ def _lifted_window(
     shading = _blur(logs, rows=broad, cols=broad)
     bands = _blur(logs, rows=fine, cols=crease.along * face.iod) - shading
     luminance = luma(bands)
+    if crease.under_hair or crease.along != CREASE_SCALE:
+        skin_shading = luma(shading)
     if crease.under_hair:
         bridge = _shading_at(frame, face.to_image(points[[NOSE_BRIDGE]])[0], scale=broad)
-        weight = weight * _not_hair(luma(shading), weight=weight, reach=broad, bridge=bridge)
+        weight = weight * _not_hair(skin_shading, weight=weight, reach=broad, bridge=bridge)
     # Only what is darker than its surroundings by more than the grain, and not far darker
     # (not skin); of that, what lies below the grain's depth.
     depth = np.maximum(-luminance, 0.0)
@@ -411,7 +413,7 @@ def _lifted_window(
     below = np.clip(1.0 - crease.grain / np.maximum(depth, 1e-9), 0.0, 1.0)
     if crease.along != CREASE_SCALE:
         # A spot is told by its shape, which the blur along the rows would draw out.
-        depth = np.maximum(luma(shading) - _blur(luma(logs), rows=fine, cols=fine), 0.0)
+        depth = np.maximum(skin_shading - _blur(luma(logs), rows=fine, cols=fine), 0.0)
     line = ~spots(np.where(weight > 0, depth, 0.0), level=SPOT_LEVEL * crease.grain)
     gain = -share * (weight * skin * below * line)[..., None] * bands
     pixels = np.clip(np.rint(crop * np.exp(gain)), 0, 255).astype(np.uint8)
@@ -487,7 +489,8 @@ def crease_depth(
     """How deep the crease is on frame (H, W, 3) uint8: the mean darkness (log luminance,
     >= 0) of the detail in its band (between CREASE_SCALE, or `Crease.along` along the rows,
     and its shading scale, times iod pixels) over its pixels (`crease_region`: window and
-    mask inside), hair over them left out as the lift leaves it (`Crease.under_hair`)."""
+    mask inside), hair over them left out as the lift leaves it (`Crease.under_hair`), but
+    against the region's own skin level alone: the lift also takes the nose bridge's."""
     lum = np.log(luma(frame[window].astype(np.float64)) + 1.0)
     fine, broad = CREASE_SCALE * iod, crease.shading_scale * iod
     shading = gaussian_filter(lum, broad)
