@@ -42,7 +42,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
 
 if TYPE_CHECKING:
-    import numpy as np
+    from spfem_cli.face.rest import RestFace
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 REPORT_NAME = "spfem-batch.jsonl"
@@ -74,9 +74,9 @@ class EditOptions:
     # As `spfem edit --rest`: a photo or clip of the (one) person in the videos with a calm
     # face, by an absolute path every worker can read, or a time range read from each video.
     rest: str | None = None
-    # The calm face read from a `rest` file (`read_rest_face`, (478, 3)), once for the whole
+    # The calm face read from a `rest` file (`read_rest_face`), once for the whole
     # batch by `run_batch`: reading a 720p clip costs about 3 s, which every job repeated.
-    rest_face: np.ndarray | None = field(default=None, compare=False, repr=False)
+    rest_face: RestFace | None = field(default=None, compare=False, repr=False)
     # As `spfem edit --side`.
     side: str = "auto"
 
@@ -877,9 +877,7 @@ def _run_ray(
 # --- planning ------------------------------------------------------------------------------
 
 
-def _check_options(
-    *, options: EditOptions, executor: str, workers: int | None
-) -> np.ndarray | None:
+def _check_options(*, options: EditOptions, executor: str, workers: int | None) -> RestFace | None:
     """Refuse, before any file is touched, options that would fail every job alike. Returns
     the calm face of a `rest` file, read once for every job (None: none, or a time range,
     which each job reads from its own video)."""

@@ -27,7 +27,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face.glasses import RimFinder, Rims, SteadyRims, Traced
 from spfem_cli.face.lenses import LensFinder
 from spfem_cli.face.pose import frontal_face_frame
-from spfem_cli.face.rest import rest_shape
+from spfem_cli.face.rest import RestFace, median_rest_face
 from spfem_cli.face.track import FaceTrack, chunks, median_valid, smooth_valid, track_frames
 from spfem_cli.generator.device import resolve_device, torch_threads
 from spfem_cli.generator.expression import (
@@ -76,6 +76,11 @@ if TYPE_CHECKING:
 MAX_INTENSITY = 1.5
 # A rest face given as a clip is read from this many frames spread over it.
 REST_SAMPLES = 30
+# A calm face read from fewer frames than this says nothing of where the person's lids
+# usually stand (`rest_activations`): given speech_obama's own frame 120 as calm, its lids
+# moved the lid raise read on every frame by 0.46, the size of a wide-eyed look. The median
+# of half a second of a 30 fps clip's frames leaves out blinks and glances.
+REST_LID_FACES = 15
 # `--rest` as a time range of the edited video, in seconds: "2-4.5".
 _REST_SPAN = re.compile(r"\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*")
 # The expression already on the face is estimated from a heavily smoothed signal, so that
@@ -159,24 +164,39 @@ def slow_activations(
     third of a second long was smoothed away."""
     k = int(model.au_basis.shape[0])
     acts = np.zeros((track.n_frames, k))
-    heights = np.zeros((track.n_frames, 3))
     median = torch.from_numpy(track.median_frontal()).float()
     for start, end in chunks(track.n_frames):
         frontal = np.asarray(track.frontal[start:end], dtype=np.float32)
         with torch.no_grad():
             acts[start:end] = signed_activations(model, torch.from_numpy(frontal) - median).numpy()
-        heights[start:end] = lid_heights(frontal)
     acts = smooth_valid(acts, track.valid, sigma_frames)
-    slow = slow_lid_heights(heights, valid=track.valid, sigma_frames=sigma_frames)
-    if slow is None:
-        return acts
+    slow = slow_lid_heights(track_lid_heights(track), valid=track.valid, sigma_frames=sigma_frames)
+    if slow is not None:
+        for au, reading in lid_activations(slow, model=model).items():
+            acts[:, model.au_names.index(au)] = reading
+    return acts
+
+
+def track_lid_heights(track: FaceTrack) -> np.ndarray:
+    """`lid_heights` (T, 3) IOD of every frame of the track (NaN where an eye is shut and on
+    rows without a face, whose landmarks are NaN)."""
+    heights = np.zeros((track.n_frames, 3))
+    for start, end in chunks(track.n_frames):
+        heights[start:end] = lid_heights(np.asarray(track.frontal[start:end], dtype=np.float64))
+    return heights
+
+
+def lid_activations(heights: np.ndarray, *, model: ExpressionModel) -> dict[str, np.ndarray]:
+    """The lid AUs (LID_READINGS) the model has, read off `lid_heights` (T, 3) relative to the
+    person's usual lids (IOD): each AU's least reading over the heights its own field moves
+    (`ExpressionModel.lid_motion`), in its units. AU -> (T,) activations."""
+    out = {}
     for au, columns in LID_READINGS.items():
         motion = model.lid_motion(au)
         used = [j for j in columns if abs(motion[j]) > MIN_LID_MOTION]
         if used:
-            readings = slow[:, used] / motion[used]
-            acts[:, model.au_names.index(au)] = readings.min(axis=1)
-    return acts
+            out[au] = (heights[:, used] / motion[used]).min(axis=1)
+    return out
 
 
 def slow_lid_heights(
@@ -215,9 +235,9 @@ def rest_span(rest: str | Path) -> tuple[float, float] | None:
     return start, end
 
 
-def read_rest_face(rest: str | Path, *, video: str | Path | None = None) -> np.ndarray:
-    """The calm face of `--rest`: (478, 3) float64 (`face.rest.rest_shape`, at any scale),
-    from up to REST_SAMPLES frames spread over a photo or clip, or over a time range of
+def read_rest_face(rest: str | Path, *, video: str | Path | None = None) -> RestFace:
+    """The calm face of `--rest` (`face.rest.median_rest_face`), from up to REST_SAMPLES
+    frames spread over a photo or clip, or over a time range of
     `video` (the video being edited) when `rest` is one (`rest_span`). Raises SpfemError when
     the file cannot be read, the range is past the video's end, or no frame shows a face."""
     span = rest_span(rest)
@@ -252,24 +272,35 @@ def read_rest_face(rest: str | Path, *, video: str | Path | None = None) -> np.n
     # fitted onto the clip's own pose.
     size = analysis_size(info.width, info.height)
     with FrameReader(info, size=size, segment=segment) as reader:
-        shape = rest_shape(itertools.islice(reader, skip, skip + count, stride))
-    if shape is None:
+        face = median_rest_face(itertools.islice(reader, skip, skip + count, stride))
+    if face is None:
         raise SpfemError(f"no face found in the rest face {where}")
-    return shape
+    return face
 
 
 def rest_activations(
-    track: FaceTrack, rest_face: np.ndarray, *, model: ExpressionModel
+    track: FaceTrack, rest_face: RestFace, *, model: ExpressionModel
 ) -> np.ndarray | None:
-    """(K,) signed AU activations of a calm face (478, 3) (`read_rest_face`) relative to the
-    clip's median face, both seen in the clip's reference pose, as `slow_activations` reads
-    every frame; None when the clip has no face to compare it with."""
+    """(K,) signed AU activations of a calm face (`read_rest_face`) relative to the clip's
+    median face, both seen in the clip's reference pose, as `slow_activations` reads every
+    frame: the lid AUs off the calm face's lids against the clip's median lids (the median of
+    every frame's, the reference its slow readings are relative to, up to smoothing), NaN
+    when the calm face is the median of fewer than REST_LID_FACES frames (a photo: one frame's
+    lids may be mid-blink or following a glance). None when the clip has no face to compare
+    it with."""
     if track.reference is None:
         return None
-    calm = frontal_face_frame(np.asarray(rest_face, np.float64), track.reference)
+    calm = frontal_face_frame(np.asarray(rest_face.shape, np.float64), track.reference)
     offsets = torch.from_numpy(calm - track.median_frontal()).float()[None]
     with torch.no_grad():
-        return signed_activations(model, offsets).numpy()[0].astype(np.float64)
+        out = signed_activations(model, offsets).numpy()[0].astype(np.float64)
+    usual = track_lid_heights(track)[track.valid]
+    seen = np.isfinite(usual).all(axis=1)
+    lids = lid_activations(lid_heights(calm[None]) - np.median(usual[seen], axis=0), model=model)
+    trusted = rest_face.faces >= REST_LID_FACES and seen.any()
+    for au, reading in lids.items():
+        out[model.au_names.index(au)] = float(reading[0]) if trusted else np.nan
+    return out
 
 
 def estimate_expression(
@@ -277,7 +308,7 @@ def estimate_expression(
     *,
     model: ExpressionModel,
     sigma_frames: float,
-    rest_face: np.ndarray | None = None,
+    rest_face: RestFace | None = None,
 ) -> np.ndarray:
     """AU activations already on the face, relative to the person's rest face, smoothed in time
     (sigma_frames) so that what is replaced is the slow expression, not speech or blinks.
@@ -285,7 +316,7 @@ def estimate_expression(
     Read from the clip's median face (`slow_activations`) and turned into the present
     expression by `present_expression`: the rest face is the person's calmest state in the
     clip, so a speaker who smiles more and less keeps only the smile above their calmest
-    moments removed when the target replaces it; `rest_face` (478, 3), the person's calm face
+    moments removed when the target replaces it; `rest_face`, the person's calm face
     (`read_rest_face`), shows an expression held through the whole clip. Each shot of the
     video (`FaceTrack.shots`) is read on its own, against its own median and calmest moments:
     a cut may bring another person, whose face would read as an expression against the
@@ -426,11 +457,11 @@ def analyse_video(
     model: ExpressionModel,
     workdir: Path,
     reporter: Reporter,
-    rest_face: np.ndarray | None = None,
+    rest_face: RestFace | None = None,
     side: str = "auto",
 ) -> Analysis:
     """Track the face on every frame (one streamed decode) and estimate its expression
-    (against the person's calm face `rest_face`, (478, 3), when given: `estimate_expression`).
+    (against the person's calm face `rest_face`, when given: `estimate_expression`).
     side: where the one-sided units play (`SIDE_CHOICES`, decided by `choose_side`).
 
     workdir holds the memory-mapped landmark arrays and must outlive the Analysis.
@@ -792,7 +823,7 @@ def edit_video(
     clip_config: str | Path | None = None,
     prompts: str | Path | None = None,
     rest: str | Path | None = None,
-    rest_face: np.ndarray | None = None,
+    rest_face: RestFace | None = None,
     side: str = "auto",
     reporter: Reporter | None = None,
 ) -> EditReport:

@@ -41,6 +41,7 @@ from spfem_cli.batch import (
     run_batch,
 )
 from spfem_cli.errors import SpfemError
+from spfem_cli.face.rest import RestFace
 from spfem_cli.media import atomic_output, audio_packet_checksums, probe
 
 from .conftest import MakeClip, frames_of, run_ffmpeg_checked
@@ -364,7 +365,7 @@ def test_a_calm_face_file_is_read_once_for_the_whole_batch(
     reads: list[str] = []
     real = pipeline.read_rest_face
 
-    def counted(rest: str | Path, *, video: str | Path | None = None) -> np.ndarray:
+    def counted(rest: str | Path, *, video: str | Path | None = None) -> RestFace:
         reads.append(str(rest))
         return real(rest, video=video)
 

@@ -343,7 +343,9 @@ def test_undoing_the_gain_takes_off_what_was_read_without_raising_other_brow_aus
 def test_a_calm_face_reveals_an_expression_held_all_through(model: ExpressionModel) -> None:
     """A cheek raise held in every frame is the clip's rest and is not replaced; read against
     the same person's calm face (`--rest`) it is. A calm face that shows more of an AU than
-    the clip's calmest moments adds nothing, and the upper lid keeps its usual place."""
+    the clip's calmest moments adds nothing, and where it cannot tell an AU (NaN: a photo's
+    lids, `pipeline.rest_activations`) the clip's own rest stays; where it can (the lids of
+    the median of several frames), lids wider than the calm face's are read as raised."""
     cheek, lid = _au(model, "AU6"), _au(model, "AU5")
     acts = np.zeros((20, model.num_aus))
     acts[:, cheek] = 0.1  # held all through, relative to the clip's median face
@@ -352,12 +354,15 @@ def test_a_calm_face_reveals_an_expression_held_all_through(model: ExpressionMod
     calm = np.zeros(model.num_aus)
     calm[cheek] = -0.6
     calm[_au(model, "AU4")] = 0.5  # the calm face frowns more than the clip ever does
-    calm[lid] = -1.0  # and its lids are lower (another gaze)
+    calm[lid] = np.nan  # and its lids say nothing of their usual place
     current = present_expression(acts, au_names=model.au_names, calm=calm)
     assert current[5, cheek] == pytest.approx(0.1 + 0.6 - 0.15)
     assert current[15, cheek] == pytest.approx(0.3 + 0.6 - 0.15)
     others = np.delete(current, cheek, axis=1)
     assert others.max() == 0
+    calm[lid] = -1.0  # the calm face's usual lids are lower than the clip's median
+    wide = present_expression(acts, au_names=model.au_names, calm=calm)[:, lid]
+    assert wide == pytest.approx(np.full(len(acts), 1.0 - 0.15))
 
 
 def test_present_expression_lid_rest_is_the_usual_opening(model: ExpressionModel) -> None:

@@ -6,6 +6,7 @@ template placed in a frame of random texture.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -606,7 +607,7 @@ def test_frames_carry_the_expression_an_edit_replaces_and_cache_it_per_calm_face
     # against it, the clip's brows read as raised.
     calm = read_rest_face(video)
     brows = list(mesh.RIGHT_EYEBROW) + list(mesh.LEFT_EYEBROW)
-    calm[brows, 1] += 0.03 * np.ptp(calm[:, 1])
+    calm.shape[brows, 1] += 0.03 * np.ptp(calm.shape[:, 1])
     kwargs = {"person": "ann", "name": "face.mp4", "model": model, "crop": SMALL.crop}
     cache = tmp_path / "cache"
     alone = load_clip_frames(video, max_frames=8, cache_dir=cache, **kwargs)
@@ -630,8 +631,8 @@ def test_frames_carry_the_expression_an_edit_replaces_and_cache_it_per_calm_face
         again = load_clip_frames(video, max_frames=8, cache_dir=cache, rest_face=rest, **kwargs)
         assert again is not None and again.present is not None
         np.testing.assert_array_equal(again.present, frames.present)
-    other = calm.copy()
-    other[brows, 1] += 0.01
+    other = replace(calm, shape=calm.shape.copy())
+    other.shape[brows, 1] += 0.01
     with pytest.raises(AssertionError, match="tracked again"):
         load_clip_frames(video, max_frames=8, cache_dir=cache, rest_face=other, **kwargs)
 

@@ -194,14 +194,18 @@ def test_a_rest_face_is_read_from_a_photo_or_a_clip(tmp_path: Path) -> None:
         for frame in frames:
             writer.write(frame)
     from_photo, from_clip = read_rest_face(photo), read_rest_face(clip)
-    assert from_photo.shape == from_clip.shape == (mesh.N_LANDMARKS, 3)
-    a = frontal_face_frame(from_photo, from_photo)
-    b = frontal_face_frame(from_clip, from_photo)
+    assert from_photo.shape.shape == from_clip.shape.shape == (mesh.N_LANDMARKS, 3)
+    # The clip's face is the median of the frames read (REST_SAMPLES, 40 frames at a stride
+    # of 2), the photo's is one face.
+    assert (from_photo.faces, from_clip.faces) == (1, 20)
+    a = frontal_face_frame(from_photo.shape, from_photo.shape)
+    b = frontal_face_frame(from_clip.shape, from_photo.shape)
     # 0.014 IOD at most; another person's face (talk_s18) differs by up to 0.17.
     assert np.abs(a - b).max() < 0.03
     # A time range of the video itself ("--rest 0.2-0.6", the edited video's own seconds).
     from_span = read_rest_face("0.2-0.6", video=clip)
-    assert np.abs(frontal_face_frame(from_span, from_photo) - a).max() < 0.03
+    assert from_span.faces == 10
+    assert np.abs(frontal_face_frame(from_span.shape, from_photo.shape) - a).max() < 0.03
 
 
 def test_a_rest_time_range_is_read_from_those_frames_only(
@@ -211,6 +215,7 @@ def test_a_rest_time_range_is_read_from_those_frames_only(
     only those; a range past the end, or backwards, is refused in one line; a file of that
     name is read as a file."""
     from spfem_cli import pipeline
+    from spfem_cli.face.rest import RestFace
     from spfem_cli.pipeline import read_rest_face, rest_span
 
     clip = tmp_path / "talk.mp4"
@@ -223,13 +228,13 @@ def test_a_rest_time_range_is_read_from_those_frames_only(
             writer.write(marked)
     seen: list[int] = []
 
-    def spy(frames: Iterable[np.ndarray]) -> np.ndarray | None:
+    def spy(frames: Iterable[np.ndarray]) -> RestFace | None:
         for frame in frames:
             bits = [frame[4:12, 16 * b + 4 : 16 * b + 12].mean() > 128 for b in range(6)]
             seen.append(sum(int(on) << b for b, on in enumerate(bits)))
-        return np.zeros((mesh.N_LANDMARKS, 3))
+        return RestFace(shape=np.zeros((mesh.N_LANDMARKS, 3)), faces=len(seen))
 
-    monkeypatch.setattr(pipeline, "rest_shape", spy)
+    monkeypatch.setattr(pipeline, "median_rest_face", spy)
     read_rest_face("1-1.5", video=clip)
     assert seen == list(range(25, 38))
     assert rest_span("0-2.5") == (0.0, 2.5) and rest_span(" 1.5 - 3 ") == (1.5, 3.0)

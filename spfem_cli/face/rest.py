@@ -8,6 +8,7 @@ last is not seen; a photo or clip of the same person with a calm face shows what
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,9 +16,19 @@ from spfem_cli.face.pose import reference_shape
 from spfem_cli.face.tracker import LandmarkTracker
 
 
-def rest_shape(frames: Iterable[np.ndarray]) -> np.ndarray | None:
-    """The calm face's 3D shape: (478, 3) float64, pixels and MediaPipe's relative depth, the
-    per-point median of the faces found in `frames` ((H, W, 3) uint8 RGB, one or more), each
+@dataclass(frozen=True, eq=False)
+class RestFace:
+    """A person's calm face: shape (478, 3) float64, pixels (at any scale) and MediaPipe's
+    relative depth, the per-point median of the faces found in `faces` frames. Its lids tell
+    where the person's lids usually stand only as the median of several frames: one frame's
+    lids may be mid-blink or following a glance (`pipeline.rest_activations`)."""
+
+    shape: np.ndarray
+    faces: int
+
+
+def median_rest_face(frames: Iterable[np.ndarray]) -> RestFace | None:
+    """The calm face of the faces found in `frames` ((H, W, 3) uint8 RGB, one or more), each
     aligned to the first (`face.pose.reference_shape`). None when no frame shows a face."""
     samples = []
     with LandmarkTracker(video_mode=False) as tracker:
@@ -27,4 +38,5 @@ def rest_shape(frames: Iterable[np.ndarray]) -> np.ndarray | None:
                 samples.append(np.concatenate([found.landmarks, found.depth[:, None]], axis=-1))
     if not samples:
         return None
-    return reference_shape(np.stack(samples).astype(np.float64))
+    shape = reference_shape(np.stack(samples).astype(np.float64))
+    return RestFace(shape=shape, faces=len(samples))

@@ -236,15 +236,13 @@ def present_expression(
 
     acts: (T, K) signed AU activations of each frame relative to one face of the same person
     (the clip's median), as FaceMesh reads them; valid: (T,) bool, the rows with a face (all by
-    default); calm: (K,) the same person's calm face read the same way (`--rest`), or
+    default); calm: (K,) the same person's calm face read the same way (`--rest`), NaN for
+    the AUs it cannot tell (the lids of a single photo: `pipeline.rest_activations`), or
     None. Each AU counts from the person's rest, less `noise_floor` (activation units), and is
     turned into what was warped to read so (`undo_detector_gain`). The rest is the person's
     calmest moments in the clip (REST_PERCENTILE, REST_PERCENTILE_BY_AU), or the calm face
     where it shows less of an AU: a face given as calm can reveal an expression held all
-    through the clip, never add one. Not for the AUs of REST_PERCENTILE_BY_AU (the upper lid's
-    place): one face's lids are not the person's usual ones. Read against the irises as the
-    clip's are, speech_obama's own frame 120 given as calm moved the lid raise read on every
-    frame by 0.46, the size of a wide-eyed look."""
+    through the clip, never add one."""
     acts = np.asarray(acts, dtype=np.float64)
     ok = np.ones(len(acts), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     current = np.zeros_like(acts)
@@ -253,8 +251,7 @@ def present_expression(
     pct = [REST_PERCENTILE_BY_AU.get(name, REST_PERCENTILE) for name in au_names]
     rest = np.array([np.percentile(acts[ok, k], q) for k, q in enumerate(pct)])
     if calm is not None:
-        own = np.array([name not in REST_PERCENTILE_BY_AU for name in au_names])
-        rest[own] = np.minimum(rest[own], np.asarray(calm, dtype=np.float64)[own])
+        rest = np.fmin(rest, np.asarray(calm, dtype=np.float64))
     excess = np.clip(acts[ok] - rest - noise_floor, 0.0, None)
     current[ok] = np.clip(undo_detector_gain(excess, au_names=au_names), 0.0, MAX_PRESENT)
     current[:, [k for k, name in enumerate(au_names) if name not in REPLACED_AUS]] = 0.0

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from spfem_cli.errors import SpfemError
+from spfem_cli.face.rest import RestFace
 from spfem_cli.generator.expression import ExpressionModel, Side
 from spfem_cli.generator.refiner import CropGeometry, sample_fine, supersampled_points
 from spfem_cli.media import FrameReader, probe
@@ -113,15 +114,14 @@ def person_of(video: Path, *, root: Path, people: dict[str, str]) -> str:
     return parts[0] if len(parts) > 1 else video.stem
 
 
-def _cache_key(
-    video: Path, crop: CropGeometry, max_frames: int, rest_face: np.ndarray | None
-) -> str:
+def _cache_key(video: Path, crop: CropGeometry, max_frames: int, rest_face: RestFace | None) -> str:
     stat = video.stat()
     calm = None
     if rest_face is not None:
-        calm = hashlib.sha256(np.ascontiguousarray(rest_face, np.float64)).hexdigest()
+        shape = hashlib.sha256(np.ascontiguousarray(rest_face.shape, np.float64)).hexdigest()
+        calm = [shape, rest_face.faces]
     blob = json.dumps(
-        [str(video.resolve()), stat.st_size, stat.st_mtime_ns, crop.__dict__, max_frames, calm, 5]
+        [str(video.resolve()), stat.st_size, stat.st_mtime_ns, crop.__dict__, max_frames, calm, 6]
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -135,13 +135,13 @@ def load_clip_frames(
     crop: CropGeometry,
     max_frames: int,
     cache_dir: Path | None = None,
-    rest_face: np.ndarray | None = None,
+    rest_face: RestFace | None = None,
     reporter: Reporter | None = None,
 ) -> ClipFrames | None:
     """Track a video and cut its training crops (None if no usable face).
 
     Up to max_frames frames with a face, spread evenly over the video, are kept. rest_face:
-    (478, 3) the person's calm face (`pipeline.read_rest_face`, `--rest`), against which the
+    the person's calm face (`pipeline.read_rest_face`, `--rest`), against which the
     expression on the frames is read (`ClipFrames.present`). With a cache_dir, the result is
     stored there and reused while the video file is unchanged, and the crops are read from it
     as a memory map: a collection of any size then holds only the pages a batch touches (79 MB
