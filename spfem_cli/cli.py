@@ -74,7 +74,8 @@ RestOption = Annotated[
         help="A photo or clip of the same person with a calm face, or a time range of the "
         "video where their face is calm ('0-2.5', seconds): an expression held through the "
         "rest of the video is then replaced too (without it, the person's calmest moments in "
-        "the video are their rest)."
+        "the video are their rest). A clip or a time range of 15 frames or more also "
+        "tells where their lids usually stand (eyes held wide); a photo does not."
     ),
 ]
 SideOption = Annotated[
