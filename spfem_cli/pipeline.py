@@ -801,6 +801,18 @@ def analysis_notes(analysis: Analysis) -> list[str]:
     return notes
 
 
+def rest_note(rest_face: RestFace) -> str | None:
+    """What the user should know of a calm face given (`--rest`): that one read from fewer
+    than REST_LID_FACES frames does not tell where the lids usually stand."""
+    if rest_face.faces >= REST_LID_FACES:
+        return None
+    frames = "one frame" if rest_face.faces == 1 else f"{rest_face.faces} frames"
+    return (
+        f"the calm face is read from {frames}: where the lids usually stand is read from the "
+        f"video (a clip or time range of {REST_LID_FACES} frames or more would tell it)"
+    )
+
+
 def edit_video(
     *,
     input_path: str | Path,
@@ -874,7 +886,7 @@ def edit_video(
         checkpoint=checkpoint,
         refiner=refiner,
     )
-    notes: list[str] = []
+    notes = [note] if rest_face is not None and (note := rest_note(rest_face)) else []
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)

@@ -332,6 +332,9 @@ def test_a_calm_face_is_used_as_spfem_edit_uses_it(
     options = EditOptions(rest=str(calm))
     summary = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions, options=options)
     assert summary.ok and summary.records[0].options["rest"] == str(calm)
+    # One photo: its lids are not taken as her usual ones, and the record says so.
+    one_frame = "the calm face is read from one frame: where the lids usually stand"
+    assert all(any(one_frame in n for n in r.notes) for r in summary.records)
     made = tmp_path / "out" / "talk.neutral.mp4"
     given, plain = tmp_path / "given.mp4", tmp_path / "plain.mp4"
     edit_video(input_path=folder / "talk.mp4", emotion="neutral", output_path=given, rest=calm)

@@ -184,7 +184,7 @@ def test_a_rest_face_is_read_from_a_photo_or_a_clip(tmp_path: Path) -> None:
     (`frontal_face_frame`) the clip's median face is the photo's (the clip is the same portrait
     pushed in and swayed)."""
     from spfem_cli.face.pose import frontal_face_frame
-    from spfem_cli.pipeline import read_rest_face
+    from spfem_cli.pipeline import read_rest_face, rest_note
 
     frames = demo.portrait_frames(n_frames=40, size=192)
     photo = tmp_path / "calm.png"
@@ -205,6 +205,10 @@ def test_a_rest_face_is_read_from_a_photo_or_a_clip(tmp_path: Path) -> None:
     # A time range of the video itself ("--rest 0.2-0.6", the edited video's own seconds).
     from_span = read_rest_face("0.2-0.6", video=clip)
     assert from_span.faces == 10
+    # Fewer than REST_LID_FACES: the user is told that the lids' usual place is the video's.
+    assert rest_note(from_clip) is None
+    assert "read from one frame" in str(rest_note(from_photo))
+    assert "read from 10 frames" in str(rest_note(from_span))
     assert np.abs(frontal_face_frame(from_span.shape, from_photo.shape) - a).max() < 0.03
 
 
