@@ -1005,6 +1005,7 @@ def test_finetune_with_a_calm_face_learns_to_replace_a_held_expression(
         tiny_weights=tiny_weights, refiner_file=small_refiner_file,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "the calm face is read from one frame" in " ".join(result.output.split())
     recorded = load_personal(out, expression=model).config["training"]["present"]
     assert recorded["AU1"] + recorded.get("AU2", 0.0) > 1.0
     brows = [model.au_names.index(name) for name in ("AU1", "AU2")]

@@ -655,7 +655,7 @@ def finetune(
     from spfem_cli.pcmecl.clip import load_clip
     from spfem_cli.pcmecl.personal import load_base_refiner, load_expression
     from spfem_cli.pcmecl.prompts import load_prompt_learner
-    from spfem_cli.pipeline import read_rest_face
+    from spfem_cli.pipeline import read_rest_face, rest_note
     from spfem_cli.training.frames import load_clip_frames
 
     rep = reporter or SilentReporter()
@@ -688,7 +688,7 @@ def finetune(
         config=Path(clip_config) if clip_config is not None else None,
         device=torch_device,
     )
-    notes: list[str] = []
+    notes = [note] if rest_face is not None and (note := rest_note(rest_face)) else []
     if clip_weights is None:
         notes.append("CLIP has random weights (no --clip-weights): fine for a test, useless else")
     learner = None
