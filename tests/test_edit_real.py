@@ -302,7 +302,10 @@ def test_contempt_sneers_on_the_side_nearer_the_camera(
     assert any("right side (the face is frontal)" in n for n in speech_contempt.report.notes)
 
 
+# An edit of its own (15-20 s); the left side's fields are tested by
+# `tests/test_expression.py` and played end to end on the turned face above: left to `-m slow`.
 @needs_clips
+@pytest.mark.slow
 def test_side_left_mirrors_the_sneer_on_a_frontal_face(
     speech_contempt_left: Edited,
 ) -> None:
