@@ -151,7 +151,11 @@ def signed_activations(
 
 
 def slow_activations(
-    track: FaceTrack, *, model: ExpressionModel, sigma_frames: float
+    track: FaceTrack,
+    *,
+    model: ExpressionModel,
+    sigma_frames: float,
+    lids: np.ndarray | None = None,
 ) -> np.ndarray:
     """Signed AU activations (T, K) float64 of each frame relative to the clip's median face,
     smoothed in time (sigma_frames) so that what they show is the slow expression, not speech
@@ -161,7 +165,8 @@ def slow_activations(
     lids stand instead (`slow_lid_heights`, over each AU's own motion of them,
     `ExpressionModel.lid_motion`; the least of an AU's readings): averaged in with the rest, a
     blink's closed lids read as lids lowered for a second around it, and a wide-eyed look a
-    third of a second long was smoothed away."""
+    third of a second long was smoothed away. lids: the track's `track_lid_heights`, when
+    already found."""
     k = int(model.au_basis.shape[0])
     acts = np.zeros((track.n_frames, k))
     median = torch.from_numpy(track.median_frontal()).float()
@@ -170,7 +175,8 @@ def slow_activations(
         with torch.no_grad():
             acts[start:end] = signed_activations(model, torch.from_numpy(frontal) - median).numpy()
     acts = smooth_valid(acts, track.valid, sigma_frames)
-    slow = slow_lid_heights(track_lid_heights(track), valid=track.valid, sigma_frames=sigma_frames)
+    lids = track_lid_heights(track) if lids is None else lids
+    slow = slow_lid_heights(lids, valid=track.valid, sigma_frames=sigma_frames)
     if slow is not None:
         for au, reading in lid_activations(slow, model=model).items():
             acts[:, model.au_names.index(au)] = reading
@@ -279,26 +285,28 @@ def read_rest_face(rest: str | Path, *, video: str | Path | None = None) -> Rest
 
 
 def rest_activations(
-    track: FaceTrack, rest_face: RestFace, *, model: ExpressionModel
+    track: FaceTrack, rest_face: RestFace, *, model: ExpressionModel, lids: np.ndarray
 ) -> np.ndarray | None:
     """(K,) signed AU activations of a calm face (`read_rest_face`) relative to the clip's
     median face, both seen in the clip's reference pose, as `slow_activations` reads every
     frame: the lid AUs off the calm face's lids against the clip's median lids (the median of
     every frame's, the reference its slow readings are relative to, up to smoothing), NaN
     when the calm face is the median of fewer than REST_LID_FACES frames (a photo: one frame's
-    lids may be mid-blink or following a glance). None when the clip has no face to compare
-    it with."""
+    lids may be mid-blink or following a glance). lids: the track's `track_lid_heights`.
+    None when the clip has no face to compare it with."""
     if track.reference is None:
         return None
     calm = frontal_face_frame(np.asarray(rest_face.shape, np.float64), track.reference)
     offsets = torch.from_numpy(calm - track.median_frontal()).float()[None]
     with torch.no_grad():
         out = signed_activations(model, offsets).numpy()[0].astype(np.float64)
-    usual = track_lid_heights(track)[track.valid]
+    usual = lids[track.valid]
     seen = np.isfinite(usual).all(axis=1)
-    lids = lid_activations(lid_heights(calm[None]) - np.median(usual[seen], axis=0), model=model)
+    readings = lid_activations(
+        lid_heights(calm[None]) - np.median(usual[seen], axis=0), model=model
+    )
     trusted = rest_face.faces >= REST_LID_FACES and seen.any()
-    for au, reading in lids.items():
+    for au, reading in readings.items():
         out[model.au_names.index(au)] = float(reading[0]) if trusted else np.nan
     return out
 
@@ -328,8 +336,12 @@ def estimate_expression(
         shot = track.part(start, end)
         if not shot.valid.any():
             continue
-        acts = slow_activations(shot, model=model, sigma_frames=sigma_frames)
-        calm = None if rest_face is None else rest_activations(shot, rest_face, model=model)
+        # Found once: both the clip's lids and the calm face's are read against them.
+        lids = track_lid_heights(shot)
+        acts = slow_activations(shot, model=model, sigma_frames=sigma_frames, lids=lids)
+        calm = (
+            None if rest_face is None else rest_activations(shot, rest_face, model=model, lids=lids)
+        )
         current[start:end] = present_expression(
             acts, au_names=model.au_names, valid=shot.valid, calm=calm
         )
