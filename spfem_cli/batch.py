@@ -500,7 +500,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         track = analysis.track
         shared_s = (time.perf_counter() - t0) / len(job.targets)
         notes = analysis_notes(analysis)
-        if rest_face is not None and (calm_note := rest_note(rest_face)):
+        if calm_note := rest_note(rest_face):
             notes.append(calm_note)
         for target, timeline, late in zip(job.targets, timelines, late_notes, strict=True):
             if outcomes and outcomes[-1].disk_full:

@@ -813,10 +813,10 @@ def analysis_notes(analysis: Analysis) -> list[str]:
     return notes
 
 
-def rest_note(rest_face: RestFace) -> str | None:
-    """What the user should know of a calm face given (`--rest`): that one read from fewer
-    than REST_LID_FACES frames does not tell where the lids usually stand."""
-    if rest_face.faces >= REST_LID_FACES:
+def rest_note(rest_face: RestFace | None) -> str | None:
+    """What the user should know of a calm face given (`--rest`; None: none given): that one
+    read from fewer than REST_LID_FACES frames does not tell where the lids usually stand."""
+    if rest_face is None or rest_face.faces >= REST_LID_FACES:
         return None
     frames = "one frame" if rest_face.faces == 1 else f"{rest_face.faces} frames"
     return (
@@ -898,7 +898,7 @@ def edit_video(
         checkpoint=checkpoint,
         refiner=refiner,
     )
-    notes = [note] if rest_face is not None and (note := rest_note(rest_face)) else []
+    notes = [note] if (note := rest_note(rest_face)) else []
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)

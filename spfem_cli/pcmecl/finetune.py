@@ -688,7 +688,7 @@ def finetune(
         config=Path(clip_config) if clip_config is not None else None,
         device=torch_device,
     )
-    notes = [note] if rest_face is not None and (note := rest_note(rest_face)) else []
+    notes = [note] if (note := rest_note(rest_face)) else []
     if clip_weights is None:
         notes.append("CLIP has random weights (no --clip-weights): fine for a test, useless else")
     learner = None
