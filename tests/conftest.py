@@ -271,3 +271,29 @@ def held_then_calm(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "-crf", "14", str(out),
     )  # fmt: skip
     return out
+
+
+# `--rest` -> `spfem edit --emotion neutral` of `held_then_calm` with it (None: without one).
+HeldNeutral = Callable[[str | None], Path]
+
+
+@pytest.fixture(scope="session")
+def held_then_calm_neutral(
+    held_then_calm: Path, tmp_path_factory: pytest.TempPathFactory
+) -> HeldNeutral:
+    """`edit_video` of `held_then_calm` to neutral, made once per `--rest` for all the tests
+    that compare against it (the edit with and without a calm face, in `spfem edit` and in a
+    batch: 3-5 s each on two cores)."""
+    from spfem_cli.pipeline import edit_video
+
+    folder = tmp_path_factory.mktemp("held_neutral")
+    made: dict[str | None, Path] = {}
+
+    def neutral(rest: str | None) -> Path:
+        if rest not in made:
+            out = folder / f"neutral_{len(made)}.mp4"
+            edit_video(input_path=held_then_calm, output_path=out, emotion="neutral", rest=rest)
+            made[rest] = out
+        return made[rest]
+
+    return neutral

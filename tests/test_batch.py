@@ -44,7 +44,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face.rest import RestFace
 from spfem_cli.media import atomic_output, audio_packet_checksums, probe
 
-from .conftest import MakeClip, frames_of, run_ffmpeg_checked
+from .conftest import HeldNeutral, MakeClip, frames_of, run_ffmpeg_checked
 
 runner = CliRunner()
 
@@ -311,7 +311,10 @@ def _largest_difference(a: Path, b: Path) -> int:
     "emotions", [pytest.param(["neutral"], marks=pytest.mark.slow), ["neutral", "sad"]]
 )
 def test_a_calm_face_is_used_as_spfem_edit_uses_it(
-    held_then_calm: Path, tmp_path: Path, emotions: list[str]
+    held_then_calm: Path,
+    held_then_calm_neutral: HeldNeutral,
+    tmp_path: Path,
+    emotions: list[str],
 ) -> None:
     """`--rest` in a batch, one emotion (`edit_video`'s path) or several (one shared tracking
     pass): the output is `spfem edit --rest`'s, not the edit without it (her held brows are
@@ -336,11 +339,10 @@ def test_a_calm_face_is_used_as_spfem_edit_uses_it(
     one_frame = "the calm face is read from one frame: where the lids usually stand"
     assert all(any(one_frame in n for n in r.notes) for r in summary.records)
     made = tmp_path / "out" / "talk.neutral.mp4"
-    given, plain = tmp_path / "given.mp4", tmp_path / "plain.mp4"
+    given = tmp_path / "given.mp4"
     edit_video(input_path=folder / "talk.mp4", emotion="neutral", output_path=given, rest=calm)
-    edit_video(input_path=folder / "talk.mp4", emotion="neutral", output_path=plain)
     assert _largest_difference(made, given) <= 1
-    assert _largest_difference(made, plain) > 20
+    assert _largest_difference(made, held_then_calm_neutral(None)) > 20
     again = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions, options=options)
     assert again.n_skipped == len(emotions)
     without = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions)
@@ -379,12 +381,12 @@ def test_a_calm_face_file_is_read_once_for_the_whole_batch(
     assert reads == [str(calm)]
 
 
-def test_a_calm_time_range_is_read_from_each_video(held_then_calm: Path, tmp_path: Path) -> None:
+def test_a_calm_time_range_is_read_from_each_video(
+    held_then_calm: Path, held_then_calm_neutral: HeldNeutral, tmp_path: Path
+) -> None:
     """`--rest 1.5-1.7` in a batch reads each video's own seconds 1.5 to 1.7 (her calm face,
     here), as `spfem edit --rest 1.5-1.7` does; a video shorter than the range fails alone,
     with the reason."""
-    from spfem_cli.pipeline import edit_video
-
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(held_then_calm, folder / "talk.mp4")
@@ -392,11 +394,9 @@ def test_a_calm_time_range_is_read_from_each_video(held_then_calm: Path, tmp_pat
     out = tmp_path / "out"
     summary = run_batch(in_dir=folder, out_dir=out, emotions=["neutral"], options=options)
     assert summary.ok and summary.records[0].options["rest"] == "1.5-1.7"
-    given, plain = tmp_path / "given.mp4", tmp_path / "plain.mp4"
-    edit_video(input_path=folder / "talk.mp4", emotion="neutral", output_path=given, rest="1.5-1.7")
-    edit_video(input_path=folder / "talk.mp4", emotion="neutral", output_path=plain)
-    assert _largest_difference(out / "talk.neutral.mp4", given) <= 1
-    assert _largest_difference(out / "talk.neutral.mp4", plain) > 20
+    made = out / "talk.neutral.mp4"
+    assert _largest_difference(made, held_then_calm_neutral("1.5-1.7")) <= 1
+    assert _largest_difference(made, held_then_calm_neutral(None)) > 20
     late = run_batch(
         in_dir=folder, out_dir=tmp_path / "late", emotions=["sad"], options=EditOptions(rest="3-4")
     )

@@ -27,7 +27,7 @@ from spfem_cli.face.rest import RestFace
 from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel
 from spfem_cli.media import FrameReader, audio_packet_checksums, probe
 from spfem_cli.pipeline import EXPRESSION_SMOOTHING_S, EditReport, edit_video
-from tests.conftest import video_frame
+from tests.conftest import HeldNeutral, video_frame
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 # Issue 3 is open here: neutral takes the squint off a smile's peaks but calms the movement
@@ -542,7 +542,12 @@ def test_surprise_uncovers_white_not_streaks_on_a_real_face() -> None:
             assert ratio > 0.78, (t, ratio)
 
 
+# A calm photo's path through an edit is played by default in a batch
+# (`tests/test_batch.py::test_a_calm_face_is_used_as_spfem_edit_uses_it`) and a calm face's
+# effect on the brows by `test_a_calm_moment_of_the_video_itself_is_named_as_its_rest`; this
+# measure on a 2.5 s cut, two edits (15 s on two cores), is left to `-m slow`.
 @needs_clips
+@pytest.mark.slow
 def test_a_calm_face_given_takes_off_an_expression_held_all_through(
     tmp_path: Path, expression: ExpressionModel
 ) -> None:
@@ -578,7 +583,7 @@ def test_a_calm_face_given_takes_off_an_expression_held_all_through(
 
 
 def test_a_calm_moment_of_the_video_itself_is_named_as_its_rest(
-    held_then_calm: Path, tmp_path: Path, expression: ExpressionModel
+    held_then_calm: Path, held_then_calm_neutral: HeldNeutral, expression: ExpressionModel
 ) -> None:
     """`--rest 1.5-1.7`: the clip's last 0.2 s show her calm face, too short to count among
     her calmest moments, so without it "neutral" leaves the brows she raised in the 1.5 s
@@ -594,12 +599,11 @@ def test_a_calm_moment_of_the_video_itself_is_named_as_its_rest(
     calm = slice(held.stop, None)
     change = {}
     for rest in (None, "1.5-1.7"):
-        out = tmp_path / f"neutral_{rest}.mp4"
-        edit_video(
-            input_path=held_then_calm, output_path=out, emotion="neutral", device="cpu", rest=rest
-        )
         after = landmark_activations(
-            video_landmarks(out), median=median, model=expression, names=names
+            video_landmarks(held_then_calm_neutral(rest)),
+            median=median,
+            model=expression,
+            names=names,
         )
         change[rest] = (after - before).sum(axis=1)
     assert change[None][held].mean() > -0.15
