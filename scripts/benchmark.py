@@ -29,10 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from spfem_cli.encoding import DEFAULT_CRF, DEFAULT_PRESET
+
 CLIPS = {"720p": "talk_s32_1280x720.mp4", "1080p": "talk_mead_sad_1920x1080.mp4"}
 # A face with glasses, whose rims an edit keeps still (`spfem_cli.face.glasses`).
 GLASSES_CLIP = "expr_d19.mp4"
-CRF, PRESET = 18, "medium"
+# The encoder settings `spfem edit` uses, for the edits and the plain ffmpeg re-encode alike.
+CRF, PRESET = DEFAULT_CRF, DEFAULT_PRESET
 
 
 def ffmpeg_exe() -> str:

@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from spfem_cli.encoding import DEFAULT_CRF, DEFAULT_PRESET, check_encoding
 from spfem_cli.errors import SpfemError
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
 
@@ -79,11 +80,15 @@ class EditOptions:
     rest_face: RestFace | None = field(default=None, compare=False, repr=False)
     # As `spfem edit --side`.
     side: str = "auto"
+    # As `spfem edit --crf` and `--preset`: how the outputs are encoded.
+    crf: int = DEFAULT_CRF
+    preset: str = DEFAULT_PRESET
 
     def result_options(self) -> dict[str, Any]:
         """The options that change an output (not the device): a done output is skipped only
         when they match. The calm face only when there is one, so that records written before
-        it existed still match; the side likewise only when it is not "auto"."""
+        it existed still match; the side, crf and preset likewise only when not the default
+        (outputs of the default preset before, medium, hold the same picture)."""
         options: dict[str, Any] = {
             "intensity": self.intensity,
             "mouth": self.mouth,
@@ -96,6 +101,10 @@ class EditOptions:
             options["rest"] = self.rest
         if self.side != "auto":
             options["side"] = self.side
+        if self.crf != DEFAULT_CRF:
+            options["crf"] = self.crf
+        if self.preset != DEFAULT_PRESET:
+            options["preset"] = self.preset
         return options
 
 
@@ -423,6 +432,8 @@ def process_job(*, job: Job, options: EditOptions) -> list[Outcome]:
             rest=options.rest,
             rest_face=options.rest_face,
             side=options.side,
+            crf=options.crf,
+            preset=options.preset,
             **({"model": options.model} if options.model else {}),
         )
         return [_done(target, report, host=host, seconds=time.perf_counter() - t0)]
@@ -473,6 +484,8 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         end=options.end,
         mouth=options.mouth,
         side=options.side,
+        crf=options.crf,
+        preset=options.preset,
     )
     timelines, late_notes = zip(
         *[drop_late_segments(timeline, info=info) for timeline in timelines], strict=True
@@ -516,6 +529,8 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                     deltas=deltas,
                     output=target.output,
                     workdir=workdir,
+                    crf=options.crf,
+                    preset=options.preset,
                     label=timeline.label(),
                 )
             except Exception as exc:  # noqa: BLE001 - this target's failure, recorded
@@ -901,6 +916,7 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
             f"unknown mouth mode {options.mouth!r}; choose one of: {', '.join(MOUTH_MODES)}"
         )
     check_side(options.side)
+    check_encoding(crf=options.crf, preset=options.preset)
     if options.generator not in GENERATORS:
         raise SpfemError(
             f"unknown generator {options.generator!r}; choose one of: {', '.join(GENERATORS)}"

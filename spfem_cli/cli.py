@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spfem_cli import __version__
+from spfem_cli.encoding import DEFAULT_CRF, DEFAULT_PRESET
 from spfem_cli.errors import SpfemError
 from spfem_cli.generator.kinds import DEFAULT_BASE_REFINER, DEFAULT_GENERATOR, DEFAULT_REFINER
 
@@ -83,6 +84,20 @@ SideOption = Annotated[
     typer.Option(
         help="The subject's side for contempt's one-sided sneer: auto (the side nearer the "
         "camera when the head is turned, else the right), right or left."
+    ),
+]
+CrfOption = Annotated[
+    int,
+    typer.Option(
+        help="x264's constant rate factor of the output: 0 (lossless) to 51; 18 looks like "
+        "the source."
+    ),
+]
+PresetOption = Annotated[
+    str,
+    typer.Option(
+        help="x264's preset, ultrafast to veryslow: a slower one packs the picture better "
+        "(a smaller file or a slightly better picture) and takes longer."
     ),
 ]
 ClipArchOption = Annotated[str, typer.Option(help="CLIP architecture (open_clip name).")]
@@ -212,6 +227,8 @@ def edit(
     ] = None,
     rest: RestOption = None,
     side: SideOption = "auto",
+    crf: CrfOption = DEFAULT_CRF,
+    preset: PresetOption = DEFAULT_PRESET,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")
     ] = False,
@@ -241,6 +258,8 @@ def edit(
             prompts=prompts,
             rest=rest,
             side=side,
+            crf=crf,
+            preset=preset,
             reporter=RichReporter(console),
         )
     )
@@ -319,6 +338,8 @@ def batch(
         ),
     ] = None,
     side: SideOption = "auto",
+    crf: CrfOption = DEFAULT_CRF,
+    preset: PresetOption = DEFAULT_PRESET,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress, status lines or summary.")
     ] = False,
@@ -354,6 +375,8 @@ def batch(
                     end=end,
                     rest=None if rest is None else _batch_rest(rest),
                     side=side,
+                    crf=crf,
+                    preset=preset,
                 ),
                 reporter=RichBatchReporter(console),
             )

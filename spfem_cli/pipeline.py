@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import torch
 
+from spfem_cli.encoding import DEFAULT_CRF, DEFAULT_PRESET, check_encoding
 from spfem_cli.errors import SpfemError
 from spfem_cli.face.glasses import RimFinder, Rims, SteadyRims, Traced
 from spfem_cli.face.lenses import LensFinder
@@ -541,7 +542,10 @@ def validate_options(
     end: float | None,
     mouth: str,
     side: str = "auto",
+    crf: int = DEFAULT_CRF,
+    preset: str = DEFAULT_PRESET,
 ) -> None:
+    check_encoding(crf=crf, preset=preset)
     if not 0.0 <= intensity <= MAX_INTENSITY:
         raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
     if mouth not in MOUTH_MODES:
@@ -592,8 +596,8 @@ def render_video(
     deltas: np.ndarray,
     output: Path,
     workdir: Path,
-    crf: int = 18,
-    preset: str = "medium",
+    crf: int = DEFAULT_CRF,
+    preset: str = DEFAULT_PRESET,
     reporter: Reporter | None = None,
     label: str = "",
 ) -> int:
@@ -838,8 +842,8 @@ def edit_video(
     end: float | None = None,
     overwrite: bool = False,
     model: str | Path = DEFAULT_MODEL,
-    crf: int = 18,
-    preset: str = "medium",
+    crf: int = DEFAULT_CRF,
+    preset: str = DEFAULT_PRESET,
     checkpoint: str | Path | None = None,
     refiner: str | Path = DEFAULT_REFINER,
     clip_arch: str = "ViT-B-32",
@@ -882,7 +886,16 @@ def edit_video(
         out = default_output_path(input_path, timeline.label())
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     check_still_output(info=info, output_path=out)
-    validate_options(info=info, intensity=intensity, start=start, end=end, mouth=mouth, side=side)
+    validate_options(
+        info=info,
+        intensity=intensity,
+        start=start,
+        end=end,
+        mouth=mouth,
+        side=side,
+        crf=crf,
+        preset=preset,
+    )
     timeline, late_notes = drop_late_segments(timeline, info=info)
     texts = free_texts(timeline)
     if texts and clip_weights is None:

@@ -273,6 +273,14 @@ def held_then_calm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def x264_options(path: Path) -> dict[str, str]:
+    """The settings x264 wrote into a video's stream ("subme" -> "2", "crf" -> "18.0", ...)."""
+    data = path.read_bytes()
+    start = data.index(b"x264 - core")
+    text = data[start : data.index(b"\0", start)].decode("ascii", "replace")
+    return dict(pair.split("=", 1) for pair in text.split(" options: ")[1].split() if "=" in pair)
+
+
 # `--rest` -> `spfem edit --emotion neutral` of `held_then_calm` with it (None: without one).
 HeldNeutral = Callable[[str | None], Path]
 

@@ -44,7 +44,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face.rest import RestFace
 from spfem_cli.media import atomic_output, audio_packet_checksums, probe
 
-from .conftest import HeldNeutral, MakeClip, frames_of, run_ffmpeg_checked
+from .conftest import HeldNeutral, MakeClip, frames_of, run_ffmpeg_checked, x264_options
 
 runner = CliRunner()
 
@@ -168,6 +168,8 @@ def test_bad_arguments(tmp_path: Path, make_clip: MakeClip) -> None:
         ({"options": EditOptions(intensity=3)}, "intensity"),
         ({"options": EditOptions(mouth="loose")}, "mouth"),
         ({"options": EditOptions(side="up")}, "unknown side"),
+        ({"options": EditOptions(crf=-1)}, "--crf must be between 0 and 51"),
+        ({"options": EditOptions(preset="quick")}, "unknown preset 'quick'"),
         ({"options": EditOptions(device="tpu")}, "device"),
         ({"options": EditOptions(rest=str(tmp_path / "calm.png"))}, "rest face .* does not exist"),
         ({"options": EditOptions(rest="2-1")}, "ends before it starts"),
@@ -401,6 +403,23 @@ def test_a_calm_time_range_is_read_from_each_video(
         in_dir=folder, out_dir=tmp_path / "late", emotions=["sad"], options=EditOptions(rest="3-4")
     )
     assert not late.ok and "past the end of" in late.records[0].reason
+
+
+@pytest.mark.parametrize("emotions", [["sad"], ["sad", "happy"]])
+def test_the_encoding_options_reach_every_output(
+    tmp_path: Path, make_clip: MakeClip, emotions: list[str]
+) -> None:
+    """`--crf` and `--preset` in a batch, one emotion (`edit_video`'s path) or several (one
+    shared tracking pass): every output is encoded with them (x264's subpixel estimation is at
+    level 8 in its slow preset, 2 in the default veryfast)."""
+    folder = synthetic_folder(make_clip, tmp_path, ["a.mp4"])
+    options = EditOptions(crf=23, preset="slow")
+    summary = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions, options=options)
+    assert summary.ok and summary.n_done == len(emotions)
+    for record in summary.records:
+        assert record.options["preset"] == "slow"
+        written = x264_options(tmp_path / "out" / record.output)
+        assert (written["crf"], written["subme"]) == ("23.0", "8")
 
 
 def test_out_dir_inside_in_dir_is_not_processed(tmp_path: Path, make_clip: MakeClip) -> None:
@@ -894,6 +913,7 @@ def test_cli_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path
             "--device", "cpu", "--mouth", "strict", "--start", "1", "--end", "2", "--pattern",
             "*.mov", "--recursive", "--workers", "3", "--executor", "ray", "--ray-address",
             "head:6379", "--overwrite", "--quiet", "--rest", "calm.png", "--side", "left",
+            "--crf", "20", "--preset", "slow",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -909,9 +929,13 @@ def test_cli_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path
         end=2.0,
         rest=str(Path("calm.png").resolve()),
         side="left",
+        crf=20,
+        preset="slow",
     )
-    assert seen["options"].result_options()["side"] == "left"
-    assert "side" not in EditOptions().result_options()  # records of older runs still match
+    chosen = seen["options"].result_options()
+    assert (chosen["side"], chosen["crf"], chosen["preset"]) == ("left", 20, "slow")
+    # Records of older runs still match.
+    assert not {"side", "crf", "preset"} & set(EditOptions().result_options())
 
 
 def test_a_calm_time_range_reaches_the_jobs_as_given(

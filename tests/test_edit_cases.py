@@ -30,6 +30,7 @@ from .conftest import (
     frames_of,
     run_ffmpeg_checked,
     subtitle_cues,
+    x264_options,
 )
 
 runner = CliRunner()
@@ -172,6 +173,8 @@ def test_bad_options(face_clip: Path, tmp_path: Path) -> None:
         (["-e", "happy", "--mouth", "loose"], "mouth"),
         (["-e", "contempt", "--side", "up"], "unknown side 'up'"),
         (["-e", "happy", "--device", "tpu"], "device"),
+        (["-e", "happy", "--crf", "52"], "--crf must be between 0 and 51, got 52"),
+        (["-e", "happy", "--preset", "slowest"], "unknown preset 'slowest'; choose one of: "),
         (["-e", "happy", "--start", "1.5", "--end", "1"], "--end"),
         (["-e", "happy", "--start", "99"], "--start"),
         (["-e", "5-9:sad,12-:fear"], "the timeline (5-9, 12-) starts past the end of the video"),
@@ -267,6 +270,20 @@ def frames_of_stored(path: Path) -> list[np.ndarray]:
     """The frames as stored: an interlaced video's two fields woven, not deinterlaced."""
     with FrameReader(dataclasses.replace(probe(path), interlaced=False)) as reader:
         return list(reader)
+
+
+def test_crf_and_preset_reach_the_encoder(make_clip: Callable[..., Path], tmp_path: Path) -> None:
+    """By default an edit is encoded at crf 18 with x264's veryfast preset (its subpixel
+    estimation at level 2; medium's is 7); `--crf` and `--preset` choose others."""
+    clip = make_clip("pattern.mp4", size=(160, 120), duration=0.4)
+    made = {}
+    for name, args in (("default", []), ("chosen", ["--crf", "23", "--preset", "medium"])):
+        made[name] = tmp_path / f"{name}.mp4"
+        code, out = spfem(str(clip), "-e", "sad", "-o", str(made[name]), *args)
+        assert code == 0, out
+    default, chosen = x264_options(made["default"]), x264_options(made["chosen"])
+    assert (default["crf"], default["subme"]) == ("18.0", "2")
+    assert (chosen["crf"], chosen["subme"]) == ("23.0", "7")
 
 
 def test_video_without_faces_passes_through(make_clip: Callable[..., Path], tmp_path: Path) -> None:

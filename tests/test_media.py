@@ -182,7 +182,7 @@ def test_encode_args_mp4_and_mkv() -> None:
         *quiet,
         *raw_in,
         *["-framerate", "25", "-i", "-", "-an", "-c:v", "libx264"],
-        *["-preset", "medium", "-crf", "18", "-pix_fmt", "yuv444p"],
+        *["-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv444p"],
         *["-movflags", "+faststart", "-f", "mp4", "-y", "/o/v.mp4"],
     ]
     args = fa.encode_args(
@@ -192,6 +192,7 @@ def test_encode_args_mp4_and_mkv() -> None:
     assert args[-4:] == ["-f", "matroska", "-y", "/o/v.MKV"]
     assert args[args.index("-framerate") + 1] == "24000/1001"
     assert args[args.index("-crf") + 1] == "23"
+    assert args[args.index("-preset") + 1] == "fast"
 
 
 def test_color_args() -> None:

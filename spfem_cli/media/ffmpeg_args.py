@@ -13,6 +13,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from spfem_cli.encoding import DEFAULT_CRF, DEFAULT_PRESET
+
 if TYPE_CHECKING:
     from spfem_cli.media.probe import ColorTags
 
@@ -209,8 +211,8 @@ def encode_args(
     height: int,
     fps: Fraction,
     pix_fmt: str = "yuv420p",
-    crf: int = 18,
-    preset: str = "medium",
+    crf: int = DEFAULT_CRF,
+    preset: str = DEFAULT_PRESET,
     color: ColorTags | None = None,
 ) -> list[str]:
     """Encode raw rgb24 frames read from stdin to a video-only H.264 file at `path`.

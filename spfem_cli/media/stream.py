@@ -16,6 +16,7 @@ from typing import IO
 
 import numpy as np
 
+from spfem_cli.encoding import DEFAULT_CRF, DEFAULT_PRESET
 from spfem_cli.errors import SpfemError
 from spfem_cli.media import ffmpeg_args
 from spfem_cli.media.probe import ColorTags, VideoInfo, error_reason, start_ffmpeg
@@ -262,8 +263,8 @@ class FrameWriter:
         height: int,
         fps: Fraction,
         pix_fmt: str = "yuv420p",
-        crf: int = 18,
-        preset: str = "medium",
+        crf: int = DEFAULT_CRF,
+        preset: str = DEFAULT_PRESET,
         color: ColorTags | None = None,
     ) -> None:
         problem = _odd_size_problem(pix_fmt, width, height)
