@@ -871,6 +871,8 @@ def edit_video(
     (`read_rest_face`), so that a batch reads it once.
     side: the subject's side for contempt's one-sided sneer (`SIDE_CHOICES`; "auto": the side
     nearer the camera, or the right on a frontal face).
+    crf, preset: x264's constant rate factor and preset for a video output
+    (`spfem_cli.encoding`; checked before the tracking pass).
 
     Frames outside [start, end) seconds, frames without a face and pixels away from the face
     are passed through. The input file is never modified; nothing appears under the output
