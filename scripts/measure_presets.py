@@ -25,11 +25,11 @@ CLIPS = ("talk_s32_1280x720.mp4", "talk_mead_sad_1920x1080.mp4", "speech_obama_4
 
 def psnr(edited: Path, source: Path) -> float:
     """ffmpeg's mean PSNR (dB) of `edited` against `source`, frame by frame."""
-    import imageio_ffmpeg
+    from spfem_cli.media import ffmpeg_exe
 
     run = subprocess.run(
         [
-            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(edited),
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(edited),
             "-i", str(source), "-lavfi", "[0:v][1:v]psnr", "-f", "null", "-",
         ],
         capture_output=True,

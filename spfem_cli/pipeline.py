@@ -303,12 +303,12 @@ def rest_activations(
         out = signed_activations(model, offsets).numpy()[0].astype(np.float64)
     usual = lids[track.valid]
     seen = np.isfinite(usual).all(axis=1)
-    readings = lid_activations(
-        lid_heights(calm[None]) - np.median(usual[seen], axis=0), model=model
-    )
-    trusted = rest_face.faces >= REST_LID_FACES and seen.any()
-    for au, reading in readings.items():
-        out[model.au_names.index(au)] = float(reading[0]) if trusted else np.nan
+    if rest_face.faces >= REST_LID_FACES and seen.any():
+        relative = lid_heights(calm[None]) - np.median(usual[seen], axis=0)
+    else:
+        relative = np.full((1, usual.shape[1]), np.nan)  # every lid reading NaN
+    for au, reading in lid_activations(relative, model=model).items():
+        out[model.au_names.index(au)] = float(reading[0])
     return out
 
 
