@@ -751,17 +751,18 @@ def _emotion_vector(
     return expression.emotion_vector(name).double().numpy()
 
 
-# The emotions whose signs are mostly in the lip corners, which natural mode keeps near the
-# speech and expressive mode moves as far as a real expression. Not disgust: its signs are the
-# raised upper lip (held in every mode) and nose creases, so expressive mode barely adds to it
-# (corners -0.011 IOD against -0.003 on speech_obama, scripts/measure_expressions.py).
-MOUTH_EMOTIONS = ("happy", "contempt")
+# The emotions that show much of themselves in the lips, which natural mode keeps near the
+# speech and expressive mode moves further, as a real expression does: happy's and contempt's
+# lip corners, and disgust's raised upper lip (re-detected on speech_obama, mouth only: its top
+# edge rises 0.054 IOD in expressive mode, 0.026 in natural; scripts/measure_expressions.py
+# and tests/test_edit_real.py).
+MOUTH_EMOTIONS = ("happy", "contempt", "disgusted")
 
 
 def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
-    """A hint for an edit whose emotion shows mostly in the mouth, in natural mouth mode:
-    the lip corners move only a little there, and `--mouth expressive` moves them as far as a
-    real expression does. None when it does not apply."""
+    """A hint for an edit whose emotion shows much of itself in the lips, in natural mouth
+    mode: the lips move only a little there, and `--mouth expressive` moves them further.
+    None when it does not apply."""
     if mouth != "natural":
         return None
     names = sorted(
@@ -774,10 +775,12 @@ def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
     )
     if not names:
         return None
+    one = len(names) == 1
+    listed = names[0] if one else f"{', '.join(names[:-1])} and {names[-1]}"
     return (
-        f"{' and '.join(names)} {'shows' if len(names) == 1 else 'show'} mostly in the mouth, "
-        "which --mouth natural keeps close to the speech (the lip corners move a little); "
-        "--mouth expressive moves them as far as a real expression does"
+        f"{listed} {'shows much of itself' if one else 'show much of themselves'} in the lips, "
+        "which --mouth natural keeps close to the speech (they move a little); "
+        "--mouth expressive moves them further, as a real expression does"
     )
 
 

@@ -288,6 +288,51 @@ def test_a_lip_corner_that_moves_alone_is_released_further() -> None:
     )
 
 
+def test_a_raised_upper_lip_lets_go_of_its_top_edge_and_holds_the_inner_lips() -> None:
+    from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
+    from spfem_cli.generator.generator import (
+        UPPER_LIP_RELEASE,
+        UPPER_LIP_TOP,
+        FaceGenerator,
+        mouth_hold,
+    )
+    from spfem_cli.generator.warp import face_box, hold_weight
+
+    pts = template_face()
+    ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
+    gen = FaceGenerator(
+        model=ExpressionModel.load(DEFAULT_MODEL), device=torch.device("cpu"), mouth="natural"
+    )
+    top = torch.from_numpy(pts[list(UPPER_LIP_TOP)])
+
+    def moved(emotion: str) -> dict[str, np.ndarray]:
+        """How far (IOD) the flow moves the top edge's three points and the inner lips."""
+        disp, hold = gen.sparse(points=pts, delta=gen.model.emotion_vector(emotion).numpy())
+        px = ff.to_image(pts)
+        box = face_box(px, width=420, height=420, margin=gen.warper.config.margin)
+        flow = gen.warper.dense_flow(face=ff, points=pts, values=disp, box=box, hold=hold)
+        out = {}
+        # The inner lips but their corners, which follow the outer corners (`_CORNER_TAPER`).
+        inner = [i for i in mesh.LIPS_INNER if i not in (78, 191, 95, 308, 415, 324)]
+        for name, idx in (("top", list(UPPER_LIP_TOP)), ("inner", inner)):
+            x, y = np.round(px[idx] - box[:2]).astype(int).T
+            out[name] = flow[:, y, x].norm(dim=0).numpy() / ff.iod
+        return out | {"radii": hold.release_radii()}
+
+    disgust, happy = moved("disgusted"), moved("happy")
+    # Disgust's upper lip raiser asks the top edge's middle to rise 0.057 IOD: the hold lets go
+    # of it there (before, nothing moved it), and the inner lips, which the speech owns, stay.
+    assert np.allclose(disgust["radii"][2:], UPPER_LIP_RELEASE * 0.057, atol=2e-3)
+    assert np.all(disgust["top"] > 0.03), disgust
+    assert np.all(disgust["inner"] < 0.003), disgust
+    # Happy asks no rise there: held as before.
+    assert len(happy["radii"]) == 2 and np.all(happy["top"] < 0.003), happy
+    # A lowered lip (anger's press) lets go of nothing, nor does strict mode.
+    assert len(mouth_hold(pts, mode="natural", lip_rise=-0.03).release_radii()) == 2
+    strict = mouth_hold(pts, mode="strict", lip_rise=0.057)
+    assert strict.release is None and torch.all(hold_weight(top, strict) == 1)
+
+
 def test_a_raised_lid_shows_more_eyeball_instead_of_stretching_it() -> None:
     pts = template_face()
     ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)

@@ -52,6 +52,15 @@ STRICT_HOLD = {"band": 0.04, "feather": 0.10}
 # (natural 0.020; this mode before, with a release of 0.08 and no gain, 0.041), with an
 # inner-lip error of 4.3% of the IOD and a mouth-opening correlation of 0.967.
 EXPRESSIVE_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.16}
+# The upper lip raiser (AU10) lifts the middle of the upper lip's top edge and bends it into an
+# angle (FACS), and in natural and expressive modes the hold lets go around that edge's middle
+# and the bow's two peaks, as far as the lift: UPPER_LIP_RELEASE IOD of radius per IOD of rise
+# asked of the edge's middle. The lips' inner contour stays held, so the upper lip's red
+# deepens upward, as an everted, raised lip does; disgust asks a rise of 0.057.
+# Radii under UPPER_LIP_MIN_RADIUS let go of nothing a pixel grid would show, and are left out.
+UPPER_LIP_TOP = (0, 37, 267)
+UPPER_LIP_RELEASE = 0.9
+UPPER_LIP_MIN_RADIUS = 0.005
 EXPRESSIVE_MOUTH_GAIN = 1.5
 EXPRESSIVE_MOUTH_AUS = ("AU10", "AU12", "AU14", "AU15", "AU20", "AU23", "AU12R", "AU14R")
 # Per eye (subject's right, left): the upper lid from corner to corner, the lower edge of the
@@ -91,20 +100,32 @@ def corner_release_scale(corner_motion: np.ndarray | None) -> np.ndarray:
 
 
 def mouth_hold(
-    points: np.ndarray, *, mode: MouthMode, corner_motion: np.ndarray | None = None
+    points: np.ndarray,
+    *,
+    mode: MouthMode,
+    corner_motion: np.ndarray | None = None,
+    lip_rise: float = 0.0,
 ) -> HoldRegion:
     """The region held still for the speech. points: (478, 2) face-frame landmarks;
     corner_motion: (2, 2) the motion asked of the lip corners (IOD), which widens the release
-    of a corner that moves alone (`corner_release_scale`); None: both alike."""
+    of a corner that moves alone (`corner_release_scale`); None: both alike; lip_rise: how far
+    the middle of the upper lip's top edge is asked to rise (IOD, up positive), which lets go
+    of the hold around it (`UPPER_LIP_RELEASE`; a lowering lets go of nothing)."""
     if mode == "strict":
         return HoldRegion(polygon=points[list(mesh.LIPS_OUTER)], **STRICT_HOLD)
     hold = EXPRESSIVE_HOLD if mode == "expressive" else NATURAL_HOLD
+    release = points[list(mesh.LIP_CORNERS)]
+    radii = hold["release_radius"] * corner_release_scale(corner_motion)
+    lip_radius = UPPER_LIP_RELEASE * lip_rise
+    if lip_radius >= UPPER_LIP_MIN_RADIUS:
+        release = np.concatenate([release, points[list(UPPER_LIP_TOP)]])
+        radii = np.concatenate([radii, np.full(len(UPPER_LIP_TOP), lip_radius)])
     return HoldRegion(
         polygon=points[list(mesh.LIPS_OUTER)],
         band=hold["band"],
         feather=hold["feather"],
-        release=points[list(mesh.LIP_CORNERS)],
-        release_radius=hold["release_radius"] * corner_release_scale(corner_motion),
+        release=release,
+        release_radius=radii,
     )
 
 
@@ -256,7 +277,8 @@ class FaceGenerator:
         the subject's side that plays the one-sided units."""
         disp = self.displacement(delta, points=points, side=side)
         corners = disp[list(mesh.LIP_CORNERS)]
-        return disp, mouth_hold(points, mode=self.mouth, corner_motion=corners)
+        rise = -float(disp[UPPER_LIP_TOP[0], 1])
+        return disp, mouth_hold(points, mode=self.mouth, corner_motion=corners, lip_rise=rise)
 
     def edit_frame(
         self,
