@@ -30,18 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from spfem_cli.encoding import DEFAULT_CRF, DEFAULT_PRESET
+from spfem_cli.media import ffmpeg_exe
 
 CLIPS = {"720p": "talk_s32_1280x720.mp4", "1080p": "talk_mead_sad_1920x1080.mp4"}
 # A face with glasses, whose rims an edit keeps still (`spfem_cli.face.glasses`).
 GLASSES_CLIP = "expr_d19.mp4"
 # The encoder settings `spfem edit` uses, for the edits and the plain ffmpeg re-encode alike.
 CRF, PRESET = DEFAULT_CRF, DEFAULT_PRESET
-
-
-def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def loop_clip(src: Path, dst: Path, times: int) -> Path:
