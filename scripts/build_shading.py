@@ -1,4 +1,4 @@
-"""Measure the shading of a smile on real faces: checkpoint ``shading-v3``.
+"""Measure the shading of a smile on real faces: checkpoint ``shading-v4``.
 
     python scripts/build_shading.py [--clips DIR] [--out FILE] [--no-manifest] [--look DIR]
 
@@ -39,7 +39,9 @@ A fourth unit is drawn, not measured: `nose`, the nose wrinkler's wrinkles acros
 down the sides of the nose (`NOSE_ACROSS`, `NOSE_SIDES`), which disgust shows most and a warp
 cannot make; driven, like the furrow, by the upper lip raiser (AU10) that comes with it in
 disgust. A fifth, `nose_right`, is the same on the subject's right side alone: contempt's
-sneer (AU14R).
+sneer (AU14R). A sixth, `crows_feet`, is drawn too: the lines fanning out from each eye's
+outer corner that the cheek raiser (AU6) bunches up in a smile (`CROWS_FEET`), driven like the
+smile's folds by the lip corner puller (AU12).
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
 colour; deterministic given the clips, about half a minute on two cores.
@@ -149,6 +151,23 @@ NOSE_DRIVERS = {"AU10": 1.0}
 # across the middle as the smirk is), driven by contempt's one-sided lip corner tightener,
 # which no other emotion has: as deep on its side as disgust's (the actor's is deeper still).
 NOSE_SNEER_DRIVERS = {"AU14R": 1.0}
+# The cheek raiser (AU6) bunches the skin beside the eyes' outer corners into lines that fan
+# out toward the temples: the crow's feet, the smile's sign in the eyes that FACS names first
+# for AU6 and that a warp cannot make either. The three clips do not measure them (two of the
+# three faces wear glasses whose rims cover the band, `GLASSES_BAND`; the lift of the eyes'
+# lines, `spfem_cli.generator.creases`, reads them on expr_d0's smile), so they are drawn as
+# the nose's wrinkles are: on the subject's left side, (x, y) to (x, y) in the template face
+# frame (the outer eye corner at (0.72, -0.04), the brow's outer end 0.27 above it), and
+# mirrored.
+CROWS_FEET = (
+    ((0.80, -0.09), (0.93, -0.16)),
+    ((0.82, -0.035), (0.97, -0.04)),
+    ((0.80, 0.02), (0.92, 0.09)),
+)
+# What drives them: the lip corner puller (AU12), as it drives the smile's folds (strength 1 at
+# happy). Not the cheek raiser itself: the calibrated surprise carries a little of it (0.018),
+# which drew faint lines beside a surprised face's eyes.
+CROWS_FEET_DRIVERS = {"AU12": 1.0}
 
 
 def grid_axes() -> tuple[np.ndarray, np.ndarray]:
@@ -298,14 +317,12 @@ def _wrinkle(up: np.ndarray, along: np.ndarray) -> np.ndarray:
     return WRINKLE_DEPTH * fade * (valley + lit)
 
 
-def nose_wrinkles() -> np.ndarray:
-    """(Gh, Gw) the nose wrinkler's wrinkles at strength 1 (drawn: see NOSE_ACROSS)."""
+def straight_wrinkles(lines: tuple[tuple[tuple[float, float], ...], ...]) -> np.ndarray:
+    """(Gh, Gw) straight wrinkles at strength 1, each from (x, y) to (x, y) in the template
+    face frame (IOD) on the subject's left side and mirrored onto the right."""
     xs, ys = np.meshgrid(*grid_axes())
     total = np.zeros(SHAPE)
-    for middle, half in NOSE_ACROSS:
-        line = middle + NOSE_ACROSS_BEND * (xs / half) ** 2
-        total += _wrinkle(line - ys, (xs + half) / (2 * half))
-    for start, end in NOSE_SIDES:
+    for start, end in lines:
         for mirror in (1.0, -1.0):
             a = np.array([mirror * start[0], start[1]])
             b = np.array([mirror * end[0], end[1]])
@@ -318,6 +335,16 @@ def nose_wrinkles() -> np.ndarray:
                 rel_x * normal[0] + rel_y * normal[1], (rel_x * u[0] + rel_y * u[1]) / length
             )
     return total
+
+
+def nose_wrinkles() -> np.ndarray:
+    """(Gh, Gw) the nose wrinkler's wrinkles at strength 1 (drawn: see NOSE_ACROSS)."""
+    xs, ys = np.meshgrid(*grid_axes())
+    total = np.zeros(SHAPE)
+    for middle, half in NOSE_ACROSS:
+        line = middle + NOSE_ACROSS_BEND * (xs / half) ** 2
+        total += _wrinkle(line - ys, (xs + half) / (2 * half))
+    return total + straight_wrinkles(NOSE_SIDES)
 
 
 def furrow_depth(furrow_map: np.ndarray, template: np.ndarray) -> float:
@@ -369,7 +396,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
     parser.add_argument(
-        "--out", type=Path, default=default_weights_dir() / "shading_v3.safetensors"
+        "--out", type=Path, default=default_weights_dir() / "shading_v4.safetensors"
     )
     parser.add_argument("--no-manifest", action="store_true")
     parser.add_argument("--look", type=Path, default=None, help="write each map as a PNG here")
@@ -426,6 +453,7 @@ def main() -> None:
     )
     wrinkles = nose_wrinkles()
     sneer = wrinkles * right
+    crows = straight_wrinkles(CROWS_FEET)
     print(
         "the nose's wrinkles, log luminance at strength 1: "
         f"{wrinkles.min():.3f} to {wrinkles.max():.3f}"
@@ -435,10 +463,16 @@ def main() -> None:
         save_look(args.look / "furrow.png", nasolabial)
         save_look(args.look / "nose.png", wrinkles)
         save_look(args.look / "nose_right.png", sneer)
-    drivers = np.zeros((5, model.num_aus))
+        save_look(args.look / "crows_feet.png", crows)
+    drivers = np.zeros((6, model.num_aus))
     drivers[0, model.au_names.index("AU12")] = 1.0
     drivers[1, model.au_names.index("AU12R")] = 1.0
-    for row, driven_by in ((2, FURROW_DRIVERS), (3, NOSE_DRIVERS), (4, NOSE_SNEER_DRIVERS)):
+    for row, driven_by in (
+        (2, FURROW_DRIVERS),
+        (3, NOSE_DRIVERS),
+        (4, NOSE_SNEER_DRIVERS),
+        (5, CROWS_FEET_DRIVERS),
+    ):
         for au, weight in driven_by.items():
             drivers[row, model.au_names.index(au)] = weight
     config = {
@@ -447,12 +481,12 @@ def main() -> None:
         "origin": list(ORIGIN),
         "step": STEP,
         "au_names": list(model.au_names),
-        "unit_names": ["smile", "smile_right", "furrow", "nose", "nose_right"],
+        "unit_names": ["smile", "smile_right", "furrow", "nose", "nose_right", "crows_feet"],
         "clips": list(SMILE_CLIPS),
     }
     tensors = {
         "maps": torch.from_numpy(
-            np.stack([smile, smirk, nasolabial, wrinkles, sneer]).astype(np.float32)
+            np.stack([smile, smirk, nasolabial, wrinkles, sneer, crows]).astype(np.float32)
         ),
         "template": model.template.float(),
         "drivers": torch.from_numpy(drivers.astype(np.float32)),
@@ -466,7 +500,8 @@ def main() -> None:
             path=args.out,
             description="smile shading (expression ratio images) measured on expr_d0, expr_d9 "
             "and expr_d19 by scripts/build_shading.py; disgust's furrow drawn from it, the "
-            "nose's wrinkles drawn (both sides for disgust, one for contempt)",
+            "nose's wrinkles drawn (both sides for disgust, one for contempt), the crow's feet "
+            "drawn (happy)",
         )
 
 

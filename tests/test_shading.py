@@ -26,7 +26,7 @@ CPU = torch.device("cpu")
 SHAPE = (480, 440)
 FACE = FaceFrame(origin=np.array([220.0, 170.0]), angle=0.0, iod=130.0)
 ROOT = Path(__file__).resolve().parents[1]
-SMILE, SMIRK, FURROW, NOSE, SNEER = np.eye(5)
+SMILE, SMIRK, FURROW, NOSE, SNEER, CROWS = np.eye(6)
 
 
 def skin_frame() -> np.ndarray:
@@ -51,18 +51,25 @@ def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -
     model = ExpressionModel.load()
     shading = ShadingModel.load()
     assert shading.au_names == tuple(model.au_names)
-    assert shading.unit_names == ("smile", "smile_right", "furrow", "nose", "nose_right")
+    assert shading.unit_names == (
+        "smile",
+        "smile_right",
+        "furrow",
+        "nose",
+        "nose_right",
+        "crows_feet",
+    )
     assert np.all(np.isfinite(shading.maps))
     assert build_generator(model=model, device=CPU, kind="warp").shading is not None
-    # Happy drives the smile, contempt the smirk and the nose's wrinkles on its side, disgust
-    # the furrow and the nose's wrinkles; sad, surprise and fear nothing.
+    # Happy drives the smile and the crow's feet, contempt the smirk and the nose's wrinkles on
+    # its side, disgust the furrow and the nose's wrinkles; sad, surprise and fear nothing.
     for emotion, driven in (
-        ("happy", [True, False, False, False, False]),
-        ("contempt", [False, True, False, False, True]),
-        ("disgusted", [False, False, True, True, False]),
-        ("sad", [False, False, False, False, False]),
-        ("surprised", [False, False, False, False, False]),
-        ("fear", [False, False, False, False, False]),
+        ("happy", [True, False, False, False, False, True]),
+        ("contempt", [False, True, False, False, True, False]),
+        ("disgusted", [False, False, True, True, False, False]),
+        ("sad", [False, False, False, False, False, False]),
+        ("surprised", [False, False, False, False, False, False]),
+        ("fear", [False, False, False, False, False, False]),
     ):
         strengths = shading.strengths(
             model.emotion_vector(emotion).double().numpy(), au_names=model.au_names
@@ -209,6 +216,66 @@ def test_disgust_wrinkles_the_nose_between_the_eyes() -> None:
         assert inside.sum() > 50 and not changed[inside].any()
     assert not changed[q[:, 1] > shading.template[195, 1] + 0.05].any()
     assert not changed[np.abs(q[:, 0]) > 0.25].any()
+
+
+def crow_bands(shading: ShadingModel, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P,) bool twice: the face-frame points q (P, 2) where the crow's feet darken (half
+    their darkest or more) and where they lighten."""
+    values = shading.log_gain(CROWS, template_xy=q)
+    return values <= 0.5 * shading.maps[5].min(), values >= 0.5 * shading.maps[5].max()
+
+
+def test_a_smile_draws_crows_feet_beside_the_eyes_outer_corners() -> None:
+    """The crow's feet: lines fanning out from each eye's outer corner toward the temple,
+    darker, with a lighter ridge above each, on both sides; nothing of the eyes, the brows,
+    the nose or the face below the cheekbones changes."""
+    shading = ShadingModel.load()
+    frame = skin_frame()
+    q = pixels_in_face_frame(FACE, SHAPE)
+    out = shading.apply(frame, face=FACE, points=shading.template, strengths=CROWS)
+    lum_in = frame.reshape(-1, 3).astype(float).mean(axis=1)
+    lum_out = out.reshape(-1, 3).astype(float).mean(axis=1)
+    valleys, ridges = crow_bands(shading, q)
+    assert valleys.sum() > 100 and ridges.sum() > 30
+    assert np.mean(lum_out[valleys] / lum_in[valleys]) < 0.96
+    assert np.mean(lum_out[ridges] / lum_in[ridges]) > 1.005
+    for side in (-1, 1):
+        corner = shading.template[263] * np.array([side, 1.0])
+        beside = valleys & (side * (q[:, 0] - corner[0]) > 0.05)
+        # Above, level with and below the corner: the three lines of the fan.
+        for lo, hi in ((-0.2, -0.07), (-0.06, -0.02), (0.0, 0.1)):
+            assert (beside & (q[:, 1] > lo) & (q[:, 1] < hi)).sum() > 10, (side, lo, hi)
+    changed = np.any(out != frame, axis=-1).reshape(-1)
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
+        inside = pixels_in_polygon(q, shading.template[list(ring)])
+        assert inside.sum() > 50 and not changed[inside].any()
+    assert not changed[np.abs(q[:, 0]) < 0.72].any()  # inside the outer eye corners
+    assert not changed[q[:, 1] > 0.15].any()
+
+
+@pytest.mark.parametrize(("name", "t"), [("talk_s18_1280x720.mp4", 90), ("expr_d0.mp4", 10)])
+def test_the_crows_feet_on_a_real_face(clips_dir: Path, name: str, t: int) -> None:
+    """On real frames edited to happy, the crow's feet's valleys, found where the edit put the
+    landmarks, come out darker than the warp alone leaves them; the eyes keep the warp's
+    pixels."""
+    shading = ShadingModel.load()
+    model = ExpressionModel.load()
+    frame, shaded, plain, pts, q = _edit_real_frame(clips_dir, name, t, "happy")
+    delta = model.emotion_vector("happy").double().numpy()
+    moved = pts + FaceGenerator(model=model, device=CPU).displacement(delta, points=pts)
+    near = np.flatnonzero(np.abs(q[:, 1] - moved[33, 1]) < 0.3)
+    at = on_the_template(shading, q[near], points=moved)
+    valleys, _ = crow_bands(shading, at)
+    # The subject's right side: the nearer one on talk_s18, whose head is turned.
+    valleys &= at[:, 0] < 0
+    assert valleys.sum() > 10
+    lum_shaded = shaded.reshape(-1, 3)[near][valleys].astype(float).mean(axis=1)
+    lum_plain = plain.reshape(-1, 3)[near][valleys].astype(float).mean(axis=1)
+    ratio = np.mean(lum_shaded / np.maximum(lum_plain, 1))
+    assert ratio < 0.975, ratio
+    changed = np.any(shaded != plain, axis=-1).reshape(-1)
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        assert not changed[pixels_in_polygon(q, moved[list(ring)])].any()
 
 
 def test_the_wrinkles_stay_whole_lines_on_a_small_face() -> None:
