@@ -161,7 +161,7 @@ NOSE_SNEER_DRIVERS = {"AU14R": 1.0}
 # mirrored.
 CROWS_FEET = (
     ((0.80, -0.09), (0.93, -0.16)),
-    ((0.82, -0.035), (0.97, -0.04)),
+    ((0.86, -0.035), (0.97, -0.04)),
     ((0.80, 0.02), (0.92, 0.09)),
 )
 # What drives them: the lip corner puller (AU12), as it drives the smile's folds (strength 1 at
