@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -193,24 +194,34 @@ def nose_bands(shading: ShadingModel, q: np.ndarray) -> tuple[np.ndarray, np.nda
     return values <= 0.5 * shading.maps[3].min(), values >= 0.5 * shading.maps[3].max()
 
 
+def lines_on_even_skin(
+    unit: np.ndarray, bands: Callable[[ShadingModel, np.ndarray], tuple[np.ndarray, np.ndarray]]
+) -> tuple[ShadingModel, np.ndarray, np.ndarray, np.ndarray]:
+    """Drawn lines (a unit of the shipped shading at full strength) on a face of even skin
+    whose landmarks are the template's: their valleys (from `bands`) come out darker and their
+    ridges lighter. Returns the shading, every pixel's face-frame point (P, 2), the valleys
+    (P,) and the pixels changed (P,)."""
+    shading = ShadingModel.load()
+    frame = skin_frame()
+    q = pixels_in_face_frame(FACE, SHAPE)
+    out = shading.apply(frame, face=FACE, points=shading.template, strengths=unit)
+    lum_in = frame.reshape(-1, 3).astype(float).mean(axis=1)
+    lum_out = out.reshape(-1, 3).astype(float).mean(axis=1)
+    valleys, ridges = bands(shading, q)
+    assert valleys.sum() > 100 and ridges.sum() > 30
+    assert np.mean(lum_out[valleys] / lum_in[valleys]) < 0.96
+    assert np.mean(lum_out[ridges] / lum_in[ridges]) > 1.005
+    return shading, q, valleys, np.any(out != frame, axis=-1).reshape(-1)
+
+
 def test_disgust_wrinkles_the_nose_between_the_eyes() -> None:
     """The nose's unit darkens lines across the root of the nose and down its sides, each
     with a lighter ridge above it, and changes nothing of the eyes, the brows or the face
     below the nose's bridge."""
-    shading = ShadingModel.load()
-    frame = skin_frame()
-    q = pixels_in_face_frame(FACE, SHAPE)
-    out = shading.apply(frame, face=FACE, points=shading.template, strengths=NOSE)
-    lum_in = frame.reshape(-1, 3).astype(float).mean(axis=1)
-    lum_out = out.reshape(-1, 3).astype(float).mean(axis=1)
-    valleys, ridges = nose_bands(shading, q)
-    assert valleys.sum() > 100 and ridges.sum() > 30
-    assert np.mean(lum_out[valleys] / lum_in[valleys]) < 0.96
-    assert np.mean(lum_out[ridges] / lum_in[ridges]) > 1.005
+    shading, q, valleys, changed = lines_on_even_skin(NOSE, nose_bands)
     # Across the root (the bridge's middle, x near 0) and on both sides of the nose.
     for lo, hi in ((-0.03, 0.03), (-0.2, -0.08), (0.08, 0.2)):
         assert (valleys & (q[:, 0] > lo) & (q[:, 0] < hi)).sum() > 30, (lo, hi)
-    changed = np.any(out != frame, axis=-1).reshape(-1)
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
         inside = pixels_in_polygon(q, shading.template[list(ring)])
         assert inside.sum() > 50 and not changed[inside].any()
@@ -229,23 +240,13 @@ def test_a_smile_draws_crows_feet_beside_the_eyes_outer_corners() -> None:
     """The crow's feet: lines fanning out from each eye's outer corner toward the temple,
     darker, with a lighter ridge above each, on both sides; nothing of the eyes, the brows,
     the nose or the face below the cheekbones changes."""
-    shading = ShadingModel.load()
-    frame = skin_frame()
-    q = pixels_in_face_frame(FACE, SHAPE)
-    out = shading.apply(frame, face=FACE, points=shading.template, strengths=CROWS)
-    lum_in = frame.reshape(-1, 3).astype(float).mean(axis=1)
-    lum_out = out.reshape(-1, 3).astype(float).mean(axis=1)
-    valleys, ridges = crow_bands(shading, q)
-    assert valleys.sum() > 100 and ridges.sum() > 30
-    assert np.mean(lum_out[valleys] / lum_in[valleys]) < 0.96
-    assert np.mean(lum_out[ridges] / lum_in[ridges]) > 1.005
+    shading, q, valleys, changed = lines_on_even_skin(CROWS, crow_bands)
     for side in (-1, 1):
         corner = shading.template[263] * np.array([side, 1.0])
         beside = valleys & (side * (q[:, 0] - corner[0]) > 0.05)
         # Above, level with and below the corner: the three lines of the fan.
         for lo, hi in ((-0.2, -0.07), (-0.06, -0.02), (0.0, 0.1)):
             assert (beside & (q[:, 1] > lo) & (q[:, 1] < hi)).sum() > 10, (side, lo, hi)
-    changed = np.any(out != frame, axis=-1).reshape(-1)
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
         inside = pixels_in_polygon(q, shading.template[list(ring)])
         assert inside.sum() > 50 and not changed[inside].any()
