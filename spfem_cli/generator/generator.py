@@ -52,6 +52,8 @@ STRICT_HOLD = {"band": 0.04, "feather": 0.10}
 # (natural 0.020; this mode before, with a release of 0.08 and no gain, 0.041), with an
 # inner-lip error of 4.3% of the IOD and a mouth-opening correlation of 0.967.
 EXPRESSIVE_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.16}
+EXPRESSIVE_MOUTH_GAIN = 1.5
+EXPRESSIVE_MOUTH_AUS = ("AU10", "AU12", "AU14", "AU15", "AU20", "AU23", "AU12R", "AU14R")
 # The upper lip raiser (AU10) lifts the middle of the upper lip's top edge and bends it into an
 # angle (FACS), and in natural and expressive modes the hold lets go around that edge's middle
 # and the bow's two peaks, as far as the lift: UPPER_LIP_RELEASE IOD of radius per IOD of rise
@@ -61,8 +63,6 @@ EXPRESSIVE_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.16}
 UPPER_LIP_TOP = (0, 37, 267)
 UPPER_LIP_RELEASE = 0.9
 UPPER_LIP_MIN_RADIUS = 0.005
-EXPRESSIVE_MOUTH_GAIN = 1.5
-EXPRESSIVE_MOUTH_AUS = ("AU10", "AU12", "AU14", "AU15", "AU20", "AU23", "AU12R", "AU14R")
 # Per eye (subject's right, left): the upper lid from corner to corner, the lower edge of the
 # brow, and the row of landmarks just over the lid.
 _UPPER_LIDS = tuple(
