@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -187,18 +186,20 @@ def test_disgust_darkens_the_furrow_above_the_lip_corners_only() -> None:
     assert np.all(lum["furrow"] <= lum["in"])
 
 
-def nose_bands(shading: ShadingModel, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(P,) bool twice: the face-frame points q (P, 2) where the nose's wrinkles darken (their
-    valleys: half their darkest or more) and where they lighten (the ridges above them)."""
-    values = shading.log_gain(NOSE, template_xy=q)
-    return values <= 0.5 * shading.maps[3].min(), values >= 0.5 * shading.maps[3].max()
+def line_bands(
+    shading: ShadingModel, q: np.ndarray, *, unit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P,) bool twice: the face-frame points q (P, 2) where a drawn unit's lines (the nose's
+    wrinkles, the crow's feet) darken (their valleys: half their darkest or more) and where
+    they lighten (the ridges above them)."""
+    values = shading.log_gain(unit, template_xy=q)
+    lines = shading.maps[int(np.argmax(unit))]
+    return values <= 0.5 * lines.min(), values >= 0.5 * lines.max()
 
 
-def lines_on_even_skin(
-    unit: np.ndarray, bands: Callable[[ShadingModel, np.ndarray], tuple[np.ndarray, np.ndarray]]
-) -> tuple[ShadingModel, np.ndarray, np.ndarray, np.ndarray]:
+def lines_on_even_skin(unit: np.ndarray) -> tuple[ShadingModel, np.ndarray, np.ndarray, np.ndarray]:
     """Drawn lines (a unit of the shipped shading at full strength) on a face of even skin
-    whose landmarks are the template's: their valleys (from `bands`) come out darker and their
+    whose landmarks are the template's: their valleys (`line_bands`) come out darker and their
     ridges lighter. Returns the shading, every pixel's face-frame point (P, 2), the valleys
     (P,) and the pixels changed (P,)."""
     shading = ShadingModel.load()
@@ -207,7 +208,7 @@ def lines_on_even_skin(
     out = shading.apply(frame, face=FACE, points=shading.template, strengths=unit)
     lum_in = frame.reshape(-1, 3).astype(float).mean(axis=1)
     lum_out = out.reshape(-1, 3).astype(float).mean(axis=1)
-    valleys, ridges = bands(shading, q)
+    valleys, ridges = line_bands(shading, q, unit=unit)
     assert valleys.sum() > 100 and ridges.sum() > 30
     assert np.mean(lum_out[valleys] / lum_in[valleys]) < 0.96
     assert np.mean(lum_out[ridges] / lum_in[ridges]) > 1.005
@@ -218,7 +219,7 @@ def test_disgust_wrinkles_the_nose_between_the_eyes() -> None:
     """The nose's unit darkens lines across the root of the nose and down its sides, each
     with a lighter ridge above it, and changes nothing of the eyes, the brows or the face
     below the nose's bridge."""
-    shading, q, valleys, changed = lines_on_even_skin(NOSE, nose_bands)
+    shading, q, valleys, changed = lines_on_even_skin(NOSE)
     # Across the root (the bridge's middle, x near 0) and on both sides of the nose.
     for lo, hi in ((-0.03, 0.03), (-0.2, -0.08), (0.08, 0.2)):
         assert (valleys & (q[:, 0] > lo) & (q[:, 0] < hi)).sum() > 30, (lo, hi)
@@ -229,18 +230,11 @@ def test_disgust_wrinkles_the_nose_between_the_eyes() -> None:
     assert not changed[np.abs(q[:, 0]) > 0.25].any()
 
 
-def crow_bands(shading: ShadingModel, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(P,) bool twice: the face-frame points q (P, 2) where the crow's feet darken (half
-    their darkest or more) and where they lighten."""
-    values = shading.log_gain(CROWS, template_xy=q)
-    return values <= 0.5 * shading.maps[5].min(), values >= 0.5 * shading.maps[5].max()
-
-
 def test_a_smile_draws_crows_feet_beside_the_eyes_outer_corners() -> None:
     """The crow's feet: lines fanning out from each eye's outer corner toward the temple,
     darker, with a lighter ridge above each, on both sides; nothing of the eyes, the brows,
     the nose or the face below the cheekbones changes."""
-    shading, q, valleys, changed = lines_on_even_skin(CROWS, crow_bands)
+    shading, q, valleys, changed = lines_on_even_skin(CROWS)
     for side in (-1, 1):
         corner = shading.template[263] * np.array([side, 1.0])
         beside = valleys & (side * (q[:, 0] - corner[0]) > 0.05)
@@ -266,7 +260,7 @@ def test_the_crows_feet_on_a_real_face(clips_dir: Path, name: str, t: int) -> No
     moved = pts + FaceGenerator(model=model, device=CPU).displacement(delta, points=pts)
     near = np.flatnonzero(np.abs(q[:, 1] - moved[33, 1]) < 0.3)
     at = on_the_template(shading, q[near], points=moved)
-    valleys, _ = crow_bands(shading, at)
+    valleys, _ = line_bands(shading, at, unit=CROWS)
     # The subject's right side: the nearer one on talk_s18, whose head is turned.
     valleys &= at[:, 0] < 0
     assert valleys.sum() > 10
@@ -313,7 +307,7 @@ def test_contempt_wrinkles_the_nose_on_the_sneers_side_only(side: str) -> None:
     lum_in = frame.reshape(-1, 3).astype(float).mean(axis=1)
     lum_out = out.reshape(-1, 3).astype(float).mean(axis=1)
     lum_both = both.reshape(-1, 3).astype(float).mean(axis=1)
-    valleys, _ = nose_bands(shading, q)
+    valleys, _ = line_bands(shading, q, unit=NOSE)
     own = valleys & (sign * q[:, 0] > 0.08)
     assert own.sum() > 30
     sneer = np.mean(lum_out[own] / lum_in[own])
@@ -426,7 +420,7 @@ def test_the_nose_wrinkles_on_a_real_face(clips_dir: Path, name: str, t: int, em
     moved = pts + FaceGenerator(model=model, device=CPU).displacement(delta, points=pts)
     near = np.flatnonzero(np.linalg.norm(q - moved[6], axis=1) < 0.35)
     at = on_the_template(shading, q[near], points=moved)
-    valleys, _ = nose_bands(shading, at)
+    valleys, _ = line_bands(shading, at, unit=NOSE)
     if emotion == "contempt":
         valleys &= at[:, 0] < -0.08
     assert valleys.sum() > 10

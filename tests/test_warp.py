@@ -291,6 +291,7 @@ def test_a_lip_corner_that_moves_alone_is_released_further() -> None:
 def test_a_raised_upper_lip_lets_go_of_its_top_edge_and_holds_the_inner_lips() -> None:
     from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
     from spfem_cli.generator.generator import (
+        _CORNER_TAPER,
         UPPER_LIP_RELEASE,
         UPPER_LIP_TOP,
         FaceGenerator,
@@ -313,7 +314,7 @@ def test_a_raised_upper_lip_lets_go_of_its_top_edge_and_holds_the_inner_lips() -
         flow = gen.warper.dense_flow(face=ff, points=pts, values=disp, box=box, hold=hold)
         out = {}
         # The inner lips but their corners, which follow the outer corners (`_CORNER_TAPER`).
-        inner = [i for i in mesh.LIPS_INNER if i not in (78, 191, 95, 308, 415, 324)]
+        inner = [i for i in mesh.LIPS_INNER if i not in {k for k, _, _ in _CORNER_TAPER}]
         for name, idx in (("top", list(UPPER_LIP_TOP)), ("inner", inner)):
             x, y = np.round(px[idx] - box[:2]).astype(int).T
             out[name] = flow[:, y, x].norm(dim=0).numpy() / ff.iod
