@@ -1,4 +1,4 @@
-"""Measure the shading of a smile on real faces: checkpoint ``shading-v4``.
+"""Measure the shading of a smile on real faces: checkpoint ``shading-v5``.
 
     python scripts/build_shading.py [--clips DIR] [--out FILE] [--no-manifest] [--look DIR]
 
@@ -41,7 +41,9 @@ cannot make; driven, like the furrow, by the upper lip raiser (AU10) that comes 
 disgust. A fifth, `nose_right`, is the same on the subject's right side alone: contempt's
 sneer (AU14R). A sixth, `crows_feet`, is drawn too: the lines fanning out from each eye's
 outer corner that the cheek raiser (AU6) bunches up in a smile (`CROWS_FEET`), driven like the
-smile's folds by the lip corner puller (AU12).
+smile's folds by the lip corner puller (AU12). The seventh and eighth, `forehead_inner` and
+`forehead_outer`, are drawn as well: the lines across the forehead that the inner and the
+outer brow raisers (AU1, AU2) bunch up (`FOREHEAD_LINES`), from a threshold on.
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
 colour; deterministic given the clips, about half a minute on two cores.
@@ -58,7 +60,7 @@ import numpy as np
 import torch
 from measure_shading import Raster
 from PIL import Image
-from scipy.ndimage import gaussian_filter, map_coordinates
+from scipy.ndimage import gaussian_filter, gaussian_filter1d, map_coordinates
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
@@ -168,6 +170,39 @@ CROWS_FEET = (
 # happy). Not the cheek raiser itself: the calibrated surprise carries a little of it (0.018),
 # which drew faint lines beside a surprised face's eyes.
 CROWS_FEET_DRIVERS = {"AU12": 1.0}
+# Raised brows bunch the forehead's skin into lines across it: FACS names them first for the
+# inner and the outer brow raisers (AU1 across the middle of the forehead, AU2 over the brows'
+# outer parts, both across all of it), and a warp that lifts the brows stretches smooth skin.
+# No clip here goes from a calm forehead to a raised one at a size that shows the lines (the
+# MEAD clips, 256 pixels, hold their emotion throughout), so they are drawn: FOREHEAD_LINES
+# (share of the way from the brows' top edge to the forehead's top landmarks, half length in
+# IOD), each a valley with a lit ridge above it, following the brows' arch as real forehead
+# lines do.
+FOREHEAD_LINES = ((0.28, 0.82), (0.46, 0.78), (0.64, 0.66))
+# The brows' top edge and the forehead's top on the subject's left side (landmarks, from the
+# middle out; mirrored).
+BROW_TOP = (9, 336, 296, 334, 293, 300)
+FOREHEAD_TOP = (10, 338, 297, 332, 284)
+FOREHEAD_SMOOTH = 0.15
+# The lines' half-width (IOD; the forehead's skin folds wider than the nose's) and how much
+# shallower they get in places along their length.
+FOREHEAD_WIDTH = 0.014
+FOREHEAD_VARY = 0.4
+# The lines fade in and out over this length at their ends (IOD), not over a share of it as
+# the shorter wrinkles do: so, the outer brows' part of the forehead kept a third of the depth.
+FOREHEAD_ENDS = 0.2
+# The middle of the forehead, which the inner brow raiser wrinkles (sadness's lines) and the
+# outer parts, the outer one's: the inner unit is the lines within FOREHEAD_MIDDLE[0] of the
+# middle, fading out by FOREHEAD_MIDDLE[1] (IOD); the outer unit is the rest.
+FOREHEAD_MIDDLE = (0.25, 0.45)
+# What drives them, and from how far: skin lines up only once the brows have risen some way, so
+# a unit's strength is its drivers' sum less a threshold. The calibrated happy carries a little
+# of both brow raisers (AU1 0.16, AU2 0.20, fitted to the brows' motion in real smiles), which
+# without the threshold drew faint lines on a smiling forehead. Surprise: 0.96 in the middle,
+# 0.98 outside; fear: 0.83 and 0.44; sadness: 1.22 in the middle alone.
+FOREHEAD_INNER_DRIVERS = {"AU1": 1.2}
+FOREHEAD_OUTER_DRIVERS = {"AU2": 1.25}
+FOREHEAD_THRESHOLD = 0.3
 
 
 def grid_axes() -> tuple[np.ndarray, np.ndarray]:
@@ -305,15 +340,19 @@ def furrow(smile_map: np.ndarray, template: np.ndarray) -> np.ndarray:
     return np.minimum(smile_map, 0.0) * keep[:, None]
 
 
-def _wrinkle(up: np.ndarray, along: np.ndarray) -> np.ndarray:
+def _wrinkle(
+    up: np.ndarray, along: np.ndarray, *, width: float = WRINKLE_WIDTH, ends: float = WRINKLE_ENDS
+) -> np.ndarray:
     """One wrinkle's change of log luminance at strength 1: up (Gh, Gw), each grid point's
     distance above the wrinkle's line (IOD), along (Gh, Gw) its place along it (0 to 1,
-    outside: none)."""
-    ends = np.clip(np.minimum(along, 1.0 - along) / WRINKLE_ENDS, 0.0, 1.0)
+    outside: none); width: the valley's half-width (IOD), the ridge's offset growing with it;
+    ends: the share of its length over which it fades in and out."""
+    ends = np.clip(np.minimum(along, 1.0 - along) / ends, 0.0, 1.0)
     fade = np.where((along < 0) | (along > 1), 0.0, np.sin(0.5 * np.pi * ends) ** 2)
     ridge, offset = WRINKLE_RIDGE
-    valley = -np.exp(-0.5 * (up / WRINKLE_WIDTH) ** 2)
-    lit = ridge * np.exp(-0.5 * ((up - offset) / (1.3 * WRINKLE_WIDTH)) ** 2)
+    offset *= width / WRINKLE_WIDTH
+    valley = -np.exp(-0.5 * (up / width) ** 2)
+    lit = ridge * np.exp(-0.5 * ((up - offset) / (1.3 * width)) ** 2)
     return WRINKLE_DEPTH * fade * (valley + lit)
 
 
@@ -335,6 +374,29 @@ def straight_wrinkles(lines: tuple[tuple[tuple[float, float], ...], ...]) -> np.
                 rel_x * normal[0] + rel_y * normal[1], (rel_x * u[0] + rel_y * u[1]) / length
             )
     return total
+
+
+def forehead_lines(template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Gh, Gw) twice: the forehead's lines at strength 1 in its middle and in its outer parts
+    (drawn: see FOREHEAD_LINES), on the template face (478, 2)."""
+    columns, rows = grid_axes()
+    side = np.abs(columns)
+    brow = np.interp(side, template[list(BROW_TOP), 0], template[list(BROW_TOP), 1])
+    top = np.interp(side, template[list(FOREHEAD_TOP), 0], template[list(FOREHEAD_TOP), 1])
+    total = np.zeros(SHAPE)
+    for k, (share, half) in enumerate(FOREHEAD_LINES):
+        # Smoothed along the face: the brows' edge bends sharply between them, the lines do not.
+        line = gaussian_filter1d(brow + share * (top - brow), FOREHEAD_SMOOTH / STEP)
+        up = line[None, :] - rows[:, None]
+        along = (columns[None, :] + half) / (2 * half)
+        # Deeper in some places than others, differently on each line, as skin folds.
+        depth = 1.0 - FOREHEAD_VARY * (0.5 + 0.5 * np.cos(2 * np.pi * side / 0.55 + 2.1 * k))
+        wrinkle = _wrinkle(up, along, width=FOREHEAD_WIDTH, ends=FOREHEAD_ENDS / (2 * half))
+        total += depth[None, :] * wrinkle
+    inner, outer = FOREHEAD_MIDDLE
+    middle = np.clip((outer - side[None, :]) / (outer - inner), 0.0, 1.0)
+    middle = middle * middle * (3 - 2 * middle)
+    return total * middle, total * (1.0 - middle)
 
 
 def nose_wrinkles() -> np.ndarray:
@@ -396,7 +458,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
     parser.add_argument(
-        "--out", type=Path, default=default_weights_dir() / "shading_v4.safetensors"
+        "--out", type=Path, default=default_weights_dir() / "shading_v5.safetensors"
     )
     parser.add_argument("--no-manifest", action="store_true")
     parser.add_argument("--look", type=Path, default=None, help="write each map as a PNG here")
@@ -454,6 +516,7 @@ def main() -> None:
     wrinkles = nose_wrinkles()
     sneer = wrinkles * right
     crows = straight_wrinkles(CROWS_FEET)
+    brows_inner, brows_outer = forehead_lines(template)
     print(
         "the nose's wrinkles, log luminance at strength 1: "
         f"{wrinkles.min():.3f} to {wrinkles.max():.3f}"
@@ -464,7 +527,8 @@ def main() -> None:
         save_look(args.look / "nose.png", wrinkles)
         save_look(args.look / "nose_right.png", sneer)
         save_look(args.look / "crows_feet.png", crows)
-    drivers = np.zeros((6, model.num_aus))
+        save_look(args.look / "forehead.png", brows_inner + brows_outer)
+    drivers = np.zeros((8, model.num_aus))
     drivers[0, model.au_names.index("AU12")] = 1.0
     drivers[1, model.au_names.index("AU12R")] = 1.0
     for row, driven_by in (
@@ -472,6 +536,8 @@ def main() -> None:
         (3, NOSE_DRIVERS),
         (4, NOSE_SNEER_DRIVERS),
         (5, CROWS_FEET_DRIVERS),
+        (6, FOREHEAD_INNER_DRIVERS),
+        (7, FOREHEAD_OUTER_DRIVERS),
     ):
         for au, weight in driven_by.items():
             drivers[row, model.au_names.index(au)] = weight
@@ -481,13 +547,25 @@ def main() -> None:
         "origin": list(ORIGIN),
         "step": STEP,
         "au_names": list(model.au_names),
-        "unit_names": ["smile", "smile_right", "furrow", "nose", "nose_right", "crows_feet"],
+        "unit_names": [
+            "smile",
+            "smile_right",
+            "furrow",
+            "nose",
+            "nose_right",
+            "crows_feet",
+            "forehead_inner",
+            "forehead_outer",
+        ],
         "clips": list(SMILE_CLIPS),
     }
     tensors = {
         "maps": torch.from_numpy(
-            np.stack([smile, smirk, nasolabial, wrinkles, sneer, crows]).astype(np.float32)
+            np.stack(
+                [smile, smirk, nasolabial, wrinkles, sneer, crows, brows_inner, brows_outer]
+            ).astype(np.float32)
         ),
+        "thresholds": torch.tensor([0.0] * 6 + [FOREHEAD_THRESHOLD] * 2),
         "template": model.template.float(),
         "drivers": torch.from_numpy(drivers.astype(np.float32)),
         "channels": torch.from_numpy(channels.astype(np.float32)),
@@ -501,7 +579,7 @@ def main() -> None:
             description="smile shading (expression ratio images) measured on expr_d0, expr_d9 "
             "and expr_d19 by scripts/build_shading.py; disgust's furrow drawn from it, the "
             "nose's wrinkles drawn (both sides for disgust, one for contempt), the crow's feet "
-            "drawn (happy)",
+            "drawn (happy), the forehead's lines drawn (raised brows)",
         )
 
 

@@ -18,7 +18,7 @@ from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator, build_generator
-from spfem_cli.generator.shading import ShadingModel
+from spfem_cli.generator.shading import ShadingModel, template_offsets
 from tests.conftest import video_frame
 from tests.painted import SKIN_RGB, pixels_in_face_frame
 
@@ -26,7 +26,7 @@ CPU = torch.device("cpu")
 SHAPE = (480, 440)
 FACE = FaceFrame(origin=np.array([220.0, 170.0]), angle=0.0, iod=130.0)
 ROOT = Path(__file__).resolve().parents[1]
-SMILE, SMIRK, FURROW, NOSE, SNEER, CROWS = np.eye(6)
+SMILE, SMIRK, FURROW, NOSE, SNEER, CROWS, BROWS_IN, BROWS_OUT = np.eye(8)
 
 
 def skin_frame() -> np.ndarray:
@@ -58,27 +58,49 @@ def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -
         "nose",
         "nose_right",
         "crows_feet",
+        "forehead_inner",
+        "forehead_outer",
     )
     assert np.all(np.isfinite(shading.maps))
     assert build_generator(model=model, device=CPU, kind="warp").shading is not None
     # Happy drives the smile and the crow's feet, contempt the smirk and the nose's wrinkles on
-    # its side, disgust the furrow and the nose's wrinkles; sad, surprise and fear nothing.
+    # its side, disgust the furrow and the nose's wrinkles, sadness the forehead's lines in its
+    # middle, surprise and fear across all of it; anger nothing.
     for emotion, driven in (
-        ("happy", [True, False, False, False, False, True]),
-        ("contempt", [False, True, False, False, True, False]),
-        ("disgusted", [False, False, True, True, False, False]),
-        ("sad", [False, False, False, False, False, False]),
-        ("surprised", [False, False, False, False, False, False]),
-        ("fear", [False, False, False, False, False, False]),
+        ("happy", [1, 0, 0, 0, 0, 1, 0, 0]),
+        ("contempt", [0, 1, 0, 0, 1, 0, 0, 0]),
+        ("disgusted", [0, 0, 1, 1, 0, 0, 0, 0]),
+        ("sad", [0, 0, 0, 0, 0, 0, 1, 0]),
+        ("surprised", [0, 0, 0, 0, 0, 0, 1, 1]),
+        ("fear", [0, 0, 0, 0, 0, 0, 1, 1]),
+        ("angry", [0, 0, 0, 0, 0, 0, 0, 0]),
     ):
         strengths = shading.strengths(
             model.emotion_vector(emotion).double().numpy(), au_names=model.au_names
         )
-        assert list(strengths > 0.5) == driven, (emotion, strengths)
+        assert list(strengths > 0.4) == [bool(d) for d in driven], (emotion, strengths)
         # Not a faint fold either: a unit an emotion does not drive is 0 (surprise and fear
         # carry a little of the nose wrinkler, which drives neither the furrow nor the
-        # wrinkles).
-        assert np.all(strengths[~np.array(driven)] == 0), (emotion, strengths)
+        # wrinkles; happy a little of both brow raisers, short of the forehead's threshold).
+        assert np.all(strengths[~np.array(driven, bool)] == 0), (emotion, strengths)
+
+
+def test_the_forehead_lines_form_only_once_the_brows_have_risen_some_way() -> None:
+    """A unit's strength is its drivers' sum less its threshold: the inner brow raiser at
+    0.2 draws no lines across the forehead, at 0.5 and 1.0 it draws them, the deeper the
+    further it goes; the units without a threshold start at once."""
+    shading = ShadingModel.load()
+    names = shading.au_names
+    inner = shading.unit_names.index("forehead_inner")
+    strengths = []
+    for level in (0.2, 0.5, 1.0):
+        delta = np.zeros(len(names))
+        delta[names.index("AU1")] = level
+        strengths.append(shading.strengths(delta, au_names=names)[inner])
+    assert strengths[0] == 0 and 0 < strengths[1] < strengths[2], strengths
+    delta = np.zeros(len(names))
+    delta[names.index("AU12")] = 0.1
+    assert shading.strengths(delta, au_names=names)[0] == pytest.approx(0.1)
 
 
 def test_the_shading_is_driven_by_its_units_by_name() -> None:
@@ -248,29 +270,97 @@ def test_a_smile_draws_crows_feet_beside_the_eyes_outer_corners() -> None:
     assert not changed[q[:, 1] > 0.15].any()
 
 
+def _drawn_lines_on_a_real_frame(
+    clips_dir: Path, name: str, t: int, *, emotion: str, unit: np.ndarray, near_y: float
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """A real frame edited to an emotion: how dark a drawn unit's valleys (`line_bands`, on
+    the subject's right side: the nearer one on talk_s18, whose head is turned), found where
+    the edit put the landmarks within 0.3 IOD of the height near_y of the template face, come
+    out against the warp alone (mean ratio of luminance). Returns it, the pixels the shading
+    changed (P,), the output's landmarks (478, 2) and every pixel's face-frame point (P, 2)."""
+    shading = ShadingModel.load()
+    model = ExpressionModel.load()
+    frame, shaded, plain, pts, q = _edit_real_frame(clips_dir, name, t, emotion)
+    delta = model.emotion_vector(emotion).double().numpy()
+    moved = pts + FaceGenerator(model=model, device=CPU).displacement(delta, points=pts)
+    near = np.flatnonzero(np.abs(q[:, 1] - near_y) < 0.3)
+    at = on_the_template(shading, q[near], points=moved)
+    valleys, _ = line_bands(shading, at, unit=unit)
+    valleys &= at[:, 0] < 0
+    assert valleys.sum() > 10
+    lum_shaded = shaded.reshape(-1, 3)[near][valleys].astype(float).mean(axis=1)
+    lum_plain = plain.reshape(-1, 3)[near][valleys].astype(float).mean(axis=1)
+    ratio = float(np.mean(lum_shaded / np.maximum(lum_plain, 1)))
+    return ratio, np.any(shaded != plain, axis=-1).reshape(-1), moved, q
+
+
 @pytest.mark.parametrize(("name", "t"), [("talk_s18_1280x720.mp4", 90), ("expr_d0.mp4", 10)])
 def test_the_crows_feet_on_a_real_face(clips_dir: Path, name: str, t: int) -> None:
     """On real frames edited to happy, the crow's feet's valleys, found where the edit put the
     landmarks, come out darker than the warp alone leaves them; the eyes keep the warp's
     pixels."""
-    shading = ShadingModel.load()
-    model = ExpressionModel.load()
-    frame, shaded, plain, pts, q = _edit_real_frame(clips_dir, name, t, "happy")
-    delta = model.emotion_vector("happy").double().numpy()
-    moved = pts + FaceGenerator(model=model, device=CPU).displacement(delta, points=pts)
-    near = np.flatnonzero(np.abs(q[:, 1] - moved[33, 1]) < 0.3)
-    at = on_the_template(shading, q[near], points=moved)
-    valleys, _ = line_bands(shading, at, unit=CROWS)
-    # The subject's right side: the nearer one on talk_s18, whose head is turned.
-    valleys &= at[:, 0] < 0
-    assert valleys.sum() > 10
-    lum_shaded = shaded.reshape(-1, 3)[near][valleys].astype(float).mean(axis=1)
-    lum_plain = plain.reshape(-1, 3)[near][valleys].astype(float).mean(axis=1)
-    ratio = np.mean(lum_shaded / np.maximum(lum_plain, 1))
+    ratio, changed, moved, q = _drawn_lines_on_a_real_frame(
+        clips_dir, name, t, emotion="happy", unit=CROWS, near_y=-0.04
+    )
     assert ratio < 0.975, ratio
-    changed = np.any(shaded != plain, axis=-1).reshape(-1)
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
         assert not changed[pixels_in_polygon(q, moved[list(ring)])].any()
+
+
+@pytest.mark.parametrize(
+    ("name", "t"), [("talk_s18_1280x720.mp4", 90), ("speech_obama_450x450.mp4", 100)]
+)
+def test_the_forehead_lines_on_a_real_face(clips_dir: Path, name: str, t: int) -> None:
+    """On real frames edited to surprise, the forehead's lines, found where the edit put the
+    landmarks, come out darker than the warp alone leaves them; the brows and the eyes keep
+    the warp's pixels."""
+    ratio, changed, moved, q = _drawn_lines_on_a_real_frame(
+        clips_dir, name, t, emotion="surprised", unit=BROWS_IN + BROWS_OUT, near_y=-0.63
+    )
+    assert ratio < 0.975, ratio
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
+        assert not changed[pixels_in_polygon(q, moved[list(ring)])].any()
+
+
+def test_raised_brows_draw_lines_across_the_forehead() -> None:
+    """The forehead's units: lines across the forehead between the brows and its top, each
+    darker with a lighter ridge above it, the inner unit's in the middle and the outer's over
+    the brows' outer parts; nothing of the brows, the eyes or the face below them changes,
+    nor anything above the forehead's top landmarks."""
+    shading, q, valleys, changed = lines_on_even_skin(BROWS_IN + BROWS_OUT)
+    template = shading.template
+    brow_top = template[[9, 107, 336, 66, 296, 105, 334], 1].min()
+    assert valleys.sum() > 300 and q[valleys, 1].max() < brow_top
+    # Up the middle and up over each brow's outer part: three lines, one over the other (the
+    # runs of the map's values darker than a third of its darkest).
+    ys = np.linspace(brow_top, template[10, 1], 200)
+    for x in (-0.5, 0.0, 0.5):
+        column = shading.log_gain(BROWS_IN + BROWS_OUT, template_xy=np.c_[np.full(200, x), ys])
+        dark = column < np.min(shading.maps[-2:].sum(axis=0)) / 3
+        assert np.count_nonzero(np.diff(dark.astype(int)) == 1) == 3, x
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
+        inside = pixels_in_polygon(q, template[list(ring)])
+        assert inside.sum() > 50 and not changed[inside].any()
+    assert not changed[q[:, 1] > brow_top + 0.1].any()
+    assert not changed[q[:, 1] < template[10, 1]].any()
+    # Sadness's lines are the middle's alone.
+    _, q, _, changed = lines_on_even_skin(BROWS_IN)
+    assert changed[np.abs(q[:, 0]) < 0.2].any() and not changed[np.abs(q[:, 0]) > 0.5].any()
+
+
+def test_the_template_offsets_bend_smoothly_between_sparse_landmarks() -> None:
+    """Over a lattice of landmarks 0.15 IOD apart with nothing else near (as on the forehead),
+    offsets that grow steadily across it are carried steadily between them too: within 0.001
+    IOD of the straight line between two in its middle. Spread only 0.05 IOD wide, each
+    landmark held its own offset near it and the two met in a step (0.016 off the line), which
+    bent a line drawn across them into a wave."""
+    steps = 0.15 * np.arange(9)
+    points = np.stack(np.meshgrid(steps, steps), axis=-1).reshape(-1, 2)
+    values = np.c_[np.zeros(len(points)), points[:, 0] / 1.5]
+    between = np.linspace(0.6, 0.75, 16)
+    got = template_offsets(points, values, np.c_[between, np.full(16, 0.675)])[:, 1]
+    assert np.all(np.diff(got) > 0)
+    assert np.abs(got - between / 1.5).max() < 0.001, got
 
 
 def test_the_wrinkles_stay_whole_lines_on_a_small_face() -> None:
@@ -346,12 +436,8 @@ def pixels_in_polygon(q: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 def on_the_template(shading: ShadingModel, q: np.ndarray, *, points: np.ndarray) -> np.ndarray:
     """(P, 2) where the face-frame points q (P, 2) of a face with landmarks points (478, 2)
-    lie on the shading's template face: the landmarks' offsets from the template, weighted by
-    a Gaussian of their distance (0.05 IOD) as the shading carries its maps."""
-    offsets = shading.template - points
-    dist = np.linalg.norm(q[:, None] - points[None], axis=-1)
-    weights = np.exp(-0.5 * (dist / 0.05) ** 2)
-    return q + (weights @ offsets) / weights.sum(axis=1, keepdims=True).clip(1e-12)
+    lie on the shading's template face, as the shading carries its maps."""
+    return q + template_offsets(points, shading.template - points, q)
 
 
 def _edit_real_frame(clips_dir: Path, name: str, t: int, emotion: str) -> tuple[np.ndarray, ...]:
