@@ -44,10 +44,14 @@ EMOTION_DESCRIPTIONS = MappingProxyType(
         "its brow lowered and that side of the nose wrinkled (on the side nearer the camera, or "
         "the right; --side)",
         "disgusted": "nose wrinkled, upper lip raised, lip corners pulled down",
-        "fear": "brows raised and drawn together, eyes wide and tense, lips stretched sideways",
-        "happy": "smile: lip corners up and out, cheeks raised, eyes narrowed by the cheeks",
-        "sad": "inner brows raised and drawn together, lip corners pulled down",
-        "surprised": "brows raised high, upper lids raised so the eyes open wide",
+        "fear": "brows raised and drawn together, lines across the forehead, eyes wide and "
+        "tense, lips stretched sideways",
+        "happy": "smile: lip corners up and out, cheeks raised, eyes narrowed by the cheeks, "
+        "crow's feet beside them",
+        "sad": "inner brows raised and drawn together, lines in the middle of the forehead, lip "
+        "corners pulled down",
+        "surprised": "brows raised high, lines across the forehead, upper lids raised so the eyes "
+        "open wide",
     }
 )
 
