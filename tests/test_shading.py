@@ -350,7 +350,7 @@ def test_raised_brows_draw_lines_across_the_forehead() -> None:
 
 def test_the_template_offsets_bend_smoothly_between_sparse_landmarks() -> None:
     """Over a lattice of landmarks 0.15 IOD apart with nothing else near (as on the forehead),
-    offsets that grow steadily across it are carried steadily between them too: within 0.001
+    offsets that grow steadily across it are carried steadily between them too: within 0.002
     IOD of the straight line between two in its middle. Spread only 0.05 IOD wide, each
     landmark held its own offset near it and the two met in a step (0.016 off the line), which
     bent a line drawn across them into a wave."""
@@ -360,7 +360,7 @@ def test_the_template_offsets_bend_smoothly_between_sparse_landmarks() -> None:
     between = np.linspace(0.6, 0.75, 16)
     got = template_offsets(points, values, np.c_[between, np.full(16, 0.675)])[:, 1]
     assert np.all(np.diff(got) > 0)
-    assert np.abs(got - between / 1.5).max() < 0.001, got
+    assert np.abs(got - between / 1.5).max() < 0.002, got
 
 
 def test_the_wrinkles_stay_whole_lines_on_a_small_face() -> None:

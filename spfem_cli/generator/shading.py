@@ -45,10 +45,10 @@ APPLY_STEP = 0.012
 # (Gaussian-weighted, this spread in IOD) on a grid this coarse: a face's shape differs from
 # the template's slowly. Piecewise linear through a triangulation of the output's landmarks
 # tore on a turned head, where the far cheek's landmarks crowd and cross.
-# Where the landmarks are sparse (the forehead's are 0.15 IOD apart) the spread is wider: as
-# wide as MAP_REACH times the distance to a landmark's MAP_NEIGHBOURS-th nearest. Narrower,
-# each landmark's offset held a plateau of its own, and the forehead's lines, drawn across
-# several, came out wavy on a turned head (talk_s18).
+# Where the landmarks are sparse (the forehead's are 0.15 IOD apart) a landmark's spread is
+# wider: MAP_REACH times the distance to its MAP_NEIGHBOURS-th nearest (`template_offsets`).
+# Narrower, each landmark's offset held a plateau of its own, and the forehead's lines, drawn
+# across several, came out wavy on a turned head (talk_s18).
 MAP_SIGMA = 0.05
 MAP_NEIGHBOURS = 4
 MAP_REACH = 0.7
@@ -349,19 +349,20 @@ class ShadingModel:
 def template_offsets(points: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
     """(M, 2) values (N, 2) given at points (N, 2) interpolated at query (M, 2), all IOD (the
     shading's use: the landmarks' offsets from the template, carried to every point):
-    Gaussian-weighted, MAP_SIGMA wide where the landmarks are dense and MAP_REACH times the
-    distance to the MAP_NEIGHBOURS-th nearest landmark where they are sparse. That distance is
-    taken as the nearest landmark's distance plus its own to its MAP_NEIGHBOURS-th nearest
-    (a bound): found for every point of the grid, it took 4-12 ms a frame."""
+    Gaussian-weighted, each landmark's Gaussian MAP_SIGMA wide where the landmarks are dense
+    and MAP_REACH times the distance to its MAP_NEIGHBOURS-th nearest where they are sparse,
+    and weighted by its area's inverse, so that near dense landmarks a sparse one's wide
+    Gaussian does not outweigh theirs."""
     pts = torch.from_numpy(np.asarray(points, np.float32))
     apart = torch.cdist(pts, pts)
     own = torch.topk(apart, MAP_NEIGHBOURS + 1, dim=1, largest=False).values[:, -1]
+    sigma = torch.clamp(MAP_REACH * own, min=MAP_SIGMA)
     d2 = torch.cdist(torch.from_numpy(query.astype(np.float32)), pts).square_()
-    nearest2, which = d2.min(dim=1)
-    sigma = torch.clamp(MAP_REACH * (nearest2.sqrt() + own[which]), min=MAP_SIGMA)[:, None]
-    w = torch.exp_(d2.div_(-2.0 * sigma * sigma).clamp_(min=-80.0))
+    w = torch.exp_(d2.mul_(-0.5 / sigma.square()).clamp_(min=-80.0)).mul_(
+        (MAP_SIGMA / sigma).square()
+    )
     vals = torch.from_numpy(values.astype(np.float32))
-    return ((w @ vals) / (w.sum(dim=1, keepdim=True) + 1e-12)).numpy().astype(np.float64)
+    return ((w @ vals) / (w.sum(dim=1, keepdim=True) + 1e-30)).numpy().astype(np.float64)
 
 
 def _covered(
