@@ -53,6 +53,9 @@ MAP_SIGMA = 0.05
 MAP_NEIGHBOURS = 4
 MAP_REACH = 0.7
 MAP_STEP = 0.05
+# The offsets are carried over the landmarks whose places on the template lie within this
+# distance (IOD) of the asked units' maps, and as far again around them on the output face.
+SUPPORT_REACH = 0.15
 # No grid is finer than this (pixels): on a small face the map's detail is below a pixel...
 MIN_STEP_PX = 2.0
 # ...unless a map asked for has finer detail: the grid's step is then at most this share of
@@ -222,11 +225,25 @@ class ShadingModel:
         if not np.any(strengths > 0):
             return frame
         height, width = frame.shape[:2]
-        box = face_box(face.to_image(points), width=width, height=height, margin=0.05)
         grids = self._grids(strengths, iod=face.iod)
-        field = self._to_template(
-            box, face=face, points=points, supports=[self.support(part) for _, part in grids]
+        supports = [self.support(part) for _, part in grids]
+        near = self._near(supports)
+        if not near.any():
+            return frame
+        # Only around the landmarks the units' maps reach: a surprise's forehead need not pay
+        # for carrying the whole face's offsets.
+        reach = SUPPORT_REACH * face.iod
+        x0, y0, x1, y1 = face_box(face.to_image(points[near]), width=width, height=height, margin=0)
+        whole = face_box(face.to_image(points), width=width, height=height, margin=0.05)
+        box = (
+            max(whole[0], int(x0 - reach)),
+            max(whole[1], int(y0 - reach)),
+            min(whole[2], int(x1 + reach) + 1),
+            min(whole[3], int(y1 + reach) + 1),
         )
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            return frame
+        field = self._to_template(box, face=face, points=points, supports=supports)
         if field is None:
             return frame
         offsets, subs = field
@@ -260,6 +277,18 @@ class ShadingModel:
         shaded = np.clip(np.rint(crop * factor), 0, 255).astype(np.uint8)
         np.copyto(crop, shaded, where=change[..., None])
         return out
+
+    def _near(self, supports: list[tuple[float, float, float, float]]) -> np.ndarray:
+        """(478,) bool: the landmarks whose places on the template lie within SUPPORT_REACH
+        of a support (x0, y0, x1, y1, template face-frame IOD)."""
+        near = np.zeros(len(self.template), bool)
+        for x0, y0, x1, y1 in supports:
+            if x1 <= x0 and y1 <= y0:
+                continue
+            lo = np.array([x0, y0]) - SUPPORT_REACH
+            hi = np.array([x1, y1]) + SUPPORT_REACH
+            near |= np.all((self.template >= lo) & (self.template <= hi), axis=1)
+        return near
 
     def _grids(self, strengths: np.ndarray, *, iod: float) -> list[tuple[float, np.ndarray]]:
         """The grids the units asked for are carried on: (step, pixels; the strengths (S,) of
