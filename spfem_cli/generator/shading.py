@@ -161,14 +161,17 @@ class ShadingModel:
         rows = (template_xy[:, 1] - self.origin[1]) / self.step
         cols = (template_xy[:, 0] - self.origin[0]) / self.step
         mirrored = (-template_xy[:, 0] - self.origin[0]) / self.step
-        for strength, grid, one_sided in zip(
-            strengths, self.maps, self.one_sided_units, strict=True
-        ):
-            if strength > 0:
-                at = mirrored if one_sided and side == "left" else cols
-                if blur > 0:
-                    grid = gaussian_filter(grid, blur / self.step, mode="constant")
-                total += strength * map_coordinates(grid, [rows, at], order=1, cval=0.0)
+        flip = self.one_sided_units & (side == "left")
+        # The units read at the same points are summed first and read once: blurring and
+        # reading are linear, and each costs about a millisecond a unit.
+        for group, at in ((~flip, cols), (flip, mirrored)):
+            weights = np.where(group, np.maximum(strengths, 0.0), 0.0)
+            if not np.any(weights > 0):
+                continue
+            grid = np.tensordot(weights.astype(np.float32), self.maps, axes=1)
+            if blur > 0:
+                grid = gaussian_filter(grid, blur / self.step, mode="constant")
+            total += map_coordinates(grid, [rows, at], order=1, cval=0.0)
         return total
 
     @cached_property
