@@ -558,6 +558,8 @@ def main() -> None:
             "forehead_outer",
         ],
         "clips": list(SMILE_CLIPS),
+        # Drawn where a fringe may hang: they shade only the skin.
+        "under_hair": ["forehead_inner", "forehead_outer"],
     }
     tensors = {
         "maps": torch.from_numpy(

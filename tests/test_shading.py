@@ -348,6 +348,36 @@ def test_raised_brows_draw_lines_across_the_forehead() -> None:
     assert changed[np.abs(q[:, 0]) < 0.2].any() and not changed[np.abs(q[:, 0]) > 0.5].any()
 
 
+def test_the_forehead_lines_are_kept_off_a_fringe_but_drawn_in_shadow() -> None:
+    """On even skin whose forehead's upper part is hidden by a light fringe (30% darker than
+    the skin, in strands 3 pixels wide, 20% apart) and whose left half lies in a smooth shadow
+    as dark,
+    the forehead's lines change no pixel of the fringe but are drawn in the shadow: their
+    valleys there, 0.1 of the eye distance or more from its edges, come out 3% darker or more.
+    Hair is told from shadow by its texture."""
+    shading = ShadingModel.load()
+    q = pixels_in_face_frame(FACE, SHAPE).reshape(*SHAPE, 2)
+    frame = skin_frame().astype(float)
+    fringe = q[..., 1] < -0.66
+    shadow = ~fringe & (q[..., 0] > 0.1)
+    strands = np.where((np.arange(SHAPE[1]) // 3) % 2 == 0, 0.78, 0.62)[None, :]
+    frame[fringe] *= np.broadcast_to(strands, SHAPE)[fringe][:, None]
+    frame[shadow] *= 0.7
+    frame = np.rint(frame).astype(np.uint8)
+    out = shading.apply(frame, face=FACE, points=shading.template, strengths=BROWS_IN + BROWS_OUT)
+    changed = np.any(out != frame, axis=-1)
+    assert not changed[fringe].any()
+    valleys, _ = line_bands(shading, q.reshape(-1, 2), unit=BROWS_IN + BROWS_OUT)
+    # Clear of the fringe and of the shadow's edge (hair is grown by the lift's scale, and
+    # both edges are detail).
+    valleys = valleys.reshape(SHAPE) & shadow & (q[..., 0] > 0.2) & (q[..., 1] > -0.56)
+    assert valleys.sum() > 50
+    ratio = out[valleys].astype(float).mean(axis=1) / frame[valleys].astype(float).mean(axis=1)
+    assert ratio.mean() < 0.97, ratio.mean()
+    # And on the other side, in the light below the fringe, too.
+    assert changed[~fringe & ~shadow & (q[..., 1] < -0.45)].any()
+
+
 def test_the_template_offsets_bend_smoothly_between_sparse_landmarks() -> None:
     """Over a lattice of landmarks 0.15 IOD apart with nothing else near (as on the forehead),
     offsets that grow steadily across it are carried steadily between them too: within 0.002

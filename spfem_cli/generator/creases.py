@@ -56,6 +56,12 @@ SPOT_ELONGATION = 1.6
 # shading's scale by more than this (log luminance). Its loose strands are lines too: those
 # that cross the forehead's lines are left by the blur along them (`Crease.along`).
 HAIR_DARKER = 0.3
+# How strong the fine detail (`texture`, finer than HAIR_GRAIN IOD, over half the forehead
+# lines' shading scale) of hair is, fading in from the first to the second (log luminance,
+# root mean square): skin 0.004-0.02 (talk_s18's far side in shadow 0.013), a light brown
+# fringe 0.03-0.05 (the demo's astronaut).
+HAIR_TEXTURE = (0.015, 0.03)
+HAIR_GRAIN = 0.012
 # The forehead's skin is up to this much darker than the nose's bridge (log luminance, at the
 # forehead's shading scale): 0.29 under expr_d9's fringe, 0.20 on talk_mead_sad, within 0.2 on
 # eleven other clips' frames.
@@ -95,7 +101,7 @@ OVAL_FADE = 0.05
 # The lines raised brows press across the forehead: the skin above the brows' upper edges
 # (faded in over FOREHEAD_FLOOR_FADE above them), up to the face's outline raised by
 # FOREHEAD_RAISE above the brows (faded in over OVAL_FADE inside it), no further out than the
-# brows' outer ends and FOREHEAD_SIDE beyond them. Hair over it is left (`_not_hair`).
+# brows' outer ends and FOREHEAD_SIDE beyond them. Hair over it is left (`not_hair`).
 FOREHEAD_FLOOR_FADE = 0.06
 FOREHEAD_SIDE = 0.05
 FOREHEAD_RAISE = 0.2
@@ -281,7 +287,7 @@ class Crease:
     region's box in the face frame (IOD); along: the crease's scale along the frame's rows
     (Gaussian, IOD): longer than CREASE_SCALE for lines that run across the face, so that
     what crosses them (a strand of hair) is left; under_hair: whether hair may hang over the
-    region (a fringe over the forehead), to be left out (`_not_hair`)."""
+    region (a fringe over the forehead), to be left out (`not_hair`)."""
 
     name: str
     aus: tuple[str, ...]
@@ -398,14 +404,14 @@ def _lifted_window(
     weight = weight.astype(np.float32)
     fine, broad = CREASE_SCALE * face.iod, crease.shading_scale * face.iod
     logs = np.log(crop + 1.0)
-    shading = _blur(logs, rows=broad, cols=broad)
-    bands = _blur(logs, rows=fine, cols=crease.along * face.iod) - shading
+    shading = blur(logs, rows=broad, cols=broad)
+    bands = blur(logs, rows=fine, cols=crease.along * face.iod) - shading
     luminance = luma(bands)
     if crease.under_hair or crease.along != CREASE_SCALE:
         skin_shading = luma(shading)
     if crease.under_hair:
-        bridge = _shading_at(frame, face.to_image(points[[NOSE_BRIDGE]])[0], scale=broad)
-        weight = weight * _not_hair(skin_shading, weight=weight, reach=broad, bridge=bridge)
+        bridge = shading_at(frame, face.to_image(points[[NOSE_BRIDGE]])[0], scale=broad)
+        weight = weight * not_hair(skin_shading, weight=weight, reach=broad, bridge=bridge)
     # Only what is darker than its surroundings by more than the grain, and not far darker
     # (not skin); of that, what lies below the grain's depth.
     depth = np.maximum(-luminance, 0.0)
@@ -413,14 +419,14 @@ def _lifted_window(
     below = np.clip(1.0 - crease.grain / np.maximum(depth, 1e-9), 0.0, 1.0)
     if crease.along != CREASE_SCALE:
         # A spot is told by its shape, which the blur along the rows would draw out.
-        depth = np.maximum(skin_shading - _blur(luma(logs), rows=fine, cols=fine), 0.0)
+        depth = np.maximum(skin_shading - blur(luma(logs), rows=fine, cols=fine), 0.0)
     line = ~spots(np.where(weight > 0, depth, 0.0), level=SPOT_LEVEL * crease.grain)
     gain = -share * (weight * skin * below * line)[..., None] * bands
     pixels = np.clip(np.rint(crop * np.exp(gain)), 0, 255).astype(np.uint8)
     return (slice(y0, y1), slice(x0, x1)), pixels
 
 
-def _shading_at(frame: np.ndarray, point: np.ndarray, *, scale: float) -> float | None:
+def shading_at(frame: np.ndarray, point: np.ndarray, *, scale: float) -> float | None:
     """The skin's shading (log luminance blurred at scale pixels, Gaussian) of frame (H, W, 3)
     uint8 at point (2,) (x, y, pixels), or None where the point is off the frame."""
     height, width = frame.shape[:2]
@@ -435,7 +441,7 @@ def _shading_at(frame: np.ndarray, point: np.ndarray, *, scale: float) -> float 
     return float(np.sum(luma(patch) * kernel) / np.sum(kernel))
 
 
-def _blur(image: np.ndarray, *, rows: float, cols: float) -> np.ndarray:
+def blur(image: np.ndarray, *, rows: float, cols: float) -> np.ndarray:
     """image (h, w) or (h, w, C) float32 blurred by a Gaussian of scale rows down the columns
     and cols along the rows (pixels), each channel apart, reflected at the edges as scipy's
     gaussian_filter does. OpenCV's blur: the blurs are most of a lift's cost, and scipy's
@@ -443,27 +449,50 @@ def _blur(image: np.ndarray, *, rows: float, cols: float) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), sigmaX=cols, sigmaY=rows, borderType=cv2.BORDER_REFLECT)
 
 
-def _not_hair(
-    shading: np.ndarray, *, weight: np.ndarray, reach: float, bridge: float | None = None
+def not_hair(
+    shading: np.ndarray,
+    *,
+    weight: np.ndarray,
+    reach: float,
+    bridge: float | None = None,
+    texture: np.ndarray | None = None,
 ) -> np.ndarray:
     """(h, w) in [0, 1]: 0 where the skin's shading (h, w, log luminance at the crease's broad
     scale) is darker than the region's skin by HAIR_DARKER or more, fading in from half of
     it: hair falling over the skin. The region's skin is the 75th percentile of its shading
     over weight (h, w) above one half or, where given, the nose bridge's shading bridge less
     BRIDGE_TO_FOREHEAD, whichever is lighter (where a fringe covers most of the region, that
-    percentile is hair). The hair is grown by reach (pixels: the shading's scale)."""
+    percentile is hair). texture: (h, w) where given, the fine detail's strength (`texture`):
+    skin in shadow (the far side of a turned head) is as dark as a light fringe, but smooth,
+    so hair is what is darker by twice HAIR_DARKER (fading in from HAIR_DARKER) or textured
+    (HAIR_TEXTURE) and darker by half of it (fading in from a quarter). The hair is grown by
+    reach (pixels: the shading's scale)."""
     inside = weight > 0.5
     if not inside.any():
         return np.ones(shading.shape)
     skin = np.percentile(shading[inside], 75)
     if bridge is not None:
         skin = max(skin, bridge - BRIDGE_TO_FOREHEAD)
-    clear = _smoothstep(2.0 - 2.0 * (skin - shading) / HAIR_DARKER).astype(np.float32)
+    darker = (skin - shading) / HAIR_DARKER
+    if texture is None:
+        clear = _smoothstep(2.0 - 2.0 * darker)
+    else:
+        lo, hi = HAIR_TEXTURE
+        textured = _smoothstep((texture - lo) / (hi - lo))
+        deep = 1.0 - _smoothstep(2.0 - darker)
+        clear = 1.0 - np.maximum(deep, textured * (1.0 - _smoothstep(2.0 - 4.0 * darker)))
     # Along the hair's edge the shading is half skin, and the hair there looks like a deep
     # crease: the hair is grown by the shading's scale (a square: an ellipse took 12 times as
     # long).
     size = 2 * int(np.ceil(reach)) + 1
-    return cv2.erode(clear, np.ones((size, size), np.uint8))
+    return cv2.erode(clear.astype(np.float32), np.ones((size, size), np.uint8))
+
+
+def texture(luminance: np.ndarray, *, fine: float, broad: float) -> np.ndarray:
+    """(h, w) the strength of the detail finer than fine (pixels, Gaussian) in a log
+    luminance image (h, w): its root mean square over broad (pixels)."""
+    detail = luminance - blur(luminance, rows=fine, cols=fine)
+    return np.sqrt(blur(detail * detail, rows=broad, cols=broad))
 
 
 def crease_region(
@@ -498,7 +527,7 @@ def crease_depth(
     skin = np.ones(np.count_nonzero(inside))
     if crease.under_hair:
         weight = inside.astype(np.float32)
-        clear = _not_hair(shading.astype(np.float32), weight=weight, reach=broad)
+        clear = not_hair(shading.astype(np.float32), weight=weight, reach=broad)
         skin = clear[inside].astype(np.float64)
     return float(np.sum(np.maximum(-band[inside], 0.0) * skin) / max(np.sum(skin), 1e-9))
 

@@ -30,8 +30,18 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint
+from spfem_cli.generator.creases import (
+    FOREHEAD_LINES,
+    HAIR_GRAIN,
+    NOSE_BRIDGE,
+    blur,
+    not_hair,
+    shading_at,
+    texture,
+)
 from spfem_cli.generator.expression import ONE_SIDED_AUS, Side
 from spfem_cli.generator.warp import HoldRegion, face_box, hold_weight
+from spfem_cli.media.pixels import luma
 
 CHECKPOINT_KIND = "shading"
 CHECKPOINT_VERSION = 1
@@ -85,7 +95,8 @@ class ShadingModel:
     K units; channels: (3,) how much log R, G and B change for a change of log luminance of
     1; thresholds: (S,) how far the drivers must go before a unit shades at all (the
     forehead's lines form only once the brows have risen some way), 0 where a checkpoint
-    gives none.
+    gives none; under_hair: (S,) bool, the units drawn where hair may hang (the forehead's
+    lines, under a fringe), which shade only the skin (`creases.not_hair`).
     """
 
     maps: np.ndarray
@@ -97,6 +108,7 @@ class ShadingModel:
     unit_names: tuple[str, ...]
     channels: np.ndarray
     thresholds: np.ndarray
+    under_hair: np.ndarray
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> ShadingModel:
@@ -124,6 +136,7 @@ class ShadingModel:
                 if "thresholds" in ckpt.tensors
                 else np.zeros(len(ckpt.tensors["maps"]))
             ),
+            under_hair=np.isin(cfg["unit_names"], cfg.get("under_hair", [])),
         )
 
     @classmethod
@@ -229,7 +242,7 @@ class ShadingModel:
             return frame
         height, width = frame.shape[:2]
         grids = self._grids(strengths, iod=face.iod)
-        supports = [self.support(part) for _, part in grids]
+        supports = [self.support(part) for _, part, _ in grids]
         near = self._near(supports)
         if not near.any():
             return frame
@@ -250,22 +263,22 @@ class ShadingModel:
         if field is None:
             return frame
         offsets, subs = field
-        parts = [
-            (
-                sub,
-                self._gain(
-                    part,
-                    sub=sub,
-                    step_px=step_px,
-                    face=face,
-                    points=points,
-                    offsets=offsets,
-                    side=side,
-                ),
+        parts = []
+        for (step_px, part, hair), sub in zip(grids, subs, strict=True):
+            if sub is None:
+                continue
+            gain = self._gain(
+                part,
+                sub=sub,
+                step_px=step_px,
+                face=face,
+                points=points,
+                offsets=offsets,
+                side=side,
             )
-            for (step_px, part), sub in zip(grids, subs, strict=True)
-            if sub is not None
-        ]
+            if hair:
+                gain *= _clear_of_hair(frame, sub=sub, gain=gain, face=face, points=points)
+            parts.append((sub, gain))
         x0, y0 = min(sub[0] for sub, _ in parts), min(sub[1] for sub, _ in parts)
         x1, y1 = max(sub[2] for sub, _ in parts), max(sub[3] for sub, _ in parts)
         dense = np.zeros((y1 - y0, x1 - x0), np.float32)
@@ -293,18 +306,25 @@ class ShadingModel:
             near |= np.all((self.template >= lo) & (self.template <= hi), axis=1)
         return near
 
-    def _grids(self, strengths: np.ndarray, *, iod: float) -> list[tuple[float, np.ndarray]]:
+    def _grids(self, strengths: np.ndarray, *, iod: float) -> list[tuple[float, np.ndarray, bool]]:
         """The grids the units asked for are carried on: (step, pixels; the strengths (S,) of
-        the units on it, 0 for the others). A grid's step is APPLY_STEP of the eye distance
-        (iod, pixels) or MIN_STEP_PX, whichever is larger, but a unit with finer detail
-        (`detail`) gets a finer grid of its own, over its own box (`support`), so that the
-        others do not pay for it."""
+        the units on it, 0 for the others; whether they are the units drawn under hair). A
+        grid's step is APPLY_STEP of the eye distance (iod, pixels) or MIN_STEP_PX, whichever
+        is larger, but a unit with finer detail (`detail`) gets a finer grid of its own, over
+        its own box (`support`), so that the others do not pay for it; the units under hair
+        get their own too, to be kept off it."""
         coarse = max(MIN_STEP_PX, APPLY_STEP * iod)
         steps = np.round(np.maximum(1.0, np.minimum(coarse, DETAIL_STEP * self.detail * iod)), 2)
         asked = np.asarray(strengths) > 0
         return [
-            (float(step), np.where(asked & (steps == step), strengths, 0.0))
+            (
+                float(step),
+                np.where(asked & (steps == step) & (self.under_hair == hair), strengths, 0.0),
+                hair,
+            )
             for step in np.unique(steps[asked])
+            for hair in (False, True)
+            if np.any(asked & (steps == step) & (self.under_hair == hair))
         ]
 
     def _gain(
@@ -428,6 +448,35 @@ def _covered(
     if sub[2] - sub[0] < 2 or sub[3] - sub[1] < 2:
         return None
     return sub
+
+
+def _clear_of_hair(
+    frame: np.ndarray,
+    *,
+    sub: tuple[int, int, int, int],
+    gain: np.ndarray,
+    face: FaceFrame,
+    points: np.ndarray,
+) -> np.ndarray:
+    """(h, w) float32 in [0, 1] over the pixel box sub (x0, y0, x1, y1) of frame (H, W, 3)
+    uint8: 0 where hair hangs over the skin (a fringe), as the forehead's lines are kept off
+    it when lifted (`creases.not_hair`: far darker than the skin at the lift's scale, the skin
+    being where the units shade, gain (h, w) non-zero, or the nose's bridge), but told from
+    skin in shadow by its texture; face, points: the face frame and its landmarks (478, 2,
+    IOD)."""
+    height, width = frame.shape[:2]
+    broad = FOREHEAD_LINES.shading_scale * face.iod
+    pad = int(np.ceil(3 * broad))
+    sx0, sy0, sx1, sy1 = sub
+    x0, y0 = max(sx0 - pad, 0), max(sy0 - pad, 0)
+    x1, y1 = min(sx1 + pad, width), min(sy1 + pad, height)
+    logs = np.log(frame[y0:y1, x0:x1].astype(np.float32) + 1.0)
+    inner = (slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0))
+    shading = luma(blur(logs, rows=broad, cols=broad))[inner]
+    grain = texture(luma(logs), fine=HAIR_GRAIN * face.iod, broad=0.5 * broad)[inner]
+    bridge = shading_at(frame, face.to_image(points[[NOSE_BRIDGE]])[0], scale=broad)
+    weight = (np.abs(gain) >= MIN_LOG_CHANGE).astype(np.float32)
+    return not_hair(shading, weight=weight, reach=broad, bridge=bridge, texture=grain)
 
 
 def _off_the_lips(query: np.ndarray, *, points: np.ndarray) -> np.ndarray:
