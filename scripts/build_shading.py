@@ -43,7 +43,8 @@ sneer (AU14R). A sixth, `crows_feet`, is drawn too: the lines fanning out from e
 outer corner that the cheek raiser (AU6) bunches up in a smile (`CROWS_FEET`), driven like the
 smile's folds by the lip corner puller (AU12). The seventh and eighth, `forehead_inner` and
 `forehead_outer`, are drawn as well: the lines across the forehead that the inner and the
-outer brow raisers (AU1, AU2) bunch up (`FOREHEAD_LINES`), from a threshold on.
+outer brow raisers (AU1, AU2) bunch up (`FOREHEAD_LINES`), from a threshold on; the ninth,
+`frown`, the furrows between the brows that the brow lowerer (AU4) bunches up (`FROWN_LINES`).
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
 colour; deterministic given the clips, about half a minute on two cores.
@@ -200,6 +201,17 @@ FOREHEAD_MIDDLE = (0.25, 0.45)
 # of both brow raisers (AU1 0.16, AU2 0.20, fitted to the brows' motion in real smiles), which
 # without the threshold drew faint lines on a smiling forehead. Surprise: 0.96 in the middle,
 # 0.98 outside; fear: 0.83 and 0.44; sadness: 1.22 in the middle alone.
+# The brow lowerer (AU4) pulls the brows down and together and bunches the skin between them
+# into the frown's vertical furrows: anger's sign between the brows, which a warp that draws
+# the brows together cannot make on smooth skin. Drawn like the others (`FROWN_LINES`, on the
+# subject's left side and mirrored: from beside the nose's root up between the brows' inner
+# heads, a little apart at the top), as wide as the forehead's lines; their ridges face the
+# middle, where the skin between them bulges. Driven by AU4 from a threshold: anger 1.0,
+# sadness 1.44 (its brows are drawn together too); fear and disgust, which carry 0.30 and
+# 0.32 of it, none at their prototypes.
+FROWN_LINES = (((0.06, -0.17), (0.085, -0.44)),)
+FROWN_DRIVERS = {"AU4": 1.5}
+FROWN_THRESHOLD = 0.5
 FOREHEAD_INNER_DRIVERS = {"AU1": 1.2}
 FOREHEAD_OUTER_DRIVERS = {"AU2": 1.25}
 FOREHEAD_THRESHOLD = 0.3
@@ -356,9 +368,12 @@ def _wrinkle(
     return WRINKLE_DEPTH * fade * (valley + lit)
 
 
-def straight_wrinkles(lines: tuple[tuple[tuple[float, float], ...], ...]) -> np.ndarray:
+def straight_wrinkles(
+    lines: tuple[tuple[tuple[float, float], ...], ...], *, width: float = WRINKLE_WIDTH
+) -> np.ndarray:
     """(Gh, Gw) straight wrinkles at strength 1, each from (x, y) to (x, y) in the template
-    face frame (IOD) on the subject's left side and mirrored onto the right."""
+    face frame (IOD) on the subject's left side and mirrored onto the right; width: their
+    valleys' half-width (IOD)."""
     xs, ys = np.meshgrid(*grid_axes())
     total = np.zeros(SHAPE)
     for start, end in lines:
@@ -371,7 +386,9 @@ def straight_wrinkles(lines: tuple[tuple[tuple[float, float], ...], ...]) -> np.
             normal = -normal if normal[1] > 0 else normal  # pointing up the face
             rel_x, rel_y = xs - a[0], ys - a[1]
             total += _wrinkle(
-                rel_x * normal[0] + rel_y * normal[1], (rel_x * u[0] + rel_y * u[1]) / length
+                rel_x * normal[0] + rel_y * normal[1],
+                (rel_x * u[0] + rel_y * u[1]) / length,
+                width=width,
             )
     return total
 
@@ -517,6 +534,7 @@ def main() -> None:
     sneer = wrinkles * right
     crows = straight_wrinkles(CROWS_FEET)
     brows_inner, brows_outer = forehead_lines(template)
+    frown = straight_wrinkles(FROWN_LINES, width=FOREHEAD_WIDTH)
     print(
         "the nose's wrinkles, log luminance at strength 1: "
         f"{wrinkles.min():.3f} to {wrinkles.max():.3f}"
@@ -528,7 +546,8 @@ def main() -> None:
         save_look(args.look / "nose_right.png", sneer)
         save_look(args.look / "crows_feet.png", crows)
         save_look(args.look / "forehead.png", brows_inner + brows_outer)
-    drivers = np.zeros((8, model.num_aus))
+        save_look(args.look / "frown.png", frown)
+    drivers = np.zeros((9, model.num_aus))
     drivers[0, model.au_names.index("AU12")] = 1.0
     drivers[1, model.au_names.index("AU12R")] = 1.0
     for row, driven_by in (
@@ -538,6 +557,7 @@ def main() -> None:
         (5, CROWS_FEET_DRIVERS),
         (6, FOREHEAD_INNER_DRIVERS),
         (7, FOREHEAD_OUTER_DRIVERS),
+        (8, FROWN_DRIVERS),
     ):
         for au, weight in driven_by.items():
             drivers[row, model.au_names.index(au)] = weight
@@ -556,6 +576,7 @@ def main() -> None:
             "crows_feet",
             "forehead_inner",
             "forehead_outer",
+            "frown",
         ],
         "clips": list(SMILE_CLIPS),
         # Drawn where a fringe may hang: they shade only the skin.
@@ -564,10 +585,10 @@ def main() -> None:
     tensors = {
         "maps": torch.from_numpy(
             np.stack(
-                [smile, smirk, nasolabial, wrinkles, sneer, crows, brows_inner, brows_outer]
+                [smile, smirk, nasolabial, wrinkles, sneer, crows, brows_inner, brows_outer, frown]
             ).astype(np.float32)
         ),
-        "thresholds": torch.tensor([0.0] * 6 + [FOREHEAD_THRESHOLD] * 2),
+        "thresholds": torch.tensor([0.0] * 6 + [FOREHEAD_THRESHOLD] * 2 + [FROWN_THRESHOLD]),
         "template": model.template.float(),
         "drivers": torch.from_numpy(drivers.astype(np.float32)),
         "channels": torch.from_numpy(channels.astype(np.float32)),
@@ -581,7 +602,8 @@ def main() -> None:
             description="smile shading (expression ratio images) measured on expr_d0, expr_d9 "
             "and expr_d19 by scripts/build_shading.py; disgust's furrow drawn from it, the "
             "nose's wrinkles drawn (both sides for disgust, one for contempt), the crow's feet "
-            "drawn (happy), the forehead's lines drawn (raised brows)",
+            "drawn (happy), the forehead's lines drawn (raised brows), the frown's furrows drawn "
+            "(lowered brows)",
         )
 
 

@@ -26,7 +26,7 @@ CPU = torch.device("cpu")
 SHAPE = (480, 440)
 FACE = FaceFrame(origin=np.array([220.0, 170.0]), angle=0.0, iod=130.0)
 ROOT = Path(__file__).resolve().parents[1]
-SMILE, SMIRK, FURROW, NOSE, SNEER, CROWS, BROWS_IN, BROWS_OUT = np.eye(8)
+SMILE, SMIRK, FURROW, NOSE, SNEER, CROWS, BROWS_IN, BROWS_OUT, FROWN = np.eye(9)
 
 
 def skin_frame() -> np.ndarray:
@@ -60,20 +60,22 @@ def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -
         "crows_feet",
         "forehead_inner",
         "forehead_outer",
+        "frown",
     )
     assert np.all(np.isfinite(shading.maps))
     assert build_generator(model=model, device=CPU, kind="warp").shading is not None
     # Happy drives the smile and the crow's feet, contempt the smirk and the nose's wrinkles on
     # its side, disgust the furrow and the nose's wrinkles, sadness the forehead's lines in its
-    # middle, surprise and fear across all of it; anger nothing.
+    # middle and the frown's furrows, surprise and fear the forehead's lines across all of it,
+    # anger the frown's furrows.
     for emotion, driven in (
-        ("happy", [1, 0, 0, 0, 0, 1, 0, 0]),
-        ("contempt", [0, 1, 0, 0, 1, 0, 0, 0]),
-        ("disgusted", [0, 0, 1, 1, 0, 0, 0, 0]),
-        ("sad", [0, 0, 0, 0, 0, 0, 1, 0]),
-        ("surprised", [0, 0, 0, 0, 0, 0, 1, 1]),
-        ("fear", [0, 0, 0, 0, 0, 0, 1, 1]),
-        ("angry", [0, 0, 0, 0, 0, 0, 0, 0]),
+        ("happy", [1, 0, 0, 0, 0, 1, 0, 0, 0]),
+        ("contempt", [0, 1, 0, 0, 1, 0, 0, 0, 0]),
+        ("disgusted", [0, 0, 1, 1, 0, 0, 0, 0, 0]),
+        ("sad", [0, 0, 0, 0, 0, 0, 1, 0, 1]),
+        ("surprised", [0, 0, 0, 0, 0, 0, 1, 1, 0]),
+        ("fear", [0, 0, 0, 0, 0, 0, 1, 1, 0]),
+        ("angry", [0, 0, 0, 0, 0, 0, 0, 0, 1]),
     ):
         strengths = shading.strengths(
             model.emotion_vector(emotion).double().numpy(), au_names=model.au_names
@@ -81,7 +83,8 @@ def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -
         assert list(strengths > 0.4) == [bool(d) for d in driven], (emotion, strengths)
         # Not a faint fold either: a unit an emotion does not drive is 0 (surprise and fear
         # carry a little of the nose wrinkler, which drives neither the furrow nor the
-        # wrinkles; happy a little of both brow raisers, short of the forehead's threshold).
+        # wrinkles; happy a little of both brow raisers, short of the forehead's threshold;
+        # fear and disgust a little of the brow lowerer, short of the frown's).
         assert np.all(strengths[~np.array(driven, bool)] == 0), (emotion, strengths)
 
 
@@ -322,6 +325,21 @@ def test_the_forehead_lines_on_a_real_face(clips_dir: Path, name: str, t: int) -
         assert not changed[pixels_in_polygon(q, moved[list(ring)])].any()
 
 
+@pytest.mark.parametrize(
+    ("name", "t"), [("talk_s18_1280x720.mp4", 90), ("speech_obama_450x450.mp4", 100)]
+)
+def test_the_frowns_furrows_on_a_real_face(clips_dir: Path, name: str, t: int) -> None:
+    """On real frames edited to anger, the frown's furrows, found where the edit put the
+    landmarks, come out darker than the warp alone leaves them; the brows and the eyes keep
+    the warp's pixels."""
+    ratio, changed, moved, q = _drawn_lines_on_a_real_frame(
+        clips_dir, name, t, emotion="angry", unit=FROWN, near_y=-0.3
+    )
+    assert ratio < 0.975, ratio
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
+        assert not changed[pixels_in_polygon(q, moved[list(ring)])].any()
+
+
 def test_raised_brows_draw_lines_across_the_forehead() -> None:
     """The forehead's units: lines across the forehead between the brows and its top, each
     darker with a lighter ridge above it, the inner unit's in the middle and the outer's over
@@ -336,7 +354,7 @@ def test_raised_brows_draw_lines_across_the_forehead() -> None:
     ys = np.linspace(brow_top, template[10, 1], 200)
     for x in (-0.5, 0.0, 0.5):
         column = shading.log_gain(BROWS_IN + BROWS_OUT, template_xy=np.c_[np.full(200, x), ys])
-        dark = column < np.min(shading.maps[-2:].sum(axis=0)) / 3
+        dark = column < np.min(np.tensordot(BROWS_IN + BROWS_OUT, shading.maps, axes=1)) / 3
         assert np.count_nonzero(np.diff(dark.astype(int)) == 1) == 3, x
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
         inside = pixels_in_polygon(q, template[list(ring)])
@@ -346,6 +364,22 @@ def test_raised_brows_draw_lines_across_the_forehead() -> None:
     # Sadness's lines are the middle's alone.
     _, q, _, changed = lines_on_even_skin(BROWS_IN)
     assert changed[np.abs(q[:, 0]) < 0.2].any() and not changed[np.abs(q[:, 0]) > 0.5].any()
+
+
+def test_lowered_brows_draw_the_frowns_furrows_between_them() -> None:
+    """The frown's unit: a furrow on each side of the middle between the brows' inner heads,
+    darker with lighter skin between them; nothing of the brows, the eyes, the nose below its
+    root or the forehead above the brows changes."""
+    shading, q, valleys, changed = lines_on_even_skin(FROWN)
+    template = shading.template
+    for side in (-1, 1):
+        furrow = valleys & (side * q[:, 0] > 0.03) & (side * q[:, 0] < 0.12)
+        assert furrow.sum() > 50 and q[furrow, 1].min() < -0.35 and q[furrow, 1].max() > -0.25
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
+        inside = pixels_in_polygon(q, template[list(ring)])
+        assert inside.sum() > 50 and not changed[inside].any()
+    assert not changed[np.abs(q[:, 0]) > 0.2].any()
+    assert not changed[(q[:, 1] > -0.1) | (q[:, 1] < -0.52)].any()
 
 
 def test_the_forehead_lines_are_kept_off_a_fringe_but_drawn_in_shadow() -> None:
@@ -599,7 +633,7 @@ def test_the_forehead_lines_stay_put_on_a_real_clip(clips_dir: Path, tmp_path: P
         disp, _ = generator.sparse(points=points, delta=deltas[t])
         moved = points + disp
         strengths = shading.strengths(deltas[t] * generator.gain, au_names=model.au_names)
-        assert strengths[-2:].min() > 0.5
+        assert strengths[BROWS_IN + BROWS_OUT > 0].min() > 0.5
         at = column + template_offsets(moved, shading.template - moved, column)
         heights.append(column[np.argmin(shading.log_gain(strengths, template_xy=at)), 1])
     assert np.abs(np.diff(heights)).mean() < 0.002

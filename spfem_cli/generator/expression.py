@@ -39,7 +39,8 @@ EMOTIONS = ("neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad",
 EMOTION_DESCRIPTIONS = MappingProxyType(
     {
         "neutral": "no expression: removes the expression the face already shows",
-        "angry": "brows lowered and drawn together, glaring eyes, lids tense, lips pressed thin",
+        "angry": "brows lowered and drawn together, furrows between them, glaring eyes, lids "
+        "tense, lips pressed thin",
         "contempt": "one-sided sneer: one lip corner tightened and pulled up, that eye narrowed, "
         "its brow lowered and that side of the nose wrinkled (on the side nearer the camera, or "
         "the right; --side)",
@@ -48,8 +49,8 @@ EMOTION_DESCRIPTIONS = MappingProxyType(
         "tense, lips stretched sideways",
         "happy": "smile: lip corners up and out, cheeks raised, eyes narrowed by the cheeks, "
         "crow's feet beside them",
-        "sad": "inner brows raised and drawn together, lines in the middle of the forehead, lip "
-        "corners pulled down",
+        "sad": "inner brows raised and drawn together, furrows between them and lines in the "
+        "middle of the forehead, lip corners pulled down",
         "surprised": "brows raised high, lines across the forehead, upper lids raised so the eyes "
         "open wide",
     }
