@@ -313,27 +313,19 @@ def test_the_crows_feet_on_a_real_face(clips_dir: Path, name: str, t: int) -> No
 @pytest.mark.parametrize(
     ("name", "t"), [("talk_s18_1280x720.mp4", 90), ("speech_obama_450x450.mp4", 100)]
 )
-def test_the_forehead_lines_on_a_real_face(clips_dir: Path, name: str, t: int) -> None:
-    """On real frames edited to surprise, the forehead's lines, found where the edit put the
-    landmarks, come out darker than the warp alone leaves them; the brows and the eyes keep
-    the warp's pixels."""
-    ratio, changed, moved, q = _drawn_lines_on_a_real_frame(
-        clips_dir, name, t, emotion="surprised", unit=BROWS_IN + BROWS_OUT, near_y=-0.63
-    )
-    assert ratio < 0.975, ratio
-    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
-        assert not changed[pixels_in_polygon(q, moved[list(ring)])].any()
-
-
 @pytest.mark.parametrize(
-    ("name", "t"), [("talk_s18_1280x720.mp4", 90), ("speech_obama_450x450.mp4", 100)]
+    ("emotion", "unit", "near_y"),
+    [("surprised", BROWS_IN + BROWS_OUT, -0.63), ("angry", FROWN, -0.3)],
+    ids=["forehead", "frown"],
 )
-def test_the_frowns_furrows_on_a_real_face(clips_dir: Path, name: str, t: int) -> None:
-    """On real frames edited to anger, the frown's furrows, found where the edit put the
-    landmarks, come out darker than the warp alone leaves them; the brows and the eyes keep
-    the warp's pixels."""
+def test_the_brows_lines_on_a_real_face(
+    clips_dir: Path, name: str, t: int, emotion: str, unit: np.ndarray, near_y: float
+) -> None:
+    """On real frames edited to surprise, the forehead's lines, and edited to anger, the
+    frown's furrows, found where the edit put the landmarks, come out darker than the warp
+    alone leaves them; the brows and the eyes keep the warp's pixels."""
     ratio, changed, moved, q = _drawn_lines_on_a_real_frame(
-        clips_dir, name, t, emotion="angry", unit=FROWN, near_y=-0.3
+        clips_dir, name, t, emotion=emotion, unit=unit, near_y=near_y
     )
     assert ratio < 0.975, ratio
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW):
