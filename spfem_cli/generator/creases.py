@@ -455,14 +455,14 @@ def not_hair(
     weight: np.ndarray,
     reach: float,
     bridge: float | None = None,
-    texture: np.ndarray | None = None,
+    detail: np.ndarray | None = None,
 ) -> np.ndarray:
     """(h, w) in [0, 1]: 0 where the skin's shading (h, w, log luminance at the crease's broad
     scale) is darker than the region's skin by HAIR_DARKER or more, fading in from half of
     it: hair falling over the skin. The region's skin is the 75th percentile of its shading
     over weight (h, w) above one half or, where given, the nose bridge's shading bridge less
     BRIDGE_TO_FOREHEAD, whichever is lighter (where a fringe covers most of the region, that
-    percentile is hair). texture: (h, w) where given, the fine detail's strength (`texture`):
+    percentile is hair). detail: (h, w) where given, the fine detail's strength (`texture`):
     skin in shadow (the far side of a turned head) is as dark as a light fringe, but smooth,
     so hair is what is darker by twice HAIR_DARKER (fading in from HAIR_DARKER) or textured
     (HAIR_TEXTURE) and darker by half of it (fading in from a quarter). The hair is grown by
@@ -474,11 +474,11 @@ def not_hair(
     if bridge is not None:
         skin = max(skin, bridge - BRIDGE_TO_FOREHEAD)
     darker = (skin - shading) / HAIR_DARKER
-    if texture is None:
+    if detail is None:
         clear = _smoothstep(2.0 - 2.0 * darker)
     else:
         lo, hi = HAIR_TEXTURE
-        textured = _smoothstep((texture - lo) / (hi - lo))
+        textured = _smoothstep((detail - lo) / (hi - lo))
         deep = 1.0 - _smoothstep(2.0 - darker)
         clear = 1.0 - np.maximum(deep, textured * (1.0 - _smoothstep(2.0 - 4.0 * darker)))
     # Along the hair's edge the shading is half skin, and the hair there looks like a deep

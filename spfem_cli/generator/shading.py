@@ -476,7 +476,7 @@ def _clear_of_hair(
     grain = texture(luma(logs), fine=HAIR_GRAIN * face.iod, broad=0.5 * broad)[inner]
     bridge = shading_at(frame, face.to_image(points[[NOSE_BRIDGE]])[0], scale=broad)
     weight = (np.abs(gain) >= MIN_LOG_CHANGE).astype(np.float32)
-    return not_hair(shading, weight=weight, reach=broad, bridge=bridge, texture=grain)
+    return not_hair(shading, weight=weight, reach=broad, bridge=bridge, detail=grain)
 
 
 def _off_the_lips(query: np.ndarray, *, points: np.ndarray) -> np.ndarray:
