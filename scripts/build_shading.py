@@ -201,6 +201,9 @@ FOREHEAD_MIDDLE = (0.25, 0.45)
 # of both brow raisers (AU1 0.16, AU2 0.20, fitted to the brows' motion in real smiles), which
 # without the threshold drew faint lines on a smiling forehead. Surprise: 0.96 in the middle,
 # 0.98 outside; fear: 0.83 and 0.44; sadness: 1.22 in the middle alone.
+FOREHEAD_INNER_DRIVERS = {"AU1": 1.2}
+FOREHEAD_OUTER_DRIVERS = {"AU2": 1.25}
+FOREHEAD_THRESHOLD = 0.3
 # The brow lowerer (AU4) pulls the brows down and together and bunches the skin between them
 # into the frown's vertical furrows: anger's sign between the brows, which a warp that draws
 # the brows together cannot make on smooth skin. Drawn like the others (`FROWN_LINES`, on the
@@ -212,9 +215,6 @@ FOREHEAD_MIDDLE = (0.25, 0.45)
 FROWN_LINES = (((0.06, -0.17), (0.085, -0.44)),)
 FROWN_DRIVERS = {"AU4": 1.5}
 FROWN_THRESHOLD = 0.5
-FOREHEAD_INNER_DRIVERS = {"AU1": 1.2}
-FOREHEAD_OUTER_DRIVERS = {"AU2": 1.25}
-FOREHEAD_THRESHOLD = 0.3
 
 
 def grid_axes() -> tuple[np.ndarray, np.ndarray]:
