@@ -316,16 +316,13 @@ class ShadingModel:
         coarse = max(MIN_STEP_PX, APPLY_STEP * iod)
         steps = np.round(np.maximum(1.0, np.minimum(coarse, DETAIL_STEP * self.detail * iod)), 2)
         asked = np.asarray(strengths) > 0
-        return [
-            (
-                float(step),
-                np.where(asked & (steps == step) & (self.under_hair == hair), strengths, 0.0),
-                hair,
-            )
-            for step in np.unique(steps[asked])
-            for hair in (False, True)
-            if np.any(asked & (steps == step) & (self.under_hair == hair))
-        ]
+        grids = []
+        for step in np.unique(steps[asked]):
+            for hair in (False, True):
+                units = asked & (steps == step) & (self.under_hair == hair)
+                if units.any():
+                    grids.append((float(step), np.where(units, strengths, 0.0), hair))
+        return grids
 
     def _gain(
         self,
