@@ -1,4 +1,4 @@
-"""Measure the shading of a smile on real faces: checkpoint ``shading-v5``.
+"""Measure the shading of a smile on real faces: checkpoint ``shading-v6``.
 
     python scripts/build_shading.py [--clips DIR] [--out FILE] [--no-manifest] [--look DIR]
 
@@ -30,10 +30,10 @@ The folds' colour: where the map darkens by `FOLD_LEVEL` or more, each clip's ch
 R, G and B over its change of log luminance, averaged over the clips (`fold_colour`).
 
 Three units come of the one measured map: `smile` (AU12), `smile_right` (contempt's smirk,
-AU12R: the subject's right side) and `furrow` (disgust's upper lip raiser, AU10: the map's
-darkening above the lip corners, the nasolabial furrow that FACS describes it deepening). No
-clip here shows a person going from calm to disgust, so the furrow's depth is not measured: at
-disgust's prototype it is the smile's own depth there.
+AU12R and, half as much, AU14R: the subject's right side) and `furrow` (disgust's upper lip
+raiser, AU10: the map's darkening above the lip corners, the nasolabial furrow that FACS
+describes it deepening). No clip here shows a person going from calm to disgust, so the
+furrow's depth is not measured: at disgust's prototype it is the smile's own depth there.
 
 A fourth unit is drawn, not measured: `nose`, the nose wrinkler's wrinkles across the root and
 down the sides of the nose (`NOSE_ACROSS`, `NOSE_SIDES`), which disgust shows most and a warp
@@ -44,7 +44,9 @@ outer corner that the cheek raiser (AU6) bunches up in a smile (`CROWS_FEET`), d
 smile's folds by the lip corner puller (AU12). The seventh and eighth, `forehead_inner` and
 `forehead_outer`, are drawn as well: the lines across the forehead that the inner and the
 outer brow raisers (AU1, AU2) bunch up (`FOREHEAD_LINES`), from a threshold on; the ninth,
-`frown`, the furrows between the brows that the brow lowerer (AU4) bunches up (`FROWN_LINES`).
+`frown`, the furrows between the brows that the brow lowerer (AU4) bunches up (`FROWN_LINES`);
+the tenth, `dimple_right`, the crease around the bulge that contempt's one-sided lip corner
+tightener (AU14R) pushes up beyond its corner (`DIMPLE`), which also deepens the smirk's fold.
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
 colour; deterministic given the clips, about half a minute on two cores.
@@ -215,6 +217,23 @@ FOREHEAD_THRESHOLD = 0.3
 FROWN_LINES = (((0.06, -0.17), (0.085, -0.44)),)
 FROWN_DRIVERS = {"AU4": 1.5}
 FROWN_THRESHOLD = 0.5
+# Contempt's lip corner tightener (AU14, on one side) pulls its corner in and bunches the skin
+# beyond it into a bulge with a crease around it: the dimple FACS names first for AU14, which
+# the MEAD contempt clip shows beside the sneer's corner whenever its lips close. With the lips
+# held for the speech the corner cannot move far, and the sneer, drawn by the smirk's fold and
+# the nose's wrinkles alone, read faintly (talk_s18). Drawn as an arc around the subject's
+# right lip corner: DIMPLE is its radius (IOD) and how far it reaches above and below the line
+# out from the corner (degrees; further below, as the bulge sags around the corner). Its lit
+# ridge lies inside the arc, on the bulge; it is wider and deeper than the nose's wrinkles, as
+# the crease around a bulge is (DIMPLE_DEPTH: times WRINKLE_DEPTH).
+DIMPLE = (0.08, 50.0, 70.0)
+DIMPLE_WIDTH = 0.016
+DIMPLE_DEPTH = 1.4
+DIMPLE_DRIVERS = {"AU14R": 1.0}
+# FACS has AU14 deepen the nasolabial furrow too, and the actor's is deep on the sneer's side:
+# the smirk's fold is driven by the tightener as well as by the one-sided smile (contempt: 0.7
+# of AU12R, 1.0 of AU14R, so 1.2 where 0.7 read faintly).
+SMIRK_DRIVERS = {"AU12R": 1.0, "AU14R": 0.5}
 
 
 def grid_axes() -> tuple[np.ndarray, np.ndarray]:
@@ -416,6 +435,19 @@ def forehead_lines(template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return total * middle, total * (1.0 - middle)
 
 
+def dimple(template: np.ndarray) -> np.ndarray:
+    """(Gh, Gw) the lip corner tightener's crease at strength 1 around the subject's right lip
+    corner on the template face (478, 2) (drawn: see DIMPLE)."""
+    xs, ys = np.meshgrid(*grid_axes())
+    corner = template[mesh.LIP_CORNERS[0]]
+    radius, above, below = DIMPLE
+    rel_x, rel_y = xs - corner[0], ys - corner[1]
+    # Degrees from the line out from the corner (toward -x on the subject's right), down > 0.
+    angle = np.degrees(np.arctan2(rel_y, -rel_x))
+    along = (angle + above) / (above + below)
+    return DIMPLE_DEPTH * _wrinkle(radius - np.hypot(rel_x, rel_y), along, width=DIMPLE_WIDTH)
+
+
 def nose_wrinkles() -> np.ndarray:
     """(Gh, Gw) the nose wrinkler's wrinkles at strength 1 (drawn: see NOSE_ACROSS)."""
     xs, ys = np.meshgrid(*grid_axes())
@@ -475,7 +507,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
     parser.add_argument(
-        "--out", type=Path, default=default_weights_dir() / "shading_v5.safetensors"
+        "--out", type=Path, default=default_weights_dir() / "shading_v6.safetensors"
     )
     parser.add_argument("--no-manifest", action="store_true")
     parser.add_argument("--look", type=Path, default=None, help="write each map as a PNG here")
@@ -535,6 +567,7 @@ def main() -> None:
     crows = straight_wrinkles(CROWS_FEET)
     brows_inner, brows_outer = forehead_lines(template)
     frown = straight_wrinkles(FROWN_LINES, width=FOREHEAD_WIDTH)
+    dimple_map = dimple(template) * right
     print(
         "the nose's wrinkles, log luminance at strength 1: "
         f"{wrinkles.min():.3f} to {wrinkles.max():.3f}"
@@ -547,10 +580,11 @@ def main() -> None:
         save_look(args.look / "crows_feet.png", crows)
         save_look(args.look / "forehead.png", brows_inner + brows_outer)
         save_look(args.look / "frown.png", frown)
-    drivers = np.zeros((9, model.num_aus))
+        save_look(args.look / "dimple_right.png", dimple_map)
+    drivers = np.zeros((10, model.num_aus))
     drivers[0, model.au_names.index("AU12")] = 1.0
-    drivers[1, model.au_names.index("AU12R")] = 1.0
     for row, driven_by in (
+        (1, SMIRK_DRIVERS),
         (2, FURROW_DRIVERS),
         (3, NOSE_DRIVERS),
         (4, NOSE_SNEER_DRIVERS),
@@ -558,6 +592,7 @@ def main() -> None:
         (6, FOREHEAD_INNER_DRIVERS),
         (7, FOREHEAD_OUTER_DRIVERS),
         (8, FROWN_DRIVERS),
+        (9, DIMPLE_DRIVERS),
     ):
         for au, weight in driven_by.items():
             drivers[row, model.au_names.index(au)] = weight
@@ -577,6 +612,7 @@ def main() -> None:
             "forehead_inner",
             "forehead_outer",
             "frown",
+            "dimple_right",
         ],
         "clips": list(SMILE_CLIPS),
         # Drawn where a fringe may hang: they shade only the skin.
@@ -585,10 +621,21 @@ def main() -> None:
     tensors = {
         "maps": torch.from_numpy(
             np.stack(
-                [smile, smirk, nasolabial, wrinkles, sneer, crows, brows_inner, brows_outer, frown]
+                [
+                    smile,
+                    smirk,
+                    nasolabial,
+                    wrinkles,
+                    sneer,
+                    crows,
+                    brows_inner,
+                    brows_outer,
+                    frown,
+                    dimple_map,
+                ]
             ).astype(np.float32)
         ),
-        "thresholds": torch.tensor([0.0] * 6 + [FOREHEAD_THRESHOLD] * 2 + [FROWN_THRESHOLD]),
+        "thresholds": torch.tensor([0.0] * 6 + [FOREHEAD_THRESHOLD] * 2 + [FROWN_THRESHOLD, 0.0]),
         "template": model.template.float(),
         "drivers": torch.from_numpy(drivers.astype(np.float32)),
         "channels": torch.from_numpy(channels.astype(np.float32)),
@@ -603,7 +650,7 @@ def main() -> None:
             "and expr_d19 by scripts/build_shading.py; disgust's furrow drawn from it, the "
             "nose's wrinkles drawn (both sides for disgust, one for contempt), the crow's feet "
             "drawn (happy), the forehead's lines drawn (raised brows), the frown's furrows drawn "
-            "(lowered brows)",
+            "(lowered brows), contempt's dimple drawn",
         )
 
 

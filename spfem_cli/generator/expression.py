@@ -41,9 +41,9 @@ EMOTION_DESCRIPTIONS = MappingProxyType(
         "neutral": "no expression: removes the expression the face already shows",
         "angry": "brows lowered and drawn together, furrows between them, glaring eyes, lids "
         "tense, lips pressed thin",
-        "contempt": "one-sided sneer: one lip corner tightened and pulled up, that eye narrowed, "
-        "its brow lowered and that side of the nose wrinkled (on the side nearer the camera, or "
-        "the right; --side)",
+        "contempt": "one-sided sneer: one lip corner tightened and pulled up with a dimple beside "
+        "it, that eye narrowed, its brow lowered and that side of the nose wrinkled (on the side "
+        "nearer the camera, or the right; --side)",
         "disgusted": "nose wrinkled, upper lip raised, lip corners pulled down",
         "fear": "brows raised and drawn together, lines across the forehead, eyes wide and "
         "tense, lips stretched sideways",
