@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from tests.painted import (
     SKIN_RGB,
     drop_lower_lids,
     painted_eyes,
+    pixels_in_face_frame,
     raise_upper_lids,
     template_face,
     warp_painted_eyes,
@@ -436,6 +439,82 @@ def test_a_lower_lid_keeps_its_edge_in_place(drop: float) -> None:
     src, copied = eyeball_source(query, lids=lids, ring=ring, iris=iris, margin=EYEBALL_MARGIN)
     assert not copied.any()
     np.testing.assert_array_equal(src, query)
+
+
+def test_lids_that_rise_together_move_the_slit_and_uncover_nothing() -> None:
+    """Both lids lifted together by 0.02 IOD (a smile's cheeks lift the eye's corners and the
+    lids beside them): every point of the moved slit is read where the source shows it, 0.02
+    lower, as the flow would move it; none is filled from elsewhere. Only what the upper lid
+    rises beyond the lower one uncovers eyeball."""
+    from spfem_cli.generator.warp import EYEBALL_MARGIN, LidsAt, eyeball_source, lid_lines
+
+    pts = template_face()
+    ring, iris = pts[list(mesh.RIGHT_EYE)], pts[list(mesh.RIGHT_IRIS)]
+    x = np.linspace(ring[:, 0].min(), ring[:, 0].max(), 15)[1:-1]
+    lifted = ring - [0.0, 0.02]
+    up, low, _ = lid_lines(lifted, x)
+    query = np.concatenate([np.stack([x, y], axis=1) for y in (up + 0.002, 0.5 * (up + low))])
+    lids = LidsAt.of(query[:, 0], ring=ring, ring_out=lifted)
+    np.testing.assert_allclose(lids.shift, 0.02, atol=1e-9)
+    src, copied = eyeball_source(query, lids=lids, ring=ring, iris=iris, margin=EYEBALL_MARGIN)
+    assert not copied.any()
+    np.testing.assert_allclose(src, query + [0.0, 0.02], atol=1e-9)
+    # The upper lid 0.03 further up than that: the band it uncovers over the iris is filled.
+    opened = lifted.copy()
+    opened[list(mesh.EYE_RING_UPPER_LID[1:-1]), 1] -= 0.03
+    lids = LidsAt.of(query[:, 0], ring=ring, ring_out=opened)
+    src, copied = eyeball_source(query, lids=lids, ring=ring, iris=iris, margin=EYEBALL_MARGIN)
+    uncovered = (np.abs(query[:, 0] - iris[0, 0]) < 0.03) & (query[:, 1] < np.tile(up, 2) + 0.01)
+    assert uncovered.any() and copied[uncovered].all()
+
+
+@pytest.mark.parametrize("emotion", ["happy", "angry"])
+@pytest.mark.parametrize(("name", "t"), [("expr_d14.mp4", 30), ("speech_obama_450x450.mp4", 100)])
+def test_lids_that_do_not_open_draw_no_light_streak_along_the_lashes(
+    clips_dir: Path, name: str, t: int, emotion: str
+) -> None:
+    """Happy and angry lift the lower lids as far as the upper ones or further, so the eye
+    opens nowhere and its drawing (`Warper.show_eyeballs`) should show what the flow alone
+    shows along the upper lids. It filled the band between the source's lid and the moved one
+    with the white of the eye, a grey streak along the lashes near the corners 44-84 levels
+    lighter than the flow's pixels there (99.5th percentile); now 15 at most."""
+    from spfem_cli.face.tracker import LandmarkTracker
+    from spfem_cli.generator.expression import ExpressionModel
+    from spfem_cli.generator.generator import FaceGenerator
+    from spfem_cli.generator.warp import lid_lines
+    from tests.conftest import video_frame
+
+    model = ExpressionModel.load()
+    frame = video_frame(clips_dir / name, t)
+    with LandmarkTracker(video_mode=False) as tracker:
+        found = tracker.detect(frame)
+    assert found is not None
+    face = FaceFrame.from_landmarks(found.landmarks)
+    pts = face.to_face(found.landmarks.astype(np.float64))
+    kw = {"face": face, "points": pts, "delta": model.emotion_vector(emotion).double().numpy()}
+    cpu = torch.device("cpu")
+    drawn, flowed = (
+        FaceGenerator(model=model, device=cpu, warp=WarpConfig(eyeballs=eyeballs))
+        .edit_frame(frame, **kw)
+        .reshape(-1, 3)
+        .astype(float)
+        .mean(axis=1)
+        for eyeballs in (True, False)
+    )
+    assert not np.array_equal(drawn, flowed)
+    q = pixels_in_face_frame(face, frame.shape[:2])
+    for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
+        ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
+        radius = np.linalg.norm(iris[1:] - iris[0], axis=1).mean()
+        upper, _, within = lid_lines(ring, q[:, 0])
+        # Along the upper lid beside the iris, from 0.04 IOD above it to 0.02 below.
+        band = (
+            within
+            & (np.abs(q[:, 0] - iris[0, 0]) > radius)
+            & (np.abs(q[:, 1] - upper + 0.01) < 0.03)
+        )
+        assert band.sum() > 100
+        assert np.percentile(drawn[band] - flowed[band], 99.5) < 20
 
 
 def test_a_dropping_lower_lid_draws_no_band_of_eyeball_under_the_eye() -> None:

@@ -254,6 +254,12 @@ EYEBALL_MIN_IOD_PX = 45.0
 # nothing: the eyeball along it is read in place (a thin band read elsewhere drew the lower
 # lid's line as dashes).
 LID_STILL = 0.01
+# Toward the eye's corners, where the slit is narrower than the second share of its widest, a
+# rising upper lid uncovers less and less, none where it is narrower than the first: what it
+# uncovers there is the corner's shadow and pink, not the white (filled with white, a smile's
+# lifted outer corner kept a short grey streak along the lashes, expr_d14, where the slit is a
+# third of its widest 0.02 IOD from the corner).
+CORNER_OPEN = (0.35, 0.5)
 # Where the warp shows each lid point (`Warper._lid_motion`): fixed-point steps on the backward
 # map, at most this many, stopping when no point moves by more than the tolerance (pixels).
 LID_MOTION_STEPS = 20
@@ -320,8 +326,17 @@ def iris_radius(iris: np.ndarray) -> float:
 @dataclass(frozen=True)
 class LidsAt:
     """One eye's lids at some face-frame x (n,): the source's upper lid y, whether each x lies
-    between the corners, and how far (IOD, beyond `LID_STILL`) the edit moves the upper lid up
-    (`rise`), away from the eyeball. All (n,).
+    between the corners, how far (IOD) the edit moves both lids up together (`shift`), and how
+    far beyond that and beyond `LID_STILL` it moves the upper lid up (`rise`), away from the
+    eyeball. All (n,).
+
+    Where both lids rise together the eye's slit moves up with the skin (a smile's cheeks
+    lift the eye's corners and the lids beside them by 0.014-0.022 IOD): the slit is read
+    from where the source shows it, as the flow would move it, and only a further rise of the
+    upper lid uncovers eyeball, less and less toward the corners (`CORNER_OPEN`). Counted as
+    uncovered, the corners' band between the source's lid and the moved one (lashes in the
+    source) was filled with the white of the eye and showed as a grey streak along the lashes
+    near each corner (expr_d14, portrait_s29).
 
     Only the upper lid uncovers eyeball. A lower lid drops when the edit takes off a squint
     (half of talk_s32's frames, `scripts/measure_lid_drop.py`), but FaceMesh's lower lid
@@ -333,15 +348,21 @@ class LidsAt:
     upper: np.ndarray
     within: np.ndarray
     rise: np.ndarray
+    shift: np.ndarray
 
     @classmethod
     def of(cls, x: np.ndarray, *, ring: np.ndarray, ring_out: np.ndarray) -> LidsAt:
         """ring, ring_out: (16, 2) the eye's lid points in the source and moved, face frame."""
-        upper, _, within = lid_lines(ring, x)
-        up_out = lid_lines(ring_out, x)[0]
+        upper, lower, within = lid_lines(ring, x)
+        up_out, low_out, _ = lid_lines(ring_out, x)
+        shift = np.clip(np.minimum(upper - up_out, lower - low_out), 0.0, None)
         # A lid that moves less than LID_STILL has uncovered nothing.
-        rise = np.clip(upper - up_out - LID_STILL, 0.0, None)
-        return cls(upper=upper, within=within, rise=rise)
+        rise = np.clip(upper - up_out - shift - LID_STILL, 0.0, None)
+        top, bottom, _ = lid_lines(ring, np.linspace(ring[:, 0].min(), ring[:, 0].max(), 33))
+        widest = max(float((bottom - top).max()), 1e-9)
+        shut, full = CORNER_OPEN
+        rise = rise * np.clip(((lower - upper) / widest - shut) / (full - shut), 0.0, 1.0)
+        return cls(upper=upper, within=within, rise=rise, shift=shift)
 
     def read_in_place(self, margin: float) -> np.ndarray:
         """The y (n,) below which the source's eyeball is read in place: the source's upper
@@ -356,8 +377,9 @@ def eyeball_source(
     """Where the source shows the eyeball seen at face-frame points query (n, 2).
 
     The eyeball does not move with the face's expression: a point the source's lids leave
-    visible is read where it is, and so is all below the upper lid (`LidsAt`: the lower lid
-    uncovers nothing). A point the upper lid hides (raised, it uncovers it), or that lies
+    visible is read where it is (lower by as much as both lids rose together, `LidsAt.shift`:
+    the slit moved with the skin), and so is all below the upper lid (the lower lid uncovers
+    nothing). A point the upper lid hides (raised, it uncovers it), or that lies
     within `margin` (IOD) of an upper lid that rose (the lashes and the lid's shadow), is read
     at the same distance from the iris's centre, turned towards the horizontal until the
     source shows it `margin` inside its lids: iris looks alike all round the centre, so this
@@ -376,11 +398,13 @@ def eyeball_source(
     # there (lashes, the lid's shadow): read in place. Reading it elsewhere drew a jagged rim
     # along the lid.
     top = lids.read_in_place(margin)
-    src = query.copy()
+    src = query + np.stack([np.zeros_like(lids.shift), lids.shift], axis=1)
     # A still lid uncovers nothing either beyond its line: the few pixels between the source's
     # line and the moved outline are the lid's edge, read in place (read elsewhere, single
     # pixels showed the iris or lashes as dark spots along the lower lid of talk_s18).
-    todo = ~(lids.within & ((src[:, 1] >= top) | (lids.rise <= 0)))
+    # Beyond the source's corners (a moved corner) the skin there is read in place too: filled
+    # from the eye, a smile's lifted outer corner ended in a grey tip.
+    todo = lids.within & (src[:, 1] < top) & (lids.rise > 0)
     hidden = src[todo]
     offset = hidden - iris[0]
     radius = np.linalg.norm(offset, axis=1)
@@ -500,7 +524,8 @@ def _white_weight(
     upper lid that rose. A hard edge there between the smooth white and the white read in
     place (darker along the source's lid) showed as a saw-toothed line. lids: the lids at
     query's x; iris: (5, 2); margin as in `eyeball_source`."""
-    near_top = np.clip(1 - (query[:, 1] - lids.read_in_place(margin)) / WHITE_BLEND, 0, 1)
+    below = query[:, 1] + lids.shift - lids.read_in_place(margin)
+    near_top = np.clip(1 - below / WHITE_BLEND, 0, 1)
     uncovered = np.where(copied, 1.0, near_top * np.clip(lids.rise / margin, 0, 1))
     r = np.linalg.norm(query - iris[0], axis=1) / iris_radius(iris)
     return uncovered * np.clip((r - 1.0) / (SCLERA_CLEAR - 1.0), 0.0, 1.0)
