@@ -476,8 +476,8 @@ def test_lids_that_do_not_open_draw_no_light_streak_along_the_lashes(
     """Happy and angry lift the lower lids as far as the upper ones or further, so the eye
     opens nowhere and its drawing (`Warper.show_eyeballs`) should show what the flow alone
     shows along the upper lids. It filled the band between the source's lid and the moved one
-    with the white of the eye, a grey streak along the lashes near the corners 44-84 levels
-    lighter than the flow's pixels there (99.5th percentile); now 15 at most."""
+    with the white of the eye, a grey streak along the lashes near the corners: 34-84 levels
+    lighter than the flow's pixels there (99.5th percentile, the worse eye); now 15 at most."""
     from spfem_cli.face.tracker import LandmarkTracker
     from spfem_cli.generator.expression import ExpressionModel
     from spfem_cli.generator.generator import FaceGenerator
