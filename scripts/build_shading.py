@@ -163,10 +163,11 @@ NOSE_SNEER_DRIVERS = {"AU14R": 1.0}
 # lines, `spfem_cli.generator.creases`, reads them on expr_d0's smile), so they are drawn as
 # the nose's wrinkles are: on the subject's left side, (x, y) to (x, y) in the template face
 # frame (the outer eye corner at (0.72, -0.04), the brow's outer end 0.27 above it), and
-# mirrored.
+# mirrored. One rising and one falling: a third line level with the corner, even started 0.14
+# out from it, carried on the lash line of made-up eyes like an eyeliner's wing (portrait_s29,
+# talk_s20).
 CROWS_FEET = (
     ((0.80, -0.09), (0.93, -0.16)),
-    ((0.86, -0.035), (0.97, -0.04)),
     ((0.80, 0.02), (0.92, 0.09)),
 )
 # What drives them: the lip corner puller (AU12), as it drives the smile's folds (strength 1 at
