@@ -15,6 +15,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from spfem_cli.face.mesh import FaceFrame
+
 
 def run_ffmpeg_checked(*args: str) -> str:
     """Run the bundled ffmpeg quietly; fail the test with its message if it fails. Returns
@@ -124,6 +126,19 @@ def video_frame(path: Path, t: int) -> np.ndarray:
 
     with FrameReader(probe(path)) as reader:
         return next(itertools.islice(reader, t, None))
+
+
+def tracked_frame(path: Path, t: int) -> tuple[np.ndarray, FaceFrame, np.ndarray]:
+    """Frame t of a video (`video_frame`), its face frame, and its landmarks (478, 2) in that
+    face frame (IOD), as FaceMesh finds them on the frame alone."""
+    from spfem_cli.face.tracker import LandmarkTracker
+
+    frame = video_frame(path, t)
+    with LandmarkTracker(video_mode=False) as tracker:
+        found = tracker.detect(frame)
+    assert found is not None, f"no face in frame {t} of {path.name}"
+    face = FaceFrame.from_landmarks(found.landmarks)
+    return frame, face, face.to_face(found.landmarks.astype(np.float64))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.generator import FaceGenerator, build_generator
 from spfem_cli.generator.shading import ShadingModel, template_offsets
-from tests.conftest import video_frame
+from tests.conftest import tracked_frame
 from tests.painted import SKIN_RGB, pixels_in_face_frame
 
 CPU = torch.device("cpu")
@@ -545,15 +545,8 @@ def on_the_template(shading: ShadingModel, q: np.ndarray, *, points: np.ndarray)
 def _edit_real_frame(clips_dir: Path, name: str, t: int, emotion: str) -> tuple[np.ndarray, ...]:
     """A real frame edited to an emotion with and without the shading, and the face-frame
     point of every pixel."""
-    from spfem_cli.face.tracker import LandmarkTracker
-
     model = ExpressionModel.load()
-    frame = video_frame(clips_dir / name, t)
-    with LandmarkTracker(video_mode=False) as tracker:
-        found = tracker.detect(frame)
-    assert found is not None
-    face = FaceFrame.from_landmarks(found.landmarks)
-    pts = face.to_face(found.landmarks.astype(np.float64))
+    frame, face, pts = tracked_frame(clips_dir / name, t)
     delta = model.emotion_vector(emotion).double().numpy()
     shaded = build_generator(model=model, device=CPU, kind="warp")
     plain = FaceGenerator(model=model, device=CPU)

@@ -478,19 +478,13 @@ def test_lids_that_do_not_open_draw_no_light_streak_along_the_lashes(
     shows along the upper lids. It filled the band between the source's lid and the moved one
     with the white of the eye, a grey streak along the lashes near the corners: 34-84 levels
     lighter than the flow's pixels there (99.5th percentile, the worse eye); now 15 at most."""
-    from spfem_cli.face.tracker import LandmarkTracker
     from spfem_cli.generator.expression import ExpressionModel
     from spfem_cli.generator.generator import FaceGenerator
     from spfem_cli.generator.warp import lid_lines
-    from tests.conftest import video_frame
+    from tests.conftest import tracked_frame
 
     model = ExpressionModel.load()
-    frame = video_frame(clips_dir / name, t)
-    with LandmarkTracker(video_mode=False) as tracker:
-        found = tracker.detect(frame)
-    assert found is not None
-    face = FaceFrame.from_landmarks(found.landmarks)
-    pts = face.to_face(found.landmarks.astype(np.float64))
+    frame, face, pts = tracked_frame(clips_dir / name, t)
     kw = {"face": face, "points": pts, "delta": model.emotion_vector(emotion).double().numpy()}
     cpu = torch.device("cpu")
     drawn, flowed = (
