@@ -582,19 +582,21 @@ def main() -> None:
         save_look(args.look / "forehead.png", brows_inner + brows_outer)
         save_look(args.look / "frown.png", frown)
         save_look(args.look / "dimple_right.png", dimple_map)
-    drivers = np.zeros((10, model.num_aus))
-    drivers[0, model.au_names.index("AU12")] = 1.0
-    for row, driven_by in (
-        (1, SMIRK_DRIVERS),
-        (2, FURROW_DRIVERS),
-        (3, NOSE_DRIVERS),
-        (4, NOSE_SNEER_DRIVERS),
-        (5, CROWS_FEET_DRIVERS),
-        (6, FOREHEAD_INNER_DRIVERS),
-        (7, FOREHEAD_OUTER_DRIVERS),
-        (8, FROWN_DRIVERS),
-        (9, DIMPLE_DRIVERS),
-    ):
+    # Each unit: its map at strength 1, what drives it, and from how far (`ShadingModel`).
+    units = {
+        "smile": (smile, {"AU12": 1.0}, 0.0),
+        "smile_right": (smirk, SMIRK_DRIVERS, 0.0),
+        "furrow": (nasolabial, FURROW_DRIVERS, 0.0),
+        "nose": (wrinkles, NOSE_DRIVERS, 0.0),
+        "nose_right": (sneer, NOSE_SNEER_DRIVERS, 0.0),
+        "crows_feet": (crows, CROWS_FEET_DRIVERS, 0.0),
+        "forehead_inner": (brows_inner, FOREHEAD_INNER_DRIVERS, FOREHEAD_THRESHOLD),
+        "forehead_outer": (brows_outer, FOREHEAD_OUTER_DRIVERS, FOREHEAD_THRESHOLD),
+        "frown": (frown, FROWN_DRIVERS, FROWN_THRESHOLD),
+        "dimple_right": (dimple_map, DIMPLE_DRIVERS, 0.0),
+    }
+    drivers = np.zeros((len(units), model.num_aus))
+    for row, (_, driven_by, _) in enumerate(units.values()):
         for au, weight in driven_by.items():
             drivers[row, model.au_names.index(au)] = weight
     config = {
@@ -603,40 +605,14 @@ def main() -> None:
         "origin": list(ORIGIN),
         "step": STEP,
         "au_names": list(model.au_names),
-        "unit_names": [
-            "smile",
-            "smile_right",
-            "furrow",
-            "nose",
-            "nose_right",
-            "crows_feet",
-            "forehead_inner",
-            "forehead_outer",
-            "frown",
-            "dimple_right",
-        ],
+        "unit_names": list(units),
         "clips": list(SMILE_CLIPS),
         # Drawn where a fringe may hang: they shade only the skin.
         "under_hair": ["forehead_inner", "forehead_outer"],
     }
     tensors = {
-        "maps": torch.from_numpy(
-            np.stack(
-                [
-                    smile,
-                    smirk,
-                    nasolabial,
-                    wrinkles,
-                    sneer,
-                    crows,
-                    brows_inner,
-                    brows_outer,
-                    frown,
-                    dimple_map,
-                ]
-            ).astype(np.float32)
-        ),
-        "thresholds": torch.tensor([0.0] * 6 + [FOREHEAD_THRESHOLD] * 2 + [FROWN_THRESHOLD, 0.0]),
+        "maps": torch.from_numpy(np.stack([m for m, _, _ in units.values()]).astype(np.float32)),
+        "thresholds": torch.tensor([t for _, _, t in units.values()]),
         "template": model.template.float(),
         "drivers": torch.from_numpy(drivers.astype(np.float32)),
         "channels": torch.from_numpy(channels.astype(np.float32)),
