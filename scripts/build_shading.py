@@ -568,7 +568,7 @@ def main() -> None:
     crows = straight_wrinkles(CROWS_FEET)
     brows_inner, brows_outer = forehead_lines(template)
     frown = straight_wrinkles(FROWN_LINES, width=FOREHEAD_WIDTH)
-    dimple_map = dimple(template) * right
+    dimple_map = dimple(template)
     print(
         "the nose's wrinkles, log luminance at strength 1: "
         f"{wrinkles.min():.3f} to {wrinkles.max():.3f}"

@@ -398,7 +398,8 @@ def eyeball_source(
     # there (lashes, the lid's shadow): read in place. Reading it elsewhere drew a jagged rim
     # along the lid.
     top = lids.read_in_place(margin)
-    src = query + np.stack([np.zeros_like(lids.shift), lids.shift], axis=1)
+    src = query.copy()
+    src[:, 1] += lids.shift
     # A still lid uncovers nothing either beyond its line: the few pixels between the source's
     # line and the moved outline are the lid's edge, read in place (read elsewhere, single
     # pixels showed the iris or lashes as dark spots along the lower lid of talk_s18).
