@@ -492,7 +492,9 @@ def test_surprise_does_not_smear_the_lid_up_toward_the_brow(clip: str, t: int) -
     cover on the input, about as much as the span from lid to brow stretches in surprise
     (1.35). When the row of landmarks just over the lid rose with the brow, the dark band
     over the lashes was smeared up toward the brow: 1.72 times its area on expr_d14 (a grey
-    smear at full size), 1.56 on talk_s32; now 1.32 and 1.18."""
+    smear at full size), 1.56 on talk_s32; now 1.32 and 1.40 (the lid's dark margin moves up
+    with it as one piece; before, drawn as eyeball, it left a pale crescent on talk_s32, 1.18
+    with it gone; the limit is 1.45)."""
     delta = ExpressionModel.load().emotion_vector("surprised").double().numpy()
     frame, out, pts, values, q = _edit_one_frame(clip, t, delta)
     lum_in, lum_out = frame.reshape(-1, 3).mean(axis=1), out.reshape(-1, 3).mean(axis=1)
@@ -507,7 +509,7 @@ def test_surprise_does_not_smear_the_lid_up_toward_the_brow(clip: str, t: int) -
         dark = 0.85 * np.median(lum_in[before])
         dark_in = (lum_in[before] < dark).sum()
         assert dark_in > 20  # the lash line and crease are there to be smeared
-        assert (lum_out[after] < dark).sum() / dark_in < 1.4
+        assert (lum_out[after] < dark).sum() / dark_in < 1.45
 
 
 @needs_clips
@@ -532,7 +534,10 @@ def test_surprise_uncovers_white_not_streaks_on_a_real_face() -> None:
     from the iris's centre carried the iris's rim and the lashes there (median 0.60-0.72 of
     the white on these frames); a lid's shadow alone takes it to 0.6 at the very edge.
     Surprise at full strength (1.5): the lids land where asked, 0.049 IOD above their line
-    at the iris, and beside the iris they uncover less (at 1.0 a few pixels on this face)."""
+    at the iris, and beside the iris they uncover less (at 1.0 a few pixels on this face).
+    Measured below the lid's dark margin, which moves up with the lid
+    (`test_a_raised_lid_keeps_its_dark_edge`): on these frames it ends 0.012-0.016 IOD below
+    the lid's landmarks. There the white is 0.93-1.05 of the white beside the iris."""
     from spfem_cli.generator.warp import iris_radius, lid_lines
 
     delta = ExpressionModel.load().emotion_vector("surprised", intensity=1.5).double().numpy()
@@ -548,13 +553,41 @@ def test_surprise_uncovers_white_not_streaks_on_a_real_face() -> None:
             raised = lid_lines(ring + values[list(ring_idx)], q[:, 0])[0]
             r = np.linalg.norm(q - iris[0], axis=1)
             white = within & (np.abs(q[:, 0] - iris[0, 0]) < 2.5 * radius) & (r > 1.3 * radius)
-            uncovered = white & (q[:, 1] < upper - 0.005) & (q[:, 1] > raised + 0.005)
+            uncovered = white & (q[:, 1] < upper - 0.005) & (q[:, 1] > raised + 0.015)
             shown = white & (q[:, 1] > upper + 0.02) & (q[:, 1] < lower - 0.02)
-            assert uncovered.sum() > 15 and shown.sum() > 15
+            assert uncovered.sum() >= 10 and shown.sum() > 15
             ratio = np.median(out.reshape(-1, 3)[uncovered].mean(axis=1)) / np.median(
                 frame.reshape(-1, 3)[shown].mean(axis=1)
             )
             assert ratio > 0.78, (t, ratio)
+
+
+@needs_clips
+@pytest.mark.parametrize(
+    ("clip", "t"),
+    [("expr_d14.mp4", 40), ("speech_obama_450x450.mp4", 100), ("talk_s20_480x908.mp4", 60)],
+)
+def test_a_raised_lid_keeps_its_dark_edge(clip: str, t: int) -> None:
+    """Fear raises the upper lids; the band along each lid's edge (0.02 IOD above its line to
+    0.005 below) over and beside the iris, where the lid rose more than 0.02, stays about as
+    dark as the input's: at most 1.45 times as light (1.00-1.36 now). Below the lashes'
+    darkest line the lid's dark margin was drawn as eyeball and lost: a thin grey line over a
+    tall pale crescent, 1.61-2.13 times as light on these frames (the worse eye)."""
+    from spfem_cli.generator.warp import iris_radius, lid_lines
+
+    delta = ExpressionModel.load().emotion_vector("fear").double().numpy()
+    frame, out, pts, values, q = _edit_one_frame(clip, t, delta)
+    lum_in, lum_out = frame.reshape(-1, 3).mean(axis=1), out.reshape(-1, 3).mean(axis=1)
+    for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
+        ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
+        upper, _, within = lid_lines(ring, q[:, 0])
+        raised = lid_lines(ring + values[list(ring_idx)], q[:, 0])[0]
+        near = within & (np.abs(q[:, 0] - iris[0, 0]) < 2 * iris_radius(iris))
+        near &= upper - raised > 0.02
+        edge_out = near & (q[:, 1] - raised > -0.02) & (q[:, 1] - raised < 0.005)
+        edge_in = near & (q[:, 1] - upper > -0.02) & (q[:, 1] - upper < 0.005)
+        assert edge_out.sum() > 20
+        assert np.mean(lum_out[edge_out]) / np.mean(lum_in[edge_in]) < 1.45
 
 
 # A calm photo's path through an edit is played by default in a batch

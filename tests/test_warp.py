@@ -346,7 +346,8 @@ def test_a_raised_lid_shows_more_eyeball_instead_of_stretching_it() -> None:
     x0, y0 = np.floor(ring.min(axis=0)).astype(int) - 15
     x1, y1 = np.ceil(ring.max(axis=0)).astype(int) + 15
     diameter = 2 * np.linalg.norm(pts[469:473] - pts[468], axis=1).mean() * ff.iod
-    side = int(ff.to_image(pts[468])[0] + 0.7 * diameter)  # a column of white beside the iris
+    # Columns of white beside the iris.
+    sides = (ff.to_image(pts[468])[0] + np.array([0.6, 0.7, 0.8]) * diameter).astype(int)
 
     def look(eyeballs: bool | None) -> tuple[int, int, int, int]:
         out = frame
@@ -357,7 +358,7 @@ def test_a_raised_lid_shows_more_eyeball_instead_of_stretching_it() -> None:
             )
         eye = out[y0:y1, x0:x1].astype(int)
         ys, xs = np.nonzero(eye[..., 2] - eye[..., 0] > 60)
-        lashes = int((out[y0:y1, side].max(axis=1) < 60).sum())
+        lashes = int((out[y0:y1, sides].max(axis=-1) < 60).sum())
         white = int((eye.min(axis=-1) > 200).sum())
         return int(np.ptp(ys)) + 1, int(np.ptp(xs)) + 1, lashes, white
 
@@ -367,7 +368,9 @@ def test_a_raised_lid_shows_more_eyeball_instead_of_stretching_it() -> None:
     assert stretched > diameter + 1  # the failure: the flow alone draws a tall iris
     height, width, lashes, white = look(True)
     assert height <= diameter + 1 and abs(width - width_in) <= 1  # a round iris, uncovered
-    assert lashes <= lashes_in  # the lash line moved with the lid, not drawn out
+    # The lash line moved with the lid as one piece: not drawn out, and not thinned either
+    # (drawn as eyeball below its darkest line, it lost half its width: 4 pixels of 9 kept).
+    assert lashes_in - 1 <= lashes <= lashes_in
     assert white > white_in * 1.1  # more of the white shows
 
 

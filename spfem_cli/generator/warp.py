@@ -237,6 +237,10 @@ LASH_BAND = 0.03
 LASH_FADE = 0.02
 # How far (IOD) from the landmarks' upper lid the lashes are looked for (`_lash_offset`).
 LASH_SEARCH = 0.03
+# How far below the lashes' darkest line the lid's dark margin is looked for (IOD,
+# `_lid_margin`), in steps this fine: on the real clips it ends 0.014-0.034 below it.
+MARGIN_SEARCH = 0.045
+MARGIN_STEP = 0.0025
 # The ring positions the lash offset moves: the upper lid between the corners.
 _UPPER_EDGE = np.isin(np.arange(16), _UPPER_LID[1:-1]).astype(np.float64)
 # An eye open less than EYE_OPEN_MIN (IOD, lid to lid at the iris; open eyes measure 0.10 to
@@ -428,6 +432,34 @@ def eyeball_source(
     return src, todo
 
 
+def _lid_profiles(
+    source: torch.Tensor,
+    face: FaceFrame,
+    ring: np.ndarray,
+    iris: np.ndarray,
+    region: tuple[int, int, int, int],
+    *,
+    steps: np.ndarray,
+) -> np.ndarray:
+    """(8, n) brightness (0-255) across the upper lid: in eight columns of white on either
+    side of the iris, clear of the iris and of the eye's corners, at steps (n,) IOD below the
+    ring's upper lid (y down). source: (1, 3, h, w) image of `region`; ring: (16, 2), iris:
+    (5, 2) face frame."""
+    radius = iris_radius(iris)
+    left, right = ring[:, 0].min(), ring[:, 0].max()
+    xs = np.concatenate(
+        [
+            np.linspace(left + 0.25 * (iris[0, 0] - radius - left), iris[0, 0] - radius, 4),
+            np.linspace(iris[0, 0] + radius, right - 0.25 * (right - iris[0, 0] - radius), 4),
+        ]
+    )
+    upper, _, _ = lid_lines(ring, xs)
+    query = np.stack(np.broadcast_arrays(xs[:, None], upper[:, None] + steps[None, :]), axis=-1)
+    px = face.to_image(query.reshape(-1, 2)) - region[:2]
+    values = sample_flow(source[0], torch.from_numpy(px).float().to(source.device)).mean(dim=1)
+    return values.reshape(len(xs), len(steps)).cpu().numpy().astype(np.float64)
+
+
 def _lash_offset(
     source: torch.Tensor,
     face: FaceFrame,
@@ -439,31 +471,64 @@ def _lash_offset(
     lies in the image: FaceMesh puts its lid points a pixel or two off the lashes, enough for
     the eyeball to be read from the lid or the lid from the eyeball. The edge is the darkest
     line near the landmarks' lid in the columns of white on either side of the iris (the lashes
-    are darker than skin and white; the iris would be darker still). source: (1, 3, h, w)
-    image of `region`; ring: (16, 2), iris: (5, 2) face frame."""
-    radius = iris_radius(iris)
-    left, right = ring[:, 0].min(), ring[:, 0].max()
-    xs = np.concatenate(
-        [
-            np.linspace(left + 0.25 * (iris[0, 0] - radius - left), iris[0, 0] - radius, 4),
-            np.linspace(iris[0, 0] + radius, right - 0.25 * (right - iris[0, 0] - radius), 4),
-        ]
-    )
+    are darker than skin and white; the iris would be darker still). Arguments as for
+    `_lid_profiles`."""
     steps = np.linspace(-LASH_SEARCH, LASH_SEARCH / 2, 13)
-    upper, _, _ = lid_lines(ring, xs)
-    query = np.stack(np.broadcast_arrays(xs[:, None], upper[:, None] + steps[None, :]), axis=-1)
-    px = face.to_image(query.reshape(-1, 2)) - region[:2]
-    values = sample_flow(source[0], torch.from_numpy(px).float().to(source.device)).mean(dim=1)
+    v = _lid_profiles(source, face, ring, iris, region, steps=steps)
     # The minimum of each column to a fraction of a step (a parabola through the darkest
     # sample and its neighbours), so the edge moves smoothly from frame to frame.
-    v = values.reshape(len(xs), len(steps)).cpu().numpy().astype(np.float64)
     k = np.clip(v.argmin(axis=1), 1, len(steps) - 2)
-    rows = np.arange(len(xs))
+    rows = np.arange(len(v))
     left, mid, right = v[rows, k - 1], v[rows, k], v[rows, k + 1]
     curve = left - 2 * mid + right
     frac = np.where(curve > 1e-6, 0.5 * (left - right) / np.maximum(curve, 1e-6), 0.0)
     step = steps[1] - steps[0]
     return float(np.median(steps[k] + np.clip(frac, -1.0, 1.0) * step))
+
+
+def _off_the_iris(points: np.ndarray, *, ring: np.ndarray, iris: np.ndarray) -> np.ndarray:
+    """Keep the lid's edge from reading the iris: each face-frame point (n, 2) below the
+    source's upper lid (ring (16, 2)) and inside the iris's circle (iris (5, 2)) is moved up to
+    the iris's rim, or to the lid line where the lid covers the rim. Returns (n, 2).
+
+    The dark margin under the lashes moves up with a raised lid (`Warper.show_eyeballs`);
+    over the iris the source shows iris there, and moved up it drew the iris taller (a blue
+    cap on a painted eye, a jagged top on expr_d14's)."""
+    radius = iris_radius(iris)
+    dx = points[:, 0] - iris[0, 0]
+    rim = iris[0, 1] - np.sqrt(np.maximum(radius**2 - dx**2, 0.0))
+    upper, _, _ = lid_lines(ring, points[:, 0])
+    over = (np.abs(dx) < radius) & (points[:, 1] > np.maximum(upper, rim))
+    out = points.copy()
+    out[over, 1] = np.maximum(upper, rim)[over]
+    return out
+
+
+def _lid_margin(
+    source: torch.Tensor,
+    face: FaceFrame,
+    ring: np.ndarray,
+    iris: np.ndarray,
+    region: tuple[int, int, int, int],
+) -> float:
+    """How far below the lashes' darkest line (IOD) the upper lid's dark margin ends: where,
+    in the columns of white on either side of the iris, the image is first halfway from the
+    darkest line's value to the brightest within MARGIN_SEARCH below it (the median over the
+    columns, to a fraction of a step). Arguments as for `_lid_profiles`, the ring's upper lid
+    on the darkest line."""
+    steps = np.arange(0.0, MARGIN_SEARCH + MARGIN_STEP / 2, MARGIN_STEP)
+    v = _lid_profiles(source, face, ring, iris, region, steps=steps)
+    half = 0.5 * (v[:, 0] + v.max(axis=1))
+    ends = []
+    for row, level in zip(v, half, strict=True):
+        k = int(np.argmax(row >= level))
+        if k == 0:
+            ends.append(0.0)
+            continue
+        # Between the two steps around the crossing, linearly, so the edge moves smoothly.
+        frac = (level - row[k - 1]) / max(row[k] - row[k - 1], 1e-6)
+        ends.append(steps[k - 1] + float(np.clip(frac, 0.0, 1.0)) * MARGIN_STEP)
+    return float(np.median(ends))
 
 
 def _sclera_colour(
@@ -778,10 +843,11 @@ class Warper:
         drew a dark band under the raised lid, and a tall iris). Within the lids' new outline
         the eyeball is read where the source shows it (`eyeball_source`: unmoved where the source
         shows that spot, the same distance from the iris's centre where a raised lid uncovers
-        more), and a band along the upper lid's edge moves with the lid as one piece; the rest
-        keeps the flow's pixels. The lid's edge is taken from the lashes in the image
-        (`_lash_offset`). An eye that is nearly shut in the source, or on a face too small
-        (`EYEBALL_MIN_IOD_PX`), is left to the flow.
+        more), and a band along the upper lid's edge moves with the lid as one piece, down to
+        the end of its dark margin under the lashes; the rest keeps the flow's pixels. The
+        lid's edge is taken from the lashes in the image (`_lash_offset`, `_lid_margin`). An
+        eye that is nearly shut in the source, or on a face too small (`EYEBALL_MIN_IOD_PX`),
+        is left to the flow.
 
         warped, source: (1, 3, h, w) float images of `region` (x0, y0, x1, y1 pixels in the
         frame); dense: (2, h, w) forward flow in pixels over the same region; points: (478, 2)
@@ -809,6 +875,7 @@ class Warper:
             ring = ring + np.outer(
                 _UPPER_EDGE, [0.0, _lash_offset(source, face, ring, iris, region)]
             )
+            below = _lid_margin(source, face, ring, iris, region)
             upper, lower, _ = lid_lines(ring, iris[:1, 0])
             openness = float(lower[0] - upper[0])
             weight = float(
@@ -828,13 +895,19 @@ class Warper:
             query = face.to_face(np.stack([gx, gy], axis=-1).reshape(-1, 2).astype(np.float64))
             up_out, low_out, within = lid_lines(ring_out, query[:, 0])
             feather = max(EYEBALL_FEATHER, 1.0 / face.iod)
-            depth = np.minimum(query[:, 1] - up_out, low_out - query[:, 1])
-            eye_alpha = np.clip(depth / feather + 0.5, 0.0, 1.0) * within * weight
             # The lid's edge, lashes and all, moves as one piece with the lid line instead of
-            # being stretched by the flow (a raised lid drew its lashes out into a dark band).
+            # being stretched by the flow (a raised lid drew its lashes out into a dark band),
+            # and so does its dark margin below the lashes' darkest line (drawn as eyeball, a
+            # raised lid kept half its edge: a thin grey line over a tall pale crescent).
+            edge = up_out + np.clip(np.minimum(below, 0.5 * (low_out - up_out)), 0.0, None)
+            depth = np.minimum(query[:, 1] - edge, low_out - query[:, 1])
+            # The lid's shadow on the white is measured from its lashes: the margin moved
+            # with it is the top of that shadow, as the source shows it.
+            shade_depth = np.minimum(query[:, 1] - up_out, low_out - query[:, 1])
+            eye_alpha = np.clip(depth / feather + 0.5, 0.0, 1.0) * within * weight
             above = up_out - query[:, 1]
             lash_alpha = (
-                np.clip(above / feather + 0.5, 0.0, 1.0)
+                np.clip((edge - query[:, 1]) / feather + 0.5, 0.0, 1.0)
                 * np.clip((LASH_BAND + LASH_FADE - above) / LASH_FADE, 0.0, 1.0)
                 * within
                 * weight
@@ -869,14 +942,14 @@ class Warper:
             # The two alphas add up to 1 across the lid line and never overlap elsewhere.
             for src, alpha, at in (
                 (eyeball, eye_alpha, on_eye),
-                (query[on_lash] - shift, lash_alpha, on_lash),
+                (_off_the_iris(query[on_lash] - shift, ring=ring, iris=iris), lash_alpha, on_lash),
             ):
                 src_px = torch.from_numpy(face.to_image(src) - [x0, y0]).float().to(self.device)
                 drawn = sample_flow(source[0], src_px).T
                 if src is eyeball:
                     _no_copied_highlights(drawn, query=query[on_eye], iris=iris, copied=copied)
                     if white is not None:
-                        _paint_white(drawn, white, weight=paint, inside=depth[on_eye])
+                        _paint_white(drawn, white, weight=paint, inside=shade_depth[on_eye])
                 idx = torch.from_numpy(at).to(self.device)
                 a = torch.from_numpy(alpha[at]).float().to(self.device)
                 change[:, idx] += a * (drawn - patch[:, idx])
