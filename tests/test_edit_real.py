@@ -28,7 +28,7 @@ from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel
 from spfem_cli.generator.generator import UPPER_LIP_TOP
 from spfem_cli.media import FrameReader, audio_packet_checksums, probe
 from spfem_cli.pipeline import EXPRESSION_SMOOTHING_S, EditReport, edit_video
-from tests.conftest import HeldNeutral, video_frame
+from tests.conftest import HeldNeutral, tracked_frame, video_frame
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "clips"
 # Issue 3 is open here: neutral takes the squint off a smile's peaks but calms the movement
@@ -448,8 +448,6 @@ def _edit_one_frame(
     the face-frame point of every pixel (H * W, 2)."""
     import torch
 
-    from spfem_cli.face.mesh import FaceFrame
-    from spfem_cli.face.tracker import LandmarkTracker
     from spfem_cli.generator.generator import FaceGenerator
     from spfem_cli.generator.warp import WarpConfig
 
@@ -458,12 +456,7 @@ def _edit_one_frame(
         device=torch.device("cpu"),
         warp=WarpConfig(eyeballs=eyeballs),
     )
-    frame = _frame(clip, t)
-    with LandmarkTracker(video_mode=False) as tracker:
-        found = tracker.detect(frame)
-    assert found is not None
-    face = FaceFrame.from_landmarks(found.landmarks)
-    pts = face.to_face(found.landmarks.astype(np.float64))
+    frame, face, pts = tracked_frame(SHARED_CLIPS / clip, t)
     out = gen.edit_frame(frame, face=face, points=pts, delta=delta)
     values, _ = gen.sparse(points=pts, delta=delta)
     yy, xx = np.mgrid[0 : frame.shape[0], 0 : frame.shape[1]]

@@ -875,7 +875,6 @@ class Warper:
             ring = ring + np.outer(
                 _UPPER_EDGE, [0.0, _lash_offset(source, face, ring, iris, region)]
             )
-            below = _lid_margin(source, face, ring, iris, region)
             upper, lower, _ = lid_lines(ring, iris[:1, 0])
             openness = float(lower[0] - upper[0])
             weight = float(
@@ -891,6 +890,7 @@ class Warper:
             ex0, ey0, ex1, ey1 = pixel_window(face, lo=lo, hi=hi, box=region)
             if ex1 - ex0 < 2 or ey1 - ey0 < 2:
                 continue
+            below = _lid_margin(source, face, ring, iris, region)
             gx, gy = np.meshgrid(np.arange(ex0, ex1) + x0, np.arange(ey0, ey1) + y0)
             query = face.to_face(np.stack([gx, gy], axis=-1).reshape(-1, 2).astype(np.float64))
             up_out, low_out, within = lid_lines(ring_out, query[:, 0])
