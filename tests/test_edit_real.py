@@ -23,6 +23,7 @@ from spfem_cli.evaluate import (
     window_landmarks,
 )
 from spfem_cli.face import mesh
+from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.face.rest import RestFace
 from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel
 from spfem_cli.generator.generator import UPPER_LIP_TOP
@@ -581,6 +582,66 @@ def test_a_raised_lid_keeps_its_dark_edge(clip: str, t: int) -> None:
         edge_in = near & (q[:, 1] - upper > -0.02) & (q[:, 1] - upper < 0.005)
         assert edge_out.sum() > 20
         assert np.mean(lum_out[edge_out]) / np.mean(lum_in[edge_in]) < 1.45
+
+
+def _fall_down_column(
+    image: np.ndarray, face: FaceFrame, *, x: float, top: float, bottom: float
+) -> float:
+    """How far the image (H, W, 3) grows darker again going down the face-frame column x
+    from y = top to bottom (IOD), in half-pixel steps: the largest fall below the brightest
+    above, as a share of that brightest (0 where it only brightens)."""
+    from scipy.ndimage import map_coordinates
+
+    ys = np.arange(top, bottom, 0.5 / face.iod)
+    if len(ys) < 3:
+        return 0.0
+    px = face.to_image(np.stack([np.full_like(ys, x), ys], axis=1))
+    lum = image.astype(np.float64).mean(axis=-1)
+    values = map_coordinates(lum, [px[:, 1], px[:, 0]], order=1)
+    peak = np.maximum.accumulate(values)
+    return float(((peak - values) / np.maximum(peak, 1.0)).max())
+
+
+@needs_clips
+@pytest.mark.parametrize(
+    ("clip", "t", "emotion"),
+    [
+        ("talk_s32_1280x720.mp4", 150, "surprised"),
+        ("talk_s32_1280x720.mp4", 60, "surprised"),
+        ("talk_s20_480x908.mp4", 60, "surprised"),
+        ("talk_s32_1280x720.mp4", 150, "fear"),
+    ],
+)
+def test_the_white_under_a_raised_lid_is_shaded_as_the_source_shades_its_own(
+    clip: str, t: int, emotion: str
+) -> None:
+    """Down the white beside the iris (columns 1.3, 1.5 and 1.7 radii either side of it, where
+    the lid rose more than 0.015 IOD), from the raised lid to the iris's middle, the output
+    grows darker again by at most a fifth: 0.01-0.11 now, 0.00-0.03 on the input from its own
+    lid. The uncovered white was painted with a fixed shadow under the lid and the source's
+    shadow stayed below it, in place: a pale crescent over a darker band, falls of 0.33-0.51
+    on these frames (the worst side). A side of an eye in shadow was also painted with the lit
+    side's white (talk_s32 frame 150: 124-130 levels beside a 40-60 shadow)."""
+    from spfem_cli.generator.warp import iris_radius, lid_lines
+
+    delta = ExpressionModel.load().emotion_vector(emotion).double().numpy()
+    _, out, pts, values, _ = _edit_one_frame(clip, t, delta)
+    _, face, _ = tracked_frame(SHARED_CLIPS / clip, t)
+    measured = 0
+    for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
+        ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
+        radius = iris_radius(iris)
+        for k in (-1.7, -1.5, -1.3, 1.3, 1.5, 1.7):
+            x = np.array([iris[0, 0] + k * radius])
+            upper, lower, within = lid_lines(ring, x)
+            raised = lid_lines(ring + values[list(ring_idx)], x)[0]
+            if not within[0] or upper[0] - raised[0] < 0.015:
+                continue
+            bottom = min(float(iris[0, 1]), float(lower[0]) - 0.02)
+            fall = _fall_down_column(out, face, x=x[0], top=raised[0], bottom=bottom)
+            assert fall < 0.2, (k, fall)
+            measured += 1
+    assert measured >= 4
 
 
 # A calm photo's path through an edit is played by default in a batch

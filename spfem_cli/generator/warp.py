@@ -278,10 +278,19 @@ SCLERA_OPEN = 0.5
 SCLERA_CLEAR = 1.15
 SCLERA_KEPT = (0.4, 0.9)
 SCLERA_MIN_SAMPLES = 6
-# The lids' shadow on the uncovered white: this much of the light at a lid's edge, rising to
-# all of it LID_SHADE_DEPTH (IOD) inside.
+SCLERA_SIDE_SAMPLES = 3
+# The upper lid's shadow on the uncovered white is the source's own (`_lid_shade`), measured
+# down to LID_SHADE_SEARCH (IOD) below the lashes and no further than LID_SHADE_REACH of each
+# column's opening, from columns reaching at least LID_SHADE_MIN_STEPS steps; never darker than
+# LID_SHADE of the white's light. Where it cannot be measured, LID_SHADE at the lid's line
+# rising to all of the light LID_SHADE_DEPTH (IOD) inside. Shaded by that fixed ramp, the
+# white under talk_s32's raised lids was lighter than the source's white 0.03 IOD below its
+# lashes by half, a pale crescent over a darker band (the source's shadow, read in place).
 LID_SHADE = 0.6
 LID_SHADE_DEPTH = 0.05
+LID_SHADE_SEARCH = 0.08
+LID_SHADE_REACH = 0.6
+LID_SHADE_MIN_STEPS = 8
 # Inside a lid that moved away, the smooth white gives way to the white read in place over
 # this distance (IOD).
 WHITE_BLEND = 0.02
@@ -432,6 +441,19 @@ def eyeball_source(
     return src, todo
 
 
+def _profile_columns(ring: np.ndarray, iris: np.ndarray) -> np.ndarray:
+    """(8,) face-frame x of eight columns of white, four on either side of the iris, clear of
+    the iris and of the eye's corners. ring: (16, 2), iris: (5, 2) face frame."""
+    radius = iris_radius(iris)
+    left, right = ring[:, 0].min(), ring[:, 0].max()
+    return np.concatenate(
+        [
+            np.linspace(left + 0.25 * (iris[0, 0] - radius - left), iris[0, 0] - radius, 4),
+            np.linspace(iris[0, 0] + radius, right - 0.25 * (right - iris[0, 0] - radius), 4),
+        ]
+    )
+
+
 def _lid_profiles(
     source: torch.Tensor,
     face: FaceFrame,
@@ -441,18 +463,10 @@ def _lid_profiles(
     *,
     steps: np.ndarray,
 ) -> np.ndarray:
-    """(8, n) brightness (0-255) across the upper lid: in eight columns of white on either
-    side of the iris, clear of the iris and of the eye's corners, at steps (n,) IOD below the
-    ring's upper lid (y down). source: (1, 3, h, w) image of `region`; ring: (16, 2), iris:
-    (5, 2) face frame."""
-    radius = iris_radius(iris)
-    left, right = ring[:, 0].min(), ring[:, 0].max()
-    xs = np.concatenate(
-        [
-            np.linspace(left + 0.25 * (iris[0, 0] - radius - left), iris[0, 0] - radius, 4),
-            np.linspace(iris[0, 0] + radius, right - 0.25 * (right - iris[0, 0] - radius), 4),
-        ]
-    )
+    """(8, n) brightness (0-255) across the upper lid: in the eight columns of white
+    (`_profile_columns`), at steps (n,) IOD below the ring's upper lid (y down).
+    source: (1, 3, h, w) image of `region`; ring: (16, 2), iris: (5, 2) face frame."""
+    xs = _profile_columns(ring, iris)
     upper, _, _ = lid_lines(ring, xs)
     query = np.stack(np.broadcast_arrays(xs[:, None], upper[:, None] + steps[None, :]), axis=-1)
     px = face.to_image(query.reshape(-1, 2)) - region[:2]
@@ -531,6 +545,55 @@ def _lid_margin(
     return float(np.median(ends))
 
 
+@dataclass(frozen=True)
+class LidShade:
+    """The upper lid's shadow on the white: the share (n,) of the white's light left at
+    depths (n,) IOD below the lid's line, rising to 1."""
+
+    depth: np.ndarray
+    light: np.ndarray
+
+    @classmethod
+    def flat(cls) -> LidShade:
+        """A shadow for eyes whose own cannot be measured: LID_SHADE at the line, none from
+        LID_SHADE_DEPTH in."""
+        return cls(depth=np.array([0.0, LID_SHADE_DEPTH]), light=np.array([LID_SHADE, 1.0]))
+
+    def at(self, depth: np.ndarray) -> np.ndarray:
+        """The light left at depths (n,) IOD below the line."""
+        return np.interp(depth, self.depth, self.light)
+
+
+def _lid_shade(
+    source: torch.Tensor,
+    face: FaceFrame,
+    ring: np.ndarray,
+    iris: np.ndarray,
+    region: tuple[int, int, int, int],
+) -> LidShade:
+    """The source's own shadow under its upper lid, to shade the white a raised lid uncovers
+    as the source shades its white. In each column of white (`_profile_columns`), down to
+    LID_SHADE_REACH of the column's opening (below, the lower lid's shadow begins), the
+    brightness at each depth over the column's brightest, made to rise with depth; the median
+    over the columns reaching LID_SHADE_MIN_STEPS deep, never below LID_SHADE.
+    `LidShade.flat` where no column does. Arguments as for `_lid_profiles`, the ring's upper
+    lid on the lashes' darkest line."""
+    steps = np.arange(0.0, LID_SHADE_SEARCH + MARGIN_STEP / 2, MARGIN_STEP)
+    v = _lid_profiles(source, face, ring, iris, region, steps=steps)
+    upper, lower, _ = lid_lines(ring, _profile_columns(ring, iris))
+    curves = []
+    for row, opening in zip(v, lower - upper, strict=True):
+        reach = steps <= LID_SHADE_REACH * opening
+        if reach.sum() < LID_SHADE_MIN_STEPS:
+            continue
+        rising = np.maximum.accumulate(row[reach]) / max(float(row[reach].max()), 1.0)
+        curves.append(np.concatenate([rising, np.ones(len(steps) - reach.sum())]))
+    if not curves:
+        return LidShade.flat()
+    light = np.clip(np.median(np.stack(curves), axis=0), LID_SHADE, 1.0)
+    return LidShade(depth=steps, light=light)
+
+
 def _sclera_colour(
     source: torch.Tensor,
     face: FaceFrame,
@@ -572,8 +635,15 @@ def _sclera_colour(
     px = torch.from_numpy(face.to_image(samples) - region[:2]).float().to(source.device)
     colours = sample_flow(source[0], px).cpu().numpy()  # (m, 3)
     luma = colours.mean(axis=1)
-    lo, hi = np.quantile(luma, SCLERA_KEPT)
-    kept = (luma >= lo) & (luma <= hi)
+    # Each side of the iris keeps its own light: one side of an eye is often in shadow (the
+    # nose's side of a face lit from the other), and quantiles over both dropped all of the
+    # dark side's samples, which painted it with the lit side's white.
+    inner = samples[:, 0] < iris[0, 0]
+    kept = np.zeros(len(luma), dtype=bool)
+    for side in (inner, ~inner):
+        group = side if side.sum() >= SCLERA_SIDE_SAMPLES else np.ones_like(side)
+        lo, hi = np.quantile(luma[group], SCLERA_KEPT)
+        kept |= side & (luma >= lo) & (luma <= hi)
     samples, colours = samples[kept].astype(np.float32), colours[kept]
     d2 = ((query[:, None, :].astype(np.float32) - samples[None]) ** 2).sum(axis=-1)
     w = np.exp((d2.min(axis=1, keepdims=True) - d2) / np.float32(2.0 * radius**2))
@@ -597,18 +667,58 @@ def _white_weight(
     return uncovered * np.clip((r - 1.0) / (SCLERA_CLEAR - 1.0), 0.0, 1.0)
 
 
+def _lift_old_shadow(
+    drawn: torch.Tensor,
+    *,
+    query: np.ndarray,
+    source_y: np.ndarray,
+    lids: LidsAt,
+    iris: np.ndarray,
+    copied: np.ndarray,
+    shade: LidShade,
+) -> None:
+    """Move the upper lid's shadow up with a raised lid on the white read in place: each
+    pixel of drawn (3, n) is lit by the shadow the moved lid casts at its depth over the one
+    the source's lid cast where it was read. Left in the white under a raised lid, the
+    source's shadow showed as a dark band under the uncovered white. query: (n, 2) face-frame
+    points, source_y: (n,) where their pixels were read (`eyeball_source`), lids: `LidsAt`
+    query's x, iris: (5, 2), copied: (n,) the points read elsewhere (left, they are painted
+    white), shade: the source's shadow."""
+    take = (lids.rise > 0) & ~copied
+    if not take.any():
+        return
+    # Deeper by as much as the lid rose beyond the slit's own motion, which the eye's corners
+    # share less and less of (`LidsAt.rise`): there the source shows the corner's pink and
+    # shadow, not the white.
+    depth = source_y[take] - lids.upper[take]
+    gain = shade.at(depth + lids.rise[take]) / shade.at(depth)
+    r = np.linalg.norm(query[take] - iris[0], axis=1) / iris_radius(iris)
+    white = np.clip((r - 1.0) / (SCLERA_CLEAR - 1.0), 0.0, 1.0)
+    gain = 1.0 + (np.clip(gain, 1.0, 1.0 / LID_SHADE) - 1.0) * white
+    idx = torch.from_numpy(np.flatnonzero(take)).to(drawn.device)
+    drawn[:, idx] = (drawn[:, idx] * torch.from_numpy(gain).float().to(drawn.device)).clamp(
+        max=255.0
+    )
+
+
 def _paint_white(
-    drawn: torch.Tensor, white: torch.Tensor, *, weight: np.ndarray, inside: np.ndarray
+    drawn: torch.Tensor,
+    white: torch.Tensor,
+    *,
+    weight: np.ndarray,
+    inside: np.ndarray,
+    shade: LidShade,
 ) -> None:
     """Blend the smooth white (3, c) into the eyeball pixels drawn (3, n) by weight (n,), c of
     them above 0 (`_white_weight`), in the shadow of the lids: inside (n,) is how far (IOD) each
-    point lies inside the moved lids, from the nearer one. Without the shadow the uncovered
-    white read as a flat pale crescent cut out of the eye."""
+    point lies inside the moved lids, from the nearer one, shade the source's shadow at that
+    depth (`_lid_shade`). Without the shadow the uncovered white read as a flat pale crescent
+    cut out of the eye."""
     take = weight > 0
-    shade = LID_SHADE + (1.0 - LID_SHADE) * np.clip(inside[take] / LID_SHADE_DEPTH, 0.0, 1.0)
+    light = shade.at(inside[take])
     idx = torch.from_numpy(np.flatnonzero(take)).to(drawn.device)
     t = torch.from_numpy(weight[take]).float().to(drawn.device)
-    lit = white * torch.from_numpy(shade).float().to(drawn.device)
+    lit = white * torch.from_numpy(light).float().to(drawn.device)
     drawn[:, idx] = drawn[:, idx] * (1 - t) + lit * t
 
 
@@ -891,6 +1001,7 @@ class Warper:
             if ex1 - ex0 < 2 or ey1 - ey0 < 2:
                 continue
             below = _lid_margin(source, face, ring, iris, region)
+            shade = _lid_shade(source, face, ring, iris, region)
             gx, gy = np.meshgrid(np.arange(ex0, ex1) + x0, np.arange(ey0, ey1) + y0)
             query = face.to_face(np.stack([gx, gy], axis=-1).reshape(-1, 2).astype(np.float64))
             up_out, low_out, within = lid_lines(ring_out, query[:, 0])
@@ -948,8 +1059,19 @@ class Warper:
                 drawn = sample_flow(source[0], src_px).T
                 if src is eyeball:
                     _no_copied_highlights(drawn, query=query[on_eye], iris=iris, copied=copied)
+                    _lift_old_shadow(
+                        drawn,
+                        query=query[on_eye],
+                        source_y=eyeball[:, 1],
+                        lids=lids,
+                        iris=iris,
+                        copied=copied,
+                        shade=shade,
+                    )
                     if white is not None:
-                        _paint_white(drawn, white, weight=paint, inside=shade_depth[on_eye])
+                        _paint_white(
+                            drawn, white, weight=paint, inside=shade_depth[on_eye], shade=shade
+                        )
                 idx = torch.from_numpy(at).to(self.device)
                 a = torch.from_numpy(alpha[at]).float().to(self.device)
                 change[:, idx] += a * (drawn - patch[:, idx])
