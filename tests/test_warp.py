@@ -699,3 +699,33 @@ def test_the_lid_shadow_is_measured_from_the_white_under_the_lid() -> None:
         narrow[low, 1] = lid_lines(ring, ring[low, 0])[0] + 0.02
         flat = _lid_shade(image.float(), ff, narrow, iris, region)
         np.testing.assert_allclose(flat.at(at), LidShade.flat().at(at))
+
+
+def test_a_copied_iris_top_stays_inside_an_iris_smaller_than_its_landmarks() -> None:
+    """FaceMesh's iris circle can be wider than the iris the image shows (10-40% on one side
+    on expr_d0 looking aside). Eyes painted with irises of the landmarks' radius are warped
+    as if the landmarks' circle were 1.3 times as wide: as a raised lid uncovers the top of
+    the iris, the copies between the painted iris and the wider circle read the white beside
+    the iris and stay white, not blue (capped to the iris's colour, they drew a tab of iris
+    out over the white)."""
+    pts = template_face()
+    ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=PAINTED_IOD)
+    frame = painted_eyes(pts, ff, (420, 400))
+    wide = pts.copy()
+    for iris_idx in (mesh.RIGHT_IRIS, mesh.LEFT_IRIS):
+        centre = pts[iris_idx[0]]
+        wide[list(iris_idx[1:])] = centre + 1.3 * (pts[list(iris_idx[1:])] - centre)
+    vals = raise_upper_lids(wide, 0.07)
+    out = Warper(device=torch.device("cpu"), config=WarpConfig(eyeballs=True)).apply(
+        frame, face=ff, points=wide, values=vals, landmarks_px=ff.to_image(wide)
+    )
+    q = pixels_in_face_frame(ff, (420, 400))
+    pixels = out.reshape(-1, 3).astype(int)
+    blue = pixels[:, 2] - pixels[:, 0] > 60
+    for iris_idx in (mesh.RIGHT_IRIS, mesh.LEFT_IRIS):
+        iris = pts[list(iris_idx)]
+        radius = np.linalg.norm(iris[1:] - iris[0], axis=1).mean()
+        r = np.linalg.norm(q - iris[0], axis=1)
+        top = (q[:, 1] < iris[0, 1]) & (r < 2 * radius)
+        assert (blue & top & (r < radius)).sum() > 100  # the iris's top is drawn
+        assert (blue & top & (r > radius + 1.5 / PAINTED_IOD)).sum() <= 2

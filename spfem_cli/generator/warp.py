@@ -8,6 +8,7 @@ the flow is negligible keep their exact source values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -278,6 +279,11 @@ SCLERA_OPEN = 0.5
 SCLERA_CLEAR = 1.15
 SCLERA_KEPT = (0.4, 0.9)
 SCLERA_MIN_SAMPLES = 6
+# Copies of the iris this far out from its centre (iris radii) or more may read the white
+# beside it where the iris is smaller than its landmarks' circle (`_no_copied_highlights`).
+IRIS_RIM = 0.55
+WHITE_RUN = (0.15, 0.3, 0.45)
+WHITE_SIDE_SHARE = 0.6
 SCLERA_SIDE_SAMPLES = 3
 # The upper lid's shadow on the uncovered white is the source's own (`_lid_shade`), measured
 # down to LID_SHADE_SEARCH (IOD) below the lashes and no further than LID_SHADE_REACH of each
@@ -723,20 +729,63 @@ def _paint_white(
 
 
 def _no_copied_highlights(
-    drawn: torch.Tensor, *, query: np.ndarray, iris: np.ndarray, copied: np.ndarray
+    drawn: torch.Tensor,
+    *,
+    query: np.ndarray,
+    ring: np.ndarray,
+    iris: np.ndarray,
+    copied: np.ndarray,
+    read_from: np.ndarray,
+    brightness: Callable[[np.ndarray], np.ndarray],
+    margin: float,
 ) -> None:
     """Keep a copied piece of iris no brighter than the iris the source shows, in place.
 
     Reading a hidden piece of iris from elsewhere on its ring copies the corneal reflections
     on that ring too (a crescent of highlights); each channel is capped at the median of the
-    iris's own pixels. drawn: (3, n) eyeball pixels at face-frame points query (n, 2);
-    iris: (5, 2) centre then rim; copied: (n,) the pixels read elsewhere (`eyeball_source`)."""
-    in_iris = np.linalg.norm(query - iris[0], axis=1) < iris_radius(iris)
-    own, filled = in_iris & ~copied, in_iris & copied
+    iris's own pixels. But the iris can be smaller than its landmarks' circle on one side (by
+    10-40% on expr_d0 looking aside), and there a copy toward the rim reads the white beside
+    it: capped, such copies drew a dark tab off the top of the iris. A copy IRIS_RIM radii out
+    or more, lighter than halfway from the iris to the white beside it, and read where the
+    source stays that light outward along its row for WHITE_RUN radii (or until it leaves
+    the lids), is the white, and is left as read; a highlight is a spot inside the iris,
+    darker around it. drawn: (3, n) eyeball pixels at face-frame points query (n, 2); ring:
+    (16, 2) the eye's lid points, iris: (5, 2) centre then rim, both in the source; copied:
+    (n,) the pixels read elsewhere, read_from (n, 2) where (`eyeball_source`); brightness:
+    the source's brightness (0-255) at face-frame points (m, 2), (m,); margin: how far inside
+    the lids the white is read (IOD, as `eyeball_source` reads it)."""
+    radius = iris_radius(iris)
+    r = np.linalg.norm(query - iris[0], axis=1) / radius
+    own, filled = (r < 1.0) & ~copied, (r < 1.0) & copied
     if not filled.any() or own.sum() < 4:
         return
     flat = drawn.reshape(3, -1)
     cap = torch.quantile(flat[:, torch.from_numpy(own).to(flat.device)], 0.5, dim=1)
+    beside = (r > SCLERA_CLEAR) & ~copied
+    if beside.sum() >= 4:
+        white = torch.quantile(flat[:, torch.from_numpy(beside).to(flat.device)], 0.5, dim=1)
+        halfway = 0.5 * float(cap.mean() + white.mean())
+        lum = flat.mean(dim=0).cpu().numpy()
+        maybe = np.flatnonzero(filled & (r > IRIS_RIM) & (lum > halfway))
+        if len(maybe):
+            points = read_from[maybe]
+            outward = np.where(points[:, 0] < iris[0, 0], -1.0, 1.0) * radius
+            light = np.ones(len(maybe), dtype=bool)
+            for step in WHITE_RUN:
+                further = points + np.stack([outward * step, np.zeros(len(maybe))], axis=1)
+                upper, lower, within = lid_lines(ring, further[:, 0])
+                # Past the lids and their lashes (the slit narrows toward the corners) the
+                # run has left the white.
+                shown = within & (further[:, 1] > upper + margin) & (further[:, 1] < lower - margin)
+                light &= ~shown | (brightness(further) > halfway)
+            # One side of the iris at a time, and only where most of its rim reads white: a
+            # highlight here and there near the rim is not the iris ending early.
+            rim_side = np.sign(query[:, 0] - iris[0, 0])
+            for side in (-1.0, 1.0):
+                rim = filled & (r > IRIS_RIM) & (rim_side == side)
+                white_side = maybe[light & (rim_side[maybe] == side)]
+                if len(white_side) >= WHITE_SIDE_SHARE * rim.sum():
+                    filled[white_side] = False
     take = torch.from_numpy(filled).to(flat.device)
     flat[:, take] = torch.minimum(flat[:, take], cap[:, None])
 
@@ -1048,6 +1097,11 @@ class Warper:
                 if paint.any()
                 else None
             )
+
+            def brightness(points: np.ndarray) -> np.ndarray:
+                px = torch.from_numpy(face.to_image(points) - [x0, y0]).float().to(self.device)
+                return sample_flow(source[0], px).mean(dim=1).cpu().numpy()
+
             patch = warped[0, :, ey0:ey1, ex0:ex1].reshape(3, -1)
             change = torch.zeros_like(patch)
             # The two alphas add up to 1 across the lid line and never overlap elsewhere.
@@ -1058,7 +1112,16 @@ class Warper:
                 src_px = torch.from_numpy(face.to_image(src) - [x0, y0]).float().to(self.device)
                 drawn = sample_flow(source[0], src_px).T
                 if src is eyeball:
-                    _no_copied_highlights(drawn, query=query[on_eye], iris=iris, copied=copied)
+                    _no_copied_highlights(
+                        drawn,
+                        query=query[on_eye],
+                        ring=ring,
+                        iris=iris,
+                        copied=copied,
+                        read_from=eyeball,
+                        brightness=brightness,
+                        margin=margin,
+                    )
                     _lift_old_shadow(
                         drawn,
                         query=query[on_eye],
