@@ -279,12 +279,15 @@ SCLERA_OPEN = 0.5
 SCLERA_CLEAR = 1.15
 SCLERA_KEPT = (0.4, 0.9)
 SCLERA_MIN_SAMPLES = 6
+# Each side of the iris keeps the quantiles of its own samples where it has this many.
+SCLERA_SIDE_SAMPLES = 3
 # Copies of the iris this far out from its centre (iris radii) or more may read the white
-# beside it where the iris is smaller than its landmarks' circle (`_no_copied_highlights`).
+# beside it where the iris is smaller than its landmarks' circle (`_copies_of_the_white`):
+# where the source stays light this far (iris radii) outward along the row from where they
+# were read, on a side of the iris where this share of its copies toward the rim do so.
 IRIS_RIM = 0.55
 WHITE_RUN = (0.15, 0.3, 0.45)
 WHITE_SIDE_SHARE = 0.6
-SCLERA_SIDE_SAMPLES = 3
 # The upper lid's shadow on the uncovered white is the source's own (`_lid_shade`), measured
 # down to LID_SHADE_SEARCH (IOD) below the lashes and no further than LID_SHADE_REACH of each
 # column's opening, from columns reaching at least LID_SHADE_MIN_STEPS steps; never darker than
@@ -728,6 +731,51 @@ def _paint_white(
     drawn[:, idx] = drawn[:, idx] * (1 - t) + lit * t
 
 
+def _copies_of_the_white(
+    lum: np.ndarray,
+    *,
+    query: np.ndarray,
+    ring: np.ndarray,
+    iris: np.ndarray,
+    candidates: np.ndarray,
+    read_from: np.ndarray,
+    brightness: Callable[[np.ndarray], np.ndarray],
+    halfway: float,
+    margin: float,
+) -> np.ndarray:
+    """(n,) bool: which copies of the iris read the white beside it. The iris can be smaller
+    than its landmarks' circle on one side (by 10-40% on expr_d0 looking aside), and there a
+    copy toward the rim reads the white. A candidate copy (`IRIS_RIM` radii out or more,
+    lighter than halfway from the iris to the white: candidates (n,) bool) is the white where
+    the source stays lighter than halfway outward along its row for `WHITE_RUN` radii (or
+    until the run leaves the lids), on a side of the iris where `WHITE_SIDE_SHARE` of the
+    copies toward the rim do so; a highlight is a spot inside the iris, darker around it, and
+    a highlight here and there near the rim is not the iris ending early.
+    lum: (n,) brightness of the copies drawn at face-frame points query (n, 2), read from
+    read_from (n, 2); ring: (16, 2), iris: (5, 2) in the source; brightness: the source's
+    brightness (0-255) at face-frame points (m, 2), (m,); margin: how far inside the lids the
+    white is read (IOD, as `eyeball_source` reads it)."""
+    radius = iris_radius(iris)
+    maybe = np.flatnonzero(candidates & (lum > halfway))
+    points = read_from[maybe]
+    outward = np.where(points[:, 0] < iris[0, 0], -1.0, 1.0) * radius
+    light = np.ones(len(maybe), dtype=bool)
+    for step in WHITE_RUN:
+        further = points + np.stack([outward * step, np.zeros(len(maybe))], axis=1)
+        upper, lower, within = lid_lines(ring, further[:, 0])
+        # Past the lids and their lashes (the slit narrows toward the corners) the run has
+        # left the white.
+        shown = within & (further[:, 1] > upper + margin) & (further[:, 1] < lower - margin)
+        light &= ~shown | (brightness(further) > halfway)
+    white = np.zeros(len(lum), dtype=bool)
+    side_of = np.sign(query[:, 0] - iris[0, 0])
+    for side in (-1.0, 1.0):
+        found = maybe[light & (side_of[maybe] == side)]
+        if len(found) >= WHITE_SIDE_SHARE * (candidates & (side_of == side)).sum():
+            white[found] = True
+    return white
+
+
 def _no_copied_highlights(
     drawn: torch.Tensor,
     *,
@@ -743,19 +791,12 @@ def _no_copied_highlights(
 
     Reading a hidden piece of iris from elsewhere on its ring copies the corneal reflections
     on that ring too (a crescent of highlights); each channel is capped at the median of the
-    iris's own pixels. But the iris can be smaller than its landmarks' circle on one side (by
-    10-40% on expr_d0 looking aside), and there a copy toward the rim reads the white beside
-    it: capped, such copies drew a dark tab off the top of the iris. A copy IRIS_RIM radii out
-    or more, lighter than halfway from the iris to the white beside it, and read where the
-    source stays that light outward along its row for WHITE_RUN radii (or until it leaves
-    the lids), is the white, and is left as read; a highlight is a spot inside the iris,
-    darker around it. drawn: (3, n) eyeball pixels at face-frame points query (n, 2); ring:
-    (16, 2) the eye's lid points, iris: (5, 2) centre then rim, both in the source; copied:
-    (n,) the pixels read elsewhere, read_from (n, 2) where (`eyeball_source`); brightness:
-    the source's brightness (0-255) at face-frame points (m, 2), (m,); margin: how far inside
-    the lids the white is read (IOD, as `eyeball_source` reads it)."""
-    radius = iris_radius(iris)
-    r = np.linalg.norm(query - iris[0], axis=1) / radius
+    iris's own pixels. Copies that read the white beside an iris smaller than its landmarks'
+    circle are left as read (`_copies_of_the_white`): capped, they drew a dark tab off the
+    top of the iris. drawn: (3, n) eyeball pixels at face-frame points query (n, 2); copied:
+    (n,) the pixels read elsewhere, read_from (n, 2) where (`eyeball_source`); the rest as
+    `_copies_of_the_white` takes them."""
+    r = np.linalg.norm(query - iris[0], axis=1) / iris_radius(iris)
     own, filled = (r < 1.0) & ~copied, (r < 1.0) & copied
     if not filled.any() or own.sum() < 4:
         return
@@ -764,28 +805,17 @@ def _no_copied_highlights(
     beside = (r > SCLERA_CLEAR) & ~copied
     if beside.sum() >= 4:
         white = torch.quantile(flat[:, torch.from_numpy(beside).to(flat.device)], 0.5, dim=1)
-        halfway = 0.5 * float(cap.mean() + white.mean())
-        lum = flat.mean(dim=0).cpu().numpy()
-        maybe = np.flatnonzero(filled & (r > IRIS_RIM) & (lum > halfway))
-        if len(maybe):
-            points = read_from[maybe]
-            outward = np.where(points[:, 0] < iris[0, 0], -1.0, 1.0) * radius
-            light = np.ones(len(maybe), dtype=bool)
-            for step in WHITE_RUN:
-                further = points + np.stack([outward * step, np.zeros(len(maybe))], axis=1)
-                upper, lower, within = lid_lines(ring, further[:, 0])
-                # Past the lids and their lashes (the slit narrows toward the corners) the
-                # run has left the white.
-                shown = within & (further[:, 1] > upper + margin) & (further[:, 1] < lower - margin)
-                light &= ~shown | (brightness(further) > halfway)
-            # One side of the iris at a time, and only where most of its rim reads white: a
-            # highlight here and there near the rim is not the iris ending early.
-            rim_side = np.sign(query[:, 0] - iris[0, 0])
-            for side in (-1.0, 1.0):
-                rim = filled & (r > IRIS_RIM) & (rim_side == side)
-                white_side = maybe[light & (rim_side[maybe] == side)]
-                if len(white_side) >= WHITE_SIDE_SHARE * rim.sum():
-                    filled[white_side] = False
+        filled &= ~_copies_of_the_white(
+            flat.mean(dim=0).cpu().numpy(),
+            query=query,
+            ring=ring,
+            iris=iris,
+            candidates=filled & (r > IRIS_RIM),
+            read_from=read_from,
+            brightness=brightness,
+            halfway=0.5 * float(cap.mean() + white.mean()),
+            margin=margin,
+        )
     take = torch.from_numpy(filled).to(flat.device)
     flat[:, take] = torch.minimum(flat[:, take], cap[:, None])
 
