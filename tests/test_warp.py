@@ -676,7 +676,7 @@ def test_the_lid_shadow_is_measured_from_the_white_under_the_lid() -> None:
     line, all of it 0.04 IOD below), `_lid_shade` reads that shadow back: the uncovered white
     is shaded as this eye shades its own. An eye too narrow to show its white below the lid
     gets the fixed ramp."""
-    from spfem_cli.generator.warp import LidShade, _lid_shade, lid_lines
+    from spfem_cli.generator.warp import LidShade, _under_the_lid, lid_lines
 
     pts = template_face()
     ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=PAINTED_IOD)
@@ -690,14 +690,14 @@ def test_the_lid_shadow_is_measured_from_the_white_under_the_lid() -> None:
     region = (0, 0, 400, 420)
     for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
         ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
-        shade = _lid_shade(image.float(), ff, ring, iris, region)
+        _, shade = _under_the_lid(image.float(), ff, ring, iris, region)
         # Clipped at LID_SHADE (0.6) near the line, then the painted ramp.
         at = np.array([0.0, 0.02, 0.03, 0.04, 0.06])
         np.testing.assert_allclose(shade.at(at), [0.6, 0.75, 0.875, 1.0, 1.0], atol=0.03)
         narrow = ring.copy()
         low = list(mesh.EYE_RING_LOWER_LID)
         narrow[low, 1] = lid_lines(ring, ring[low, 0])[0] + 0.02
-        flat = _lid_shade(image.float(), ff, narrow, iris, region)
+        _, flat = _under_the_lid(image.float(), ff, narrow, iris, region)
         np.testing.assert_allclose(flat.at(at), LidShade.flat().at(at))
 
 

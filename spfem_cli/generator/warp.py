@@ -527,20 +527,13 @@ def _off_the_iris(points: np.ndarray, *, ring: np.ndarray, iris: np.ndarray) -> 
     return out
 
 
-def _lid_margin(
-    source: torch.Tensor,
-    face: FaceFrame,
-    ring: np.ndarray,
-    iris: np.ndarray,
-    region: tuple[int, int, int, int],
-) -> float:
+def _lid_margin(profile: np.ndarray, steps: np.ndarray) -> float:
     """How far below the lashes' darkest line (IOD) the upper lid's dark margin ends: where,
-    in the columns of white on either side of the iris, the image is first halfway from the
-    darkest line's value to the brightest within MARGIN_SEARCH below it (the median over the
-    columns, to a fraction of a step). Arguments as for `_lid_profiles`, the ring's upper lid
-    on the darkest line."""
-    steps = np.arange(0.0, MARGIN_SEARCH + MARGIN_STEP / 2, MARGIN_STEP)
-    v = _lid_profiles(source, face, ring, iris, region, steps=steps)
+    in each column of white, the image is first halfway from the darkest line's value to the
+    brightest within MARGIN_SEARCH below it (the median over the columns, to a fraction of a
+    step). profile: (8, n) `_lid_profiles` at steps (n,) from 0 down by MARGIN_STEP, at least
+    to MARGIN_SEARCH, the ring's upper lid on the darkest line."""
+    v = profile[:, steps <= MARGIN_SEARCH + MARGIN_STEP / 2]
     half = 0.5 * (v[:, 0] + v.max(axis=1))
     ends = []
     for row, level in zip(v, half, strict=True):
@@ -573,25 +566,16 @@ class LidShade:
         return np.interp(depth, self.depth, self.light)
 
 
-def _lid_shade(
-    source: torch.Tensor,
-    face: FaceFrame,
-    ring: np.ndarray,
-    iris: np.ndarray,
-    region: tuple[int, int, int, int],
-) -> LidShade:
+def _lid_shade(profile: np.ndarray, steps: np.ndarray, openings: np.ndarray) -> LidShade:
     """The source's own shadow under its upper lid, to shade the white a raised lid uncovers
-    as the source shades its white. In each column of white (`_profile_columns`), down to
-    LID_SHADE_REACH of the column's opening (below, the lower lid's shadow begins), the
-    brightness at each depth over the column's brightest, made to rise with depth; the median
-    over the columns reaching LID_SHADE_MIN_STEPS deep, never below LID_SHADE.
-    `LidShade.flat` where no column does. Arguments as for `_lid_profiles`, the ring's upper
-    lid on the lashes' darkest line."""
-    steps = np.arange(0.0, LID_SHADE_SEARCH + MARGIN_STEP / 2, MARGIN_STEP)
-    v = _lid_profiles(source, face, ring, iris, region, steps=steps)
-    upper, lower, _ = lid_lines(ring, _profile_columns(ring, iris))
+    as the source shades its white. In each column of white, down to LID_SHADE_REACH of the
+    column's opening (below, the lower lid's shadow begins), the brightness at each depth over
+    the column's brightest, made to rise with depth; the median over the columns reaching
+    LID_SHADE_MIN_STEPS deep, never below LID_SHADE. `LidShade.flat` where no column does.
+    profile: (8, n) `_lid_profiles` at steps (n,) from 0 down, the ring's upper lid on the
+    lashes' darkest line; openings: (8,) each column's opening (IOD)."""
     curves = []
-    for row, opening in zip(v, lower - upper, strict=True):
+    for row, opening in zip(profile, openings, strict=True):
         reach = steps <= LID_SHADE_REACH * opening
         if reach.sum() < LID_SHADE_MIN_STEPS:
             continue
@@ -601,6 +585,22 @@ def _lid_shade(
         return LidShade.flat()
     light = np.clip(np.median(np.stack(curves), axis=0), LID_SHADE, 1.0)
     return LidShade(depth=steps, light=light)
+
+
+def _under_the_lid(
+    source: torch.Tensor,
+    face: FaceFrame,
+    ring: np.ndarray,
+    iris: np.ndarray,
+    region: tuple[int, int, int, int],
+) -> tuple[float, LidShade]:
+    """The upper lid's dark margin (`_lid_margin`) and its shadow on the white (`_lid_shade`),
+    from one profile of the columns of white, down to LID_SHADE_SEARCH below the lashes.
+    Arguments as for `_lid_profiles`, the ring's upper lid on the lashes' darkest line."""
+    steps = np.arange(0.0, LID_SHADE_SEARCH + MARGIN_STEP / 2, MARGIN_STEP)
+    profile = _lid_profiles(source, face, ring, iris, region, steps=steps)
+    upper, lower, _ = lid_lines(ring, _profile_columns(ring, iris))
+    return _lid_margin(profile, steps), _lid_shade(profile, steps, lower - upper)
 
 
 def _sclera_colour(
@@ -672,8 +672,14 @@ def _white_weight(
     below = query[:, 1] + lids.shift - lids.read_in_place(margin)
     near_top = np.clip(1 - below / WHITE_BLEND, 0, 1)
     uncovered = np.where(copied, 1.0, near_top * np.clip(lids.rise / margin, 0, 1))
-    r = np.linalg.norm(query - iris[0], axis=1) / iris_radius(iris)
-    return uncovered * np.clip((r - 1.0) / (SCLERA_CLEAR - 1.0), 0.0, 1.0)
+    return uncovered * _beyond_the_iris(query, iris)
+
+
+def _beyond_the_iris(points: np.ndarray, iris: np.ndarray) -> np.ndarray:
+    """(n,) how much of the white each face-frame point (n, 2) is, by its distance from the
+    iris (5, 2): none inside it, all of it from SCLERA_CLEAR radii out."""
+    r = np.linalg.norm(points - iris[0], axis=1) / iris_radius(iris)
+    return np.clip((r - 1.0) / (SCLERA_CLEAR - 1.0), 0.0, 1.0)
 
 
 def _lift_old_shadow(
@@ -701,9 +707,7 @@ def _lift_old_shadow(
     # shadow, not the white.
     depth = source_y[take] - lids.upper[take]
     gain = shade.at(depth + lids.rise[take]) / shade.at(depth)
-    r = np.linalg.norm(query[take] - iris[0], axis=1) / iris_radius(iris)
-    white = np.clip((r - 1.0) / (SCLERA_CLEAR - 1.0), 0.0, 1.0)
-    gain = 1.0 + (np.clip(gain, 1.0, 1.0 / LID_SHADE) - 1.0) * white
+    gain = 1.0 + (np.clip(gain, 1.0, 1.0 / LID_SHADE) - 1.0) * _beyond_the_iris(query[take], iris)
     idx = torch.from_numpy(np.flatnonzero(take)).to(drawn.device)
     drawn[:, idx] = (drawn[:, idx] * torch.from_numpy(gain).float().to(drawn.device)).clamp(
         max=255.0
@@ -1079,8 +1083,7 @@ class Warper:
             ex0, ey0, ex1, ey1 = pixel_window(face, lo=lo, hi=hi, box=region)
             if ex1 - ex0 < 2 or ey1 - ey0 < 2:
                 continue
-            below = _lid_margin(source, face, ring, iris, region)
-            shade = _lid_shade(source, face, ring, iris, region)
+            below, shade = _under_the_lid(source, face, ring, iris, region)
             gx, gy = np.meshgrid(np.arange(ex0, ex1) + x0, np.arange(ey0, ey1) + y0)
             query = face.to_face(np.stack([gx, gy], axis=-1).reshape(-1, 2).astype(np.float64))
             up_out, low_out, within = lid_lines(ring_out, query[:, 0])
@@ -1128,9 +1131,10 @@ class Warper:
                 else None
             )
 
-            def brightness(points: np.ndarray) -> np.ndarray:
+            def read(points: np.ndarray) -> torch.Tensor:
+                """(n, 3) the source at face-frame points (n, 2)."""
                 px = torch.from_numpy(face.to_image(points) - [x0, y0]).float().to(self.device)
-                return sample_flow(source[0], px).mean(dim=1).cpu().numpy()
+                return sample_flow(source[0], px)
 
             patch = warped[0, :, ey0:ey1, ex0:ex1].reshape(3, -1)
             change = torch.zeros_like(patch)
@@ -1139,8 +1143,7 @@ class Warper:
                 (eyeball, eye_alpha, on_eye),
                 (_off_the_iris(query[on_lash] - shift, ring=ring, iris=iris), lash_alpha, on_lash),
             ):
-                src_px = torch.from_numpy(face.to_image(src) - [x0, y0]).float().to(self.device)
-                drawn = sample_flow(source[0], src_px).T
+                drawn = read(src).T
                 if src is eyeball:
                     _no_copied_highlights(
                         drawn,
@@ -1149,7 +1152,7 @@ class Warper:
                         iris=iris,
                         copied=copied,
                         read_from=eyeball,
-                        brightness=brightness,
+                        brightness=lambda points: read(points).mean(dim=1).cpu().numpy(),
                         margin=margin,
                     )
                     _lift_old_shadow(
