@@ -1,4 +1,4 @@
-"""Measure the shading of a smile on real faces: checkpoint ``shading-v6``.
+"""Measure the shading of a smile on real faces: checkpoint ``shading-v7``.
 
     python scripts/build_shading.py [--clips DIR] [--out FILE] [--no-manifest] [--look DIR]
 
@@ -47,6 +47,9 @@ outer brow raisers (AU1, AU2) bunch up (`FOREHEAD_LINES`), from a threshold on; 
 `frown`, the furrows between the brows that the brow lowerer (AU4) bunches up (`FROWN_LINES`);
 the tenth, `dimple_right`, the crease around the bulge that contempt's one-sided lip corner
 tightener (AU14R) pushes up beyond its corner (`DIMPLE`), which also deepens the smirk's fold.
+The eleventh, `under_eyes`, the groove under each lower lid that a smile's raised cheeks
+deepen, is drawn along the lid where and as deep as the one smiling face without glasses
+shows it (`UNDER_EYE_CLIP`), driven like the crow's feet.
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
 colour; deterministic given the clips, about half a minute on two cores.
@@ -75,7 +78,7 @@ from spfem_cli.generator.checkpoint import (
 )
 from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
 from spfem_cli.generator.shading import CHECKPOINT_KIND, CHECKPOINT_VERSION, DEFAULT_SHADING
-from spfem_cli.generator.warp import HoldRegion, contour_distance, hold_weight
+from spfem_cli.generator.warp import HoldRegion, contour_distance, hold_weight, lid_lines
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.media.pixels import REC601_LUMA
 from spfem_cli.pipeline import analyse_video
@@ -231,6 +234,22 @@ DIMPLE = (0.08, 50.0, 70.0)
 DIMPLE_WIDTH = 0.016
 DIMPLE_DEPTH = 1.4
 DIMPLE_DRIVERS = {"AU14R": 1.0}
+# A smile's cheeks push the skin under the lower lids up into a roll, and the groove below it
+# deepens: in every real smile here the eyes narrow over it, and a warp that lifts smooth skin
+# shows neither. It is measured on the one smiling face without glasses over the band
+# (expr_d0; `GLASSES_BAND` leaves the others out there): in its map, mirrored, the darkest
+# point between UNDER_EYE_SEARCH below the lower lid, in each column across UNDER_EYE_SPAN of
+# the eye's width (shares from the inner corner). The groove is drawn at the median of those
+# points' depths below the lid, following the lid's line, as deep as their median darkening
+# (scaled to the clips' mean smile, as the measured map is); a valley with no lit ridge, as
+# the map shows none, its half-width UNDER_EYE_WIDTH (IOD; the map's own is printed), fading
+# out over WRINKLE_ENDS at both ends.
+UNDER_EYE_CLIP = "expr_d0"
+UNDER_EYE_SEARCH = (0.04, 0.16)
+UNDER_EYE_SPAN = (0.2, 0.9)
+UNDER_EYE_WIDTH = 0.018
+# What drives it: the lip corner puller, as for the crow's feet.
+UNDER_EYE_DRIVERS = {"AU12": 1.0}
 # FACS has AU14 deepen the nasolabial furrow too, and the actor's is deep on the sneer's side:
 # the smirk's fold is driven by the tightener as well as by the one-sided smile (contempt: 0.7
 # of AU12R, 1.0 of AU14R, so 1.2 where 0.7 read faintly).
@@ -373,15 +392,21 @@ def furrow(smile_map: np.ndarray, template: np.ndarray) -> np.ndarray:
 
 
 def _wrinkle(
-    up: np.ndarray, along: np.ndarray, *, width: float = WRINKLE_WIDTH, ends: float = WRINKLE_ENDS
+    up: np.ndarray,
+    along: np.ndarray,
+    *,
+    width: float = WRINKLE_WIDTH,
+    ends: float = WRINKLE_ENDS,
+    ridge: float = WRINKLE_RIDGE[0],
 ) -> np.ndarray:
     """One wrinkle's change of log luminance at strength 1: up (Gh, Gw), each grid point's
     distance above the wrinkle's line (IOD), along (Gh, Gw) its place along it (0 to 1,
     outside: none); width: the valley's half-width (IOD), the ridge's offset growing with it;
-    ends: the share of its length over which it fades in and out."""
+    ends: the share of its length over which it fades in and out; ridge: the lit ridge's
+    height, a share of the valley's depth."""
     ends = np.clip(np.minimum(along, 1.0 - along) / ends, 0.0, 1.0)
     fade = np.where((along < 0) | (along > 1), 0.0, np.sin(0.5 * np.pi * ends) ** 2)
-    ridge, offset = WRINKLE_RIDGE
+    offset = WRINKLE_RIDGE[1]
     offset *= width / WRINKLE_WIDTH
     valley = -np.exp(-0.5 * (up / width) ** 2)
     lit = ridge * np.exp(-0.5 * ((up - offset) / (1.3 * width)) ** 2)
@@ -449,6 +474,59 @@ def dimple(template: np.ndarray) -> np.ndarray:
     return DIMPLE_DEPTH * _wrinkle(radius - np.hypot(rel_x, rel_y), along, width=DIMPLE_WIDTH)
 
 
+def under_eye_groove(
+    measured: np.ndarray, template: np.ndarray, *, scale: float
+) -> tuple[np.ndarray, dict[str, float]]:
+    """(Gh, Gw) the groove under the lower lids at strength 1 (see UNDER_EYE_CLIP), drawn from
+    one clip's map `measured` (Gh, Gw) on the template face (478, 2), its depth times `scale`
+    (the clips' mean smile over this clip's); and what was measured: the groove's distance
+    below the lower lid and its darkening (IOD, log luminance, before scaling) and the map's
+    half-width there (IOD)."""
+    columns, rows = grid_axes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN outside the face
+        both = np.nanmean(np.stack([measured, measured[:, ::-1]]), axis=0)
+    ring = template[list(mesh.LEFT_EYE)]
+    inner, outer = ring[:, 0].min(), ring[:, 0].max()
+    offsets, depths, widths = [], [], []
+    lo, hi = UNDER_EYE_SPAN
+    for col in np.flatnonzero(
+        (columns > inner + lo * (outer - inner)) & (columns < inner + hi * (outer - inner))
+    ):
+        lid = float(lid_lines(ring, columns[col : col + 1])[1][0])
+        below = rows - lid
+        band = np.flatnonzero((below > UNDER_EYE_SEARCH[0]) & (below < UNDER_EYE_SEARCH[1]))
+        profile = both[band, col]
+        if not np.isfinite(profile).all():
+            continue
+        darkest = band[int(np.argmin(profile))]
+        offsets.append(float(below[darkest]))
+        depths.append(float(both[darkest, col]))
+        # Half-width from the fall-off two grid steps either side (a Gaussian valley).
+        side = np.array([both[darkest - 2, col], both[darkest + 2, col]]) / both[darkest, col]
+        if np.all((side > 0) & (side < 1)):
+            widths.append(float(2 * STEP / np.sqrt(-2 * np.log(side.mean()))))
+    offset, depth = float(np.median(offsets)), float(np.median(depths))
+    xs, ys = np.meshgrid(columns, rows)
+    total = np.zeros(SHAPE)
+    for mirror in (1.0, -1.0):
+        side_x = mirror * xs
+        lid = lid_lines(ring, side_x.ravel())[1].reshape(SHAPE)
+        total += _wrinkle(
+            lid + offset - ys,
+            (side_x - inner) / (outer - inner),
+            width=UNDER_EYE_WIDTH,
+            ridge=0.0,
+        )
+    drawn = total * (depth * scale / -WRINKLE_DEPTH)
+    facts = {
+        "groove below the lower lid": offset,
+        "its darkening": depth,
+        "its half-width": float(np.median(widths)),
+    }
+    return drawn, facts
+
+
 def nose_wrinkles() -> np.ndarray:
     """(Gh, Gw) the nose wrinkler's wrinkles at strength 1 (drawn: see NOSE_ACROSS)."""
     xs, ys = np.meshgrid(*grid_axes())
@@ -508,7 +586,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
     parser.add_argument(
-        "--out", type=Path, default=default_weights_dir() / "shading_v6.safetensors"
+        "--out", type=Path, default=default_weights_dir() / "shading_v7.safetensors"
     )
     parser.add_argument("--no-manifest", action="store_true")
     parser.add_argument("--look", type=Path, default=None, help="write each map as a PNG here")
@@ -563,6 +641,15 @@ def main() -> None:
         + ", ".join(f"{w:.3f}" for w in channels)
         + " times the luminance"
     )
+    groove_clip = list(SMILE_CLIPS).index(UNDER_EYE_CLIP)
+    groove, groove_facts = under_eye_groove(
+        maps[groove_clip], template, scale=float(np.mean(lifts) / lifts[groove_clip])
+    )
+    print(
+        f"the groove under the lower lids on {UNDER_EYE_CLIP}: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in groove_facts.items())
+        + f"; drawn at strength 1 down to {groove.min():.3f}"
+    )
     wrinkles = nose_wrinkles()
     sneer = wrinkles * right
     crows = straight_wrinkles(CROWS_FEET)
@@ -582,6 +669,7 @@ def main() -> None:
         save_look(args.look / "forehead.png", brows_inner + brows_outer)
         save_look(args.look / "frown.png", frown)
         save_look(args.look / "dimple_right.png", dimple_map)
+        save_look(args.look / "under_eyes.png", groove)
     # Each unit: its map at strength 1, what drives it, and from how far (`ShadingModel`).
     units = {
         "smile": (smile, {"AU12": 1.0}, 0.0),
@@ -594,6 +682,7 @@ def main() -> None:
         "forehead_outer": (brows_outer, FOREHEAD_OUTER_DRIVERS, FOREHEAD_THRESHOLD),
         "frown": (frown, FROWN_DRIVERS, FROWN_THRESHOLD),
         "dimple_right": (dimple_map, DIMPLE_DRIVERS, 0.0),
+        "under_eyes": (groove, UNDER_EYE_DRIVERS, 0.0),
     }
     drivers = np.zeros((len(units), model.num_aus))
     for row, (_, driven_by, _) in enumerate(units.values()):
@@ -627,7 +716,8 @@ def main() -> None:
             "and expr_d19 by scripts/build_shading.py; disgust's furrow drawn from it, the "
             "nose's wrinkles drawn (both sides for disgust, one for contempt), the crow's feet "
             "drawn (happy), the forehead's lines drawn (raised brows), the frown's furrows drawn "
-            "(lowered brows), contempt's dimple drawn",
+            "(lowered brows), contempt's dimple drawn, the groove under the lower lids drawn as "
+            "measured on expr_d0 (happy)",
         )
 
 

@@ -26,7 +26,9 @@ CPU = torch.device("cpu")
 SHAPE = (480, 440)
 FACE = FaceFrame(origin=np.array([220.0, 170.0]), angle=0.0, iod=130.0)
 ROOT = Path(__file__).resolve().parents[1]
-SMILE, SMIRK, FURROW, NOSE, SNEER, CROWS, BROWS_IN, BROWS_OUT, FROWN, DIMPLE = np.eye(10)
+SMILE, SMIRK, FURROW, NOSE, SNEER, CROWS, BROWS_IN, BROWS_OUT, FROWN, DIMPLE, UNDER_EYES = np.eye(
+    11
+)
 
 
 def skin_frame() -> np.ndarray:
@@ -62,21 +64,22 @@ def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -
         "forehead_outer",
         "frown",
         "dimple_right",
+        "under_eyes",
     )
     assert np.all(np.isfinite(shading.maps))
     assert build_generator(model=model, device=CPU, kind="warp").shading is not None
-    # Happy drives the smile and the crow's feet, contempt the smirk, the nose's wrinkles and
+    # Happy drives the smile, the crow's feet and the groove under the eyes, contempt the smirk, the nose's wrinkles and
     # the dimple on its side, disgust the furrow and the nose's wrinkles, sadness the forehead's
     # lines in its middle and the frown's furrows, surprise and fear the forehead's lines across
     # all of it, anger the frown's furrows.
     for emotion, driven in (
-        ("happy", [1, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
-        ("contempt", [0, 1, 0, 0, 1, 0, 0, 0, 0, 1]),
-        ("disgusted", [0, 0, 1, 1, 0, 0, 0, 0, 0, 0]),
-        ("sad", [0, 0, 0, 0, 0, 0, 1, 0, 1, 0]),
-        ("surprised", [0, 0, 0, 0, 0, 0, 1, 1, 0, 0]),
-        ("fear", [0, 0, 0, 0, 0, 0, 1, 1, 0, 0]),
-        ("angry", [0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+        ("happy", [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]),
+        ("contempt", [0, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0]),
+        ("disgusted", [0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0]),
+        ("sad", [0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0]),
+        ("surprised", [0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0]),
+        ("fear", [0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0]),
+        ("angry", [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]),
     ):
         strengths = shading.strengths(
             model.emotion_vector(emotion).double().numpy(), au_names=model.au_names
@@ -321,6 +324,49 @@ def test_the_crows_feet_on_a_real_face(clips_dir: Path, name: str, t: int) -> No
         clips_dir, name, t, emotion="happy", unit=CROWS, near_y=-0.04
     )
     assert ratio < 0.975, ratio
+    for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        assert not changed[pixels_in_polygon(q, moved[list(ring)])].any()
+
+
+def test_a_smile_deepens_the_groove_under_each_lower_lid() -> None:
+    """The groove under the lower lids: on even skin, a darker band under each eye, 0.06-0.14
+    of the eye distance below its lower lid, across the middle of the eye; no lit ridge (the
+    measured smile shows none), and nothing of the eyes, the skin just under the lids, the
+    nose or the face beyond the eyes' corners changes."""
+    from spfem_cli.generator.warp import lid_lines
+
+    shading = ShadingModel.load()
+    frame = skin_frame()
+    q = pixels_in_face_frame(FACE, SHAPE)
+    out = shading.apply(frame, face=FACE, points=shading.template, strengths=UNDER_EYES)
+    ratio = out.reshape(-1, 3).astype(float).mean(axis=1) / frame.reshape(-1, 3).mean(axis=1)
+    changed = np.any(out != frame, axis=-1).reshape(-1)
+    assert not (ratio > 1.002).any()
+    for ring_idx in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        ring = shading.template[list(ring_idx)]
+        inner, outer = sorted(ring[[0, 8], 0], key=abs)
+        _, lower, within = lid_lines(ring, q[:, 0])
+        below = q[:, 1] - lower
+        middle = within & (np.abs(q[:, 0] - (inner + outer) / 2) < 0.1)
+        groove = middle & (below > 0.08) & (below < 0.12)
+        assert groove.sum() > 50 and ratio[groove].mean() < 0.93, ratio[groove].mean()
+        assert not changed[pixels_in_polygon(q, ring)].any()
+        # The skin just under the lid keeps nearly all its light: a groove, not a shadow.
+        assert ratio[middle & (below > 0.0) & (below < 0.03)].min() > 0.99
+    assert not changed[np.abs(q[:, 0]) < 0.2].any()  # the nose between the eyes
+    assert not changed[np.abs(q[:, 0]) > 0.8].any()  # beyond the outer corners
+    assert not changed[q[:, 1] < 0.0].any()
+
+
+@pytest.mark.parametrize(("name", "t"), [("talk_s18_1280x720.mp4", 90), ("expr_d0.mp4", 10)])
+def test_the_groove_under_the_eyes_on_a_real_face(clips_dir: Path, name: str, t: int) -> None:
+    """On real frames edited to happy, the groove under the lower lids, found where the edit
+    put the landmarks, comes out darker than the warp alone leaves it; the eyes keep the
+    warp's pixels."""
+    ratio, changed, moved, q = _drawn_lines_on_a_real_frame(
+        clips_dir, name, t, emotion="happy", unit=UNDER_EYES, near_y=0.17
+    )
+    assert ratio < 0.95, ratio
     for ring in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
         assert not changed[pixels_in_polygon(q, moved[list(ring)])].any()
 
