@@ -68,10 +68,10 @@ def test_the_shipped_shading_is_driven_by_the_expression_models_action_units() -
     )
     assert np.all(np.isfinite(shading.maps))
     assert build_generator(model=model, device=CPU, kind="warp").shading is not None
-    # Happy drives the smile, the crow's feet and the groove under the eyes, contempt the smirk, the nose's wrinkles and
-    # the dimple on its side, disgust the furrow and the nose's wrinkles, sadness the forehead's
-    # lines in its middle and the frown's furrows, surprise and fear the forehead's lines across
-    # all of it, anger the frown's furrows.
+    # Happy drives the smile, the crow's feet and the groove under the eyes, contempt the smirk,
+    # the nose's wrinkles and the dimple on its side, disgust the furrow and the nose's wrinkles,
+    # sadness the forehead's lines in its middle and the frown's furrows, surprise and fear the
+    # forehead's lines across all of it, anger the frown's furrows.
     for emotion, driven in (
         ("happy", [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]),
         ("contempt", [0, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0]),
