@@ -48,7 +48,7 @@ EMOTION_DESCRIPTIONS = MappingProxyType(
         "fear": "brows raised and drawn together, lines across the forehead, eyes wide and "
         "tense, lips stretched sideways",
         "happy": "smile: lip corners up and out, cheeks raised, eyes narrowed by the cheeks, "
-        "crow's feet beside them",
+        "crow's feet beside them and a groove under them",
         "sad": "inner brows raised and drawn together, furrows between them and lines in the "
         "middle of the forehead, lip corners pulled down",
         "surprised": "brows raised high, lines across the forehead, upper lids raised so the eyes "
