@@ -375,3 +375,46 @@ def lid_clearance_seen(tracker: LandmarkTracker, image: np.ndarray) -> float:
         return float("nan")
     face = FaceFrame.from_landmarks(found.landmarks)
     return float(lid_heights(face.to_face(found.landmarks.astype(np.float64))[None])[0, 0])
+
+
+# The lower lid is looked for up each column from this many iris radii below the iris's centre,
+# in steps of this much (IOD), at these offsets from the centre (iris radii).
+LOWER_LID_FROM = 2.4
+LOWER_LID_STEP = 0.002
+LOWER_LID_COLUMNS = (-0.5, 0.0, 0.5)
+
+
+def lower_lids_seen(image: np.ndarray, *, face: FaceFrame, points: np.ndarray) -> np.ndarray:
+    """(2,) how far (IOD) each eye's lower lid lies below its iris's centre in `image` (H, W, 3)
+    uint8, read off the pixels, not off FaceMesh's lid points (which follow a lid only in
+    part): up each of three columns through the iris, from skin below the eye, the first point
+    whose colour is further from that skin than halfway to the iris's (the white or the iris
+    above the lid); the median of the columns. NaN where no column finds it. points: (478, 2)
+    the face's landmarks in `face`'s frame (IOD), from which the irises are taken; the subject's
+    right eye first."""
+    rgb = np.asarray(image, dtype=np.float64)
+
+    def sample(at: np.ndarray) -> np.ndarray:
+        px = face.to_image(at)
+        return np.stack(
+            [map_coordinates(rgb[..., c], [px[:, 1], px[:, 0]], order=1) for c in range(3)], -1
+        )
+
+    out = np.full(2, np.nan)
+    for eye, iris_idx in enumerate((mesh.RIGHT_IRIS, mesh.LEFT_IRIS)):
+        iris = np.asarray(points, dtype=np.float64)[list(iris_idx)]
+        centre, radius = iris[0], float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+        grid = np.stack(np.meshgrid(*[np.linspace(-0.4, 0.4, 5)] * 2), -1).reshape(-1, 2)
+        iris_rgb = np.median(sample(centre + radius * grid), axis=0)
+        below = np.arange(LOWER_LID_FROM * radius, 0.0, -LOWER_LID_STEP)
+        found = []
+        for dx in LOWER_LID_COLUMNS:
+            xs = np.full_like(below, centre[0] + dx * radius)
+            column = sample(np.stack([xs, centre[1] + below], axis=1))
+            skin = np.median(column[:10], axis=0)
+            far = np.linalg.norm(column - skin, axis=1) > 0.5 * np.linalg.norm(iris_rgb - skin)
+            if far.any():
+                found.append(below[int(np.argmax(far))])
+        if found:
+            out[eye] = float(np.median(found))
+    return out

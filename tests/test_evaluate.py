@@ -126,3 +126,31 @@ def test_facemesh_sees_a_third_of_lid_and_brow_motion_as_the_edit_assumes(
     # Taking off a brow lowering reads as much as an inner brow raise as a lesser lowering.
     au1, au4 = DETECTOR_GAIN_AUS.index("AU1"), DETECTOR_GAIN_AUS.index("AU4")
     assert mean[au4, au1] < -0.5 * mean[au4, au4]
+
+
+def test_lower_lids_are_read_off_the_pixels() -> None:
+    """On painted eyes the lower lid is found where it was painted, below the iris's centre,
+    and a lid painted 0.02 IOD higher reads 0.02 higher, with the white showing below the iris
+    or not."""
+    from spfem_cli.evaluate import LOWER_LID_COLUMNS, lower_lids_seen
+    from spfem_cli.generator.warp import lid_lines
+    from tests.painted import drop_lower_lids, painted_eyes, template_face
+
+    pts = template_face()
+    ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=120.0)
+    seen = []
+    for by in (0.0, -0.02):
+        moved = pts + drop_lower_lids(pts, by)
+        frame = painted_eyes(moved, ff, (420, 400))
+        seen.append(lower_lids_seen(frame, face=ff, points=moved))
+        for eye, (ring, iris) in enumerate(
+            ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS))
+        ):
+            centre = moved[iris[0]]
+            radius = np.linalg.norm(moved[list(iris[1:])] - centre, axis=1).mean()
+            columns = centre[0] + radius * np.array(LOWER_LID_COLUMNS)
+            lower = np.median(lid_lines(moved[list(ring)], columns)[1])
+            # Within a pixel (0.008 IOD here): the lid's edge is found where its colour is half
+            # way from the skin's.
+            assert abs(seen[-1][eye] - (lower - centre[1])) < 0.008, (by, eye, seen[-1])
+    np.testing.assert_allclose(seen[0] - seen[1], 0.02, atol=0.004)
