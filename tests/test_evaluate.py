@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from spfem_cli.evaluate import (
@@ -154,3 +155,25 @@ def test_lower_lids_are_read_off_the_pixels() -> None:
             # way from the skin's.
             assert abs(seen[-1][eye] - (lower - centre[1])) < 0.008, (by, eye, seen[-1])
     np.testing.assert_allclose(seen[0] - seen[1], 0.02, atol=0.004)
+
+
+# Edits 24 frames of three clips five ways (about 40 s on two cores): left to `-m slow`.
+@pytest.mark.slow
+def test_smile_lids_script_reads_real_smiles_and_the_edit(clips_dir: Path) -> None:
+    """scripts/measure_smile_lids.py reads a real smile's lower lids higher than the calm
+    face's on expr_d0 (the one smile without glasses), and the edit's lids the higher the more
+    lid tightening it is given."""
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, str(root / "scripts" / "measure_smile_lids.py"), "--clips",
+         str(clips_dir), "--frames", "4", "--levels", "0", "1"],
+        check=True, capture_output=True, text=True, cwd=root,
+    )  # fmt: skip
+    line = next(x for x in run.stdout.splitlines() if x.startswith("expr_d0:"))
+    real = float(re.search(r"real ([-+][\d.]+)", line)[1])
+    at_0, at_1 = (float(v) for v in re.findall(r"\d: ([-+][\d.]+)", line))
+    assert real > 0.01 and at_1 > at_0 + 0.01, line
