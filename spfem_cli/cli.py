@@ -444,6 +444,47 @@ def preview(
 
 
 @app.command()
+def compare(
+    before: Annotated[Path, typer.Argument(help="The input video (left).")],
+    after: Annotated[Path, typer.Argument(help="Its edit (right), e.g. from `spfem edit`.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Video to write (.mp4, .mov, .mkv). Default: AFTER.compare.mp4 beside it.",
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    crf: CrfOption = DEFAULT_CRF,
+    preset: PresetOption = DEFAULT_PRESET,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Write a video of BEFORE and AFTER side by side, with AFTER's audio, to watch an edit
+    against its input."""
+    from spfem_cli.compare import write_comparison
+    from spfem_cli.console import RichReporter
+    from spfem_cli.media import default_output_path
+
+    console = _console(quiet)
+    path = output or default_output_path(after, "compare")
+    frames = run_guarded(
+        lambda: write_comparison(
+            before=before,
+            after=after,
+            output=path,
+            overwrite=overwrite,
+            crf=crf,
+            preset=preset,
+            reporter=RichReporter(console),
+        )
+    )
+    console.print(
+        f"[green]wrote[/green] {path}  ({frames} frames)", highlight=False, soft_wrap=True
+    )
+
+
+@app.command()
 def emotions() -> None:
     """List the emotions and what each one changes on the face."""
     from spfem_cli.generator.expression import EMOTION_DESCRIPTIONS, EMOTIONS
