@@ -289,6 +289,14 @@ def pick_frames(norm: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nda
     return smile, calm
 
 
+def mirrored(values: np.ndarray) -> np.ndarray:
+    """(Gh, Gw) a map's mean with its mirror image across the face's middle (the two sides
+    averaged, so one side's light does not decide); NaN where both are."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: off the face on both sides
+        return np.nanmean(np.stack([values, values[:, ::-1]]), axis=0)
+
+
 def blur(values: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur (sigma in IOD) of a map with NaN holes, by normalised convolution."""
     ok = np.isfinite(values)
@@ -483,9 +491,7 @@ def under_eye_groove(
     below the lower lid and its darkening (IOD, log luminance, before scaling) and the map's
     half-width there (IOD)."""
     columns, rows = grid_axes()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN outside the face
-        both = np.nanmean(np.stack([measured, measured[:, ::-1]]), axis=0)
+    both = mirrored(measured)
     ring = template[list(mesh.LEFT_EYE)]
     inner, outer = ring[:, 0].min(), ring[:, 0].max()
     offsets, depths, widths = [], [], []
@@ -617,10 +623,7 @@ def main() -> None:
     count = np.isfinite(stack).sum(axis=0)
     with np.errstate(invalid="ignore"):
         mean = np.where(count > 0, np.nansum(stack, axis=0) / np.maximum(count, 1), np.nan)
-    mirrored = np.stack([mean, mean[:, ::-1]])
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: left at 0 below
-        both = np.nan_to_num(np.nanmean(mirrored, axis=0))
+    both = np.nan_to_num(mirrored(mean))  # all-NaN columns: left at 0
     smile = blur(both, SMOOTH) * face_mask(template)
     smile = np.nan_to_num(smile)
     # Contempt's smirk (AU12R) is the smile on the subject's right side alone.

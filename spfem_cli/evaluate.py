@@ -22,7 +22,7 @@ from spfem_cli.face.track import smooth_valid
 from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel, lid_heights
 from spfem_cli.generator.generator import FaceGenerator
-from spfem_cli.generator.warp import contour_distance, polygon_distance
+from spfem_cli.generator.warp import contour_distance, iris_radius, polygon_distance
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import EXPRESSION_SMOOTHING_S, signed_activations
 
@@ -403,7 +403,7 @@ def lower_lids_seen(image: np.ndarray, *, face: FaceFrame, points: np.ndarray) -
     out = np.full(2, np.nan)
     for eye, iris_idx in enumerate((mesh.RIGHT_IRIS, mesh.LEFT_IRIS)):
         iris = np.asarray(points, dtype=np.float64)[list(iris_idx)]
-        centre, radius = iris[0], float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+        centre, radius = iris[0], iris_radius(iris)
         grid = np.stack(np.meshgrid(*[np.linspace(-0.4, 0.4, 5)] * 2), -1).reshape(-1, 2)
         iris_rgb = np.median(sample(centre + radius * grid), axis=0)
         below = np.arange(LOWER_LID_FROM * radius, 0.0, -LOWER_LID_STEP)

@@ -134,7 +134,7 @@ def test_lower_lids_are_read_off_the_pixels() -> None:
     and a lid painted 0.02 IOD higher reads 0.02 higher, with the white showing below the iris
     or not."""
     from spfem_cli.evaluate import LOWER_LID_COLUMNS, lower_lids_seen
-    from spfem_cli.generator.warp import lid_lines
+    from spfem_cli.generator.warp import iris_radius, lid_lines
     from tests.painted import drop_lower_lids, painted_eyes, template_face
 
     pts = template_face()
@@ -148,7 +148,7 @@ def test_lower_lids_are_read_off_the_pixels() -> None:
             ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS))
         ):
             centre = moved[iris[0]]
-            radius = np.linalg.norm(moved[list(iris[1:])] - centre, axis=1).mean()
+            radius = iris_radius(moved[list(iris)])
             columns = centre[0] + radius * np.array(LOWER_LID_COLUMNS)
             lower = np.median(lid_lines(moved[list(ring)], columns)[1])
             # Within a pixel (0.008 IOD here): the lid's edge is found where its colour is half
