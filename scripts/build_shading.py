@@ -52,7 +52,8 @@ deepen, is drawn along the lid where and as deep as the one smiling face without
 shows it (`UNDER_EYE_CLIP`), driven like the crow's feet.
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
-colour; deterministic given the clips, about half a minute on two cores.
+colour, where each clip's fold from the nose to the mouth runs against the shipped map's
+(`fold_line`: a mean of folds in different places would be a wide, faint band); deterministic given the clips, about half a minute on two cores.
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ LUMA = np.array(REC601_LUMA)
 FOLD_LEVEL = -0.03
 HIGH_PASS = 0.2
 SMOOTH = 0.015
+# Where each clip's fold from the nose to the mouth is compared with the shipped map's
+# (`fold_line`): the rows from the nose wings' height to just above the lip corners', and the
+# columns out from the face's middle that the fold crosses there (IOD, template face).
+FOLD_ROWS = (0.65, 0.95)
+FOLD_COLUMNS = (0.3, 0.75)
 # On faces with glasses, the band from this far above to this far below the eyes' centres
 # (IOD) holds the rims.
 GLASSES_BAND = (-0.45, 0.45)
@@ -566,6 +572,33 @@ def fold_depth(smile_map: np.ndarray, template: np.ndarray) -> float:
     return float(np.mean(depths))
 
 
+def fold_line(values: np.ndarray) -> dict[str, float]:
+    """Where and how deep a map's fold from the nose to the mouth runs: in each row of
+    FOLD_ROWS, the darkest point of the mirrored map (`mirrored`) across FOLD_COLUMNS; the
+    medians over the rows of its distance out from the face's middle (IOD), its change of log
+    luminance and its full width where it is half as dark (IOD)."""
+    columns, rows = grid_axes()
+    both = mirrored(values)
+    cols = np.flatnonzero((columns > FOLD_COLUMNS[0]) & (columns < FOLD_COLUMNS[1]))
+    places, depths, widths = [], [], []
+    for row in np.flatnonzero((rows >= FOLD_ROWS[0]) & (rows <= FOLD_ROWS[1])):
+        profile = both[row, cols]
+        if not np.isfinite(profile).all():
+            continue
+        j = int(np.argmin(profile))
+        dark = profile < 0.5 * profile[j]
+        lo = j - int(np.argmin(dark[j::-1])) if not dark[: j + 1].all() else 0
+        hi = j + int(np.argmin(dark[j:])) if not dark[j:].all() else len(profile)
+        places.append(float(columns[cols[j]]))
+        depths.append(float(profile[j]))
+        widths.append(float((hi - lo) * STEP))
+    return {
+        "out from the middle": float(np.median(places)),
+        "darkening": float(np.median(depths)),
+        "width": float(np.median(widths)),
+    }
+
+
 def fold_colour(
     smile_map: np.ndarray, *, maps: list[np.ndarray], colours: list[np.ndarray]
 ) -> np.ndarray:
@@ -634,6 +667,14 @@ def main() -> None:
     print(
         f"fold beside the lip corners, log luminance at AU12 = 1: {fold_depth(smile, template):.3f}"
     )
+    # Averaging three people's folds could blur them into a wide, faint band if each fold lay
+    # elsewhere on the template face; printed to show whether the shipped map keeps their depth.
+    for name, values in [*zip(SMILE_CLIPS, stack, strict=True), ("smile unit", smile)]:
+        line = fold_line(values)
+        print(
+            f"the fold from the nose to the mouth, {name}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in line.items())
+        )
     print(
         "disgust's furrow above the lip corners, log luminance at strength 1: "
         f"{furrow_depth(nasolabial, template):.3f}"

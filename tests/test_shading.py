@@ -4,6 +4,7 @@ face."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -669,9 +670,11 @@ def test_the_nose_wrinkles_on_a_real_face(clips_dir: Path, name: str, t: int, em
 @pytest.mark.slow
 def test_the_shipped_shading_is_what_the_script_measures(clips_dir: Path, tmp_path: Path) -> None:
     """scripts/build_shading.py, run again on the clips, writes the maps and the folds' colour
-    that ship."""
+    that ship. The three people's folds from the nose to the mouth lie within 0.05 of the eye
+    distance of one another on the template face, so their mean, the shipped smile, keeps
+    most of their depth (0.87 of it when measured) instead of blurring them into a faint band."""
     out = tmp_path / "shading.safetensors"
-    subprocess.run(
+    run = subprocess.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "build_shading.py"),
@@ -683,11 +686,24 @@ def test_the_shipped_shading_is_what_the_script_measures(clips_dir: Path, tmp_pa
         ],
         check=True,
         capture_output=True,
+        text=True,
         cwd=ROOT,
     )
     rebuilt, shipped = ShadingModel.load(out), ShadingModel.load()
     assert np.abs(rebuilt.maps - shipped.maps).max() < 1e-4
     assert np.abs(rebuilt.channels - shipped.channels).max() < 1e-4
+    folds = {
+        m["name"]: (float(m["out"]), float(m["dark"]))
+        for m in re.finditer(
+            r"the fold from the nose to the mouth, (?P<name>[\w ]+): out from the middle "
+            r"(?P<out>[-\d.]+), darkening (?P<dark>[-\d.]+)",
+            run.stdout,
+        )
+    }
+    unit = folds.pop("smile unit")
+    assert set(folds) == {"expr_d0", "expr_d9", "expr_d19"}
+    assert all(abs(out_ - unit[0]) < 0.05 for out_, _ in folds.values())
+    assert unit[1] < 0.8 * float(np.median([dark for _, dark in folds.values()]))
 
 
 def test_the_forehead_lines_stay_put_on_a_real_clip(clips_dir: Path, tmp_path: Path) -> None:
