@@ -36,6 +36,7 @@ from spfem_cli.generator.refiner import (
     Refiner,
     RefinerConfig,
     crop_face_frame,
+    regions,
     sample_crop,
     supersampled_points,
 )
@@ -294,6 +295,39 @@ def test_crop_edit_asks_the_mouth_for_what_expressive_mode_asks(model: Expressio
     # Natural and expressive differ only in the gain once the held maps are the same.
     assert torch.allclose(expressive, out(smile * gain, "natural"), atol=1e-5)
     assert not torch.allclose(expressive, out(smile, "natural"), atol=1e-3)
+
+
+def test_crop_edit_holds_the_mouth_as_the_frame_edit_does(model: ExpressionModel) -> None:
+    """`spfem edit` lets go of the held mouth wider around a lip corner that moves alone (a
+    smirk) and around a rising upper lip (`generator.hold_for`); the crop path fine-tuning and
+    free text learn through cuts its held mouth again for such an edit. Its maps are those
+    the frame edit's hold gives, and the flow within 0.06 of the eye distance of contempt's
+    corner is 0.73 of the corner's asked motion (0.51 when both corners were let go alike),
+    around the middle of disgust's upper lip 0.56 of its asked rise (none before). The batch's
+    own maps, reused from step to step, stay as they were cut."""
+    crop = CropGeometry(size=128)
+    pts = model.template.double().numpy()
+    image = painted_eyes(pts, crop_face_frame(crop.fine), (2 * crop.size, 2 * crop.size))
+    batch = prepare_crops(image.transpose(2, 0, 1)[None], pts[None], crop=crop, mouth="natural")
+    cut = batch.maps.clone()
+    generator = FaceGenerator(model=model, device=CPU, mouth="natural")
+    yy, xx = np.mgrid[0 : crop.size, 0 : crop.size]
+    grid = np.stack([xx, yy], axis=-1).reshape(-1, 2).astype(np.float64)
+    at = crop_face_frame(crop).to_face(grid).reshape(crop.size, crop.size, 2)
+    for emotion, landmark in (("contempt", mesh.LIP_CORNERS[0]), ("disgusted", 0), ("happy", 0)):
+        delta = model.emotion_vector(emotion)[None]
+        edit = edit_crops(batch, delta, expression=model, refiner=None, mouth="natural", crop=crop)
+        disp, hold = generator.sparse(points=pts, delta=delta[0].double().numpy())
+        assert torch.allclose(edit.maps[0], regions(pts, hold, crop=crop), atol=1e-6)
+        near = np.linalg.norm(at - pts[landmark], axis=-1) < 0.06
+        moved = float(edit.flow[0].norm(dim=0).numpy()[near].mean())
+        if emotion == "contempt":
+            assert moved > 0.65 * np.linalg.norm(disp[landmark])
+        elif emotion == "disgusted":
+            assert moved > 0.45 * -disp[landmark, 1]
+        else:  # a smile's corners move alike and its upper lip does not rise: nothing cut again
+            assert edit.maps is batch.maps
+    assert torch.equal(batch.maps, cut)
 
 
 def test_crop_edit_plays_the_one_sided_units_on_the_side_asked() -> None:

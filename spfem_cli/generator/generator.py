@@ -129,6 +129,16 @@ def mouth_hold(
     )
 
 
+def hold_for(points: np.ndarray, disp: np.ndarray, *, mode: MouthMode) -> HoldRegion:
+    """The region held still for the speech while the landmarks move by `disp`: `mouth_hold`
+    with the lip corners' asked motion and the upper lip's asked rise read off disp.
+    points, disp: (478, 2) face-frame landmarks and their forward displacements (IOD, the
+    mouth mode's gain and the face rules applied)."""
+    corners = disp[list(mesh.LIP_CORNERS)]
+    rise = -float(disp[UPPER_LIP_TOP[0], 1])
+    return mouth_hold(points, mode=mode, corner_motion=corners, lip_rise=rise)
+
+
 def _interp_weights(x: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """(M, L) weights that interpolate values given at xs (L,) linearly at x (M,), held flat
     beyond the ends: values_at_x = weights @ values."""
@@ -276,9 +286,7 @@ class FaceGenerator:
         one frame. points: (478, 2) landmarks in the face frame; delta: (K,) AU change; side:
         the subject's side that plays the one-sided units."""
         disp = self.displacement(delta, points=points, side=side)
-        corners = disp[list(mesh.LIP_CORNERS)]
-        rise = -float(disp[UPPER_LIP_TOP[0], 1])
-        return disp, mouth_hold(points, mode=self.mouth, corner_motion=corners, lip_rise=rise)
+        return disp, hold_for(points, disp, mode=self.mouth)
 
     def edit_frame(
         self,

@@ -12,10 +12,11 @@ crop (a CLIP feature, a coherence term) reaches the AU activations and the refin
     to the crop's size -> refiner residual and mask -> compose.
 
 Only the mouth rule's region maps (`regions`) are computed without gradients: they depend on
-the landmarks alone, never on the AU change (the mouth rule holds the outline still, so the
-displaced outline is the source's), and they are cut once per frame and reused. They release
-both lip corners alike: `spfem edit` releases a corner that moves alone (a smirk) up to twice
-as wide (`generator.corner_release_scale`), so here such a corner moves less than in the edit.
+the landmarks and on where the AU change asks the lip corners and the upper lip to go (the hold
+lets go wider around a corner that moves alone, a smirk, and around a rising upper lip:
+`generator.hold_for`), never on the gradient. They are cut once per frame for both corners
+moving alike and nothing rising, which is most edits, and cut again for a frame whose edit
+asks otherwise (`held_maps`), so the crop path holds what `spfem edit` holds.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spfem_cli.generator.expression import ExpressionModel, Side
-from spfem_cli.generator.generator import MouthMode, face_rules, mouth_gain, mouth_hold
+from spfem_cli.generator.generator import MouthMode, face_rules, hold_for, mouth_gain, mouth_hold
 from spfem_cli.generator.refiner import (
     CropGeometry,
     Refiner,
@@ -77,12 +78,14 @@ class CropBatch:
 class CropEdit:
     """One pass of the edit: out (B, 3, S, S) the edited crops in [-1, 1]; warped (B, 3, S, S)
     the warp alone; flow (B, 2, S, S) the forward flow in IOD (already zero on the held
-    mouth); mask (B, 1, S, S) the refiner's blending mask (zeros without a refiner)."""
+    mouth); mask (B, 1, S, S) the refiner's blending mask (zeros without a refiner); maps
+    (B, 2, S, S) the held mouth and the refiner's region this edit used (`held_maps`)."""
 
     out: Tensor
     warped: Tensor
     flow: Tensor
     mask: Tensor
+    maps: Tensor
 
 
 def prepare_crops(
@@ -117,6 +120,31 @@ def prepare_crops(
     )
 
 
+def held_maps(
+    batch: CropBatch, disp: Tensor, *, mouth: MouthMode, crop: CropGeometry
+) -> tuple[Tensor, Tensor]:
+    """The held mouth as `spfem edit` holds it for the displacements disp (B, 478, 2), IOD
+    (`generator.hold_for`): the batch's maps (B, 2, S, S) and held_fine (B, 1, 2S, 2S), cut
+    again for the frames whose hold lets go otherwise than the one they were cut for (a
+    corner that moves alone, a rising upper lip). New tensors where any frame changes; the
+    batch's own are never written to (a batch is reused from step to step)."""
+    if mouth == "strict":
+        return batch.maps, batch.held_fine
+    pts = batch.points.detach().cpu().double().numpy()
+    moved = disp.detach().cpu().double().numpy()
+    maps, held_fine = batch.maps, batch.held_fine
+    for k, (p, d) in enumerate(zip(pts, moved, strict=True)):
+        hold, cut = hold_for(p, d, mode=mouth), mouth_hold(p, mode=mouth)
+        radii, cut_radii = hold.release_radii(), cut.release_radii()
+        if radii.shape == cut_radii.shape and np.allclose(radii, cut_radii, atol=1e-6):
+            continue
+        if maps is batch.maps:
+            maps, held_fine = maps.clone(), held_fine.clone()
+        maps[k] = regions(p, hold, crop=crop).to(maps)
+        held_fine[k] = regions(p, hold, crop=crop.fine)[0:1].to(held_fine)
+    return maps, held_fine
+
+
 def edit_crops(
     batch: CropBatch,
     delta: Tensor,
@@ -139,6 +167,7 @@ def edit_crops(
     gain = torch.from_numpy(mouth_gain(expression.au_names, mode=mouth)).to(delta)
     disp = expression.displacement(delta * gain, side=side)  # (B, 478, 2), IOD
     disp = face_rules(disp, points=batch.points, mode=mouth)
+    maps, held_fine = held_maps(batch, disp, mouth=mouth, crop=crop)
     # The edit zeroes the flow on the held mouth after interpolation (`Warper._hold`): the
     # lips never move whatever the smooth flow around them does.
     warped, flow = generator_warp_crops(
@@ -147,16 +176,19 @@ def edit_crops(
         values=disp,
         crop=crop,
         warp=warp,
-        held_fine=batch.held_fine,
+        held_fine=held_fine,
     )
-    allow = batch.maps[:, 1:2]
+    allow = maps[:, 1:2]
     if refiner is None:
-        return CropEdit(out=warped, warped=warped, flow=flow, mask=torch.zeros_like(allow))
-    inputs = network_inputs(warped=warped, source=batch.source, flow=flow, maps=batch.maps)
+        return CropEdit(
+            out=warped, warped=warped, flow=flow, mask=torch.zeros_like(allow), maps=maps
+        )
+    inputs = network_inputs(warped=warped, source=batch.source, flow=flow, maps=maps)
     # As `FaceGenerator`: the refiner knows the one-sided units on the right only.
     told = delta if side == "right" else delta * (~expression.one_sided).to(delta)
     residual, mask = refiner(inputs, told.to(inputs.dtype))
-    return CropEdit(out=compose(warped, residual, mask, allow), warped=warped, flow=flow, mask=mask)
+    out = compose(warped, residual, mask, allow)
+    return CropEdit(out=out, warped=warped, flow=flow, mask=mask, maps=maps)
 
 
 def to_unit_range(images: Tensor) -> Tensor:

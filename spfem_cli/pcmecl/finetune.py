@@ -312,7 +312,7 @@ class PersonalTuner:
                 for p in range(0, len(batch), 2)
             ]
         ).mean()
-        held = batch.maps[:, 0:1]
+        held = edit.maps[:, 0:1]
         ring = dilate(held, radius_px=self.ring_px) * (1.0 - held)
         mouth = masked_l1(edit.out, edit.warped, ring)
 
