@@ -73,10 +73,15 @@ def shepard_flow(
     query point the Gaussian-weighted mean of `values`, pulled toward 0 where few points are
     near (the `background` weight), so the flow fades out beyond the face.
     """
+    w = shepard_weights(points, query, sigma=sigma)
+    return (w @ values) / (w.sum(dim=1, keepdim=True) + background)
+
+
+def shepard_weights(points: torch.Tensor, query: torch.Tensor, *, sigma: float) -> torch.Tensor:
+    """(M, N) the Gaussian weight of each of points (N, 2) at each of query (M, 2), IOD."""
     d2 = torch.cdist(query, points).square_()
     # Clamped so far-away weights stay normal floats: subnormal results make exp ~10x slower.
-    w = torch.exp_(d2.mul_(-0.5 / sigma**2).clamp_(min=-80.0))
-    return (w @ values) / (w.sum(dim=1, keepdim=True) + background)
+    return torch.exp_(d2.mul_(-0.5 / sigma**2).clamp_(min=-80.0))
 
 
 def fitted_values(
@@ -89,11 +94,14 @@ def fitted_values(
 ) -> torch.Tensor:
     """Values to interpolate so that the smoothed flow at `points` (N, 2) comes close to the
     wanted `values` (N, 2): a few Jacobi steps of residual correction. Returns (N, 2)."""
+    if refinements <= 0:
+        return values
+    # The points do not move between the steps, so their weights are found once.
+    w = shepard_weights(points, points, sigma=sigma)
+    norm = w.sum(dim=1, keepdim=True) + background
     fitted = values
     for _ in range(refinements):
-        fitted = fitted + (
-            values - shepard_flow(points, fitted, points, sigma=sigma, background=background)
-        )
+        fitted = fitted + (values - (w @ fitted) / norm)
     return fitted
 
 
