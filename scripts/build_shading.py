@@ -53,7 +53,8 @@ shows it (`UNDER_EYE_CLIP`), driven like the crow's feet.
 
 Prints each clip's frames and corner rise, the depth of the fold beside the mouth and its
 colour, where each clip's fold from the nose to the mouth runs against the shipped map's
-(`fold_line`: a mean of folds in different places would be a wide, faint band); deterministic given the clips, about half a minute on two cores.
+(`fold_line`: a mean of folds in different places would be a wide, faint band);
+deterministic given the clips, about half a minute on two cores.
 """
 
 from __future__ import annotations

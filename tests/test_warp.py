@@ -690,15 +690,64 @@ def test_the_lid_shadow_is_measured_from_the_white_under_the_lid() -> None:
     region = (0, 0, 400, 420)
     for ring_idx, iris_idx in ((mesh.RIGHT_EYE, mesh.RIGHT_IRIS), (mesh.LEFT_EYE, mesh.LEFT_IRIS)):
         ring, iris = pts[list(ring_idx)], pts[list(iris_idx)]
-        _, shade = _under_the_lid(image.float(), ff, ring, iris, region)
-        # Clipped at LID_SHADE (0.6) near the line, then the painted ramp.
+        _, shade, ceiling = _under_the_lid(image.float(), ff, ring, iris, region)
+        # Clipped at LID_SHADE (0.6) near the line, then the painted ramp, in every column.
         at = np.array([0.0, 0.02, 0.03, 0.04, 0.06])
         np.testing.assert_allclose(shade.at(at), [0.6, 0.75, 0.875, 1.0, 1.0], atol=0.03)
+        for x in shade.x:
+            np.testing.assert_allclose(
+                shade.at(at, np.full(len(at), x)), [0.6, 0.75, 0.875, 1.0, 1.0], atol=0.03
+            )
+        assert ceiling is not None
+        np.testing.assert_allclose(ceiling.level, 200.0, atol=3.0)
         narrow = ring.copy()
         low = list(mesh.EYE_RING_LOWER_LID)
         narrow[low, 1] = lid_lines(ring, ring[low, 0])[0] + 0.02
-        _, flat = _under_the_lid(image.float(), ff, narrow, iris, region)
+        _, flat, none = _under_the_lid(image.float(), ff, narrow, iris, region)
         np.testing.assert_allclose(flat.at(at), LidShade.flat().at(at))
+        assert none is None
+
+
+def test_the_lid_shadow_and_the_white_are_read_column_by_column() -> None:
+    """Toward an eye's corner its white dims and the lid's shadow reaches deeper. On an eye
+    painted so (the white from 200 beside the iris down to 140 at its outer columns, the
+    shadow under the lid twice as deep there), the shadow is read in each column of white
+    and the white's lightest with it (`WhiteCeiling`): a raised lid's uncovered white is
+    shaded and lit there as the column shows its own, where the median of the columns painted
+    a pale arc over the dimmer white of the corner (expr_d14 frame 40)."""
+    from spfem_cli.generator.warp import _profile_columns, _under_the_lid, lid_lines
+
+    pts = template_face()
+    ff = FaceFrame(origin=np.array([200.0, 150.0]), angle=0.0, iod=PAINTED_IOD)
+    q = pixels_in_face_frame(ff, (420, 400))
+    ring, iris = pts[list(mesh.RIGHT_EYE)], pts[list(mesh.RIGHT_IRIS)]
+    xs = np.sort(_profile_columns(ring, iris))
+    # 0 beside the iris, 1 from the second column from the corner outward (the subject's
+    # right eye: toward -x; the outermost is read too shallow to keep its own shadow).
+    out = np.clip((iris[0, 0] - q[:, 0]) / (iris[0, 0] - xs[1]), 0.0, 1.0)
+    level = 200.0 - 60.0 * out
+    reach = 0.03 + 0.03 * out
+    upper, _, within = lid_lines(ring, q[:, 0])
+    depth = q[:, 1] - upper
+    light = np.where(within & (depth > -0.02), 0.5 + 0.5 * np.clip(depth / reach, 0, 1), 0.75)
+    image = torch.from_numpy(
+        np.repeat((level * light)[:, None], 3, axis=1).T.reshape(1, 3, 420, 400)
+    ).float()
+    _, shade, ceiling = _under_the_lid(image, ff, ring, iris, (0, 0, 400, 420))
+    assert ceiling is not None
+    # Each column's shadow as painted there: 0.045 deep, 0.875 of the light in the outer
+    # column, nearly all of it by the iris.
+    for x in (xs[1], xs[2], xs[3]):
+        share = np.clip((iris[0, 0] - x) / (iris[0, 0] - xs[1]), 0.0, 1.0)
+        painted = 0.5 + 0.5 * min(0.045 / (0.03 + 0.03 * share), 1.0)
+        assert abs(shade.at(np.array([0.045]), np.array([x]))[0] - painted) < 0.03
+    # The smooth white is lit no more than each column's own white: 140 in the outer column,
+    # as painted between, and untouched on the other side of the iris (200 there).
+    white = torch.full((3, 3), 200.0)
+    at = np.array([xs[1], xs[2], xs[5]])
+    share = np.clip((iris[0, 0] - at) / (iris[0, 0] - xs[1]), 0.0, 1.0)
+    limited = ceiling.limit(white, at).numpy()[0]
+    np.testing.assert_allclose(limited, 200.0 - 60.0 * share, atol=6.0)
 
 
 def test_a_copied_iris_top_stays_inside_an_iris_smaller_than_its_landmarks() -> None:

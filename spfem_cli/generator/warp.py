@@ -308,9 +308,19 @@ LID_SHADE_DEPTH = 0.05
 LID_SHADE_SEARCH = 0.08
 LID_SHADE_REACH = 0.6
 LID_SHADE_MIN_STEPS = 8
+# A column keeps a shadow of its own, and counts for the white's lightest (`WhiteCeiling`),
+# only where it is read this deep (IOD; the fixed ramp's depth): shallower, toward the eye's
+# corners, its brightest is still in the shadow, and the shadow read against it too light.
+LID_SHADE_OWN = 0.05
 # Inside a lid that moved away, the smooth white gives way to the white read in place over
 # this distance (IOD).
 WHITE_BLEND = 0.02
+# The smooth white is never lighter than the lightest the source's own white is in its column
+# (`WhiteCeiling`), down to where the lid's shadow is measured: toward an eye's corner the
+# white dims, and the smooth white, a blend of samples from the lit middle, was painted there
+# as a pale arc over the column's own dimmer white (expr_d14 frame 40). Never darkened below
+# this share of its light.
+WHITE_CEILING_FLOOR = 0.6
 
 
 def edge_fade(n: int, *, steps: float, device: torch.device) -> torch.Tensor:
@@ -557,42 +567,99 @@ def _lid_margin(profile: np.ndarray, steps: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class LidShade:
-    """The upper lid's shadow on the white: the share (n,) of the white's light left at
-    depths (n,) IOD below the lid's line, rising to 1."""
+    """The upper lid's shadow on the white, column by column: light (m, n) the share of the
+    white's light left at depths (n,) IOD below the lid's line, rising to 1, in the columns of
+    white at face-frame x (m,), increasing."""
 
     depth: np.ndarray
     light: np.ndarray
+    x: np.ndarray
 
     @classmethod
     def flat(cls) -> LidShade:
         """A shadow for eyes whose own cannot be measured: LID_SHADE at the line, none from
-        LID_SHADE_DEPTH in."""
-        return cls(depth=np.array([0.0, LID_SHADE_DEPTH]), light=np.array([LID_SHADE, 1.0]))
+        LID_SHADE_DEPTH in, in every column."""
+        return cls(
+            depth=np.array([0.0, LID_SHADE_DEPTH]),
+            light=np.array([[LID_SHADE, 1.0]]),
+            x=np.zeros(1),
+        )
 
-    def at(self, depth: np.ndarray) -> np.ndarray:
-        """The light left at depths (n,) IOD below the line."""
-        return np.interp(depth, self.depth, self.light)
+    def at(self, depth: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        """The light left at depths (q,) IOD below the line, at face-frame x (q,): linear
+        between the columns, held beyond the outermost; the columns' median where x is None."""
+        depth = np.asarray(depth, np.float64)
+        curves = np.stack([np.interp(depth, self.depth, row) for row in self.light])
+        if x is None:
+            return np.median(curves, axis=0)
+        pos = np.interp(x, self.x, np.arange(len(self.x), dtype=np.float64))
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, len(self.x) - 1)
+        frac = pos - lo
+        cols = np.arange(len(depth))
+        return curves[lo, cols] * (1 - frac) + curves[hi, cols] * frac
 
 
-def _lid_shade(profile: np.ndarray, steps: np.ndarray, openings: np.ndarray) -> LidShade:
+def _lid_shade(
+    profile: np.ndarray, steps: np.ndarray, openings: np.ndarray, xs: np.ndarray
+) -> LidShade:
     """The source's own shadow under its upper lid, to shade the white a raised lid uncovers
     as the source shades its white. In each column of white, down to LID_SHADE_REACH of the
     column's opening (below, the lower lid's shadow begins), the brightness at each depth over
-    the column's brightest, made to rise with depth; the median over the columns reaching
-    LID_SHADE_MIN_STEPS deep, never below LID_SHADE. `LidShade.flat` where no column does.
+    the column's brightest, made to rise with depth, never below LID_SHADE; a column not read
+    LID_SHADE_OWN deep takes the median of those read LID_SHADE_MIN_STEPS deep.
+    `LidShade.flat` where none does. The shadow deepens toward an eye's corners, and the
+    median of the columns left the dimmer white there darker under a raised lid than the
+    white painted above it, a pale arc over a dark line (expr_d14 frame 40).
     profile: (8, n) `_lid_profiles` at steps (n,) from 0 down, the ring's upper lid on the
-    lashes' darkest line; openings: (8,) each column's opening (IOD)."""
-    curves = []
-    for row, opening in zip(profile, openings, strict=True):
+    lashes' darkest line; openings: (8,) each column's opening (IOD); xs: (8,) the columns'
+    face-frame x (`_profile_columns`)."""
+    curves = np.full(profile.shape, np.nan)
+    for k, (row, opening) in enumerate(zip(profile, openings, strict=True)):
         reach = steps <= LID_SHADE_REACH * opening
         if reach.sum() < LID_SHADE_MIN_STEPS:
             continue
         rising = np.maximum.accumulate(row[reach]) / max(float(row[reach].max()), 1.0)
-        curves.append(np.concatenate([rising, np.ones(len(steps) - reach.sum())]))
-    if not curves:
+        curves[k] = np.concatenate([rising, np.ones(len(steps) - reach.sum())])
+    measured = ~np.isnan(curves[:, 0])
+    if not measured.any():
         return LidShade.flat()
-    light = np.clip(np.median(np.stack(curves), axis=0), LID_SHADE, 1.0)
-    return LidShade(depth=steps, light=light)
+    own = measured & (LID_SHADE_REACH * openings >= LID_SHADE_OWN)
+    curves[~own] = np.median(curves[measured], axis=0)
+    order = np.argsort(xs)
+    return LidShade(depth=steps, light=np.clip(curves[order], LID_SHADE, 1.0), x=xs[order])
+
+
+@dataclass(frozen=True)
+class WhiteCeiling:
+    """The lightest the source's white is in each column of white (`_profile_columns`): at
+    face-frame x (m,), brightness (m,) 0-255, down to where the lid's shadow is measured."""
+
+    x: np.ndarray
+    level: np.ndarray
+
+    @classmethod
+    def of(cls, profile: np.ndarray, steps: np.ndarray, *, xs: np.ndarray, openings: np.ndarray):
+        """From `_lid_profiles` (8, n) at steps (n,) below the lashes, in the columns at xs
+        (8,) whose openings (8,) let them be read LID_SHADE_OWN deep (as `_lid_shade`);
+        None where fewer than two columns are."""
+        reach = steps[None, :] <= LID_SHADE_REACH * openings[:, None]
+        deep = LID_SHADE_REACH * openings >= LID_SHADE_OWN
+        # The two columns at the iris's rim cross its edge: their lightest is the iris's.
+        deep[len(xs) // 2 - 1 : len(xs) // 2 + 1] = False
+        if deep.sum() < 2:
+            return None
+        level = np.where(reach, profile, -np.inf).max(axis=1)
+        order = np.argsort(xs[deep])
+        return cls(x=xs[deep][order], level=level[deep][order])
+
+    def limit(self, white: torch.Tensor, x: np.ndarray) -> torch.Tensor:
+        """The smooth white (3, n) at face-frame x (n,), darkened where it is lighter than
+        its column's own lightest (interpolated between the columns, held beyond them), by
+        no more than WHITE_CEILING_FLOOR."""
+        ceiling = torch.from_numpy(np.interp(x, self.x, self.level)).to(white)
+        lum = white.mean(dim=0).clamp(min=1.0)
+        return white * (ceiling / lum).clamp(WHITE_CEILING_FLOOR, 1.0)
 
 
 def _under_the_lid(
@@ -601,14 +668,21 @@ def _under_the_lid(
     ring: np.ndarray,
     iris: np.ndarray,
     region: tuple[int, int, int, int],
-) -> tuple[float, LidShade]:
-    """The upper lid's dark margin (`_lid_margin`) and its shadow on the white (`_lid_shade`),
-    from one profile of the columns of white, down to LID_SHADE_SEARCH below the lashes.
-    Arguments as for `_lid_profiles`, the ring's upper lid on the lashes' darkest line."""
+) -> tuple[float, LidShade, WhiteCeiling | None]:
+    """The upper lid's dark margin (`_lid_margin`), its shadow on the white (`_lid_shade`)
+    and the white's lightest in each column (`WhiteCeiling`), from one profile of the columns
+    of white, down to LID_SHADE_SEARCH below the lashes. Arguments as for `_lid_profiles`, the
+    ring's upper lid on the lashes' darkest line."""
     steps = np.arange(0.0, LID_SHADE_SEARCH + MARGIN_STEP / 2, MARGIN_STEP)
     profile = _lid_profiles(source, face, ring, iris, region, steps=steps)
-    upper, lower, _ = lid_lines(ring, _profile_columns(ring, iris))
-    return _lid_margin(profile, steps), _lid_shade(profile, steps, lower - upper)
+    xs = _profile_columns(ring, iris)
+    upper, lower, _ = lid_lines(ring, xs)
+    openings = lower - upper
+    return (
+        _lid_margin(profile, steps),
+        _lid_shade(profile, steps, openings, xs),
+        WhiteCeiling.of(profile, steps, xs=xs, openings=openings),
+    )
 
 
 def _sclera_colour(
@@ -714,7 +788,8 @@ def _lift_old_shadow(
     # share less and less of (`LidsAt.rise`): there the source shows the corner's pink and
     # shadow, not the white.
     depth = source_y[take] - lids.upper[take]
-    gain = shade.at(depth + lids.rise[take]) / shade.at(depth)
+    x = query[take, 0]
+    gain = shade.at(depth + lids.rise[take], x) / shade.at(depth, x)
     gain = 1.0 + (np.clip(gain, 1.0, 1.0 / LID_SHADE) - 1.0) * _beyond_the_iris(query[take], iris)
     idx = torch.from_numpy(np.flatnonzero(take)).to(drawn.device)
     drawn[:, idx] = (drawn[:, idx] * torch.from_numpy(gain).float().to(drawn.device)).clamp(
@@ -728,6 +803,7 @@ def _paint_white(
     *,
     weight: np.ndarray,
     inside: np.ndarray,
+    x: np.ndarray,
     shade: LidShade,
 ) -> None:
     """Blend the smooth white (3, c) into the eyeball pixels drawn (3, n) by weight (n,), c of
@@ -736,7 +812,7 @@ def _paint_white(
     depth (`_lid_shade`). Without the shadow the uncovered white read as a flat pale crescent
     cut out of the eye."""
     take = weight > 0
-    light = shade.at(inside[take])
+    light = shade.at(inside[take], x[take])
     idx = torch.from_numpy(np.flatnonzero(take)).to(drawn.device)
     t = torch.from_numpy(weight[take]).float().to(drawn.device)
     lit = white * torch.from_numpy(light).float().to(drawn.device)
@@ -1091,7 +1167,7 @@ class Warper:
             ex0, ey0, ex1, ey1 = pixel_window(face, lo=lo, hi=hi, box=region)
             if ex1 - ex0 < 2 or ey1 - ey0 < 2:
                 continue
-            below, shade = _under_the_lid(source, face, ring, iris, region)
+            below, shade, ceiling = _under_the_lid(source, face, ring, iris, region)
             gx, gy = np.meshgrid(np.arange(ex0, ex1) + x0, np.arange(ey0, ey1) + y0)
             query = face.to_face(np.stack([gx, gy], axis=-1).reshape(-1, 2).astype(np.float64))
             up_out, low_out, within = lid_lines(ring_out, query[:, 0])
@@ -1138,6 +1214,8 @@ class Warper:
                 if paint.any()
                 else None
             )
+            if white is not None and ceiling is not None:
+                white = ceiling.limit(white, query[on_eye][paint > 0, 0])
 
             def read(points: np.ndarray) -> torch.Tensor:
                 """(n, 3) the source at face-frame points (n, 2)."""
@@ -1174,7 +1252,12 @@ class Warper:
                     )
                     if white is not None:
                         _paint_white(
-                            drawn, white, weight=paint, inside=shade_depth[on_eye], shade=shade
+                            drawn,
+                            white,
+                            weight=paint,
+                            inside=shade_depth[on_eye],
+                            x=query[on_eye, 0],
+                            shade=shade,
                         )
                 idx = torch.from_numpy(at).to(self.device)
                 a = torch.from_numpy(alpha[at]).float().to(self.device)
