@@ -46,6 +46,7 @@ from spfem_cli.evaluate import (
     corner_lift,
     face_frame_landmarks,
     jitter,
+    mouth_opening,
     video_landmarks,
     window_landmarks,
 )
@@ -195,7 +196,13 @@ def main() -> None:
             model=args.model,
             generator=args.generator,
         )
-        print(f"\n{name} ({info.width}x{info.height}, {info.n_frames} frames); sheet: {sheet}")
+        # A mouth that barely opens leaves its opening's correlation to re-detection noise
+        # (talk_s20: 0.015; Obama's 0.071): printed so that r can be read for what it is.
+        spread = float(np.nanstd(mouth_opening(lm_in)))
+        print(
+            f"\n{name} ({info.width}x{info.height}, {info.n_frames} frames); the mouth "
+            f"opening's spread {spread:.3f} IOD; sheet: {sheet}"
+        )
         print(f"{'':<27} " + "   ".join(f"{m + ' mouth':^43}" for m in args.mouths))
         print(
             f"{'emotion':<10} {'AU rmse':>8} {'AU cos':>7} "
