@@ -639,7 +639,9 @@ class WhiteCeiling:
     level: np.ndarray
 
     @classmethod
-    def of(cls, profile: np.ndarray, steps: np.ndarray, *, xs: np.ndarray, openings: np.ndarray):
+    def of(
+        cls, profile: np.ndarray, steps: np.ndarray, *, xs: np.ndarray, openings: np.ndarray
+    ) -> WhiteCeiling | None:
         """From `_lid_profiles` (8, n) at steps (n,) below the lashes, in the columns at xs
         (8,) whose openings (8,) let them be read LID_SHADE_OWN deep (as `_lid_shade`);
         None where fewer than two columns are."""
