@@ -601,7 +601,12 @@ class LidShade:
 
 
 def _lid_shade(
-    profile: np.ndarray, steps: np.ndarray, openings: np.ndarray, xs: np.ndarray
+    profile: np.ndarray,
+    steps: np.ndarray,
+    *,
+    reach: np.ndarray,
+    deep: np.ndarray,
+    xs: np.ndarray,
 ) -> LidShade:
     """The source's own shadow under its upper lid, to shade the white a raised lid uncovers
     as the source shades its white. In each column of white, down to LID_SHADE_REACH of the
@@ -612,19 +617,19 @@ def _lid_shade(
     median of the columns left the dimmer white there darker under a raised lid than the
     white painted above it, a pale arc over a dark line (expr_d14 frame 40).
     profile: (8, n) `_lid_profiles` at steps (n,) from 0 down, the ring's upper lid on the
-    lashes' darkest line; openings: (8,) each column's opening (IOD); xs: (8,) the columns'
-    face-frame x (`_profile_columns`)."""
+    lashes' darkest line; reach, deep: which steps of each column are read and which columns
+    are read LID_SHADE_OWN deep (`_read_depths`); xs: (8,) the columns' face-frame x
+    (`_profile_columns`)."""
     curves = np.full(profile.shape, np.nan)
-    for k, (row, opening) in enumerate(zip(profile, openings, strict=True)):
-        reach = steps <= LID_SHADE_REACH * opening
-        if reach.sum() < LID_SHADE_MIN_STEPS:
+    for k, (row, read) in enumerate(zip(profile, reach, strict=True)):
+        if read.sum() < LID_SHADE_MIN_STEPS:
             continue
-        rising = np.maximum.accumulate(row[reach]) / max(float(row[reach].max()), 1.0)
-        curves[k] = np.concatenate([rising, np.ones(len(steps) - reach.sum())])
+        rising = np.maximum.accumulate(row[read]) / max(float(row[read].max()), 1.0)
+        curves[k] = np.concatenate([rising, np.ones(len(steps) - read.sum())])
     measured = ~np.isnan(curves[:, 0])
     if not measured.any():
         return LidShade.flat()
-    own = measured & (LID_SHADE_REACH * openings >= LID_SHADE_OWN)
+    own = measured & deep
     curves[~own] = np.median(curves[measured], axis=0)
     order = np.argsort(xs)
     return LidShade(depth=steps, light=np.clip(curves[order], LID_SHADE, 1.0), x=xs[order])
@@ -640,13 +645,12 @@ class WhiteCeiling:
 
     @classmethod
     def of(
-        cls, profile: np.ndarray, steps: np.ndarray, *, xs: np.ndarray, openings: np.ndarray
+        cls, profile: np.ndarray, *, reach: np.ndarray, deep: np.ndarray, xs: np.ndarray
     ) -> WhiteCeiling | None:
-        """From `_lid_profiles` (8, n) at steps (n,) below the lashes, in the columns at xs
-        (8,) whose openings (8,) let them be read LID_SHADE_OWN deep (as `_lid_shade`);
-        None where fewer than two columns are."""
-        reach = steps[None, :] <= LID_SHADE_REACH * openings[:, None]
-        deep = LID_SHADE_REACH * openings >= LID_SHADE_OWN
+        """From `_lid_profiles` (8, n), over the steps `reach` (8, n) of each column, in the
+        columns at xs (8,) read LID_SHADE_OWN deep (`deep` (8,), as `_lid_shade`); None where
+        fewer than two columns are."""
+        deep = deep.copy()
         # The two columns at the iris's rim cross its edge: their lightest is the iris's.
         deep[len(xs) // 2 - 1 : len(xs) // 2 + 1] = False
         if deep.sum() < 2:
@@ -678,13 +682,24 @@ def _under_the_lid(
     steps = np.arange(0.0, LID_SHADE_SEARCH + MARGIN_STEP / 2, MARGIN_STEP)
     profile = _lid_profiles(source, face, ring, iris, region, steps=steps)
     xs = _profile_columns(ring, iris)
-    upper, lower, _ = lid_lines(ring, xs)
-    openings = lower - upper
+    reach, deep = _read_depths(ring, xs, steps)
     return (
         _lid_margin(profile, steps),
-        _lid_shade(profile, steps, openings, xs),
-        WhiteCeiling.of(profile, steps, xs=xs, openings=openings),
+        _lid_shade(profile, steps, reach=reach, deep=deep, xs=xs),
+        WhiteCeiling.of(profile, reach=reach, deep=deep, xs=xs),
     )
+
+
+def _read_depths(
+    ring: np.ndarray, xs: np.ndarray, steps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """How deep under the upper lid each column of white at face-frame x (8,) is read: (8, n)
+    the steps (n,) within LID_SHADE_REACH of the column's opening (below, the lower lid's
+    shadow begins), and (8,) whether that reaches LID_SHADE_OWN. ring: (16, 2) face frame."""
+    upper, lower, _ = lid_lines(ring, xs)
+    openings = lower - upper
+    reach = steps[None, :] <= LID_SHADE_REACH * openings[:, None]
+    return reach, LID_SHADE_REACH * openings >= LID_SHADE_OWN
 
 
 def _sclera_colour(
