@@ -14,9 +14,9 @@ same way. FaceMesh's lid points follow a lid only in part, on a real face as on 
 so they cannot size a lid's motion; the pixels can.
 
 Prints, per clip and as the mean over the clips, the real rise and the edit's at each level
-(IOD), and the level at which the edit's mean meets the real one (linear between levels): what
-`scripts/calibrate_expressions.py` gives happy's prototype (`HAPPY_LID_TIGHTENING`). About a
-minute on two cores.
+(IOD), and the level at which the edit's mean meets the real one (linear between levels).
+Happy's prototype keeps its calibrated lid tightening (none): the three faces disagree (see
+the README). About a minute on two cores.
 """
 
 from __future__ import annotations
