@@ -16,7 +16,7 @@ so they cannot size a lid's motion; the pixels can.
 Prints, per clip and as the mean over the clips, the real rise and the edit's at each level
 (IOD), and the level at which the edit's mean meets the real one (linear between levels).
 Happy's prototype keeps its calibrated lid tightening (none): the three faces disagree (see
-the README). About a minute on two cores.
+docs/expressions.md). About a minute on two cores.
 """
 
 from __future__ import annotations
