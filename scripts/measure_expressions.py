@@ -28,6 +28,7 @@ mouth mode; the rest for the first of ``--mouths``, natural by default):
   the face (flow at the landmarks projected on the requested displacement, first mouth mode).
   Lip corners are held back on purpose (the speech owns the lips); everything else should be
   near 100%;
+- per AU: each upper-face AU asked and read back on the output (the AU error's parts);
 
 and writes a contact sheet per clip (input and all eight emotions) to the output folder.
 """
@@ -142,6 +143,17 @@ def warp_report(
     return worst, shares
 
 
+def print_per_au(per_au: dict[str, tuple[np.ndarray, np.ndarray]], *, names: list[str]) -> None:
+    """Each emotion's upper-face AUs, asked / read back on the output (activation units), so
+    that an AU error can be traced to the units FaceMesh does not read back (the cheek raise:
+    `expression.DETECTOR_GAIN`'s note)."""
+    print("\nper AU, asked / read on the output")
+    print(f"{'emotion':<10} " + " ".join(f"{n:>11}" for n in names))
+    for emotion, (want, got) in per_au.items():
+        cells = " ".join(f"{w:5.2f}/{g:5.2f}" for w, g in zip(want, got, strict=True))
+        print(f"{emotion:<10} {cells}")
+
+
 def speech_rows(
     clip: Path, out: Path, lm_in: np.ndarray, lm_out: np.ndarray, prefix: str
 ) -> dict[str, float]:
@@ -211,6 +223,7 @@ def main() -> None:
             + f"{'min det':>8} {'wobble':>7} {'outline':>8}"
         )
         delivered: dict[str, dict[str, float]] = {}
+        per_au: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         with tempfile.TemporaryDirectory(prefix="spfem-measure-") as tmp:
             work = Path(tmp)
             analysis = analyse_video(info, model=model, workdir=work, reporter=SilentReporter())
@@ -240,6 +253,7 @@ def main() -> None:
                         got = achieved_aus(model, lm_in, lm_out)[upper]
                         want = as_read(model, deltas[analysis.track.valid].mean(axis=0))[upper]
                         row["rmse"] = float(np.sqrt(np.mean((got - want) ** 2)))
+                        per_au[emotion] = (want, got)
                         denom = np.linalg.norm(got) * np.linalg.norm(want)
                         row["cos"] = float(got @ want / denom) if denom > 0 else float("nan")
                         row["det"], delivered[emotion] = warp_report(analysis, gen, deltas)
@@ -287,6 +301,7 @@ def main() -> None:
                     f"{'-':>11}" if np.isnan(v) else f"{100 * v:10.0f}%" for v in shares.values()
                 )
                 print(f"{emotion:<10} {cells}")
+            print_per_au(per_au, names=[model.au_names[i] for i in upper])
 
 
 if __name__ == "__main__":
