@@ -11,8 +11,12 @@ pipeline's limit is 1.5%) and the mouth opening's correlation with the input's, 
 error at the inner lip corners and at the middle of the lips. The holds:
 
 - natural: what `spfem edit --mouth natural` does (the outer lips and a band around them
-  held, let go within 0.04 IOD of each lip corner);
-- release 0.06 / 0.08: the same, let go wider around each corner (0.08 was expressive mode
+  held, let go within 0.05 IOD of each lip corner; the corners move only up and down,
+  `generator.RISE_ONLY`);
+- sideways kept, release 0.04: natural mode until 2026-12-06 (the corners also pulled
+  sideways as the model asks, let go within 0.04);
+- sideways kept, release 0.05 / rise only, release 0.04: one change of the two at a time;
+- release 0.06 / 0.08: natural, let go wider around each corner (0.08 was expressive mode
   before it also asked the mouth AUs for more: `EXPRESSIVE_HOLD`);
 - inner lips only: the hold drawn around the inner lip contour instead of the outer one;
 - release beyond the corners: the let-go centred 0.04 IOD outside each corner;
@@ -34,8 +38,8 @@ import torch
 
 from spfem_cli.evaluate import compare_speech, corner_lift, video_landmarks, window_landmarks
 from spfem_cli.face import mesh
-from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
-from spfem_cli.generator.generator import NATURAL_HOLD, FaceGenerator, mouth_hold
+from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel, Side
+from spfem_cli.generator.generator import NATURAL_HOLD, FaceGenerator, mouth_gain, mouth_hold
 from spfem_cli.generator.warp import HoldRegion
 from spfem_cli.media import probe
 from spfem_cli.pipeline import analyse_video, render_video
@@ -78,27 +82,46 @@ def _inner_only(points: np.ndarray) -> HoldRegion:
 
 HoldFn = Callable[[np.ndarray], HoldRegion]
 NATURAL_RADIUS = NATURAL_HOLD["release_radius"]
-HOLDS: dict[str, tuple[HoldFn, float]] = {
-    "natural": (lambda p: _released(p, radius=NATURAL_RADIUS), TAPER),
-    "release 0.06": (lambda p: _released(p, radius=0.06), TAPER),
-    "release 0.08": (lambda p: _released(p, radius=0.08), TAPER),
-    "inner lips only": (_inner_only, TAPER),
-    "release beyond the corners": (lambda p: _released(p, radius=0.08, beyond=0.04), TAPER),
-    "inner corners 0.9": (lambda p: _released(p, radius=NATURAL_RADIUS), 0.9),
+# name -> (hold, inner-corner taper, whether the corners keep their sideways motion)
+HOLDS: dict[str, tuple[HoldFn, float, bool]] = {
+    "natural": (lambda p: _released(p, radius=NATURAL_RADIUS), TAPER, False),
+    "sideways kept, release 0.04": (lambda p: _released(p, radius=0.04), TAPER, True),
+    "sideways kept, release 0.05": (lambda p: _released(p, radius=0.05), TAPER, True),
+    "rise only, release 0.04": (lambda p: _released(p, radius=0.04), TAPER, False),
+    "release 0.06": (lambda p: _released(p, radius=0.06), TAPER, False),
+    "release 0.08": (lambda p: _released(p, radius=0.08), TAPER, False),
+    "inner lips only": (_inner_only, TAPER, False),
+    "release beyond the corners": (
+        lambda p: _released(p, radius=0.08, beyond=0.04),
+        TAPER,
+        False,
+    ),
+    "inner corners 0.9": (lambda p: _released(p, radius=NATURAL_RADIUS), 0.9, False),
 }
 
 
 class HoldVariant(FaceGenerator):
-    """Natural mode's generator with another mouth hold and inner-corner taper."""
+    """Natural mode's generator with another mouth hold and inner-corner taper, and with the
+    lip corners' sideways motion kept (`sideways`) or dropped as natural mode drops it."""
 
     def __init__(
-        self, *, hold: HoldFn, taper: float, model: ExpressionModel, device: torch.device
+        self,
+        *,
+        hold: HoldFn,
+        taper: float,
+        sideways: bool,
+        model: ExpressionModel,
+        device: torch.device,
     ) -> None:
-        super().__init__(model=model, device=device, mouth="natural")
+        # Expressive mode's rules keep the sideways motion; its gain is natural mode's here.
+        super().__init__(model=model, device=device, mouth="expressive" if sideways else "natural")
+        self.gain = mouth_gain(model.au_names, mode="natural")
         self.hold, self.taper = hold, taper
 
-    def sparse(self, *, points: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, HoldRegion]:
-        disp = self.displacement(delta, points=points)
+    def sparse(
+        self, *, points: np.ndarray, delta: np.ndarray, side: Side = "right"
+    ) -> tuple[np.ndarray, HoldRegion]:
+        disp = self.displacement(delta, points=points, side=side)
         # hold_mouth moved the inner lips by TAPER of the outer corners' motion: rescale.
         inner = [i for i in mesh.LIPS_INNER if np.any(disp[i])]
         disp[inner] *= self.taper / TAPER
@@ -126,8 +149,10 @@ def main() -> None:
         analysis = analyse_video(probe(clip), model=model, workdir=work, reporter=SilentReporter())
         target = model.emotion_vector(args.emotion).double().numpy()
         deltas = analysis.deltas(target=target, weights=np.ones(analysis.track.n_frames))
-        for name, (hold, taper) in HOLDS.items():
-            gen = HoldVariant(hold=hold, taper=taper, model=model, device=torch.device("cpu"))
+        for name, (hold, taper, sideways) in HOLDS.items():
+            gen = HoldVariant(
+                hold=hold, taper=taper, sideways=sideways, model=model, device=torch.device("cpu")
+            )
             out = work / "out.mp4"
             render_video(
                 analysis, generator=gen, deltas=deltas, output=out, workdir=work, preset="veryfast"

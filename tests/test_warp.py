@@ -108,9 +108,18 @@ def test_hold_mouth_keeps_inner_lips_and_jaw() -> None:
     natural = hold_mouth(disp, points=pts, mode="natural")
     central = [i for i in mesh.LIPS_INNER if i not in (78, 191, 95, 308, 415, 324)]
     assert np.all(natural[central] == 0) and np.all(natural[list(mesh.JAW)] == 0)
-    # Natural mode: the inner corners go part of the way with the outer corners.
-    assert np.allclose(natural[78], 0.6 * disp[61]) and np.allclose(natural[61], disp[61])
-    assert np.array_equal(hold_mouth(disp, points=pts, mode="expressive"), natural)
+    # The inner corners go part of the way with the outer corners; natural mode keeps only
+    # the corners' rise and fall, expressive mode their sideways pull too.
+    expressive = hold_mouth(disp, points=pts, mode="expressive")
+    assert np.allclose(expressive[78], 0.6 * disp[61]) and np.allclose(expressive[61], disp[61])
+    assert np.allclose(natural[78], [0.0, 0.6 * disp[61, 1]])
+    assert np.allclose(natural[61], [0.0, disp[61, 1]])
+    assert np.array_equal(natural[..., 1], expressive[..., 1])
+    # Far from both corners the sideways motion is kept as it was.
+    corners = pts[list(mesh.LIP_CORNERS)]
+    far = np.linalg.norm(pts[:, None] - corners[None], axis=-1).min(axis=1) > 0.14
+    far[list(mesh.LIPS_INNER)] = False  # the inner corners follow the outer ones
+    assert far.sum() > 100 and np.array_equal(natural[far], expressive[far])
     strict = hold_mouth(disp, points=pts, mode="strict")
     lips = list(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER))
     assert np.all(strict[lips] == 0)
@@ -227,6 +236,7 @@ def test_expressive_mode_asks_the_mouth_aus_for_more_and_nothing_else() -> None:
     from spfem_cli.generator.generator import (
         EXPRESSIVE_MOUTH_AUS,
         EXPRESSIVE_MOUTH_GAIN,
+        RISE_ONLY,
         FaceGenerator,
     )
 
@@ -241,14 +251,22 @@ def test_expressive_mode_asks_the_mouth_aus_for_more_and_nothing_else() -> None:
     stronger[model.au_names.index("AU12")] *= EXPRESSIVE_MOUTH_GAIN  # happy's one mouth AU
     assert "AU12" in EXPRESSIVE_MOUTH_AUS and "AU6" not in EXPRESSIVE_MOUTH_AUS
     expressive = gens["expressive"].displacement(smile, points=pts)
-    assert np.allclose(expressive, gens["natural"].displacement(stronger, points=pts))
+    # Natural mode also drops the lip corners' sideways motion (`RISE_ONLY`): the rest is the
+    # same once the mouth AUs are asked for as much.
+    like = gens["natural"].displacement(stronger, points=pts)
+    assert np.allclose(expressive[:, 1], like[:, 1])
+    sideways = like[:, 0] != expressive[:, 0]
+    near = np.linalg.norm(pts[:, None] - pts[None, list(mesh.LIP_CORNERS)], axis=-1).min(axis=1)
+    assert sideways.any() and np.all(near[sideways] < RISE_ONLY[1])
     corners = list(mesh.LIP_CORNERS)
     natural = gens["natural"].displacement(smile, points=pts)
     assert np.all(np.abs(expressive[corners, 1]) > 1.4 * np.abs(natural[corners, 1]))
-    # Surprise has no mouth AU: the same displacement in both modes.
+    # Surprise has no mouth AU: the same displacement in both modes, but for natural mode's
+    # dropping of sideways motion around the lip corners.
     wide = model.emotion_vector("surprised").numpy()
     natural, expressive = (gens[m].displacement(wide, points=pts) for m in gens)
-    assert np.allclose(natural, expressive)
+    assert np.allclose(natural[near >= RISE_ONLY[1]], expressive[near >= RISE_ONLY[1]])
+    assert np.allclose(natural[:, 1], expressive[:, 1])
 
 
 def test_a_lip_corner_that_moves_alone_is_released_further() -> None:
