@@ -60,8 +60,9 @@ STRICT_HOLD = {"band": 0.04, "feather": 0.10}
 # lifts the corners 0.07-0.12 IOD, the model's happy asks 0.051, and a warp cannot carry a
 # corner past the release (the flow is pinned where a landmark lands). Re-detected on
 # speech_obama, mouth only (scripts/measure_expressions.py): happy's corners rise 0.078 IOD
-# (natural 0.020; this mode before, with a release of 0.08 and no gain, 0.041), with an
-# inner-lip error of 4.3% of the IOD and a mouth-opening correlation of 0.967.
+# (natural mode 0.029, 0.020 before it kept only their rise; this mode before, with a
+# release of 0.08 and no gain, 0.041), with an inner-lip error of 4.3% of the IOD and a
+# mouth-opening correlation of 0.967.
 EXPRESSIVE_HOLD = {"band": 0.04, "feather": 0.10, "release_radius": 0.16}
 EXPRESSIVE_MOUTH_GAIN = 1.5
 EXPRESSIVE_MOUTH_AUS = ("AU10", "AU12", "AU14", "AU15", "AU20", "AU23", "AU12R", "AU14R")
