@@ -61,7 +61,15 @@ from spfem_cli.pipeline import analyse_video, render_video, signed_activations
 from spfem_cli.preview import preview_sheet
 from spfem_cli.progress import SilentReporter
 
-CLIPS = ("speech_obama_450x450.mp4", "talk_mead_sad_1920x1080.mp4", "talk_s32_1280x720.mp4")
+# The clips with real speech (../shared/clips/SOURCES.md: talk_mead_sad, speech_*, expr_d12), which
+# test the lips, and talk_s32, a smiling speaker.
+CLIPS = (
+    "speech_obama_450x450.mp4",
+    "talk_mead_sad_1920x1080.mp4",
+    "talk_s32_1280x720.mp4",
+    "speech_man_256x256.mp4",
+    "expr_d12.mp4",
+)
 # The face outline without the jaw: the jaw moves with the speech in both videos.
 OUTLINE = tuple(i for i in mesh.FACE_OVAL if i not in mesh.JAW)
 # Parts of the face whose delivered motion is reported (both sides).
