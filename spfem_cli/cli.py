@@ -485,6 +485,29 @@ def compare(
 
 
 @app.command()
+def check(
+    before: Annotated[Path, typer.Argument(help="The input video.")],
+    after: Annotated[Path, typer.Argument(help="Its edit, e.g. from `spfem edit`.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Measure whether AFTER, an edit of BEFORE, kept its speech: FaceMesh finds the lips
+    again on both, and the inner lips' place and the mouth's opening over time are compared.
+    Exits with 1 when the speech changed."""
+    from spfem_cli.console import RichReporter
+    from spfem_cli.speech_check import check_speech
+
+    console = _console(quiet)
+    result = run_guarded(
+        lambda: check_speech(before=before, after=after, reporter=RichReporter(console))
+    )
+    out = Console(highlight=False, soft_wrap=True)
+    for line in result.lines():
+        out.print(escape(line))
+    if not result.kept:
+        raise typer.Exit(1)
+
+
+@app.command()
 def emotions() -> None:
     """List the emotions and what each one changes on the face."""
     from spfem_cli.generator.expression import EMOTION_DESCRIPTIONS, EMOTIONS

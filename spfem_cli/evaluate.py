@@ -7,7 +7,7 @@ inter-ocular distance (IOD) unless a name says pixels.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +30,11 @@ from spfem_cli.pipeline import EXPRESSION_SMOOTHING_S, signed_activations
 OPENING_PAIRS = ((82, 13, 312), (87, 14, 317))
 
 
-def _detect_all(frames: Iterable[np.ndarray]) -> np.ndarray:
+def _detect_all(
+    frames: Iterable[np.ndarray], *, on_frame: Callable[[], None] | None = None
+) -> np.ndarray:
     """Landmarks of the largest face in each frame, tracked in video mode: (T, 478, 2) pixels,
-    NaN rows without a face."""
+    NaN rows without a face. on_frame is called after each frame (a progress bar)."""
     rows: list[np.ndarray] = []
     with LandmarkTracker() as tracker:
         for frame in frames:
@@ -40,13 +42,21 @@ def _detect_all(frames: Iterable[np.ndarray]) -> np.ndarray:
             rows.append(
                 det.landmarks if det is not None else np.full((N_LANDMARKS, 2), np.nan, np.float32)
             )
+            if on_frame is not None:
+                on_frame()
     return np.stack(rows) if rows else np.zeros((0, N_LANDMARKS, 2), np.float32)
 
 
-def video_landmarks(path: str | Path, *, max_frames: int | None = None) -> np.ndarray:
-    """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face."""
+def video_landmarks(
+    path: str | Path,
+    *,
+    max_frames: int | None = None,
+    on_frame: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face.
+    on_frame is called after each frame."""
     with FrameReader(probe(path)) as reader:
-        return _detect_all(itertools.islice(reader, max_frames))
+        return _detect_all(itertools.islice(reader, max_frames), on_frame=on_frame)
 
 
 # The output shown around the lips when the mouth is measured on its own (`mouth_window`),
@@ -98,7 +108,12 @@ WINDOWS = {"mouth": mouth_window, "outline": outline_window}
 
 
 def window_landmarks(
-    input_path: str | Path, output_path: str | Path, *, input_lm: np.ndarray, window: str
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    input_lm: np.ndarray,
+    window: str,
+    on_frame: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """Landmarks (T, 478, 2) pixels found on each input frame with one region of the output
     pasted in (`WINDOWS`: around the lips, or along the face outline); NaN without a face.
@@ -106,7 +121,8 @@ def window_landmarks(
     FaceMesh reads the whole face at once: wider eyes or raised brows move where it puts the
     lips and the outline even when not one pixel there changed (scripts/measure_expressions.py
     shows it with an edit of the eyes and brows alone). Showing it the output's region in the
-    input's face measures what an edit did to that region by itself."""
+    input's face measures what an edit did to that region by itself. on_frame is called after
+    each frame."""
     make = WINDOWS[window]
 
     def composites(ra: FrameReader, rb: FrameReader) -> Iterator[np.ndarray]:
@@ -117,7 +133,7 @@ def window_landmarks(
             yield fa
 
     with FrameReader(probe(input_path)) as ra, FrameReader(probe(output_path)) as rb:
-        return _detect_all(composites(ra, rb))
+        return _detect_all(composites(ra, rb), on_frame=on_frame)
 
 
 def _iod(lm: np.ndarray) -> np.ndarray:
