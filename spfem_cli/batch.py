@@ -83,6 +83,9 @@ class EditOptions:
     # As `spfem edit --crf` and `--preset`: how the outputs are encoded.
     crf: int = DEFAULT_CRF
     preset: str = DEFAULT_PRESET
+    # As `spfem edit --keep-speech`: each video's edit measured and made again with the lip
+    # corners moving less where the speech changed (photos have none and are edited once).
+    keep_speech: bool = False
 
     def result_options(self) -> dict[str, Any]:
         """The options that change an output (not the device): a done output is skipped only
@@ -105,6 +108,8 @@ class EditOptions:
             options["crf"] = self.crf
         if self.preset != DEFAULT_PRESET:
             options["preset"] = self.preset
+        if self.keep_speech:
+            options["keep_speech"] = True
         return options
 
 
@@ -413,6 +418,7 @@ def process_job(*, job: Job, options: EditOptions) -> list[Outcome]:
             target.output.parent.mkdir(parents=True, exist_ok=True)
         if len(job.targets) > 1:
             return edit_shared(job=job, options=options, host=host)
+        from spfem_cli.media import probe
         from spfem_cli.pipeline import edit_video
 
         (target,) = job.targets
@@ -434,6 +440,8 @@ def process_job(*, job: Job, options: EditOptions) -> list[Outcome]:
             side=options.side,
             crf=options.crf,
             preset=options.preset,
+            # A photo in the folder has no speech to keep: it is edited once.
+            keep_speech=options.keep_speech and probe(job.input).n_frames > 1,
             **({"model": options.model} if options.model else {}),
         )
         return [_done(target, report, host=host, seconds=time.perf_counter() - t0)]
@@ -461,6 +469,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         analysis_notes,
         drop_late_segments,
         read_rest_face,
+        render_keeping_speech,
         render_video,
         rest_note,
         validate_options,
@@ -523,16 +532,31 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
             try:
                 deltas = editor.deltas(analysis, timeline, intensity=options.intensity)
                 side_note = analysis.side_note(deltas, model=editor.expression)
-                n_edited = render_video(
-                    analysis,
-                    generator=editor.generator,
-                    deltas=deltas,
-                    output=target.output,
-                    workdir=workdir,
-                    crf=options.crf,
-                    preset=options.preset,
-                    label=timeline.label(),
-                )
+                speech: list[str] = []
+                if options.keep_speech and info.n_frames > 1:
+                    n_edited, speech = render_keeping_speech(
+                        analysis,
+                        editor=editor,
+                        deltas=deltas,
+                        input_path=job.input,
+                        output=target.output,
+                        workdir=workdir,
+                        crf=options.crf,
+                        preset=options.preset,
+                        reporter=SilentReporter(),
+                        label=timeline.label(),
+                    )
+                else:
+                    n_edited = render_video(
+                        analysis,
+                        generator=editor.generator,
+                        deltas=deltas,
+                        output=target.output,
+                        workdir=workdir,
+                        crf=options.crf,
+                        preset=options.preset,
+                        label=timeline.label(),
+                    )
             except Exception as exc:  # noqa: BLE001 - this target's failure, recorded
                 seconds = shared_s + time.perf_counter() - t1
                 outcomes.append(_failed(target, _job_reason(exc, job), host=host, seconds=seconds))
@@ -553,6 +577,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                             *notes,
                             *late,
                             side_note,
+                            *speech,
                             left_out_note(info=info, output=target.output),
                         )
                         if n

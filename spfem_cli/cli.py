@@ -100,6 +100,14 @@ PresetOption = Annotated[
         "(a smaller file or a slightly better picture) and takes longer."
     ),
 ]
+KeepSpeechOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-speech",
+        help="Measure each edit's speech as `spfem check` does and, where it changed, edit "
+        "again with the lip corners moving half as far, then held.",
+    ),
+]
 ClipArchOption = Annotated[str, typer.Option(help="CLIP architecture (open_clip name).")]
 ClipWeightsOption = Annotated[
     str | None,
@@ -229,6 +237,7 @@ def edit(
     side: SideOption = "auto",
     crf: CrfOption = DEFAULT_CRF,
     preset: PresetOption = DEFAULT_PRESET,
+    keep_speech: KeepSpeechOption = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")
     ] = False,
@@ -260,6 +269,7 @@ def edit(
             side=side,
             crf=crf,
             preset=preset,
+            keep_speech=keep_speech,
             reporter=RichReporter(console),
         )
     )
@@ -340,6 +350,7 @@ def batch(
     side: SideOption = "auto",
     crf: CrfOption = DEFAULT_CRF,
     preset: PresetOption = DEFAULT_PRESET,
+    keep_speech: KeepSpeechOption = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress, status lines or summary.")
     ] = False,
@@ -377,6 +388,7 @@ def batch(
                     side=side,
                     crf=crf,
                     preset=preset,
+                    keep_speech=keep_speech,
                 ),
                 reporter=RichBatchReporter(console),
             )

@@ -14,7 +14,7 @@ import math
 import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -40,7 +40,13 @@ from spfem_cli.generator.expression import (
     lid_heights,
     present_expression,
 )
-from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, MouthMode, build_generator
+from spfem_cli.generator.generator import (
+    EXPRESSIVE_MOUTH_AUS,
+    MOUTH_MODES,
+    FaceGenerator,
+    MouthMode,
+    build_generator,
+)
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER
 from spfem_cli.media import (
     FrameReader,
@@ -759,6 +765,71 @@ def _emotion_vector(
 MOUTH_EMOTIONS = ("happy", "contempt", "disgusted")
 
 
+def render_keeping_speech(
+    analysis: Analysis,
+    *,
+    editor: Editor,
+    deltas: np.ndarray,
+    input_path: Path,
+    output: Path,
+    workdir: Path,
+    crf: int,
+    preset: str,
+    reporter: Reporter,
+    label: str,
+) -> tuple[int, list[str]]:
+    """`render_video` to `output`, measured with `speech_check.check_speech` and rendered again
+    with the mouth AUs scaled down (`KEEP_SPEECH_SCALES`) until the speech is kept or the
+    corners are held. Only the last try appears at `output`, once measured. Returns the frames
+    edited and the notes saying what was measured."""
+    # Imported here: speech_check measures with evaluate, which builds on this module.
+    from spfem_cli.speech_check import check_speech
+
+    n_edited, notes = 0, []
+    with atomic_output(output) as final_tmp:
+        for k, scale in enumerate(KEEP_SPEECH_SCALES):
+            n_edited = render_video(
+                analysis,
+                generator=editor.generator,
+                deltas=with_mouth_scaled(deltas, scale=scale, au_names=editor.expression.au_names),
+                output=final_tmp,
+                workdir=workdir,
+                crf=crf,
+                preset=preset,
+                reporter=reporter,
+                label=label if scale == 1.0 else f"{label}, lip corners at {scale:g}",
+            )
+            if not n_edited:
+                break
+            found = check_speech(before=input_path, after=final_tmp, reporter=reporter)
+            corners = {1.0: "", 0.5: " with the lip corners moving half as far"}.get(
+                scale, " with the lip corners held" if scale == 0 else f" at {scale:g}"
+            )
+            if found.kept:
+                notes.append(f"{found.lines()[0]}{corners}")
+                break
+            if k == len(KEEP_SPEECH_SCALES) - 1:
+                notes.append(
+                    f"{found.lines()[0]}{corners}; --mouth strict keeps the whole mouth region"
+                )
+    return n_edited, notes
+
+
+# `edit_video(keep_speech=True)`: how far the lip corners move (a factor on the mouth AUs'
+# changes, `EXPRESSIVE_MOUTH_AUS`) on each try, until the edit is measured to keep the speech
+# (`speech_check`). Natural mode's corners change how FaceMesh reads some speakers' lips
+# (speech_man's sad: opening correlation 0.960 at 1, within the limit with the corners held).
+KEEP_SPEECH_SCALES = (1.0, 0.5, 0.0)
+
+
+def with_mouth_scaled(deltas: np.ndarray, *, scale: float, au_names: Sequence[str]) -> np.ndarray:
+    """deltas (T, K) with the mouth AUs' columns (`EXPRESSIVE_MOUTH_AUS`) times scale."""
+    out = np.array(deltas, dtype=np.float64, copy=True)
+    cols = [k for k, name in enumerate(au_names) if name in EXPRESSIVE_MOUTH_AUS]
+    out[:, cols] *= scale
+    return out
+
+
 def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
     """A hint for an edit whose emotion shows much of itself in the lips, in natural mouth
     mode: the lips move only a little there, and `--mouth expressive` moves them further.
@@ -856,6 +927,7 @@ def edit_video(
     rest: str | Path | None = None,
     rest_face: RestFace | None = None,
     side: str = "auto",
+    keep_speech: bool = False,
     reporter: Reporter | None = None,
 ) -> EditReport:
     """Change the emotion on the face in a video, keeping speech, audio and timing.
@@ -876,6 +948,9 @@ def edit_video(
     nearer the camera, or the right on a frontal face).
     crf, preset: x264's constant rate factor and preset for a video output
     (`spfem_cli.encoding`; checked before the tracking pass).
+    keep_speech: measure the edit's speech as `spfem check` does (`speech_check`), and where
+    it changed edit again with the lip corners moving less (`KEEP_SPEECH_SCALES`); the notes
+    say what was measured. Videos only.
 
     Frames outside [start, end) seconds, frames without a face and pixels away from the face
     are passed through. The input file is never modified; nothing appears under the output
@@ -891,6 +966,8 @@ def edit_video(
         out = default_output_path(input_path, timeline.label())
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     check_still_output(info=info, output_path=out)
+    if keep_speech and (info.n_frames == 1 or is_image_output(out)):
+        raise SpfemError("--keep-speech measures a video's speech; a photo has none")
     validate_options(
         info=info,
         intensity=intensity,
@@ -959,17 +1036,32 @@ def edit_video(
         if note := analysis.side_note(deltas, model=editor.expression):
             notes.append(note)
         t0 = time.perf_counter()
-        n_edited = render_video(
-            analysis,
-            generator=editor.generator,
-            deltas=deltas,
-            output=out,
-            workdir=workdir,
-            crf=crf,
-            preset=preset,
-            reporter=rep,
-            label=timeline.label(),
-        )
+        if keep_speech:
+            n_edited, said = render_keeping_speech(
+                analysis,
+                editor=editor,
+                deltas=deltas,
+                input_path=input_path,
+                output=out,
+                workdir=workdir,
+                crf=crf,
+                preset=preset,
+                reporter=rep,
+                label=timeline.label(),
+            )
+            notes += said
+        else:
+            n_edited = render_video(
+                analysis,
+                generator=editor.generator,
+                deltas=deltas,
+                output=out,
+                workdir=workdir,
+                crf=crf,
+                preset=preset,
+                reporter=rep,
+                label=timeline.label(),
+            )
         seconds["edit+encode+mux"] = time.perf_counter() - t0
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     left_out = [note] if (note := left_out_note(info=info, output=out)) else []

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from spfem_cli.batch import EditOptions, run_batch
 from spfem_cli.cli import app
 from spfem_cli.evaluate import SpeechReport, mouth_window, video_landmarks
 from spfem_cli.media import FrameReader, FrameWriter, probe
 from spfem_cli.pipeline import edit_video
-from spfem_cli.speech_check import INNER_LIP_LIMIT, OPENING_LIMIT, STILL_MOUTH, SpeechCheck
-from tests.conftest import MakeClip
+from spfem_cli.speech_check import (
+    INNER_LIP_LIMIT,
+    OPENING_LIMIT,
+    STILL_MOUTH,
+    SpeechCheck,
+    check_speech,
+)
+from tests.conftest import MakeClip, run_ffmpeg_checked
 
 SPEAKER = Path(__file__).resolve().parents[2] / "shared" / "clips" / "speech_man_256x256.mp4"
-needs_speaker = pytest.mark.skipif(not SPEAKER.is_file(), reason="../shared/clips is absent")
 
 
 def _report(err: float, corr: float) -> SpeechReport:
@@ -73,6 +80,18 @@ def test_videos_without_a_face_are_refused(make_clip: MakeClip) -> None:
     assert "found a face on 0 frames" in result.output
 
 
+@pytest.fixture(scope="module")
+def speaker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """speech_man's first 4 s (100 frames of speech), re-encoded nearly losslessly."""
+    if not SPEAKER.is_file():
+        pytest.skip("../shared/clips is absent")
+    clip = tmp_path_factory.mktemp("speaker") / "speech_man.mp4"
+    run_ffmpeg_checked(
+        "-i", str(SPEAKER), "-t", "4", "-c:v", "libx264", "-crf", "12", "-c:a", "copy", str(clip)
+    )  # fmt: skip
+    return clip
+
+
 def _mouth_one_frame_late(src: Path, out: Path) -> None:
     """Write `src` with the region around its lips taken from the frame before: lips 40 ms
     late at 25 fps, a lip-sync error."""
@@ -92,25 +111,83 @@ def _mouth_one_frame_late(src: Path, out: Path) -> None:
             before = frame
 
 
-@needs_speaker
-def test_check_finds_lips_one_frame_late(tmp_path: Path) -> None:
+def test_check_finds_lips_one_frame_late(speaker: Path, tmp_path: Path) -> None:
+    """On the whole clip: inner lips 2.74% of the eye distance, opening 0.715."""
     late = tmp_path / "late.mp4"
-    _mouth_one_frame_late(SPEAKER, late)
-    result = CliRunner().invoke(app, ["check", "-q", str(SPEAKER), str(late)])
+    _mouth_one_frame_late(speaker, late)
+    result = CliRunner().invoke(app, ["check", "-q", str(speaker), str(late)])
     assert result.exit_code == 1, result.output
     assert result.output.startswith("speech changed")
 
 
-@needs_speaker
-def test_check_finds_a_strict_edit_kept_the_speech(tmp_path: Path) -> None:
+def test_check_finds_a_strict_edit_kept_the_speech(speaker: Path, tmp_path: Path) -> None:
     """speech_man edited to sad with the whole mouth kept (`--mouth strict`, which the check
     advises when natural mode's corners change how the lips read): mouth alone, inner lips
-    0.49% and opening 0.987. The input is not changed by the check."""
+    0.51% and opening 0.988 (0.49% and 0.987 on the whole clip). The check changes neither
+    video."""
     out = tmp_path / "sad.mp4"
-    edit_video(input_path=SPEAKER, output_path=out, emotion="sad", mouth="strict", device="cpu")
-    before = SPEAKER.read_bytes()
-    result = CliRunner().invoke(app, ["check", "-q", str(SPEAKER), str(out)])
+    edit_video(input_path=speaker, output_path=out, emotion="sad", mouth="strict", device="cpu")
+    before, after = speaker.read_bytes(), out.read_bytes()
+    result = CliRunner().invoke(app, ["check", "-q", str(speaker), str(out)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("speech kept")
-    assert "over 300 frames" in result.output
-    assert SPEAKER.read_bytes() == before
+    assert "over 100 frames" in result.output
+    assert speaker.read_bytes() == before and out.read_bytes() == after
+
+
+def test_keep_speech_edits_again_until_the_speech_is_kept(speaker: Path, tmp_path: Path) -> None:
+    """speech_man's first 4 s to sad in natural mode: the opening reads 0.954 (changed); with
+    --keep-speech the edit is measured, made again with the lip corners moving half as far
+    (still changed), then with them held, which reads 0.993. Only that last edit appears, and
+    nothing else is left in the folder."""
+    out = tmp_path / "sad.mp4"
+    result = CliRunner().invoke(
+        app, ["edit", str(speaker), "-e", "sad", "--keep-speech", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "speech kept:" in said and "with the lip corners held" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sad.mp4"]
+    assert check_speech(before=speaker, after=out).kept
+
+
+def test_keep_speech_is_refused_for_a_photo(tmp_path: Path) -> None:
+    photo = tmp_path / "face.png"
+    run_ffmpeg_checked("-f", "lavfi", "-i", "testsrc2=size=160x120", "-frames:v", "1", str(photo))
+    result = CliRunner().invoke(app, ["edit", str(photo), "-e", "sad", "--keep-speech"])
+    assert result.exit_code == 2, result.output
+    assert "--keep-speech measures a video's speech; a photo has none" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png"]
+
+
+@pytest.mark.parametrize("emotions", [["neutral"], ["neutral", "surprised"]])
+def test_a_batch_keeps_the_speech_of_every_video(
+    speaker: Path, tmp_path: Path, emotions: list[str]
+) -> None:
+    """`spfem batch --keep-speech`, one emotion (`edit_video`'s path) or several (one shared
+    tracking pass, `render_keeping_speech` per emotion): each video's edit is measured, the
+    record says what was measured and keeps the option; a photo beside it is edited once,
+    unmeasured. (Emotions that leave the lips be, so the first try keeps the speech: the
+    tries after it are `test_keep_speech_edits_again_until_the_speech_is_kept`'s.)"""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(speaker, folder / "talk.mp4")
+    run_ffmpeg_checked(
+        "-f", "lavfi", "-i", "testsrc2=size=160x120", "-frames:v", "1", str(folder / "card.png")
+    )  # fmt: skip
+    summary = run_batch(
+        in_dir=folder,
+        out_dir=tmp_path / "out",
+        emotions=emotions,
+        pattern="*",
+        options=EditOptions(keep_speech=True),
+    )
+    assert summary.ok
+    talk = [r for r in summary.records if r.input == "talk.mp4"]
+    assert len(talk) == len(emotions)
+    for record in talk:
+        assert record.options["keep_speech"] is True
+        assert any(n.startswith("speech kept:") for n in record.notes), record.notes
+    card = [r for r in summary.records if r.input == "card.png"]
+    assert len(card) == len(emotions)
+    assert all(r.status == "done" and not any("speech" in n for n in r.notes) for r in card)
