@@ -785,13 +785,17 @@ def render_keeping_speech(
     # Imported here: speech_check measures with evaluate, which builds on this module.
     from spfem_cli.speech_check import check_speech
 
+    names = editor.expression.au_names
+    # An edit that leaves the mouth units be would render the same frames on every try.
+    moves_mouth = bool(np.any(with_mouth_scaled(deltas, scale=0.0, au_names=names) != deltas))
+    scales = KEEP_SPEECH_SCALES if moves_mouth else KEEP_SPEECH_SCALES[:1]
     n_edited, notes = 0, []
     with atomic_output(output) as final_tmp:
-        for k, scale in enumerate(KEEP_SPEECH_SCALES):
+        for k, scale in enumerate(scales):
             n_edited = render_video(
                 analysis,
                 generator=editor.generator,
-                deltas=with_mouth_scaled(deltas, scale=scale, au_names=editor.expression.au_names),
+                deltas=with_mouth_scaled(deltas, scale=scale, au_names=names),
                 output=final_tmp,
                 workdir=workdir,
                 crf=crf,
@@ -802,17 +806,22 @@ def render_keeping_speech(
             if not n_edited:
                 break
             found = check_speech(before=input_path, after=final_tmp, reporter=reporter)
-            corners = {1.0: "", 0.5: " with the lip corners moving half as far"}.get(
-                scale, " with the lip corners held" if scale == 0 else f" at {scale:g}"
-            )
+            said = found.lines()[0] + _corners_said(scale)
             if found.kept:
-                notes.append(f"{found.lines()[0]}{corners}")
+                notes.append(said)
                 break
-            if k == len(KEEP_SPEECH_SCALES) - 1:
-                notes.append(
-                    f"{found.lines()[0]}{corners}; --mouth strict keeps the whole mouth region"
-                )
+            if k == len(scales) - 1:
+                notes.append(f"{said}; --mouth strict keeps the whole mouth region")
     return n_edited, notes
+
+
+def _corners_said(scale: float) -> str:
+    """How far the lip corners moved on a try of `render_keeping_speech`, for its note."""
+    if scale == 1.0:
+        return ""
+    if scale == 0.0:
+        return " with the lip corners held"
+    return f" with the lip corners moving {'half' if scale == 0.5 else f'{scale:g} times'} as far"
 
 
 # `edit_video(keep_speech=True)`: how far the lip corners move (a factor on the mouth AUs'
