@@ -453,7 +453,7 @@ def process_job(*, job: Job, options: EditOptions) -> list[Outcome]:
 
 def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outcome]:
     """Several emotions of one input from one tracking pass: what `edit_video` does for one,
-    with `analyse_video` run once and `render_video` once per target.
+    with `analyse_video` run once and `render_edit` once per target.
 
     Raises when the input cannot be read or tracked (every target fails alike); a failure
     while rendering one target is that target's Outcome, and the rest are still made unless
@@ -469,8 +469,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         analysis_notes,
         drop_late_segments,
         read_rest_face,
-        render_keeping_speech,
-        render_video,
+        render_edit,
         rest_note,
         validate_options,
     )
@@ -532,31 +531,20 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
             try:
                 deltas = editor.deltas(analysis, timeline, intensity=options.intensity)
                 side_note = analysis.side_note(deltas, model=editor.expression)
-                speech: list[str] = []
-                if options.keep_speech and info.n_frames > 1:
-                    n_edited, speech = render_keeping_speech(
-                        analysis,
-                        editor=editor,
-                        deltas=deltas,
-                        input_path=job.input,
-                        output=target.output,
-                        workdir=workdir,
-                        crf=options.crf,
-                        preset=options.preset,
-                        reporter=SilentReporter(),
-                        label=timeline.label(),
-                    )
-                else:
-                    n_edited = render_video(
-                        analysis,
-                        generator=editor.generator,
-                        deltas=deltas,
-                        output=target.output,
-                        workdir=workdir,
-                        crf=options.crf,
-                        preset=options.preset,
-                        label=timeline.label(),
-                    )
+                n_edited, speech = render_edit(
+                    analysis,
+                    editor=editor,
+                    deltas=deltas,
+                    input_path=job.input,
+                    output=target.output,
+                    workdir=workdir,
+                    crf=options.crf,
+                    preset=options.preset,
+                    reporter=SilentReporter(),
+                    label=timeline.label(),
+                    # A photo in the folder has no speech to keep: it is edited once.
+                    keep_speech=options.keep_speech and info.n_frames > 1,
+                )
             except Exception as exc:  # noqa: BLE001 - this target's failure, recorded
                 seconds = shared_s + time.perf_counter() - t1
                 outcomes.append(_failed(target, _job_reason(exc, job), host=host, seconds=seconds))

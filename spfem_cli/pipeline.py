@@ -765,7 +765,7 @@ def _emotion_vector(
 MOUTH_EMOTIONS = ("happy", "contempt", "disgusted")
 
 
-def render_keeping_speech(
+def render_edit(
     analysis: Analysis,
     *,
     editor: Editor,
@@ -777,11 +777,26 @@ def render_keeping_speech(
     preset: str,
     reporter: Reporter,
     label: str,
+    keep_speech: bool,
 ) -> tuple[int, list[str]]:
-    """`render_video` to `output`, measured with `speech_check.check_speech` and rendered again
+    """`render_video` of the analysed video `input_path` to `output` by the editor's
+    generator; with keep_speech, measured with `speech_check.check_speech` and rendered again
     with the mouth AUs scaled down (`KEEP_SPEECH_SCALES`) until the speech is kept or the
-    corners are held. Only the last try appears at `output`, once measured. Returns the frames
-    edited and the notes saying what was measured."""
+    corners are held (only the last try appears at `output`, once measured). Returns the
+    frames edited and the notes saying what was measured."""
+    if not keep_speech:
+        n_edited = render_video(
+            analysis,
+            generator=editor.generator,
+            deltas=deltas,
+            output=output,
+            workdir=workdir,
+            crf=crf,
+            preset=preset,
+            reporter=reporter,
+            label=label,
+        )
+        return n_edited, []
     # Imported here: speech_check measures with evaluate, which builds on this module.
     from spfem_cli.speech_check import check_speech
 
@@ -816,7 +831,7 @@ def render_keeping_speech(
 
 
 def _corners_said(scale: float) -> str:
-    """How far the lip corners moved on a try of `render_keeping_speech`, for its note."""
+    """How far the lip corners moved on a try of `render_edit`, for its note."""
     if scale == 1.0:
         return ""
     if scale == 0.0:
@@ -824,7 +839,7 @@ def _corners_said(scale: float) -> str:
     return f" with the lip corners moving {'half' if scale == 0.5 else f'{scale:g} times'} as far"
 
 
-# `edit_video(keep_speech=True)`: how far the lip corners move (a factor on the mouth AUs'
+# `render_edit(keep_speech=True)`: how far the lip corners move (a factor on the mouth AUs'
 # changes, `EXPRESSIVE_MOUTH_AUS`) on each try, until the edit is measured to keep the speech
 # (`speech_check`). Natural mode's corners change how FaceMesh reads some speakers' lips
 # (speech_man's sad: opening correlation 0.960 at 1, within the limit with the corners held).
@@ -1045,32 +1060,20 @@ def edit_video(
         if note := analysis.side_note(deltas, model=editor.expression):
             notes.append(note)
         t0 = time.perf_counter()
-        if keep_speech:
-            n_edited, said = render_keeping_speech(
-                analysis,
-                editor=editor,
-                deltas=deltas,
-                input_path=input_path,
-                output=out,
-                workdir=workdir,
-                crf=crf,
-                preset=preset,
-                reporter=rep,
-                label=timeline.label(),
-            )
-            notes += said
-        else:
-            n_edited = render_video(
-                analysis,
-                generator=editor.generator,
-                deltas=deltas,
-                output=out,
-                workdir=workdir,
-                crf=crf,
-                preset=preset,
-                reporter=rep,
-                label=timeline.label(),
-            )
+        n_edited, said = render_edit(
+            analysis,
+            editor=editor,
+            deltas=deltas,
+            input_path=input_path,
+            output=out,
+            workdir=workdir,
+            crf=crf,
+            preset=preset,
+            reporter=rep,
+            label=timeline.label(),
+            keep_speech=keep_speech,
+        )
+        notes += said
         seconds["edit+encode+mux"] = time.perf_counter() - t0
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     left_out = [note] if (note := left_out_note(info=info, output=out)) else []

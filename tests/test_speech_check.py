@@ -165,7 +165,7 @@ def test_a_batch_keeps_the_speech_of_every_video(
     speaker: Path, tmp_path: Path, emotions: list[str]
 ) -> None:
     """`spfem batch --keep-speech`, one emotion (`edit_video`'s path) or several (one shared
-    tracking pass, `render_keeping_speech` per emotion): each video's edit is measured, the
+    tracking pass, `render_edit` per emotion): each video's edit is measured, the
     record says what was measured and keeps the option; a photo beside it is edited once,
     unmeasured. (Emotions that leave the lips be, so the first try keeps the speech: the
     tries after it are `test_keep_speech_edits_again_until_the_speech_is_kept`'s.)"""
