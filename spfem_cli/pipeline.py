@@ -12,6 +12,7 @@ import functools
 import itertools
 import math
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -784,49 +785,47 @@ def render_edit(
     with the mouth AUs scaled down (`KEEP_SPEECH_SCALES`) until the speech is kept or the
     corners are held (only the last try appears at `output`, once measured). Returns the
     frames edited and the notes saying what was measured."""
-    if not keep_speech:
+    names = editor.expression.au_names
+    scales = (1.0,)
+    if keep_speech and np.any(deltas[:, mouth_columns(names)]):
+        # An edit that leaves the mouth units be would render the same frames on every try.
+        scales = KEEP_SPEECH_SCALES
+    # The tries are rendered in the workdir and measured there; only the last reaches output.
+    target = workdir / f"speech-try{output.suffix}" if keep_speech else output
+    n_edited, notes = 0, []
+    found = None
+    for k, scale in enumerate(scales):
         n_edited = render_video(
             analysis,
             generator=editor.generator,
-            deltas=deltas,
-            output=output,
+            deltas=with_mouth_scaled(deltas, scale=scale, au_names=names),
+            output=target,
             workdir=workdir,
             crf=crf,
             preset=preset,
             reporter=reporter,
-            label=label,
+            label=label if scale == 1.0 else f"{label}, lip corners at {scale:g}",
         )
-        return n_edited, []
-    # Imported here: speech_check measures with evaluate, which builds on this module.
-    from spfem_cli.speech_check import check_speech
+        if not (keep_speech and n_edited):
+            break
+        # Imported here: speech_check measures with evaluate, which builds on this module.
+        from spfem_cli.speech_check import check_speech
 
-    names = editor.expression.au_names
-    # An edit that leaves the mouth units be would render the same frames on every try.
-    moves_mouth = bool(np.any(with_mouth_scaled(deltas, scale=0.0, au_names=names) != deltas))
-    scales = KEEP_SPEECH_SCALES if moves_mouth else KEEP_SPEECH_SCALES[:1]
-    n_edited, notes = 0, []
-    with atomic_output(output) as final_tmp:
-        for k, scale in enumerate(scales):
-            n_edited = render_video(
-                analysis,
-                generator=editor.generator,
-                deltas=with_mouth_scaled(deltas, scale=scale, au_names=names),
-                output=final_tmp,
-                workdir=workdir,
-                crf=crf,
-                preset=preset,
-                reporter=reporter,
-                label=label if scale == 1.0 else f"{label}, lip corners at {scale:g}",
-            )
-            if not n_edited:
-                break
-            found = check_speech(before=input_path, after=final_tmp, reporter=reporter)
-            said = found.lines()[0] + _corners_said(scale)
-            if found.kept:
-                notes.append(said)
-                break
-            if k == len(scales) - 1:
-                notes.append(f"{said}; --mouth strict keeps the whole mouth region")
+        found = check_speech(
+            before=input_path,
+            after=target,
+            reporter=reporter,
+            input_lm=None if found is None else found.input_lm,
+        )
+        said = found.lines()[0] + _corners_said(scale)
+        if found.kept:
+            notes.append(said)
+            break
+        if k == len(scales) - 1:
+            notes.append(f"{said}; --mouth strict keeps the whole mouth region")
+    if target != output:
+        with atomic_output(output) as final_tmp:
+            shutil.copyfile(target, final_tmp)
     return n_edited, notes
 
 
@@ -846,11 +845,15 @@ def _corners_said(scale: float) -> str:
 KEEP_SPEECH_SCALES = (1.0, 0.5, 0.0)
 
 
+def mouth_columns(au_names: Sequence[str]) -> list[int]:
+    """The indices of the mouth AUs (`EXPRESSIVE_MOUTH_AUS`) among au_names."""
+    return [k for k, name in enumerate(au_names) if name in EXPRESSIVE_MOUTH_AUS]
+
+
 def with_mouth_scaled(deltas: np.ndarray, *, scale: float, au_names: Sequence[str]) -> np.ndarray:
-    """deltas (T, K) with the mouth AUs' columns (`EXPRESSIVE_MOUTH_AUS`) times scale."""
+    """deltas (T, K) with the mouth AUs' columns (`mouth_columns`) times scale."""
     out = np.array(deltas, dtype=np.float64, copy=True)
-    cols = [k for k, name in enumerate(au_names) if name in EXPRESSIVE_MOUTH_AUS]
-    out[:, cols] *= scale
+    out[:, mouth_columns(au_names)] *= scale
     return out
 
 

@@ -13,7 +13,7 @@ nothing read off the input predicts whose; an edit's own clip tells.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +45,14 @@ class SpeechCheck:
     """mouth: the speech measures with only the edit's mouth shown to FaceMesh (what the edit
     did to the mouth itself; this decides `kept`); whole: on the edited frames as they are,
     where changed eyes and brows also move where FaceMesh puts the lips; opening_spread: the
-    standard deviation of the input's mouth opening over the clip, IOD."""
+    standard deviation of the input's mouth opening over the clip, IOD; input_lm: the input's
+    `video_landmarks` (T, 478, 2) pixels, for measuring another edit of it without finding
+    them again."""
 
     mouth: SpeechReport
     whole: SpeechReport
     opening_spread: float
+    input_lm: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0))
 
     @property
     def still_mouth(self) -> bool:
@@ -104,9 +107,15 @@ def _frames_of(info: VideoInfo) -> tuple[int, int, int]:
 
 
 def check_speech(
-    *, before: str | Path, after: str | Path, reporter: Reporter | None = None
+    *,
+    before: str | Path,
+    after: str | Path,
+    reporter: Reporter | None = None,
+    input_lm: np.ndarray | None = None,
 ) -> SpeechCheck:
     """Measure whether `after`, an edit of the video `before`, kept its speech (`SpeechCheck`).
+    input_lm: `before`'s landmarks when already found (`SpeechCheck.input_lm` of an earlier
+    check of it), else they are found here.
 
     Raises SpfemError for missing or unreadable files, photos, two videos that cannot be an
     edit and its input (other frame counts, sizes or rates), and videos without a face."""
@@ -123,8 +132,10 @@ def check_speech(
             "spfem check compares an edit with the video it was made from"
         )
     rep = reporter or SilentReporter()
-    with rep.stage("Finding the lips: input", shape_a[0]) as adv:
-        lm_in = video_landmarks(before, on_frame=adv)
+    lm_in = input_lm
+    if lm_in is None:
+        with rep.stage("Finding the lips: input", shape_a[0]) as adv:
+            lm_in = video_landmarks(before, on_frame=adv)
     with rep.stage("Finding the lips: edit", shape_a[0]) as adv:
         lm_out = video_landmarks(after, on_frame=adv)
     with rep.stage("Finding the lips: the edit's mouth alone", shape_a[0]) as adv:
@@ -138,4 +149,5 @@ def check_speech(
         mouth=compare_speech(lm_in, lm_mouth),
         whole=compare_speech(lm_in, lm_out),
         opening_spread=float(np.nanstd(mouth_opening(lm_in))),
+        input_lm=lm_in,
     )
