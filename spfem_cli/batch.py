@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from spfem_cli.encoding import DEFAULT_CRF, DEFAULT_PRESET, check_encoding
 from spfem_cli.errors import SpfemError
-from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS, keeps_speech
 
 if TYPE_CHECKING:
     from spfem_cli.face.rest import RestFace
@@ -84,8 +84,14 @@ class EditOptions:
     crf: int = DEFAULT_CRF
     preset: str = DEFAULT_PRESET
     # As `spfem edit --keep-speech`: each video's edit measured and made again with the lip
-    # corners moving less where the speech changed (photos have none and are edited once).
-    keep_speech: bool = False
+    # corners moving less where the speech changed (photos have none and are edited once);
+    # None: in natural mouth mode (`keeps_speech`).
+    keep_speech: bool | None = None
+
+    @property
+    def measures_speech(self) -> bool:
+        """Whether each video's edit is measured and kept to its speech (`keeps_speech`)."""
+        return keeps_speech(self.keep_speech, mouth=self.mouth)
 
     def result_options(self) -> dict[str, Any]:
         """The options that change an output (not the device): a done output is skipped only
@@ -108,7 +114,7 @@ class EditOptions:
             options["crf"] = self.crf
         if self.preset != DEFAULT_PRESET:
             options["preset"] = self.preset
-        if self.keep_speech:
+        if self.measures_speech:
             options["keep_speech"] = True
         return options
 
@@ -441,7 +447,7 @@ def process_job(*, job: Job, options: EditOptions) -> list[Outcome]:
             crf=options.crf,
             preset=options.preset,
             # A photo in the folder has no speech to keep: it is edited once.
-            keep_speech=options.keep_speech and probe(job.input).n_frames > 1,
+            keep_speech=options.measures_speech and probe(job.input).n_frames > 1,
             **({"model": options.model} if options.model else {}),
         )
         return [_done(target, report, host=host, seconds=time.perf_counter() - t0)]
@@ -543,7 +549,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                     reporter=SilentReporter(),
                     label=timeline.label(),
                     # A photo in the folder has no speech to keep: it is edited once.
-                    keep_speech=options.keep_speech and info.n_frames > 1,
+                    keep_speech=options.measures_speech and info.n_frames > 1,
                 )
             except Exception as exc:  # noqa: BLE001 - this target's failure, recorded
                 seconds = shared_s + time.perf_counter() - t1

@@ -101,11 +101,13 @@ PresetOption = Annotated[
     ),
 ]
 KeepSpeechOption = Annotated[
-    bool,
+    bool | None,
     typer.Option(
-        "--keep-speech",
+        "--keep-speech/--no-keep-speech",
         help="Measure each edit's speech as `spfem check` does and, where it changed, edit "
-        "again with the lip corners moving half as far, then held.",
+        "again with the lip corners moving half as far, then held. Default: on with "
+        "--mouth natural (videos only); --no-keep-speech saves the measuring's time.",
+        show_default=False,
     ),
 ]
 ClipArchOption = Annotated[str, typer.Option(help="CLIP architecture (open_clip name).")]
@@ -237,7 +239,7 @@ def edit(
     side: SideOption = "auto",
     crf: CrfOption = DEFAULT_CRF,
     preset: PresetOption = DEFAULT_PRESET,
-    keep_speech: KeepSpeechOption = False,
+    keep_speech: KeepSpeechOption = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")
     ] = False,
@@ -350,7 +352,7 @@ def batch(
     side: SideOption = "auto",
     crf: CrfOption = DEFAULT_CRF,
     preset: PresetOption = DEFAULT_PRESET,
-    keep_speech: KeepSpeechOption = False,
+    keep_speech: KeepSpeechOption = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress, status lines or summary.")
     ] = False,

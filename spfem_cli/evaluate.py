@@ -67,28 +67,38 @@ OUTLINE_WINDOW = 0.12
 WINDOW_FEATHER = 0.1
 
 
-def _window(
+def _window_box(
     shape: tuple[int, int], landmarks: np.ndarray, contour: tuple[int, ...], *, inside: bool
-) -> np.ndarray:
-    """(H, W) weights in [0, 1]: 1 within the window of the contour's points (landmarks
-    (478, 2) pixels), fading to 0 over `WINDOW_FEATHER`; inside: the area the contour
-    encloses counts as on it."""
+) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The part of the frame (rows, columns) that a contour's window covers, and its weights
+    there (h, w) in [0, 1]: 1 within the window of the contour's points (landmarks (478, 2)
+    pixels), fading to 0 over `WINDOW_FEATHER`; inside: the area the contour encloses counts
+    as on it. shape: the frame's (H, W)."""
     height, width = shape
     iod = float(_iod(landmarks[None])[0])
     reach = MOUTH_WINDOW if inside else OUTLINE_WINDOW
     poly = landmarks[list(contour)]
     pad = (reach + WINDOW_FEATHER) * iod
     x0, y0 = np.maximum(np.floor(poly.min(axis=0) - pad).astype(int), 0)
-    x1 = min(width, int(np.ceil(poly[:, 0].max() + pad)) + 1)
-    y1 = min(height, int(np.ceil(poly[:, 1].max() + pad)) + 1)
-    weight = np.zeros(shape, np.float32)
-    if x1 <= x0 or y1 <= y0:
-        return weight
+    x1 = max(x0, min(width, int(np.ceil(poly[:, 0].max() + pad)) + 1))
+    y1 = max(y0, min(height, int(np.ceil(poly[:, 1].max() + pad)) + 1))
+    box = (slice(y0, y1), slice(x0, x1))
+    if x1 == x0 or y1 == y0:
+        return box, np.zeros((y1 - y0, x1 - x0), np.float32)
     gx, gy = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
     pix = torch.from_numpy(np.stack([gx, gy], axis=-1).reshape(-1, 2).astype(np.float64))
     measure = polygon_distance if inside else contour_distance
     d = measure(pix, torch.from_numpy(poly.astype(np.float64))).numpy().reshape(gx.shape) / iod
-    weight[y0:y1, x0:x1] = np.clip((reach + WINDOW_FEATHER - d) / WINDOW_FEATHER, 0, 1)
+    return box, np.clip((reach + WINDOW_FEATHER - d) / WINDOW_FEATHER, 0, 1).astype(np.float32)
+
+
+def _window(
+    shape: tuple[int, int], landmarks: np.ndarray, contour: tuple[int, ...], *, inside: bool
+) -> np.ndarray:
+    """(H, W) the weights of `_window_box` over the whole frame, 0 outside its box."""
+    box, part = _window_box(shape, landmarks, contour, inside=inside)
+    weight = np.zeros(shape, np.float32)
+    weight[box] = part
     return weight
 
 
@@ -104,7 +114,8 @@ def outline_window(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
     return _window(shape, landmarks, mesh.FACE_OVAL, inside=False)
 
 
-WINDOWS = {"mouth": mouth_window, "outline": outline_window}
+# The windows `window_landmarks` pastes: the contour and whether its inside counts as on it.
+WINDOWS = {"mouth": (mesh.LIPS_OUTER, True), "outline": (mesh.FACE_OVAL, False)}
 
 
 def window_landmarks(
@@ -123,13 +134,17 @@ def window_landmarks(
     shows it with an edit of the eyes and brows alone). Showing it the output's region in the
     input's face measures what an edit did to that region by itself. on_frame is called after
     each frame."""
-    make = WINDOWS[window]
+    contour, inside = WINDOWS[window]
 
     def composites(ra: FrameReader, rb: FrameReader) -> Iterator[np.ndarray]:
         for t, (fa, fb) in enumerate(zip(ra, rb, strict=False)):
             if t < len(input_lm) and not np.isnan(input_lm[t]).any():
-                w = make(fa.shape[:2], input_lm[t])[..., None]
-                fa = np.round(fa * (1 - w) + fb * w).astype(np.uint8)
+                # Blended within the window's box only: over whole frames the blend took as
+                # long as FaceMesh.
+                box, w = _window_box(fa.shape[:2], input_lm[t], contour, inside=inside)
+                a, b = fa[box].astype(np.float32), fb[box].astype(np.float32)
+                fa = fa.copy()
+                fa[box] = np.round(a + (b - a) * w[..., None]).astype(np.uint8)
             yield fa
 
     with FrameReader(probe(input_path)) as ra, FrameReader(probe(output_path)) as rb:

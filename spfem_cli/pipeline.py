@@ -48,7 +48,7 @@ from spfem_cli.generator.generator import (
     MouthMode,
     build_generator,
 )
-from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER, keeps_speech
 from spfem_cli.media import (
     FrameReader,
     FrameWriter,
@@ -811,12 +811,19 @@ def render_edit(
         # Imported here: speech_check measures with evaluate, which builds on this module.
         from spfem_cli.speech_check import check_speech
 
-        found = check_speech(
-            before=input_path,
-            after=target,
-            reporter=reporter,
-            input_lm=None if found is None else found.input_lm,
-        )
+        try:
+            found = check_speech(
+                before=input_path,
+                after=target,
+                reporter=reporter,
+                input_lm=None if found is None else found.input_lm,
+                whole=False,
+            )
+        except SpfemError as exc:
+            # The edit was made; only its measurement could not be (a face FaceMesh finds
+            # too seldom, say), which is no reason to throw the edit away.
+            notes.append(f"the speech was not measured: {exc}")
+            break
         said = found.lines()[0] + _corners_said(scale)
         if found.kept:
             notes.append(said)
@@ -954,7 +961,7 @@ def edit_video(
     rest: str | Path | None = None,
     rest_face: RestFace | None = None,
     side: str = "auto",
-    keep_speech: bool = False,
+    keep_speech: bool | None = None,
     reporter: Reporter | None = None,
 ) -> EditReport:
     """Change the emotion on the face in a video, keeping speech, audio and timing.
@@ -977,7 +984,8 @@ def edit_video(
     (`spfem_cli.encoding`; checked before the tracking pass).
     keep_speech: measure the edit's speech as `spfem check` does (`speech_check`), and where
     it changed edit again with the lip corners moving less (`KEEP_SPEECH_SCALES`); the notes
-    say what was measured. Videos only.
+    say what was measured. Videos only; None: in natural mouth mode on a video
+    (`keeps_speech`).
 
     Frames outside [start, end) seconds, frames without a face and pixels away from the face
     are passed through. The input file is never modified; nothing appears under the output
@@ -993,8 +1001,10 @@ def edit_video(
         out = default_output_path(input_path, timeline.label())
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     check_still_output(info=info, output_path=out)
-    if keep_speech and (info.n_frames == 1 or is_image_output(out)):
+    photo = info.n_frames == 1 or is_image_output(out)
+    if keep_speech and photo:
         raise SpfemError("--keep-speech measures a video's speech; a photo has none")
+    measure_speech = keeps_speech(keep_speech, mouth=mouth) and not photo
     validate_options(
         info=info,
         intensity=intensity,
@@ -1074,7 +1084,7 @@ def edit_video(
             preset=preset,
             reporter=rep,
             label=timeline.label(),
-            keep_speech=keep_speech,
+            keep_speech=measure_speech,
         )
         notes += said
         seconds["edit+encode+mux"] = time.perf_counter() - t0

@@ -50,7 +50,7 @@ class SpeechCheck:
     them again."""
 
     mouth: SpeechReport
-    whole: SpeechReport
+    whole: SpeechReport | None
     opening_spread: float
     input_lm: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0))
 
@@ -87,11 +87,12 @@ class SpeechCheck:
             )
         verdict = "speech kept" if self.kept else "speech changed"
         out = [f"{verdict}: {lips}; {opening}; over {m.frames} frames"]
-        out.append(
-            f"on the edited frames as a whole: inner lips {100 * w.inner_lip_error:.2f}%, "
-            f"opening {w.opening_corr:.3f} (FaceMesh reads a face at once: changed eyes and "
-            "brows move where it puts the lips)"
-        )
+        if w is not None:
+            out.append(
+                f"on the edited frames as a whole: inner lips {100 * w.inner_lip_error:.2f}%, "
+                f"opening {w.opening_corr:.3f} (FaceMesh reads a face at once: changed eyes and "
+                "brows move where it puts the lips)"
+            )
         if not self.kept:
             out.append(
                 "the lip corners moved enough to change how FaceMesh reads these lips; "
@@ -112,10 +113,12 @@ def check_speech(
     after: str | Path,
     reporter: Reporter | None = None,
     input_lm: np.ndarray | None = None,
+    whole: bool = True,
 ) -> SpeechCheck:
     """Measure whether `after`, an edit of the video `before`, kept its speech (`SpeechCheck`).
     input_lm: `before`'s landmarks when already found (`SpeechCheck.input_lm` of an earlier
-    check of it), else they are found here.
+    check of it), else they are found here; whole: also measure the edited frames as they are
+    (`SpeechCheck.whole`; a FaceMesh pass more, which the verdict does not use).
 
     Raises SpfemError for missing or unreadable files, photos, two videos that cannot be an
     edit and its input (other frame counts, sizes or rates), and videos without a face."""
@@ -136,8 +139,10 @@ def check_speech(
     if lm_in is None:
         with rep.stage("Finding the lips: input", shape_a[0]) as adv:
             lm_in = video_landmarks(before, on_frame=adv)
-    with rep.stage("Finding the lips: edit", shape_a[0]) as adv:
-        lm_out = video_landmarks(after, on_frame=adv)
+    lm_out = None
+    if whole:
+        with rep.stage("Finding the lips: edit", shape_a[0]) as adv:
+            lm_out = video_landmarks(after, on_frame=adv)
     with rep.stage("Finding the lips: the edit's mouth alone", shape_a[0]) as adv:
         lm_mouth = window_landmarks(before, after, input_lm=lm_in, window="mouth", on_frame=adv)
     both = int((~np.isnan(lm_in).any(axis=(1, 2)) & ~np.isnan(lm_mouth).any(axis=(1, 2))).sum())
@@ -147,7 +152,7 @@ def check_speech(
         )
     return SpeechCheck(
         mouth=compare_speech(lm_in, lm_mouth),
-        whole=compare_speech(lm_in, lm_out),
+        whole=None if lm_out is None else compare_speech(lm_in, lm_out),
         opening_spread=float(np.nanstd(mouth_opening(lm_in))),
         input_lm=lm_in,
     )

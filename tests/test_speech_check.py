@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from spfem_cli import speech_check
 from spfem_cli.batch import EditOptions, run_batch
 from spfem_cli.cli import app
+from spfem_cli.errors import SpfemError
 from spfem_cli.evaluate import SpeechReport, mouth_window, video_landmarks
+from spfem_cli.generator.kinds import keeps_speech
 from spfem_cli.media import FrameReader, FrameWriter, probe
 from spfem_cli.pipeline import edit_video
 from spfem_cli.speech_check import (
@@ -135,20 +138,75 @@ def test_check_finds_a_strict_edit_kept_the_speech(speaker: Path, tmp_path: Path
     assert speaker.read_bytes() == before and out.read_bytes() == after
 
 
-def test_keep_speech_edits_again_until_the_speech_is_kept(speaker: Path, tmp_path: Path) -> None:
-    """speech_man's first 4 s to sad in natural mode: the opening reads 0.954 (changed); with
-    --keep-speech the edit is measured, made again with the lip corners moving half as far
-    (still changed), then with them held, which reads 0.993. Only that last edit appears, and
-    nothing else is left in the folder."""
+def test_natural_mode_edits_again_until_the_speech_is_kept(speaker: Path, tmp_path: Path) -> None:
+    """speech_man's first 4 s to sad in natural mode, which keeps the speech by default: the
+    edit is measured (the opening reads 0.954, changed), made again with the lip corners moving
+    half as far (still changed), then with them held, which reads 0.993. Only that last edit
+    appears, and nothing else is left in the folder."""
     out = tmp_path / "sad.mp4"
-    result = CliRunner().invoke(
-        app, ["edit", str(speaker), "-e", "sad", "--keep-speech", "-o", str(out)]
-    )
+    result = CliRunner().invoke(app, ["edit", str(speaker), "-e", "sad", "-o", str(out)])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "speech kept:" in said and "with the lip corners held" in said, said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sad.mp4"]
     assert check_speech(before=speaker, after=out).kept
+
+
+def test_no_keep_speech_edits_once_and_the_speech_can_change(speaker: Path, tmp_path: Path) -> None:
+    """What the default measures away: with --no-keep-speech the same edit is made once, at
+    full strength, unmeasured, and its mouth's opening reads 0.954 (changed)."""
+    out = tmp_path / "sad.mp4"
+    result = CliRunner().invoke(
+        app, ["edit", str(speaker), "-e", "sad", "--no-keep-speech", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "speech kept" not in result.output and "speech changed" not in result.output
+    found = check_speech(before=speaker, after=out, whole=False)
+    assert found.whole is None
+    assert not found.kept and found.mouth.opening_corr < OPENING_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("asked", "mouth", "measured"),
+    [
+        (None, "natural", True),
+        (None, "strict", False),
+        (None, "expressive", False),
+        (False, "natural", False),
+        (True, "strict", True),
+        (True, "expressive", True),
+    ],
+)
+def test_the_speech_is_kept_by_default_in_natural_mode_only(
+    asked: bool | None, mouth: str, measured: bool
+) -> None:
+    """Strict mode holds the mouth region still, expressive mode gives the lips to the
+    emotion: neither is measured unless asked."""
+    assert keeps_speech(asked, mouth=mouth) is measured
+    assert EditOptions(keep_speech=asked, mouth=mouth).measures_speech is measured
+    assert ("keep_speech" in EditOptions(keep_speech=asked, mouth=mouth).result_options()) is (
+        measured
+    )
+
+
+def test_an_edit_whose_speech_cannot_be_measured_is_kept_and_says_so(
+    speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The measuring failing (FaceMesh finding a face too seldom, say) is no reason to throw
+    the edit away: it is written, once, with a note."""
+
+    def unmeasurable(**_: object) -> SpeechCheck:
+        raise SpfemError("FaceMesh found a face on 2 frames of both videos: too few to measure")
+
+    monkeypatch.setattr(speech_check, "check_speech", unmeasurable)
+    out = tmp_path / "sad.mp4"
+    report = edit_video(input_path=speaker, output_path=out, emotion="sad", device="cpu")
+    assert report.n_edited == 100
+    assert report.notes[-1] == (
+        "the speech was not measured: FaceMesh found a face on 2 frames of both videos: "
+        "too few to measure"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sad.mp4"]
 
 
 def test_keep_speech_is_refused_for_a_photo(tmp_path: Path) -> None:
@@ -164,8 +222,8 @@ def test_keep_speech_is_refused_for_a_photo(tmp_path: Path) -> None:
 def test_a_batch_keeps_the_speech_of_every_video(
     speaker: Path, tmp_path: Path, emotions: list[str]
 ) -> None:
-    """`spfem batch --keep-speech`, one emotion (`edit_video`'s path) or several (one shared
-    tracking pass, `render_edit` per emotion): each video's edit is measured, the
+    """`spfem batch` in natural mode, one emotion (`edit_video`'s path) or several (one shared
+    tracking pass, `render_edit` per emotion): each video's edit is measured by default, the
     record says what was measured and keeps the option; a photo beside it is edited once,
     unmeasured. (Emotions that leave the lips be, so the first try keeps the speech: the
     tries after it are `test_keep_speech_edits_again_until_the_speech_is_kept`'s.)"""
@@ -180,7 +238,7 @@ def test_a_batch_keeps_the_speech_of_every_video(
         out_dir=tmp_path / "out",
         emotions=emotions,
         pattern="*",
-        options=EditOptions(keep_speech=True),
+        options=EditOptions(),
     )
     assert summary.ok
     talk = [r for r in summary.records if r.input == "talk.mp4"]

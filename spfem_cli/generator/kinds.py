@@ -1,4 +1,5 @@
-"""The generators a command can ask for, kept free of heavy imports so the CLI can name them."""
+"""The generators a command can ask for and how they treat the speech, kept free of heavy
+imports so the CLI and a batch's driver can name them."""
 
 from __future__ import annotations
 
@@ -12,3 +13,11 @@ DEFAULT_GENERATOR = "warp"
 # fine-tuning teaches from scratch on the person's clip, until a pre-trained refiner ships.
 NO_REFINER = "none"
 DEFAULT_BASE_REFINER = NO_REFINER
+
+
+def keeps_speech(keep_speech: bool | None, *, mouth: str) -> bool:
+    """Whether an edit's speech is measured and kept (`pipeline.render_edit`): as asked, or by
+    default in natural mouth mode, whose moving lip corners change how FaceMesh reads some
+    speakers' lips (strict mode holds the mouth region still; expressive mode gives the lips
+    to the emotion)."""
+    return mouth == "natural" if keep_speech is None else keep_speech
