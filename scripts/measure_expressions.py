@@ -3,6 +3,7 @@
     python scripts/measure_expressions.py [--clips ../shared/clips] [--out out/measure]
         [--model facs-v2] [--generator refiner|warp] [--names speech_obama_450x450.mp4 ...]
         [--emotions happy sad ...] [--mouths natural strict expressive] [--no-shading]
+        [--no-keep-speech]
 
 For every clip and emotion it edits the whole clip (each clip is tracked once and rendered once
 per emotion and mouth mode), re-detects the landmarks on the output, and prints (speech per
@@ -20,6 +21,10 @@ mouth mode; the rest for the first of ``--mouths``, natural by default):
   as a whole, so wider eyes alone move where it puts the lips; the control line under each
   table shows it: surprise's brow and lid AUs alone, which leave every mouth pixel as it was;
   ``corner``: how far the lip corners rose against the middle of the lips (mouth only, IOD);
+  ``lips``: the factor on the mouth AUs' changes of the edit measured, as `spfem edit` makes it
+  (natural mode keeps the speech by default: `pipeline.render_edit` renders again with the lip
+  corners moving half as far, then held, where the speech changed; 1 with
+  ``--no-keep-speech``, which measures each mode at full strength);
 - folding: the smallest Jacobian determinant of the warp over sampled frames (> 0: no fold);
 - wobble: frame-to-frame motion of the face outline landmarks, output over input (<= 1: the
   outline moves no more than in the input), found on the output (``wobble``) and on the input
@@ -42,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spfem_cli.encoding import DEFAULT_CRF
 from spfem_cli.evaluate import (
     compare_speech,
     corner_lift,
@@ -54,10 +60,10 @@ from spfem_cli.evaluate import (
 from spfem_cli.face import mesh
 from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS, REPLACED_AUS, ExpressionModel
 from spfem_cli.generator.generator import MOUTH_MODES, FaceGenerator, build_generator
-from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS
+from spfem_cli.generator.kinds import DEFAULT_GENERATOR, GENERATORS, keeps_speech
 from spfem_cli.generator.warp import dense_min_jacobian_det, face_box, sample_flow
 from spfem_cli.media import probe
-from spfem_cli.pipeline import analyse_video, render_video, signed_activations
+from spfem_cli.pipeline import Editor, analyse_video, render_edit, render_video, signed_activations
 from spfem_cli.preview import preview_sheet
 from spfem_cli.progress import SilentReporter
 
@@ -196,7 +202,13 @@ def main() -> None:
         action="store_true",
         help="the warp alone, without the folds (smile, disgust's furrow)",
     )
+    parser.add_argument(
+        "--no-keep-speech",
+        action="store_true",
+        help="each mode at full strength, as `spfem edit --no-keep-speech` makes it",
+    )
     args = parser.parse_args()
+    asked = False if args.no_keep_speech else None
     args.out.mkdir(parents=True, exist_ok=True)
     model = ExpressionModel.load(args.model)
     upper = [i for i, name in enumerate(model.au_names) if name in REPLACED_AUS]
@@ -226,7 +238,7 @@ def main() -> None:
         print(f"{'':<27} " + "   ".join(f"{m + ' mouth':^43}" for m in args.mouths))
         print(
             f"{'emotion':<10} {'AU rmse':>8} {'AU cos':>7} "
-            + f"{'err':>8} {'r':>6} {'mouth err':>10} {'mouth r':>8} {'corner':>7}   "
+            + f"{'err':>8} {'r':>6} {'mouth err':>10} {'mouth r':>8} {'corner':>7} {'lips':>4}   "
             * len(args.mouths)
             + f"{'min det':>8} {'wobble':>7} {'outline':>8}"
         )
@@ -241,22 +253,29 @@ def main() -> None:
                 deltas = analysis.deltas(target=target, weights=ones)
                 row: dict[str, float] = {}
                 for mouth in args.mouths:
-                    gen = build_generator(
-                        model=model, device=device, mouth=mouth, kind=args.generator
+                    editor = Editor.load(
+                        model=args.model, device="cpu", mouth=mouth, generator=args.generator
                     )
+                    gen = editor.generator
                     if args.no_shading:
                         gen.shading = None
                     out = work / f"{emotion}.{mouth}.mp4"
-                    render_video(
+                    rendered = render_edit(
                         analysis,
-                        generator=gen,
+                        editor=editor,
                         deltas=deltas,
+                        input_path=clip,
                         output=out,
                         workdir=work,
+                        crf=DEFAULT_CRF,
                         preset="veryfast",
+                        reporter=SilentReporter(),
+                        label=emotion,
+                        keep_speech=keeps_speech(asked, mouth=mouth),
                     )
                     lm_out = video_landmarks(out)
                     row |= speech_rows(clip, out, lm_in, lm_out, mouth)
+                    row[f"{mouth} lips"] = rendered.mouth_scale
                     if mouth == args.mouths[0]:
                         got = achieved_aus(model, lm_in, lm_out)[upper]
                         want = as_read(model, deltas[analysis.track.valid].mean(axis=0))[upper]
@@ -271,7 +290,7 @@ def main() -> None:
                 speech = "   ".join(
                     f"{row[f'{m} err']:8.4f} {row[f'{m} r']:6.3f} "
                     f"{row[f'{m} mouth err']:10.4f} {row[f'{m} mouth r']:8.3f} "
-                    f"{row[f'{m} corner']:+7.3f}"
+                    f"{row[f'{m} corner']:+7.3f} {row[f'{m} lips']:4.2g}"
                     for m in args.mouths
                 )
                 print(

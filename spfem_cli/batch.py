@@ -537,7 +537,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
             try:
                 deltas = editor.deltas(analysis, timeline, intensity=options.intensity)
                 side_note = analysis.side_note(deltas, model=editor.expression)
-                n_edited, speech = render_edit(
+                rendered = render_edit(
                     analysis,
                     editor=editor,
                     deltas=deltas,
@@ -561,7 +561,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                     output=target.output,
                     status="done",
                     frames=track.n_frames,
-                    edited=n_edited,
+                    edited=rendered.n_edited,
                     without_face=track.n_frames - track.n_valid,
                     seconds=shared_s + time.perf_counter() - t1,
                     bytes=target.output.stat().st_size,
@@ -571,7 +571,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                             *notes,
                             *late,
                             side_note,
-                            *speech,
+                            *rendered.notes,
                             left_out_note(info=info, output=target.output),
                         )
                         if n

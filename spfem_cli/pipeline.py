@@ -80,6 +80,7 @@ from spfem_cli.targets import (
 
 if TYPE_CHECKING:
     from spfem_cli.pcmecl.personal import PersonalCheckpoint
+    from spfem_cli.speech_check import SpeechCheck
 
 MAX_INTENSITY = 1.5
 # A rest face given as a clip is read from this many frames spread over it.
@@ -766,6 +767,18 @@ def _emotion_vector(
 MOUTH_EMOTIONS = ("happy", "contempt", "disgusted")
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """What `render_edit` made: n_edited, the frames edited; notes, what was measured;
+    mouth_scale, the factor on the mouth AUs' changes of the edit at the output (1: as
+    asked; `KEEP_SPEECH_SCALES`); check, that edit's speech as measured (None: not measured)."""
+
+    n_edited: int
+    notes: list[str]
+    mouth_scale: float = 1.0
+    check: SpeechCheck | None = None
+
+
 def render_edit(
     analysis: Analysis,
     *,
@@ -779,12 +792,11 @@ def render_edit(
     reporter: Reporter,
     label: str,
     keep_speech: bool,
-) -> tuple[int, list[str]]:
+) -> Rendered:
     """`render_video` of the analysed video `input_path` to `output` by the editor's
     generator; with keep_speech, measured with `speech_check.check_speech` and rendered again
     with the mouth AUs scaled down (`KEEP_SPEECH_SCALES`) until the speech is kept or the
-    corners are held (only the last try appears at `output`, once measured). Returns the
-    frames edited and the notes saying what was measured."""
+    corners are held (only the last try appears at `output`, once measured)."""
     names = editor.expression.au_names
     scales = (1.0,)
     if keep_speech and np.any(deltas[:, mouth_columns(names)]):
@@ -823,6 +835,7 @@ def render_edit(
             # The edit was made; only its measurement could not be (a face FaceMesh finds
             # too seldom, say), which is no reason to throw the edit away.
             notes.append(f"the speech was not measured: {exc}")
+            found = None
             break
         said = found.lines()[0] + _corners_said(scale)
         if found.kept:
@@ -833,7 +846,7 @@ def render_edit(
     if target != output:
         with atomic_output(output) as final_tmp:
             shutil.copyfile(target, final_tmp)
-    return n_edited, notes
+    return Rendered(n_edited=n_edited, notes=notes, mouth_scale=scale, check=found)
 
 
 def _corners_said(scale: float) -> str:
@@ -1073,7 +1086,7 @@ def edit_video(
         if note := analysis.side_note(deltas, model=editor.expression):
             notes.append(note)
         t0 = time.perf_counter()
-        n_edited, said = render_edit(
+        rendered = render_edit(
             analysis,
             editor=editor,
             deltas=deltas,
@@ -1086,7 +1099,8 @@ def edit_video(
             label=timeline.label(),
             keep_speech=measure_speech,
         )
-        notes += said
+        n_edited = rendered.n_edited
+        notes += rendered.notes
         seconds["edit+encode+mux"] = time.perf_counter() - t0
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     left_out = [note] if (note := left_out_note(info=info, output=out)) else []

@@ -444,6 +444,7 @@ def test_spfem_edit_lifts_the_furrows_of_a_frown_it_takes_off(
         output_path=out,
         start=4.0,
         end=5.0,
+        keep_speech=False,
     )
     depths = []
     with LandmarkTracker(video_mode=False) as tracker:

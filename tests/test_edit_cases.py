@@ -43,7 +43,11 @@ def sha256(path: Path) -> str:
 
 
 def spfem(*args: str) -> tuple[int, str]:
-    result = runner.invoke(cli.app, ["edit", *args, "--quiet"], env={"COLUMNS": "300"})
+    # Unmeasured: these are the media's and the errors' tests; the speech's are
+    # tests/test_speech_check.py's.
+    result = runner.invoke(
+        cli.app, ["edit", *args, "--quiet", "--no-keep-speech"], env={"COLUMNS": "300"}
+    )
     return result.exit_code, result.output
 
 
@@ -318,7 +322,9 @@ def test_some_frames_without_a_face(face_clip: Path, tmp_path: Path) -> None:
         "-c:a",
         "copy",
     )
-    report = edit_video(input_path=clip, emotion="happy", output_path=tmp_path / "o.mp4")
+    report = edit_video(
+        keep_speech=False, input_path=clip, emotion="happy", output_path=tmp_path / "o.mp4"
+    )
     assert 20 <= report.n_without_face <= 30
     assert any("have no face and pass through unchanged" in n for n in report.notes)
     a, b = frames_of(clip), frames_of(report.output)
@@ -334,7 +340,9 @@ def test_several_faces_edits_the_largest(face_clip: Path, tmp_path: Path) -> Non
         "[0:v]split[a][b];[b]scale=128:128,pad=128:256:0:64[s];[a][s]hstack",
         *FAST_X264,
     )
-    report = edit_video(input_path=clip, emotion="surprised", output_path=tmp_path / "o.mp4")
+    report = edit_video(
+        keep_speech=False, input_path=clip, emotion="surprised", output_path=tmp_path / "o.mp4"
+    )
     assert report.max_faces >= 2
     assert any("largest" in n for n in report.notes)
     assert not any("glasses" in n for n in report.notes)  # the portrait wears none
@@ -361,7 +369,9 @@ def test_odd_sizes_and_pixel_formats(
     face_clip: Path, tmp_path: Path, name: str, args: list[str], pix_fmt: str
 ) -> None:
     clip = derived(face_clip, tmp_path, name, *args, "-an")
-    report = edit_video(input_path=clip, emotion="happy", output_path=tmp_path / f"o.{name}")
+    report = edit_video(
+        keep_speech=False, input_path=clip, emotion="happy", output_path=tmp_path / f"o.{name}"
+    )
     a, b = probe(clip), probe(report.output)
     assert (b.width, b.height, b.n_frames) == (a.width, a.height, a.n_frames)
     assert b.pix_fmt == pix_fmt
@@ -444,7 +454,9 @@ def test_interlaced_video_is_edited_as_whole_frames(face_clip: Path, tmp_path: P
     )  # fmt: skip
     info = probe(woven)
     assert info.interlaced
-    report = edit_video(input_path=woven, emotion="surprised", output_path=tmp_path / "o.mp4")
+    report = edit_video(
+        keep_speech=False, input_path=woven, emotion="surprised", output_path=tmp_path / "o.mp4"
+    )
     out = probe(report.output)
     assert not out.interlaced and out.n_frames == info.n_frames
     assert report.n_edited >= 0.9 * report.n_frames
@@ -471,10 +483,15 @@ def test_variable_frame_rate_real_clip(tmp_path: Path) -> None:
 
 def test_intensity_zero_and_time_range(face_clip: Path, tmp_path: Path) -> None:
     zero = edit_video(
-        input_path=face_clip, emotion="angry", intensity=0.0, output_path=tmp_path / "zero.mp4"
+        keep_speech=False,
+        input_path=face_clip,
+        emotion="angry",
+        intensity=0.0,
+        output_path=tmp_path / "zero.mp4",
     )
     assert zero.n_edited == 0
     ranged = edit_video(
+        keep_speech=False,
         input_path=face_clip,
         emotion="angry",
         start=0.5,
@@ -507,7 +524,9 @@ def test_portrait_video(tmp_path: Path) -> None:
         "copy",
         str(clip),
     )
-    report = edit_video(input_path=clip, emotion="surprised", output_path=tmp_path / "o.mp4")
+    report = edit_video(
+        keep_speech=False, input_path=clip, emotion="surprised", output_path=tmp_path / "o.mp4"
+    )
     a, b = probe(clip), probe(report.output)
     assert (b.width, b.height, b.n_frames) == (480, 908, a.n_frames)
     assert report.n_edited >= 0.9 * report.n_frames
@@ -516,12 +535,15 @@ def test_portrait_video(tmp_path: Path) -> None:
 
 def test_mixture_and_timeline_specs(face_clip: Path, tmp_path: Path) -> None:
     mix = edit_video(
-        input_path=face_clip, emotion="happy:0.6+surprised:0.4", output_path=tmp_path / "mix.mp4"
+        keep_speech=False,
+        input_path=face_clip,
+        emotion="happy:0.6+surprised:0.4",
+        output_path=tmp_path / "mix.mp4",
     )
     assert mix.n_edited >= 0.9 * mix.n_frames
     clip = tmp_path / "speaker.mp4"
     clip.write_bytes(face_clip.read_bytes())
-    timeline = edit_video(input_path=clip, emotion="0-1:happy,1-:sad")
+    timeline = edit_video(keep_speech=False, input_path=clip, emotion="0-1:happy,1-:sad")
     assert timeline.output == tmp_path / "speaker.timeline.mp4"
     assert timeline.n_edited >= 0.9 * timeline.n_frames
     a, b = frames_of(mix.output), frames_of(timeline.output)
@@ -534,10 +556,15 @@ def test_a_timeline_segment_past_the_end_is_named_and_not_played(
     face_clip: Path, tmp_path: Path
 ) -> None:
     report = edit_video(
-        input_path=face_clip, emotion="0-1:happy,7-:sad", output_path=tmp_path / "a.mp4"
+        keep_speech=False,
+        input_path=face_clip,
+        emotion="0-1:happy,7-:sad",
+        output_path=tmp_path / "a.mp4",
     )
     assert any("the timeline's 7- starts past the end of the video" in n for n in report.notes)
-    alone = edit_video(input_path=face_clip, emotion="0-1:happy", output_path=tmp_path / "b.mp4")
+    alone = edit_video(
+        keep_speech=False, input_path=face_clip, emotion="0-1:happy", output_path=tmp_path / "b.mp4"
+    )
     assert report.n_edited == alone.n_edited > 0
     assert all(
         np.array_equal(a, b)
@@ -693,7 +720,9 @@ def test_a_subtitle_the_output_cannot_hold_is_named(
         return dataclasses.replace(info, subtitles=(*info.subtitles, "hdmv_pgs_subtitle"))
 
     monkeypatch.setattr(pipeline, "probe", with_pictures)
-    report = edit_video(input_path=src, emotion="sad", output_path=tmp_path / "o.mp4")
+    report = edit_video(
+        keep_speech=False, input_path=src, emotion="sad", output_path=tmp_path / "o.mp4"
+    )
     assert (
         "a subtitle stream (hdmv_pgs_subtitle) cannot be written to .mp4 and was left out: "
         "write .mkv to keep it"

@@ -566,7 +566,12 @@ def test_spfem_edit_keeps_the_rims_of_glasses_still(tmp_path: Path) -> None:
     clip = SHARED_CLIPS / "expr_d19.mp4"
     out = tmp_path / "surprised.mp4"
     report = edit_video(
-        input_path=clip, emotion="surprised", output_path=out, end=2.0, device="cpu"
+        input_path=clip,
+        emotion="surprised",
+        output_path=out,
+        end=2.0,
+        device="cpu",
+        keep_speech=False,
     )
     assert any(note.startswith("glasses found") for note in report.notes)
     info = probe(clip)

@@ -138,12 +138,16 @@ def test_sunglasses_are_kept_still_while_the_brows_rise(
         moved = np.abs(np.array(frames_of(output)).astype(np.int16) - source).max(axis=-1)
         return float(np.percentile(moved[core], 99)), float(moved[around].mean())
 
-    report = edit_video(input_path=clip, emotion="surprised", output_path=tmp_path / "kept.mp4")
+    report = edit_video(
+        input_path=clip, emotion="surprised", output_path=tmp_path / "kept.mp4", keep_speech=False
+    )
     assert any(n.startswith("dark glasses found") for n in report.notes)
     on_glasses, beside = change(report.output)
     # Measured 10 (the encoder's noise on the rims' edges), and 5.5 beside them.
     assert on_glasses < 16 and beside > 3
     monkeypatch.setattr(LensFinder, "found", lambda self: False)
-    warped = edit_video(input_path=clip, emotion="surprised", output_path=tmp_path / "bent.mp4")
+    warped = edit_video(
+        input_path=clip, emotion="surprised", output_path=tmp_path / "bent.mp4", keep_speech=False
+    )
     # Measured 53.
     assert change(warped.output)[0] > 40
