@@ -31,19 +31,34 @@ OPENING_PAIRS = ((82, 13, 312), (87, 14, 317))
 
 
 def _detect_all(
-    frames: Iterable[np.ndarray], *, on_frame: Callable[[], None] | None = None
+    frames: Iterable[np.ndarray],
+    *,
+    on_frame: Callable[[], None] | None = None,
+    into: np.ndarray | None = None,
 ) -> np.ndarray:
     """Landmarks of the largest face in each frame, tracked in video mode: (T, 478, 2) pixels,
-    NaN rows without a face. on_frame is called after each frame (a progress bar)."""
+    NaN rows without a face. on_frame is called after each frame (a progress bar). into: an
+    array (N, 478, 2) to fill, whose first T rows are returned (frames past N are not read):
+    a memory-mapped file keeps a long video's landmarks out of memory (3.8 KB a frame)."""
     rows: list[np.ndarray] = []
+    count = 0
     with LandmarkTracker() as tracker:
         for frame in frames:
+            if into is not None and count == len(into):
+                break
             det = tracker.detect(frame)
-            rows.append(
+            found = (
                 det.landmarks if det is not None else np.full((N_LANDMARKS, 2), np.nan, np.float32)
             )
+            if into is None:
+                rows.append(found)
+            else:
+                into[count] = found
+            count += 1
             if on_frame is not None:
                 on_frame()
+    if into is not None:
+        return into[:count]
     return np.stack(rows) if rows else np.zeros((0, N_LANDMARKS, 2), np.float32)
 
 
@@ -52,11 +67,12 @@ def video_landmarks(
     *,
     max_frames: int | None = None,
     on_frame: Callable[[], None] | None = None,
+    into: np.ndarray | None = None,
 ) -> np.ndarray:
     """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face.
-    on_frame is called after each frame."""
+    on_frame is called after each frame; into: an array to fill (`_detect_all`)."""
     with FrameReader(probe(path)) as reader:
-        return _detect_all(itertools.islice(reader, max_frames), on_frame=on_frame)
+        return _detect_all(itertools.islice(reader, max_frames), on_frame=on_frame, into=into)
 
 
 # The output shown around the lips when the mouth is measured on its own (`mouth_window`),
@@ -125,6 +141,7 @@ def window_landmarks(
     input_lm: np.ndarray,
     window: str,
     on_frame: Callable[[], None] | None = None,
+    into: np.ndarray | None = None,
 ) -> np.ndarray:
     """Landmarks (T, 478, 2) pixels found on each input frame with one region of the output
     pasted in (`WINDOWS`: around the lips, or along the face outline); NaN without a face.
@@ -133,7 +150,7 @@ def window_landmarks(
     lips and the outline even when not one pixel there changed (scripts/measure_expressions.py
     shows it with an edit of the eyes and brows alone). Showing it the output's region in the
     input's face measures what an edit did to that region by itself. on_frame is called after
-    each frame."""
+    each frame; into: an array to fill (`_detect_all`)."""
     contour, inside = WINDOWS[window]
 
     def composites(ra: FrameReader, rb: FrameReader) -> Iterator[np.ndarray]:
@@ -148,7 +165,7 @@ def window_landmarks(
             yield fa
 
     with FrameReader(probe(input_path)) as ra, FrameReader(probe(output_path)) as rb:
-        return _detect_all(composites(ra, rb), on_frame=on_frame)
+        return _detect_all(composites(ra, rb), on_frame=on_frame, into=into)
 
 
 def _iod(lm: np.ndarray) -> np.ndarray:
@@ -176,9 +193,14 @@ def corner_lift(lm: np.ndarray) -> np.ndarray:
 def jitter(lm: np.ndarray, *, indices: Iterable[int] | None = None) -> float:
     """Mean frame-to-frame landmark motion (IOD units per frame) over consecutive frames that
     both have a face; `indices` restricts it to some landmarks."""
+    return float(np.nanmean(_steps(lm, indices=indices)))
+
+
+def _steps(lm: np.ndarray, *, indices: Iterable[int] | None = None) -> np.ndarray:
+    """(T-1,) mean motion of the landmarks (T, 478, 2) pixels from each frame to the next,
+    IOD units; NaN where either frame has no face."""
     pts = lm if indices is None else lm[:, list(indices)]
-    step = np.linalg.norm(np.diff(pts, axis=0), axis=-1).mean(axis=-1) / _iod(lm[1:])
-    return float(np.nanmean(step))
+    return np.linalg.norm(np.diff(pts, axis=0), axis=-1).mean(axis=-1) / _iod(lm[1:])
 
 
 @dataclass(frozen=True)
@@ -194,28 +216,48 @@ class SpeechReport:
     frames: int
 
 
+# Frames of landmarks `compare_speech` reads at a time (7.6 KB each as float64).
+SPEECH_CHUNK = 1024
+
+
 def compare_speech(input_lm: np.ndarray, output_lm: np.ndarray) -> SpeechReport:
-    """input_lm, output_lm: (T, 478, 2) pixels from `video_landmarks`."""
+    """input_lm, output_lm: (T, 478, 2) pixels from `video_landmarks` (memory-mapped files
+    too: they are read `SPEECH_CHUNK` frames at a time, so memory stays flat)."""
     n = min(len(input_lm), len(output_lm))
-    a, b = input_lm[:n].astype(np.float64), output_lm[:n].astype(np.float64)
-    both = ~(np.isnan(a).any(axis=(1, 2)) | np.isnan(b).any(axis=(1, 2)))
     inner = list(mesh.LIPS_INNER)
-    err = np.linalg.norm(a[both][:, inner] - b[both][:, inner], axis=-1).mean(axis=1)
-    err = err / _iod(a[both])
-    # Both openings are scaled by the input's eyes: an edit that widens the eyes must not
-    # register as a change of the mouth.
-    iod_a = _iod(a[both])
-    oa, ob = mouth_opening(a[both], iod=iod_a), mouth_opening(b[both], iod=iod_a)
-    corr = float(np.corrcoef(oa, ob)[0, 1]) if both.sum() > 2 and oa.std() > 0 else float("nan")
-    a_j, b_j = a.copy(), b.copy()
-    a_j[~both] = np.nan
-    b_j[~both] = np.nan
+    errs, open_a, open_b, steps_a, steps_b = [], [], [], [], []
+    for start in range(0, n, SPEECH_CHUNK):
+        # From the frame before the chunk, for the motion into its first frame.
+        lo, end = max(0, start - 1), min(n, start + SPEECH_CHUNK)
+        a, b = input_lm[lo:end].astype(np.float64), output_lm[lo:end].astype(np.float64)
+        both = ~(np.isnan(a).any(axis=(1, 2)) | np.isnan(b).any(axis=(1, 2)))
+        a[~both] = np.nan
+        b[~both] = np.nan
+        steps_a.append(_steps(a))
+        steps_b.append(_steps(b))
+        keep = both[start - lo :]
+        ca, cb = a[start - lo :][keep], b[start - lo :][keep]
+        # Both openings are scaled by the input's eyes: an edit that widens the eyes must
+        # not register as a change of the mouth.
+        iod = _iod(ca)
+        errs.append(np.linalg.norm(ca[:, inner] - cb[:, inner], axis=-1).mean(axis=1) / iod)
+        open_a.append(mouth_opening(ca, iod=iod))
+        open_b.append(mouth_opening(cb, iod=iod))
+    err = np.concatenate(errs) if errs else np.zeros(0)
+    oa = np.concatenate(open_a) if open_a else np.zeros(0)
+    ob = np.concatenate(open_b) if open_b else np.zeros(0)
+    corr = float(np.corrcoef(oa, ob)[0, 1]) if err.size > 2 and oa.std() > 0 else float("nan")
+
+    def mean_step(steps: list[np.ndarray]) -> float:
+        joined = np.concatenate(steps) if steps else np.zeros(0)
+        return float(np.nanmean(joined)) if np.isfinite(joined).any() else float("nan")
+
     return SpeechReport(
         inner_lip_error=float(err.mean()) if err.size else float("nan"),
         opening_corr=corr,
-        jitter_in=jitter(a_j),
-        jitter_out=jitter(b_j),
-        frames=int(both.sum()),
+        jitter_in=mean_step(steps_a),
+        jitter_out=mean_step(steps_b),
+        frames=int(err.size),
     )
 
 

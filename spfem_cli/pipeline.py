@@ -771,12 +771,14 @@ MOUTH_EMOTIONS = ("happy", "contempt", "disgusted")
 class Rendered:
     """What `render_edit` made: n_edited, the frames edited; notes, what was measured;
     mouth_scale, the factor on the mouth AUs' changes of the edit at the output (1: as
-    asked; `KEEP_SPEECH_SCALES`); check, that edit's speech as measured (None: not measured)."""
+    asked; `KEEP_SPEECH_SCALES`); check, that edit's speech as measured (None: not measured);
+    measuring_s: the seconds spent measuring, all tries together."""
 
     n_edited: int
     notes: list[str]
     mouth_scale: float = 1.0
     check: SpeechCheck | None = None
+    measuring_s: float = 0.0
 
 
 def render_edit(
@@ -806,6 +808,7 @@ def render_edit(
     target = workdir / f"speech-try{output.suffix}" if keep_speech else output
     n_edited, notes = 0, []
     found = None
+    measuring_s = 0.0
     for k, scale in enumerate(scales):
         n_edited = render_video(
             analysis,
@@ -823,6 +826,7 @@ def render_edit(
         # Imported here: speech_check measures with evaluate, which builds on this module.
         from spfem_cli.speech_check import check_speech
 
+        t0 = time.perf_counter()
         try:
             found = check_speech(
                 before=input_path,
@@ -830,6 +834,7 @@ def render_edit(
                 reporter=reporter,
                 input_lm=None if found is None else found.input_lm,
                 whole=False,
+                workdir=workdir,
             )
         except SpfemError as exc:
             # The edit was made; only its measurement could not be (a face FaceMesh finds
@@ -837,6 +842,8 @@ def render_edit(
             notes.append(f"the speech was not measured: {exc}")
             found = None
             break
+        finally:
+            measuring_s += time.perf_counter() - t0
         said = found.lines()[0] + _corners_said(scale)
         if found.kept:
             notes.append(said)
@@ -846,7 +853,9 @@ def render_edit(
     if target != output:
         with atomic_output(output) as final_tmp:
             shutil.copyfile(target, final_tmp)
-    return Rendered(n_edited=n_edited, notes=notes, mouth_scale=scale, check=found)
+    return Rendered(
+        n_edited=n_edited, notes=notes, mouth_scale=scale, check=found, measuring_s=measuring_s
+    )
 
 
 def _corners_said(scale: float) -> str:
@@ -1101,7 +1110,9 @@ def edit_video(
         )
         n_edited = rendered.n_edited
         notes += rendered.notes
-        seconds["edit+encode+mux"] = time.perf_counter() - t0
+        seconds["edit+encode+mux"] = time.perf_counter() - t0 - rendered.measuring_s
+        if rendered.check is not None or rendered.measuring_s:
+            seconds["speech check"] = rendered.measuring_s
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     left_out = [note] if (note := left_out_note(info=info, output=out)) else []
     return EditReport(

@@ -13,19 +13,22 @@ nothing read off the input predicts whose; an edit's own clip tells.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.evaluate import (
+    SPEECH_CHUNK,
     SpeechReport,
     compare_speech,
     mouth_opening,
     video_landmarks,
     window_landmarks,
 )
+from spfem_cli.face.mesh import N_LANDMARKS
 from spfem_cli.media import FrameReader, VideoInfo, probe
 from spfem_cli.progress import Reporter, SilentReporter
 
@@ -101,6 +104,13 @@ class SpeechCheck:
         return out
 
 
+def _opening_spread(lm: np.ndarray) -> float:
+    """The standard deviation over the clip of the mouth's opening (IOD) of landmarks
+    (T, 478, 2) pixels, read a chunk at a time (`SPEECH_CHUNK`)."""
+    parts = [mouth_opening(lm[s : s + SPEECH_CHUNK]) for s in range(0, len(lm), SPEECH_CHUNK)]
+    return float(np.nanstd(np.concatenate(parts))) if parts else float("nan")
+
+
 def _frames_of(info: VideoInfo) -> tuple[int, int, int]:
     """(frames, width, height) as spfem decodes the video (resampled, square pixels)."""
     reader = FrameReader(info)
@@ -114,11 +124,15 @@ def check_speech(
     reporter: Reporter | None = None,
     input_lm: np.ndarray | None = None,
     whole: bool = True,
+    workdir: Path | None = None,
 ) -> SpeechCheck:
     """Measure whether `after`, an edit of the video `before`, kept its speech (`SpeechCheck`).
     input_lm: `before`'s landmarks when already found (`SpeechCheck.input_lm` of an earlier
     check of it), else they are found here; whole: also measure the edited frames as they are
-    (`SpeechCheck.whole`; a FaceMesh pass more, which the verdict does not use).
+    (`SpeechCheck.whole`; a FaceMesh pass more, which the verdict does not use); workdir: a
+    folder for the landmarks' memory-mapped files (`speech-*.npy`, overwritten by the next
+    check there), so that memory stays flat however long the videos; None: a temporary one,
+    removed before returning, and `SpeechCheck.input_lm` is then left empty.
 
     Raises SpfemError for missing or unreadable files, photos, two videos that cannot be an
     edit and its input (other frame counts, sizes or rates), and videos without a face."""
@@ -134,18 +148,53 @@ def check_speech(
             f"{float(second.fps):g} fps against {na} of {wa}x{ha} at {float(first.fps):g}; "
             "spfem check compares an edit with the video it was made from"
         )
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="spfem-check-") as tmp:
+            found = _measure(
+                before, after, n=shape_a[0], reporter=reporter, input_lm=input_lm, whole=whole,
+                workdir=Path(tmp),
+            )  # fmt: skip
+            return replace(found, input_lm=np.zeros(0))
+    return _measure(
+        before, after, n=shape_a[0], reporter=reporter, input_lm=input_lm, whole=whole,
+        workdir=workdir,
+    )  # fmt: skip
+
+
+def _measure(
+    before: Path,
+    after: Path,
+    *,
+    n: int,
+    reporter: Reporter | None,
+    input_lm: np.ndarray | None,
+    whole: bool,
+    workdir: Path,
+) -> SpeechCheck:
+    """`check_speech` of two videos of n frames found to be an edit and its input, the
+    landmarks in memory-mapped files in workdir."""
     rep = reporter or SilentReporter()
+
+    def rows(name: str) -> np.ndarray:
+        return np.lib.format.open_memmap(
+            workdir / f"speech-{name}.npy", mode="w+", dtype=np.float32, shape=(n, N_LANDMARKS, 2)
+        )
+
     lm_in = input_lm
     if lm_in is None:
-        with rep.stage("Finding the lips: input", shape_a[0]) as adv:
-            lm_in = video_landmarks(before, on_frame=adv)
+        with rep.stage("Finding the lips: input", n) as adv:
+            lm_in = video_landmarks(before, on_frame=adv, into=rows("input"))
     lm_out = None
     if whole:
-        with rep.stage("Finding the lips: edit", shape_a[0]) as adv:
-            lm_out = video_landmarks(after, on_frame=adv)
-    with rep.stage("Finding the lips: the edit's mouth alone", shape_a[0]) as adv:
-        lm_mouth = window_landmarks(before, after, input_lm=lm_in, window="mouth", on_frame=adv)
-    both = int((~np.isnan(lm_in).any(axis=(1, 2)) & ~np.isnan(lm_mouth).any(axis=(1, 2))).sum())
+        with rep.stage("Finding the lips: edit", n) as adv:
+            lm_out = video_landmarks(after, on_frame=adv, into=rows("edit"))
+    with rep.stage("Finding the lips: the edit's mouth alone", n) as adv:
+        lm_mouth = window_landmarks(
+            before, after, input_lm=lm_in, window="mouth", on_frame=adv, into=rows("mouth")
+        )
+    # A frame's landmarks are all found or all NaN: one coordinate tells, and reads the
+    # memory-mapped files without loading them whole.
+    both = int((~np.isnan(lm_in[:, 0, 0]) & ~np.isnan(lm_mouth[:, 0, 0])).sum())
     if both < 3:
         raise SpfemError(
             f"FaceMesh found a face on {both} frames of both videos: too few to measure"
@@ -153,6 +202,6 @@ def check_speech(
     return SpeechCheck(
         mouth=compare_speech(lm_in, lm_mouth),
         whole=None if lm_out is None else compare_speech(lm_in, lm_out),
-        opening_spread=float(np.nanstd(mouth_opening(lm_in))),
+        opening_spread=_opening_spread(lm_in),
         input_lm=lm_in,
     )

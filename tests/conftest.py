@@ -315,7 +315,13 @@ def held_then_calm_neutral(
     def neutral(rest: str | None) -> Path:
         if rest not in made:
             out = folder / f"neutral_{len(made)}.mp4"
-            edit_video(input_path=held_then_calm, output_path=out, emotion="neutral", rest=rest)
+            edit_video(
+                input_path=held_then_calm,
+                output_path=out,
+                emotion="neutral",
+                rest=rest,
+                keep_speech=False,
+            )
             made[rest] = out
         return made[rest]
 

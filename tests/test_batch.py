@@ -63,6 +63,11 @@ def speaker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+# The batch's own machinery measured without the speech's measuring, which would double the
+# time of each edit of a face (natural mode's default; tests/test_speech_check.py tests it).
+UNMEASURED = EditOptions(keep_speech=False)
+
+
 def by_key(records: list[Record]) -> dict[tuple[str, str], Record]:
     return {(r.input, r.emotion): r for r in records}
 
@@ -207,7 +212,9 @@ def test_mixed_folder_records_failures_resumes_and_overwrites(
     (folder / "readme.txt").write_text("not matched")
     out = tmp_path / "out"
 
-    summary = run_batch(in_dir=folder, out_dir=out, emotions=["happy"], recursive=True)
+    summary = run_batch(
+        in_dir=folder, out_dir=out, emotions=["happy"], recursive=True, options=UNMEASURED
+    )
     records = by_key(summary.records)
     assert set(records) == {
         (name, "happy")
@@ -243,7 +250,9 @@ def test_mixed_folder_records_failures_resumes_and_overwrites(
     # A re-run skips what is done (outputs untouched) and tries the failures again.
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")}
     t0 = time.perf_counter()
-    again = run_batch(in_dir=folder, out_dir=out, emotions=["happy"], recursive=True)
+    again = run_batch(
+        in_dir=folder, out_dir=out, emotions=["happy"], recursive=True, options=UNMEASURED
+    )
     assert time.perf_counter() - t0 < 5
     assert again.n_done == 0 and again.n_skipped == 3 and again.n_failed == 5
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")} == mtimes
@@ -252,7 +261,14 @@ def test_mixed_folder_records_failures_resumes_and_overwrites(
     assert len(read_report(out / REPORT_NAME)) == 16
 
     # --overwrite redoes the finished ones.
-    redo = run_batch(in_dir=folder, out_dir=out, emotions=["happy"], recursive=True, overwrite=True)
+    redo = run_batch(
+        in_dir=folder,
+        out_dir=out,
+        emotions=["happy"],
+        recursive=True,
+        overwrite=True,
+        options=UNMEASURED,
+    )
     assert redo.n_done == 3 and redo.n_skipped == 0
     assert all(p.stat().st_mtime_ns != mtimes[p] for p in mtimes)
 
@@ -274,7 +290,9 @@ def test_several_emotions_share_one_tracking_pass_and_equal_edit_video(
 
     monkeypatch.setattr(pipeline, "analyse_video", counting)
     emotions = ["happy", "sad", "happy:0.6+surprised:0.4", "Happy"]
-    summary = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions)
+    summary = run_batch(
+        in_dir=folder, out_dir=tmp_path / "out", emotions=emotions, options=UNMEASURED
+    )
     assert calls["n"] == 1  # one tracking pass; "Happy" is "happy" spelled otherwise
     assert sorted(r.output for r in summary.records) == [
         "talk.happy.mp4", "talk.happy0_6+surprised0_4.mp4", "talk.sad.mp4",
@@ -282,7 +300,10 @@ def test_several_emotions_share_one_tracking_pass_and_equal_edit_video(
     assert summary.ok and summary.n_done == 3
     # The shared path gives what `spfem edit` gives, frame for frame.
     alone = pipeline.edit_video(
-        input_path=folder / "talk.mp4", emotion="happy", output_path=tmp_path / "alone.mp4"
+        input_path=folder / "talk.mp4",
+        emotion="happy",
+        output_path=tmp_path / "alone.mp4",
+        keep_speech=False,
     )
     record = by_key(summary.records)[("talk.mp4", "happy")]
     assert (record.frames, record.edited, list(record.notes)) == (
@@ -334,7 +355,7 @@ def test_a_calm_face_is_used_as_spfem_edit_uses_it(
     calm = tmp_path / "calm.png"
     iio.imwrite(calm, frames_of(held_then_calm)[-1])  # her calm face: frame 145 of expr_d10
     assert CALM_FRAMES[1] - 1 == 145
-    options = EditOptions(rest=str(calm))
+    options = EditOptions(rest=str(calm), keep_speech=False)
     summary = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions, options=options)
     assert summary.ok and summary.records[0].options["rest"] == str(calm)
     # One photo: its lids are not taken as her usual ones, and the record says so.
@@ -342,12 +363,20 @@ def test_a_calm_face_is_used_as_spfem_edit_uses_it(
     assert all(any(one_frame in n for n in r.notes) for r in summary.records)
     made = tmp_path / "out" / "talk.neutral.mp4"
     given = tmp_path / "given.mp4"
-    edit_video(input_path=folder / "talk.mp4", emotion="neutral", output_path=given, rest=calm)
+    edit_video(
+        input_path=folder / "talk.mp4",
+        emotion="neutral",
+        output_path=given,
+        rest=calm,
+        keep_speech=False,
+    )
     assert _largest_difference(made, given) <= 1
     assert _largest_difference(made, held_then_calm_neutral(None)) > 20
     again = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions, options=options)
     assert again.n_skipped == len(emotions)
-    without = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions)
+    without = run_batch(
+        in_dir=folder, out_dir=tmp_path / "out", emotions=emotions, options=UNMEASURED
+    )
     assert not without.ok and "--overwrite" in without.records[0].reason
 
 
@@ -377,7 +406,7 @@ def test_a_calm_face_file_is_read_once_for_the_whole_batch(
         return real(rest, video=video)
 
     monkeypatch.setattr(pipeline, "read_rest_face", counted)
-    options = EditOptions(rest=str(calm))
+    options = EditOptions(rest=str(calm), keep_speech=False)
     summary = run_batch(in_dir=folder, out_dir=tmp_path / "out", emotions=emotions, options=options)
     assert summary.ok and len(summary.records) == 3 * len(emotions)
     assert reads == [str(calm)]
@@ -392,7 +421,7 @@ def test_a_calm_time_range_is_read_from_each_video(
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(held_then_calm, folder / "talk.mp4")
-    options = EditOptions(rest="1.5-1.7")
+    options = EditOptions(rest="1.5-1.7", keep_speech=False)
     out = tmp_path / "out"
     summary = run_batch(in_dir=folder, out_dir=out, emotions=["neutral"], options=options)
     assert summary.ok and summary.records[0].options["rest"] == "1.5-1.7"
@@ -400,7 +429,10 @@ def test_a_calm_time_range_is_read_from_each_video(
     assert _largest_difference(made, held_then_calm_neutral("1.5-1.7")) <= 1
     assert _largest_difference(made, held_then_calm_neutral(None)) > 20
     late = run_batch(
-        in_dir=folder, out_dir=tmp_path / "late", emotions=["sad"], options=EditOptions(rest="3-4")
+        in_dir=folder,
+        out_dir=tmp_path / "late",
+        emotions=["sad"],
+        options=EditOptions(rest="3-4", keep_speech=False),
     )
     assert not late.ok and "past the end of" in late.records[0].reason
 
@@ -667,7 +699,13 @@ def small_folder(speaker: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture(scope="module")
 def serial_records(small_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
     out = tmp_path_factory.mktemp("serial") / "out"
-    summary = run_batch(in_dir=small_folder, out_dir=out, emotions=["happy", "sad"], recursive=True)
+    summary = run_batch(
+        in_dir=small_folder,
+        out_dir=out,
+        emotions=["happy", "sad"],
+        recursive=True,
+        options=UNMEASURED,
+    )
     assert summary.n_done == 6 and summary.n_failed == 2
     return summary.records
 
@@ -681,6 +719,7 @@ def test_two_workers_give_the_same_results(
         emotions=["happy", "sad"],
         recursive=True,
         workers=2,
+        options=UNMEASURED,
     )
     assert comparable(summary.records) == comparable(serial_records)
     assert comparable(read_report(tmp_path / "out" / REPORT_NAME)) == comparable(serial_records)
@@ -860,6 +899,7 @@ def test_ray_executor_gives_the_same_report_and_resumes(
         "emotions": ["happy", "sad"],
         "recursive": True,
         "executor": "ray",
+        "options": UNMEASURED,
     }
     summary = run_batch(**kwargs)
     assert comparable(summary.records) == comparable(serial_records)

@@ -56,6 +56,31 @@ def test_outline_window_follows_the_face_oval_only() -> None:
     assert np.all(on[list(mesh.NOSE + mesh.LIPS_OUTER + mesh.RIGHT_EYE + mesh.LEFT_EYE)] == 0.0)
 
 
+def test_speech_is_compared_a_chunk_at_a_time_as_in_one_pass(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`compare_speech` reads memory-mapped landmarks a chunk at a time (memory flat in the
+    video's length): chunks of 100 frames give what one chunk gives, frames without a face in
+    either video and at the chunks' seams included, and a frame without a face counts in
+    neither the error nor the motion."""
+    rng = np.random.default_rng(0)
+    face = rng.normal(size=(478, 2)) * 50 + 200
+    lm_in = np.lib.format.open_memmap(
+        tmp_path / "in.npy", mode="w+", dtype=np.float32, shape=(450, 478, 2)
+    )
+    lm_in[:] = face + rng.normal(size=(450, 478, 2))
+    lm_out = lm_in + rng.normal(size=(450, 478, 2)).astype(np.float32) * 0.5
+    lm_in[[5, 99, 100, 300]] = np.nan
+    lm_out[[7, 101, 449]] = np.nan
+    whole = compare_speech(lm_in, lm_out)
+    monkeypatch.setattr("spfem_cli.evaluate.SPEECH_CHUNK", 100)
+    chunked = compare_speech(lm_in, lm_out)
+    assert whole.frames == chunked.frames == 450 - 7
+    for field in ("inner_lip_error", "opening_corr", "jitter_in", "jitter_out"):
+        assert getattr(chunked, field) == pytest.approx(getattr(whole, field), rel=1e-12)
+    assert 0 < whole.inner_lip_error < 0.05 and np.isfinite(whole.jitter_in)
+
+
 def test_brow_and_lid_edit_leaves_every_mouth_pixel_as_it_was(
     clips_dir: Path, tmp_path: Path
 ) -> None:
