@@ -105,7 +105,7 @@ KeepSpeechOption = Annotated[
     typer.Option(
         "--keep-speech/--no-keep-speech",
         help="Measure each edit's speech as `spfem check` does and, where it changed, edit "
-        "again with the lip corners moving half as far, then held. Default: on with "
+        "again with the lip corners moving half as far, a quarter, then held. Default: on with "
         "--mouth natural (videos only); --no-keep-speech saves the measuring's time.",
         show_default=False,
     ),
