@@ -18,7 +18,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.mesh import FaceFrame
 from spfem_cli.generator.expression import ExpressionModel
-from spfem_cli.generator.generator import FaceGenerator, build_generator
+from spfem_cli.generator.generator import EXPRESSIVE_MOUTH_AUS, FaceGenerator, build_generator
 from spfem_cli.generator.shading import ShadingModel, template_offsets
 from tests.conftest import tracked_frame
 from tests.painted import SKIN_RGB, pixels_in_face_frame
@@ -645,6 +645,36 @@ def test_the_folds_deepen_on_a_real_face(
     )
     lips = pixels_in_polygon(q, (pts + disp)[list(mesh.LIPS_OUTER)])
     assert np.array_equal(shaded.reshape(-1, 3)[lips], plain.reshape(-1, 3)[lips])
+
+
+def test_lip_corners_held_for_the_speech_keep_the_smiles_folds(clips_dir: Path) -> None:
+    """`mouth_scale` (`pipeline.render_edit`'s tries to keep the speech) scales how far the
+    mouth AUs move the face, not their shading: with the corners held (0) the warp is the
+    one of the smile without its mouth AUs, pixel for pixel, and the folds beside the lip
+    corners are still drawn, darker than that edit leaves them."""
+    model = ExpressionModel.load()
+    frame, face, pts = tracked_frame(clips_dir / "speech_obama_450x450.mp4", 100)
+    delta = model.emotion_vector("happy").double().numpy()
+    mouthless = np.where([n in EXPRESSIVE_MOUTH_AUS for n in model.au_names], 0.0, delta)
+    kw = {"face": face, "points": pts}
+    plain = FaceGenerator(model=model, device=CPU)
+    assert np.array_equal(
+        plain.edit_frame(frame, delta=delta, mouth_scale=0.0, **kw),
+        plain.edit_frame(frame, delta=mouthless, **kw),
+    )
+    shaded = build_generator(model=model, device=CPU, kind="warp")
+    held = shaded.edit_frame(frame, delta=delta, mouth_scale=0.0, **kw).astype(float).mean(-1)
+    bare = shaded.edit_frame(frame, delta=mouthless, **kw).astype(float).mean(-1)
+    shading = ShadingModel.load()
+    q = pixels_in_face_frame(face, frame.shape[:2])
+    near = np.flatnonzero(
+        np.linalg.norm(q[:, None] - pts[None, list(mesh.LIP_CORNERS)], axis=-1).min(axis=1) < 0.4
+    )
+    to_template = on_the_template(shading, q[near], points=pts)
+    for side in (0, 1):
+        band = near[fold_band(shading, to_template, side=side, unit=SMILE)]
+        ratio = float(np.mean(held.reshape(-1)[band] / np.maximum(bare.reshape(-1)[band], 1)))
+        assert ratio < 0.98, (side, ratio)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -293,6 +294,7 @@ class FaceGenerator:
         # (K,) the factor on each AU's change in this mouth mode, the same for every frame.
         self.gain = mouth_gain(model.au_names, mode=mouth)
         self._one_sided = model.one_sided.numpy()
+        self._mouth = np.array([name in EXPRESSIVE_MOUTH_AUS for name in model.au_names])
         self.warper = Warper(device=device, config=warp)
         self.refiner = refiner.to(device).eval() if refiner is not None else None
         self.shading = shading
@@ -329,6 +331,7 @@ class FaceGenerator:
         lenses: bool = False,
         present: np.ndarray | None = None,
         side: Side = "right",
+        mouth_scale: float = 1.0,
     ) -> np.ndarray:
         """frame: (H, W, 3) uint8 RGB; face: its face frame; points: (478, 2) landmarks in
         the face frame (IOD); delta: (K,) AU activation change; rims: the glasses the face
@@ -342,8 +345,11 @@ class FaceGenerator:
         lifted too, where it takes a squint or a smile's narrowed eyes off, the lines under
         and beside the eyes, and where it lowers raised brows, the forehead's lines
         (`creases`); side: the subject's side that plays the
-        one-sided units (`ExpressionModel.one_sided`: contempt's sneer). Returns the edited
-        frame."""
+        one-sided units (`ExpressionModel.one_sided`: contempt's sneer); mouth_scale: a factor
+        on how far the mouth AUs (`EXPRESSIVE_MOUTH_AUS`) move the face, while the shading
+        (a smile's folds) is drawn as delta asks (`pipeline.render_edit`: the lip corners
+        moving less keep the speech; the folds do not change how FaceMesh reads the lips).
+        Returns the edited frame."""
         if not np.any(delta):
             return frame
         layer = None
@@ -355,14 +361,19 @@ class FaceGenerator:
                 traced=rims if isinstance(rims, Traced) else rims.trace(frame, face),
                 eyes=(points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
             )
-        if layer is None:
-            return self._edit(
-                frame, face=face, points=points, delta=delta, present=present, side=side
-            )
-        painted = layer.paint_out(frame)
-        edited = self._edit(
-            painted, face=face, points=points, delta=delta, present=present, side=side
+        edit = functools.partial(
+            self._edit,
+            face=face,
+            points=points,
+            delta=delta,
+            present=present,
+            side=side,
+            mouth_scale=mouth_scale,
         )
+        if layer is None:
+            return edit(frame)
+        painted = layer.paint_out(frame)
+        edited = edit(painted)
         return layer.put_back(edited, original=frame, painted=painted)
 
     def _edit(
@@ -374,15 +385,17 @@ class FaceGenerator:
         delta: np.ndarray,
         present: np.ndarray | None = None,
         side: Side = "right",
+        mouth_scale: float = 1.0,
     ) -> np.ndarray:
-        """The edited frame, by the warp and, when there is one, the refiner; then the
-        creases of what it takes off the expression present (K,) lifted, when that is given;
-        then shaded (the lift comes first, so that it does not take off the folds the
-        shading draws)."""
-        disp, hold = self.sparse(points=points, delta=delta, side=side)
+        """The edited frame, by the warp and, when there is one, the refiner (the mouth AUs'
+        motion times mouth_scale); then the creases of what it takes off the expression
+        present (K,) lifted, when that is given; then shaded as delta asks (the lift comes
+        first, so that it does not take off the folds the shading draws)."""
+        moved = np.where(self._mouth, delta * mouth_scale, delta) if mouth_scale != 1 else delta
+        disp, hold = self.sparse(points=points, delta=moved, side=side)
         # The refiner learned the one-sided units on the right side only (its training zeroes
         # them on mirrored pairs), so on the left it is not told of them.
-        told = delta if side == "right" else np.where(self._one_sided, 0.0, delta)
+        told = moved if side == "right" else np.where(self._one_sided, 0.0, moved)
         out = self._move(frame, face=face, points=points, delta=told, disp=disp, hold=hold)
         asked = delta * self.gain
         if present is not None:
