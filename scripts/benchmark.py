@@ -8,10 +8,12 @@ with the warp alone (with and without the smile's folds shaded in) and with the 
 encode, and the refiner's network by itself in milliseconds per frame on one thread, as
 `spfem edit` runs it beside the encoder; then generate to neutral on a face read as frowning,
 squinting and raising its brows, with the creases those leave lifted and without), of `spfem
-edit` end to end with each generator, and of `ffmpeg -i IN -c:v libx264 (same settings) -c:a
-copy OUT` run in the same session, with the ratio of the two. Then the peak memory (resident
-set size of the Python process and of its largest ffmpeg child) of `spfem edit` on a clip and
-on the same clip looped to 6x its length: flat memory means the two peaks are about equal.
+edit` end to end with each generator (as it edits by default, measuring the speech, whose
+seconds are a stage of their own; and the warp with `--no-keep-speech`), and of `ffmpeg -i IN
+-c:v libx264 (same settings) -c:a copy OUT` run in the same session, with the ratio of the two.
+Then the peak memory (resident set size of the Python process and of its largest ffmpeg child)
+of `spfem edit` on a clip and on the same clip looped to 6x its length: flat memory means the
+two peaks are about equal.
 Last, the generate stage on a face with glasses (expr_d19.mp4, 512x512) to surprise, with its
 rims kept still as `spfem edit` does and without.
 """
@@ -103,8 +105,11 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_edit(src: str, dst: str, device: str, generator: str, refiner: str) -> None:
-    """Run one edit in this process and print its timings and peak memory as JSON."""
+def child_edit(
+    src: str, dst: str, device: str, generator: str, refiner: str, measured: str
+) -> None:
+    """Run one edit in this process and print its timings and peak memory as JSON; measured
+    "1": as `spfem edit` makes it (natural mode measures the speech), "0": --no-keep-speech."""
     from spfem_cli.pipeline import edit_video
 
     t0 = time.perf_counter()
@@ -118,6 +123,7 @@ def child_edit(src: str, dst: str, device: str, generator: str, refiner: str) ->
         overwrite=True,
         crf=CRF,
         preset=PRESET,
+        keep_speech=None if measured == "1" else False,
     )
     total = time.perf_counter() - t0
     print(
@@ -133,9 +139,21 @@ def child_edit(src: str, dst: str, device: str, generator: str, refiner: str) ->
     )
 
 
-def run_edit(src: Path, dst: Path, device: str, generator: str, refiner: str) -> dict:
+def run_edit(
+    src: Path, dst: Path, device: str, generator: str, refiner: str, *, measured: bool = True
+) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(src), str(dst), device, generator, refiner],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            str(src),
+            str(dst),
+            device,
+            generator,
+            refiner,
+            "1" if measured else "0",
+        ],  # fmt: skip
         check=True,
         capture_output=True,
         text=True,
@@ -297,8 +315,8 @@ def glasses_speeds(src: Path, device: str) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 7 and sys.argv[1] == "--child":
-        child_edit(*sys.argv[2:7])
+    if len(sys.argv) == 8 and sys.argv[1] == "--child":
+        child_edit(*sys.argv[2:8])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -330,11 +348,19 @@ def main() -> None:
                 for k, v in speeds.items()
             )
             print(f"[{label}] stages alone: {stages}")
-            for kind in ("warp", "refiner"):
-                edit = run_edit(src, work / f"{label}.{kind}.happy.mp4", args.device, kind, refiner)
+            for kind, measured in (("warp", True), ("warp", False), ("refiner", True)):
+                edit = run_edit(
+                    src,
+                    work / f"{label}.{kind}.happy.mp4",
+                    args.device,
+                    kind,
+                    refiner,
+                    measured=measured,
+                )
                 fps_edit = edit["frames"] / edit["seconds"]
+                flag = "" if measured else " --no-keep-speech"
                 print(
-                    f"[{label}] spfem edit --generator {kind}: {fps_edit:6.1f} fps "
+                    f"[{label}] spfem edit --generator {kind}{flag}: {fps_edit:6.1f} fps "
                     f"({edit['frames']} frames, {edit['seconds']:.2f} s; "
                     + ", ".join(f"{k} {v:.2f} s" for k, v in edit["stages"].items())
                     + f")  ->  spfem/ffmpeg time ratio {edit['seconds'] / base:.2f}x"

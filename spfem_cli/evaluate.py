@@ -81,6 +81,9 @@ def video_landmarks(
 MOUTH_WINDOW = 0.35
 OUTLINE_WINDOW = 0.12
 WINDOW_FEATHER = 0.1
+# The grid (IOD) the windows' distances are found on, interpolated between (`_window_box`):
+# under 50 pixels between the eyes, every pixel.
+WINDOW_STEP = 0.02
 
 
 def _window_box(
@@ -101,10 +104,17 @@ def _window_box(
     box = (slice(y0, y1), slice(x0, x1))
     if x1 == x0 or y1 == y0:
         return box, np.zeros((y1 - y0, x1 - x0), np.float32)
-    gx, gy = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
+    # The distance is found every `step` pixels and interpolated between: it changes by at
+    # most a pixel a pixel, and on a 1080p face every pixel of the box took 48 ms a frame.
+    step = max(1, int(WINDOW_STEP * iod))
+    # From the box's first pixel to past its last, every step pixels.
+    gx, gy = np.meshgrid(np.arange(x0, x1 - 1 + step, step), np.arange(y0, y1 - 1 + step, step))
     pix = torch.from_numpy(np.stack([gx, gy], axis=-1).reshape(-1, 2).astype(np.float64))
     measure = polygon_distance if inside else contour_distance
     d = measure(pix, torch.from_numpy(poly.astype(np.float64))).numpy().reshape(gx.shape) / iod
+    if step > 1:
+        rows, cols = np.mgrid[0 : y1 - y0, 0 : x1 - x0] / step
+        d = map_coordinates(d, [rows, cols], order=1)
     return box, np.clip((reach + WINDOW_FEATHER - d) / WINDOW_FEATHER, 0, 1).astype(np.float32)
 
 
