@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -42,7 +42,6 @@ from spfem_cli.generator.expression import (
     present_expression,
 )
 from spfem_cli.generator.generator import (
-    EXPRESSIVE_MOUTH_AUS,
     MOUTH_MODES,
     FaceGenerator,
     MouthMode,
@@ -809,9 +808,8 @@ def render_edit(
     with the mouth AUs' motion scaled down (`KEEP_SPEECH_SCALES`; their shading, a smile's
     folds, stays) until the speech is kept or the corners are held (only the last try appears
     at `output`, once measured)."""
-    names = editor.expression.au_names
     scales = (1.0,)
-    if keep_speech and np.any(deltas[:, mouth_columns(names)]):
+    if keep_speech and np.any(deltas[:, editor.generator.mouth_units]):
         # An edit that leaves the mouth units be would render the same frames on every try.
         scales = KEEP_SPEECH_SCALES
     # The tries are rendered in the workdir and measured there; only the last reaches output.
@@ -887,11 +885,6 @@ def _corners_said(scale: float) -> str:
 # for the same three tries that held its corners. The smile's folds stay at every try: drawn
 # with the corners held they read 0.987 there (0.993 on Obama).
 KEEP_SPEECH_SCALES = (1.0, 0.5, 0.25, 0.0)
-
-
-def mouth_columns(au_names: Sequence[str]) -> list[int]:
-    """The indices of the mouth AUs (`EXPRESSIVE_MOUTH_AUS`) among au_names."""
-    return [k for k, name in enumerate(au_names) if name in EXPRESSIVE_MOUTH_AUS]
 
 
 def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
@@ -1119,7 +1112,7 @@ def edit_video(
         n_edited = rendered.n_edited
         notes += rendered.notes
         seconds["edit+encode+mux"] = time.perf_counter() - t0 - rendered.measuring_s
-        if rendered.check is not None or rendered.measuring_s:
+        if rendered.measuring_s:
             seconds["speech check"] = rendered.measuring_s
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     left_out = [note] if (note := left_out_note(info=info, output=out)) else []

@@ -13,6 +13,7 @@ nothing read off the input predicts whose; an edit's own clip tells.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -148,17 +149,16 @@ def check_speech(
             f"{float(second.fps):g} fps against {na} of {wa}x{ha} at {float(first.fps):g}; "
             "spfem check compares an edit with the video it was made from"
         )
-    if workdir is None:
-        with tempfile.TemporaryDirectory(prefix="spfem-check-") as tmp:
-            found = _measure(
-                before, after, n=shape_a[0], reporter=reporter, input_lm=input_lm, whole=whole,
-                workdir=Path(tmp),
-            )  # fmt: skip
-            return replace(found, input_lm=np.zeros(0))
-    return _measure(
-        before, after, n=shape_a[0], reporter=reporter, input_lm=input_lm, whole=whole,
-        workdir=workdir,
-    )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        folder = workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="spfem-check-"))
+        )
+        found = _measure(
+            before, after, n=shape_a[0], reporter=reporter, input_lm=input_lm, whole=whole,
+            workdir=folder,
+        )  # fmt: skip
+    # A temporary folder's landmarks are gone with it.
+    return found if workdir is not None else replace(found, input_lm=np.zeros(0))
 
 
 def _measure(

@@ -294,7 +294,8 @@ class FaceGenerator:
         # (K,) the factor on each AU's change in this mouth mode, the same for every frame.
         self.gain = mouth_gain(model.au_names, mode=mouth)
         self._one_sided = model.one_sided.numpy()
-        self._mouth = np.array([name in EXPRESSIVE_MOUTH_AUS for name in model.au_names])
+        # (K,) which AUs are the mouth's (`EXPRESSIVE_MOUTH_AUS`), which mouth_scale scales.
+        self.mouth_units = np.array([name in EXPRESSIVE_MOUTH_AUS for name in model.au_names])
         self.warper = Warper(device=device, config=warp)
         self.refiner = refiner.to(device).eval() if refiner is not None else None
         self.shading = shading
@@ -391,7 +392,7 @@ class FaceGenerator:
         motion times mouth_scale); then the creases of what it takes off the expression
         present (K,) lifted, when that is given; then shaded as delta asks (the lift comes
         first, so that it does not take off the folds the shading draws)."""
-        moved = np.where(self._mouth, delta * mouth_scale, delta) if mouth_scale != 1 else delta
+        moved = np.where(self.mouth_units, delta * mouth_scale, delta)
         disp, hold = self.sparse(points=points, delta=moved, side=side)
         # The refiner learned the one-sided units on the right side only (its training zeroes
         # them on mirrored pairs), so on the left it is not told of them.
