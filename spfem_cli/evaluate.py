@@ -6,8 +6,9 @@ inter-ocular distance (IOD) unless a name says pixels.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Iterator
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,55 +25,73 @@ from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel, lid_he
 from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.generator.warp import contour_distance, iris_radius, polygon_distance
 from spfem_cli.media import FrameReader, probe
-from spfem_cli.pipeline import EXPRESSION_SMOOTHING_S, signed_activations
+from spfem_cli.pipeline import EXPRESSION_SMOOTHING_S, signed_activations, tracking_readers
 
 # Inner-lip points facing each other across the mouth: upper (82, 13, 312), lower (87, 14, 317).
 OPENING_PAIRS = ((82, 13, 312), (87, 14, 317))
 
 
-def _detect_all(
-    frames: Iterable[np.ndarray],
+def tracked_landmarks(
+    paths: Sequence[str | Path],
     *,
+    shown: Callable[[int, list[np.ndarray], np.ndarray], np.ndarray] | None = None,
     on_frame: Callable[[], None] | None = None,
     into: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Landmarks of the largest face in each frame, tracked in video mode: (T, 478, 2) pixels,
-    NaN rows without a face. on_frame is called after each frame (a progress bar). into: an
-    array (N, 478, 2) to fill, whose first T rows are returned (frames past N are not read):
-    a memory-mapped file keeps a long video's landmarks out of memory (3.8 KB a frame)."""
-    rows: list[np.ndarray] = []
-    count = 0
-    with LandmarkTracker() as tracker:
-        for frame in frames:
-            if into is not None and count == len(into):
-                break
-            det = tracker.detect(frame)
-            found = (
-                det.landmarks if det is not None else np.full((N_LANDMARKS, 2), np.nan, np.float32)
-            )
-            if into is None:
-                rows.append(found)
-            else:
-                into[count] = found
-            count += 1
-            if on_frame is not None:
-                on_frame()
-    if into is not None:
-        return into[:count]
-    return np.stack(rows) if rows else np.zeros((0, N_LANDMARKS, 2), np.float32)
+    """Landmarks (T, 478, 2) of the largest face FaceMesh is shown in each frame, in the first
+    video's pixels, NaN rows without a face; found as the edit's tracking pass finds them
+    (`pipeline.tracking_readers`: decoded at analysis size, a long video's two halves at once,
+    each tracked in video mode from its first frame), so that on an input they are the
+    tracking's own (`FaceTrack.raw`).
+
+    paths: videos of the same frames (an input and its edit), read alike; shown(t, frames,
+    scale): the frame (h, w, 3) uint8 shown at index t, made of the videos' frames t as read
+    (scale: (2,) from their pixels to the video's); None: the first video's. on_frame is
+    called after each frame (a progress bar; from two threads at once); into: an array
+    (N, 478, 2) to fill, whose first T rows are returned (frames past N are not read): a
+    memory-mapped file keeps a long video's landmarks out of memory (3.8 KB a frame)."""
+    first, *others = [probe(p) for p in paths]
+    segments, factors = tracking_readers(first, *others)
+    scale = np.asarray(factors, dtype=np.float32)
+    if into is None:
+        n = sum(readers[0].expected_frames for _, readers in segments)
+        into = np.full((n, N_LANDMARKS, 2), np.nan, np.float32)
+
+    def find(start: int, readers: list[FrameReader]) -> int:
+        """Track one segment into `into`; returns the index after its last frame."""
+        end = start
+        with contextlib.ExitStack() as stack, LandmarkTracker() as tracker:
+            frames = zip(*(stack.enter_context(r) for r in readers), strict=False)
+            for t, got in enumerate(frames, start=start):
+                if t >= len(into):
+                    break
+                frame = got[0] if shown is None else shown(t, list(got), scale)
+                det = tracker.detect(frame)
+                # The tracking's own product (`track_frames`), so that they agree to the bit.
+                into[t] = np.nan if det is None else det.landmarks * scale
+                end = t + 1
+                if on_frame is not None:
+                    on_frame()
+        return end
+
+    if len(segments) == 1:
+        count = find(*segments[0])
+    else:
+        with ThreadPoolExecutor(max_workers=len(segments)) as pool:
+            count = max(f.result() for f in [pool.submit(find, *seg) for seg in segments])
+    return into[:count]
 
 
 def video_landmarks(
     path: str | Path,
     *,
-    max_frames: int | None = None,
     on_frame: Callable[[], None] | None = None,
     into: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face.
-    on_frame is called after each frame; into: an array to fill (`_detect_all`)."""
-    with FrameReader(probe(path)) as reader:
-        return _detect_all(itertools.islice(reader, max_frames), on_frame=on_frame, into=into)
+    """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face,
+    as the edit's tracking finds them (`tracked_landmarks`). on_frame is called after each
+    frame; into: an array to fill."""
+    return tracked_landmarks([path], on_frame=on_frame, into=into)
 
 
 # The output shown around the lips when the mouth is measured on its own (`mouth_window`),
@@ -163,19 +182,19 @@ def window_landmarks(
     each frame; into: an array to fill (`_detect_all`)."""
     contour, inside = WINDOWS[window]
 
-    def composites(ra: FrameReader, rb: FrameReader) -> Iterator[np.ndarray]:
-        for t, (fa, fb) in enumerate(zip(ra, rb, strict=False)):
-            if t < len(input_lm) and not np.isnan(input_lm[t]).any():
-                # Blended within the window's box only: over whole frames the blend took as
-                # long as FaceMesh.
-                box, w = _window_box(fa.shape[:2], input_lm[t], contour, inside=inside)
-                a, b = fa[box].astype(np.float32), fb[box].astype(np.float32)
-                fa = fa.copy()
-                fa[box] = np.round(a + (b - a) * w[..., None]).astype(np.uint8)
-            yield fa
+    def shown(t: int, frames: list[np.ndarray], scale: np.ndarray) -> np.ndarray:
+        fa, fb = frames
+        if t >= len(input_lm) or np.isnan(input_lm[t]).any():
+            return fa
+        # Blended within the window's box only: over whole frames the blend took as long as
+        # FaceMesh.
+        box, w = _window_box(fa.shape[:2], input_lm[t] / scale, contour, inside=inside)
+        a, b = fa[box].astype(np.float32), fb[box].astype(np.float32)
+        fa = fa.copy()
+        fa[box] = np.round(a + (b - a) * w[..., None]).astype(np.uint8)
+        return fa
 
-    with FrameReader(probe(input_path)) as ra, FrameReader(probe(output_path)) as rb:
-        return _detect_all(composites(ra, rb), on_frame=on_frame, into=into)
+    return tracked_landmarks([input_path, output_path], shown=shown, on_frame=on_frame, into=into)
 
 
 def _iod(lm: np.ndarray) -> np.ndarray:

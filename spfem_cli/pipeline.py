@@ -377,6 +377,28 @@ def analysis_size(width: int, height: int) -> tuple[int, int] | None:
     return max(2, round(width * k)), max(2, round(height * k))
 
 
+def tracking_readers(
+    info: VideoInfo, *others: VideoInfo
+) -> tuple[list[tuple[int, list[FrameReader]]], tuple[float, float]]:
+    """How the tracking pass reads a video: for each of its `tracking_segments`, the index of
+    its first frame and a FrameReader (not yet opened, decoded at `analysis_size`) of `info`
+    and of each of `others`, videos of the same frames read alike (an edit of it); and the
+    factors (x, y) from the readers' pixels to the video's. The speech check reads videos the
+    same way (`evaluate.tracked_landmarks`), so that the landmarks the tracking found on an
+    input are the ones the check would find on it."""
+    size = analysis_size(info.width, info.height)
+    segments = tracking_segments(info)
+    if any(other.variable_frame_rate for other in others):
+        # A variable-rate video is resampled as it is read, which a segment cannot be.
+        segments = [None]
+    readers = [
+        (seg[0] if seg else 0, [FrameReader(v, size=size, segment=seg) for v in (info, *others)])
+        for seg in segments
+    ]
+    first = readers[0][1][0]
+    return readers, (info.width / first.width, info.height / first.height)
+
+
 @dataclass
 class Analysis:
     """A video's face track and the expression already on the face.
@@ -495,13 +517,10 @@ def analyse_video(
             "--side left needs an expression model with a mirror map; this one plays its "
             "one-sided units on the subject's right side only"
         )
-    size = analysis_size(info.width, info.height)
+    segments, scale = tracking_readers(info)
     with contextlib.ExitStack() as stack:
-        readers = [
-            stack.enter_context(FrameReader(info, size=size, segment=seg))
-            for seg in tracking_segments(info)
-        ]
-        total = sum(r.expected_frames for r in readers)
+        sources = [(first, stack.enter_context(reader)) for first, (reader,) in segments]
+        total = sum(r.expected_frames for _, r in sources)
         finder = RimFinder(n_frames=total)
         lens_finder = LensFinder(n_frames=total)
 
@@ -510,15 +529,11 @@ def analyse_video(
             lens_finder.offer(t, frame, landmarks)
 
         adv = stack.enter_context(reporter.stage("Tracking face", total))
-        first = readers[0]
         track = track_frames(
-            [
-                (seg[0] if seg else 0, r)
-                for seg, r in zip(tracking_segments(info), readers, strict=True)
-            ],
+            sources,
             n_frames=total,
             workdir=workdir,
-            pixel_scale=(info.width / first.width, info.height / first.height),
+            pixel_scale=scale,
             on_frame=adv,
             on_face=on_face,
         )
@@ -841,7 +856,8 @@ def render_edit(
                 before=input_path,
                 after=target,
                 reporter=reporter,
-                input_lm=None if found is None else found.input_lm,
+                # The tracking's landmarks are the check's own on the input.
+                input_lm=analysis.track.raw,
                 whole=False,
                 workdir=workdir,
             )

@@ -40,7 +40,9 @@ class FaceTrack:
     head's median turn over the clip, degrees, positive when the subject's right side is
     nearer the camera (`face.pose.head_turn`; 0 when no frame has a face); cuts: (T,) bool,
     True where a new shot starts (`face.shots`; None: one shot). Rows of frames without a
-    face are 0.
+    face are 0. raw: (T, 478, 2) float32 memmap of the landmarks as FaceMesh found them, the
+    video's pixels, unsmoothed, NaN rows without a face (None: not kept); the speech check
+    compares an edit's lips with them (`speech_check.check_speech`'s input_lm).
     """
 
     valid: np.ndarray
@@ -51,6 +53,7 @@ class FaceTrack:
     reference: np.ndarray | None = None
     turn: float = 0.0
     cuts: np.ndarray | None = None
+    raw: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -83,6 +86,7 @@ class FaceTrack:
             frontal=self.frontal[start:end],
             reference=self.reference,
             turn=self.turn,
+            raw=None if self.raw is None else self.raw[start:end],
         )
 
     def median_frontal(self, *, max_samples: int = 3000) -> np.ndarray:
@@ -221,6 +225,8 @@ def track_frames(
                     params[t] = FaceFrame.from_landmarks(landmarks).params
                     if on_face is not None:
                         on_face(t, frame, det.landmarks)
+                else:
+                    raw[t] = np.nan
                 end = t + 1
                 if on_frame is not None:
                     on_frame()
@@ -273,4 +279,5 @@ def track_frames(
         reference=reference,
         turn=turn,
         cuts=cuts,
+        raw=raw[:count],
     )
