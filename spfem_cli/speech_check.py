@@ -130,11 +130,12 @@ def check_speech(
     """Measure whether `after`, an edit of the video `before`, kept its speech (`SpeechCheck`).
     input_lm: `before`'s landmarks when already found (an edit's tracking of it,
     `FaceTrack.raw`, or `SpeechCheck.input_lm` of an earlier check of it: found as
-    `evaluate.tracked_landmarks` finds them), else they are found here; whole: also measure the edited frames as they are
-    (`SpeechCheck.whole`; a FaceMesh pass more, which the verdict does not use); workdir: a
-    folder for the landmarks' memory-mapped files (`speech-*.npy`, overwritten by the next
-    check there), so that memory stays flat however long the videos; None: a temporary one,
-    removed before returning, and `SpeechCheck.input_lm` is then left empty.
+    `evaluate.tracked_landmarks` finds them), else they are found here; whole: also measure
+    the edited frames as they are (`SpeechCheck.whole`; a FaceMesh pass more, which the
+    verdict does not use); workdir: a folder for the landmarks' memory-mapped files
+    (`speech-*.npy`, overwritten by the next check there), so that memory stays flat however
+    long the videos; None: a temporary one, removed before returning, and
+    `SpeechCheck.input_lm` is then left empty.
 
     Raises SpfemError for missing or unreadable files, photos, two videos that cannot be an
     edit and its input (other frame counts, sizes or rates), and videos without a face."""

@@ -14,9 +14,11 @@ from spfem_cli.batch import EditOptions, run_batch
 from spfem_cli.cli import app
 from spfem_cli.errors import SpfemError
 from spfem_cli.evaluate import SpeechReport, mouth_window, video_landmarks
+from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.kinds import keeps_speech
 from spfem_cli.media import FrameReader, FrameWriter, probe
-from spfem_cli.pipeline import edit_video
+from spfem_cli.pipeline import analyse_video, edit_video, tracking_segments
+from spfem_cli.progress import SilentReporter
 from spfem_cli.speech_check import (
     INNER_LIP_LIMIT,
     OPENING_LIMIT,
@@ -138,11 +140,21 @@ def test_check_finds_a_strict_edit_kept_the_speech(speaker: Path, tmp_path: Path
     assert speaker.read_bytes() == before and out.read_bytes() == after
 
 
-def test_natural_mode_edits_again_until_the_speech_is_kept(speaker: Path, tmp_path: Path) -> None:
+def test_natural_mode_edits_again_until_the_speech_is_kept(
+    speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """speech_man's first 4 s to sad in natural mode, which keeps the speech by default: the
     edit is measured (the opening reads 0.954, changed), made again with the lip corners moving
     half as far (still changed), then a quarter as far, which reads 0.989 (0.62% inner lips).
-    Only that last edit appears, and nothing else is left in the folder."""
+    Only that last edit appears, and nothing else is left in the folder. Every try is measured
+    against the landmarks the edit's tracking found on the input, which are the check's own."""
+    given: list[np.ndarray] = []
+
+    def recorded(**kw: object) -> SpeechCheck:
+        given.append(np.array(kw["input_lm"]))
+        return check_speech(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(speech_check, "check_speech", recorded)
     out = tmp_path / "sad.mp4"
     result = CliRunner().invoke(app, ["edit", str(speaker), "-e", "sad", "-o", str(out)])
     assert result.exit_code == 0, result.output
@@ -150,6 +162,27 @@ def test_natural_mode_edits_again_until_the_speech_is_kept(speaker: Path, tmp_pa
     assert "speech kept:" in said and "with the lip corners moving a quarter as far" in said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sad.mp4"]
     assert check_speech(before=speaker, after=out).kept
+    found = video_landmarks(speaker)
+    assert len(given) == 3
+    assert all(np.array_equal(lm, found, equal_nan=True) for lm in given)
+
+
+def test_the_tracking_finds_the_landmarks_the_check_finds(tmp_path: Path) -> None:
+    """On a real clip long enough to be tracked in two halves at once (Obama, 250 frames),
+    the landmarks the edit's tracking pass keeps (`FaceTrack.raw`) are, to the bit, those the
+    check finds on it: an edit measures its speech without a FaceMesh pass over its input."""
+    clip = SPEAKER.parent / "speech_obama_450x450.mp4"
+    if not clip.is_file():
+        pytest.skip("../shared/clips is absent")
+    info = probe(clip)
+    assert len(tracking_segments(info)) == 2
+    track = analyse_video(
+        info, model=ExpressionModel.load(), workdir=tmp_path, reporter=SilentReporter()
+    ).track
+    assert track.raw is not None
+    found = video_landmarks(clip)
+    assert found.shape == (250, 478, 2) and not np.isnan(found).any()
+    assert np.array_equal(np.asarray(track.raw), found)
 
 
 def test_no_keep_speech_edits_once_and_the_speech_can_change(speaker: Path, tmp_path: Path) -> None:
