@@ -7,8 +7,9 @@ inter-ocular distance (IOD) unless a name says pixels.
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from scipy.ndimage import distance_transform_edt, map_coordinates
 from spfem_cli.face import mesh
 from spfem_cli.face.glasses import Traced, ridge_response
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
-from spfem_cli.face.track import smooth_valid
+from spfem_cli.face.track import run_segments, smooth_valid
 from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel, lid_heights
 from spfem_cli.generator.generator import FaceGenerator
@@ -57,13 +58,13 @@ def tracked_landmarks(
         n = sum(readers[0].expected_frames for _, readers in segments)
         into = np.full((n, N_LANDMARKS, 2), np.nan, np.float32)
 
-    def find(start: int, readers: list[FrameReader]) -> int:
+    def find(start: int, readers: list[FrameReader], stop: threading.Event) -> int:
         """Track one segment into `into`; returns the index after its last frame."""
         end = start
         with contextlib.ExitStack() as stack, LandmarkTracker() as tracker:
             frames = zip(*(stack.enter_context(r) for r in readers), strict=False)
             for t, got in enumerate(frames, start=start):
-                if t >= len(into):
+                if t >= len(into) or stop.is_set():
                     break
                 frame = got[0] if shown is None else shown(t, list(got), scale)
                 det = tracker.detect(frame)
@@ -74,11 +75,7 @@ def tracked_landmarks(
                     on_frame()
         return end
 
-    if len(segments) == 1:
-        count = find(*segments[0])
-    else:
-        with ThreadPoolExecutor(max_workers=len(segments)) as pool:
-            count = max(f.result() for f in [pool.submit(find, *seg) for seg in segments])
+    count = max(run_segments([functools.partial(find, *seg) for seg in segments]))
     return into[:count]
 
 

@@ -6,6 +6,8 @@ in a working folder, and every pass over them goes in chunks.
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +26,24 @@ CHUNK = 1024
 REFERENCE_SAMPLES = 300
 # Lip points keep their raw positions: speech moves them faster than any smoothing could follow.
 _MOUTH = np.array(sorted(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER)))
+
+
+def run_segments(jobs: Sequence[Callable[[threading.Event], int]]) -> list[int]:
+    """Run each job (a pass over one segment of a video) in a thread of its own, and return
+    their results in order. Each job is given an Event it checks before each frame and stops
+    at once when it is set: it is set when the caller is interrupted (Ctrl-C) or a job fails,
+    where the other thread would otherwise go on to the end of its segment (on a long video,
+    minutes) before the error or the interruption could leave."""
+    stop = threading.Event()
+    if len(jobs) == 1:
+        return [jobs[0](stop)]
+    pool = ThreadPoolExecutor(max_workers=len(jobs))
+    try:
+        futures = [pool.submit(job, stop) for job in jobs]
+        return [f.result() for f in futures]
+    finally:
+        stop.set()
+        pool.shutdown(wait=True)
 
 
 @dataclass
@@ -200,13 +220,13 @@ def track_frames(
     firsts: dict[int, np.ndarray] = {}
     lasts: dict[int, np.ndarray] = {}
 
-    def track_segment(first: int, frames: Iterable[np.ndarray]) -> int:
+    def track_segment(first: int, frames: Iterable[np.ndarray], stop: threading.Event) -> int:
         """Track one segment into the shared arrays; returns the index after its last frame."""
         end = first
         before = None
         with LandmarkTracker() as tracker:
             for t, frame in enumerate(frames, start=first):
-                if t >= n_frames:
+                if t >= n_frames or stop.is_set():
                     break
                 thumb = thumbnail(frame)
                 if before is None:
@@ -234,12 +254,9 @@ def track_frames(
             lasts[end] = before
         return end
 
-    if len(sources) == 1:
-        count = track_segment(*sources[0])
-    else:
-        with ThreadPoolExecutor(max_workers=len(sources)) as pool:
-            futures = [pool.submit(track_segment, first, frames) for first, frames in sources]
-            count = max(f.result() for f in futures)
+    count = max(
+        run_segments([functools.partial(track_segment, first, frames) for first, frames in sources])
+    )
     for t, thumb in firsts.items():
         if t in lasts:
             cuts[t] = cut_score(lasts[t], thumb) > CUT
