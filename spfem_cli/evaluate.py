@@ -175,8 +175,10 @@ def window_landmarks(
     FaceMesh reads the whole face at once: wider eyes or raised brows move where it puts the
     lips and the outline even when not one pixel there changed (scripts/measure_expressions.py
     shows it with an edit of the eyes and brows alone). Showing it the output's region in the
-    input's face measures what an edit did to that region by itself. on_frame is called after
-    each frame; into: an array to fill (`_detect_all`)."""
+    input's face measures what an edit did to that region by itself. input_lm: the input's
+    landmarks as `video_landmarks` finds them (or the edit's tracking, `FaceTrack.raw`); both
+    videos are read as the tracking reads them (`tracked_landmarks`). on_frame is called after
+    each frame; into: an array to fill."""
     contour, inside = WINDOWS[window]
 
     def shown(t: int, frames: list[np.ndarray], scale: np.ndarray) -> np.ndarray:
