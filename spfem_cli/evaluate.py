@@ -47,7 +47,8 @@ def tracked_landmarks(
 
     paths: videos of the same frames (an input and its edit), read alike; shown(t, frames,
     scale): the frame (h, w, 3) uint8 shown at index t, made of the videos' frames t as read
-    (scale: (2,) from their pixels to the video's); None: the first video's. on_frame is
+    (scale: (2,) from their pixels to the video's); None: the first video's, and only it is
+    decoded (the others only shape how it is read: `pipeline.tracking_readers`). on_frame is
     called after each frame (a progress bar; from two threads at once); into: an array
     (N, 478, 2) to fill, whose first T rows are returned (frames past N are not read): a
     memory-mapped file keeps a long video's landmarks out of memory (3.8 KB a frame)."""
@@ -61,8 +62,9 @@ def tracked_landmarks(
     def find(start: int, readers: list[FrameReader], stop: threading.Event) -> int:
         """Track one segment into `into`; returns the index after its last frame."""
         end = start
+        read = readers if shown is not None else readers[:1]
         with contextlib.ExitStack() as stack, LandmarkTracker() as tracker:
-            frames = zip(*(stack.enter_context(r) for r in readers), strict=False)
+            frames = zip(*(stack.enter_context(r) for r in read), strict=False)
             for t, got in enumerate(frames, start=start):
                 if t >= len(into) or stop.is_set():
                     break
@@ -82,13 +84,16 @@ def tracked_landmarks(
 def video_landmarks(
     path: str | Path,
     *,
+    alike: Sequence[str | Path] = (),
     on_frame: Callable[[], None] | None = None,
     into: np.ndarray | None = None,
 ) -> np.ndarray:
     """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face,
-    as the edit's tracking finds them (`tracked_landmarks`). on_frame is called after each
-    frame; into: an array to fill."""
-    return tracked_landmarks([path], on_frame=on_frame, into=into)
+    as the edit's tracking finds them (`tracked_landmarks`). alike: videos of the same frames
+    that `path` is to be read alike with (the edit it is measured against: a variable-rate
+    edit makes both be read in one piece), not decoded; on_frame is called after each frame;
+    into: an array to fill."""
+    return tracked_landmarks([path, *alike], on_frame=on_frame, into=into)
 
 
 # The output shown around the lips when the mouth is measured on its own (`mouth_window`),

@@ -185,7 +185,8 @@ def _measure(
     lm_in = input_lm
     if lm_in is None:
         with rep.stage("Finding the lips: input", n) as adv:
-            lm_in = video_landmarks(before, on_frame=adv, into=rows("input"))
+            # Read as the window pass reads it, alike with the edit.
+            lm_in = video_landmarks(before, alike=[after], on_frame=adv, into=rows("input"))
     lm_out = None
     if whole:
         with rep.stage("Finding the lips: edit", n) as adv:

@@ -17,7 +17,7 @@ from spfem_cli.evaluate import SpeechReport, mouth_window, video_landmarks
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.kinds import keeps_speech
 from spfem_cli.media import FrameReader, FrameWriter, probe
-from spfem_cli.pipeline import analyse_video, edit_video, tracking_segments
+from spfem_cli.pipeline import analyse_video, edit_video, tracking_readers, tracking_segments
 from spfem_cli.progress import SilentReporter
 from spfem_cli.speech_check import (
     INNER_LIP_LIMIT,
@@ -138,6 +138,26 @@ def test_check_finds_a_strict_edit_kept_the_speech(speaker: Path, tmp_path: Path
     assert result.output.startswith("speech kept")
     assert "over 100 frames" in result.output
     assert speaker.read_bytes() == before and out.read_bytes() == after
+
+
+def test_an_input_is_read_alike_with_a_variable_rate_edit() -> None:
+    """A variable-rate video is resampled as it is read, which a segment cannot be: beside
+    one, a long constant-rate video is read in one piece too, so that the check's input pass
+    and its window pass (the edit's mouth pasted in) read the input alike."""
+    clips = SPEAKER.parent
+    steady, uneven = clips / "speech_obama_450x450.mp4", clips / "mead_emotions" / "sad.mp4"
+    if not (steady.is_file() and uneven.is_file()):
+        pytest.skip("../shared/clips is absent")
+    a, b = probe(steady), probe(uneven)
+    assert not a.variable_frame_rate and b.variable_frame_rate
+    halves, _ = tracking_readers(a)
+    assert [(first, len(readers)) for first, readers in halves] == [(0, 1), (125, 1)]
+    whole, scale = tracking_readers(a, b)
+    assert [(first, len(readers)) for first, readers in whole] == [(0, 2)] and scale == (1, 1)
+    # Read in one piece, the first half's landmarks are the two halves' own.
+    alone = video_landmarks(steady, alike=[uneven])
+    assert alone.shape == (250, 478, 2) and not np.isnan(alone).any()
+    assert np.array_equal(alone[:125], video_landmarks(steady)[:125])
 
 
 def test_natural_mode_edits_again_until_the_speech_is_kept(
