@@ -79,7 +79,6 @@ from spfem_cli.targets import (
 
 if TYPE_CHECKING:
     from spfem_cli.pcmecl.personal import PersonalCheckpoint
-    from spfem_cli.speech_check import SpeechCheck
 
 MAX_INTENSITY = 1.5
 # A rest face given as a clip is read from this many frames spread over it.
@@ -794,13 +793,12 @@ MOUTH_EMOTIONS = ("happy", "contempt", "disgusted")
 class Rendered:
     """What `render_edit` made: n_edited, the frames edited; notes, what was measured;
     mouth_scale, the factor on the mouth AUs' changes of the edit at the output (1: as
-    asked; `KEEP_SPEECH_SCALES`); check, that edit's speech as measured (None: not measured);
-    measuring_s: the seconds spent measuring, all tries together."""
+    asked; `KEEP_SPEECH_SCALES`); measuring_s: the seconds spent measuring, all tries
+    together."""
 
     n_edited: int
     notes: list[str]
     mouth_scale: float = 1.0
-    check: SpeechCheck | None = None
     measuring_s: float = 0.0
 
 
@@ -830,7 +828,6 @@ def render_edit(
     # The tries are rendered in the workdir and measured there; only the last reaches output.
     target = workdir / f"speech-try{output.suffix}" if keep_speech else output
     n_edited, notes = 0, []
-    found = None
     measuring_s = 0.0
     for k, scale in enumerate(scales):
         n_edited = render_video(
@@ -865,7 +862,6 @@ def render_edit(
             # The edit was made; only its measurement could not be (a face FaceMesh finds
             # too seldom, say), which is no reason to throw the edit away.
             notes.append(f"the speech was not measured: {exc}")
-            found = None
             break
         finally:
             measuring_s += time.perf_counter() - t0
@@ -878,9 +874,7 @@ def render_edit(
     if target != output:
         with atomic_output(output) as final_tmp:
             shutil.copyfile(target, final_tmp)
-    return Rendered(
-        n_edited=n_edited, notes=notes, mouth_scale=scale, check=found, measuring_s=measuring_s
-    )
+    return Rendered(n_edited=n_edited, notes=notes, mouth_scale=scale, measuring_s=measuring_s)
 
 
 def _corners_said(scale: float) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,14 +49,11 @@ class SpeechCheck:
     """mouth: the speech measures with only the edit's mouth shown to FaceMesh (what the edit
     did to the mouth itself; this decides `kept`); whole: on the edited frames as they are,
     where changed eyes and brows also move where FaceMesh puts the lips; opening_spread: the
-    standard deviation of the input's mouth opening over the clip, IOD; input_lm: the input's
-    `video_landmarks` (T, 478, 2) pixels, for measuring another edit of it without finding
-    them again."""
+    standard deviation of the input's mouth opening over the clip, IOD."""
 
     mouth: SpeechReport
     whole: SpeechReport | None
     opening_spread: float
-    input_lm: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0))
 
     @property
     def still_mouth(self) -> bool:
@@ -129,13 +126,11 @@ def check_speech(
 ) -> SpeechCheck:
     """Measure whether `after`, an edit of the video `before`, kept its speech (`SpeechCheck`).
     input_lm: `before`'s landmarks when already found (an edit's tracking of it,
-    `FaceTrack.raw`, or `SpeechCheck.input_lm` of an earlier check of it: found as
-    `evaluate.tracked_landmarks` finds them), else they are found here; whole: also measure
-    the edited frames as they are (`SpeechCheck.whole`; a FaceMesh pass more, which the
-    verdict does not use); workdir: a folder for the landmarks' memory-mapped files
-    (`speech-*.npy`, overwritten by the next check there), so that memory stays flat however
-    long the videos; None: a temporary one, removed before returning, and
-    `SpeechCheck.input_lm` is then left empty.
+    `FaceTrack.raw`, which are those `evaluate.tracked_landmarks` finds), else they are found
+    here; whole: also measure the edited frames as they are (`SpeechCheck.whole`; a FaceMesh
+    pass more, which the verdict does not use); workdir: a folder for the landmarks'
+    memory-mapped files (`speech-*.npy`, overwritten by the next check there), so that memory
+    stays flat however long the videos; None: a temporary one, removed before returning.
 
     Raises SpfemError for missing or unreadable files, photos, two videos that cannot be an
     edit and its input (other frame counts, sizes or rates), and videos without a face."""
@@ -155,12 +150,10 @@ def check_speech(
         folder = workdir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="spfem-check-"))
         )
-        found = _measure(
+        return _measure(
             before, after, n=shape_a[0], reporter=reporter, input_lm=input_lm, whole=whole,
             workdir=folder,
         )  # fmt: skip
-    # A temporary folder's landmarks are gone with it.
-    return found if workdir is not None else replace(found, input_lm=np.zeros(0))
 
 
 def _measure(
@@ -206,5 +199,4 @@ def _measure(
         mouth=compare_speech(lm_in, lm_mouth),
         whole=None if lm_out is None else compare_speech(lm_in, lm_out),
         opening_spread=_opening_spread(lm_in),
-        input_lm=lm_in,
     )
