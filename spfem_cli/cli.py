@@ -502,18 +502,33 @@ def compare(
 def check(
     before: Annotated[Path, typer.Argument(help="The input video.")],
     after: Annotated[Path, typer.Argument(help="Its edit, e.g. from `spfem edit`.")],
+    start: Annotated[
+        float | None,
+        typer.Option(help="Measure from this time (seconds): where an edit's --start was."),
+    ] = None,
+    end: Annotated[
+        float | None,
+        typer.Option(help="Measure until this time (seconds): where an edit's --end was."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Measure whether AFTER, an edit of BEFORE, kept its speech: FaceMesh finds the lips
-    again on both, and the inner lips' place and the mouth's opening over time are compared.
-    Exits with 1 when the speech changed."""
+    again on both, and the inner lips' place and the mouth's opening over time are compared
+    (over the edited range only with --start or --end: frames passed through would dilute
+    the verdict). Exits with 1 when the speech changed."""
     from spfem_cli.console import RichReporter
-    from spfem_cli.speech_check import check_speech
+    from spfem_cli.speech_check import SpeechCheck, check_speech, frames_between
 
     console = _console(quiet)
-    result = run_guarded(
-        lambda: check_speech(before=before, after=after, reporter=RichReporter(console))
-    )
+
+    def measured() -> SpeechCheck:
+        ranged = start is not None or end is not None
+        frames = frames_between(before, start=start, end=end) if ranged else None
+        return check_speech(
+            before=before, after=after, reporter=RichReporter(console), frames=frames
+        )
+
+    result = run_guarded(measured)
     out = Console(highlight=False, soft_wrap=True)
     for line in result.lines():
         out.print(escape(line))

@@ -240,22 +240,29 @@ def _steps(lm: np.ndarray, *, indices: Iterable[int] | None = None) -> np.ndarra
 class SpeechReport:
     """inner_lip_error: mean distance of the output's inner-lip landmarks from the input's;
     opening_corr: Pearson correlation of the mouth opening over time; jitter_in/out: mean
-    frame-to-frame motion of all landmarks; frames: frames with a face in both videos."""
+    frame-to-frame motion of all landmarks; frames: frames with a face in both videos (and
+    among those measured); opening_error: the standard deviation over those frames of the
+    output's mouth opening less the input's, IOD."""
 
     inner_lip_error: float
     opening_corr: float
     jitter_in: float
     jitter_out: float
     frames: int
+    opening_error: float = float("nan")
 
 
 # Frames of landmarks `compare_speech` reads at a time (7.6 KB each as float64).
 SPEECH_CHUNK = 1024
 
 
-def compare_speech(input_lm: np.ndarray, output_lm: np.ndarray) -> SpeechReport:
+def compare_speech(
+    input_lm: np.ndarray, output_lm: np.ndarray, *, frames: np.ndarray | None = None
+) -> SpeechReport:
     """input_lm, output_lm: (T, 478, 2) pixels from `video_landmarks` (memory-mapped files
-    too: they are read `SPEECH_CHUNK` frames at a time, so memory stays flat)."""
+    too: they are read `SPEECH_CHUNK` frames at a time, so memory stays flat); frames: (T,)
+    bool, the frames to measure (an edit's edited frames: frames it passed through would
+    dilute what it did to the others), as frames without a face are left out; None: all."""
     n = min(len(input_lm), len(output_lm))
     inner = list(mesh.LIPS_INNER)
     errs, open_a, open_b, steps_a, steps_b = [], [], [], [], []
@@ -264,6 +271,8 @@ def compare_speech(input_lm: np.ndarray, output_lm: np.ndarray) -> SpeechReport:
         lo, end = max(0, start - 1), min(n, start + SPEECH_CHUNK)
         a, b = input_lm[lo:end].astype(np.float64), output_lm[lo:end].astype(np.float64)
         both = ~(np.isnan(a).any(axis=(1, 2)) | np.isnan(b).any(axis=(1, 2)))
+        if frames is not None:
+            both &= np.asarray(frames[lo:end], bool)
         a[~both] = np.nan
         b[~both] = np.nan
         steps_a.append(_steps(a))
@@ -280,6 +289,7 @@ def compare_speech(input_lm: np.ndarray, output_lm: np.ndarray) -> SpeechReport:
     oa = np.concatenate(open_a) if open_a else np.zeros(0)
     ob = np.concatenate(open_b) if open_b else np.zeros(0)
     corr = float(np.corrcoef(oa, ob)[0, 1]) if err.size > 2 and oa.std() > 0 else float("nan")
+    gap = float(np.std(ob - oa)) if err.size > 2 else float("nan")
 
     def mean_step(steps: list[np.ndarray]) -> float:
         joined = np.concatenate(steps) if steps else np.zeros(0)
@@ -291,6 +301,7 @@ def compare_speech(input_lm: np.ndarray, output_lm: np.ndarray) -> SpeechReport:
         jitter_in=mean_step(steps_a),
         jitter_out=mean_step(steps_b),
         frames=int(err.size),
+        opening_error=gap,
     )
 
 

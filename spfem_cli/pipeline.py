@@ -817,7 +817,8 @@ def render_edit(
     keep_speech: bool,
 ) -> Rendered:
     """`render_video` of the analysed video `input_path` to `output` by the editor's
-    generator; with keep_speech, measured with `speech_check.check_speech` and rendered again
+    generator; with keep_speech, measured with `speech_check.check_speech` on the frames it
+    edits (frames passed through would dilute the verdict on a partial edit) and rendered again
     with the mouth AUs' motion scaled down (`KEEP_SPEECH_SCALES`; their shading, a smile's
     folds, stays) until the speech is kept or the corners are held (only the last try appears
     at `output`, once measured)."""
@@ -829,6 +830,9 @@ def render_edit(
     target = workdir / f"speech-try{output.suffix}" if keep_speech else output
     n_edited, notes = 0, []
     measuring_s = 0.0
+    track = analysis.track
+    # The frames render_video edits, which the speech is measured on.
+    edited = track.valid & np.any(deltas[: track.n_frames] != 0, axis=1)
     for k, scale in enumerate(scales):
         n_edited = render_video(
             analysis,
@@ -854,9 +858,10 @@ def render_edit(
                 after=target,
                 reporter=reporter,
                 # The tracking's landmarks are the check's own on the input.
-                input_lm=analysis.track.raw,
+                input_lm=track.raw,
                 whole=False,
                 workdir=workdir,
+                frames=edited,
             )
         except SpfemError as exc:
             # The edit was made; only its measurement could not be (a face FaceMesh finds

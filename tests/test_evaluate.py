@@ -81,6 +81,34 @@ def test_speech_is_compared_a_chunk_at_a_time_as_in_one_pass(
     assert 0 < whole.inner_lip_error < 0.05 and np.isfinite(whole.jitter_in)
 
 
+def test_speech_is_compared_on_the_frames_asked_only(tmp_path: Path) -> None:
+    """An edit's speech is measured on the frames it edited: the frames asked are measured as
+    the same frames cut out of both videos would be, whatever the others hold, and chunk by
+    chunk as in one pass."""
+    rng = np.random.default_rng(1)
+    face = rng.normal(size=(478, 2)) * 50 + 200
+    lm_in = face + rng.normal(size=(300, 478, 2))
+    lm_out = lm_in + rng.normal(size=(300, 478, 2)) * 0.2
+    lm_out[200:260] += rng.normal(size=(60, 478, 2)) * 3.0  # the edited frames' change
+    edited = np.zeros(300, bool)
+    edited[200:260] = True
+    alone = compare_speech(lm_in[200:260], lm_out[200:260])
+    asked = compare_speech(lm_in, lm_out, frames=edited)
+    assert asked.frames == alone.frames == 60
+    for field in ("inner_lip_error", "opening_corr", "opening_error"):
+        assert getattr(asked, field) == pytest.approx(getattr(alone, field), rel=1e-12)
+    # Measured over the whole clip, the 240 frames passed through dilute the change.
+    diluted = compare_speech(lm_in, lm_out)
+    assert diluted.inner_lip_error < 0.5 * asked.inner_lip_error
+    assert diluted.opening_error < 0.7 * asked.opening_error
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("spfem_cli.evaluate.SPEECH_CHUNK", 50)
+        chunked = compare_speech(lm_in, lm_out, frames=edited)
+    assert chunked.frames == 60
+    assert chunked.inner_lip_error == pytest.approx(asked.inner_lip_error, rel=1e-12)
+    assert chunked.opening_corr == pytest.approx(asked.opening_corr, rel=1e-12)
+
+
 def test_brow_and_lid_edit_leaves_every_mouth_pixel_as_it_was(
     clips_dir: Path, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from spfem_cli.speech_check import (
     STILL_MOUTH,
     SpeechCheck,
     check_speech,
+    frames_between,
 )
 from tests.conftest import MakeClip, run_ffmpeg_checked
 
@@ -61,6 +62,32 @@ def test_the_lines_say_the_verdict_the_numbers_and_what_to_do() -> None:
     assert not any("--mouth strict" in line for line in good)
     still = _check(0.004, 0.3, spread=0.015).lines()
     assert "barely moves" in still[0] and "0.300" not in still[0]
+
+
+def test_a_partial_edit_is_judged_by_its_openings_error_against_the_clips_speech() -> None:
+    """Measured on the edited part of a clip, the opening's verdict reads the correlation its
+    error would give over the clip's whole speech (a second of speech holds too few syllables
+    for a correlation of its own), and the lines say the frames were the edited ones."""
+    report = SpeechReport(
+        inner_lip_error=0.005, opening_corr=0.90, jitter_in=0.02, jitter_out=0.02, frames=24,
+        opening_error=0.011,
+    )  # fmt: skip
+    partial = SpeechCheck(mouth=report, whole=None, opening_spread=0.069, of_edited=True)
+    assert partial.opening_score == pytest.approx(1 / np.sqrt(1 + (0.011 / 0.069) ** 2))
+    assert partial.opening_score == pytest.approx(0.9876, abs=1e-4) and partial.kept
+    line = partial.lines()[0]
+    assert line.startswith("speech kept") and "over 24 edited frames" in line
+    assert "differs from the input's by 0.011" in line and "correlation of 0.988" in line
+    # An error twice the size is a correlation of 0.953 over the clip's speech: changed.
+    worse = SpeechCheck(
+        mouth=SpeechReport(**{**report.__dict__, "opening_error": 0.022}),
+        whole=None, opening_spread=0.069, of_edited=True,
+    )  # fmt: skip
+    assert not worse.kept and worse.opening_score < OPENING_LIMIT
+    # Over a whole clip the correlation itself is read, as before.
+    whole = SpeechCheck(mouth=report, whole=None, opening_spread=0.069)
+    assert whole.opening_score == 0.90 and not whole.kept
+    assert "over 24 frames" in whole.lines()[0]
 
 
 def test_videos_that_cannot_be_an_edit_and_its_input_are_refused(make_clip: MakeClip) -> None:
@@ -185,6 +212,50 @@ def test_natural_mode_edits_again_until_the_speech_is_kept(
     found = video_landmarks(speaker)
     assert len(given) == 3
     assert all(np.array_equal(lm, found, equal_nan=True) for lm in given)
+
+
+def test_a_partial_edit_is_measured_on_the_frames_it_edited(speaker: Path, tmp_path: Path) -> None:
+    """speech_man's last 24 frames (from 3 s) to sad: measured over the whole clip, the 76
+    frames passed through dilute the full-strength edit into a pass (inner lips 0.65%, opening
+    0.982). Its edited frames alone read 1.25%, and an opening error of 0.018 of the eye
+    distance, 0.968 over the clip's speech: changed. So the edit that keeps the speech by
+    default moves the lip corners less, and says over which frames it measured."""
+    full = tmp_path / "full.mp4"
+    edit_video(
+        input_path=speaker, output_path=full, emotion="sad", start=3.0, device="cpu",
+        keep_speech=False,
+    )  # fmt: skip
+    edited = np.zeros(100, bool)
+    edited[76:] = True
+    diluted = check_speech(before=speaker, after=full, whole=False)
+    asked = check_speech(before=speaker, after=full, whole=False, frames=edited)
+    assert diluted.mouth.frames == 100 and not diluted.of_edited
+    assert asked.mouth.frames == 24 and asked.of_edited and not asked.kept
+    assert diluted.mouth.opening_corr > asked.opening_score + 0.005
+    assert asked.mouth.inner_lip_error > 1.5 * diluted.mouth.inner_lip_error
+    # Every frame asked, the whole clip is measured as without frames.
+    every = check_speech(before=speaker, after=full, whole=False, frames=np.ones(100, bool))
+    assert not every.of_edited and every.mouth == diluted.mouth
+    # `spfem check` measures a range the same way (from 3 s: frame 75 too, which the edit's
+    # fade-in left as it was).
+    assert np.array_equal(frames_between(speaker, start=3.0, end=None), np.arange(100) >= 75)
+    said = CliRunner().invoke(app, ["check", "-q", str(speaker), str(full), "--start", "3"])
+    assert said.exit_code == 1 and said.output.startswith("speech changed")
+    assert "over 25 edited frames" in said.output
+    for bad, why in (
+        (["--start", "5"], "no frame of speech_man.mp4 (4.00 s long) lies from 5 s to its end"),
+        (["--start", "3", "--end", "2"], "--end (2.0 s) must be after --start (3.0 s)"),
+    ):
+        said = CliRunner().invoke(app, ["check", "-q", str(speaker), str(full), *bad])
+        assert said.exit_code == 2 and why in said.output and "Traceback" not in said.output
+    kept = tmp_path / "kept.mp4"
+    report = edit_video(
+        input_path=speaker, output_path=kept, emotion="sad", start=3.0, device="cpu"
+    )
+    assert report.n_edited == 24
+    note = report.notes[-1]
+    assert note.startswith("speech kept:") and "over 24 edited frames with the lip corners" in note
+    assert check_speech(before=speaker, after=kept, whole=False, frames=edited).kept
 
 
 def test_the_tracking_finds_the_landmarks_the_check_finds(tmp_path: Path) -> None:
