@@ -26,7 +26,12 @@ from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel, lid_he
 from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.generator.warp import contour_distance, iris_radius, polygon_distance
 from spfem_cli.media import FrameReader, probe
-from spfem_cli.pipeline import EXPRESSION_SMOOTHING_S, signed_activations, tracking_readers
+from spfem_cli.pipeline import (
+    EXPRESSION_SMOOTHING_S,
+    measured_frames,
+    signed_activations,
+    tracking_readers,
+)
 
 # Inner-lip points facing each other across the mouth: upper (82, 13, 312), lower (87, 14, 317).
 OPENING_PAIRS = ((82, 13, 312), (87, 14, 317))
@@ -38,12 +43,19 @@ def tracked_landmarks(
     shown: Callable[[int, list[np.ndarray], np.ndarray], np.ndarray] | None = None,
     on_frame: Callable[[], None] | None = None,
     into: np.ndarray | None = None,
+    frames: np.ndarray | None = None,
 ) -> np.ndarray:
     """Landmarks (T, 478, 2) of the largest face FaceMesh is shown in each frame, in the first
     video's pixels, NaN rows without a face; found as the edit's tracking pass finds them
     (`pipeline.tracking_readers`: decoded at analysis size, a long video's two halves at once,
     each tracked in video mode from its first frame), so that on an input they are the
     tracking's own (`FaceTrack.raw`).
+
+    frames: (T,) bool, the frames whose landmarks are needed (a partial edit's): only they
+    and the frames just before each run of them (`pipeline.measured_spans`) are shown to
+    FaceMesh, the rest of the rows left NaN; their landmarks then differ from a whole pass's
+    by what FaceMesh's tracking carries from earlier frames (0.04-0.13% of the eye distance
+    on the inner lips, `pipeline.MEASURE_LEAD`).
 
     paths: videos of the same frames (an input and its edit), read alike; shown(t, frames,
     scale): the frame (h, w, 3) uint8 shown at index t, made of the videos' frames t as read
@@ -53,31 +65,49 @@ def tracked_landmarks(
     (N, 478, 2) to fill, whose first T rows are returned (frames past N are not read): a
     memory-mapped file keeps a long video's landmarks out of memory (3.8 KB a frame)."""
     first, *others = [probe(p) for p in paths]
-    segments, factors = tracking_readers(first, *others)
+    segments, factors = tracking_readers(first, *others, frames=frames)
     scale = np.asarray(factors, dtype=np.float32)
     if into is None:
-        n = sum(readers[0].expected_frames for _, readers in segments)
+        n = (
+            sum(readers[0].expected_frames for _, readers in segments)
+            if frames is None
+            else len(frames)
+        )
         into = np.full((n, N_LANDMARKS, 2), np.nan, np.float32)
+    # Which frames FaceMesh is shown: where a video is read whole though only some frames are
+    # needed (a variable rate), the others are decoded and passed by.
+    shows = None
+    if frames is not None:
+        asked = np.zeros(len(into), bool)
+        asked[: len(frames)] = np.asarray(frames, bool)[: len(into)]
+        shows = measured_frames(first, *others, frames=asked)
 
     def find(start: int, readers: list[FrameReader], stop: threading.Event) -> int:
         """Track one segment into `into`; returns the index after its last frame."""
         end = start
         read = readers if shown is not None else readers[:1]
         with contextlib.ExitStack() as stack, LandmarkTracker() as tracker:
-            frames = zip(*(stack.enter_context(r) for r in read), strict=False)
-            for t, got in enumerate(frames, start=start):
+            decoded = zip(*(stack.enter_context(r) for r in read), strict=False)
+            for t, got in enumerate(decoded, start=start):
                 if t >= len(into) or stop.is_set():
                     break
+                end = t + 1
+                if shows is not None and not shows[t]:
+                    into[t] = np.nan
+                    continue
                 frame = got[0] if shown is None else shown(t, list(got), scale)
                 det = tracker.detect(frame)
                 # The tracking's own product (`track_frames`), so that they agree to the bit.
                 into[t] = np.nan if det is None else det.landmarks * scale
-                end = t + 1
                 if on_frame is not None:
                     on_frame()
         return end
 
     count = max(run_segments([functools.partial(find, *seg) for seg in segments]))
+    if frames is not None:
+        # The rows of frames not read stay NaN: the whole video's rows are the answer.
+        into[~shows] = np.nan
+        return into
     return into[:count]
 
 
@@ -87,13 +117,15 @@ def video_landmarks(
     alike: Sequence[str | Path] = (),
     on_frame: Callable[[], None] | None = None,
     into: np.ndarray | None = None,
+    frames: np.ndarray | None = None,
 ) -> np.ndarray:
     """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face,
     as the edit's tracking finds them (`tracked_landmarks`). alike: videos of the same frames
     that `path` is to be read alike with (the edit it is measured against: a variable-rate
-    edit makes both be read in one piece), not decoded; on_frame is called after each frame;
-    into: an array to fill."""
-    return tracked_landmarks([path, *alike], on_frame=on_frame, into=into)
+    edit makes both be read in one piece), not decoded; on_frame is called after each frame
+    shown to FaceMesh; into: an array to fill; frames: (T,) bool, only those frames' are
+    needed (`tracked_landmarks`)."""
+    return tracked_landmarks([path, *alike], on_frame=on_frame, into=into, frames=frames)
 
 
 # The output shown around the lips when the mouth is measured on its own (`mouth_window`),
@@ -173,6 +205,7 @@ def window_landmarks(
     window: str,
     on_frame: Callable[[], None] | None = None,
     into: np.ndarray | None = None,
+    frames: np.ndarray | None = None,
 ) -> np.ndarray:
     """Landmarks (T, 478, 2) pixels found on each input frame with one region of the output
     pasted in (`WINDOWS`: around the lips, or along the face outline); NaN without a face.
@@ -183,7 +216,8 @@ def window_landmarks(
     input's face measures what an edit did to that region by itself. input_lm: the input's
     landmarks as `video_landmarks` finds them (or the edit's tracking, `FaceTrack.raw`); both
     videos are read as the tracking reads them (`tracked_landmarks`). on_frame is called after
-    each frame; into: an array to fill."""
+    each frame shown to FaceMesh; into: an array to fill; frames: (T,) bool, only those
+    frames' are needed (`tracked_landmarks`)."""
     contour, inside = WINDOWS[window]
 
     def shown(t: int, frames: list[np.ndarray], scale: np.ndarray) -> np.ndarray:
@@ -198,7 +232,9 @@ def window_landmarks(
         fa[box] = np.round(a + (b - a) * w[..., None]).astype(np.uint8)
         return fa
 
-    return tracked_landmarks([input_path, output_path], shown=shown, on_frame=on_frame, into=into)
+    return tracked_landmarks(
+        [input_path, output_path], shown=shown, on_frame=on_frame, into=into, frames=frames
+    )
 
 
 def _iod(lm: np.ndarray) -> np.ndarray:

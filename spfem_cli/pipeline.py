@@ -365,6 +365,33 @@ def tracking_segments(info: VideoInfo) -> list[tuple[int, int] | None]:
     return [(0, half), (half, info.n_frames - half)]
 
 
+# Frames FaceMesh is shown before each run of frames measured apart from the rest of the
+# video (`measured_spans`: a partial edit's speech). Started afresh, its tracking settles
+# within a few frames: on Obama and talk_s32 the inner lips found by a tracker started 5 or
+# more frames early are 0.04-0.13% of the eye distance from a whole pass's on average (0.1-0.2%
+# started on the frame itself, and 0.5-1.5% on that first frame).
+MEASURE_LEAD = 10
+
+
+def measured_spans(
+    frames: np.ndarray, *, within: tuple[int, int] | None, lead: int = MEASURE_LEAD
+) -> list[tuple[int, int]]:
+    """The (first frame, count) spans a pass reads to find landmarks on the frames (T,) bool
+    of a video, within the tracking segment `within` ((first, count); None: all T): each run
+    of frames begun `lead` frames early, but not before the segment's start (where the
+    tracking too starts afresh), spans that meet merged."""
+    first, count = within if within is not None else (0, len(frames))
+    inside = np.asarray(frames[first : first + count], bool)
+    spans: list[tuple[int, int]] = []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], inside.view(np.int8), [0]])))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        start, end = first + max(0, int(a) - lead), first + int(b)
+        if spans and start <= spans[-1][0] + spans[-1][1]:
+            start = spans.pop()[0]
+        spans.append((start, end - start))
+    return spans
+
+
 def analysis_size(width: int, height: int) -> tuple[int, int] | None:
     """The size frames are decoded at for tracking: at most ANALYSIS_MAX_SIDE pixels on the
     long side (None: full size). MediaPipe reads the face through a 192-pixel crop, so a face
@@ -376,20 +403,50 @@ def analysis_size(width: int, height: int) -> tuple[int, int] | None:
     return max(2, round(width * k)), max(2, round(height * k))
 
 
+def _reading_segments(
+    info: VideoInfo, *others: VideoInfo, frames: np.ndarray | None = None
+) -> list[tuple[int, int] | None]:
+    """The segments `tracking_readers` reads (None: the whole video in one piece)."""
+    if any(v.variable_frame_rate for v in (info, *others)):
+        # A variable-rate video is resampled as it is read, which a segment cannot be.
+        return [None]
+    segments = tracking_segments(info)
+    if frames is None:
+        return segments
+    return [span for seg in segments for span in measured_spans(frames, within=seg)]
+
+
+def measured_frames(info: VideoInfo, *others: VideoInfo, frames: np.ndarray) -> np.ndarray:
+    """(T,) bool: the frames a pass over `frames` (T,) bool of the video `info` (read alike
+    with `others`, as `tracking_readers` reads them) shows FaceMesh: the `measured_spans`
+    of the segments it reads. A video read in one piece is decoded whole, and only those
+    frames are shown."""
+    n = len(frames)
+    out = np.zeros(n, bool)
+    for seg in _reading_segments(info, *others, frames=frames):
+        if seg is None:
+            for first, count in measured_spans(frames, within=None):
+                out[first : first + count] = True
+        else:
+            out[seg[0] : seg[0] + seg[1]] = True
+    return out
+
+
 def tracking_readers(
-    info: VideoInfo, *others: VideoInfo
+    info: VideoInfo, *others: VideoInfo, frames: np.ndarray | None = None
 ) -> tuple[list[tuple[int, list[FrameReader]]], tuple[float, float]]:
     """How the tracking pass reads a video: for each of its `tracking_segments`, the index of
     its first frame and a FrameReader (not yet opened, decoded at `analysis_size`) of `info`
     and of each of `others`, videos of the same frames read alike (an edit of it); and the
     factors (x, y) from the readers' pixels to the video's. The speech check reads videos the
     same way (`evaluate.tracked_landmarks`), so that the landmarks the tracking found on an
-    input are the ones the check would find on it."""
+    input are the ones the check would find on it.
+
+    frames: (T,) bool, the frames a pass needs (a partial edit's): only their
+    `measured_spans` are read, each a segment of its own; a video read in one piece (a
+    variable rate) is still read whole."""
     size = analysis_size(info.width, info.height)
-    segments = tracking_segments(info)
-    if any(other.variable_frame_rate for other in others):
-        # A variable-rate video is resampled as it is read, which a segment cannot be.
-        segments = [None]
+    segments = _reading_segments(info, *others, frames=frames)
     readers = [
         (seg[0] if seg else 0, [FrameReader(v, size=size, segment=seg) for v in (info, *others)])
         for seg in segments

@@ -31,6 +31,7 @@ from spfem_cli.evaluate import (
 )
 from spfem_cli.face.mesh import N_LANDMARKS
 from spfem_cli.media import FrameReader, VideoInfo, probe
+from spfem_cli.pipeline import measured_frames
 from spfem_cli.progress import Reporter, SilentReporter
 
 # The inner-lip landmarks found on the edit stay this close to the input's on average
@@ -205,8 +206,14 @@ def check_speech(
         )
     if frames is not None:
         # An edit's frames as its tracking counted them; any beyond are not edited.
-        asked = np.asarray(frames, bool)[: shape_a[0]]
-        frames = np.concatenate([asked, np.zeros(shape_a[0] - len(asked), bool)])
+        n = shape_a[0]
+        asked = np.asarray(frames, bool)[:n]
+        frames = np.concatenate([asked, np.zeros(n - len(asked), bool)])
+        face = np.ones(n, bool)
+        if input_lm is not None:
+            face[: len(input_lm)] = ~np.isnan(input_lm[:n, 0, 0])
+        if not (face & ~frames).any():
+            frames = None  # every frame with a face is asked: the whole clip is measured
     with contextlib.ExitStack() as stack:
         folder = workdir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="spfem-check-"))
@@ -237,24 +244,30 @@ def _measure(
             workdir / f"speech-{name}.npy", mode="w+", dtype=np.float32, shape=(n, N_LANDMARKS, 2)
         )
 
+    # A partial edit's frames are found on their own, with a few frames before each run
+    # (`pipeline.measured_spans`): the passes then take as long as the edit, not the video.
+    shown = n
+    if frames is not None:
+        shown = int(measured_frames(probe(before), probe(after), frames=frames).sum())
     lm_in = input_lm
     if lm_in is None:
+        # The whole input: the speech's spread over the clip is what a partial edit's
+        # opening is judged against (`SpeechCheck.opening_score`).
         with rep.stage("Finding the lips: input", n) as adv:
             # Read as the window pass reads it, alike with the edit.
             lm_in = video_landmarks(before, alike=[after], on_frame=adv, into=rows("input"))
     lm_out = None
     if whole:
-        with rep.stage("Finding the lips: edit", n) as adv:
-            lm_out = video_landmarks(after, on_frame=adv, into=rows("edit"))
-    with rep.stage("Finding the lips: the edit's mouth alone", n) as adv:
+        with rep.stage("Finding the lips: edit", shown) as adv:
+            lm_out = video_landmarks(after, on_frame=adv, into=rows("edit"), frames=frames)
+    with rep.stage("Finding the lips: the edit's mouth alone", shown) as adv:
         lm_mouth = window_landmarks(
-            before, after, input_lm=lm_in, window="mouth", on_frame=adv, into=rows("mouth")
-        )
+            before, after, input_lm=lm_in, window="mouth", on_frame=adv, into=rows("mouth"),
+            frames=frames,
+        )  # fmt: skip
     # A frame's landmarks are all found or all NaN: one coordinate tells, and reads the
     # memory-mapped files without loading them whole.
     found = ~np.isnan(lm_in[:, 0, 0]) & ~np.isnan(lm_mouth[:, 0, 0])
-    if frames is not None and not (found & ~frames).any():
-        frames = None  # every frame with a face was edited: the whole clip is measured
     if frames is not None:
         found &= frames
     if (both := int(found.sum())) < 3:

@@ -14,10 +14,19 @@ from spfem_cli.batch import EditOptions, run_batch
 from spfem_cli.cli import app
 from spfem_cli.errors import SpfemError
 from spfem_cli.evaluate import SpeechReport, mouth_window, video_landmarks
+from spfem_cli.face.mesh import LIPS_INNER, eye_centres
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.kinds import keeps_speech
 from spfem_cli.media import FrameReader, FrameWriter, probe
-from spfem_cli.pipeline import analyse_video, edit_video, tracking_readers, tracking_segments
+from spfem_cli.pipeline import (
+    MEASURE_LEAD,
+    analyse_video,
+    edit_video,
+    measured_frames,
+    measured_spans,
+    tracking_readers,
+    tracking_segments,
+)
 from spfem_cli.progress import SilentReporter
 from spfem_cli.speech_check import (
     INNER_LIP_LIMIT,
@@ -274,6 +283,51 @@ def test_the_tracking_finds_the_landmarks_the_check_finds(tmp_path: Path) -> Non
     found = video_landmarks(clip)
     assert found.shape == (250, 478, 2) and not np.isnan(found).any()
     assert np.array_equal(np.asarray(track.raw), found)
+
+
+def test_the_spans_a_partial_pass_reads() -> None:
+    """Each run of frames is read from MEASURE_LEAD frames before it, not before its tracking
+    segment's start (where the tracking, too, starts afresh); runs whose spans meet are read
+    as one; every frame asked, the spans are the tracking's own segments."""
+    frames = np.zeros(250, bool)
+    frames[[*range(60, 80), *range(85, 90), *range(130, 140), *range(200, 210)]] = True
+    lead = MEASURE_LEAD
+    assert measured_spans(frames, within=(0, 125)) == [(60 - lead, 90 - 60 + lead)]
+    assert measured_spans(frames, within=(125, 125)) == [(125, 15), (200 - lead, 10 + lead)]
+    assert measured_spans(frames, within=None) == [
+        (60 - lead, 30 + lead), (130 - lead, 10 + lead), (200 - lead, 10 + lead),
+    ]  # fmt: skip
+    every = np.ones(250, bool)
+    assert measured_spans(every, within=(125, 125)) == [(125, 125)]
+    assert measured_spans(np.zeros(250, bool), within=None) == []
+
+
+def test_a_pass_over_some_frames_finds_them_as_a_whole_pass_does() -> None:
+    """On Obama, landmarks asked for three runs of frames: only their spans are shown to
+    FaceMesh (the other rows are NaN), and on the frames asked the inner lips lie within
+    0.3% of the eye distance of a whole pass's (what FaceMesh's tracking carries from
+    earlier frames); every frame asked, the pass is the whole one, to the bit."""
+    clip = SPEAKER.parent / "speech_obama_450x450.mp4"
+    if not clip.is_file():
+        pytest.skip("../shared/clips is absent")
+    whole = video_landmarks(clip)
+    frames = np.zeros(250, bool)
+    frames[[*range(60, 80), *range(130, 140), *range(200, 230)]] = True
+    seen: list[int] = []
+    some = video_landmarks(clip, frames=frames, on_frame=lambda: seen.append(1))
+    shown = measured_frames(probe(clip), frames=frames)
+    # The second run begins 5 frames into the second half, tracked from its own start.
+    spans = [(60 - MEASURE_LEAD, 30), (125, 15), (200 - MEASURE_LEAD, 40)]
+    read = [t for first, count in spans for t in range(first, first + count)]
+    assert np.array_equal(shown, np.isin(np.arange(250), read))
+    assert some.shape == whole.shape and len(seen) == shown.sum() == 85
+    assert np.isnan(some[~shown]).all() and not np.isnan(some[shown]).any()
+    inner = list(LIPS_INNER)
+    right, left = eye_centres(whole[frames])
+    iod = np.linalg.norm(left - right, axis=-1)
+    apart = np.linalg.norm(some[frames][:, inner] - whole[frames][:, inner], axis=-1)
+    assert (apart.mean(axis=1) / iod).mean() < 0.003
+    assert np.array_equal(video_landmarks(clip, frames=np.ones(250, bool)), whole)
 
 
 def test_no_keep_speech_edits_once_and_the_speech_can_change(speaker: Path, tmp_path: Path) -> None:
