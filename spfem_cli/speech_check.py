@@ -75,7 +75,7 @@ class SpeechCheck:
 
         A correlation over a second of speech is mostly FaceMesh's noise against the few
         syllables in it: speech_man's last 24 frames edited to sad with the lip corners
-        held read 0.974, where the same error over the clip's speech reads 0.993. For a
+        held read 0.975, where the same error over the clip's speech reads 0.993. For a
         signal of spread s and an error of spread e apart from it the correlation is
         1/sqrt(1 + (e/s)^2), which is what this takes with the clip's spread as s
         (on the whole of speech_man's 4 s: 0.990 against Pearson's 0.990).

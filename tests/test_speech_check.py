@@ -227,7 +227,7 @@ def test_a_partial_edit_is_measured_on_the_frames_it_edited(speaker: Path, tmp_p
     """speech_man's last 24 frames (from 3 s) to sad: measured over the whole clip, the 76
     frames passed through dilute the full-strength edit into a pass (inner lips 0.65%, opening
     0.982). Its edited frames alone read 1.25%, and an opening error of 0.018 of the eye
-    distance, 0.968 over the clip's speech: changed. So the edit that keeps the speech by
+    distance, 0.967 over the clip's speech: changed. So the edit that keeps the speech by
     default moves the lip corners less, and says over which frames it measured."""
     full = tmp_path / "full.mp4"
     edit_video(
