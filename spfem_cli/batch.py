@@ -474,6 +474,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         analyse_video,
         analysis_notes,
         drop_late_segments,
+        edit_parts,
         read_rest_face,
         render_edit,
         rest_note,
@@ -550,6 +551,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                     label=timeline.label(),
                     # A photo in the folder has no speech to keep: it is edited once.
                     keep_speech=options.measures_speech and info.n_frames > 1,
+                    parts=edit_parts(analysis, timeline),
                 )
             except Exception as exc:  # noqa: BLE001 - this target's failure, recorded
                 seconds = shared_s + time.perf_counter() - t1

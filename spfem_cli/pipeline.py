@@ -74,11 +74,14 @@ from spfem_cli.targets import (
     parse_emotion,
     range_text,
     render,
+    segment_name,
+    segment_shares,
     with_range,
 )
 
 if TYPE_CHECKING:
     from spfem_cli.pcmecl.personal import PersonalCheckpoint
+    from spfem_cli.speech_check import SpeechCheck
 
 MAX_INTENSITY = 1.5
 # A rest face given as a clip is read from this many frames spread over it.
@@ -680,13 +683,14 @@ def render_video(
     preset: str = DEFAULT_PRESET,
     reporter: Reporter | None = None,
     label: str = "",
-    mouth_scale: float = 1.0,
+    mouth_scale: float | np.ndarray = 1.0,
 ) -> int:
     """Decode the analysed video again, edit each frame by its AU change, encode, remux audio;
     or, for an image `output` (a photo's edit, `is_image_output`), write its one frame.
 
     deltas: (T, K) AU activation change per frame (0 rows pass through); mouth_scale: a factor
-    on the mouth AUs' motion, not on their shading (`FaceGenerator.edit_frame`). The result
+    on the mouth AUs' motion, not on their shading (`FaceGenerator.edit_frame`), for every
+    frame or (T,) one per frame (a timeline's parts kept apart, `render_edit`). The result
     appears at `output` only when everything succeeded. Returns the number of frames edited.
     """
     rep = reporter or SilentReporter()
@@ -722,7 +726,7 @@ def render_video(
                         generator=generator,
                         delta=deltas[t],
                         rims=rims,
-                        mouth_scale=mouth_scale,
+                        mouth_scale=float(np.broadcast_to(mouth_scale, (track.n_frames,))[t]),
                     )
                     n_edited += 1
                 elif rims is not None:
@@ -828,6 +832,17 @@ class Editor:
         )
 
 
+def edit_parts(analysis: Analysis, timeline: Timeline) -> EditParts | None:
+    """The parts of a timeline's edit whose speech `render_edit` keeps each on its own: its
+    segments; None for one segment (the whole edit is one part)."""
+    if len(timeline.segments) == 1:
+        return None
+    shares = segment_shares(
+        timeline, n_frames=analysis.track.n_frames, fps=float(analysis.info.fps)
+    )
+    return EditParts(shares=shares, names=tuple(segment_name(s) for s in timeline.segments))
+
+
 def _emotion_vector(
     expression: ExpressionModel, personal: PersonalCheckpoint | None, name: str
 ) -> np.ndarray:
@@ -847,16 +862,33 @@ MOUTH_EMOTIONS = ("happy", "contempt", "disgusted")
 
 
 @dataclass(frozen=True)
+class EditParts:
+    """The parts of an edit whose speech is kept each on its own, a timeline's segments: one
+    emotion's lip corners may change how the lips read where another's do not, and backing
+    off every part for one would spend the others' expression for nothing. shares: (T, P) how
+    much of each frame is each part's (`targets.segment_shares`: rows sum to 1 where the
+    timeline plays, crossfading between touching parts); names: each part as the notes name
+    it ("0-3 s happy")."""
+
+    shares: np.ndarray
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Rendered:
     """What `render_edit` made: n_edited, the frames edited; notes, what was measured;
-    mouth_scale, the factor on the mouth AUs' changes of the edit at the output (1: as
-    asked; `KEEP_SPEECH_SCALES`); measuring_s: the seconds spent measuring, all tries
-    together."""
+    mouth_scales, each part's factor on the mouth AUs' changes at the output (1: as asked;
+    `KEEP_SPEECH_SCALES`); measuring_s: the seconds spent measuring, all tries together."""
 
     n_edited: int
     notes: list[str]
-    mouth_scale: float = 1.0
+    mouth_scales: tuple[float, ...] = (1.0,)
     measuring_s: float = 0.0
+
+    @property
+    def mouth_scale(self) -> float:
+        """The smallest part's factor on the mouth AUs' changes."""
+        return min(self.mouth_scales)
 
 
 def render_edit(
@@ -872,25 +904,36 @@ def render_edit(
     reporter: Reporter,
     label: str,
     keep_speech: bool,
+    parts: EditParts | None = None,
 ) -> Rendered:
     """`render_video` of the analysed video `input_path` to `output` by the editor's
-    generator; with keep_speech, measured with `speech_check.check_speech` on the frames it
-    edits (frames passed through would dilute the verdict on a partial edit) and rendered again
-    with the mouth AUs' motion scaled down (`KEEP_SPEECH_SCALES`; their shading, a smile's
-    folds, stays) until the speech is kept or the corners are held (only the last try appears
-    at `output`, once measured)."""
-    scales = (1.0,)
-    if keep_speech and np.any(deltas[:, editor.generator.mouth_units]):
-        # An edit that leaves the mouth units be would render the same frames on every try.
-        scales = KEEP_SPEECH_SCALES
+    generator; with keep_speech, measured with `speech_check.check_speech_parts` on the frames
+    it edits (frames passed through would dilute the verdict on a partial edit), each of the
+    edit's `parts` on its own frames (None: one part), and rendered again with the mouth AUs'
+    motion of the parts whose speech changed scaled down (`KEEP_SPEECH_SCALES`; their shading,
+    a smile's folds, stays) until every part keeps the speech or holds its corners (only the
+    last try appears at `output`, once measured)."""
+    track = analysis.track
+    # The frames render_video edits, which the speech is measured on.
+    edited = track.valid & np.any(deltas[: track.n_frames] != 0, axis=1)
+    shares = np.ones((len(deltas), 1)) if parts is None else parts.shares
+    owner = np.argmax(shares[: track.n_frames], axis=1)
+    masks = [edited & (owner == p) for p in range(shares.shape[1])]
+    mouth = editor.generator.mouth_units
+    # A part that leaves the mouth units be would render the same frames on every try.
+    ladders = [
+        KEEP_SPEECH_SCALES
+        if keep_speech and np.any(deltas[: track.n_frames][m][:, mouth])
+        else (1.0,)
+        for m in masks
+    ]
+    levels = [0] * len(masks)
     # The tries are rendered in the workdir and measured there; only the last reaches output.
     target = workdir / f"speech-try{output.suffix}" if keep_speech else output
     n_edited, notes = 0, []
     measuring_s = 0.0
-    track = analysis.track
-    # The frames render_video edits, which the speech is measured on.
-    edited = track.valid & np.any(deltas[: track.n_frames] != 0, axis=1)
-    for k, scale in enumerate(scales):
+    while True:
+        scales = np.array([ladder[k] for ladder, k in zip(ladders, levels, strict=True)])
         n_edited = render_video(
             analysis,
             generator=editor.generator,
@@ -900,25 +943,25 @@ def render_edit(
             crf=crf,
             preset=preset,
             reporter=reporter,
-            label=label if scale == 1.0 else f"{label}, lip corners at {scale:g}",
-            mouth_scale=scale,
+            label=_try_label(label, scales),
+            mouth_scale=float(scales[0]) if parts is None else shares @ scales,
         )
         if not (keep_speech and n_edited):
             break
         # Imported here: speech_check measures with evaluate, which builds on this module.
-        from spfem_cli.speech_check import check_speech
+        from spfem_cli.speech_check import check_speech_parts
 
         t0 = time.perf_counter()
         try:
-            found = check_speech(
+            found = check_speech_parts(
                 before=input_path,
                 after=target,
+                parts=masks,
                 reporter=reporter,
                 # The tracking's landmarks are the check's own on the input.
                 input_lm=track.raw,
                 whole=False,
                 workdir=workdir,
-                frames=edited,
             )
         except SpfemError as exc:
             # The edit was made; only its measurement could not be (a face FaceMesh finds
@@ -927,16 +970,45 @@ def render_edit(
             break
         finally:
             measuring_s += time.perf_counter() - t0
-        said = found.lines()[0] + _corners_said(scale)
-        if found.kept:
-            notes.append(said)
+        again = [
+            p
+            for p, check in enumerate(found)
+            if not isinstance(check, str) and not check.kept and levels[p] < len(ladders[p]) - 1
+        ]
+        if not again:
+            names = ("",) * len(masks) if parts is None else tuple(f"{n}: " for n in parts.names)
+            notes += [
+                name + _part_said(check, scale=float(scale))
+                for name, check, scale in zip(names, found, scales, strict=True)
+            ]
             break
-        if k == len(scales) - 1:
-            notes.append(f"{said}; --mouth strict keeps the whole mouth region")
+        for p in again:
+            levels[p] += 1
     if target != output:
         with atomic_output(output) as final_tmp:
             shutil.copyfile(target, final_tmp)
-    return Rendered(n_edited=n_edited, notes=notes, mouth_scale=scale, measuring_s=measuring_s)
+    return Rendered(
+        n_edited=n_edited,
+        notes=notes,
+        mouth_scales=tuple(float(x) for x in scales),
+        measuring_s=measuring_s,
+    )
+
+
+def _try_label(label: str, scales: np.ndarray) -> str:
+    """The progress bar's label of a try of `render_edit` with the parts' scales."""
+    if np.all(scales == 1.0):
+        return label
+    return f"{label}, lip corners at {'/'.join(f'{x:g}' for x in scales)}"
+
+
+def _part_said(check: SpeechCheck | str, *, scale: float) -> str:
+    """The note of one part's last try in `render_edit`: its verdict, the corners' motion, and
+    strict mode where the speech stayed changed; or why it was not measured."""
+    if isinstance(check, str):
+        return f"the speech was not measured: {check}"
+    said = check.lines()[0] + _corners_said(scale)
+    return said if check.kept else f"{said}; --mouth strict keeps the whole mouth region"
 
 
 def _corners_said(scale: float) -> str:
@@ -1180,6 +1252,7 @@ def edit_video(
             reporter=rep,
             label=timeline.label(),
             keep_speech=measure_speech,
+            parts=edit_parts(analysis, timeline),
         )
         n_edited = rendered.n_edited
         notes += rendered.notes

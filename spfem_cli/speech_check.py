@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,7 +193,84 @@ def check_speech(
 
     Raises SpfemError for missing or unreadable files, photos, two videos that cannot be an
     edit and its input (other frame counts, sizes or rates), and videos without a face."""
+    (found,) = check_speech_parts(
+        before=before, after=after, parts=[frames], reporter=reporter, input_lm=input_lm,
+        whole=whole, workdir=workdir,
+    )  # fmt: skip
+    if isinstance(found, str):
+        raise SpfemError(found)
+    return found
+
+
+def check_speech_parts(
+    *,
+    before: str | Path,
+    after: str | Path,
+    parts: Sequence[np.ndarray | None],
+    reporter: Reporter | None = None,
+    input_lm: np.ndarray | None = None,
+    whole: bool = True,
+    workdir: Path | None = None,
+) -> list[SpeechCheck | str]:
+    """`check_speech` of each of an edit's parts, from one set of FaceMesh passes: parts, (T,)
+    bool each (None: every frame), the frames of each part of a timeline an edit played
+    (each judged on its own:
+    one emotion's mouth may keep the speech where another's does not). A part that holds
+    every frame with a face is measured as a whole clip; a part with fewer than three frames
+    with a face in both videos gets, instead of its verdict, a line saying so. The passes read
+    the parts' frames only (`pipeline.measured_spans`). Raises SpfemError as check_speech."""
     before, after = Path(before), Path(after)
+    n = _check_pair(before, after)
+    masks = []
+    for part in parts:
+        # An edit's frames as its tracking counted them; any beyond are not edited.
+        mask = np.ones(n, bool) if part is None else np.asarray(part, bool)[:n]
+        masks.append(np.concatenate([mask, np.zeros(n - len(mask), bool)]))
+    face = np.ones(n, bool)
+    if input_lm is not None:
+        face[: len(input_lm)] = ~np.isnan(input_lm[:n, 0, 0])
+
+    def partial(mask: np.ndarray) -> np.ndarray | None:
+        """mask, or None where it holds every frame with a face: the whole clip is measured."""
+        return mask if (face & ~mask).any() else None
+
+    frames = partial(np.logical_or.reduce(masks)) if masks else None
+    with contextlib.ExitStack() as stack:
+        folder = workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="spfem-check-"))
+        )
+        lm_in, lm_mouth, lm_out = _find(
+            before, after, n=n, reporter=reporter, input_lm=input_lm, whole=whole,
+            workdir=folder, frames=frames,
+        )  # fmt: skip
+        # A frame's landmarks are all found or all NaN: one coordinate tells, and reads the
+        # memory-mapped files without loading them whole.
+        found = ~np.isnan(lm_in[:, 0, 0]) & ~np.isnan(lm_mouth[:, 0, 0])
+        spread = None
+        out: list[SpeechCheck | str] = []
+        for mask in masks:
+            sel = partial(mask)
+            if (both := int((found if sel is None else found & sel).sum())) < 3:
+                which = "edited frames" if sel is not None else "frames"
+                out.append(
+                    f"FaceMesh found a face on {both} {which} of both videos: too few to measure"
+                )
+                continue
+            if spread is None:
+                spread = _opening_spread(lm_in)
+            out.append(
+                SpeechCheck(
+                    mouth=compare_speech(lm_in, lm_mouth, frames=sel),
+                    whole=None if lm_out is None else compare_speech(lm_in, lm_out, frames=sel),
+                    opening_spread=spread,
+                    of_edited=sel is not None,
+                )
+            )
+        return out
+
+
+def _check_pair(before: Path, after: Path) -> int:
+    """The frames of two videos that can be an edit and its input; SpfemError otherwise."""
     first, second = probe(before), probe(after)
     if first.n_frames == 1 or second.n_frames == 1:
         raise SpfemError("spfem check takes two videos: a photo has no speech")
@@ -204,27 +282,10 @@ def check_speech(
             f"{float(second.fps):g} fps against {na} of {wa}x{ha} at {float(first.fps):g}; "
             "spfem check compares an edit with the video it was made from"
         )
-    if frames is not None:
-        # An edit's frames as its tracking counted them; any beyond are not edited.
-        n = shape_a[0]
-        asked = np.asarray(frames, bool)[:n]
-        frames = np.concatenate([asked, np.zeros(n - len(asked), bool)])
-        face = np.ones(n, bool)
-        if input_lm is not None:
-            face[: len(input_lm)] = ~np.isnan(input_lm[:n, 0, 0])
-        if not (face & ~frames).any():
-            frames = None  # every frame with a face is asked: the whole clip is measured
-    with contextlib.ExitStack() as stack:
-        folder = workdir or Path(
-            stack.enter_context(tempfile.TemporaryDirectory(prefix="spfem-check-"))
-        )
-        return _measure(
-            before, after, n=shape_a[0], reporter=reporter, input_lm=input_lm, whole=whole,
-            workdir=folder, frames=frames,
-        )  # fmt: skip
+    return shape_a[0]
 
 
-def _measure(
+def _find(
     before: Path,
     after: Path,
     *,
@@ -234,9 +295,11 @@ def _measure(
     whole: bool,
     workdir: Path,
     frames: np.ndarray | None,
-) -> SpeechCheck:
-    """`check_speech` of two videos of n frames found to be an edit and its input, the
-    landmarks in memory-mapped files in workdir, measured over `frames` (None: all)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The landmarks `check_speech` compares, of two videos of n frames found to be an edit
+    and its input, in memory-mapped files in workdir: the input's (the whole video's), the
+    input's with the edit's mouth pasted in and, with `whole`, the edit's, on `frames` (None:
+    all; NaN rows elsewhere)."""
     rep = reporter or SilentReporter()
 
     def rows(name: str) -> np.ndarray:
@@ -265,19 +328,4 @@ def _measure(
             before, after, input_lm=lm_in, window="mouth", on_frame=adv, into=rows("mouth"),
             frames=frames,
         )  # fmt: skip
-    # A frame's landmarks are all found or all NaN: one coordinate tells, and reads the
-    # memory-mapped files without loading them whole.
-    found = ~np.isnan(lm_in[:, 0, 0]) & ~np.isnan(lm_mouth[:, 0, 0])
-    if frames is not None:
-        found &= frames
-    if (both := int(found.sum())) < 3:
-        which = "edited frames" if frames is not None else "frames"
-        raise SpfemError(
-            f"FaceMesh found a face on {both} {which} of both videos: too few to measure"
-        )
-    return SpeechCheck(
-        mouth=compare_speech(lm_in, lm_mouth, frames=frames),
-        whole=None if lm_out is None else compare_speech(lm_in, lm_out, frames=frames),
-        opening_spread=_opening_spread(lm_in),
-        of_edited=frames is not None,
-    )
+    return lm_in, lm_mouth, lm_out

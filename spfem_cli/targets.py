@@ -358,6 +358,16 @@ def range_text(seg: Segment) -> str:
     return f"{fmt(seg.start)}-{fmt(seg.end)}"
 
 
+def segment_name(seg: Segment) -> str:
+    """A segment as a note names it: its range and mixture, "0-3 s happy",
+    "3- s happy:0.6+surprised:0.4", "- s 'smug'" for free text."""
+    parts = "+".join(
+        (f"'{p.name}'" if p.is_text else p.name) + ("" if p.weight == 1 else f":{p.weight:g}")
+        for p in seg.parts
+    )
+    return f"{range_text(seg)} s {parts}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Files
 
@@ -495,13 +505,26 @@ def render(
             open end).
     Outside every segment both are 0. Every part is resolved, even in segments past the end.
     """
+    mixes = _mixtures(timeline, resolve)  # (S, K)
+    shares, weights = _shares(timeline, n_frames=n_frames, fps=fps)
+    return shares @ mixes, weights
+
+
+def segment_shares(timeline: Timeline, *, n_frames: int, fps: float) -> np.ndarray:
+    """(T, S) float64: how much of frame t's target is segment s's mixture, as `render` blends
+    them (each row sums to 1 inside the timeline's segments, crossfading where two touch; 0
+    outside them). Frame t is at t / fps seconds."""
+    return _shares(timeline, n_frames=n_frames, fps=fps)[0]
+
+
+def _shares(timeline: Timeline, *, n_frames: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """`segment_shares` and `render`'s weights (T,)."""
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be finite and > 0, got {fps}")
-    mixes = _mixtures(timeline, resolve)  # (S, K)
     t = np.arange(n_frames, dtype=np.float64) / fps
-    targets = np.zeros((n_frames, mixes.shape[1]))
+    shares = np.zeros((n_frames, len(timeline.segments)))
     weights = np.zeros(n_frames)
     ramp = timeline.transition_s
     for first, last in _runs(timeline.segments, tolerance=0.5 / fps):
@@ -518,9 +541,10 @@ def render(
             boundary = (prev.end + nxt.start) / 2
             steps.append(_step(tt - boundary, width=ramp))
         steps.append(np.zeros_like(tt))
-        coeffs = np.stack([a - b for a, b in pairwise(steps)], axis=1)  # (T_in, S_run)
-        targets[inside] = coeffs @ mixes[first : last + 1]
-    return targets, weights
+        shares[np.flatnonzero(inside)[:, None], np.arange(first, last + 1)] = np.stack(
+            [a - b for a, b in pairwise(steps)], axis=1
+        )  # (T_in, S_run)
+    return shares, weights
 
 
 def _mixtures(timeline: Timeline, resolve: Resolver) -> np.ndarray:

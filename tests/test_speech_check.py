@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from spfem_cli import speech_check
+from spfem_cli import pipeline, speech_check
 from spfem_cli.batch import EditOptions, run_batch
 from spfem_cli.cli import app
 from spfem_cli.errors import SpfemError
@@ -34,6 +34,7 @@ from spfem_cli.speech_check import (
     STILL_MOUTH,
     SpeechCheck,
     check_speech,
+    check_speech_parts,
     frames_between,
 )
 from tests.conftest import MakeClip, run_ffmpeg_checked
@@ -206,21 +207,21 @@ def test_natural_mode_edits_again_until_the_speech_is_kept(
     against the landmarks the edit's tracking found on the input, which are the check's own."""
     given: list[np.ndarray] = []
 
-    def recorded(**kw: object) -> SpeechCheck:
+    def recorded(**kw: object) -> list[SpeechCheck | str]:
         given.append(np.array(kw["input_lm"]))
-        return check_speech(**kw)  # type: ignore[arg-type]
+        return check_speech_parts(**kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(speech_check, "check_speech", recorded)
+    monkeypatch.setattr(speech_check, "check_speech_parts", recorded)
     out = tmp_path / "sad.mp4"
     result = CliRunner().invoke(app, ["edit", str(speaker), "-e", "sad", "-o", str(out)])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "speech kept:" in said and "with the lip corners moving a quarter as far" in said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sad.mp4"]
-    assert check_speech(before=speaker, after=out).kept
     found = video_landmarks(speaker)
     assert len(given) == 3
     assert all(np.array_equal(lm, found, equal_nan=True) for lm in given)
+    assert check_speech(before=speaker, after=out).kept
 
 
 def test_a_partial_edit_is_measured_on_the_frames_it_edited(speaker: Path, tmp_path: Path) -> None:
@@ -265,6 +266,37 @@ def test_a_partial_edit_is_measured_on_the_frames_it_edited(speaker: Path, tmp_p
     note = report.notes[-1]
     assert note.startswith("speech kept:") and "over 24 edited frames with the lip corners" in note
     assert check_speech(before=speaker, after=kept, whole=False, frames=edited).kept
+
+
+def test_each_part_of_a_timeline_keeps_the_speech_on_its_own(
+    speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """speech_man's first 4 s, fear then sad: each part is measured on its own frames and
+    only sad's lip corners move less (a quarter as far, three tries), while fear's keep all
+    their motion, crossfading at the boundary as the emotions do. Measured as one (until
+    2026-12-07) the whole edit went to a quarter, fear too."""
+    scales: list[np.ndarray] = []
+    render = pipeline.render_video
+
+    def recorded(*args: object, **kw: object) -> int:
+        scales.append(np.broadcast_to(np.asarray(kw["mouth_scale"]), (100,)).copy())
+        return render(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "render_video", recorded)
+    out = tmp_path / "both.mp4"
+    report = edit_video(
+        input_path=speaker, output_path=out, emotion="0-2:fear,2-:sad", device="cpu"
+    )
+    fear, sad = report.notes[-2:]
+    assert fear.startswith("0-2 s fear: speech kept:") and "lip corners" not in fear, fear
+    assert sad.startswith("2- s sad: speech kept:"), sad
+    assert sad.endswith("over 49 edited frames with the lip corners moving a quarter as far")
+    assert len(scales) == 3
+    last = scales[-1]
+    t = np.arange(100) / 25.0
+    assert np.all(last[t < 1.8] == 1.0) and np.all(last[t > 2.2] == 0.25)
+    assert np.all(np.diff(last) <= 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["both.mp4"]
 
 
 def test_the_tracking_finds_the_landmarks_the_check_finds(tmp_path: Path) -> None:
@@ -375,11 +407,11 @@ def test_an_edit_whose_speech_stays_changed_ends_with_the_corners_held_and_says_
     way left, strict mode."""
     tries: list[Path] = []
 
-    def always_changed(**kw: object) -> SpeechCheck:
+    def always_changed(**kw: object) -> list[SpeechCheck | str]:
         tries.append(Path(str(kw["after"])))
-        return _check(0.01, 0.95)
+        return [_check(0.01, 0.95)]
 
-    monkeypatch.setattr(speech_check, "check_speech", always_changed)
+    monkeypatch.setattr(speech_check, "check_speech_parts", always_changed)
     monkeypatch.setattr("spfem_cli.pipeline.KEEP_SPEECH_SCALES", (1.0, 0.0))
     out = tmp_path / "sad.mp4"
     report = edit_video(input_path=speaker, output_path=out, emotion="sad", device="cpu")
@@ -390,23 +422,25 @@ def test_an_edit_whose_speech_stays_changed_ends_with_the_corners_held_and_says_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sad.mp4"]
 
 
+@pytest.mark.parametrize("raised", [False, True])
 def test_an_edit_whose_speech_cannot_be_measured_is_kept_and_says_so(
-    speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: bool
 ) -> None:
-    """The measuring failing (FaceMesh finding a face too seldom, say) is no reason to throw
-    the edit away: it is written, once, with a note."""
+    """The measuring failing (FaceMesh finding a face too seldom in a part, or an error of
+    the whole measuring) is no reason to throw the edit away: it is written, once, with a
+    note."""
+    why = "FaceMesh found a face on 2 frames of both videos: too few to measure"
 
-    def unmeasurable(**_: object) -> SpeechCheck:
-        raise SpfemError("FaceMesh found a face on 2 frames of both videos: too few to measure")
+    def unmeasurable(**_: object) -> list[SpeechCheck | str]:
+        if raised:
+            raise SpfemError(why)
+        return [why]
 
-    monkeypatch.setattr(speech_check, "check_speech", unmeasurable)
+    monkeypatch.setattr(speech_check, "check_speech_parts", unmeasurable)
     out = tmp_path / "sad.mp4"
     report = edit_video(input_path=speaker, output_path=out, emotion="sad", device="cpu")
     assert report.n_edited == 100
-    assert report.notes[-1] == (
-        "the speech was not measured: FaceMesh found a face on 2 frames of both videos: "
-        "too few to measure"
-    )
+    assert report.notes[-1] == f"the speech was not measured: {why}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sad.mp4"]
 
 

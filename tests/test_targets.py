@@ -22,6 +22,8 @@ from spfem_cli.targets import (
     mixture_vector,
     parse_emotion,
     render,
+    segment_name,
+    segment_shares,
     with_range,
 )
 
@@ -371,6 +373,26 @@ def test_render_crossfade_between_touching_segments() -> None:
     # A linear 0.3 s ramp at 30 fps moves 1/9 a frame; smoothstep peaks at 1.5x that.
     assert np.abs(np.diff(targets, axis=0)).max() <= 1.5 / (TRANSITION_S * FPS) + 1e-9
     assert share_sad[np.searchsorted(t, 3.0)] == pytest.approx(0.5)
+
+
+def test_segment_shares_are_how_render_blends_the_segments() -> None:
+    """Each frame's share of each segment: the crossfade render plays (its targets are the
+    shares times the segments' mixtures), 1 in all inside the timeline, 0 outside it."""
+    n = int(8 * FPS)
+    timeline = parse_emotion("0-3:happy,3-5:sad:0.5+surprised:0.5,6-:sad")
+    shares = segment_shares(timeline, n_frames=n, fps=FPS)
+    targets, _ = render(timeline, n_frames=n, fps=FPS, resolve=RESOLVE)
+    mixes = np.stack([HAPPY, 0.5 * SAD + 0.5 * SURPRISED, SAD])
+    np.testing.assert_allclose(shares @ mixes, targets, atol=1e-12)
+    t = np.arange(n) / FPS
+    inside = (t < 5) | (t >= 6)
+    np.testing.assert_allclose(shares[inside].sum(axis=1), 1.0)
+    assert np.all(shares[~inside] == 0) and np.all(shares >= 0)
+    assert np.all(np.diff(shares[(t > 2) & (t < 4), 1]) >= 0)  # into the second segment
+    assert [segment_name(seg) for seg in timeline.segments] == [
+        "0-3 s happy", "3-5 s sad:0.5+surprised:0.5", "6- s sad",
+    ]  # fmt: skip
+    assert segment_name(parse_emotion("smug").segments[0]) == "- s 'smug'"
 
 
 def test_render_touching_within_half_a_frame_still_crossfades() -> None:
