@@ -104,8 +104,9 @@ KeepSpeechOption = Annotated[
     bool | None,
     typer.Option(
         "--keep-speech/--no-keep-speech",
-        help="Measure each edit's speech as `spfem check` does and, where it changed, edit "
-        "again with the lip corners moving half as far, a quarter, then held. Default: on with "
+        help="Measure each edit's speech as `spfem check` does, on the frames it changed (a "
+        "timeline segment by segment), and, where it changed, edit again with the lip corners "
+        "moving half as far, a quarter, then held. Default: on with "
         "--mouth natural (videos only); --no-keep-speech saves the measuring's time.",
         show_default=False,
     ),
