@@ -13,7 +13,8 @@ seconds are a stage of their own; and the warp with `--no-keep-speech`), and of 
 -c:v libx264 (same settings) -c:a copy OUT` run in the same session, with the ratio of the two.
 Then the peak memory (resident set size of the Python process and of its largest ffmpeg child)
 of `spfem edit` on a clip and on the same clip looped to 6x its length: flat memory means the
-two peaks are about equal.
+two peaks are about equal; and a partial edit of that long clip (2 s of it), whose speech is
+measured on the frames it edited alone.
 Last, the generate stage on a face with glasses (expr_d19.mp4, 512x512) to surprise, with its
 rims kept still as `spfem edit` does and without.
 """
@@ -37,6 +38,8 @@ from spfem_cli.media import ffmpeg_exe
 CLIPS = {"720p": "talk_s32_1280x720.mp4", "1080p": "talk_mead_sad_1920x1080.mp4"}
 # A face with glasses, whose rims an edit keeps still (`spfem_cli.face.glasses`).
 GLASSES_CLIP = "expr_d19.mp4"
+# The range of the looped clip the partial edit edits (seconds).
+PARTIAL_SPAN = "10-12"
 # The encoder settings `spfem edit` uses, for the edits and the plain ffmpeg re-encode alike.
 CRF, PRESET = DEFAULT_CRF, DEFAULT_PRESET
 
@@ -106,12 +109,14 @@ def peak_rss_mib() -> float:
 
 
 def child_edit(
-    src: str, dst: str, device: str, generator: str, refiner: str, measured: str
+    src: str, dst: str, device: str, generator: str, refiner: str, measured: str, span: str
 ) -> None:
     """Run one edit in this process and print its timings and peak memory as JSON; measured
-    "1": as `spfem edit` makes it (natural mode measures the speech), "0": --no-keep-speech."""
+    "1": as `spfem edit` makes it (natural mode measures the speech), "0": --no-keep-speech;
+    span: "START-END" seconds to edit (`--start`, `--end`), "-" for the whole video."""
     from spfem_cli.pipeline import edit_video
 
+    start, _, end = span.partition("-")
     t0 = time.perf_counter()
     report = edit_video(
         input_path=src,
@@ -124,6 +129,8 @@ def child_edit(
         crf=CRF,
         preset=PRESET,
         keep_speech=None if measured == "1" else False,
+        start=float(start) if start else None,
+        end=float(end) if end else None,
     )
     total = time.perf_counter() - t0
     print(
@@ -132,6 +139,7 @@ def child_edit(
                 "seconds": total,
                 "stages": report.seconds,
                 "frames": report.n_frames,
+                "edited": report.n_edited,
                 "rss_mib": peak_rss_mib(),
                 "child_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             }
@@ -140,7 +148,14 @@ def child_edit(
 
 
 def run_edit(
-    src: Path, dst: Path, device: str, generator: str, refiner: str, *, measured: bool = True
+    src: Path,
+    dst: Path,
+    device: str,
+    generator: str,
+    refiner: str,
+    *,
+    measured: bool = True,
+    span: str = "-",
 ) -> dict:
     out = subprocess.run(
         [
@@ -153,6 +168,7 @@ def run_edit(
             generator,
             refiner,
             "1" if measured else "0",
+            span,
         ],  # fmt: skip
         check=True,
         capture_output=True,
@@ -315,8 +331,8 @@ def glasses_speeds(src: Path, device: str) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 8 and sys.argv[1] == "--child":
-        child_edit(*sys.argv[2:8])
+    if len(sys.argv) == 9 and sys.argv[1] == "--child":
+        child_edit(*sys.argv[2:9])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -377,6 +393,16 @@ def main() -> None:
                 f" largest ffmpeg child at most {run['child_rss_mib']:.0f} MiB (ru_maxrss: includes"
                 " the forking process's memory)"
             )
+        # A partial edit is measured on its own frames: its measuring takes as long as the
+        # range edited, not the video.
+        part = run_edit(
+            long, work / "long.part.mp4", args.device, "warp", refiner, span=PARTIAL_SPAN
+        )
+        print(
+            f"[partial] {PARTIAL_SPAN} s of the {args.long_factor}x clip ({part['edited']} of "
+            f"{part['frames']} frames edited): {part['seconds']:.2f} s; "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in part["stages"].items())
+        )
         speeds = glasses_speeds(args.clips / GLASSES_CLIP, args.device)
         print(
             f"[glasses] {GLASSES_CLIP}: " + "  ".join(f"{k} {v:.1f} fps" for k, v in speeds.items())

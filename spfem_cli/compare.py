@@ -26,6 +26,7 @@ from spfem_cli.media import (
     mux_streams,
     output_pix_fmt,
     probe,
+    same_rate,
 )
 from spfem_cli.progress import Reporter, SilentReporter
 
@@ -48,7 +49,7 @@ def side_by_side(left: np.ndarray, right: np.ndarray, *, gap: int = GAP_PX) -> n
 
 def _check_pair(before: VideoInfo, after: VideoInfo) -> None:
     """Refuse two videos that cannot play in step."""
-    if before.fps != after.fps:
+    if not same_rate(before.fps, after.fps):
         raise SpfemError(
             f"{before.path.name} plays at {float(before.fps):g} fps and {after.path.name} at "
             f"{float(after.fps):g} fps; compare an edit with the video it was made from"

@@ -31,7 +31,7 @@ from spfem_cli.evaluate import (
     window_landmarks,
 )
 from spfem_cli.face.mesh import N_LANDMARKS
-from spfem_cli.media import FrameReader, VideoInfo, probe
+from spfem_cli.media import FrameReader, VideoInfo, probe, same_rate
 from spfem_cli.pipeline import measured_frames
 from spfem_cli.progress import Reporter, SilentReporter
 
@@ -275,7 +275,7 @@ def _check_pair(before: Path, after: Path) -> int:
     if first.n_frames == 1 or second.n_frames == 1:
         raise SpfemError("spfem check takes two videos: a photo has no speech")
     shape_a, shape_b = _frames_of(first), _frames_of(second)
-    if shape_a != shape_b or first.fps != second.fps:
+    if shape_a != shape_b or not same_rate(first.fps, second.fps):
         (na, wa, ha), (nb, wb, hb) = shape_a, shape_b
         raise SpfemError(
             f"{after.name} is not an edit of {before.name}: {nb} frames of {wb}x{hb} at "

@@ -30,6 +30,7 @@ from spfem_cli.media import (
     mux_streams,
     output_pix_fmt,
     probe,
+    same_rate,
     temporary_pattern,
 )
 from spfem_cli.media import ffmpeg_args as fa
@@ -448,6 +449,15 @@ def test_timing_vfr() -> None:
     assert timing.variable_frame_rate
     assert timing.n_frames == 60 and timing.duration_s == pytest.approx(3.0)
     assert timing.fps == 20
+
+
+def test_a_rate_read_back_as_another_fraction_is_the_same_rate() -> None:
+    # A variable-rate video's edit is written at its mean rate, which the container stores as
+    # another fraction (talk_s32 looped three times); NTSC's 29.97 is not 30.
+    assert same_rate(Fraction(1382400, 46199), Fraction(976199, 32624))
+    assert same_rate(Fraction(25), Fraction(25))
+    assert not same_rate(Fraction(30000, 1001), Fraction(30))
+    assert not same_rate(Fraction(25), Fraction(24))
 
 
 def test_timing_of_a_constant_rate_with_frames_missing_keeps_its_rate() -> None:

@@ -299,6 +299,33 @@ def test_each_part_of_a_timeline_keeps_the_speech_on_its_own(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["both.mp4"]
 
 
+def test_a_variable_rate_video_and_its_edit_are_measured_and_compared(tmp_path: Path) -> None:
+    """talk_s32, made small and looped three times without re-encoding, has a variable rate;
+    its edit is written at the mean rate, which the container reads back as another fraction
+    (976199/32624 for 1382400/46199). The two were refused as "not an edit" by `spfem check`
+    and `spfem compare`, and an edit's own speech went unmeasured; they are one rate."""
+    clip = SPEAKER.parent / "talk_s32_1280x720.mp4"
+    if not clip.is_file():
+        pytest.skip("../shared/clips is absent")
+    small, looped = tmp_path / "small.mp4", tmp_path / "looped.mp4"
+    run_ffmpeg_checked(
+        "-i", str(clip), "-vf", "scale=480:270", "-c:v", "libx264", "-crf", "18", "-c:a", "copy",
+        str(small),
+    )  # fmt: skip
+    run_ffmpeg_checked("-stream_loop", "2", "-i", str(small), "-c", "copy", str(looped))
+    out = tmp_path / "out.mp4"
+    edit_video(input_path=looped, output_path=out, emotion="happy", intensity=0.0, device="cpu")
+    before, after = probe(looped), probe(out)
+    assert before.variable_frame_rate and before.fps != after.fps
+    said = CliRunner().invoke(app, ["check", "-q", str(looped), str(out)])
+    assert said.exit_code == 0 and said.output.startswith("speech kept"), said.output
+    assert "over 540 frames" in said.output
+    shown = CliRunner().invoke(
+        app, ["compare", "-q", str(looped), str(out), "-o", str(tmp_path / "c.mp4")]
+    )
+    assert shown.exit_code == 0, shown.output
+
+
 def test_the_tracking_finds_the_landmarks_the_check_finds(tmp_path: Path) -> None:
     """On a real clip long enough to be tracked in two halves at once (Obama, 250 frames),
     the landmarks the edit's tracking pass keeps (`FaceTrack.raw`) are, to the bit, those the

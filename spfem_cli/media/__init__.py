@@ -25,6 +25,7 @@ from spfem_cli.media.probe import (
     audio_packet_checksums,
     ffmpeg_exe,
     probe,
+    same_rate,
 )
 from spfem_cli.media.stream import FrameReader, FrameWriter, output_pix_fmt
 
@@ -47,5 +48,6 @@ __all__ = [
     "mux_streams",
     "output_pix_fmt",
     "probe",
+    "same_rate",
     "temporary_pattern",
 ]

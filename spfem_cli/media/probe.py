@@ -633,3 +633,14 @@ def audio_packet_checksums(path: str | Path) -> list[str]:
         return []
     _, packets = parse_framecrc(result.stdout.decode("ascii", "replace"))
     return [p.crc for p in packets]
+
+
+# Two frame rates this close (relative) are one: a variable-rate video's edit is written at
+# its mean rate, which the container stores as another fraction (talk_s32 looped three times:
+# 1382400/46199 read back as 976199/32624, 1e-10 apart).
+RATE_TOLERANCE = 1e-6
+
+
+def same_rate(a: Fraction, b: Fraction) -> bool:
+    """Whether two frame rates (frames per second) are one rate, as an edit keeps it."""
+    return abs(a - b) <= RATE_TOLERANCE * max(a, b)
