@@ -386,7 +386,7 @@ def measured_spans(
     first, count = within if within is not None else (0, len(frames))
     inside = np.asarray(frames[first : first + count], bool)
     spans: list[tuple[int, int]] = []
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], inside.view(np.int8), [0]])))
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], inside.astype(np.int8), [0]])))
     for a, b in zip(edges[::2], edges[1::2], strict=True):
         start, end = first + max(0, int(a) - lead), first + int(b)
         if spans and start <= spans[-1][0] + spans[-1][1]:
@@ -979,7 +979,8 @@ def render_edit(
             names = ("",) * len(masks) if parts is None else tuple(f"{n}: " for n in parts.names)
             notes += [
                 name + _part_said(check, scale=float(scale))
-                for name, check, scale in zip(names, found, scales, strict=True)
+                for name, check, scale, mask in zip(names, found, scales, masks, strict=True)
+                if mask.any()  # a part that edited no frame has nothing to say
             ]
             break
         for p in again:
