@@ -212,13 +212,14 @@ def check_speech_parts(
     whole: bool = True,
     workdir: Path | None = None,
 ) -> list[SpeechCheck | str]:
-    """`check_speech` of each of an edit's parts, from one set of FaceMesh passes: parts, (T,)
-    bool each (None: every frame), the frames of each part of a timeline an edit played
-    (each judged on its own:
-    one emotion's mouth may keep the speech where another's does not). A part that holds
-    every frame with a face is measured as a whole clip; a part with fewer than three frames
-    with a face in both videos gets, instead of its verdict, a line saying so. The passes read
-    the parts' frames only (`pipeline.measured_spans`). Raises SpfemError as check_speech."""
+    """`check_speech` of each of an edit's parts, from one set of FaceMesh passes.
+
+    parts: (T,) bool each (None: every frame), the frames of each part of a timeline an edit
+    played, each judged on its own (one emotion's mouth may keep the speech where another's
+    does not). A part that holds every frame with a face is measured as a whole clip; a part
+    with fewer than three frames with a face in both videos gets, instead of its verdict, a
+    line saying so. The passes read the parts' frames only (`pipeline.measured_spans`).
+    Raises SpfemError as check_speech does."""
     before, after = Path(before), Path(after)
     n = _check_pair(before, after)
     masks = []
