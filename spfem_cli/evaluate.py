@@ -76,11 +76,13 @@ def tracked_landmarks(
         into = np.full((n, N_LANDMARKS, 2), np.nan, np.float32)
     # Which frames FaceMesh is shown: where a video is read whole though only some frames are
     # needed (a variable rate), the others are decoded and passed by.
-    shows = None
+    shows, last = None, len(into) - 1
     if frames is not None:
         asked = np.zeros(len(into), bool)
         asked[: len(frames)] = np.asarray(frames, bool)[: len(into)]
         shows = measured_frames(first, *others, frames=asked)
+        # Nothing after the last frame shown needs decoding.
+        last = int(np.flatnonzero(shows).max()) if shows.any() else -1
 
     def find(start: int, readers: list[FrameReader], stop: threading.Event) -> int:
         """Track one segment into `into`; returns the index after its last frame."""
@@ -89,7 +91,7 @@ def tracked_landmarks(
         with contextlib.ExitStack() as stack, LandmarkTracker() as tracker:
             decoded = zip(*(stack.enter_context(r) for r in read), strict=False)
             for t, got in enumerate(decoded, start=start):
-                if t >= len(into) or stop.is_set():
+                if t > last or stop.is_set():
                     break
                 end = t + 1
                 if shows is not None and not shows[t]:

@@ -195,6 +195,18 @@ def test_an_input_is_read_alike_with_a_variable_rate_edit() -> None:
     alone = video_landmarks(steady, alike=[uneven])
     assert alone.shape == (250, 478, 2) and not np.isnan(alone).any()
     assert np.array_equal(alone[:125], video_landmarks(steady)[:125])
+    # Some frames asked of a video read in one piece: the others are decoded and passed by
+    # (and none after the last is decoded), FaceMesh is shown the runs with their lead.
+    asked = np.zeros(250, bool)
+    asked[140:160] = True
+    seen: list[int] = []
+    some = video_landmarks(steady, alike=[uneven], frames=asked, on_frame=lambda: seen.append(1))
+    shown = measured_frames(a, b, frames=asked)
+    assert np.array_equal(np.flatnonzero(shown), np.arange(140 - MEASURE_LEAD, 160))
+    assert len(seen) == shown.sum() and np.isnan(some[~shown]).all()
+    right, left = eye_centres(alone[asked])
+    apart = np.linalg.norm(some[asked][:, LIPS_INNER] - alone[asked][:, LIPS_INNER], axis=-1)
+    assert (apart.mean(axis=1) / np.linalg.norm(left - right, axis=-1)).mean() < 0.003
 
 
 def test_natural_mode_edits_again_until_the_speech_is_kept(
