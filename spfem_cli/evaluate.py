@@ -95,8 +95,7 @@ def tracked_landmarks(
                     break
                 end = t + 1
                 if shows is not None and not shows[t]:
-                    into[t] = np.nan
-                    continue
+                    continue  # its row is set to NaN below
                 frame = got[0] if shown is None else shown(t, list(got), scale)
                 det = tracker.detect(frame)
                 # The tracking's own product (`track_frames`), so that they agree to the bit.

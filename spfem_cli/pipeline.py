@@ -422,8 +422,8 @@ def _reading_segments(
 def measured_frames(info: VideoInfo, *others: VideoInfo, frames: np.ndarray) -> np.ndarray:
     """(T,) bool: the frames a pass over `frames` (T,) bool of the video `info` (read alike
     with `others`, as `tracking_readers` reads them) shows FaceMesh: the `measured_spans`
-    of the segments it reads. A video read in one piece is decoded whole, and only those
-    frames are shown."""
+    of the segments it reads. A video read in one piece is decoded from its start (up to the
+    last of those frames), and only those frames are shown."""
     n = len(frames)
     out = np.zeros(n, bool)
     for seg in _reading_segments(info, *others, frames=frames):
@@ -634,8 +634,7 @@ def validate_options(
     if mouth not in MOUTH_MODES:
         raise SpfemError(f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}")
     check_side(side)
-    if start is not None and start < 0:
-        raise SpfemError(f"--start must be >= 0 seconds, got {start}")
+    check_time_range(start=start, end=end)
     if (start is not None or end is not None) and info.n_frames == 1:
         raise SpfemError(
             f"--start and --end choose a time range of a video; {info.path.name} is one frame"
@@ -644,6 +643,13 @@ def validate_options(
         raise SpfemError(
             f"--start {start} s is past the end of the video ({info.duration_s:.2f} s)"
         )
+
+
+def check_time_range(*, start: float | None, end: float | None) -> None:
+    """Refuse a `--start`/`--end` (seconds; None: open) that no video could hold: a negative
+    start, an end at or before 0 or before the start. `spfem edit` and `spfem check` alike."""
+    if start is not None and start < 0:
+        raise SpfemError(f"--start must be >= 0 seconds, got {start}")
     if end is not None and start is not None and end <= start:
         raise SpfemError(f"--end ({end} s) must be after --start ({start} s)")
     if end is not None and end <= 0:
@@ -670,6 +676,12 @@ def check_side(side: str) -> None:
     """Refuse a `--side` that is not one of SIDE_CHOICES."""
     if side not in SIDE_CHOICES:
         raise SpfemError(f"unknown side {side!r}; choose one of: {', '.join(SIDE_CHOICES)}")
+
+
+def edited_frames(track: FaceTrack, deltas: np.ndarray) -> np.ndarray:
+    """(T,) bool: the frames `render_video` edits with the AU changes deltas (T, K): those
+    with a face and a change."""
+    return track.valid & np.any(deltas[: track.n_frames] != 0, axis=1)
 
 
 def render_video(
@@ -718,8 +730,9 @@ def render_video(
             rep.stage(f"Editing ({label})" if label else "Editing", track.n_frames) as adv,
             torch_threads(1 if device.type == "cpu" else torch.get_num_threads()),
         ):
+            edited = edited_frames(track, deltas)
             for t, frame in enumerate(reader):
-                if t < track.n_frames and track.valid[t] and np.any(deltas[t]):
+                if t < track.n_frames and edited[t]:
                     frame = analysis.edit_frame(
                         frame,
                         t,
@@ -915,7 +928,7 @@ def render_edit(
     last try appears at `output`, once measured)."""
     track = analysis.track
     # The frames render_video edits, which the speech is measured on.
-    edited = track.valid & np.any(deltas[: track.n_frames] != 0, axis=1)
+    edited = edited_frames(track, deltas)
     shares = np.ones((len(deltas), 1)) if parts is None else parts.shares
     owner = np.argmax(shares[: track.n_frames], axis=1)
     masks = [edited & (owner == p) for p in range(shares.shape[1])]

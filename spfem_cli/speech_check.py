@@ -32,7 +32,7 @@ from spfem_cli.evaluate import (
 )
 from spfem_cli.face.mesh import N_LANDMARKS
 from spfem_cli.media import FrameReader, VideoInfo, probe, same_rate
-from spfem_cli.pipeline import measured_frames
+from spfem_cli.pipeline import check_time_range, measured_frames
 from spfem_cli.progress import Reporter, SilentReporter
 
 # The inner-lip landmarks found on the edit stay this close to the input's on average
@@ -144,12 +144,9 @@ def frames_between(path: str | Path, *, start: float | None, end: float | None) 
     `end` (seconds; None: its beginning or its end), frame t being at t / fps seconds as an
     edit's `--start` and `--end` take them: the frames an edit of that range changed, for
     `check_speech`'s frames. SpfemError for a range that holds no frame."""
+    check_time_range(start=start, end=end)
     info = probe(Path(path))
     n = _frames_of(info)[0]
-    if start is not None and start < 0:
-        raise SpfemError(f"--start must be >= 0 seconds, got {start}")
-    if start is not None and end is not None and end <= start:
-        raise SpfemError(f"--end ({end} s) must be after --start ({start} s)")
     t = np.arange(n, dtype=np.float64) / float(info.fps)
     inside = np.ones(n, bool)
     if start is not None:
@@ -221,7 +218,8 @@ def check_speech_parts(
     line saying so. The passes read the parts' frames only (`pipeline.measured_spans`).
     Raises SpfemError as check_speech does."""
     before, after = Path(before), Path(after)
-    n = _check_pair(before, after)
+    infos = _check_pair(before, after)
+    n = _frames_of(infos[0])[0]
     masks = []
     for part in parts:
         # An edit's frames as its tracking counted them; any beyond are not edited.
@@ -241,7 +239,7 @@ def check_speech_parts(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="spfem-check-"))
         )
         lm_in, lm_mouth, lm_out = _find(
-            before, after, n=n, reporter=reporter, input_lm=input_lm, whole=whole,
+            before, after, infos=infos, n=n, reporter=reporter, input_lm=input_lm, whole=whole,
             workdir=folder, frames=frames,
         )  # fmt: skip
         # A frame's landmarks are all found or all NaN: one coordinate tells, and reads the
@@ -270,8 +268,8 @@ def check_speech_parts(
         return out
 
 
-def _check_pair(before: Path, after: Path) -> int:
-    """The frames of two videos that can be an edit and its input; SpfemError otherwise."""
+def _check_pair(before: Path, after: Path) -> tuple[VideoInfo, VideoInfo]:
+    """The probes of two videos that can be an edit and its input; SpfemError otherwise."""
     first, second = probe(before), probe(after)
     if first.n_frames == 1 or second.n_frames == 1:
         raise SpfemError("spfem check takes two videos: a photo has no speech")
@@ -283,13 +281,14 @@ def _check_pair(before: Path, after: Path) -> int:
             f"{float(second.fps):g} fps against {na} of {wa}x{ha} at {float(first.fps):g}; "
             "spfem check compares an edit with the video it was made from"
         )
-    return shape_a[0]
+    return first, second
 
 
 def _find(
     before: Path,
     after: Path,
     *,
+    infos: tuple[VideoInfo, VideoInfo],
     n: int,
     reporter: Reporter | None,
     input_lm: np.ndarray | None,
@@ -298,9 +297,9 @@ def _find(
     frames: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The landmarks `check_speech` compares, of two videos of n frames found to be an edit
-    and its input, in memory-mapped files in workdir: the input's (the whole video's), the
-    input's with the edit's mouth pasted in and, with `whole`, the edit's, on `frames` (None:
-    all; NaN rows elsewhere)."""
+    and its input (`infos`, their probes), in memory-mapped files in workdir: the input's
+    (the whole video's), the input's with the edit's mouth pasted in and, with `whole`, the
+    edit's, on `frames` (None: all; NaN rows elsewhere)."""
     rep = reporter or SilentReporter()
 
     def rows(name: str) -> np.ndarray:
@@ -312,7 +311,7 @@ def _find(
     # (`pipeline.measured_spans`): the passes then take as long as the edit, not the video.
     shown = n
     if frames is not None:
-        shown = int(measured_frames(probe(before), probe(after), frames=frames).sum())
+        shown = int(measured_frames(*infos, frames=frames).sum())
     lm_in = input_lm
     if lm_in is None:
         # The whole input: the speech's spread over the clip is what a partial edit's
