@@ -44,6 +44,7 @@ def tracked_landmarks(
     on_frame: Callable[[], None] | None = None,
     into: np.ndarray | None = None,
     frames: np.ndarray | None = None,
+    held: np.ndarray | None = None,
 ) -> np.ndarray:
     """Landmarks (T, 478, 2) of the largest face FaceMesh is shown in each frame, in the first
     video's pixels, NaN rows without a face; found as the edit's tracking pass finds them
@@ -63,9 +64,11 @@ def tracked_landmarks(
     decoded (the others only shape how it is read: `pipeline.tracking_readers`). on_frame is
     called after each frame (a progress bar; from two threads at once); into: an array
     (N, 478, 2) to fill, whose first T rows are returned (frames past N are not read): a
-    memory-mapped file keeps a long video's landmarks out of memory (3.8 KB a frame)."""
+    memory-mapped file keeps a long video's landmarks out of memory (3.8 KB a frame);
+    held: (T,) bool, the frames of the first video that the others hold, in order (a try of
+    a partial edit rendered alone; `pipeline.tracking_readers`)."""
     first, *others = [probe(p) for p in paths]
-    segments, factors = tracking_readers(first, *others, frames=frames)
+    segments, factors = tracking_readers(first, *others, frames=frames, held=held)
     scale = np.asarray(factors, dtype=np.float32)
     if into is None:
         n = (
@@ -207,6 +210,7 @@ def window_landmarks(
     on_frame: Callable[[], None] | None = None,
     into: np.ndarray | None = None,
     frames: np.ndarray | None = None,
+    held: np.ndarray | None = None,
 ) -> np.ndarray:
     """Landmarks (T, 478, 2) pixels found on each input frame with one region of the output
     pasted in (`WINDOWS`: around the lips, or along the face outline); NaN without a face.
@@ -218,7 +222,7 @@ def window_landmarks(
     landmarks as `video_landmarks` finds them (or the edit's tracking, `FaceTrack.raw`); both
     videos are read as the tracking reads them (`tracked_landmarks`). on_frame is called after
     each frame shown to FaceMesh; into: an array to fill; frames: (T,) bool, only those
-    frames' are needed (`tracked_landmarks`)."""
+    frames' are needed; held: the input's frames the output holds (`tracked_landmarks`)."""
     contour, inside = WINDOWS[window]
 
     def shown(t: int, frames: list[np.ndarray], scale: np.ndarray) -> np.ndarray:
@@ -234,7 +238,12 @@ def window_landmarks(
         return fa
 
     return tracked_landmarks(
-        [input_path, output_path], shown=shown, on_frame=on_frame, into=into, frames=frames
+        [input_path, output_path],
+        shown=shown,
+        on_frame=on_frame,
+        into=into,
+        frames=frames,
+        held=held,
     )
 
 

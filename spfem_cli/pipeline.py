@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -436,7 +436,10 @@ def measured_frames(info: VideoInfo, *others: VideoInfo, frames: np.ndarray) -> 
 
 
 def tracking_readers(
-    info: VideoInfo, *others: VideoInfo, frames: np.ndarray | None = None
+    info: VideoInfo,
+    *others: VideoInfo,
+    frames: np.ndarray | None = None,
+    held: np.ndarray | None = None,
 ) -> tuple[list[tuple[int, list[FrameReader]]], tuple[float, float]]:
     """How the tracking pass reads a video: for each of its `tracking_segments`, the index of
     its first frame and a FrameReader (not yet opened, decoded at `analysis_size`) of `info`
@@ -447,12 +450,30 @@ def tracking_readers(
 
     frames: (T,) bool, the frames a pass needs (a partial edit's): only their
     `measured_spans` are read, each a segment of its own; a video read in one piece (a
-    variable rate) is still read whole."""
+    variable rate) is still read whole.
+
+    held: (T,) bool, the frames of `info` that each of `others` holds, in order (a try of a
+    partial edit rendered alone, `render_video(frames=)`); each segment of them is read where
+    it lies among those. Every frame read must be held, so a video read in one piece cannot
+    be (ValueError)."""
     size = analysis_size(info.width, info.height)
     segments = _reading_segments(info, *others, frames=frames)
+    placed = [segments] * (1 + len(others))
+    if held is not None:
+        held = np.asarray(held, bool)
+        rank = np.cumsum(held) - held
+        if any(seg is None or not held[seg[0] : seg[0] + seg[1]].all() for seg in segments):
+            raise ValueError("a pass reads frames the other videos do not hold")
+        placed[1:] = [[(int(rank[s[0]]), s[1]) for s in segments if s]] * len(others)
     readers = [
-        (seg[0] if seg else 0, [FrameReader(v, size=size, segment=seg) for v in (info, *others)])
-        for seg in segments
+        (
+            seg[0] if seg else 0,
+            [
+                FrameReader(v, size=size, segment=spans[i])
+                for v, spans in zip((info, *others), placed, strict=True)
+            ],
+        )
+        for i, seg in enumerate(segments)
     ]
     first = readers[0][1][0]
     return readers, (info.width / first.width, info.height / first.height)
@@ -696,14 +717,18 @@ def render_video(
     reporter: Reporter | None = None,
     label: str = "",
     mouth_scale: float | np.ndarray = 1.0,
+    frames: np.ndarray | None = None,
 ) -> int:
     """Decode the analysed video again, edit each frame by its AU change, encode, remux audio;
     or, for an image `output` (a photo's edit, `is_image_output`), write its one frame.
 
     deltas: (T, K) AU activation change per frame (0 rows pass through); mouth_scale: a factor
     on the mouth AUs' motion, not on their shading (`FaceGenerator.edit_frame`), for every
-    frame or (T,) one per frame (a timeline's parts kept apart, `render_edit`). The result
-    appears at `output` only when everything succeeded. Returns the number of frames edited.
+    frame or (T,) one per frame (a timeline's parts kept apart, `render_edit`); frames: (T,)
+    bool, only these frames are decoded and written, in order and without audio (a try of a
+    partial edit, measured alone: `render_edit`), each frame edited as in the whole video; a
+    constant-rate video's only. The result appears at `output` only when everything
+    succeeded. Returns the number of frames edited.
     """
     rep = reporter or SilentReporter()
     info, track = analysis.info, analysis.track
@@ -711,42 +736,53 @@ def render_video(
     n_edited = 0
     rims = None if analysis.rims is None else SteadyRims(analysis.rims, fps=float(info.fps))
     still = is_image_output(output)
+    # The runs of frames decoded (first frame, reader's segment; None: the whole video).
+    runs: list[tuple[int, tuple[int, int] | None]] = [(0, None)]
+    if frames is not None:
+        runs = [(span[0], span) for span in measured_spans(frames, within=None, lead=0)]
+    scales = np.broadcast_to(mouth_scale, (track.n_frames,))
+    edited = edited_frames(track, deltas)
     with atomic_output(output) as final_tmp:
-        video_tmp = workdir / f"video{output.suffix}"
+        video_tmp = final_tmp if frames is not None else workdir / f"video{output.suffix}"
         with (
-            FrameReader(info) as reader,
             StillWriter(final_tmp, source=info.path)
             if still
             else FrameWriter(
                 video_tmp,
                 width=info.width,
                 height=info.height,
-                fps=reader.fps,
+                fps=FrameReader(info).fps,
                 pix_fmt=output_pix_fmt(info),
                 color=info.color,
                 crf=crf,
                 preset=preset,
             ) as writer,
-            rep.stage(f"Editing ({label})" if label else "Editing", track.n_frames) as adv,
+            rep.stage(
+                f"Editing ({label})" if label else "Editing",
+                track.n_frames if frames is None else int(np.sum(frames)),
+            ) as adv,
             torch_threads(1 if device.type == "cpu" else torch.get_num_threads()),
         ):
-            edited = edited_frames(track, deltas)
-            for t, frame in enumerate(reader):
-                if t < track.n_frames and edited[t]:
-                    frame = analysis.edit_frame(
-                        frame,
-                        t,
-                        generator=generator,
-                        delta=deltas[t],
-                        rims=rims,
-                        mouth_scale=float(np.broadcast_to(mouth_scale, (track.n_frames,))[t]),
-                    )
-                    n_edited += 1
-                elif rims is not None:
-                    rims.skip()
-                writer.write(frame)
-                adv()
-        if not still:
+            for first, segment in runs:
+                if rims is not None and first > 0:
+                    rims.skip()  # as the frames passed by before the run would
+                with FrameReader(info, segment=segment) as reader:
+                    for t, frame in enumerate(reader, start=first):
+                        if t < track.n_frames and edited[t]:
+                            frame = analysis.edit_frame(
+                                frame,
+                                t,
+                                generator=generator,
+                                delta=deltas[t],
+                                rims=rims,
+                                mouth_scale=float(scales[t]),
+                            )
+                            n_edited += 1
+                        elif rims is not None:
+                            rims.skip()
+                        writer.write(frame)
+                        adv()
+        if not still and frames is None:
             mux_streams(video_only=video_tmp, source=info, output=final_tmp)
     return n_edited
 
@@ -925,7 +961,9 @@ def render_edit(
     edit's `parts` on its own frames (None: one part), and rendered again with the mouth AUs'
     motion of the parts whose speech changed scaled down (`KEEP_SPEECH_SCALES`; their shading,
     a smile's folds, stays) until every part keeps the speech or holds its corners (only the
-    last try appears at `output`, once measured)."""
+    last try appears at `output`, once measured). The tries of an edit whose measuring reads
+    at most `ALONE_SHARE` of the video render only those frames (`tried_alone`); the video is
+    rendered with the corners' motion they find and measured in turn."""
     track = analysis.track
     # The frames render_video edits, which the speech is measured on.
     edited = edited_frames(track, deltas)
@@ -943,10 +981,12 @@ def render_edit(
     levels = [0] * len(masks)
     # The tries are rendered in the workdir and measured there; only the last reaches output.
     target = workdir / f"speech-try{output.suffix}" if keep_speech else output
+    alone = tried_alone(analysis, masks) if keep_speech else None
     n_edited, notes = 0, []
     measuring_s = 0.0
     while True:
         scales = np.array([ladder[k] for ladder, k in zip(ladders, levels, strict=True)])
+        mouth_scale = float(scales[0]) if parts is None else shares @ scales
         n_edited = render_video(
             analysis,
             generator=editor.generator,
@@ -956,8 +996,9 @@ def render_edit(
             crf=crf,
             preset=preset,
             reporter=reporter,
-            label=_try_label(label, scales),
-            mouth_scale=float(scales[0]) if parts is None else shares @ scales,
+            label=_try_label(label, scales, alone=alone is not None),
+            mouth_scale=mouth_scale,
+            frames=alone,
         )
         if not (keep_speech and n_edited):
             break
@@ -975,6 +1016,7 @@ def render_edit(
                 input_lm=track.raw,
                 whole=False,
                 workdir=workdir,
+                held=alone,
             )
         except SpfemError as exc:
             # The edit was made; only its measurement could not be (a face FaceMesh finds
@@ -988,6 +1030,13 @@ def render_edit(
             for p, check in enumerate(found)
             if not isinstance(check, str) and not check.kept and levels[p] < len(ladders[p]) - 1
         ]
+        if not again and alone is not None:
+            # The tries found the corners' motion; the video is rendered with it and measured
+            # in turn: the encoder's noise differs between the two (1.8 levels a pixel on
+            # speech_man) and moves FaceMesh's reading of a borderline mouth. Where the video
+            # reads changed, it goes on down the ladder as a whole.
+            alone = None
+            continue
         if not again:
             names = ("",) * len(masks) if parts is None else tuple(f"{n}: " for n in parts.names)
             notes += [
@@ -998,7 +1047,21 @@ def render_edit(
             break
         for p in again:
             levels[p] += 1
-    if target != output:
+    if alone is not None:
+        # Its measuring failed: the video is rendered, unmeasured, as the try was.
+        n_edited = render_video(
+            analysis,
+            generator=editor.generator,
+            deltas=deltas,
+            output=output,
+            workdir=workdir,
+            crf=crf,
+            preset=preset,
+            reporter=reporter,
+            label=_try_label(label, scales),
+            mouth_scale=mouth_scale,
+        )
+    elif target != output:
         with atomic_output(output) as final_tmp:
             shutil.copyfile(target, final_tmp)
     return Rendered(
@@ -1009,11 +1072,44 @@ def render_edit(
     )
 
 
-def _try_label(label: str, scales: np.ndarray) -> str:
-    """The progress bar's label of a try of `render_edit` with the parts' scales."""
-    if np.all(scales == 1.0):
-        return label
-    return f"{label}, lip corners at {'/'.join(f'{x:g}' for x in scales)}"
+def _try_label(label: str, scales: np.ndarray, *, alone: bool = False) -> str:
+    """The progress bar's label of a try of `render_edit` with the parts' scales; alone: of
+    the frames measured only (`tried_alone`)."""
+    said = label
+    if not np.all(scales == 1.0):
+        said = f"{label}, lip corners at {'/'.join(f'{x:g}' for x in scales)}"
+    return f"{said}, measured frames" if alone else said
+
+
+# The most of a video, as a share of its frames, that a try of `render_edit` renders alone
+# (`tried_alone`). The range is rendered once more with the whole video, so the tries pay
+# for themselves where the video is the larger part: the edit of 2 s of a 100 s clip whose
+# corners move less on a second try renders the 2 s three times and the 100 s once, not the
+# 100 s twice.
+ALONE_SHARE = 0.25
+
+
+def tried_alone(analysis: Analysis, masks: Sequence[np.ndarray]) -> np.ndarray | None:
+    """(T,) bool, the frames a try of `render_edit` renders (and `check_speech_parts` reads)
+    when its parts' frames `masks` ((T,) bool each) are a short range of the video: the
+    `measured_frames` of a partial edit, where they are at most `ALONE_SHARE` of a
+    constant-rate video's frames; None: the try renders the whole video (every frame with a
+    face measured, a longer range, or a variable rate, which is read in one piece)."""
+    info, track = analysis.info, analysis.track
+    n = FrameReader(info).expected_frames
+    if info.variable_frame_rate or not masks:
+        return None
+    union = np.zeros(n, bool)
+    union[: track.n_frames] = np.logical_or.reduce(masks)[:n]
+    # As check_speech_parts finds it: where every frame with a face is edited, the whole
+    # video is measured.
+    face = np.ones(n, bool)
+    if track.raw is not None:
+        face[: len(track.raw)] = ~np.isnan(np.asarray(track.raw[:n, 0, 0]))
+    if not union.any() or not (face & ~union).any():
+        return None
+    shown = measured_frames(info, frames=union)
+    return shown if shown.sum() <= ALONE_SHARE * n else None
 
 
 def _part_said(check: SpeechCheck | str, *, scale: float) -> str:

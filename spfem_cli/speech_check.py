@@ -208,6 +208,7 @@ def check_speech_parts(
     input_lm: np.ndarray | None = None,
     whole: bool = True,
     workdir: Path | None = None,
+    held: np.ndarray | None = None,
 ) -> list[SpeechCheck | str]:
     """`check_speech` of each of an edit's parts, from one set of FaceMesh passes.
 
@@ -216,9 +217,15 @@ def check_speech_parts(
     does not). A part that holds every frame with a face is measured as a whole clip; a part
     with fewer than three frames with a face in both videos gets, instead of its verdict, a
     line saying so. The passes read the parts' frames only (`pipeline.measured_spans`).
-    Raises SpfemError as check_speech does."""
+
+    held: (T,) bool, the input's frames that `after` holds, in order: a try of a partial edit
+    rendered alone (`pipeline.render_edit`), which must hold every frame the passes read and
+    is measured without `whole` (ValueError otherwise). Raises SpfemError as check_speech
+    does."""
     before, after = Path(before), Path(after)
-    infos = _check_pair(before, after)
+    if held is not None and whole:
+        raise ValueError("an edit holding some frames is measured with the mouth alone")
+    infos = _check_pair(before, after, held=None if held is None else int(np.sum(held)))
     n = _frames_of(infos[0])[0]
     masks = []
     for part in parts:
@@ -240,7 +247,7 @@ def check_speech_parts(
         )
         lm_in, lm_mouth, lm_out = _find(
             before, after, infos=infos, n=n, reporter=reporter, input_lm=input_lm, whole=whole,
-            workdir=folder, frames=frames,
+            workdir=folder, frames=frames, held=held,
         )  # fmt: skip
         # A frame's landmarks are all found or all NaN: one coordinate tells, and reads the
         # memory-mapped files without loading them whole.
@@ -268,12 +275,17 @@ def check_speech_parts(
         return out
 
 
-def _check_pair(before: Path, after: Path) -> tuple[VideoInfo, VideoInfo]:
-    """The probes of two videos that can be an edit and its input; SpfemError otherwise."""
+def _check_pair(
+    before: Path, after: Path, *, held: int | None = None
+) -> tuple[VideoInfo, VideoInfo]:
+    """The probes of two videos that can be an edit and its input; SpfemError otherwise.
+    held: how many of the input's frames the edit holds (a try rendered alone); None: all."""
     first, second = probe(before), probe(after)
     if first.n_frames == 1 or second.n_frames == 1:
         raise SpfemError("spfem check takes two videos: a photo has no speech")
     shape_a, shape_b = _frames_of(first), _frames_of(second)
+    if held is not None:
+        shape_a = (held, *shape_a[1:])
     if shape_a != shape_b or not same_rate(first.fps, second.fps):
         (na, wa, ha), (nb, wb, hb) = shape_a, shape_b
         raise SpfemError(
@@ -295,11 +307,13 @@ def _find(
     whole: bool,
     workdir: Path,
     frames: np.ndarray | None,
+    held: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The landmarks `check_speech` compares, of two videos of n frames found to be an edit
     and its input (`infos`, their probes), in memory-mapped files in workdir: the input's
     (the whole video's), the input's with the edit's mouth pasted in and, with `whole`, the
-    edit's, on `frames` (None: all; NaN rows elsewhere)."""
+    edit's, on `frames` (None: all; NaN rows elsewhere); held: the input's frames the edit
+    holds (`check_speech_parts`)."""
     rep = reporter or SilentReporter()
 
     def rows(name: str) -> np.ndarray:
@@ -326,6 +340,6 @@ def _find(
     with rep.stage("Finding the lips: the edit's mouth alone", shown) as adv:
         lm_mouth = window_landmarks(
             before, after, input_lm=lm_in, window="mouth", on_frame=adv, into=rows("mouth"),
-            frames=frames,
+            frames=frames, held=held,
         )  # fmt: skip
     return lm_in, lm_mouth, lm_out

@@ -311,18 +311,69 @@ def test_each_part_of_a_timeline_keeps_the_speech_on_its_own(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["both.mp4"]
 
 
+def test_a_short_edit_of_a_longer_video_is_tried_on_its_own_frames(
+    speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """speech_man's first 4 s looped to 12 s, sad from 7 s to 8 s: the tries render only the
+    34 frames their measuring reads (the 24 edited and 10 before them), not the 300, each
+    frame as the whole video's render makes it. The video is then rendered with the corners'
+    motion the tries found and measured in turn; where it reads changed (the encoder's noise
+    differs between the two), it goes on down the ladder as a whole. The note is the output's
+    own measure."""
+    looped = tmp_path / "looped.mp4"
+    run_ffmpeg_checked(
+        "-stream_loop", "2", "-i", str(speaker), "-vf", "setpts=N/25/TB", "-r", "25",
+        "-c:v", "libx264", "-crf", "12", "-an", str(looped),
+    )  # fmt: skip
+    written: list[list[np.ndarray]] = []
+
+    class Recording(FrameWriter):
+        def __enter__(self) -> FrameWriter:
+            written.append([])
+            return super().__enter__()
+
+        def write(self, frame: np.ndarray) -> None:
+            written[-1].append(frame.copy())
+            super().write(frame)
+
+    parts: list[np.ndarray] = []
+
+    def recorded(**kw: object) -> list[SpeechCheck | str]:
+        parts.append(np.asarray(kw["parts"][0]))  # type: ignore[index]
+        return check_speech_parts(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "FrameWriter", Recording)
+    monkeypatch.setattr(speech_check, "check_speech_parts", recorded)
+    out = tmp_path / "sad.mp4"
+    report = edit_video(
+        input_path=looped, output_path=out, emotion="sad", start=7.0, end=8.0, device="cpu"
+    )
+    edited = parts[0]
+    held = measured_frames(probe(looped), frames=edited)
+    assert edited.sum() == report.n_edited == 24 and held.sum() == 34
+    counts = [len(frames) for frames in written]
+    alone = counts.index(300)
+    assert alone >= 1 and counts[:alone] == [34] * alone and set(counts[alone:]) == {300}
+    # The first whole render plays the last try's corners: its frames are the try's.
+    assert np.array_equal(np.stack(written[alone])[held], np.stack(written[alone - 1]))
+    assert probe(out).n_frames == 300
+    own = check_speech(before=looped, after=out, whole=False, frames=edited)
+    assert own.kept and report.notes[-1].startswith(own.lines()[0])
+
+
 def test_a_variable_rate_video_and_its_edit_are_measured_and_compared(tmp_path: Path) -> None:
-    """talk_s32, made small and looped three times without re-encoding, has a variable rate;
-    its edit is written at the mean rate, which the container reads back as another fraction
-    (976199/32624 for 1382400/46199). The two were refused as "not an edit" by `spfem check`
-    and `spfem compare`, and an edit's own speech went unmeasured; they are one rate."""
+    """talk_s32's first 4 s, made small and looped three times without re-encoding, have a
+    variable rate; their edit is written at the mean rate, which the container reads back as
+    another fraction (789879/26506 for 5529600/185557). The two were refused as "not an edit"
+    by `spfem check` and `spfem compare`, and an edit's own speech went unmeasured; they are
+    one rate."""
     clip = SPEAKER.parent / "talk_s32_1280x720.mp4"
     if not clip.is_file():
         pytest.skip("../shared/clips is absent")
     small, looped = tmp_path / "small.mp4", tmp_path / "looped.mp4"
     run_ffmpeg_checked(
-        "-i", str(clip), "-vf", "scale=480:270", "-c:v", "libx264", "-crf", "18", "-c:a", "copy",
-        str(small),
+        "-i", str(clip), "-t", "4", "-vf", "scale=480:270", "-c:v", "libx264", "-crf", "18",
+        "-c:a", "copy", str(small),
     )  # fmt: skip
     run_ffmpeg_checked("-stream_loop", "2", "-i", str(small), "-c", "copy", str(looped))
     out = tmp_path / "out.mp4"
@@ -331,11 +382,44 @@ def test_a_variable_rate_video_and_its_edit_are_measured_and_compared(tmp_path: 
     assert before.variable_frame_rate and before.fps != after.fps
     said = CliRunner().invoke(app, ["check", "-q", str(looped), str(out)])
     assert said.exit_code == 0 and said.output.startswith("speech kept"), said.output
-    assert "over 540 frames" in said.output
+    assert "over 360 frames" in said.output
     shown = CliRunner().invoke(
         app, ["compare", "-q", str(looped), str(out), "-o", str(tmp_path / "c.mp4")]
     )
     assert shown.exit_code == 0, shown.output
+
+
+def test_a_try_holding_some_frames_is_read_where_they_lie(
+    make_clip: MakeClip, tmp_path: Path
+) -> None:
+    """A try of a partial edit rendered alone holds only the frames its measuring reads
+    (`render_video(frames=)`, `tried_alone`). Read alike with the input, each of the input's
+    segments is read at its place among them: each frame of the input meets its own frame of
+    the try. A pass that would read a frame the try does not hold is refused."""
+    src = make_clip("in.mp4", duration=6.0)
+    info = probe(src)
+    asked = np.zeros(150, bool)
+    asked[[*range(40, 50), *range(100, 110)]] = True
+    held = measured_frames(info, frames=asked)
+    assert held.sum() == 40
+    with FrameReader(info) as reader:
+        frames = [f.astype(int) for f in reader]
+    tried = tmp_path / "try.mp4"
+    with FrameWriter(tried, width=info.width, height=info.height, fps=info.fps) as writer:
+        for t in np.flatnonzero(held):
+            writer.write(frames[t].astype(np.uint8))
+    segments, _ = tracking_readers(info, probe(tried), frames=asked, held=held)
+    assert [(first, [r.expected_frames for r in readers]) for first, readers in segments] == [
+        (40 - MEASURE_LEAD, [20, 20]), (100 - MEASURE_LEAD, [20, 20]),
+    ]  # fmt: skip
+    for first, (a, b) in segments:
+        with a, b:
+            for t, (fa, fb) in enumerate(zip(a, b, strict=True), start=first):
+                assert np.array_equal(fa, frames[t])
+                own = np.abs(fb - frames[t]).mean()
+                assert own < np.abs(fb - frames[t - 3]).mean() / 3
+    with pytest.raises(ValueError, match="do not hold"):
+        tracking_readers(info, probe(tried), frames=asked, held=held & (np.arange(150) != 45))
 
 
 def test_the_tracking_finds_the_landmarks_the_check_finds(tmp_path: Path) -> None:

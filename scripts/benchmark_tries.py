@@ -1,0 +1,88 @@
+"""Cost of the tries of a short edit of a long video that moves its lip corners less.
+
+    python scripts/benchmark_tries.py [--clips ../shared/clips] [--loops 25] [--out DIR]
+
+Builds a long 720x720 clip from speech_man's first 4 s (scaled up, looped `--loops` times:
+100 s by default), then edits 1 s of it (from 1 s into a loop) to sad as `spfem edit` does,
+keeping the speech: speech_man is a speaker whose natural-mode corners change how FaceMesh reads
+the mouth, so the edit is measured and tried again with the corners moving less. It runs the
+edit twice, in turns: with the tries rendered on the measured frames alone
+(`pipeline.tried_alone`, as `spfem edit` does) and with every try rendering the whole video
+(`ALONE_SHARE` set to 0: as before 2026-12-07). Prints, for each, the renders (frames each),
+the verdict, and frames per second of each stage over the video's frames (the speech check
+over the edited frames), with the seconds end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spfem_cli import pipeline
+from spfem_cli.media import probe
+from spfem_cli.media.probe import run_ffmpeg
+
+
+def build_clip(source: Path, out: Path, *, loops: int) -> None:
+    """`source`'s first 4 s at 720x720, `loops` times over, at a constant 25 fps."""
+    done = run_ffmpeg(
+        [
+            "-v", "error", "-y", "-i", str(source), "-vf",
+            f"trim=duration=4,loop=loop={loops - 1}:size=100,scale=720:720:flags=bicubic,"
+            "setpts=N/25/TB", "-r", "25", "-c:v", "libx264", "-crf", "16", "-preset", "veryfast",
+            "-an", str(out),
+        ]
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(done.stderr.decode(errors="replace"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
+    parser.add_argument("--loops", type=int, default=25)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="spfem-tries-") as tmp:
+        folder = args.out or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        clip = folder / "speech_man_long.mp4"
+        build_clip(args.clips / "speech_man_256x256.mp4", clip, loops=args.loops)
+        n = probe(clip).n_frames
+        start = 4.0 * (args.loops // 2) + 1.0
+        print(f"{clip.name}: {n} frames of 720x720; sad from {start:g} s to {start + 1:g} s")
+        renders: list[int] = []
+        render = pipeline.render_video
+
+        def counted(*a: object, **kw: object) -> int:
+            frames = kw.get("frames")
+            renders.append(n if frames is None else int(np.sum(frames)))  # type: ignore[arg-type]
+            return render(*a, **kw)  # type: ignore[arg-type]
+
+        pipeline.render_video = counted  # type: ignore[assignment]
+        for name, share in (("tries alone", pipeline.ALONE_SHARE), ("whole tries", 0.0)):
+            pipeline.ALONE_SHARE = share
+            renders.clear()
+            out = folder / f"sad-{share:g}.mp4"
+            out.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            report = pipeline.edit_video(
+                input_path=clip, output_path=out, emotion="sad", start=start, end=start + 1.0,
+                device="cpu",
+            )  # fmt: skip
+            total = time.perf_counter() - t0
+            stages = ", ".join(
+                f"{stage} {(report.n_edited if stage == 'speech check' else n) / s:.1f} fps"
+                f" ({s:.1f} s)"
+                for stage, s in report.seconds.items()
+            )
+            print(f"[{name}] renders {renders}; {total:.1f} s end to end; {stages}")
+            print(f"    {report.notes[-1]}")
+
+
+if __name__ == "__main__":
+    main()
