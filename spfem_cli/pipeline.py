@@ -961,9 +961,10 @@ def render_edit(
     edit's `parts` on its own frames (None: one part), and rendered again with the mouth AUs'
     motion of the parts whose speech changed scaled down (`KEEP_SPEECH_SCALES`; their shading,
     a smile's folds, stays) until every part keeps the speech or holds its corners (only the
-    last try appears at `output`, once measured). The tries of an edit whose measuring reads
-    at most `ALONE_SHARE` of the video render only those frames (`tried_alone`); the video is
-    rendered with the corners' motion they find and measured in turn."""
+    last try appears at `output`, once measured). Where the parts that can move their
+    corners less (those that move the mouth) are a short range of the video, the tries render
+    and measure only that range (`tried_alone`); the video is then rendered with the corners'
+    motion they found and measured in turn, every part."""
     track = analysis.track
     # The frames render_video edits, which the speech is measured on.
     edited = edited_frames(track, deltas)
@@ -981,7 +982,16 @@ def render_edit(
     levels = [0] * len(masks)
     # The tries are rendered in the workdir and measured there; only the last reaches output.
     target = workdir / f"speech-try{output.suffix}" if keep_speech else output
-    alone = tried_alone(analysis, masks) if keep_speech else None
+    # The parts tried on their own range: those whose own emotion moves the mouth (on frames
+    # all theirs: a crossfade brings a neighbour's corners into an emotion that leaves the
+    # mouth be). The others are measured on the video, and tried there where they must be.
+    n = track.n_frames
+    tried = [
+        p
+        for p, ladder in enumerate(ladders)
+        if len(ladder) > 1 and np.any(deltas[:n][masks[p] & (shares[:n, p] >= 1.0)][:, mouth])
+    ]
+    alone = tried_alone(analysis, [masks[p] for p in tried]) if keep_speech else None
     n_edited, notes = 0, []
     measuring_s = 0.0
     while True:
@@ -1010,7 +1020,7 @@ def render_edit(
             found = check_speech_parts(
                 before=input_path,
                 after=target,
-                parts=masks,
+                parts=masks if alone is None else [masks[p] for p in tried],
                 reporter=reporter,
                 # The tracking's landmarks are the check's own on the input.
                 input_lm=track.raw,
@@ -1018,6 +1028,11 @@ def render_edit(
                 workdir=workdir,
                 held=alone,
             )
+            if alone is not None:
+                by_part: list[SpeechCheck | str] = ["not tried"] * len(masks)
+                for p, check in zip(tried, found, strict=True):
+                    by_part[p] = check
+                found = by_part
         except SpfemError as exc:
             # The edit was made; only its measurement could not be (a face FaceMesh finds
             # too seldom, say), which is no reason to throw the edit away.
@@ -1091,10 +1106,10 @@ ALONE_SHARE = 0.25
 
 def tried_alone(analysis: Analysis, masks: Sequence[np.ndarray]) -> np.ndarray | None:
     """(T,) bool, the frames a try of `render_edit` renders (and `check_speech_parts` reads)
-    when its parts' frames `masks` ((T,) bool each) are a short range of the video: the
-    `measured_frames` of a partial edit, where they are at most `ALONE_SHARE` of a
-    constant-rate video's frames; None: the try renders the whole video (every frame with a
-    face measured, a longer range, or a variable rate, which is read in one piece)."""
+    when the frames `masks` ((T,) bool each) of the parts it tries are a short range of the
+    video: their `measured_frames`, where those are at most `ALONE_SHARE` of a constant-rate
+    video's frames; None: the try renders the whole video (the parts hold every frame with a
+    face, a longer range, or a variable rate, which is read in one piece)."""
     info, track = analysis.info, analysis.track
     n = FrameReader(info).expected_frames
     if info.variable_frame_rate or not masks:

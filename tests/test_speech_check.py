@@ -311,8 +311,19 @@ def test_each_part_of_a_timeline_keeps_the_speech_on_its_own(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["both.mp4"]
 
 
+@pytest.fixture(scope="module")
+def looped_speaker(speaker: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """speech_man's first 4 s three times over (12 s, 300 frames at a constant 25 fps)."""
+    looped = tmp_path_factory.mktemp("looped") / "looped.mp4"
+    run_ffmpeg_checked(
+        "-stream_loop", "2", "-i", str(speaker), "-vf", "setpts=N/25/TB", "-r", "25",
+        "-c:v", "libx264", "-crf", "12", "-an", str(looped),
+    )  # fmt: skip
+    return looped
+
+
 def test_a_short_edit_of_a_longer_video_is_tried_on_its_own_frames(
-    speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    looped_speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """speech_man's first 4 s looped to 12 s, sad from 7 s to 8 s: the tries render only the
     34 frames their measuring reads (the 24 edited and 10 before them), not the 300, each
@@ -320,11 +331,7 @@ def test_a_short_edit_of_a_longer_video_is_tried_on_its_own_frames(
     motion the tries found and measured in turn; where it reads changed (the encoder's noise
     differs between the two), it goes on down the ladder as a whole. The note is the output's
     own measure."""
-    looped = tmp_path / "looped.mp4"
-    run_ffmpeg_checked(
-        "-stream_loop", "2", "-i", str(speaker), "-vf", "setpts=N/25/TB", "-r", "25",
-        "-c:v", "libx264", "-crf", "12", "-an", str(looped),
-    )  # fmt: skip
+    looped = looped_speaker
     written: list[list[np.ndarray]] = []
 
     class Recording(FrameWriter):
@@ -359,6 +366,56 @@ def test_a_short_edit_of_a_longer_video_is_tried_on_its_own_frames(
     assert probe(out).n_frames == 300
     own = check_speech(before=looped, after=out, whole=False, frames=edited)
     assert own.kept and report.notes[-1].startswith(own.lines()[0])
+
+
+def test_a_timeline_tries_only_the_short_part_that_moves_the_mouth(
+    looped_speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same 12 s surprised but for a second of sadness (7-8 s): surprise leaves the mouth
+    be, so only sadness's second is tried, alone (35 frames a try: its 25 and 10 before), and
+    every part is measured on the video the tries lead to. Before, each try rendered the 300
+    frames: three tries, the same verdicts."""
+    renders: list[int] = []
+    render = pipeline.render_video
+
+    def recorded(*args: object, **kw: object) -> int:
+        frames = kw.get("frames")
+        renders.append(300 if frames is None else int(np.sum(frames)))  # type: ignore[arg-type]
+        return render(*args, **kw)  # type: ignore[arg-type]
+
+    asked: list[list[np.ndarray]] = []
+
+    def checked(**kw: object) -> list[SpeechCheck | str]:
+        asked.append([np.asarray(m) for m in kw["parts"]])  # type: ignore[attr-defined]
+        return check_speech_parts(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "render_video", recorded)
+    monkeypatch.setattr(speech_check, "check_speech_parts", checked)
+    out = tmp_path / "out.mp4"
+    report = edit_video(
+        input_path=looped_speaker, output_path=out, emotion="0-7:surprised,7-8:sad,8-:surprised",
+        device="cpu",
+    )  # fmt: skip
+    first, sad, last = report.notes[-3:]
+    assert "lip corners" not in first + last and "speech kept" in first + last
+    assert sad.startswith("7-8 s sad: speech kept:") and "with the lip corners moving" in sad
+    tries = renders.index(300)
+    assert tries >= 1 and renders[:tries] == [35] * tries and set(renders[tries:]) == {300}
+    assert all(len(parts) == 1 and parts[0].sum() == 25 for parts in asked[:tries])
+    assert [len(parts) for parts in asked[tries:]] == [3] * (len(renders) - tries)
+    own = check_speech_parts(before=looped_speaker, after=out, parts=asked[-1], whole=False)
+    assert all(isinstance(c, SpeechCheck) and c.kept for c in own)
+    assert (
+        [note.split(": ", 1)[1] for note in (first, sad, last)]
+        == [
+            line + tail
+            for line, tail in zip(
+                [c.lines()[0] for c in own],  # type: ignore[union-attr]
+                ["", sad[sad.index(" with the lip corners") :], ""],
+                strict=True,
+            )
+        ]
+    )
 
 
 def test_a_variable_rate_video_and_its_edit_are_measured_and_compared(tmp_path: Path) -> None:
