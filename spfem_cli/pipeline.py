@@ -726,8 +726,9 @@ def render_video(
     on the mouth AUs' motion, not on their shading (`FaceGenerator.edit_frame`), for every
     frame or (T,) one per frame (a timeline's parts kept apart, `render_edit`); frames: (T,)
     bool, only these frames are decoded and written, in order and without audio (a try of a
-    partial edit, measured alone: `render_edit`), each frame edited as in the whole video; a
-    constant-rate video's only. The result appears at `output` only when everything
+    partial edit, measured alone: `render_edit`), each frame edited as in the whole video
+    (but for a wearer's rims, traced afresh at each run of them); a constant-rate video's
+    only. The result appears at `output` only when everything
     succeeded. Returns the number of frames edited.
     """
     rep = reporter or SilentReporter()
@@ -765,7 +766,9 @@ def render_video(
         ):
             for first, segment in runs:
                 if rims is not None and first > 0:
-                    rims.skip()  # as the frames passed by before the run would
+                    # The frames before the run are not rendered: the rims are traced afresh,
+                    # as after frames passed through.
+                    rims.skip()
                 with FrameReader(info, segment=segment) as reader:
                     for t, frame in enumerate(reader, start=first):
                         if t < track.n_frames and edited[t]:
