@@ -997,22 +997,26 @@ def render_edit(
     alone = tried_alone(analysis, [masks[p] for p in tried]) if keep_speech else None
     n_edited, notes = 0, []
     measuring_s = 0.0
-    while True:
-        scales = np.array([ladder[k] for ladder, k in zip(ladders, levels, strict=True)])
-        mouth_scale = float(scales[0]) if parts is None else shares @ scales
-        n_edited = render_video(
+
+    def render(to: Path, *, scales: np.ndarray, frames: np.ndarray | None) -> int:
+        """render_video to `to` with the parts' factors on the mouth's motion `scales`."""
+        return render_video(
             analysis,
             generator=editor.generator,
             deltas=deltas,
-            output=target,
+            output=to,
             workdir=workdir,
             crf=crf,
             preset=preset,
             reporter=reporter,
-            label=_try_label(label, scales, alone=alone is not None),
-            mouth_scale=mouth_scale,
-            frames=alone,
+            label=_try_label(label, scales, alone=frames is not None),
+            mouth_scale=float(scales[0]) if parts is None else shares @ scales,
+            frames=frames,
         )
+
+    while True:
+        scales = np.array([ladder[k] for ladder, k in zip(ladders, levels, strict=True)])
+        n_edited = render(target, scales=scales, frames=alone)
         if not (keep_speech and n_edited):
             break
         # Imported here: speech_check measures with evaluate, which builds on this module.
@@ -1067,18 +1071,7 @@ def render_edit(
             levels[p] += 1
     if alone is not None:
         # Its measuring failed: the video is rendered, unmeasured, as the try was.
-        n_edited = render_video(
-            analysis,
-            generator=editor.generator,
-            deltas=deltas,
-            output=output,
-            workdir=workdir,
-            crf=crf,
-            preset=preset,
-            reporter=reporter,
-            label=_try_label(label, scales),
-            mouth_scale=mouth_scale,
-        )
+        n_edited = render(output, scales=scales, frames=None)
     elif target != output:
         with atomic_output(output) as final_tmp:
             shutil.copyfile(target, final_tmp)

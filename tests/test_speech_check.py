@@ -368,6 +368,27 @@ def test_a_short_edit_of_a_longer_video_is_tried_on_its_own_frames(
     assert own.kept and report.notes[-1].startswith(own.lines()[0])
 
 
+def test_a_range_tried_alone_that_cannot_be_measured_is_rendered_whole(
+    looped_speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a try of a short range cannot be measured (FaceMesh finding the face too
+    seldom, say), the video is still written whole, as the try was, and the note says so."""
+
+    def unmeasured(**kw: object) -> list[SpeechCheck | str]:
+        assert kw["held"] is not None
+        raise SpfemError("FaceMesh found a face on 2 frames of both videos: too few to measure")
+
+    monkeypatch.setattr(speech_check, "check_speech_parts", unmeasured)
+    out = tmp_path / "sad.mp4"
+    report = edit_video(
+        input_path=looped_speaker, output_path=out, emotion="sad", start=7.0, end=8.0,
+        device="cpu",
+    )  # fmt: skip
+    assert report.notes[-1].startswith("the speech was not measured: FaceMesh found a face on 2")
+    assert report.n_edited == 24 and probe(out).n_frames == 300
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sad.mp4"]
+
+
 def test_a_timeline_tries_only_the_short_part_that_moves_the_mouth(
     looped_speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
