@@ -419,6 +419,17 @@ def _reading_segments(
     return [span for seg in segments for span in measured_spans(frames, within=seg)]
 
 
+def partial_frames(mask: np.ndarray, *, input_lm: np.ndarray | None) -> np.ndarray | None:
+    """mask (T,) bool, the frames of an edit to measure; or None where it holds every frame
+    with a face (the rows of input_lm (T, 478, 2) that are not NaN; None: every frame), and
+    the whole clip is measured as such (`speech_check.check_speech_parts`)."""
+    face = np.ones(len(mask), bool)
+    if input_lm is not None:
+        k = min(len(mask), len(input_lm))
+        face[:k] = ~np.isnan(np.asarray(input_lm[:k, 0, 0]))
+    return mask if (face & ~mask).any() else None
+
+
 def measured_frames(info: VideoInfo, *others: VideoInfo, frames: np.ndarray) -> np.ndarray:
     """(T,) bool: the frames a pass over `frames` (T,) bool of the video `info` (read alike
     with `others`, as `tracking_readers` reads them) shows FaceMesh: the `measured_spans`
@@ -975,11 +986,10 @@ def render_edit(
     owner = np.argmax(shares[: track.n_frames], axis=1)
     masks = [edited & (owner == p) for p in range(shares.shape[1])]
     mouth = editor.generator.mouth_units
+    n = track.n_frames
     # A part that leaves the mouth units be would render the same frames on every try.
     ladders = [
-        KEEP_SPEECH_SCALES
-        if keep_speech and np.any(deltas[: track.n_frames][m][:, mouth])
-        else (1.0,)
+        KEEP_SPEECH_SCALES if keep_speech and np.any(deltas[:n][m][:, mouth]) else (1.0,)
         for m in masks
     ]
     levels = [0] * len(masks)
@@ -988,7 +998,6 @@ def render_edit(
     # The parts tried on their own range: those whose own emotion moves the mouth (on frames
     # all theirs: a crossfade brings a neighbour's corners into an emotion that leaves the
     # mouth be). The others are measured on the video, and tried there where they must be.
-    n = track.n_frames
     tried = [
         p
         for p, ladder in enumerate(ladders)
@@ -1060,7 +1069,7 @@ def render_edit(
             alone = None
             continue
         if not again:
-            names = ("",) * len(masks) if parts is None else tuple(f"{n}: " for n in parts.names)
+            names = ("",) * len(masks) if parts is None else tuple(f"{x}: " for x in parts.names)
             notes += [
                 name + _part_said(check, scale=float(scale))
                 for name, check, scale, mask in zip(names, found, scales, masks, strict=True)
@@ -1112,12 +1121,7 @@ def tried_alone(analysis: Analysis, masks: Sequence[np.ndarray]) -> np.ndarray |
         return None
     union = np.zeros(n, bool)
     union[: track.n_frames] = np.logical_or.reduce(masks)[:n]
-    # As check_speech_parts finds it: where every frame with a face is edited, the whole
-    # video is measured.
-    face = np.ones(n, bool)
-    if track.raw is not None:
-        face[: len(track.raw)] = ~np.isnan(np.asarray(track.raw[:n, 0, 0]))
-    if not union.any() or not (face & ~union).any():
+    if not union.any() or partial_frames(union, input_lm=track.raw) is None:
         return None
     shown = measured_frames(info, frames=union)
     return shown if shown.sum() <= ALONE_SHARE * n else None

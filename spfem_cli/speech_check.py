@@ -32,7 +32,7 @@ from spfem_cli.evaluate import (
 )
 from spfem_cli.face.mesh import N_LANDMARKS
 from spfem_cli.media import FrameReader, VideoInfo, probe, same_rate
-from spfem_cli.pipeline import check_time_range, measured_frames
+from spfem_cli.pipeline import check_time_range, measured_frames, partial_frames
 from spfem_cli.progress import Reporter, SilentReporter
 
 # The inner-lip landmarks found on the edit stay this close to the input's on average
@@ -232,15 +232,8 @@ def check_speech_parts(
         # An edit's frames as its tracking counted them; any beyond are not edited.
         mask = np.ones(n, bool) if part is None else np.asarray(part, bool)[:n]
         masks.append(np.concatenate([mask, np.zeros(n - len(mask), bool)]))
-    face = np.ones(n, bool)
-    if input_lm is not None:
-        face[: len(input_lm)] = ~np.isnan(input_lm[:n, 0, 0])
-
-    def partial(mask: np.ndarray) -> np.ndarray | None:
-        """mask, or None where it holds every frame with a face: the whole clip is measured."""
-        return mask if (face & ~mask).any() else None
-
-    frames = partial(np.logical_or.reduce(masks)) if masks else None
+    union = np.logical_or.reduce(masks) if masks else None
+    frames = None if union is None else partial_frames(union, input_lm=input_lm)
     with contextlib.ExitStack() as stack:
         folder = workdir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="spfem-check-"))
@@ -255,7 +248,7 @@ def check_speech_parts(
         spread = None
         out: list[SpeechCheck | str] = []
         for mask in masks:
-            sel = partial(mask)
+            sel = partial_frames(mask, input_lm=input_lm)
             if (both := int((found if sel is None else found & sel).sum())) < 3:
                 which = "edited frames" if sel is not None else "frames"
                 out.append(
