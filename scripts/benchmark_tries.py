@@ -1,16 +1,20 @@
 """Cost of the tries of a short edit of a long video that moves its lip corners less.
 
-    python scripts/benchmark_tries.py [--clips ../shared/clips] [--loops 25] [--out DIR]
+    python scripts/benchmark_tries.py [--clips ../shared/clips] [--loops 25] [--at 1] [--vfr]
+        [--out DIR]
 
 Builds a long 720x720 clip from speech_man's first 4 s (scaled up, looped `--loops` times:
-100 s by default), then edits 1 s of it (from 1 s into a loop) to sad as `spfem edit` does,
-keeping the speech: speech_man is a speaker whose natural-mode corners change how FaceMesh reads
-the mouth, so the edit is measured and tried again with the corners moving less. It runs the
+100 s by default), then edits 1 s of it (from `--at` s into the middle loop) to sad as
+`spfem edit` does, keeping the speech: speech_man is a speaker whose natural-mode corners
+change how FaceMesh reads the mouth, so the edit is measured and tried again with the corners
+moving less. It runs the
 edit twice, in turns: with the tries rendered on the measured frames alone
 (`pipeline.tried_alone`, as `spfem edit` does) and with every try rendering the whole video
 (`ALONE_SHARE` set to 0: as before 2026-12-07). Prints, for each, the renders (frames each),
 the verdict, and frames per second of each stage over the video's frames (the speech check
-over the edited frames), with the seconds end to end.
+over the edited frames), with the seconds end to end. `--vfr` drops one frame in nine, their
+times kept, as a phone camera writes a variable rate: such a video is decoded from its start
+(resampled to its mean rate), and only the frames measured are edited and encoded for a try.
 """
 
 from __future__ import annotations
@@ -23,18 +27,21 @@ from pathlib import Path
 import numpy as np
 
 from spfem_cli import pipeline
-from spfem_cli.media import probe
+from spfem_cli.media import FrameReader, probe
 from spfem_cli.media.probe import run_ffmpeg
 
 
-def build_clip(source: Path, out: Path, *, loops: int) -> None:
-    """`source`'s first 4 s at 720x720, `loops` times over, at a constant 25 fps."""
+def build_clip(source: Path, out: Path, *, loops: int, vfr: bool = False) -> None:
+    """`source`'s first 4 s at 720x720, `loops` times over, at a constant 25 fps; vfr: with
+    one frame in nine dropped, the others' times kept (a variable rate)."""
+    drop = ",select='not(eq(mod(n\\,9)\\,4))'" if vfr else ""
+    timing = ["-fps_mode", "passthrough"] if vfr else ["-r", "25"]
     done = run_ffmpeg(
         [
             "-v", "error", "-y", "-i", str(source), "-vf",
             f"trim=duration=4,loop=loop={loops - 1}:size=100,scale=720:720:flags=bicubic,"
-            "setpts=N/25/TB", "-r", "25", "-c:v", "libx264", "-crf", "16", "-preset", "veryfast",
-            "-an", str(out),
+            f"setpts=N/25/TB{drop}", *timing, "-c:v", "libx264", "-crf", "16",
+            "-preset", "veryfast", "-an", str(out),
         ]
     )  # fmt: skip
     if done.returncode != 0:
@@ -45,16 +52,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
     parser.add_argument("--loops", type=int, default=25)
+    parser.add_argument("--at", type=float, default=1.0, help="seconds into a loop")
+    parser.add_argument("--vfr", action="store_true", help="a variable frame rate")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="spfem-tries-") as tmp:
         folder = args.out or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         clip = folder / "speech_man_long.mp4"
-        build_clip(args.clips / "speech_man_256x256.mp4", clip, loops=args.loops)
-        n = probe(clip).n_frames
-        start = 4.0 * (args.loops // 2) + 1.0
-        print(f"{clip.name}: {n} frames of 720x720; sad from {start:g} s to {start + 1:g} s")
+        build_clip(args.clips / "speech_man_256x256.mp4", clip, loops=args.loops, vfr=args.vfr)
+        info = probe(clip)
+        n = FrameReader(info).expected_frames
+        start = 4.0 * (args.loops // 2) + args.at
+        rate = (
+            f"; a variable rate, read at {float(info.fps):g} fps"
+            if info.variable_frame_rate
+            else ""
+        )
+        print(f"{clip.name}: {n} frames of 720x720{rate}; sad from {start:g} s to {start + 1:g} s")
         renders: list[int] = []
         render = pipeline.render_video
 

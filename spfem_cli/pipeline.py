@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -465,12 +465,12 @@ def tracking_readers(
 
     held: (T,) bool, the frames of `info` that each of `others` holds, in order (a try of a
     partial edit rendered alone, `render_video(frames=)`); each segment of them is read where
-    it lies among those. Every frame read must be held, so a video read in one piece cannot
-    be (ValueError)."""
+    it lies among those, and must be held whole (ValueError). A video read in one piece is
+    read whole beside the others, which then step only on held frames (`held_in_step`)."""
     size = analysis_size(info.width, info.height)
     segments = _reading_segments(info, *others, frames=frames)
     placed = [segments] * (1 + len(others))
-    if held is not None:
+    if held is not None and segments != [None]:
         held = np.asarray(held, bool)
         rank = np.cumsum(held) - held
         if any(seg is None or not held[seg[0] : seg[0] + seg[1]].all() for seg in segments):
@@ -488,6 +488,24 @@ def tracking_readers(
     ]
     first = readers[0][1][0]
     return readers, (info.width / first.width, info.height / first.height)
+
+
+def held_in_step(
+    readers: Sequence[Iterable[np.ndarray]], *, start: int, held: np.ndarray | None
+) -> Iterator[tuple[np.ndarray | None, ...]]:
+    """The frames of videos read together, one tuple per frame of the first from its frame
+    `start` on: the others step with it, or, with held ((T,) bool: the first video's frames
+    that the others hold, in order; `tracking_readers`), only on held frames, and are None
+    on the rest. Ends when a video needed runs out."""
+    first, *others = (iter(r) for r in readers)
+    for t, frame in enumerate(first, start=start):
+        if held is not None and not (t < len(held) and held[t]):
+            yield (frame, *(None for _ in others))
+            continue
+        rest = tuple(next(o, None) for o in others)
+        if any(f is None for f in rest):
+            return
+        yield (frame, *rest)
 
 
 @dataclass
@@ -736,11 +754,12 @@ def render_video(
     deltas: (T, K) AU activation change per frame (0 rows pass through); mouth_scale: a factor
     on the mouth AUs' motion, not on their shading (`FaceGenerator.edit_frame`), for every
     frame or (T,) one per frame (a timeline's parts kept apart, `render_edit`); frames: (T,)
-    bool, only these frames are decoded and written, in order and without audio (a try of a
-    partial edit, measured alone: `render_edit`), each frame edited as in the whole video
-    (but for a wearer's rims, traced afresh at each run of them); a constant-rate video's
-    only. The result appears at `output` only when everything
-    succeeded. Returns the number of frames edited.
+    bool, only these frames are written, in order and without audio (a try of a partial
+    edit, measured alone: `render_edit`), each frame edited as in the whole video (but for
+    a wearer's rims, traced afresh at each run of them); a constant-rate video decodes only
+    their runs, a variable-rate one is resampled from its start up to the last of them. The
+    result appears at `output` only when everything succeeded. Returns the number of frames
+    edited.
     """
     rep = reporter or SilentReporter()
     info, track = analysis.info, analysis.track
@@ -750,8 +769,11 @@ def render_video(
     still = is_image_output(output)
     # The runs of frames decoded (first frame, reader's segment; None: the whole video).
     runs: list[tuple[int, tuple[int, int] | None]] = [(0, None)]
-    if frames is not None:
+    if frames is not None and not info.variable_frame_rate:
         runs = [(span[0], span) for span in measured_spans(frames, within=None, lead=0)]
+    # The frames a run writes (None: all it reads), and the last one any run needs.
+    wanted = None if frames is None else np.asarray(frames, bool)
+    last = track.n_frames if wanted is None else int(np.flatnonzero(wanted).max(initial=-1))
     scales = np.broadcast_to(mouth_scale, (track.n_frames,))
     edited = edited_frames(track, deltas)
     with atomic_output(output) as final_tmp:
@@ -782,6 +804,12 @@ def render_video(
                     rims.skip()
                 with FrameReader(info, segment=segment) as reader:
                     for t, frame in enumerate(reader, start=first):
+                        if wanted is not None and not (t < len(wanted) and wanted[t]):
+                            if t >= last:
+                                break
+                            if rims is not None:
+                                rims.skip()  # the next frame written does not follow
+                            continue
                         if t < track.n_frames and edited[t]:
                             frame = analysis.edit_frame(
                                 frame,
@@ -1112,12 +1140,13 @@ ALONE_SHARE = 0.25
 def tried_alone(analysis: Analysis, masks: Sequence[np.ndarray]) -> np.ndarray | None:
     """(T,) bool, the frames a try of `render_edit` renders (and `check_speech_parts` reads)
     when the frames `masks` ((T,) bool each) of the parts it tries are a short range of the
-    video: their `measured_frames`, where those are at most `ALONE_SHARE` of a constant-rate
-    video's frames; None: the try renders the whole video (the parts hold every frame with a
-    face, a longer range, or a variable rate, which is read in one piece)."""
+    video: their `measured_frames`, where those are at most `ALONE_SHARE` of the video's
+    frames; None: the try renders the whole video (the parts hold every frame with a face,
+    or a longer range). A variable-rate video is still decoded from its start up to them,
+    but only they are edited, encoded and measured."""
     info, track = analysis.info, analysis.track
     n = FrameReader(info).expected_frames
-    if info.variable_frame_rate or not masks:
+    if not masks:
         return None
     union = np.zeros(n, bool)
     union[: track.n_frames] = np.logical_or.reduce(masks)[:n]

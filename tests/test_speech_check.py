@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from spfem_cli import pipeline, speech_check
 from spfem_cli.batch import EditOptions, run_batch
 from spfem_cli.cli import app
 from spfem_cli.errors import SpfemError
-from spfem_cli.evaluate import SpeechReport, mouth_window, video_landmarks
+from spfem_cli.evaluate import SpeechReport, mouth_window, tracked_landmarks, video_landmarks
 from spfem_cli.face.mesh import LIPS_INNER, eye_centres
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.kinds import keeps_speech
@@ -22,6 +23,7 @@ from spfem_cli.pipeline import (
     MEASURE_LEAD,
     analyse_video,
     edit_video,
+    held_in_step,
     measured_frames,
     measured_spans,
     tracking_readers,
@@ -322,16 +324,34 @@ def looped_speaker(speaker: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return looped
 
 
+@pytest.fixture(scope="module")
+def uneven_speaker(looped_speaker: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The looped speaker with one frame in nine dropped, the others' times kept: a variable
+    rate, as a phone camera writes (267 frames, read at their mean rate of 22.25 fps)."""
+    uneven = tmp_path_factory.mktemp("uneven") / "uneven.mp4"
+    run_ffmpeg_checked(
+        "-i", str(looped_speaker), "-vf", r"select='not(eq(mod(n\,9)\,4))'",
+        "-fps_mode", "passthrough", "-c:v", "libx264", "-crf", "12", "-an", str(uneven),
+    )  # fmt: skip
+    return uneven
+
+
+@pytest.mark.parametrize("rate", ["constant", "variable"])
 def test_a_short_edit_of_a_longer_video_is_tried_on_its_own_frames(
-    looped_speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    rate: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """speech_man's first 4 s looped to 12 s, sad from 7 s to 8 s: the tries render only the
     34 frames their measuring reads (the 24 edited and 10 before them), not the 300, each
     frame as the whole video's render makes it. The video is then rendered with the corners'
     motion the tries found and measured in turn; where it reads changed (the encoder's noise
     differs between the two), it goes on down the ladder as a whole. The note is the output's
-    own measure."""
-    looped = looped_speaker
+    own measure. A variable-rate video (one frame in nine dropped) is tried alike: decoded
+    from its start, resampled, but only the frames measured are edited, encoded and read."""
+    looped = request.getfixturevalue("looped_speaker" if rate == "constant" else "uneven_speaker")
+    info = probe(looped)
+    n = FrameReader(info).expected_frames
+    assert info.variable_frame_rate == (rate == "variable")
+    assert n == (300 if rate == "constant" else 267)
     written: list[list[np.ndarray]] = []
 
     class Recording(FrameWriter):
@@ -356,14 +376,15 @@ def test_a_short_edit_of_a_longer_video_is_tried_on_its_own_frames(
         input_path=looped, output_path=out, emotion="sad", start=7.0, end=8.0, device="cpu"
     )
     edited = parts[0]
-    held = measured_frames(probe(looped), frames=edited)
-    assert edited.sum() == report.n_edited == 24 and held.sum() == 34
+    held = measured_frames(info, frames=edited)
+    count = 24 if rate == "constant" else 22  # the edited second's frames (past their fade)
+    assert edited.sum() == report.n_edited == count and held.sum() == count + MEASURE_LEAD
     counts = [len(frames) for frames in written]
-    alone = counts.index(300)
-    assert alone >= 1 and counts[:alone] == [34] * alone and set(counts[alone:]) == {300}
+    alone = counts.index(n)
+    assert alone >= 1 and counts[:alone] == [held.sum()] * alone and set(counts[alone:]) == {n}
     # The first whole render plays the last try's corners: its frames are the try's.
     assert np.array_equal(np.stack(written[alone])[held], np.stack(written[alone - 1]))
-    assert probe(out).n_frames == 300
+    assert probe(out).n_frames == n
     own = check_speech(before=looped, after=out, whole=False, frames=edited)
     assert own.kept and report.notes[-1].startswith(own.lines()[0])
 
@@ -498,6 +519,63 @@ def test_a_try_holding_some_frames_is_read_where_they_lie(
                 assert own < np.abs(fb - frames[t - 3]).mean() / 3
     with pytest.raises(ValueError, match="do not hold"):
         tracking_readers(info, probe(tried), frames=asked, held=held & (np.arange(150) != 45))
+
+
+def test_a_variable_rate_try_is_read_in_step_with_its_input(
+    make_vfr_clip: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """A variable-rate video is read whole (resampled as it is read); a try holding some of
+    its frames is read beside it, stepping only on the frames it holds, each meeting its own
+    (`held_in_step`). A pass showing FaceMesh a frame the try does not hold is refused."""
+    src = make_vfr_clip("vfr.mp4")
+    info = probe(src)
+    n = FrameReader(info).expected_frames
+    assert info.variable_frame_rate and n == 60
+    asked = np.zeros(n, bool)
+    asked[40:46] = True
+    held = measured_frames(info, frames=asked)
+    assert np.array_equal(np.flatnonzero(held), np.arange(40 - MEASURE_LEAD, 46))
+    with FrameReader(info) as reader:
+        frames = [f.astype(int) for f in reader]
+    tried = tmp_path / "try.mp4"
+    with FrameWriter(tried, width=info.width, height=info.height, fps=info.fps) as writer:
+        for t in np.flatnonzero(held):
+            writer.write(frames[t].astype(np.uint8))
+    segments, _ = tracking_readers(info, probe(tried), frames=asked, held=held)
+    assert [(first, [r.expected_frames for r in readers]) for first, readers in segments] == [
+        (0, [n, 16])
+    ]
+    ((_, (a, b)),) = segments
+    with a, b:
+        met = 0
+        for t, (fa, fb) in enumerate(held_in_step([a, b], start=0, held=held)):
+            assert np.array_equal(fa, frames[t])
+            if not held[t]:
+                assert fb is None
+                continue
+            met += 1
+            own = np.abs(fb.astype(int) - frames[t]).mean()
+            assert own < np.abs(fb.astype(int) - frames[t - 3]).mean() / 3
+    assert met == 16
+    with pytest.raises(ValueError, match="do not hold"):
+        tracked_landmarks(
+            [src, tried], frames=asked, held=held & (np.arange(n) != 43),
+            shown=lambda t, got, scale: got[1],
+        )  # fmt: skip
+
+
+def test_held_frames_step_only_where_held() -> None:
+    """`held_in_step`: the other videos step on held frames only, None elsewhere, and the
+    frames end where a video needed runs out; without held all step together."""
+    a = [np.full(1, i) for i in range(6)]
+    b = [np.full(1, 10 + i) for i in range(2)]
+    held = np.array([0, 1, 0, 1, 0, 1], bool)
+    got = [
+        (int(x[0]), None if y is None else int(y[0]))
+        for x, y in held_in_step([a, b], start=0, held=held)
+    ]
+    assert got == [(0, None), (1, 10), (2, None), (3, 11), (4, None)]
+    assert [int(y[0]) for _, y in held_in_step([a, b], start=0, held=None)] == [10, 11]
 
 
 def test_the_tracking_finds_the_landmarks_the_check_finds(tmp_path: Path) -> None:
