@@ -18,7 +18,7 @@ from spfem_cli.evaluate import SpeechReport, mouth_window, tracked_landmarks, vi
 from spfem_cli.face.mesh import LIPS_INNER, eye_centres
 from spfem_cli.generator.expression import ExpressionModel
 from spfem_cli.generator.kinds import keeps_speech
-from spfem_cli.media import FrameReader, FrameWriter, probe
+from spfem_cli.media import FrameReader, FrameWriter, VideoInfo, probe
 from spfem_cli.pipeline import (
     MEASURE_LEAD,
     analyse_video,
@@ -488,6 +488,17 @@ def test_a_variable_rate_video_and_its_edit_are_measured_and_compared(tmp_path: 
     assert shown.exit_code == 0, shown.output
 
 
+def _write_try(info: VideoInfo, *, held: np.ndarray, to: Path) -> list[np.ndarray]:
+    """Write the frames `held` (T,) bool of a video to `to`, as a try rendered alone holds
+    them (`render_video(frames=)`, unedited); returns all T frames as read, (H, W, 3) int."""
+    with FrameReader(info) as reader:
+        frames = [f.astype(int) for f in reader]
+    with FrameWriter(to, width=info.width, height=info.height, fps=info.fps) as writer:
+        for t in np.flatnonzero(held):
+            writer.write(frames[t].astype(np.uint8))
+    return frames
+
+
 def test_a_try_holding_some_frames_is_read_where_they_lie(
     make_clip: MakeClip, tmp_path: Path
 ) -> None:
@@ -501,12 +512,8 @@ def test_a_try_holding_some_frames_is_read_where_they_lie(
     asked[[*range(40, 50), *range(100, 110)]] = True
     held = measured_frames(info, frames=asked)
     assert held.sum() == 40
-    with FrameReader(info) as reader:
-        frames = [f.astype(int) for f in reader]
     tried = tmp_path / "try.mp4"
-    with FrameWriter(tried, width=info.width, height=info.height, fps=info.fps) as writer:
-        for t in np.flatnonzero(held):
-            writer.write(frames[t].astype(np.uint8))
+    frames = _write_try(info, held=held, to=tried)
     segments, _ = tracking_readers(info, probe(tried), frames=asked, held=held)
     assert [(first, [r.expected_frames for r in readers]) for first, readers in segments] == [
         (40 - MEASURE_LEAD, [20, 20]), (100 - MEASURE_LEAD, [20, 20]),
@@ -535,12 +542,8 @@ def test_a_variable_rate_try_is_read_in_step_with_its_input(
     asked[40:46] = True
     held = measured_frames(info, frames=asked)
     assert np.array_equal(np.flatnonzero(held), np.arange(40 - MEASURE_LEAD, 46))
-    with FrameReader(info) as reader:
-        frames = [f.astype(int) for f in reader]
     tried = tmp_path / "try.mp4"
-    with FrameWriter(tried, width=info.width, height=info.height, fps=info.fps) as writer:
-        for t in np.flatnonzero(held):
-            writer.write(frames[t].astype(np.uint8))
+    frames = _write_try(info, held=held, to=tried)
     segments, _ = tracking_readers(info, probe(tried), frames=asked, held=held)
     assert [(first, [r.expected_frames for r in readers]) for first, readers in segments] == [
         (0, [n, 16])
