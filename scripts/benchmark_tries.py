@@ -7,14 +7,16 @@ Builds a long 720x720 clip from speech_man's first 4 s (scaled up, looped `--loo
 100 s by default), then edits 1 s of it (from `--at` s into the middle loop) to sad as
 `spfem edit` does, keeping the speech: speech_man is a speaker whose natural-mode corners
 change how FaceMesh reads the mouth, so the edit is measured and tried again with the corners
-moving less. It runs the
-edit twice, in turns: with the tries rendered on the measured frames alone
-(`pipeline.tried_alone`, as `spfem edit` does) and with every try rendering the whole video
-(`ALONE_SHARE` set to 0: as before 2026-12-07). Prints, for each, the renders (frames each),
-the verdict, and frames per second of each stage over the video's frames (the speech check
-over the edited frames), with the seconds end to end. `--vfr` drops one frame in nine, their
-times kept, as a phone camera writes a variable rate: such a video is decoded from its start
-(resampled to its mean rate), and only the frames measured are edited and encoded for a try.
+moving less. It runs the edit twice, in turns: with the tries rendered on the measured frames
+alone (`pipeline.tried_alone`, as `spfem edit` does) and with every try rendering the whole
+video (`ALONE_SHARE` set to 0: as before 2026-12-07). Prints, for each, the renders (frames
+each), each try's verdict (on the range alone or the video: inner-lip error, opening
+correlation), the final verdict, and frames per second of each stage over the video's frames
+(the speech check over the edited frames), with the seconds end to end.
+
+`--vfr` drops one frame in nine, their times kept, as a phone camera writes a variable rate:
+such a video is decoded from its start (resampled to its mean rate), and only the frames
+measured are edited and encoded for a try.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spfem_cli import pipeline
+from spfem_cli import pipeline, speech_check
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.media.probe import run_ffmpeg
+from spfem_cli.speech_check import SpeechCheck
 
 
 def build_clip(source: Path, out: Path, *, loops: int, vfr: bool = False) -> None:
@@ -79,9 +82,25 @@ def main() -> None:
             return render(*a, **kw)  # type: ignore[arg-type]
 
         pipeline.render_video = counted  # type: ignore[assignment]
+        tries: list[str] = []
+        check = speech_check.check_speech_parts
+
+        def said(**kw: object) -> list[SpeechCheck | str]:
+            found = check(**kw)  # type: ignore[arg-type]
+            where = "range" if kw.get("held") is not None else "video"
+            tries.append(
+                f"{where} {'kept' if found[0].kept else 'changed'} "
+                f"{100 * found[0].mouth.inner_lip_error:.2f}% r {found[0].opening_score:.3f}"
+                if isinstance(found[0], SpeechCheck)
+                else f"{where} unmeasured"
+            )
+            return found
+
+        speech_check.check_speech_parts = said  # type: ignore[assignment]
         for name, share in (("tries alone", pipeline.ALONE_SHARE), ("whole tries", 0.0)):
             pipeline.ALONE_SHARE = share
             renders.clear()
+            tries.clear()
             out = folder / f"sad-{share:g}.mp4"
             out.unlink(missing_ok=True)
             t0 = time.perf_counter()
@@ -96,6 +115,7 @@ def main() -> None:
                 for stage, s in report.seconds.items()
             )
             print(f"[{name}] renders {renders}; {total:.1f} s end to end; {stages}")
+            print(f"    tries, mouth alone: {'; '.join(tries)}")
             print(f"    {report.notes[-1]}")
 
 
