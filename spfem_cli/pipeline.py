@@ -1006,7 +1006,9 @@ def render_edit(
     last try appears at `output`, once measured). Where the parts that can move their
     corners less (those that move the mouth) are a short range of the video, the tries render
     and measure only that range (`tried_alone`); the video is then rendered with the corners'
-    motion they found and measured in turn, every part."""
+    motion they found and measured in turn, every part. So are those still changed after
+    the first try of the video, where they are a short range of it (a timeline's short part
+    beside a long one that kept its speech)."""
     track = analysis.track
     # The frames render_video edits, which the speech is measured on.
     edited = edited_frames(track, deltas)
@@ -1032,6 +1034,10 @@ def render_edit(
         if len(ladder) > 1 and np.any(deltas[:n][masks[p] & (shares[:n, p] >= 1.0)][:, mouth])
     ]
     alone = tried_alone(analysis, [masks[p] for p in tried]) if keep_speech else None
+    # Whether the corners' motion is being, or has been, searched on a range alone: only once,
+    # since after the video reads changed where the range read kept, another try of the range
+    # would only read kept again.
+    searched_alone = alone is not None
     n_edited, notes = 0, []
     measuring_s = 0.0
 
@@ -1106,6 +1112,13 @@ def render_edit(
             break
         for p in again:
             levels[p] += 1
+        if not searched_alone and set(again) <= set(tried):
+            # A long part kept its speech on the video and a short one did not (a timeline):
+            # the short one is searched on its range alone, as if it had been alone from the
+            # start; the parts kept stay as they are.
+            tried = again
+            alone = tried_alone(analysis, [masks[p] for p in tried])
+            searched_alone = alone is not None
     if alone is not None:
         # Its measuring failed: the video is rendered, unmeasured, as the try was.
         n_edited = render(output, scales=scales, frames=None)

@@ -460,6 +460,45 @@ def test_a_timeline_tries_only_the_short_part_that_moves_the_mouth(
     )
 
 
+def test_a_short_part_that_changed_beside_a_long_one_kept_is_tried_alone(
+    looped_speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same 12 s afraid but for a second of sadness (7-8 s): fear moves the mouth too, so
+    the first try renders the 300 frames. Fear keeps the speech there and sadness does not;
+    sadness's second is then tried alone (35 frames a try), fear's corners left as they
+    were, and the video rendered and measured once more. Before, each try rendered the 300
+    frames: the same verdicts."""
+    renders: list[int] = []
+    render = pipeline.render_video
+
+    def recorded(*args: object, **kw: object) -> int:
+        frames = kw.get("frames")
+        renders.append(300 if frames is None else int(np.sum(frames)))  # type: ignore[arg-type]
+        return render(*args, **kw)  # type: ignore[arg-type]
+
+    found: list[list[SpeechCheck | str]] = []
+
+    def checked(**kw: object) -> list[SpeechCheck | str]:
+        found.append(check_speech_parts(**kw))  # type: ignore[arg-type]
+        return found[-1]
+
+    monkeypatch.setattr(pipeline, "render_video", recorded)
+    monkeypatch.setattr(speech_check, "check_speech_parts", checked)
+    report = edit_video(
+        input_path=looped_speaker, output_path=tmp_path / "out.mp4",
+        emotion="0-7:fear,7-8:sad,8-:fear", device="cpu",
+    )  # fmt: skip
+    assert renders[0] == 300 and renders[-1] == 300 and renders[1:-1]
+    assert set(renders[1:-1]) == {35}
+    assert [len(checks) for checks in found] == [3] + [1] * (len(renders) - 2) + [3]
+    first, last = found[0], found[-1]
+    assert not first[1].kept and first[0].kept and first[2].kept  # type: ignore[union-attr]
+    assert all(c.kept for c in last)  # type: ignore[union-attr]
+    fear, sad, fear_again = report.notes[-3:]
+    assert "lip corners" not in fear + fear_again
+    assert sad.startswith("7-8 s sad: speech kept:") and "with the lip corners moving" in sad
+
+
 def test_a_variable_rate_video_and_its_edit_are_measured_and_compared(tmp_path: Path) -> None:
     """talk_s32's first 4 s, made small and looped three times without re-encoding, have a
     variable rate; their edit is written at the mean rate, which the container reads back as
