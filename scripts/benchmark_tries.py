@@ -1,7 +1,7 @@
 """Cost of the tries of a short edit of a long video that moves its lip corners less.
 
     python scripts/benchmark_tries.py [--clips ../shared/clips] [--loops 25] [--at 1] [--vfr]
-        [--out DIR]
+        [--timeline] [--out DIR]
 
 Builds a long 720x720 clip from speech_man's first 4 s (scaled up, looped `--loops` times:
 100 s by default), then edits 1 s of it (from `--at` s into the middle loop) to sad as
@@ -13,6 +13,10 @@ video (`ALONE_SHARE` set to 0: as before 2026-12-07). Prints, for each, the rend
 each), each try's verdict (on the range alone or the video: inner-lip error, opening
 correlation), the final verdict, and frames per second of each stage over the video's frames
 (the speech check over the edited frames), with the seconds end to end.
+
+`--timeline` edits the whole video to fear but for that second's sadness: fear moves the mouth
+too, so the first try renders the whole video; where fear keeps the speech and sadness does
+not, the second is then tried alone.
 
 `--vfr` drops one frame in nine, their times kept, as a phone camera writes a variable rate:
 such a video is decoded from its start (resampled to its mean rate), and only the frames
@@ -56,6 +60,9 @@ def main() -> None:
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
     parser.add_argument("--loops", type=int, default=25)
     parser.add_argument("--at", type=float, default=1.0, help="seconds into a loop")
+    parser.add_argument(
+        "--timeline", action="store_true", help="fear over the whole video but for the second"
+    )
     parser.add_argument("--vfr", action="store_true", help="a variable frame rate")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -88,12 +95,7 @@ def main() -> None:
         def said(**kw: object) -> list[SpeechCheck | str]:
             found = check(**kw)  # type: ignore[arg-type]
             where = "range" if kw.get("held") is not None else "video"
-            tries.append(
-                f"{where} {'kept' if found[0].kept else 'changed'} "
-                f"{100 * found[0].mouth.inner_lip_error:.2f}% r {found[0].opening_score:.3f}"
-                if isinstance(found[0], SpeechCheck)
-                else f"{where} unmeasured"
-            )
+            tries.append(where + " " + " / ".join(map(_reading, found)))
             return found
 
         speech_check.check_speech_parts = said  # type: ignore[assignment]
@@ -104,9 +106,13 @@ def main() -> None:
             out = folder / f"sad-{share:g}.mp4"
             out.unlink(missing_ok=True)
             t0 = time.perf_counter()
+            # A timeline plays its emotions over the whole video; one emotion, the range.
             report = pipeline.edit_video(
-                input_path=clip, output_path=out, emotion="sad", start=start, end=start + 1.0,
-                device="cpu",
+                input_path=clip, output_path=out, device="cpu",
+                emotion=f"0-{start:g}:fear,{start:g}-{start + 1:g}:sad,{start + 1:g}-:fear"
+                if args.timeline else "sad",
+                start=None if args.timeline else start,
+                end=None if args.timeline else start + 1.0,
             )  # fmt: skip
             total = time.perf_counter() - t0
             stages = ", ".join(
@@ -116,7 +122,16 @@ def main() -> None:
             )
             print(f"[{name}] renders {renders}; {total:.1f} s end to end; {stages}")
             print(f"    tries, mouth alone: {'; '.join(tries)}")
-            print(f"    {report.notes[-1]}")
+            for note in report.notes[-3 if args.timeline else -1 :]:
+                print(f"    {note}")
+
+
+def _reading(check: SpeechCheck | str) -> str:
+    """One part's reading of a try, short: its verdict, inner-lip error and opening r."""
+    if isinstance(check, str):
+        return "unmeasured"
+    verdict = "kept" if check.kept else "changed"
+    return f"{verdict} {100 * check.mouth.inner_lip_error:.2f}% r {check.opening_score:.3f}"
 
 
 if __name__ == "__main__":
