@@ -410,28 +410,35 @@ def test_a_range_tried_alone_that_cannot_be_measured_is_rendered_whole(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sad.mp4"]
 
 
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The frames each `render_video` of the test renders, in order (of the looped speaker's
+    300 where it renders the whole video)."""
+    counts: list[int] = []
+    render = pipeline.render_video
+
+    def recorded(*args: object, **kw: object) -> int:
+        frames = kw.get("frames")
+        counts.append(300 if frames is None else int(np.sum(frames)))  # type: ignore[arg-type]
+        return render(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "render_video", recorded)
+    return counts
+
+
 def test_a_timeline_tries_only_the_short_part_that_moves_the_mouth(
-    looped_speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    looped_speaker: Path, renders: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same 12 s surprised but for a second of sadness (7-8 s): surprise leaves the mouth
     be, so only sadness's second is tried, alone (35 frames a try: its 25 and 10 before), and
     every part is measured on the video the tries lead to. Before, each try rendered the 300
     frames: three tries, the same verdicts."""
-    renders: list[int] = []
-    render = pipeline.render_video
-
-    def recorded(*args: object, **kw: object) -> int:
-        frames = kw.get("frames")
-        renders.append(300 if frames is None else int(np.sum(frames)))  # type: ignore[arg-type]
-        return render(*args, **kw)  # type: ignore[arg-type]
-
     asked: list[list[np.ndarray]] = []
 
     def checked(**kw: object) -> list[SpeechCheck | str]:
         asked.append([np.asarray(m) for m in kw["parts"]])  # type: ignore[attr-defined]
         return check_speech_parts(**kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "render_video", recorded)
     monkeypatch.setattr(speech_check, "check_speech_parts", checked)
     out = tmp_path / "out.mp4"
     report = edit_video(
@@ -461,28 +468,19 @@ def test_a_timeline_tries_only_the_short_part_that_moves_the_mouth(
 
 
 def test_a_short_part_that_changed_beside_a_long_one_kept_is_tried_alone(
-    looped_speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    looped_speaker: Path, renders: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same 12 s afraid but for a second of sadness (7-8 s): fear moves the mouth too, so
     the first try renders the 300 frames. Fear keeps the speech there and sadness does not;
     sadness's second is then tried alone (35 frames a try), fear's corners left as they
     were, and the video rendered and measured once more. Before, each try rendered the 300
     frames: the same verdicts."""
-    renders: list[int] = []
-    render = pipeline.render_video
-
-    def recorded(*args: object, **kw: object) -> int:
-        frames = kw.get("frames")
-        renders.append(300 if frames is None else int(np.sum(frames)))  # type: ignore[arg-type]
-        return render(*args, **kw)  # type: ignore[arg-type]
-
     found: list[list[SpeechCheck | str]] = []
 
     def checked(**kw: object) -> list[SpeechCheck | str]:
         found.append(check_speech_parts(**kw))  # type: ignore[arg-type]
         return found[-1]
 
-    monkeypatch.setattr(pipeline, "render_video", recorded)
     monkeypatch.setattr(speech_check, "check_speech_parts", checked)
     report = edit_video(
         input_path=looped_speaker, output_path=tmp_path / "out.mp4",
