@@ -107,10 +107,11 @@ class Timeline:
     def label(self) -> str:
         """A short file-name-safe label (only ``[A-Za-z0-9.+_-]``).
 
-        ``"happy"``, ``"happy0.6+surprised0.4"``, free text with spaces as ``_``; ``"timeline"``
-        for more than one segment or any time range.
+        ``"happy"``, ``"happy0.6+surprised0.4"``, free text with spaces as ``_``, also for one
+        emotion over a time range (``--start``/``--end``: the edit shows that emotion);
+        ``"timeline"`` for more than one segment.
         """
-        if not self.is_plain():
+        if len(self.segments) > 1:
             return "timeline"
         pieces = []
         for part in self.segments[0].parts:

@@ -166,7 +166,7 @@ def test_bad_arguments(tmp_path: Path, make_clip: MakeClip) -> None:
         ({"in_dir": folder, "out_dir": tmp_path}, "inside OUT_DIR"),
         ({"emotions": ["ecstatic"]}, "ecstatic"),
         ({"emotions": []}, "at least one"),
-        ({"emotions": ["0-1:happy", "0-1:sad"]}, "both be named 'timeline'"),
+        ({"emotions": ["0-1:happy,1-:sad", "0-1:sad,1-:happy"]}, "both be named 'timeline'"),
         ({"workers": 0}, "--workers"),
         ({"executor": "slurm"}, "executor"),
         ({"pattern": "*.mov"}, "no file"),

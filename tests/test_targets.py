@@ -297,7 +297,7 @@ def test_broken_yaml_file(tmp_path: Path) -> None:
         ("sad:0.333333", "sad0.333"),
         ("a proud smile/ok:0.5", "a_proud_smile_ok0.5"),
         ("0-3:happy,3-:sad", "timeline"),
-        ("1-2:happy", "timeline"),
+        ("1-2:happy", "happy"),
         ("-:happy", "happy"),
     ],
 )
@@ -305,7 +305,15 @@ def test_label(spec: str, label: str) -> None:
     tl = parse_emotion(spec)
     assert tl.label() == label
     assert re.fullmatch(r"[A-Za-z0-9.+_-]+", tl.label())
-    assert tl.is_plain() == (label != "timeline")
+    assert tl.is_plain() == (spec not in ("0-3:happy,3-:sad", "1-2:happy"))
+
+
+def test_an_emotion_over_a_range_is_named_for_the_emotion() -> None:
+    """`spfem edit talk.mp4 -e sad --start 2 --end 4` writes talk.sad.mp4, not
+    talk.timeline.mp4: the edit shows one emotion. Two emotions over one range in a batch
+    then get two names, where both were "timeline" and the batch refused them."""
+    assert with_range(parse_emotion("sad"), start=2.0, end=4.0).label() == "sad"
+    assert with_range(parse_emotion("happy:0.5"), start=None, end=4.0).label() == "happy0.5"
 
 
 def test_with_range_matches_the_timeline_and_refuses_timelines() -> None:
