@@ -67,8 +67,8 @@ def tracked_landmarks(
     (N, 478, 2) to fill, whose first T rows are returned (frames past N are not read): a
     memory-mapped file keeps a long video's landmarks out of memory (3.8 KB a frame);
     held: (T,) bool, the frames of the first video that the others hold, in order (a try of
-    a partial edit rendered alone; `pipeline.tracking_readers`), with `frames`: every frame
-    shown must be held (ValueError)."""
+    a partial edit rendered alone; `pipeline.tracking_readers`, which refuses a pass showing
+    a frame they do not hold)."""
     first, *others = [probe(p) for p in paths]
     segments, factors = tracking_readers(first, *others, frames=frames, held=held)
     scale = np.asarray(factors, dtype=np.float32)
@@ -86,26 +86,15 @@ def tracked_landmarks(
         asked = np.zeros(len(into), bool)
         asked[: len(frames)] = np.asarray(frames, bool)[: len(into)]
         shows = measured_frames(first, *others, frames=asked)
-        if held is not None:
-            holds = np.zeros(len(shows), bool)
-            holds[: len(held)] = np.asarray(held, bool)[: len(shows)]
-            if (shows & ~holds).any():
-                raise ValueError("a pass reads frames the other videos do not hold")
         # Nothing after the last frame shown needs decoding.
         last = int(np.flatnonzero(shows).max()) if shows.any() else -1
-    elif held is not None:
-        raise ValueError("a pass over every frame of videos holding only some")
 
     def find(start: int, readers: list[FrameReader], stop: threading.Event) -> int:
         """Track one segment into `into`; returns the index after its last frame."""
         end = start
         read = readers if shown is not None else readers[:1]
         with contextlib.ExitStack() as stack, LandmarkTracker() as tracker:
-            decoded = held_in_step(
-                [stack.enter_context(r) for r in read],
-                start=start,
-                held=None if shown is None else held,
-            )
+            decoded = held_in_step([stack.enter_context(r) for r in read], start=start, held=held)
             for t, got in enumerate(decoded, start=start):
                 if t > last or stop.is_set():
                     break

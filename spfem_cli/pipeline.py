@@ -464,18 +464,21 @@ def tracking_readers(
     variable rate) is still read whole.
 
     held: (T,) bool, the frames of `info` that each of `others` holds, in order (a try of a
-    partial edit rendered alone, `render_video(frames=)`); each segment of them is read where
-    it lies among those, and must be held whole (ValueError). A video read in one piece is
-    read whole beside the others, which then step only on held frames (`held_in_step`)."""
+    partial edit rendered alone, `render_video(frames=)`); every frame a pass over `frames`
+    shows must be held (ValueError). Each segment of them is read where it lies among those;
+    a video read in one piece is read whole beside the others, which then step only on held
+    frames (`held_in_step`)."""
     size = analysis_size(info.width, info.height)
     segments = _reading_segments(info, *others, frames=frames)
     placed = [segments] * (1 + len(others))
-    if held is not None and segments != [None]:
-        held = np.asarray(held, bool)
-        rank = np.cumsum(held) - held
-        if any(seg is None or not held[seg[0] : seg[0] + seg[1]].all() for seg in segments):
+    if held is not None:
+        holds = np.zeros(len(held) if frames is None else len(frames), bool)
+        holds[: len(held)] = np.asarray(held, bool)[: len(holds)]
+        if frames is None or (measured_frames(info, *others, frames=frames) & ~holds).any():
             raise ValueError("a pass reads frames the other videos do not hold")
-        placed[1:] = [[(int(rank[s[0]]), s[1]) for s in segments if s]] * len(others)
+        if segments != [None]:
+            rank = np.cumsum(holds) - holds
+            placed[1:] = [[(int(rank[s[0]]), s[1]) for s in segments if s]] * len(others)
     readers = [
         (
             seg[0] if seg else 0,
@@ -774,6 +777,7 @@ def render_video(
     # The frames a run writes (None: all it reads), and the last one any run needs.
     wanted = None if frames is None else np.asarray(frames, bool)
     last = track.n_frames if wanted is None else int(np.flatnonzero(wanted).max(initial=-1))
+    follows = 0  # the frame that follows the last one written
     scales = np.broadcast_to(mouth_scale, (track.n_frames,))
     edited = edited_frames(track, deltas)
     with atomic_output(output) as final_tmp:
@@ -798,18 +802,17 @@ def render_video(
             torch_threads(1 if device.type == "cpu" else torch.get_num_threads()),
         ):
             for first, segment in runs:
-                if rims is not None and first > 0:
-                    # The frames before the run are not rendered: the rims are traced afresh,
-                    # as after frames passed through.
-                    rims.skip()
                 with FrameReader(info, segment=segment) as reader:
                     for t, frame in enumerate(reader, start=first):
                         if wanted is not None and not (t < len(wanted) and wanted[t]):
                             if t >= last:
                                 break
-                            if rims is not None:
-                                rims.skip()  # the next frame written does not follow
                             continue
+                        if rims is not None and t != follows:
+                            # The frames before it are not rendered: the rims are traced
+                            # afresh, as after frames passed through.
+                            rims.skip()
+                        follows = t + 1
                         if t < track.n_frames and edited[t]:
                             frame = analysis.edit_frame(
                                 frame,

@@ -277,12 +277,11 @@ def _check_pair(
     if first.n_frames == 1 or second.n_frames == 1:
         raise SpfemError("spfem check takes two videos: a photo has no speech")
     shape_a, shape_b = _frames_of(first), _frames_of(second)
-    # A try holding a few frames of an uneven rate, written at its mean rate, can probe as a
-    # round one (22 for 22.25 fps): their times do not matter, only their order.
-    rated = held is None
     if held is not None:
         shape_a = (held, *shape_a[1:])
-    if shape_a != shape_b or (rated and not same_rate(first.fps, second.fps)):
+    # A try holding a few frames of an uneven rate, written at its mean rate, can probe as a
+    # round one (22 for 22.25 fps): their times do not matter, only their order.
+    if shape_a != shape_b or (held is None and not same_rate(first.fps, second.fps)):
         (na, wa, ha), (nb, wb, hb) = shape_a, shape_b
         raise SpfemError(
             f"{after.name} is not an edit of {before.name}: {nb} frames of {wb}x{hb} at "
