@@ -34,6 +34,7 @@ from spfem_cli.face.mesh import N_LANDMARKS
 from spfem_cli.media import FrameReader, VideoInfo, probe, same_rate
 from spfem_cli.pipeline import check_time_range, measured_frames, partial_frames
 from spfem_cli.progress import Reporter, SilentReporter
+from spfem_cli.targets import range_weights
 
 # The inner-lip landmarks found on the edit stay this close to the input's on average
 # (fraction of the eye distance), and the mouth's opening correlates with the input's at least
@@ -140,26 +141,22 @@ def _opening_spread(lm: np.ndarray) -> float:
 
 
 def frames_between(path: str | Path, *, start: float | None, end: float | None) -> np.ndarray:
-    """(T,) bool: the frames of the video at `path` shown from `start` up to, not including,
-    `end` (seconds; None: its beginning or its end), frame t being at t / fps seconds as an
-    edit's `--start` and `--end` take them: the frames an edit of that range changed, for
-    `check_speech`'s frames. SpfemError for a range that holds no frame."""
+    """(T,) bool: the frames of the video at `path` that an edit's `--start` and `--end`
+    (seconds; None: its beginning or its end) change, frame t being at t / fps seconds: those
+    from `start` up to, not including, `end`, but for a frame on `start` itself, which the
+    edit's fade-in leaves as it was (`targets.range_weights`). For `check_speech`'s frames.
+    SpfemError for a range that changes no frame."""
     check_time_range(start=start, end=end)
     info = probe(Path(path))
     n = _frames_of(info)[0]
-    t = np.arange(n, dtype=np.float64) / float(info.fps)
-    inside = np.ones(n, bool)
-    if start is not None:
-        inside &= t >= start
-    if end is not None:
-        inside &= t < end
-    if not inside.any():
+    weights = range_weights(n_frames=n, fps=float(info.fps), start=start, end=end)
+    if not (weights > 0).any():
         until = "its end" if end is None else f"{end:g} s"
         raise SpfemError(
-            f"no frame of {info.path.name} ({n / float(info.fps):.2f} s long) lies from "
-            f"{start or 0:g} s to {until}"
+            f"an edit from {start or 0:g} s to {until} changes no frame of {info.path.name} "
+            f"({n / float(info.fps):.2f} s long)"
         )
-    return inside
+    return weights > 0
 
 
 def _frames_of(info: VideoInfo) -> tuple[int, int, int]:

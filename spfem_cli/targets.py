@@ -33,8 +33,8 @@ import numpy as np
 from spfem_cli.errors import SpfemError
 from spfem_cli.generator.expression import EMOTIONS, canonical_emotion
 
-# Same as `spfem_cli.pipeline.RAMP_S`; not imported from there because the pipeline imports
-# this module (a test keeps the two equal).
+# Seconds over which an edit fades in and out where it borders unedited time, and crossfades
+# where two segments touch: short enough to follow a performance, long enough not to pop.
 TRANSITION_S = 0.3
 MAX_PARTS = 8
 FILE_SUFFIXES = (".json", ".yaml", ".yml")
@@ -502,8 +502,7 @@ def render(
             the next with a smoothstep over `transition_s` centred on the boundary.
         weights: (T,) float64 in [0, 1], how much of the edit applies. Each run of touching
             segments is 1 inside, fading in and out over `transition_s` inside the run where it
-            borders unedited time, like `spfem_cli.pipeline.envelope` (no fade at 0 s or at an
-            open end).
+            borders unedited time (`range_weights`: no fade at 0 s or at an open end).
     Outside every segment both are 0. Every part is resolved, even in segments past the end.
     """
     mixes = _mixtures(timeline, resolve)  # (S, K)
@@ -584,9 +583,30 @@ def _runs(segments: tuple[Segment, ...], *, tolerance: float) -> list[tuple[int,
     return runs
 
 
+def range_weights(
+    *,
+    n_frames: int,
+    fps: float,
+    start: float | None,
+    end: float | None,
+    ramp_s: float = TRANSITION_S,
+) -> np.ndarray:
+    """(T,) float64 in [0, 1]: how much of an edit over [start, end) seconds (None: the
+    video's beginning or end) reaches frame t, at t / fps seconds, as `render` weighs a lone
+    segment: 0 outside the range, fading in and out over ``ramp_s`` inside it. A frame on a
+    start after 0 s has weight 0: the edit leaves it as it was."""
+    t = np.arange(n_frames, dtype=np.float64) / fps
+    lo = -math.inf if start is None else start
+    hi = math.inf if end is None else end
+    inside = (t >= lo) & (t < hi)
+    weights = np.zeros(n_frames)
+    weights[inside] = _fade(t[inside], start=start, end=end, ramp_s=ramp_s)
+    return weights
+
+
 def _fade(t: np.ndarray, *, start: float | None, end: float | None, ramp_s: float) -> np.ndarray:
     """Weight (N,) for times t (N,) s inside [start, end): smoothstep ramps of ``ramp_s`` inside
-    the range, none at a start <= 0 or an open end (as `spfem_cli.pipeline.envelope`)."""
+    the range, none at a start <= 0 or an open end."""
     if ramp_s <= 0:
         return np.ones_like(t)
     rise = np.clip((t - start) / ramp_s, 0, 1) if start is not None and start > 0 else 1.0

@@ -117,6 +117,23 @@ def test_videos_that_cannot_be_an_edit_and_its_input_are_refused(make_clip: Make
         assert "Traceback" not in result.output
 
 
+def test_a_range_is_measured_on_the_frames_an_edit_of_it_changes(make_clip: MakeClip) -> None:
+    """`spfem check --start 1 --end 2` on 25 fps: frames 26 to 49, the 24 that an edit of
+    that range changes (frame 25, on its start, is where the fade-in is still nothing), which
+    is what the edit's own check measures and says it measured."""
+    clip = make_clip("a.mp4", duration=3.0)
+    t = np.arange(75) / 25.0
+    for start, end, frames in (
+        (1.0, 2.0, (t > 1.0) & (t < 2.0)),
+        (None, 2.0, t < 2.0),
+        (0.0, 1.0, t < 1.0),
+        (1.01, None, t >= 1.01),
+    ):
+        assert np.array_equal(frames_between(clip, start=start, end=end), frames), (start, end)
+    with pytest.raises(SpfemError, match="an edit from 1 s to 1.02 s changes no frame of a.mp4"):
+        frames_between(clip, start=1.0, end=1.02)
+
+
 def test_videos_without_a_face_are_refused(make_clip: MakeClip) -> None:
     a = make_clip("a.mp4", size=(160, 120))
     result = CliRunner().invoke(app, ["check", "-q", str(a), str(a)])
@@ -260,14 +277,15 @@ def test_a_partial_edit_is_measured_on_the_frames_it_edited(speaker: Path, tmp_p
     # Every frame asked, the whole clip is measured as without frames.
     every = check_speech(before=speaker, after=full, whole=False, frames=np.ones(100, bool))
     assert not every.of_edited and every.mouth == diluted.mouth
-    # `spfem check` measures a range the same way (from 3 s: frame 75 too, which the edit's
-    # fade-in left as it was).
-    assert np.array_equal(frames_between(speaker, start=3.0, end=None), np.arange(100) >= 75)
+    # `spfem check` measures a range on the frames the edit changed (from 3 s: not frame 75,
+    # which the edit's fade-in left as it was), and reads what the edit's own check read.
+    assert np.array_equal(frames_between(speaker, start=3.0, end=None), edited)
     said = CliRunner().invoke(app, ["check", "-q", str(speaker), str(full), "--start", "3"])
     assert said.exit_code == 1 and said.output.startswith("speech changed")
-    assert "over 25 edited frames" in said.output
+    assert said.output.startswith(asked.lines()[0]), said.output
     for bad, why in (
-        (["--start", "5"], "no frame of speech_man.mp4 (4.00 s long) lies from 5 s to its end"),
+        (["--start", "5"], "an edit from 5 s to its end changes no frame of speech_man.mp4 (4.00"),
+        (["--start", "3.96"], "an edit from 3.96 s to its end changes no frame of speech_man"),
         (["--start", "3", "--end", "2"], "--end (2.0 s) must be after --start (3.0 s)"),
     ):
         said = CliRunner().invoke(app, ["check", "-q", str(speaker), str(full), *bad])

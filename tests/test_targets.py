@@ -21,6 +21,7 @@ from spfem_cli.targets import (
     default_resolver,
     mixture_vector,
     parse_emotion,
+    range_weights,
     render,
     segment_name,
     segment_shares,
@@ -430,6 +431,13 @@ def test_render_lone_range_fades_inside_like_the_envelope() -> None:
     assert rising[0] == 0.0 and np.all(np.diff(rising) > 0)
     np.testing.assert_allclose(
         weights, envelope(n_frames=n, fps=FPS, start=1.0, end=2.0, ramp_s=TRANSITION_S)
+    )
+    # What `spfem check --start 1 --end 2` measures: the frames this edit changed.
+    lone = range_weights(n_frames=n, fps=FPS, start=1.0, end=2.0)
+    np.testing.assert_array_equal(lone, weights)
+    assert (lone > 0).sum() == inside.sum() - 1 and lone[t == 1.0] == 0.0
+    np.testing.assert_array_equal(
+        range_weights(n_frames=n, fps=FPS, start=0.0, end=None), np.ones(n)
     )
 
 
