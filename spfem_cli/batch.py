@@ -475,6 +475,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         analysis_notes,
         drop_late_segments,
         edit_parts,
+        played_mouth,
         read_rest_face,
         render_edit,
         rest_note,
@@ -505,10 +506,11 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
     timelines, late_notes = zip(
         *[drop_late_segments(timeline, info=info) for timeline in timelines], strict=True
     )
+    mouth, mouth_note = played_mouth(options.mouth, photo=info.n_frames == 1)  # type: ignore[arg-type]
     editor = Editor.load(
         model=options.model or DEFAULT_MODEL,
         device=options.device,
-        mouth=options.mouth,  # type: ignore[arg-type]
+        mouth=mouth,
         generator=options.generator,
     )
     rest_face = options.rest_face
@@ -530,6 +532,8 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         notes = analysis_notes(analysis)
         if calm_note := rest_note(rest_face):
             notes.append(calm_note)
+        if mouth_note:
+            notes.append(mouth_note)
         for target, timeline, late in zip(job.targets, timelines, late_notes, strict=True):
             if outcomes and outcomes[-1].disk_full:
                 outcomes.append(_failed(target, outcomes[-1].reason, host=host))

@@ -1201,6 +1201,25 @@ def _corners_said(scale: float) -> str:
 KEEP_SPEECH_SCALES = (1.0, 0.5, 0.25, 0.0)
 
 
+# A photo has no speech for natural mode to keep its lips near: what `played_mouth` says.
+PHOTO_MOUTH_NOTE = (
+    "a photo has no speech: its lip corners move as far as in a real expression, as "
+    "--mouth expressive moves them (natural mode keeps a video's lips near its speech); "
+    "--mouth strict keeps the mouth as it is"
+)
+
+
+def played_mouth(mouth: MouthMode, *, photo: bool) -> tuple[MouthMode, str | None]:
+    """The mouth mode an edit plays, and a note when it is not the one asked: natural mode on
+    a photo is expressive mode. Natural mode holds the lips near the speech, so that FaceMesh
+    finds the same inner lips and opening on the edit; a photo has no speech to keep, and its
+    smile's corners, held so, rose a seventh to two fifths as far as expressive mode's
+    (`scripts/measure_photos.py`)."""
+    if photo and mouth == "natural":
+        return "expressive", PHOTO_MOUTH_NOTE
+    return mouth, None
+
+
 def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
     """A hint for an edit whose emotion shows much of itself in the lips, in natural mouth
     mode: the lips move only a little there, and `--mouth expressive` moves them further.
@@ -1342,6 +1361,7 @@ def edit_video(
     if keep_speech and photo:
         raise SpfemError("--keep-speech measures a video's speech; a photo has none")
     measure_speech = keeps_speech(keep_speech, mouth=mouth) and not photo
+    played, mouth_note = played_mouth(mouth, photo=photo)
     validate_options(
         info=info,
         intensity=intensity,
@@ -1362,12 +1382,14 @@ def edit_video(
     editor = Editor.load(
         model=model,
         device=device,
-        mouth=mouth,
+        mouth=played,
         generator=generator,
         checkpoint=checkpoint,
         refiner=refiner,
     )
     notes = [note] if (note := rest_note(rest_face)) else []
+    if mouth_note:
+        notes.append(mouth_note)
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
@@ -1442,5 +1464,5 @@ def edit_video(
         height=info.height,
         seconds=seconds,
         notes=analysis_notes(analysis) + late_notes + notes + left_out,
-        hints=[hint] if (hint := mouth_hint(timeline, mouth=mouth)) and n_edited else [],
+        hints=[hint] if (hint := mouth_hint(timeline, mouth=played)) and n_edited else [],
     )

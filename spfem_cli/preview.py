@@ -23,6 +23,7 @@ from spfem_cli.pipeline import (
     Editor,
     analyse_video,
     check_side,
+    played_mouth,
     read_rest_face,
 )
 from spfem_cli.progress import Reporter, SilentReporter
@@ -75,10 +76,14 @@ def preview_sheet(
     if not emotions:
         raise SpfemError("the preview needs at least one emotion")
     editor = Editor.load(model=model, device=device, mouth=mouth, generator=generator)
-    expression, gen = editor.expression, editor.generator
     # Every column is checked before the video is read: a bad one fails at once.
     targets = [intensity * mixture_vector(spec, resolve=editor.vector_of) for spec in emotions]
     info = probe(input_path)
+    played, _ = played_mouth(mouth, photo=info.n_frames == 1)
+    if played != mouth:
+        # A photo's edit is previewed as `spfem edit` makes it.
+        editor = Editor.load(model=model, device=device, mouth=played, generator=generator)
+    expression, gen = editor.expression, editor.generator
     rest_face = None if rest is None else read_rest_face(rest, video=input_path)
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         analysis = analyse_video(

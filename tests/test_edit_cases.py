@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 
 from spfem_cli import cli
 from spfem_cli.errors import SpfemError
+from spfem_cli.evaluate import video_landmarks
 from spfem_cli.generator.generator import FaceGenerator
+from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, FrameWriter, audio_packet_checksums, probe
 from spfem_cli.pipeline import edit_video
 
@@ -600,15 +602,53 @@ def test_a_photo_is_edited_into_a_photo(photo: Path, tmp_path: Path) -> None:
     assert edited.shape == original.shape
     changed = np.abs(edited - original).max(axis=-1) > 8
     assert changed.sum() > 500
-    rows, cols = np.nonzero(changed)
     h, w = changed.shape
-    # The edit stays on the face: the photo's border is the input's, bit for bit.
+    # The edit stays on the face: beyond the face's box grown by 15% of its size (as
+    # `spfem preview` crops it), the photo is the input's, bit for bit.
+    x0, y0, x1, y1 = face_box(video_landmarks(src)[0], width=w, height=h, margin=0.15)
     border = np.ones((h, w), dtype=bool)
-    border[rows.min() - 10 : rows.max() + 10, cols.min() - 10 : cols.max() + 10] = False
-    assert border.mean() > 0.3
+    border[y0:y1, x0:x1] = False
+    assert border.mean() > 0.5
     assert np.array_equal(edited[border], original[border])
     assert sha256(src) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["portrait.png", out.name]
+
+
+def test_a_photos_lips_move_as_in_a_real_expression(photo: Path, tmp_path: Path) -> None:
+    """A photo has no speech to hold its lips near: natural mode (the default) edits it as
+    expressive mode does, bit for bit, and says so, with no hint to try expressive mode;
+    strict mode still keeps the mouth. `spfem preview` shows the edit `spfem edit` makes."""
+    from PIL import Image
+
+    from spfem_cli.pipeline import PHOTO_MOUTH_NOTE
+    from spfem_cli.preview import preview_sheet
+
+    edits = {}
+    for mouth in ("natural", "expressive", "strict"):
+        report = edit_video(
+            input_path=photo, output_path=tmp_path / f"{mouth}.png", emotion="happy",
+            mouth=mouth, device="cpu",
+        )  # fmt: skip
+        assert (PHOTO_MOUTH_NOTE in report.notes) == (mouth == "natural"), report.notes
+        assert not report.hints
+        edits[mouth] = np.asarray(Image.open(report.output).convert("RGB"))
+    assert np.array_equal(edits["natural"], edits["expressive"])
+    assert not np.array_equal(edits["natural"], edits["strict"])
+    sheets = {}
+    for mouth in ("natural", "expressive"):
+        sheets[mouth] = np.asarray(
+            Image.open(
+                preview_sheet(
+                    input_path=photo,
+                    output_path=tmp_path / f"{mouth}.sheet.png",
+                    emotions=["happy"],
+                    n_frames=1,
+                    mouth=mouth,
+                    device="cpu",
+                )  # fmt: skip
+            )
+        )
+    assert np.array_equal(sheets["natural"], sheets["expressive"])
 
 
 @pytest.mark.parametrize(("suffix", "fmt"), [(".jpg", "JPEG"), (".webp", "WEBP")])

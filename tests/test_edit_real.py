@@ -974,3 +974,38 @@ def test_a_calm_frame_of_a_calm_speaker_changes_little(tmp_path: Path) -> None:
         iio.imwrite(tmp_path / f"calm{t}.png", _frame("speech_obama_450x450.mp4", t))
         change = present(read_rest_face(tmp_path / f"calm{t}.png")) - alone
         assert np.abs(change).max() < 0.05, (t, change)
+
+
+@needs_clips
+def test_a_photo_smiles_as_far_as_a_real_smile(tmp_path: Path) -> None:
+    """A photo has no speech, so natural mode (the default) moves its lip corners as
+    expressive mode does: talk_s20's frame at 2 s, cut as a PNG, smiles with its corners
+    0.064 of the eye distance higher, found again by FaceMesh (a real acted smile lifts them
+    0.07-0.12). The same frame edited as a video's (a two-frame clip of it, natural mode's
+    lips held near the speech) rose 0.012, as a photo's did until this release
+    (`python scripts/measure_photos.py`: 0.008-0.031 as a video's frame, 0.059-0.088 as a
+    photo, on five real faces)."""
+    from .conftest import run_ffmpeg_checked
+
+    photo, pair = tmp_path / "s20.png", tmp_path / "s20.mp4"
+    run_ffmpeg_checked(
+        "-ss", "2", "-i", str(SHARED_CLIPS / "talk_s20_480x908.mp4"), "-frames:v", "1",
+        str(photo),
+    )  # fmt: skip
+    run_ffmpeg_checked(
+        "-loop", "1", "-i", str(photo), "-frames:v", "2", "-r", "25", "-c:v", "libx264",
+        "-crf", "0", "-pix_fmt", "yuv444p", str(pair),
+    )  # fmt: skip
+    smiled = edit_video(
+        input_path=photo, output_path=tmp_path / "smile.png", emotion="happy", device="cpu"
+    )
+    assert "a photo has no speech" in " ".join(smiled.notes) and not smiled.hints
+    held = edit_video(
+        input_path=pair, output_path=tmp_path / "held.mp4", emotion="happy", device="cpu",
+        keep_speech=False,
+    )  # fmt: skip
+    assert held.hints and not any("a photo" in n for n in held.notes)
+    before = corner_lift(video_landmarks(photo))[0]
+    as_photo = corner_lift(video_landmarks(smiled.output))[0] - before
+    as_frame = corner_lift(video_landmarks(held.output))[0] - before
+    assert as_photo > 0.05 and as_photo > 2.5 * as_frame > 0, (as_photo, as_frame)

@@ -1,0 +1,140 @@
+"""How far the lip corners move when a photo is edited, against a video's frame edited alike.
+
+    python scripts/measure_photos.py [--clips ../shared/clips] [--out DIR]
+        [--emotions happy contempt disgusted sad]
+
+A photo has no speech, so `spfem edit --mouth natural` (the default) plays expressive mode's
+mouth on it (`pipeline.played_mouth`): the lip corners move as far as in a real expression,
+the opening kept. This script cuts one frame of each of several real clips as a PNG photo and
+edits it with each emotion twice: as a photo (what `spfem edit photo.png` now does) and as the
+first frame of a two-frame clip of that photo (what natural mode does to a video's frame: the
+lips held near the speech; what a photo got until this release). FaceMesh then finds the face
+again on the input and on both edits and the script prints, per photo and emotion, how far
+the lip corners moved against the middle of the lips (IOD, + = up; for contempt the corner
+that moved most, its sign kept) and how far the inner lips moved (mean distance, IOD).
+
+Writes the edits and a contact sheet of the face per photo (input, then each emotion as a
+video's frame and as a photo) to --out. About a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from spfem_cli.evaluate import face_frame_landmarks, video_landmarks
+from spfem_cli.face import mesh
+from spfem_cli.generator.warp import face_box
+from spfem_cli.media.probe import run_ffmpeg
+from spfem_cli.pipeline import edit_video
+from spfem_cli.sheet import contact_sheet, write_png
+
+CLIPS_DIR = Path(__file__).resolve().parents[2] / "shared" / "clips"
+# (clip, second): frames with a calm, closed or half-open mouth, and one mid-word (Obama).
+PHOTOS = (
+    ("talk_s18_1280x720.mp4", 4.67),
+    ("talk_s20_480x908.mp4", 2.0),
+    ("portrait_s29_720x1364.mp4", 1.0),
+    ("speech_obama_450x450.mp4", 1.0),
+    ("expr_d12.mp4", 1.0),
+)
+EMOTIONS = ("happy", "contempt", "disgusted", "sad")
+
+
+def ffmpeg(*args: str) -> None:
+    """Run ffmpeg quietly; stop with its message when it fails."""
+    done = run_ffmpeg(["-v", "error", "-y", *args])
+    if done.returncode != 0:
+        raise SystemExit(done.stderr.decode(errors="replace"))
+
+
+def corner_motion(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
+    """(both, most): the lip corners' rise against the middle of the outer lips from before
+    to after (1, 478, 2) pixels, IOD (+ = up), averaged over both corners and at the corner
+    that moved most (its sign kept)."""
+    rises = []
+    for lm in (before, after):
+        face = face_frame_landmarks(lm)[0]
+        middle = 0.5 * (face[0, 1] + face[17, 1])
+        rises.append(middle - face[list(mesh.LIP_CORNERS), 1])
+    change = rises[1] - rises[0]
+    return float(change.mean()), float(change[np.argmax(np.abs(change))])
+
+
+def inner_lip_shift(before: np.ndarray, after: np.ndarray) -> float:
+    """Mean distance of the inner-lip landmarks from before to after (1, 478, 2), IOD, each
+    in its own face frame."""
+    a, b = (face_frame_landmarks(lm)[0][list(mesh.LIPS_INNER)] for lm in (before, after))
+    return float(np.linalg.norm(a - b, axis=-1).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=Path, default=CLIPS_DIR)
+    parser.add_argument("--out", type=Path, default=Path("out/photos"))
+    parser.add_argument("--emotions", nargs="+", default=list(EMOTIONS))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(
+        "lip corners' rise (IOD; contempt: the corner that moved most) and the inner lips' "
+        "shift (IOD), as a video's frame -> as a photo"
+    )
+    print(f"{'photo':28s} {'emotion':10s} {'corners':>16s} {'inner lips':>16s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, second in PHOTOS:
+            clip = args.clips / name
+            if not clip.is_file():
+                print(f"{name}: not found, skipped")
+                continue
+            stem = Path(name).stem
+            photo = args.out / f"{stem}.png"
+            ffmpeg("-ss", str(second), "-i", str(clip), "-frames:v", "1", str(photo))
+            # The photo as a video's frame: two frames of it, a clip natural mode edits as
+            # a video.
+            pair = Path(tmp) / f"{stem}.mp4"
+            ffmpeg(
+                "-loop", "1", "-i", str(photo), "-frames:v", "2", "-r", "25",
+                "-c:v", "libx264", "-crf", "0", "-pix_fmt", "yuv444p", str(pair),
+            )  # fmt: skip
+            lm_in = video_landmarks(photo)
+            row = [np.asarray(Image.open(photo).convert("RGB"))]
+            labels = ["input"]
+            for emotion in args.emotions:
+                as_photo = args.out / f"{stem}.{emotion}.png"
+                edit_video(
+                    input_path=photo, output_path=as_photo, emotion=emotion, overwrite=True,
+                    device="cpu",
+                )  # fmt: skip
+                as_frame_clip = Path(tmp) / f"{stem}.{emotion}.mp4"
+                edit_video(
+                    input_path=pair, output_path=as_frame_clip, emotion=emotion, device="cpu",
+                    keep_speech=False, overwrite=True, crf=0,
+                )  # fmt: skip
+                as_frame = args.out / f"{stem}.{emotion}.frame.png"
+                ffmpeg("-i", str(as_frame_clip), "-frames:v", "1", str(as_frame))
+                readings = []
+                for edited in (as_frame, as_photo):
+                    lm_out = video_landmarks(edited)
+                    both, most = corner_motion(lm_in, lm_out)
+                    rise = most if emotion == "contempt" else both
+                    readings.append((rise, inner_lip_shift(lm_in, lm_out)))
+                    row.append(np.asarray(Image.open(edited).convert("RGB")))
+                labels += [f"{emotion} (video frame)", f"{emotion} (photo)"]
+                (rise_v, lips_v), (rise_p, lips_p) = readings
+                print(
+                    f"{stem:28s} {emotion:10s} {rise_v:+7.3f} -> {rise_p:+7.3f} "
+                    f"{lips_v:7.3f} -> {lips_p:7.3f}"
+                )
+            height, width = row[0].shape[:2]
+            x0, y0, x1, y1 = face_box(lm_in[0], width=width, height=height, margin=0.15)
+            row = [cell[y0:y1, x0:x1] for cell in row]
+            sheet = contact_sheet([row], cell_height=360, column_labels=labels, row_labels=[stem])
+            write_png(args.out / f"{stem}.sheet.png", sheet)
+
+
+if __name__ == "__main__":
+    main()
