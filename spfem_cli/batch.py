@@ -532,7 +532,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         notes = analysis_notes(analysis)
         if calm_note := rest_note(rest_face):
             notes.append(calm_note)
-        if mouth_note:
+        if mouth_note and track.n_valid:
             notes.append(mouth_note)
         for target, timeline, late in zip(job.targets, timelines, late_notes, strict=True):
             if outcomes and outcomes[-1].disk_full:

@@ -1388,8 +1388,6 @@ def edit_video(
         refiner=refiner,
     )
     notes = [note] if (note := rest_note(rest_face)) else []
-    if mouth_note:
-        notes.append(mouth_note)
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
@@ -1448,6 +1446,8 @@ def edit_video(
         )
         n_edited = rendered.n_edited
         notes += rendered.notes
+        if mouth_note and n_edited:
+            notes.append(mouth_note)
         seconds["edit+encode+mux"] = time.perf_counter() - t0 - rendered.measuring_s
         if rendered.measuring_s:
             seconds["speech check"] = rendered.measuring_s
