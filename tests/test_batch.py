@@ -43,6 +43,7 @@ from spfem_cli.batch import (
 from spfem_cli.errors import SpfemError
 from spfem_cli.face.rest import RestFace
 from spfem_cli.media import atomic_output, audio_packet_checksums, probe
+from spfem_cli.pipeline import PHOTO_MOUTH_NOTE
 
 from .conftest import HeldNeutral, MakeClip, frames_of, run_ffmpeg_checked, x264_options
 
@@ -156,6 +157,9 @@ def test_a_folder_of_photos_by_pattern(tmp_path: Path) -> None:
     batched = np.asarray(Image.open(out / "me.sad.png"))
     assert np.array_equal(batched, np.asarray(Image.open(alone)))
     assert not np.array_equal(batched, np.asarray(Image.open(folder / "me.png")))
+    # A photo has no speech: its lips move as in expressive mode, and the record says so.
+    (record,) = read_report(out / REPORT_NAME)
+    assert PHOTO_MOUTH_NOTE in record.notes, record.notes
 
 
 def test_bad_arguments(tmp_path: Path, make_clip: MakeClip) -> None:
