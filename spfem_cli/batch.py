@@ -506,7 +506,10 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
     timelines, late_notes = zip(
         *[drop_late_segments(timeline, info=info) for timeline in timelines], strict=True
     )
-    mouth, mouth_note = played_mouth(options.mouth, photo=info.n_frames == 1)  # type: ignore[arg-type]
+    mouth, mouth_note = played_mouth(
+        options.mouth,  # type: ignore[arg-type]
+        photo=info.n_frames == 1,
+    )
     editor = Editor.load(
         model=options.model or DEFAULT_MODEL,
         device=options.device,
