@@ -149,14 +149,14 @@ def frames_between(path: str | Path, *, start: float | None, end: float | None) 
     check_time_range(start=start, end=end)
     info = probe(Path(path))
     n = _frames_of(info)[0]
-    weights = range_weights(n_frames=n, fps=float(info.fps), start=start, end=end)
-    if not (weights > 0).any():
+    changed = range_weights(n_frames=n, fps=float(info.fps), start=start, end=end) > 0
+    if not changed.any():
         until = "its end" if end is None else f"{end:g} s"
         raise SpfemError(
             f"an edit from {start or 0:g} s to {until} changes no frame of {info.path.name} "
             f"({n / float(info.fps):.2f} s long)"
         )
-    return weights > 0
+    return changed
 
 
 def _frames_of(info: VideoInfo) -> tuple[int, int, int]:

@@ -530,9 +530,10 @@ def _shares(timeline: Timeline, *, n_frames: int, fps: float) -> tuple[np.ndarra
     for first, last in _runs(timeline.segments, tolerance=0.5 / fps):
         run = timeline.segments[first : last + 1]
         lo, hi = run[0].start, run[-1].end
-        inside = (t >= (-math.inf if lo is None else lo)) & (t < (math.inf if hi is None else hi))
+        # Runs do not overlap: each weighs its own frames, as a lone segment over it would.
+        weights += range_weights(n_frames=n_frames, fps=fps, start=lo, end=hi, ramp_s=ramp)
+        inside = _inside(t, start=lo, end=hi)
         tt = t[inside]
-        weights[inside] = _fade(tt, start=lo, end=hi, ramp_s=ramp)
         # Coefficients telescope from per-boundary steps, so they sum to 1 and stay >= 0 even
         # when segments are shorter than the transition.
         steps = [np.ones_like(tt)]
@@ -596,12 +597,15 @@ def range_weights(
     segment: 0 outside the range, fading in and out over ``ramp_s`` inside it. A frame on a
     start after 0 s has weight 0: the edit leaves it as it was."""
     t = np.arange(n_frames, dtype=np.float64) / fps
-    lo = -math.inf if start is None else start
-    hi = math.inf if end is None else end
-    inside = (t >= lo) & (t < hi)
+    inside = _inside(t, start=start, end=end)
     weights = np.zeros(n_frames)
     weights[inside] = _fade(t[inside], start=start, end=end, ramp_s=ramp_s)
     return weights
+
+
+def _inside(t: np.ndarray, *, start: float | None, end: float | None) -> np.ndarray:
+    """(N,) bool: which of the times t (N,) s lie in [start, end) (None: unbounded)."""
+    return (t >= (-math.inf if start is None else start)) & (t < (math.inf if end is None else end))
 
 
 def _fade(t: np.ndarray, *, start: float | None, end: float | None, ramp_s: float) -> np.ndarray:
