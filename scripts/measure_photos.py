@@ -11,7 +11,8 @@ first frame of a two-frame clip of that photo (what natural mode does to a video
 lips held near the speech; what a photo got until this release). FaceMesh then finds the face
 again on the input and on both edits and the script prints, per photo and emotion, how far
 the lip corners moved against the middle of the lips (IOD, + = up; for contempt the corner
-that moved most, its sign kept) and how far the inner lips moved (mean distance, IOD).
+that moved most, its sign kept) and how far the inner lips moved (`spfem check`'s inner-lip
+error, IOD).
 
 Writes the edits and a contact sheet of the face per photo (input, then each emotion as a
 video's frame and as a photo) to --out. About a minute on two cores.
@@ -26,8 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from spfem_cli.evaluate import face_frame_landmarks, video_landmarks
-from spfem_cli.face import mesh
+from spfem_cli.evaluate import compare_speech, corner_lifts, video_landmarks
 from spfem_cli.generator.warp import face_box
 from spfem_cli.media.probe import run_ffmpeg
 from spfem_cli.pipeline import edit_video
@@ -50,26 +50,6 @@ def ffmpeg(*args: str) -> None:
     done = run_ffmpeg(["-v", "error", "-y", *args])
     if done.returncode != 0:
         raise SystemExit(done.stderr.decode(errors="replace"))
-
-
-def corner_motion(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
-    """(both, most): the lip corners' rise against the middle of the outer lips from before
-    to after (1, 478, 2) pixels, IOD (+ = up), averaged over both corners and at the corner
-    that moved most (its sign kept)."""
-    rises = []
-    for lm in (before, after):
-        face = face_frame_landmarks(lm)[0]
-        middle = 0.5 * (face[0, 1] + face[17, 1])
-        rises.append(middle - face[list(mesh.LIP_CORNERS), 1])
-    change = rises[1] - rises[0]
-    return float(change.mean()), float(change[np.argmax(np.abs(change))])
-
-
-def inner_lip_shift(before: np.ndarray, after: np.ndarray) -> float:
-    """Mean distance of the inner-lip landmarks from before to after (1, 478, 2), IOD, each
-    in its own face frame."""
-    a, b = (face_frame_landmarks(lm)[0][list(mesh.LIPS_INNER)] for lm in (before, after))
-    return float(np.linalg.norm(a - b, axis=-1).mean())
 
 
 def main() -> None:
@@ -119,9 +99,12 @@ def main() -> None:
                 readings = []
                 for edited in (as_frame, as_photo):
                     lm_out = video_landmarks(edited)
-                    both, most = corner_motion(lm_in, lm_out)
-                    rise = most if emotion == "contempt" else both
-                    readings.append((rise, inner_lip_shift(lm_in, lm_out)))
+                    change = (corner_lifts(lm_out) - corner_lifts(lm_in))[0]
+                    # Contempt's smirk is one-sided: the corner that moved most, its sign kept.
+                    one = change[np.argmax(np.abs(change))]
+                    rise = float(one if emotion == "contempt" else change.mean())
+                    lips = compare_speech(lm_in, lm_out).inner_lip_error
+                    readings.append((rise, lips))
                     row.append(np.asarray(Image.open(edited).convert("RGB")))
                 labels += [f"{emotion} (video frame)", f"{emotion} (photo)"]
                 (rise_v, lips_v), (rise_p, lips_p) = readings

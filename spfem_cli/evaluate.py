@@ -265,10 +265,16 @@ def mouth_opening(lm: np.ndarray, *, iod: np.ndarray | None = None) -> np.ndarra
 
 def corner_lift(lm: np.ndarray) -> np.ndarray:
     """(T,) height of the lip corners above the middle of the outer lips, IOD (+ = up), each
-    frame in its own face frame. lm: (T, 478, 2) pixels."""
+    frame in its own face frame, both corners' mean (`corner_lifts`). lm: (T, 478, 2) pixels."""
+    return corner_lifts(lm).mean(axis=1)
+
+
+def corner_lifts(lm: np.ndarray) -> np.ndarray:
+    """(T, 2) height of each lip corner (`mesh.LIP_CORNERS` order) above the middle of the
+    outer lips, IOD (+ = up), each frame in its own face frame. lm: (T, 478, 2) pixels."""
     face = face_frame_landmarks(lm)
     middle = 0.5 * (face[:, 0, 1] + face[:, 17, 1])
-    return middle - face[:, list(mesh.LIP_CORNERS), 1].mean(axis=1)
+    return middle[:, None] - face[:, list(mesh.LIP_CORNERS), 1]
 
 
 def jitter(lm: np.ndarray, *, indices: Iterable[int] | None = None) -> float:
