@@ -929,7 +929,8 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
     which each job reads from its own video)."""
     from spfem_cli.generator.device import DEVICE_CHOICES, resolve_device
     from spfem_cli.generator.generator import MOUTH_MODES
-    from spfem_cli.pipeline import MAX_INTENSITY, check_side
+    from spfem_cli.pipeline import check_side
+    from spfem_cli.targets import MAX_INTENSITY
 
     if executor not in EXECUTORS:
         raise SpfemError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")

@@ -65,6 +65,7 @@ from spfem_cli.media import (
 )
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.targets import (
+    MAX_INTENSITY,
     Part,
     Resolver,
     Timeline,
@@ -77,13 +78,13 @@ from spfem_cli.targets import (
     segment_name,
     segment_shares,
     with_range,
+    within_reach,
 )
 
 if TYPE_CHECKING:
     from spfem_cli.pcmecl.personal import PersonalCheckpoint
     from spfem_cli.speech_check import SpeechCheck
 
-MAX_INTENSITY = 1.5
 # A rest face given as a clip is read from this many frames spread over it.
 REST_SAMPLES = 30
 # A calm face read from fewer frames than this says nothing of where the person's lids
@@ -922,8 +923,15 @@ class Editor:
         # Intensity scales the whole edit, removal of the present expression included, so
         # that 0 means no change at all.
         return analysis.deltas(
-            target=intensity * targets, weights=weights, removal=min(intensity, 1.0)
+            target=self.within_reach(intensity * targets),
+            weights=weights,
+            removal=min(intensity, 1.0),
         )
+
+    def within_reach(self, targets: np.ndarray) -> np.ndarray:
+        """AU targets (T, K) or (K,) scaled down where a mixture plays an AU past the most
+        this editor's emotions play it at MAX_INTENSITY (`targets.within_reach`)."""
+        return within_reach(targets, prototypes=self.prototypes().double().numpy())
 
 
 def edit_parts(analysis: Analysis, timeline: Timeline) -> EditParts | None:

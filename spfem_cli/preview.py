@@ -19,7 +19,6 @@ from spfem_cli.generator.kinds import DEFAULT_GENERATOR
 from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, probe
 from spfem_cli.pipeline import (
-    MAX_INTENSITY,
     Editor,
     analyse_video,
     check_side,
@@ -28,7 +27,7 @@ from spfem_cli.pipeline import (
 )
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
-from spfem_cli.targets import mixture_vector
+from spfem_cli.targets import MAX_INTENSITY, mixture_vector
 
 MAX_ROWS = 12
 # How far the crop reaches beyond the landmarks, as a fraction of the face's size: enough for
@@ -77,7 +76,10 @@ def preview_sheet(
         raise SpfemError("the preview needs at least one emotion")
     editor = Editor.load(model=model, device=device, mouth=mouth, generator=generator)
     # Every column is checked before the video is read: a bad one fails at once.
-    targets = [intensity * mixture_vector(spec, resolve=editor.vector_of) for spec in emotions]
+    targets = [
+        editor.within_reach(intensity * mixture_vector(spec, resolve=editor.vector_of))
+        for spec in emotions
+    ]
     info = probe(input_path)
     played, _ = played_mouth(mouth, photo=info.n_frames == 1)
     if played != mouth:

@@ -3,8 +3,8 @@
 A SPEC directs a performance. It is one of:
 
 * a label: ``happy``, ``Surprise`` (case-insensitive, aliases as in `canonical_emotion`);
-* a mixture: ``happy:0.6+surprised:0.4`` (weights are numbers >= 0, a bare label weighs 1,
-  weights need not sum to 1);
+* a mixture: ``happy:0.6+surprised:0.4`` (weights are numbers from 0 to `MAX_INTENSITY`, a
+  bare label weighs 1, weights need not sum to 1);
 * a timeline: comma-separated ``START-END:MIXTURE`` segments in seconds, either end may be
   empty (``0-3:happy,3-:sad``, ``-2:neutral``); time outside every segment is left unedited;
 * a path to a ``.json`` (or, with PyYAML, ``.yaml``/``.yml``) file:
@@ -37,6 +37,8 @@ from spfem_cli.generator.expression import EMOTIONS, canonical_emotion
 # where two segments touch: short enough to follow a performance, long enough not to pop.
 TRANSITION_S = 0.3
 MAX_PARTS = 8
+# How strong an emotion may be played: `--intensity`'s upper end, and a mixture weight's.
+MAX_INTENSITY = 1.5
 FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
 _TIME_RANGE = re.compile(r"^\s*([0-9.]*)\s*-\s*([0-9.]*)\s*:")
@@ -210,6 +212,22 @@ def mixture_vector(spec: str, *, resolve: Resolver) -> np.ndarray:
     return _mixtures(timeline, resolve)[0]
 
 
+def within_reach(targets: np.ndarray, *, prototypes: np.ndarray) -> np.ndarray:
+    """AU targets (T, K) or (K,) float64 scaled down, each frame's as a whole, so that no AU
+    goes past MAX_INTENSITY times the most any emotion of `prototypes` (E, K) plays it (and
+    MAX_INTENSITY for an AU none plays above 1).
+
+    A mixture adds its parts' action units: `angry:1.5+disgusted:1.5+fear:1.5` at
+    `--intensity 1.5` lowered the brows 3.7 times as far as anger does and wrinkled the nose
+    2.5 times as far as disgust, and the warp squeezed the nose to a point. Scaling the
+    frame's whole target, not each AU alone, keeps the mixture's proportions. Any one emotion
+    at weight 1 and any intensity is within reach and returned as it is.
+    """
+    limits = MAX_INTENSITY * np.maximum(np.asarray(prototypes).max(axis=0), 1.0)
+    over = np.max(np.asarray(targets) / limits, axis=-1, keepdims=True)
+    return targets / np.maximum(over, 1.0)
+
+
 def with_range(timeline: Timeline, *, start: float | None, end: float | None) -> Timeline:
     """Apply ``--start``/``--end`` (seconds, None = unbounded) to a plain (untimed) spec.
 
@@ -309,9 +327,10 @@ def _part_name(text: str, *, where: str) -> tuple[str, bool]:
 
 
 def _make_part(name: str, *, is_text: bool, weight: float, where: str) -> Part:
-    if not (math.isfinite(weight) and weight >= 0):
+    if not (math.isfinite(weight) and 0 <= weight <= MAX_INTENSITY):
         raise SpfemError(
-            f"weight of {name!r} in {where} must be a finite number >= 0, got {weight}"
+            f"weight of {name!r} in {where} must be between 0 and {MAX_INTENSITY:g} "
+            f"(as --intensity), got {weight:g}"
         )
     return Part(name=name, weight=float(weight), is_text=is_text)
 

@@ -768,3 +768,48 @@ def test_a_subtitle_the_output_cannot_hold_is_named(
         "write .mkv to keep it"
     ) in report.notes
     assert subtitle_cues(report.output) == SUBTITLE_CUES
+
+
+def test_a_mixture_moves_the_face_no_further_than_one_emotion_can(
+    face_clip: Path, tmp_path: Path
+) -> None:
+    """Two emotions at full weight and the top intensity add their action units: fear and
+    surprise so moved a point of speech_man's face 0.53 of the eye distance, two and a half
+    times as far as surprise at 1.5 (0.21), the farthest any one emotion goes. An edit plays
+    such a mixture scaled down to reach (`targets.within_reach`), and no pair then moves a
+    point further than one emotion can (within 2%: the largest, angry and disgusted, 0.215),
+    the replacement of the expression he already shows included."""
+    import itertools
+
+    from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS
+    from spfem_cli.pipeline import Editor, analyse_video
+    from spfem_cli.progress import SilentReporter
+    from spfem_cli.targets import parse_emotion, render
+
+    editor = Editor.load(model=DEFAULT_MODEL, device="cpu", mouth="natural", generator="warp")
+    analysis = analyse_video(
+        probe(face_clip), model=editor.expression, workdir=tmp_path, reporter=SilentReporter()
+    )
+    t = 12
+    points = np.asarray(analysis.track.norm[t], np.float64)
+
+    def farthest(delta: np.ndarray) -> float:
+        """How far the AU change moves the farthest face point, IOD."""
+        values, _ = editor.generator.sparse(points=points, delta=delta)
+        return float(np.linalg.norm(np.asarray(values), axis=-1).max())
+
+    def played(spec: str) -> float:
+        return farthest(editor.deltas(analysis, parse_emotion(spec), intensity=1.5)[t])
+
+    emotions = [e for e in EMOTIONS if e != "neutral"]
+    one = max(played(e) for e in emotions)
+    assert 0.19 < one < 0.24, one
+    for a, b in itertools.combinations(emotions, 2):
+        assert played(f"{a}:1.5+{b}:1.5") <= 1.02 * one, (a, b)
+    # Unscaled, the same frame's fear and surprise go two and a half times as far.
+    timeline = parse_emotion("fear:1.5+surprised:1.5")
+    targets, weights = render(
+        timeline, n_frames=analysis.track.n_frames, fps=25.0, resolve=editor.vector_of
+    )
+    raw = analysis.deltas(target=1.5 * targets, weights=weights, removal=1.0)[t]
+    assert farthest(raw) > 2 * one

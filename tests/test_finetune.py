@@ -390,7 +390,7 @@ def test_the_lids_gradient_goes_through_the_eye_correction(model: ExpressionMode
 
 
 def test_activation_bound_is_the_intensity_bound() -> None:
-    from spfem_cli.pipeline import MAX_INTENSITY
+    from spfem_cli.targets import MAX_INTENSITY
 
     assert MAX_ACTIVATION == MAX_INTENSITY
 

@@ -26,6 +26,7 @@ from spfem_cli.targets import (
     segment_name,
     segment_shares,
     with_range,
+    within_reach,
 )
 
 K = 3
@@ -104,7 +105,7 @@ def test_mixture_with_weights_and_bare_labels() -> None:
     assert parse_emotion("happy:0.6+surprised:0.4") == plain(
         known("happy", 0.6), known("surprised", 0.4)
     )
-    assert parse_emotion("happy + Surprise:2") == plain(known("happy"), known("surprised", 2.0))
+    assert parse_emotion("happy + Surprise:1.5") == plain(known("happy"), known("surprised", 1.5))
     assert parse_emotion("sad:0") == plain(known("sad", 0.0))
 
 
@@ -158,9 +159,11 @@ def test_default_resolver_refuses_free_text() -> None:
         ("0-3:", "no emotion given in '0-3:'"),
         ("happy:", "missing weight after 'happy:'"),
         ("happy:abc", "weight 'abc' of 'happy' in 'happy:abc' is not a number"),
-        ("happy:-1", "weight of 'happy' in 'happy:-1' must be a finite number >= 0"),
-        ("happy:nan", "finite"),
-        ("happy:inf", "finite"),
+        ("happy:-1", "weight of 'happy' in 'happy:-1' must be between 0 and 1.5 .*got -1"),
+        ("happy:1.6", "weight of 'happy' in 'happy:1.6' must be between 0 and 1.5 .*got 1.6"),
+        ("sad:0.5+fear:10", "weight of 'fear' .* \\(as --intensity\\)"),
+        ("happy:nan", "between 0 and 1.5"),
+        ("happy:inf", "between 0 and 1.5"),
         ("happy::1", "more than one ':'"),
         ("3-1:happy", "segment '3-1' in '3-1:happy' must start before it ends"),
         ("2-2:happy", "must start before it ends"),
@@ -251,7 +254,8 @@ def test_yaml_without_pyyaml_says_to_use_json(
         ({"segments": [{"start": 1}]}, "segment 1 of .* has no 'emotion'"),
         ({"segments": [{"emotion": 3}]}, "must be a label, a mixture string or a mapping"),
         ({"segments": [{"emotion": {"sad": "lots"}}]}, "maps names to numbers"),
-        ({"segments": [{"emotion": {"sad": -1}}]}, "weight of 'sad' .* >= 0"),
+        ({"segments": [{"emotion": {"sad": -1}}]}, "weight of 'sad' .* between 0 and 1.5"),
+        ({"segments": [{"emotion": {"sad": 2}}]}, "weight of 'sad' .*intensity\\), got 2"),
         ({"segments": [{"emotion": "happy:x"}]}, "weight 'x' of 'happy'"),
         ({"segments": [{"start": "0", "emotion": "happy"}]}, "'start' .* number of seconds"),
         ({"segments": [{"start": True, "emotion": "happy"}]}, "'start' .* number of seconds"),
@@ -360,9 +364,9 @@ def test_render_single_label() -> None:
 
 
 def test_render_mixture_is_the_weighted_sum() -> None:
-    tl = parse_emotion("happy:0.6+surprised:0.4+sad:2")
+    tl = parse_emotion("happy:0.6+surprised:0.4+sad:1.5")
     targets, weights = render(tl, n_frames=10, fps=FPS, resolve=RESOLVE)
-    np.testing.assert_allclose(targets, np.tile(0.6 * HAPPY + 0.4 * SURPRISED + 2 * SAD, (10, 1)))
+    np.testing.assert_allclose(targets, np.tile(0.6 * HAPPY + 0.4 * SURPRISED + 1.5 * SAD, (10, 1)))
     np.testing.assert_array_equal(weights, 1.0)
 
 
@@ -500,3 +504,24 @@ def test_a_hint_for_emotions_that_show_in_the_mouth_in_natural_mode() -> None:
     # Expressive mode raises disgust's upper lip twice as far.
     hint = mouth_hint(parse_emotion("disgusted+happy:0.5+contempt:0.2"), mouth="natural")
     assert (hint or "").startswith("contempt, disgusted and happy show much of")
+
+
+# --- within reach ---------------------------------------------------------------------------
+
+# Two emotions over three AUs: the first plays AU 0 at most 1.2 (a limit of 1.8 at the top
+# intensity), AU 1 at most 0.5 and AU 2 not at all (both then 1.5).
+PROTOTYPES = np.array([[1.2, 0.5, 0.0], [0.4, 0.2, 0.0]])
+
+
+def test_a_target_within_reach_is_played_as_it_is() -> None:
+    targets = np.array([1.5 * PROTOTYPES[0], PROTOTYPES[1], [1.5 * 1.2, 1.5, 1.5], np.zeros(3)])
+    np.testing.assert_array_equal(within_reach(targets, prototypes=PROTOTYPES), targets)
+
+
+def test_a_mixture_past_reach_is_scaled_down_as_a_whole() -> None:
+    # AU 0 at 3.6 is twice its limit, AU 1 at 2.25 one and a half times: the frame is halved.
+    targets = np.array([[3.6, 2.25, 0.3], [0.9, 0.0, 3.0]])
+    played = within_reach(targets, prototypes=PROTOTYPES)
+    np.testing.assert_allclose(played, [[1.8, 1.125, 0.15], [0.45, 0.0, 1.5]])
+    # One frame alone (K,) reads the same as in a clip.
+    np.testing.assert_allclose(within_reach(targets[0], prototypes=PROTOTYPES), played[0])

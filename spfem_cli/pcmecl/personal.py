@@ -36,7 +36,7 @@ from spfem_cli.generator.refiner import Refiner, RefinerConfig
 PERSONAL_KIND = "personal"
 PERSONAL_VERSION = 1
 # The largest activation an emotion vector may have: the same bound as `--intensity`
-# (spfem_cli.pipeline.MAX_INTENSITY; not imported, the pipeline imports this module lazily).
+# (spfem_cli.targets.MAX_INTENSITY; not imported, the pipeline imports this module lazily).
 MAX_ACTIVATION = 1.5
 _REFINER_PREFIX = "refiner."
 
