@@ -120,6 +120,16 @@ ClipWeightsOption = Annotated[
         "or a local weights file."
     ),
 ]
+# Training on an untrained CLIP writes a file that teaches nothing: it must be asked for by name.
+RANDOM_CLIP = "random"
+TrainingClipWeightsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="CLIP weights, needed: an open_clip tag such as 'openai' (downloaded once and "
+        f"cached) or a local weights file; '{RANDOM_CLIP}': an untrained CLIP, for tests only.",
+        show_default=False,
+    ),
+]
 ClipConfigOption = Annotated[
     Path | None,
     typer.Option(help="JSON config of a CLIP architecture open_clip does not ship."),
@@ -159,6 +169,19 @@ def run_guarded(fn: Callable[[], T]) -> T:
             soft_wrap=True,
         )
         raise typer.Exit(1) from None
+
+
+def _training_clip(weights: str | None, *, command: str) -> str | None:
+    """The CLIP weights a training command passes on (None: an untrained CLIP, asked for as
+    RANDOM_CLIP). Without weights, training ran its minutes on a CLIP that reads no face and
+    wrote a file that looked finished."""
+    if weights is None:
+        raise SpfemError(
+            f"spfem {command} needs CLIP weights: --clip-weights openai (downloaded once and "
+            f"cached) or a local weights file (--clip-weights {RANDOM_CLIP}: an untrained CLIP, "
+            "for tests only)"
+        )
+    return None if weights == RANDOM_CLIP else weights
 
 
 def _version(value: bool) -> None:
@@ -707,13 +730,7 @@ def train_prompts_command(
         Path, typer.Option("--output", "-o", help="The prompt file to write (.safetensors).")
     ] = Path("prompts.safetensors"),
     arch: Annotated[str, typer.Option(help="CLIP architecture (open_clip name).")] = "ViT-B-32",
-    clip_weights: Annotated[
-        str | None,
-        typer.Option(
-            help="CLIP weights: an open_clip tag (downloaded) or a local file. "
-            "Default: random weights, for testing only."
-        ),
-    ] = None,
+    clip_weights: TrainingClipWeightsOption = None,
     clip_config: Annotated[
         Path | None,
         typer.Option(help="JSON config of an architecture open_clip does not ship (named ARCH)."),
@@ -756,7 +773,7 @@ def train_prompts_command(
             data_dir=data_dir,
             output=output,
             arch=arch,
-            clip_weights=clip_weights,
+            clip_weights=_training_clip(clip_weights, command="train-prompts"),
             clip_config=clip_config,
             epochs=epochs,
             lr=lr,
@@ -799,7 +816,7 @@ def finetune_command(
         ),
     ] = None,
     clip_arch: ClipArchOption = "ViT-B-32",
-    clip_weights: ClipWeightsOption = None,
+    clip_weights: TrainingClipWeightsOption = None,
     clip_config: ClipConfigOption = None,
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 300,
     lr: Annotated[
@@ -865,7 +882,7 @@ def finetune_command(
             output=output,
             prompts=prompts,
             clip_arch=clip_arch,
-            clip_weights=clip_weights,
+            clip_weights=_training_clip(clip_weights, command="finetune"),
             clip_config=clip_config,
             steps=steps,
             lr=lr,

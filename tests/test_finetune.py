@@ -764,6 +764,7 @@ def test_free_text_on_a_video_without_a_face_passes_it_through(
         ("mouth", "unknown mouth mode 'wide'"),
         ("rest", "calm.png does not exist"),
         ("rest span", "5-6 s is past the end of"),
+        ("no weights", "spfem finetune needs CLIP weights: --clip-weights openai .* random"),
     ],
 )
 def test_finetune_cli_errors(
@@ -797,6 +798,9 @@ def test_finetune_cli_errors(
         args += ["--rest", str(tmp_path / "calm.png")]
     elif case == "rest span":
         args += ["--rest", "5-6"]
+    elif case == "no weights":
+        at = args.index("--clip-weights")
+        del args[at : at + 2]
     result = runner.invoke(cli.app, args, env={"COLUMNS": "400"})
     _one_line_error(result, message)
     if case == "exists":
@@ -818,9 +822,8 @@ def test_finetune_cli_interrupt_keeps_the_state(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(finetune_module, "finetune", interrupted)
-    result = runner.invoke(
-        cli.app, ["finetune", str(tmp_path / "me.mp4"), "-o", str(out)], env={"COLUMNS": "400"}
-    )
+    args = ["finetune", str(tmp_path / "me.mp4"), "-o", str(out), "--clip-weights", "random"]
+    result = runner.invoke(cli.app, args, env={"COLUMNS": "400"})
     assert result.exit_code == 130, result.output
     assert "spfem: interrupted: the last saved state is kept in" in result.output
     assert "me.spfem.partial; run the same command again to resume" in result.output

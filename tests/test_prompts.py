@@ -434,6 +434,7 @@ def test_cli_writes_prompts(tmp_path: Path, tiny_weights: Path, tiny: ClipBundle
         ("bad image", "cannot read image .*bob_0.png"),
         ("bad clip", "cannot read video .*cat_x.mp4"),
         ("bad epochs", "--epochs must be at least 1"),
+        ("no weights", "spfem train-prompts needs CLIP weights: --clip-weights openai .* random"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(
@@ -460,9 +461,12 @@ def test_cli_errors_are_one_line_exit_2(
     elif case == "bad epochs":
         make_faces(data, per_person=1)
         extra = ["--epochs", "0"]
+    weights = [] if case == "no weights" else ["--clip-weights", tiny_weights]
+    if case == "no weights":
+        make_faces(data, per_person=1)
     result = invoke(
         data, "-o", tmp_path / "p.safetensors", "--arch", TINY, "--clip-config", TINY_CONFIG,
-        "--clip-weights", tiny_weights, "--device", "cpu", *extra,
+        *weights, "--device", "cpu", *extra,
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]

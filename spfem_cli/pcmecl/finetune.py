@@ -690,7 +690,7 @@ def finetune(
     )
     notes = [note] if (note := rest_note(rest_face)) else []
     if clip_weights is None:
-        notes.append("CLIP has random weights (no --clip-weights): fine for a test, useless else")
+        notes.append("CLIP has random weights: fine for a test, useless else")
     learner = None
     prompts_meta = None
     if prompts_path is not None:

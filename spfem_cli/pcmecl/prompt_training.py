@@ -240,9 +240,7 @@ def train_prompts(
         device=torch_device,
     )
     if clip_weights is None:
-        notes.append(
-            "CLIP has random weights (no --clip-weights): fine for a test, useless otherwise"
-        )
+        notes.append("CLIP has random weights: fine for a test, useless otherwise")
     for note in notes:
         rep.note(note)
 
