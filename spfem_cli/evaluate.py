@@ -20,7 +20,7 @@ from scipy.ndimage import distance_transform_edt, map_coordinates
 from spfem_cli.face import mesh
 from spfem_cli.face.glasses import Traced, ridge_response
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
-from spfem_cli.face.track import run_segments, smooth_valid
+from spfem_cli.face.track import mend_segments, run_segments, smooth_valid
 from spfem_cli.face.tracker import LandmarkTracker
 from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel, lid_heights
 from spfem_cli.generator.generator import FaceGenerator
@@ -46,8 +46,9 @@ def tracked_landmarks(
     into: np.ndarray | None = None,
     frames: np.ndarray | None = None,
     held: np.ndarray | None = None,
+    follow: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Landmarks (T, 478, 2) of the largest face FaceMesh is shown in each frame, in the first
+    """Landmarks (T, 478, 2) of the face FaceMesh is shown in each frame, in the first
     video's pixels, NaN rows without a face; found as the edit's tracking pass finds them
     (`pipeline.tracking_readers`: decoded at analysis size, a long video's two halves at once,
     each tracked in video mode from its first frame), so that on an input they are the
@@ -68,7 +69,13 @@ def tracked_landmarks(
     memory-mapped file keeps a long video's landmarks out of memory (3.8 KB a frame);
     held: (T,) bool, the frames of the first video that the others hold, in order (a try of
     a partial edit rendered alone; `pipeline.tracking_readers`, which refuses a pass showing
-    a frame they do not hold)."""
+    a frame they do not hold).
+
+    follow: (T, 478, 2) pixels, NaN without a face: the face to find (the input's, where an
+    edit of it is measured), which each segment's tracker follows from its first frame;
+    None: the largest face, and a segment that took up another face than the one the segment
+    before it ended on is tracked again following that one (`face.track.mend_segments`), as
+    the tracking pass does."""
     first, *others = [probe(p) for p in paths]
     segments, factors = tracking_readers(first, *others, frames=frames, held=held)
     scale = np.asarray(factors, dtype=np.float32)
@@ -89,11 +96,22 @@ def tracked_landmarks(
         # Nothing after the last frame shown needs decoding.
         last = int(np.flatnonzero(shows).max()) if shows.any() else -1
 
-    def find(start: int, readers: list[FrameReader], stop: threading.Event) -> int:
-        """Track one segment into `into`; returns the index after its last frame."""
+    def find(
+        start: int,
+        readers: list[FrameReader],
+        stop: threading.Event,
+        seed: np.ndarray | None = None,
+        counted: bool = True,
+    ) -> int:
+        """Track one segment into `into`, following the face `seed` (478, 2) video pixels
+        into its first frame (None: `follow`'s there, else the largest); returns the index
+        after its last frame. counted: each frame shown is told to on_frame."""
         end = start
         read = readers if shown is not None else readers[:1]
-        with contextlib.ExitStack() as stack, LandmarkTracker() as tracker:
+        if seed is None and follow is not None and start < len(follow):
+            seed = None if np.isnan(follow[start]).any() else np.asarray(follow[start])
+        tracker = LandmarkTracker(follow=None if seed is None else seed / scale)
+        with contextlib.ExitStack() as stack, tracker:
             decoded = held_in_step([stack.enter_context(r) for r in read], start=start, held=held)
             for t, got in enumerate(decoded, start=start):
                 if t > last or stop.is_set():
@@ -105,11 +123,25 @@ def tracked_landmarks(
                 det = tracker.detect(frame)
                 # The tracking's own product (`track_frames`), so that they agree to the bit.
                 into[t] = np.nan if det is None else det.landmarks * scale
-                if on_frame is not None:
+                if on_frame is not None and counted:
                     on_frame()
         return end
 
     count = max(run_segments([functools.partial(find, *seg) for seg in segments]))
+    if follow is None:
+
+        def again(k: int, start: int, seed: np.ndarray) -> None:
+            # A segment read again is read as the first time.
+            readers = tracking_readers(first, *others, frames=frames, held=held)[0][k][1]
+            find(start, readers, threading.Event(), seed, counted=False)
+
+        mend_segments(
+            [start for start, _ in segments],
+            landmarks=into,
+            cuts=np.zeros(len(into), bool),
+            count=count,
+            again=again,
+        )
     if frames is not None:
         # The rows of frames not read stay NaN: the whole video's rows are the answer.
         into[~shows] = np.nan
@@ -124,14 +156,18 @@ def video_landmarks(
     on_frame: Callable[[], None] | None = None,
     into: np.ndarray | None = None,
     frames: np.ndarray | None = None,
+    follow: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Landmarks of the largest face in every frame: (T, 478, 2) pixels, NaN without a face,
-    as the edit's tracking finds them (`tracked_landmarks`). alike: videos of the same frames
-    that `path` is to be read alike with (the edit it is measured against: a variable-rate
-    edit makes both be read in one piece), not decoded; on_frame is called after each frame
-    shown to FaceMesh; into: an array to fill; frames: (T,) bool, only those frames' are
-    needed (`tracked_landmarks`)."""
-    return tracked_landmarks([path, *alike], on_frame=on_frame, into=into, frames=frames)
+    """Landmarks of the face in every frame: (T, 478, 2) pixels, NaN without a face, as the
+    edit's tracking finds them (`tracked_landmarks`: the largest, followed). alike: videos of
+    the same frames that `path` is to be read alike with (the edit it is measured against: a
+    variable-rate edit makes both be read in one piece), not decoded; on_frame is called
+    after each frame shown to FaceMesh; into: an array to fill; frames: (T,) bool, only those
+    frames' are needed; follow: (T, 478, 2) pixels, the face to find (the input's, on its
+    edit; `tracked_landmarks`)."""
+    return tracked_landmarks(
+        [path, *alike], on_frame=on_frame, into=into, frames=frames, follow=follow
+    )
 
 
 # The output shown around the lips when the mouth is measured on its own (`mouth_window`),
@@ -246,6 +282,8 @@ def window_landmarks(
         into=into,
         frames=frames,
         held=held,
+        # The input's face, which the edit changed: not another one in the frame.
+        follow=input_lm,
     )
 
 

@@ -649,6 +649,8 @@ def analyse_video(
             pixel_scale=scale,
             on_frame=adv,
             on_face=on_face,
+            # A segment read again is read as the first time.
+            reopen=lambda k: tracking_readers(info)[0][k][1][0],
         )
     current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))
     if track.n_valid:

@@ -328,7 +328,9 @@ def _find(
     lm_out = None
     if whole:
         with rep.stage("Finding the lips: edit", shown) as adv:
-            lm_out = video_landmarks(after, on_frame=adv, into=rows("edit"), frames=frames)
+            lm_out = video_landmarks(
+                after, on_frame=adv, into=rows("edit"), frames=frames, follow=lm_in
+            )
     with rep.stage("Finding the lips: the edit's mouth alone", shown) as adv:
         lm_mouth = window_landmarks(
             before, after, input_lm=lm_in, window="mouth", on_frame=adv, into=rows("mouth"),

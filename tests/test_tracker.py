@@ -21,7 +21,7 @@ from PIL import Image
 from spfem_cli import demo
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
-from spfem_cli.face.track import run_segments
+from spfem_cli.face.track import mend_segments, run_segments
 from spfem_cli.face.tracker import LandmarkTracker, _choose_face, _native_stderr_silenced
 from spfem_cli.media import FrameReader, FrameWriter, probe
 
@@ -318,6 +318,113 @@ def test_one_of_two_people_of_about_the_same_size_is_followed(clips_dir: Path) -
                 assert found is not None and found.n_faces == 2
                 xs.append(float(found.landmarks[:, 0].mean()))
     assert np.abs(np.diff(xs)).max() < 20  # one face all through (they are 450 pixels apart)
+
+
+def _face_at(x: float, width: float = 40.0) -> np.ndarray:
+    """Landmarks (478, 2) of a face centred on (x, 100), `width` pixels wide."""
+    pts = np.zeros((mesh.N_LANDMARKS, 2), np.float32)
+    pts[:, 0] = np.linspace(x - width / 2, x + width / 2, mesh.N_LANDMARKS)
+    pts[:, 1] = 100.0
+    return pts
+
+
+def test_a_segment_that_took_up_another_face_is_tracked_again() -> None:
+    """Three segments of 10 frames: the second's tracker took up the face at x = 300 where
+    the first ended on the one at x = 100, and is tracked again following that one; the
+    third then starts where the mended second ends. No segment is tracked again across a cut,
+    beside a frame without a face, or where the face moved within a tracker's reach."""
+    lm = np.stack([_face_at(100.0)] * 10 + [_face_at(300.0)] * 20)
+    calls: list[tuple[int, int, float]] = []
+
+    def again(k: int, first: int, follow: np.ndarray) -> None:
+        calls.append((k, first, float(follow[:, 0].mean())))
+        lm[first : first + 10] = _face_at(float(follow[:, 0].mean()) + 5)
+
+    no_cuts = np.zeros(30, bool)
+    assert mend_segments([0, 10, 20], landmarks=lm, cuts=no_cuts, count=30, again=again) == [1, 2]
+    assert calls == [(1, 10, pytest.approx(100)), (2, 20, pytest.approx(105))]
+    assert np.allclose(lm[25, :, 0].mean(), 110)
+
+    def never(k: int, first: int, follow: np.ndarray) -> None:
+        raise AssertionError(k)
+
+    lm = np.stack([_face_at(100.0)] * 10 + [_face_at(300.0)] * 10)
+    cut = no_cuts[:20].copy()
+    cut[10] = True
+    assert mend_segments([0, 10], landmarks=lm, cuts=cut, count=20, again=never) == []
+    lost = lm.copy()
+    lost[9] = np.nan
+    assert mend_segments([0, 10], landmarks=lost, cuts=no_cuts, count=20, again=never) == []
+    near = np.stack([_face_at(100.0)] * 10 + [_face_at(115.0)] * 10)  # within half its width
+    assert mend_segments([0, 10], landmarks=near, cuts=no_cuts, count=20, again=never) == []
+
+
+def test_a_frame_offered_again_is_measured_in_place_of_what_it_showed() -> None:
+    """A segment tracked again offers its frames again, with the face it follows now: what a
+    frame showed the first time (the other person's face) no longer counts."""
+    from spfem_cli.face.sampling import FrameSampler
+
+    class Centres(FrameSampler[float]):
+        def measure(self, frame: np.ndarray, *, face: mesh.FaceFrame, landmarks: np.ndarray):  # noqa: ANN201
+            return float(landmarks[:, 0].mean())
+
+    sampler = Centres(n_frames=4, samples=4, min_iod_px=0.0)
+    frame = np.zeros((8, 8, 3), np.uint8)
+    from spfem_cli.generator.expression import ExpressionModel
+
+    # The model's calm face (IOD units) at 50 pixels between the eyes.
+    pts = ExpressionModel.load().template.numpy().astype(np.float64) * 50 + 100
+    for t in (2, 0, 1):
+        sampler.offer(t, frame, pts + [10.0 * t, 0])
+    sampler.offer(1, frame, pts + [500.0, 0])
+    base = float(pts[:, 0].mean())
+    assert sampler.results() == pytest.approx([base, base + 500, base + 20])
+
+
+def _two_people(clips_dir: Path, out: Path) -> Path:
+    """6 s, 640x320: Obama on the left, talk_s18's speaker on the right. His face is the
+    larger at first and shrinks, hers grows, and by frame 75, where the tracking pass's
+    second half starts, hers is the larger (23300 against 27300 square pixels)."""
+    run_ffmpeg_checked(
+        "-i", str(clips_dir / "speech_obama_450x450.mp4"),
+        "-i", str(clips_dir / "talk_s18_1280x720.mp4"),
+        "-filter_complex",
+        "[0:v]trim=0:6,setpts=PTS-STARTPTS,scale=320:320,fps=25,"
+        "zoompan=z='max(1,1.3-0.3*on/90)':d=1:s=320x320:fps=25[a];"
+        "[1:v]trim=0:6,setpts=PTS-STARTPTS,crop=530:530:375:10,scale=320:320,fps=25,"
+        "zoompan=z='min(1.3,1+0.3*on/90)':d=1:s=320x320:fps=25[b];[a][b]hstack[v]",
+        "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", str(out),
+    )  # fmt: skip
+    return out
+
+
+def test_the_face_followed_stays_the_same_where_the_halves_meet(
+    clips_dir: Path, tmp_path: Path
+) -> None:
+    """A video of 120 frames or more is tracked in two halves at once, and the second half's
+    tracker started on the largest face: on this clip the edit went from him to her at
+    frame 75 (x 174 -> 617 pixels), and the speech check, tracking the edit alike, read her
+    lips against his. The second half is now tracked again following him, and the check's
+    passes find the face the tracking followed, by itself or told the input's."""
+    from spfem_cli.evaluate import video_landmarks
+    from spfem_cli.generator.expression import ExpressionModel
+    from spfem_cli.pipeline import analyse_video, tracking_segments
+    from spfem_cli.progress import SilentReporter
+
+    clip = _two_people(clips_dir, tmp_path / "two.mp4")
+    info = probe(clip)
+    assert [s[0] for s in tracking_segments(info) if s] == [0, 75]
+    work = tmp_path / "work"
+    work.mkdir()
+    track = analyse_video(
+        info, model=ExpressionModel.load(), workdir=work, reporter=SilentReporter()
+    ).track
+    xs = np.asarray(track.raw[:, :, 0]).mean(axis=1)
+    assert track.valid.all() and xs.max() < 320, xs  # his face, on the left, all through
+    found = video_landmarks(clip)
+    np.testing.assert_array_equal(found, track.raw)
+    told = video_landmarks(clip, follow=np.asarray(track.raw))
+    np.testing.assert_array_equal(told, track.raw)
 
 
 def _until_stopped(stop: threading.Event, steps: list[int]) -> int:

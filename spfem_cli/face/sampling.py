@@ -20,12 +20,14 @@ class FrameSampler(Generic[T]):
     `stride`-th frame (stride: n_frames // samples, so that from `samples` to twice as many are
     measured whatever the clip's length; all of a clip shorter than `samples`), on
     which the face is `min_iod_px` or more between the eyes (smaller faces show too little).
-    Subclasses say what is measured (`measure`); `results` holds it, in order of arrival."""
+    Subclasses say what is measured (`measure`); `results` holds it, in order of the frames.
+    A frame offered again (its segment tracked again, following another face) is measured
+    again in place of what it showed before."""
 
     def __init__(self, *, n_frames: int, samples: int, min_iod_px: float) -> None:
         self.stride = max(1, n_frames // samples)
         self.min_iod_px = min_iod_px
-        self._results: list[T] = []
+        self._results: dict[int, T] = {}
         self._lock = threading.Lock()
 
     def offer(self, t: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
@@ -37,7 +39,7 @@ class FrameSampler(Generic[T]):
             return
         result = self.measure(frame, face=face, landmarks=landmarks)
         with self._lock:
-            self._results.append(result)
+            self._results[t] = result
 
     def offer_frames(self, frames: Iterable[np.ndarray]) -> None:
         """Offer a clip's frames ((H, W, 3) uint8 RGB, in order from its first) as the tracking
@@ -56,4 +58,4 @@ class FrameSampler(Generic[T]):
     def results(self) -> list[T]:
         """The measures of the frames used so far."""
         with self._lock:
-            return list(self._results)
+            return [self._results[t] for t in sorted(self._results)]

@@ -10,6 +10,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from spfem_cli.face import mesh
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
 from spfem_cli.face.pose import frontal_face_frame, head_turn, reference_shape
 from spfem_cli.face.shots import CUT, cut_score, shot_ranges, thumbnail
-from spfem_cli.face.tracker import LandmarkTracker
+from spfem_cli.face.tracker import LandmarkTracker, another_face
 
 CHUNK = 1024
 REFERENCE_SAMPLES = 300
@@ -180,6 +181,33 @@ def chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + size)
 
 
+def mend_segments(
+    firsts: Sequence[int],
+    *,
+    landmarks: np.ndarray,
+    cuts: np.ndarray,
+    count: int,
+    again: Callable[[int, int, np.ndarray], None],
+) -> list[int]:
+    """Track again, in order, each segment (by its first frame, `firsts`) whose tracker took
+    up another face than the one the segment before it ended on, within one shot:
+    again(k, first, follow) tracks segment k into `landmarks` (T, 478, 2) pixels, NaN without
+    a face, following the face `follow` (478, 2) pixels found on the frame before it. cuts:
+    (T,) bool, a new shot starts there (where a tracker takes up a face afresh anyway); count:
+    the frames tracked. Returns the segments tracked again."""
+    mended = []
+    for k, first in enumerate(firsts):
+        if k == 0 or not 0 < first < count or cuts[first]:
+            continue
+        before, after = landmarks[first - 1], landmarks[first]
+        if np.isnan(before).any() or np.isnan(after).any():
+            continue
+        if another_face(np.asarray(before), np.asarray(after)):
+            again(k, first, np.array(before, dtype=np.float32))
+            mended.append(k)
+    return mended
+
+
 def track_frames(
     sources: Sequence[tuple[int, Iterable[np.ndarray]]],
     *,
@@ -189,6 +217,7 @@ def track_frames(
     pixel_scale: tuple[float, float] = (1.0, 1.0),
     on_frame: Callable[[], None] | None = None,
     on_face: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    reopen: Callable[[int], AbstractContextManager[Iterable[np.ndarray]]] | None = None,
 ) -> FaceTrack:
     """Detect landmarks on every frame and smooth them in time.
 
@@ -202,6 +231,12 @@ def track_frames(
     cut into shots where the picture changes at once (`face.shots`). on_face(t, frame,
     landmarks) is called, from the segment's thread, with each frame where a face was found
     and its (478, 2) landmarks in that frame's pixels.
+
+    reopen(k): segment k's frames read again, from its first (a context manager). A segment's
+    tracker starts on the largest face, and where the segment before it ended on another
+    face, in the same shot, the segment is tracked again following that one (`mend_segments`):
+    otherwise an edit of one of two people switched to the other halfway through. None: no
+    segment is tracked again.
     """
     scale = np.asarray(pixel_scale, dtype=np.float32)
     raw = _memmap(workdir / "landmarks_raw.npy", n_frames)
@@ -220,11 +255,20 @@ def track_frames(
     firsts: dict[int, np.ndarray] = {}
     lasts: dict[int, np.ndarray] = {}
 
-    def track_segment(first: int, frames: Iterable[np.ndarray], stop: threading.Event) -> int:
-        """Track one segment into the shared arrays; returns the index after its last frame."""
+    def track_segment(
+        first: int,
+        frames: Iterable[np.ndarray],
+        stop: threading.Event,
+        follow: np.ndarray | None = None,
+        counted: bool = True,
+    ) -> int:
+        """Track one segment into the shared arrays, following the face `follow` (478, 2)
+        frame pixels into its first frame (None: the largest); returns the index after its
+        last frame. counted: each frame is told to on_frame (a segment tracked again is not:
+        the progress bar's total holds each frame once)."""
         end = first
         before = None
-        with LandmarkTracker() as tracker:
+        with LandmarkTracker(follow=follow) as tracker:
             for t, frame in enumerate(frames, start=first):
                 if t >= n_frames or stop.is_set():
                     break
@@ -248,7 +292,7 @@ def track_frames(
                 else:
                     raw[t] = np.nan
                 end = t + 1
-                if on_frame is not None:
+                if on_frame is not None and counted:
                     on_frame()
         if before is not None:
             lasts[end] = before
@@ -260,6 +304,15 @@ def track_frames(
     for t, thumb in firsts.items():
         if t in lasts:
             cuts[t] = cut_score(lasts[t], thumb) > CUT
+    if reopen is not None:
+
+        def again(k: int, first: int, follow: np.ndarray) -> None:
+            with reopen(k) as frames:
+                track_segment(first, frames, threading.Event(), follow / scale, counted=False)
+
+        mend_segments(
+            [first for first, _ in sources], landmarks=raw, cuts=cuts, count=count, again=again
+        )
     valid, n_faces, params, cuts = valid[:count], n_faces[:count], params[:count], cuts[:count]
     shots = shot_ranges(cuts)
     params = smooth_shots(_unwrap_angles(params, valid), valid, shots, sigma_frames)

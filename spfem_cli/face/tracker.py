@@ -159,6 +159,19 @@ def _choose_face(
     return best
 
 
+def _follow_of(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """(centre (2,), width) in pixels of a face's landmarks (N, 2+), as a tracker follows it."""
+    return _centre(landmarks), float(landmarks[:, 0].max() - landmarks[:, 0].min())
+
+
+def another_face(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether `after`, a face's landmarks (478, 2) pixels on a frame, is another face than
+    `before`, the one found on the frame before: its centre lies further from before's than a
+    tracker follows a face (FOLLOW_REACH of its width)."""
+    centre, width = _follow_of(before)
+    return float(np.linalg.norm(_centre(after) - centre)) > FOLLOW_REACH * width
+
+
 def _centre(pts: np.ndarray) -> np.ndarray:
     """(2,) the middle of a face's landmarks' box, pixels."""
     return 0.5 * (pts[:, :2].min(axis=0) + pts[:, :2].max(axis=0))
@@ -192,7 +205,15 @@ class LandmarkTracker:
     which follows the face from frame to frame until it is lost.
     """
 
-    def __init__(self, *, video_mode: bool = True, min_confidence: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        video_mode: bool = True,
+        min_confidence: float = 0.5,
+        follow: np.ndarray | None = None,
+    ) -> None:
+        """follow: landmarks (478, 2) pixels of the face to follow into the first frame (a
+        segment's, where the one before it ended on that face); None: the largest."""
         self._face_mesh_module = _import_face_mesh()
         self._video_mode = video_mode
         self._min_confidence = min_confidence
@@ -202,7 +223,7 @@ class LandmarkTracker:
         self._crop_mesh: _QuietGraph | None = None
         self._crop_box: tuple[float, float, float] | None = None
         # The centre (2,) and width of the face returned for the frame before, pixels.
-        self._follow: tuple[np.ndarray, float] | None = None
+        self._follow = None if follow is None else _follow_of(np.asarray(follow))
 
     def forget(self) -> None:
         """Follow no face into the next frame (a cut: the face there is not this one)."""
@@ -211,8 +232,7 @@ class LandmarkTracker:
     def _followed(self, det: Detection) -> Detection:
         """Remember det's face, to follow it into the next frame in video mode."""
         if self._video_mode:
-            width = float(det.landmarks[:, 0].max() - det.landmarks[:, 0].min())
-            self._follow = (_centre(det.landmarks), width)
+            self._follow = _follow_of(det.landmarks)
         return det
 
     def _new_face_mesh(self) -> Any:
