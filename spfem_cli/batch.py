@@ -78,8 +78,9 @@ class EditOptions:
     # The calm face read from a `rest` file (`read_rest_face`), once for the whole
     # batch by `run_batch`: reading a 720p clip costs about 3 s, which every job repeated.
     rest_face: RestFace | None = field(default=None, compare=False, repr=False)
-    # As `spfem edit --side`.
+    # As `spfem edit --side` and `--face`.
     side: str = "auto"
+    face: str = "largest"
     # As `spfem edit --crf` and `--preset`: how the outputs are encoded.
     crf: int = DEFAULT_CRF
     preset: str = DEFAULT_PRESET
@@ -110,6 +111,8 @@ class EditOptions:
             options["rest"] = self.rest
         if self.side != "auto":
             options["side"] = self.side
+        if self.face != "largest":
+            options["face"] = self.face
         if self.crf != DEFAULT_CRF:
             options["crf"] = self.crf
         if self.preset != DEFAULT_PRESET:
@@ -467,6 +470,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
     """
     import tempfile
 
+    from spfem_cli.face.tracker import FacePick
     from spfem_cli.generator.expression import DEFAULT_MODEL
     from spfem_cli.media import check_output_path, check_still_output, left_out_note, probe
     from spfem_cli.pipeline import (
@@ -518,7 +522,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
     )
     rest_face = options.rest_face
     if rest_face is None and options.rest is not None:
-        rest_face = read_rest_face(options.rest, video=job.input)
+        rest_face = read_rest_face(options.rest, video=job.input, pick=FacePick.parse(options.face))
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
@@ -529,6 +533,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
             reporter=SilentReporter(),
             rest_face=rest_face,
             side=options.side,
+            face=FacePick.parse(options.face),
         )
         track = analysis.track
         shared_s = (time.perf_counter() - t0) / len(job.targets)
@@ -927,6 +932,7 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
     """Refuse, before any file is touched, options that would fail every job alike. Returns
     the calm face of a `rest` file, read once for every job (None: none, or a time range,
     which each job reads from its own video)."""
+    from spfem_cli.face.tracker import FacePick
     from spfem_cli.generator.device import DEVICE_CHOICES, resolve_device
     from spfem_cli.generator.generator import MOUTH_MODES
     from spfem_cli.pipeline import check_side
@@ -945,6 +951,7 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
             f"unknown mouth mode {options.mouth!r}; choose one of: {', '.join(MOUTH_MODES)}"
         )
     check_side(options.side)
+    pick = FacePick.parse(options.face)
     check_encoding(crf=options.crf, preset=options.preset)
     if options.generator not in GENERATORS:
         raise SpfemError(
@@ -965,7 +972,7 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
         # A calm face in a file is refused here, before any file is touched; a time range is
         # read from each video in its own job.
         if rest_span(options.rest) is None:
-            return read_rest_face(options.rest)
+            return read_rest_face(options.rest, pick=pick)
     return None
 
 

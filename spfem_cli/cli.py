@@ -87,6 +87,14 @@ SideOption = Annotated[
         "camera when the head is turned, else the right), right or left."
     ),
 ]
+FaceOption = Annotated[
+    str,
+    typer.Option(
+        help="Which face to edit where there are several: largest, left, right, or X,Y, the "
+        "one nearest that point of the frame (fractions of its width and height from the top "
+        "left: 0.75,0.4). It is taken up where it first appears and followed."
+    ),
+]
 CrfOption = Annotated[
     int,
     typer.Option(
@@ -262,6 +270,7 @@ def edit(
     ] = None,
     rest: RestOption = None,
     side: SideOption = "auto",
+    face: FaceOption = "largest",
     crf: CrfOption = DEFAULT_CRF,
     preset: PresetOption = DEFAULT_PRESET,
     keep_speech: KeepSpeechOption = None,
@@ -294,6 +303,7 @@ def edit(
             prompts=prompts,
             rest=rest,
             side=side,
+            face=face,
             crf=crf,
             preset=preset,
             keep_speech=keep_speech,
@@ -375,6 +385,7 @@ def batch(
         ),
     ] = None,
     side: SideOption = "auto",
+    face: FaceOption = "largest",
     crf: CrfOption = DEFAULT_CRF,
     preset: PresetOption = DEFAULT_PRESET,
     keep_speech: KeepSpeechOption = None,
@@ -413,6 +424,7 @@ def batch(
                     end=end,
                     rest=None if rest is None else _batch_rest(rest),
                     side=side,
+                    face=face,
                     crf=crf,
                     preset=preset,
                     keep_speech=keep_speech,
@@ -456,6 +468,7 @@ def preview(
     device: DeviceOption = "auto",
     rest: RestOption = None,
     side: SideOption = "auto",
+    face: FaceOption = "largest",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Write a contact sheet: a few frames of INPUT under every emotion (or those given),
@@ -476,6 +489,7 @@ def preview(
             device=device,
             rest=rest,
             side=side,
+            face=face,
             reporter=RichReporter(console),
         )
     )
@@ -535,6 +549,13 @@ def check(
         float | None,
         typer.Option(help="Measure until this time (seconds): where an edit's --end was."),
     ] = None,
+    face: Annotated[
+        str,
+        typer.Option(
+            help="The face to measure where there are several, as `spfem edit --face` took it: "
+            "largest, left, right or X,Y."
+        ),
+    ] = "largest",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Measure whether AFTER, an edit of BEFORE, kept its speech: FaceMesh finds the lips
@@ -550,7 +571,7 @@ def check(
         ranged = start is not None or end is not None
         frames = frames_between(before, start=start, end=end) if ranged else None
         return check_speech(
-            before=before, after=after, reporter=RichReporter(console), frames=frames
+            before=before, after=after, reporter=RichReporter(console), frames=frames, face=face
         )
 
     result = run_guarded(measured)

@@ -21,7 +21,7 @@ from spfem_cli.face import mesh
 from spfem_cli.face.glasses import Traced, ridge_response
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
 from spfem_cli.face.track import mend_segments, run_segments, smooth_valid
-from spfem_cli.face.tracker import LandmarkTracker
+from spfem_cli.face.tracker import LARGEST_FACE, FacePick, LandmarkTracker
 from spfem_cli.generator.expression import REPLACED_AUS, ExpressionModel, lid_heights
 from spfem_cli.generator.generator import FaceGenerator
 from spfem_cli.generator.warp import contour_distance, iris_radius, polygon_distance
@@ -47,6 +47,7 @@ def tracked_landmarks(
     frames: np.ndarray | None = None,
     held: np.ndarray | None = None,
     follow: np.ndarray | None = None,
+    pick: FacePick = LARGEST_FACE,
 ) -> np.ndarray:
     """Landmarks (T, 478, 2) of the face FaceMesh is shown in each frame, in the first
     video's pixels, NaN rows without a face; found as the edit's tracking pass finds them
@@ -73,9 +74,9 @@ def tracked_landmarks(
 
     follow: (T, 478, 2) pixels, NaN without a face: the face to find (the input's, where an
     edit of it is measured), which each segment's tracker follows from its first frame;
-    None: the largest face, and a segment that took up another face than the one the segment
-    before it ended on is tracked again following that one (`face.track.mend_segments`), as
-    the tracking pass does."""
+    None: the face `pick` takes up (`--face`, the largest by default), and a segment that took
+    up another face than the one the segment before it ended on is tracked again following
+    that one (`face.track.mend_segments`), as the tracking pass does."""
     first, *others = [probe(p) for p in paths]
     segments, factors = tracking_readers(first, *others, frames=frames, held=held)
     scale = np.asarray(factors, dtype=np.float32)
@@ -110,7 +111,7 @@ def tracked_landmarks(
         read = readers if shown is not None else readers[:1]
         if seed is None and follow is not None and start < len(follow):
             seed = None if np.isnan(follow[start]).any() else np.asarray(follow[start])
-        tracker = LandmarkTracker(follow=None if seed is None else seed / scale)
+        tracker = LandmarkTracker(follow=None if seed is None else seed / scale, pick=pick)
         with contextlib.ExitStack() as stack, tracker:
             decoded = held_in_step([stack.enter_context(r) for r in read], start=start, held=held)
             for t, got in enumerate(decoded, start=start):
@@ -157,6 +158,7 @@ def video_landmarks(
     into: np.ndarray | None = None,
     frames: np.ndarray | None = None,
     follow: np.ndarray | None = None,
+    pick: FacePick = LARGEST_FACE,
 ) -> np.ndarray:
     """Landmarks of the face in every frame: (T, 478, 2) pixels, NaN without a face, as the
     edit's tracking finds them (`tracked_landmarks`: the largest, followed). alike: videos of
@@ -164,9 +166,9 @@ def video_landmarks(
     variable-rate edit makes both be read in one piece), not decoded; on_frame is called
     after each frame shown to FaceMesh; into: an array to fill; frames: (T,) bool, only those
     frames' are needed; follow: (T, 478, 2) pixels, the face to find (the input's, on its
-    edit; `tracked_landmarks`)."""
+    edit), or pick: the face to take up (`tracked_landmarks`)."""
     return tracked_landmarks(
-        [path, *alike], on_frame=on_frame, into=into, frames=frames, follow=follow
+        [path, *alike], on_frame=on_frame, into=into, frames=frames, follow=follow, pick=pick
     )
 
 

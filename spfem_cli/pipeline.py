@@ -31,6 +31,7 @@ from spfem_cli.face.lenses import LensFinder
 from spfem_cli.face.pose import frontal_face_frame
 from spfem_cli.face.rest import RestFace, median_rest_face
 from spfem_cli.face.track import FaceTrack, chunks, median_valid, smooth_valid, track_frames
+from spfem_cli.face.tracker import LARGEST_FACE, FacePick
 from spfem_cli.generator.device import resolve_device, torch_threads
 from spfem_cli.generator.expression import (
     DEFAULT_MODEL,
@@ -252,10 +253,13 @@ def rest_span(rest: str | Path) -> tuple[float, float] | None:
     return start, end
 
 
-def read_rest_face(rest: str | Path, *, video: str | Path | None = None) -> RestFace:
+def read_rest_face(
+    rest: str | Path, *, video: str | Path | None = None, pick: FacePick = LARGEST_FACE
+) -> RestFace:
     """The calm face of `--rest` (`face.rest.median_rest_face`), from up to REST_SAMPLES
     frames spread over a photo or clip, or over a time range of
-    `video` (the video being edited) when `rest` is one (`rest_span`). Raises SpfemError when
+    `video` (the video being edited) when `rest` is one (`rest_span`), on each frame the face
+    `pick` takes up (`--face`). Raises SpfemError when
     the file cannot be read, the range is past the video's end, or no frame shows a face."""
     span = rest_span(rest)
     if span is None:
@@ -289,7 +293,7 @@ def read_rest_face(rest: str | Path, *, video: str | Path | None = None) -> Rest
     # fitted onto the clip's own pose.
     size = analysis_size(info.width, info.height)
     with FrameReader(info, size=size, segment=segment) as reader:
-        face = median_rest_face(itertools.islice(reader, skip, skip + count, stride))
+        face = median_rest_face(itertools.islice(reader, skip, skip + count, stride), pick=pick)
     if face is None:
         raise SpfemError(f"no face found in the rest face {where}")
     return face
@@ -522,7 +526,7 @@ class Analysis:
     when they wear dark lenses; lenses: the person wears dark lenses over their eyes,
     kept still by the edit (`face.lenses`);
     side: the subject's side that plays the one-sided units, and side_reason why
-    (`choose_side`).
+    (`choose_side`); face: which face was taken up where there are several (`--face`).
     """
 
     info: VideoInfo
@@ -532,6 +536,7 @@ class Analysis:
     lenses: bool = False
     side: Side = "right"
     side_reason: str = "where the model draws them"
+    face: FacePick = LARGEST_FACE
 
     def deltas(
         self, *, target: np.ndarray, weights: np.ndarray, removal: float = 1.0
@@ -616,10 +621,12 @@ def analyse_video(
     reporter: Reporter,
     rest_face: RestFace | None = None,
     side: str = "auto",
+    face: FacePick = LARGEST_FACE,
 ) -> Analysis:
     """Track the face on every frame (one streamed decode) and estimate its expression
     (against the person's calm face `rest_face`, when given: `estimate_expression`).
     side: where the one-sided units play (`SIDE_CHOICES`, decided by `choose_side`).
+    face: which face is taken up and followed where there are several (`--face`).
 
     workdir holds the memory-mapped landmark arrays and must outlive the Analysis.
     """
@@ -651,6 +658,7 @@ def analyse_video(
             on_face=on_face,
             # A segment read again is read as the first time.
             reopen=lambda k: tracking_readers(info)[0][k][1][0],
+            pick=face,
         )
     current = np.zeros((track.n_frames, int(model.au_basis.shape[0])))
     if track.n_valid:
@@ -670,6 +678,7 @@ def analyse_video(
         lenses=lenses,
         side=chosen,
         side_reason=reason,
+        face=face,
     )
 
 
@@ -1279,8 +1288,8 @@ def analysis_notes(analysis: Analysis) -> list[str]:
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     if max_faces > 1:
         notes.append(
-            f"up to {max_faces} faces in a frame: one was edited, the largest where it first "
-            "appears, followed from frame to frame"
+            f"up to {max_faces} faces in a frame: one was edited, {analysis.face.described} "
+            "where it first appears, followed from frame to frame"
         )
     if analysis.rims is not None:
         notes.append("glasses found: their rims are kept still and the face is edited behind them")
@@ -1327,6 +1336,7 @@ def edit_video(
     rest: str | Path | None = None,
     rest_face: RestFace | None = None,
     side: str = "auto",
+    face: str = "largest",
     keep_speech: bool | None = None,
     reporter: Reporter | None = None,
 ) -> EditReport:
@@ -1346,6 +1356,9 @@ def edit_video(
     (`read_rest_face`), so that a batch reads it once.
     side: the subject's side for contempt's one-sided sneer (`SIDE_CHOICES`; "auto": the side
     nearer the camera, or the right on a frontal face).
+    face: which face is edited where there are several (`FacePick.parse`: largest, left,
+    right, or a point X,Y as fractions of the frame), taken up where it first appears and
+    followed from frame to frame.
     crf, preset: x264's constant rate factor and preset for a video output
     (`spfem_cli.encoding`; checked before the tracking pass).
     keep_speech: measure the edit's speech as `spfem check` does (`speech_check`), and where
@@ -1382,13 +1395,14 @@ def edit_video(
         crf=crf,
         preset=preset,
     )
+    pick = FacePick.parse(face)
     timeline, late_notes = drop_late_segments(timeline, info=info)
     texts = free_texts(timeline)
     if texts and clip_weights is None:
         # Refused before the tracking pass, which is most of a run's time.
         raise free_text_error(Part(name=texts[0], weight=1.0, is_text=True))
     if rest_face is None and rest is not None:
-        rest_face = read_rest_face(rest, video=input_path)
+        rest_face = read_rest_face(rest, video=input_path, pick=pick)
     editor = Editor.load(
         model=model,
         device=device,
@@ -1409,6 +1423,7 @@ def edit_video(
             reporter=rep,
             rest_face=rest_face,
             side=side,
+            face=pick,
         )
         track = analysis.track
         seconds["track"] = time.perf_counter() - t0

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from spfem_cli.errors import SpfemError
+from spfem_cli.face.tracker import FacePick
 from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS
 from spfem_cli.generator.generator import MouthMode
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR
@@ -50,6 +51,7 @@ def preview_sheet(
     model: str | Path = DEFAULT_MODEL,
     rest: str | Path | None = None,
     side: str = "auto",
+    face: str = "largest",
     reporter: Reporter | None = None,
 ) -> Path:
     """Write a PNG: one row per sampled frame, columns input then each emotion.
@@ -58,7 +60,8 @@ def preview_sheet(
     (``"happy:0.6+surprised:0.4"``; no time ranges), None for the eight; crop_face: show the
     face region (grown by half its size) rather than the whole frame; rest: a photo or clip of
     the same person with a calm face, or a time range of the input (as in `edit_video`);
-    side: where contempt's one-sided sneer goes (as in `edit_video`).
+    side: where contempt's one-sided sneer goes, face: which face is shown edited where there
+    are several (both as in `edit_video`).
     """
     rep = reporter or SilentReporter()
     output_path = Path(output_path)
@@ -71,6 +74,7 @@ def preview_sheet(
     if not 0.0 <= intensity <= MAX_INTENSITY:
         raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
     check_side(side)
+    pick = FacePick.parse(face)
     emotions = EMOTIONS if emotions is None else tuple(emotions)
     if not emotions:
         raise SpfemError("the preview needs at least one emotion")
@@ -86,7 +90,7 @@ def preview_sheet(
         # A photo's edit is previewed as `spfem edit` makes it.
         editor = Editor.load(model=model, device=device, mouth=played, generator=generator)
     expression, gen = editor.expression, editor.generator
-    rest_face = None if rest is None else read_rest_face(rest, video=input_path)
+    rest_face = None if rest is None else read_rest_face(rest, video=input_path, pick=pick)
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         analysis = analyse_video(
             info,
@@ -95,6 +99,7 @@ def preview_sheet(
             reporter=rep,
             rest_face=rest_face,
             side=side,
+            face=pick,
         )
         track = analysis.track
         faces = np.flatnonzero(track.valid)

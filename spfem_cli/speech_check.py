@@ -31,6 +31,7 @@ from spfem_cli.evaluate import (
     window_landmarks,
 )
 from spfem_cli.face.mesh import N_LANDMARKS
+from spfem_cli.face.tracker import LARGEST_FACE, FacePick
 from spfem_cli.media import FrameReader, VideoInfo, probe, same_rate
 from spfem_cli.pipeline import check_time_range, measured_frames, partial_frames
 from spfem_cli.progress import Reporter, SilentReporter
@@ -174,6 +175,7 @@ def check_speech(
     whole: bool = True,
     workdir: Path | None = None,
     frames: np.ndarray | None = None,
+    face: str = "largest",
 ) -> SpeechCheck:
     """Measure whether `after`, an edit of the video `before`, kept its speech (`SpeechCheck`).
     input_lm: `before`'s landmarks when already found (an edit's tracking of it,
@@ -183,13 +185,15 @@ def check_speech(
     memory-mapped files (`speech-*.npy`, overwritten by the next check there), so that memory
     stays flat however long the videos; None: a temporary one, removed before returning;
     frames: (T,) bool, the frames to measure, those an edit changed (`SpeechCheck.of_edited`:
-    frames it passed through would dilute the verdict on the others); None: all.
+    frames it passed through would dilute the verdict on the others); None: all; face: the
+    face to measure where there are several, as `spfem edit --face` picked it
+    (`FacePick.parse`; without input_lm).
 
     Raises SpfemError for missing or unreadable files, photos, two videos that cannot be an
     edit and its input (other frame counts, sizes or rates), and videos without a face."""
     (found,) = check_speech_parts(
         before=before, after=after, parts=[frames], reporter=reporter, input_lm=input_lm,
-        whole=whole, workdir=workdir,
+        whole=whole, workdir=workdir, face=FacePick.parse(face),
     )  # fmt: skip
     if isinstance(found, str):
         raise SpfemError(found)
@@ -206,6 +210,7 @@ def check_speech_parts(
     whole: bool = True,
     workdir: Path | None = None,
     held: np.ndarray | None = None,
+    face: FacePick = LARGEST_FACE,
 ) -> list[SpeechCheck | str]:
     """`check_speech` of each of an edit's parts, from one set of FaceMesh passes.
 
@@ -217,8 +222,8 @@ def check_speech_parts(
 
     held: (T,) bool, the input's frames that `after` holds, in order: a try of a partial edit
     rendered alone (`pipeline.render_edit`), which must hold every frame the passes read and
-    is measured without `whole` (ValueError otherwise). Raises SpfemError as check_speech
-    does."""
+    is measured without `whole` (ValueError otherwise). face: the face to find on the input
+    where input_lm is not given. Raises SpfemError as check_speech does."""
     before, after = Path(before), Path(after)
     if held is not None and whole:
         raise ValueError("an edit holding some frames is measured with the mouth alone")
@@ -237,7 +242,7 @@ def check_speech_parts(
         )
         lm_in, lm_mouth, lm_out = _find(
             before, after, infos=infos, n=n, reporter=reporter, input_lm=input_lm, whole=whole,
-            workdir=folder, frames=frames, held=held,
+            workdir=folder, frames=frames, held=held, face=face,
         )  # fmt: skip
         # A frame's landmarks are all found or all NaN: one coordinate tells, and reads the
         # memory-mapped files without loading them whole.
@@ -300,12 +305,14 @@ def _find(
     workdir: Path,
     frames: np.ndarray | None,
     held: np.ndarray | None = None,
+    face: FacePick = LARGEST_FACE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The landmarks `check_speech` compares, of two videos of n frames found to be an edit
     and its input (`infos`, their probes), in memory-mapped files in workdir: the input's
     (the whole video's), the input's with the edit's mouth pasted in and, with `whole`, the
     edit's, on `frames` (None: all; NaN rows elsewhere); held: the input's frames the edit
-    holds (`check_speech_parts`)."""
+    holds (`check_speech_parts`); face: the face to find on the input, which the other
+    passes then follow."""
     rep = reporter or SilentReporter()
 
     def rows(name: str) -> np.ndarray:
@@ -324,7 +331,9 @@ def _find(
         # opening is judged against (`SpeechCheck.opening_score`).
         with rep.stage("Finding the lips: input", n) as adv:
             # Read as the window pass reads it, alike with the edit.
-            lm_in = video_landmarks(before, alike=[after], on_frame=adv, into=rows("input"))
+            lm_in = video_landmarks(
+                before, alike=[after], on_frame=adv, into=rows("input"), pick=face
+            )
     lm_out = None
     if whole:
         with rep.stage("Finding the lips: edit", shown) as adv:

@@ -177,6 +177,7 @@ def test_bad_arguments(tmp_path: Path, make_clip: MakeClip) -> None:
         ({"options": EditOptions(intensity=3)}, "intensity"),
         ({"options": EditOptions(mouth="loose")}, "mouth"),
         ({"options": EditOptions(side="up")}, "unknown side"),
+        ({"options": EditOptions(face="middle")}, "--face must be largest, left, right or X,Y"),
         ({"options": EditOptions(crf=-1)}, "--crf must be between 0 and 51"),
         ({"options": EditOptions(preset="quick")}, "unknown preset 'quick'"),
         ({"options": EditOptions(device="tpu")}, "device"),
@@ -957,7 +958,7 @@ def test_cli_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path
             "--device", "cpu", "--mouth", "strict", "--start", "1", "--end", "2", "--pattern",
             "*.mov", "--recursive", "--workers", "3", "--executor", "ray", "--ray-address",
             "head:6379", "--overwrite", "--quiet", "--rest", "calm.png", "--side", "left",
-            "--crf", "20", "--preset", "slow",
+            "--crf", "20", "--preset", "slow", "--face", "0.7,0.4",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -973,13 +974,15 @@ def test_cli_batch_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path
         end=2.0,
         rest=str(Path("calm.png").resolve()),
         side="left",
+        face="0.7,0.4",
         crf=20,
         preset="slow",
     )
     chosen = seen["options"].result_options()
     assert (chosen["side"], chosen["crf"], chosen["preset"]) == ("left", 20, "slow")
+    assert chosen["face"] == "0.7,0.4"
     # Records of older runs still match.
-    assert not {"side", "crf", "preset"} & set(EditOptions().result_options())
+    assert not {"side", "crf", "preset", "face"} & set(EditOptions().result_options())
 
 
 def test_a_calm_time_range_reaches_the_jobs_as_given(

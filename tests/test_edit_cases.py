@@ -178,6 +178,8 @@ def test_bad_options(face_clip: Path, tmp_path: Path) -> None:
         (["-e", "happy", "--intensity", "2"], "intensity"),
         (["-e", "happy", "--mouth", "loose"], "mouth"),
         (["-e", "contempt", "--side", "up"], "unknown side 'up'"),
+        (["-e", "happy", "--face", "top"], "--face must be largest, left, right or X,Y"),
+        (["-e", "happy", "--face", "2,0.5"], "got '2,0.5'"),
         (["-e", "happy", "--device", "tpu"], "device"),
         (["-e", "happy", "--crf", "52"], "--crf must be between 0 and 51, got 52"),
         (["-e", "happy", "--preset", "slowest"], "unknown preset 'slowest'; choose one of: "),

@@ -162,3 +162,10 @@ def test_preview_puts_the_sneer_on_the_side_asked(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "unknown side 'up'" in result.output
     assert len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(
+        cli.app,
+        ["preview", str(clip), "-o", str(tmp_path / "x.png"), "-q", "--face", "up"],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 2 and "--face must be largest, left, right" in result.output
+    assert len(result.output.strip().splitlines()) == 1

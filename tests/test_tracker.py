@@ -22,10 +22,15 @@ from spfem_cli import demo
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
 from spfem_cli.face.track import mend_segments, run_segments
-from spfem_cli.face.tracker import LandmarkTracker, _choose_face, _native_stderr_silenced
+from spfem_cli.face.tracker import (
+    FacePick,
+    LandmarkTracker,
+    _choose_face,
+    _native_stderr_silenced,
+)
 from spfem_cli.media import FrameReader, FrameWriter, probe
 
-from .conftest import run_ffmpeg_checked
+from .conftest import run_ffmpeg_checked, video_frame
 
 
 def _stderr_identity() -> tuple[int, int]:
@@ -296,6 +301,28 @@ def test_the_face_chosen_is_the_one_followed_else_the_largest() -> None:
     assert float(gone[:, 0].mean()) == pytest.approx(75, abs=2)
 
 
+def test_the_face_taken_up_is_the_one_asked_for() -> None:
+    """`--face`: the largest, the one furthest left or right, or the one nearest a point of
+    the frame (fractions of its width and height); a face followed stays followed."""
+    scale = np.array([200.0, 100.0, 200.0])
+    left, middle, right = _Face(0.2, 0.5, 0.05), _Face(0.5, 0.3, 0.15), _Face(0.8, 0.6, 0.08)
+    faces = [middle, right, left]
+
+    def taken(text: str, follow: tuple[np.ndarray, float] | None = None) -> float:
+        pts = _choose_face(faces, scale=scale, pick=FacePick.parse(text), follow=follow)
+        return round(float(pts[:, 0].mean()) / 200, 1)
+
+    assert [taken(t) for t in ("largest", "Left", " right ", "0.75,0.55", "0.5,0.25")] == [
+        0.5, 0.2, 0.8, 0.8, 0.5
+    ]  # fmt: skip
+    assert taken("left", follow=(np.array([160.0, 60.0]), 16.0)) == 0.8
+    assert FacePick.parse("0.75,0.4").described == "the one nearest 0.75,0.4 of the frame"
+    assert FacePick.parse("left").described == "the one furthest left"
+    for bad in ("middle", "1.5,0", "0.2", "a,b", "0.1,0.2,0.3", "-0.1,0.5", ""):
+        with pytest.raises(SpfemError, match="--face must be largest, left, right or X,Y"):
+            FacePick.parse(bad)
+
+
 def test_one_of_two_people_of_about_the_same_size_is_followed(clips_dir: Path) -> None:
     """Obama beside talk_s18's speaker, cropped so that their faces are about the same size:
     the largest face on each frame was Obama's on some and hers on others (7 jumps in 100
@@ -381,10 +408,11 @@ def test_a_frame_offered_again_is_measured_in_place_of_what_it_showed() -> None:
     assert sampler.results() == pytest.approx([base, base + 500, base + 20])
 
 
-def _two_people(clips_dir: Path, out: Path) -> Path:
-    """6 s, 640x320: Obama on the left, talk_s18's speaker on the right. His face is the
-    larger at first and shrinks, hers grows, and by frame 75, where the tracking pass's
-    second half starts, hers is the larger (23300 against 27300 square pixels)."""
+def _two_people(clips_dir: Path, out: Path, *, seconds: float = 6.0) -> Path:
+    """6 s (or its first `seconds`), 640x320: Obama on the left, talk_s18's speaker on the
+    right. His face is the larger at first and shrinks, hers grows, and by frame 75, where the
+    tracking pass's second half starts, hers is the larger (23300 against 27300 square
+    pixels)."""
     run_ffmpeg_checked(
         "-i", str(clips_dir / "speech_obama_450x450.mp4"),
         "-i", str(clips_dir / "talk_s18_1280x720.mp4"),
@@ -393,7 +421,7 @@ def _two_people(clips_dir: Path, out: Path) -> Path:
         "zoompan=z='max(1,1.3-0.3*on/90)':d=1:s=320x320:fps=25[a];"
         "[1:v]trim=0:6,setpts=PTS-STARTPTS,crop=530:530:375:10,scale=320:320,fps=25,"
         "zoompan=z='min(1.3,1+0.3*on/90)':d=1:s=320x320:fps=25[b];[a][b]hstack[v]",
-        "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", str(out),
+        "-map", "[v]", "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", str(out),
     )  # fmt: skip
     return out
 
@@ -425,6 +453,35 @@ def test_the_face_followed_stays_the_same_where_the_halves_meet(
     np.testing.assert_array_equal(found, track.raw)
     told = video_landmarks(clip, follow=np.asarray(track.raw))
     np.testing.assert_array_equal(told, track.raw)
+
+
+def test_the_face_asked_for_is_edited_and_measured(clips_dir: Path, tmp_path: Path) -> None:
+    """`spfem edit --face right` on two people edits her, on the right, and leaves him, the
+    larger, as he was; it says which face it took. `spfem check --face right` measures her
+    lips, which the smile moved, where `--face left` finds his, which only the encoder
+    touched."""
+    from typer.testing import CliRunner
+
+    from spfem_cli import cli
+    from spfem_cli.speech_check import check_speech
+
+    clip = _two_people(clips_dir, tmp_path / "two.mp4", seconds=2)
+    out = tmp_path / "happy.mp4"
+    args = ["edit", str(clip), "-e", "happy", "--face", "right", "-o", str(out)]
+    result = CliRunner().invoke(cli.app, [*args, "--no-keep-speech"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "one was edited, the one furthest right where it first appears" in result.output
+    for t in (5, 45):
+        change = np.abs(video_frame(out, t).astype(int) - video_frame(clip, t).astype(int)).mean(
+            axis=2
+        )
+        his, hers = np.percentile(change[:, :320], 99.5), np.percentile(change[:, 320:], 99.5)
+        assert hers > 12 and his < 9, (t, his, hers)
+    lips = {
+        side: check_speech(before=clip, after=out, face=side, whole=False).mouth.inner_lip_error
+        for side in ("left", "right")
+    }
+    assert lips["right"] > 1.5 * lips["left"], lips  # 1.04% against 0.55%
 
 
 def _until_stopped(stop: threading.Event, steps: list[int]) -> int:

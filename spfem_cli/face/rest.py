@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spfem_cli.face.pose import reference_shape
-from spfem_cli.face.tracker import LandmarkTracker
+from spfem_cli.face.tracker import LARGEST_FACE, FacePick, LandmarkTracker
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,11 +27,14 @@ class RestFace:
     faces: int
 
 
-def median_rest_face(frames: Iterable[np.ndarray]) -> RestFace | None:
+def median_rest_face(
+    frames: Iterable[np.ndarray], *, pick: FacePick = LARGEST_FACE
+) -> RestFace | None:
     """The calm face of the faces found in `frames` ((H, W, 3) uint8 RGB, one or more), each
-    aligned to the first (`face.pose.reference_shape`). None when no frame shows a face."""
+    aligned to the first (`face.pose.reference_shape`), on each the one `pick` takes up. None
+    when no frame shows a face."""
     samples = []
-    with LandmarkTracker(video_mode=False) as tracker:
+    with LandmarkTracker(video_mode=False, pick=pick) as tracker:
         for frame in frames:
             found = tracker.detect(frame)
             if found is not None:

@@ -21,7 +21,7 @@ from spfem_cli.face import mesh
 from spfem_cli.face.mesh import N_LANDMARKS, FaceFrame
 from spfem_cli.face.pose import frontal_face_frame, head_turn, reference_shape
 from spfem_cli.face.shots import CUT, cut_score, shot_ranges, thumbnail
-from spfem_cli.face.tracker import LandmarkTracker, another_face
+from spfem_cli.face.tracker import LARGEST_FACE, FacePick, LandmarkTracker, another_face
 
 CHUNK = 1024
 REFERENCE_SAMPLES = 300
@@ -218,6 +218,7 @@ def track_frames(
     on_frame: Callable[[], None] | None = None,
     on_face: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     reopen: Callable[[int], AbstractContextManager[Iterable[np.ndarray]]] | None = None,
+    pick: FacePick = LARGEST_FACE,
 ) -> FaceTrack:
     """Detect landmarks on every frame and smooth them in time.
 
@@ -236,7 +237,7 @@ def track_frames(
     tracker starts on the largest face, and where the segment before it ended on another
     face, in the same shot, the segment is tracked again following that one (`mend_segments`):
     otherwise an edit of one of two people switched to the other halfway through. None: no
-    segment is tracked again.
+    segment is tracked again. pick: which face a tracker takes up where it follows none.
     """
     scale = np.asarray(pixel_scale, dtype=np.float32)
     raw = _memmap(workdir / "landmarks_raw.npy", n_frames)
@@ -268,7 +269,7 @@ def track_frames(
         the progress bar's total holds each frame once)."""
         end = first
         before = None
-        with LandmarkTracker(follow=follow) as tracker:
+        with LandmarkTracker(follow=follow, pick=pick) as tracker:
             for t, frame in enumerate(frames, start=first):
                 if t >= n_frames or stop.is_set():
                     break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -131,16 +132,82 @@ def _found_any(result: Any) -> bool:
     )
 
 
+FACE_PICKS = ("largest", "left", "right")
+
+
+@dataclass(frozen=True)
+class FacePick:
+    """Which face a tracker takes up where it follows none (the first face, after a cut or
+    after the face followed left the frame): `kind` "largest", "left" (the face whose middle
+    is furthest left), "right", or "point", the face whose middle is nearest `point` (x, y),
+    fractions of the frame's width and height from its top left corner."""
+
+    kind: str = "largest"
+    point: tuple[float, float] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FacePick:
+        """`--face`: largest, left, right, or X,Y (fractions of the frame, 0 to 1)."""
+        word = text.strip().lower()
+        if word in FACE_PICKS:
+            return cls(kind=word)
+        parts = word.split(",")
+        try:
+            x, y = (float(v) for v in parts) if len(parts) == 2 else (math.nan, math.nan)
+        except ValueError:
+            x = y = math.nan
+        if not (0 <= x <= 1 and 0 <= y <= 1):
+            raise SpfemError(
+                f"--face must be largest, left, right or X,Y, a point of the frame as fractions "
+                f"of its width and height from its top left (0.25,0.4), got {text!r}"
+            )
+        return cls(kind="point", point=(x, y))
+
+    @property
+    def described(self) -> str:
+        """Which face, in words: "the largest", "the one furthest left", ..."""
+        if self.kind == "point":
+            assert self.point is not None
+            x, y = self.point
+            return f"the one nearest {x:g},{y:g} of the frame"
+        return {"left": "the one furthest left", "right": "the one furthest right"}.get(
+            self.kind, "the largest"
+        )
+
+    def rank(self, pts: np.ndarray, *, frame: np.ndarray) -> float:
+        """Smaller for the face to take up: pts (N, 2+) its points, frame (2,) the frame's
+        width and height, pixels."""
+        centre = _centre(pts)
+        if self.kind == "left":
+            return float(centre[0])
+        if self.kind == "right":
+            return -float(centre[0])
+        if self.kind == "point":
+            assert self.point is not None
+            return float(np.linalg.norm(centre - np.asarray(self.point) * frame))
+        span = pts[:, :2].max(axis=0) - pts[:, :2].min(axis=0)
+        return -float(span[0] * span[1])
+
+
+# The face taken up by default: the largest.
+LARGEST_FACE = FacePick()
+
+
 def _choose_face(
-    faces: Any, *, scale: np.ndarray, follow: tuple[np.ndarray, float] | None = None
+    faces: Any,
+    *,
+    scale: np.ndarray,
+    follow: tuple[np.ndarray, float] | None = None,
+    pick: FacePick = LARGEST_FACE,
 ) -> np.ndarray | None:
     """The (478, 3) points of the face to edit among MediaPipe's faces: their normalised
     coordinates times `scale` (3,), x by the width, y by the height and z like x.
 
     follow: (centre (2,), width) in pixels of the face chosen on the frame before, or None.
     The face whose centre lies within FOLLOW_REACH of its width from that centre is chosen
-    (the nearest); failing that, the largest. Picking the largest on every frame jumped
-    between two people of about the same size in the frame."""
+    (the nearest); failing that, the one `pick` takes up (the largest by default). Picking
+    the largest on every frame jumped between two people of about the same size in the
+    frame."""
     best: np.ndarray | None = None
     best_key = (np.inf, np.inf)
     for face in faces:
@@ -148,8 +215,7 @@ def _choose_face(
         if pts.shape[0] != N_LANDMARKS:
             continue
         pts *= scale.astype(np.float32)
-        span = pts[:, :2].max(axis=0) - pts[:, :2].min(axis=0)
-        key = (np.inf, -float(span[0] * span[1]))
+        key = (np.inf, pick.rank(pts, frame=scale[:2]))
         if follow is not None:
             gap = float(np.linalg.norm(_centre(pts) - follow[0]))
             if gap <= FOLLOW_REACH * follow[1]:
@@ -211,9 +277,12 @@ class LandmarkTracker:
         video_mode: bool = True,
         min_confidence: float = 0.5,
         follow: np.ndarray | None = None,
+        pick: FacePick = LARGEST_FACE,
     ) -> None:
         """follow: landmarks (478, 2) pixels of the face to follow into the first frame (a
-        segment's, where the one before it ended on that face); None: the largest."""
+        segment's, where the one before it ended on that face); None: the one `pick` takes
+        up. pick: which face to take up where none is followed (`FacePick`)."""
+        self._pick = pick
         self._face_mesh_module = _import_face_mesh()
         self._video_mode = video_mode
         self._min_confidence = min_confidence
@@ -251,7 +320,7 @@ class LandmarkTracker:
             height, width = frame.shape[:2]
             faces = self._mesh.process(frame).multi_face_landmarks
             scale = np.array([width, height, width])
-            pts = _choose_face(faces or [], scale=scale, follow=self._follow)
+            pts = _choose_face(faces or [], scale=scale, follow=self._follow, pick=self._pick)
             if pts is not None:
                 return self._followed(_detection(pts, n_faces=len(faces)))
             self._follow = None
