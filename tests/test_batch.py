@@ -406,9 +406,9 @@ def test_a_calm_face_file_is_read_once_for_the_whole_batch(
     reads: list[str] = []
     real = pipeline.read_rest_face
 
-    def counted(rest: str | Path, *, video: str | Path | None = None) -> RestFace:
+    def counted(rest: str | Path, *, video: str | Path | None = None, **kw: Any) -> RestFace:
         reads.append(str(rest))
-        return real(rest, video=video)
+        return real(rest, video=video, **kw)
 
     monkeypatch.setattr(pipeline, "read_rest_face", counted)
     options = EditOptions(rest=str(calm), keep_speech=False)

@@ -240,7 +240,7 @@ def test_a_rest_time_range_is_read_from_those_frames_only(
             writer.write(marked)
     seen: list[int] = []
 
-    def spy(frames: Iterable[np.ndarray]) -> RestFace | None:
+    def spy(frames: Iterable[np.ndarray], *, pick: FacePick) -> RestFace | None:
         for frame in frames:
             bits = [frame[4:12, 16 * b + 4 : 16 * b + 12].mean() > 128 for b in range(6)]
             seen.append(sum(int(on) << b for b, on in enumerate(bits)))
