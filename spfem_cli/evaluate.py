@@ -105,8 +105,8 @@ def tracked_landmarks(
         counted: bool = True,
     ) -> int:
         """Track one segment into `into`, following the face `seed` (478, 2) video pixels
-        into its first frame (None: `follow`'s there, else the largest); returns the index
-        after its last frame. counted: each frame shown is told to on_frame."""
+        into its first frame (None: `follow`'s there, else the one `pick` takes up); returns
+        the index after its last frame. counted: each frame shown is told to on_frame."""
         end = start
         read = readers if shown is not None else readers[:1]
         if seed is None and follow is not None and start < len(follow):
@@ -139,6 +139,8 @@ def tracked_landmarks(
         mend_segments(
             [start for start, _ in segments],
             landmarks=into,
+            # Cuts are not looked for here: where another shot starts on another face, the
+            # segment tracked again follows nothing and takes up the same one.
             cuts=np.zeros(len(into), bool),
             count=count,
             again=again,

@@ -234,10 +234,11 @@ def track_frames(
     and its (478, 2) landmarks in that frame's pixels.
 
     reopen(k): segment k's frames read again, from its first (a context manager). A segment's
-    tracker starts on the largest face, and where the segment before it ended on another
-    face, in the same shot, the segment is tracked again following that one (`mend_segments`):
-    otherwise an edit of one of two people switched to the other halfway through. None: no
-    segment is tracked again. pick: which face a tracker takes up where it follows none.
+    tracker starts on the face `pick` takes up, and where the segment before it ended on
+    another face, in the same shot, the segment is tracked again following that one
+    (`mend_segments`): otherwise an edit of one of two people switched to the other halfway
+    through. None: no segment is tracked again. pick: which face a tracker takes up where it
+    follows none.
     """
     scale = np.asarray(pixel_scale, dtype=np.float32)
     raw = _memmap(workdir / "landmarks_raw.npy", n_frames)
@@ -264,9 +265,9 @@ def track_frames(
         counted: bool = True,
     ) -> int:
         """Track one segment into the shared arrays, following the face `follow` (478, 2)
-        frame pixels into its first frame (None: the largest); returns the index after its
-        last frame. counted: each frame is told to on_frame (a segment tracked again is not:
-        the progress bar's total holds each frame once)."""
+        frame pixels into its first frame (None: the one `pick` takes up); returns the index
+        after its last frame. counted: each frame is told to on_frame (a segment tracked
+        again is not: the progress bar's total holds each frame once)."""
         end = first
         before = None
         with LandmarkTracker(follow=follow, pick=pick) as tracker:
