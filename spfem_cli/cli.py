@@ -869,6 +869,13 @@ def finetune_command(
         Path | None, typer.Option(help="Folder to keep the clip's tracked face crops in.")
     ] = None,
     rest: RestOption = None,
+    face: Annotated[
+        str,
+        typer.Option(
+            help="The person's face where the clip shows several: largest, left, right or X,Y, "
+            "as `spfem edit --face` takes it."
+        ),
+    ] = "largest",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -918,6 +925,7 @@ def finetune_command(
             save_every=save_every,
             cache_dir=cache,
             rest=rest,
+            face=face,
             reporter=RichTrainingReporter(console),
         )
 

@@ -765,6 +765,7 @@ def test_free_text_on_a_video_without_a_face_passes_it_through(
         ("rest", "calm.png does not exist"),
         ("rest span", "5-6 s is past the end of"),
         ("no weights", "spfem finetune needs CLIP weights: --clip-weights openai .* random"),
+        ("face", "--face must be largest, left, right or X,Y"),
     ],
 )
 def test_finetune_cli_errors(
@@ -798,6 +799,8 @@ def test_finetune_cli_errors(
         args += ["--rest", str(tmp_path / "calm.png")]
     elif case == "rest span":
         args += ["--rest", "5-6"]
+    elif case == "face":
+        args += ["--face", "top"]
     elif case == "no weights":
         at = args.index("--clip-weights")
         del args[at : at + 2]

@@ -484,6 +484,27 @@ def test_the_face_asked_for_is_edited_and_measured(clips_dir: Path, tmp_path: Pa
     assert lips["right"] > 1.5 * lips["left"], lips  # 1.04% against 0.55%
 
 
+def test_finetuning_learns_from_the_face_asked_for(clips_dir: Path, tmp_path: Path) -> None:
+    """`spfem finetune --face`: the training crops are cut from the face asked for (hers, on
+    the right, fair-skinned against his darker face: her crops are brighter), and cached
+    apart from the largest face's."""
+    from spfem_cli.generator.expression import ExpressionModel
+    from spfem_cli.generator.refiner import CropGeometry
+    from spfem_cli.training.frames import load_clip_frames
+
+    clip = _two_people(clips_dir, tmp_path / "two.mp4", seconds=1)
+    cache = tmp_path / "cache"
+    kwargs = {
+        "person": "two", "name": clip.name, "model": ExpressionModel.load(),
+        "crop": CropGeometry(size=32), "max_frames": 4, "cache_dir": cache,
+    }  # fmt: skip
+    his = load_clip_frames(clip, **kwargs)
+    hers = load_clip_frames(clip, face=FacePick.parse("right"), **kwargs)
+    assert his is not None and hers is not None
+    assert float(hers.crops.mean()) > float(his.crops.mean()) + 20
+    assert len(list(cache.glob("*.npz"))) == 2
+
+
 def _until_stopped(stop: threading.Event, steps: list[int]) -> int:
     """A segment's pass that would take 20 s: a step each 10 ms until told to stop."""
     for step in range(2000):

@@ -631,6 +631,7 @@ def finetune(
     save_every: int = 25,
     cache_dir: str | Path | None = None,
     rest: str | Path | None = None,
+    face: str = "largest",
     reporter: Reporter | None = None,
 ) -> FinetuneResult:
     """Fine-tune spfem on one clip of one person and write their personal checkpoint.
@@ -643,12 +644,14 @@ def finetune(
     or path). rest: a photo or clip of the person's calm face, or a time range of the clip
     where it is calm (`spfem edit --rest`), so that an expression they hold through the rest
     of the clip counts as on the face, not as their rest, when the edits it learns from
-    replace it. Everything else as in `FinetuneConfig`.
+    replace it. face: the person's face where the clip shows several (`spfem edit --face`).
+    Everything else as in `FinetuneConfig`.
 
     Raises SpfemError: exit 2 for bad arguments, an existing output (without `overwrite`), a
     clip without a usable face, a prompt file that does not fit the CLIP, or a partial state
     from other settings; exit 3 for a CLIP or checkpoint that cannot be loaded.
     """
+    from spfem_cli.face.tracker import FacePick
     from spfem_cli.generator.device import resolve_device
     from spfem_cli.generator.refiner import CropGeometry
     from spfem_cli.media import probe
@@ -677,7 +680,8 @@ def finetune(
     if prompts_path is not None and not prompts_path.is_file():
         raise SpfemError(f"prompt file not found: {prompts_path}")
     info = probe(clip_path)  # refuses a missing or unreadable video before anything is loaded
-    rest_face = None if rest is None else read_rest_face(rest, video=clip_path)
+    pick = FacePick.parse(face)
+    rest_face = None if rest is None else read_rest_face(rest, video=clip_path, pick=pick)
     torch_device = resolve_device(device)
 
     expression, expression_meta = load_expression(model)
@@ -713,6 +717,7 @@ def finetune(
         max_frames=max_frames,
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
         rest_face=rest_face,
+        face=pick,
         reporter=rep,
     )
     if frames is None:

@@ -19,6 +19,7 @@ import torch
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face.rest import RestFace
+from spfem_cli.face.tracker import LARGEST_FACE, FacePick
 from spfem_cli.generator.expression import ExpressionModel, Side
 from spfem_cli.generator.refiner import CropGeometry, sample_fine, supersampled_points
 from spfem_cli.media import FrameReader, probe
@@ -114,15 +115,23 @@ def person_of(video: Path, *, root: Path, people: dict[str, str]) -> str:
     return parts[0] if len(parts) > 1 else video.stem
 
 
-def _cache_key(video: Path, crop: CropGeometry, max_frames: int, rest_face: RestFace | None) -> str:
+def _cache_key(
+    video: Path,
+    crop: CropGeometry,
+    max_frames: int,
+    rest_face: RestFace | None,
+    face: FacePick = LARGEST_FACE,
+) -> str:
     stat = video.stat()
     calm = None
     if rest_face is not None:
         shape = hashlib.sha256(np.ascontiguousarray(rest_face.shape, np.float64)).hexdigest()
         calm = [shape, rest_face.faces]
-    blob = json.dumps(
-        [str(video.resolve()), stat.st_size, stat.st_mtime_ns, crop.__dict__, max_frames, calm, 6]
-    )
+    key = [str(video.resolve()), stat.st_size, stat.st_mtime_ns, crop.__dict__, max_frames, calm, 6]
+    if face != LARGEST_FACE:
+        # Only then, so that the entries cached before faces could be chosen still match.
+        key.append([face.kind, face.point])
+    blob = json.dumps(key)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -136,6 +145,7 @@ def load_clip_frames(
     max_frames: int,
     cache_dir: Path | None = None,
     rest_face: RestFace | None = None,
+    face: FacePick = LARGEST_FACE,
     reporter: Reporter | None = None,
 ) -> ClipFrames | None:
     """Track a video and cut its training crops (None if no usable face).
@@ -145,9 +155,11 @@ def load_clip_frames(
     expression on the frames is read (`ClipFrames.present`). With a cache_dir, the result is
     stored there and reused while the video file is unchanged, and the crops are read from it
     as a memory map: a collection of any size then holds only the pages a batch touches (79 MB
-    a clip at 400 frames otherwise). Without one they are in RAM.
+    a clip at 400 frames otherwise). Without one they are in RAM. face: which face is learnt
+    from where there are several (`spfem edit --face`).
     """
-    entry = cache_dir / _cache_key(video, crop, max_frames, rest_face) if cache_dir else None
+    key = _cache_key(video, crop, max_frames, rest_face, face)
+    entry = cache_dir / key if cache_dir else None
     if entry is not None:
         cached, frames = _load_entry(entry, name=name, person=person)
         if cached:
@@ -156,7 +168,7 @@ def load_clip_frames(
     info = probe(video)
     with tempfile.TemporaryDirectory(prefix="spfem-train-") as tmp:
         analysis = analyse_video(
-            info, model=model, workdir=Path(tmp), reporter=rep, rest_face=rest_face
+            info, model=model, workdir=Path(tmp), reporter=rep, rest_face=rest_face, face=face
         )
         track = analysis.track
         usable = track.valid & (track.params[:, 3] >= MIN_IOD_PX)
