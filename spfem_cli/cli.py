@@ -7,6 +7,7 @@ code; an interrupted run exits 130.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -942,7 +943,11 @@ def finetune_command(
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point. SIGTERM (`kill`, `timeout`, a job scheduler or `docker stop`)
+    stops a run as Ctrl-C does: Python's default for it ends the process at once, which
+    skipped every clean-up and left the run's working folder in the temporary directory
+    (its landmarks, and the speech check's tries: a video's worth)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     app(prog_name="spfem")
 
 

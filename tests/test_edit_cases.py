@@ -271,6 +271,45 @@ def test_interrupted_run_leaves_nothing(
     assert sha256(face_clip) == before
 
 
+def test_a_terminated_run_cleans_up_as_an_interrupted_one(clips_dir: Path, tmp_path: Path) -> None:
+    """SIGTERM (`kill`, `timeout`, a scheduler) stops `spfem edit` as Ctrl-C does: exit 130,
+    "interrupted", no output, and its working folder gone from the temporary directory,
+    where Python's own SIGTERM ended the process at once and left it there (the landmarks'
+    files and the speech check's tries)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    temp, out = tmp_path / "temp", tmp_path / "out"
+    temp.mkdir()
+    out.mkdir()
+    clip = clips_dir / "speech_man_256x256.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spfem_cli", "edit", str(clip), "-e", "happy", "-q",
+         "-o", str(out / "edit.mp4")],
+        env={**os.environ, "TMPDIR": str(temp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        # Its working folder appears as the tracking pass starts: the run is under way.
+        while not list(temp.glob("spfem-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "spfem: interrupted: nothing was written" in err and "Traceback" not in err
+    assert list(out.iterdir()) == [] and list(temp.iterdir()) == []
+
+
 # --- awkward but valid input ---------------------------------------------------------------
 
 

@@ -190,17 +190,17 @@ def start_ffmpeg(args: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     Held only where Python takes Ctrl-C itself: in the main thread, with its default handler.
     """
     held: list[int] = []
-    restore = None
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    ):
-        restore = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+    restore: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM too where `spfem` takes it as Ctrl-C (`cli.main`).
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is signal.default_int_handler:
+                restore[signum] = signal.signal(signum, lambda num, _frame: held.append(num))
     try:
         proc = subprocess.Popen([ffmpeg_exe(), *args], start_new_session=True, **popen)
     finally:
-        if restore is not None:
-            signal.signal(signal.SIGINT, restore)
+        for signum, handler in restore.items():
+            signal.signal(signum, handler)
     if held:
         with proc:
             proc.kill()
