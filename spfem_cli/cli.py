@@ -6,6 +6,7 @@ code; an interrupted run exits 130.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -942,12 +943,23 @@ def finetune_command(
     )
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM taken as a terminal's Ctrl-C: this process is interrupted, and so are its
+    worker processes (a batch's pool), which a terminal's Ctrl-C reaches too."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGINT)  # type: ignore[arg-type]
+    signal.default_int_handler(signum, frame)  # type: ignore[arg-type]
+
+
 def main() -> None:
     """Console entry point. SIGTERM (`kill`, `timeout`, a job scheduler or `docker stop`)
-    stops a run as Ctrl-C does: Python's default for it ends the process at once, which
-    skipped every clean-up and left the run's working folder in the temporary directory
-    (its landmarks, and the speech check's tries: a video's worth)."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stops a run as Ctrl-C does (`_terminated`): Python's default for it ends the process at
+    once, which skipped every clean-up and left the run's working folder in the temporary
+    directory (its landmarks, and the speech check's tries: a video's worth)."""
+    signal.signal(signal.SIGTERM, _terminated)
     app(prog_name="spfem")
 
 

@@ -683,6 +683,50 @@ def test_ctrl_c_with_workers_stops_cleanly(tmp_path: Path, make_clip: MakeClip) 
     assert sorted(p.name for p in out.glob("*.mp4")) == sorted(r.output for r in records)
 
 
+def test_sigterm_stops_a_batch_and_its_workers_cleanly(tmp_path: Path, clips_dir: Path) -> None:
+    """SIGTERM to `spfem batch` alone (`kill`, a scheduler; no terminal sends it to the
+    workers too) stops it as Ctrl-C does: its workers are interrupted at once and clean up
+    (their jobs' working folders gone from the temporary directory, no hidden file in
+    OUT_DIR), and it exits 130 within seconds, where its workers were ended without
+    clean-up after the 15 s grace."""
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    # Real speech: each job takes longer than the grace (with its speech measured, one
+    # thread a worker), so that only interrupting the workers ends them in time.
+    for i in range(4):
+        shutil.copy(clips_dir / "speech_man_256x256.mp4", folder / f"c{i}.mp4")
+    out, temp = tmp_path / "out", tmp_path / "temp"
+    temp.mkdir()
+    cmd = [sys.executable, "-m", "spfem_cli", "batch", str(folder), str(out), "-e", "happy"]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "2", "--quiet"],
+        env={**os.environ, "TMPDIR": str(temp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not list(temp.glob("spfem-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no job started"
+            time.sleep(0.02)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and took < 10, (took, err)
+    assert list(temp.glob("spfem-*")) == []
+    assert hidden_files(out) == []
+
+
 # --- workers ---------------------------------------------------------------------------------
 
 

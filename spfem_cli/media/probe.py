@@ -187,14 +187,18 @@ def start_ffmpeg(args: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     large process takes milliseconds), Python never hands back the child it already started,
     which ran on, and a remux created its output after `atomic_output` had removed it (a
     hidden temporary file left in a batch's OUT_DIR, test_ctrl_c_with_workers_stops_cleanly).
-    Held only where Python takes Ctrl-C itself: in the main thread, with its default handler.
+    Held only where Python takes the signal itself: in the main thread, Ctrl-C with its
+    default handler and SIGTERM with a Python handler (`spfem` takes it as Ctrl-C,
+    `cli.main`); the handler then runs once ffmpeg is gone.
     """
     held: list[int] = []
     restore: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        # SIGTERM too where `spfem` takes it as Ctrl-C (`cli.main`).
         for signum in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(signum) is signal.default_int_handler:
+            handler = signal.getsignal(signum)
+            if handler is signal.default_int_handler or (
+                signum == signal.SIGTERM and callable(handler)
+            ):
                 restore[signum] = signal.signal(signum, lambda num, _frame: held.append(num))
     try:
         proc = subprocess.Popen([ffmpeg_exe(), *args], start_new_session=True, **popen)
@@ -204,7 +208,8 @@ def start_ffmpeg(args: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     if held:
         with proc:
             proc.kill()
-        raise KeyboardInterrupt
+        restore[held[0]](held[0], None)
+        raise KeyboardInterrupt  # a handler that returned: the interrupt still goes on
     return proc
 
 
