@@ -520,9 +520,10 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         mouth=mouth,
         generator=options.generator,
     )
+    pick = FacePick.parse(options.face)
     rest_face = options.rest_face
     if rest_face is None and options.rest is not None:
-        rest_face = read_rest_face(options.rest, video=job.input, pick=FacePick.parse(options.face))
+        rest_face = read_rest_face(options.rest, video=job.input, pick=pick)
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
@@ -533,7 +534,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
             reporter=SilentReporter(),
             rest_face=rest_face,
             side=options.side,
-            face=FacePick.parse(options.face),
+            face=pick,
         )
         track = analysis.track
         shared_s = (time.perf_counter() - t0) / len(job.targets)
@@ -936,16 +937,13 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
     from spfem_cli.generator.device import DEVICE_CHOICES, resolve_device
     from spfem_cli.generator.generator import MOUTH_MODES
     from spfem_cli.pipeline import check_side
-    from spfem_cli.targets import MAX_INTENSITY
+    from spfem_cli.targets import check_intensity
 
     if executor not in EXECUTORS:
         raise SpfemError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
     if workers is not None and workers < 1:
         raise SpfemError(f"--workers must be at least 1, got {workers}")
-    if not 0.0 <= options.intensity <= MAX_INTENSITY:
-        raise SpfemError(
-            f"--intensity must be between 0 and {MAX_INTENSITY}, got {options.intensity}"
-        )
+    check_intensity(options.intensity)
     if options.mouth not in MOUTH_MODES:
         raise SpfemError(
             f"unknown mouth mode {options.mouth!r}; choose one of: {', '.join(MOUTH_MODES)}"

@@ -66,10 +66,10 @@ from spfem_cli.media import (
 )
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.targets import (
-    MAX_INTENSITY,
     Part,
     Resolver,
     Timeline,
+    check_intensity,
     default_resolver,
     free_text_error,
     free_texts,
@@ -694,8 +694,7 @@ def validate_options(
     preset: str = DEFAULT_PRESET,
 ) -> None:
     check_encoding(crf=crf, preset=preset)
-    if not 0.0 <= intensity <= MAX_INTENSITY:
-        raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
+    check_intensity(intensity)
     if mouth not in MOUTH_MODES:
         raise SpfemError(f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}")
     check_side(side)

@@ -28,7 +28,7 @@ from spfem_cli.pipeline import (
 )
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
-from spfem_cli.targets import MAX_INTENSITY, mixture_vector
+from spfem_cli.targets import check_intensity, mixture_vector
 
 MAX_ROWS = 12
 # How far the crop reaches beyond the landmarks, as a fraction of the face's size: enough for
@@ -71,8 +71,7 @@ def preview_sheet(
         raise SpfemError(f"output folder does not exist: {output_path.parent}")
     if not 1 <= n_frames <= MAX_ROWS:
         raise SpfemError(f"--frames must be between 1 and {MAX_ROWS}, got {n_frames}")
-    if not 0.0 <= intensity <= MAX_INTENSITY:
-        raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
+    check_intensity(intensity)
     check_side(side)
     pick = FacePick.parse(face)
     emotions = EMOTIONS if emotions is None else tuple(emotions)

@@ -212,6 +212,12 @@ def mixture_vector(spec: str, *, resolve: Resolver) -> np.ndarray:
     return _mixtures(timeline, resolve)[0]
 
 
+def check_intensity(intensity: float) -> None:
+    """Refuse (`SpfemError`) an `--intensity` outside 0 to MAX_INTENSITY."""
+    if not 0.0 <= intensity <= MAX_INTENSITY:
+        raise SpfemError(f"--intensity must be between 0 and {MAX_INTENSITY}, got {intensity}")
+
+
 def within_reach(targets: np.ndarray, *, prototypes: np.ndarray) -> np.ndarray:
     """AU targets (T, K) or (K,) float64 scaled down, each frame's as a whole, so that no AU
     goes past MAX_INTENSITY times the most any emotion of `prototypes` (E, K) plays it (and

@@ -216,10 +216,8 @@ def _choose_face(
             continue
         pts *= scale.astype(np.float32)
         key = (np.inf, pick.rank(pts, frame=scale[:2]))
-        if follow is not None:
-            gap = float(np.linalg.norm(_centre(pts) - follow[0]))
-            if gap <= FOLLOW_REACH * follow[1]:
-                key = (gap, 0.0)
+        if follow is not None and (gap := _gap(pts, follow)) is not None:
+            key = (gap, 0.0)
         if key < best_key:
             best, best_key = pts, key
     return best
@@ -234,8 +232,15 @@ def another_face(before: np.ndarray, after: np.ndarray) -> bool:
     """Whether `after`, a face's landmarks (478, 2) pixels on a frame, is another face than
     `before`, the one found on the frame before: its centre lies further from before's than a
     tracker follows a face (FOLLOW_REACH of its width)."""
-    centre, width = _follow_of(before)
-    return float(np.linalg.norm(_centre(after) - centre)) > FOLLOW_REACH * width
+    return _gap(after, _follow_of(before)) is None
+
+
+def _gap(pts: np.ndarray, follow: tuple[np.ndarray, float]) -> float | None:
+    """How far (pixels) the centre of a face's points (N, 2+) lies from the face followed,
+    (centre (2,), width) pixels; None beyond FOLLOW_REACH of its width, where a tracker no
+    longer takes it for the same face."""
+    gap = float(np.linalg.norm(_centre(pts) - follow[0]))
+    return gap if gap <= FOLLOW_REACH * follow[1] else None
 
 
 def _centre(pts: np.ndarray) -> np.ndarray:

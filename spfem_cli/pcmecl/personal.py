@@ -32,12 +32,12 @@ from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint, save_che
 from spfem_cli.generator.expression import ExpressionModel, canonical_emotion
 from spfem_cli.generator.kinds import NO_REFINER
 from spfem_cli.generator.refiner import Refiner, RefinerConfig
+from spfem_cli.targets import MAX_INTENSITY
 
 PERSONAL_KIND = "personal"
 PERSONAL_VERSION = 1
-# The largest activation an emotion vector may have: the same bound as `--intensity`
-# (spfem_cli.targets.MAX_INTENSITY; not imported, the pipeline imports this module lazily).
-MAX_ACTIVATION = 1.5
+# The largest activation an emotion vector may have: the same bound as `--intensity`.
+MAX_ACTIVATION = MAX_INTENSITY
 _REFINER_PREFIX = "refiner."
 
 
