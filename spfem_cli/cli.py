@@ -685,6 +685,13 @@ def train_refiner_command(
             "config; 0: none). On a GPU, about one per spare CPU core."
         ),
     ] = None,
+    face: Annotated[
+        str | None,
+        typer.Option(
+            help="The face to learn from in every video where it shows several: largest, left, "
+            "right or X,Y, as `spfem edit --face` takes it (overrides the config)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Pre-train the refiner on your own videos (self-supervised).
@@ -693,6 +700,7 @@ def train_refiner_command(
     held-out people; logs to OUTPUT.log.jsonl.
     """
     from spfem_cli.console import RichReporter
+    from spfem_cli.face.tracker import FacePick
     from spfem_cli.generator.device import resolve_device
     from spfem_cli.training.refiner import TrainConfig, train_refiner
 
@@ -710,6 +718,9 @@ def train_refiner_command(
             if workers < 0:
                 raise SpfemError(f"--workers must be 0 or more, got {workers}")
             cfg.workers = workers
+        if face is not None:
+            cfg.face = face
+        FacePick.parse(cfg.face)  # a bad value is told before the crops are cut
         if minutes is not None:
             if steps is not None:
                 raise SpfemError("give --steps or --minutes, not both")

@@ -515,6 +515,8 @@ def test_person_of(tmp_path: Path) -> None:
         (["{empty}", "--minutes", "0"], "--minutes must be more than 0"),
         (["{empty}", "--minutes", "1", "--steps", "5"], "give --steps or --minutes, not both"),
         (["{empty}", "--config", "{badconfig}"], "unknown training settings"),
+        (["{empty}", "--face", "top"], "--face must be largest, left, right or X,Y"),
+        (["{empty}", "--config", "{badface}"], "--face must be largest, left, right or X,Y"),
     ],
 )
 def test_train_cli_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -522,7 +524,14 @@ def test_train_cli_errors(tmp_path: Path, args: list[str], message: str) -> None
     empty.mkdir()
     badconfig = tmp_path / "c.json"
     badconfig.write_text('{"stepz": 3}')
-    names = {"missing": tmp_path / "nope", "empty": empty, "badconfig": badconfig}
+    badface = tmp_path / "f.json"
+    badface.write_text('{"face": "top"}')
+    names = {
+        "missing": tmp_path / "nope",
+        "empty": empty,
+        "badconfig": badconfig,
+        "badface": badface,
+    }
     argv = ["train", "refiner", *[a.format(**names) for a in args], "-o", str(tmp_path / "o.st")]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2, result.output

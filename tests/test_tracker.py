@@ -490,7 +490,7 @@ def test_finetuning_learns_from_the_face_asked_for(clips_dir: Path, tmp_path: Pa
     apart from the largest face's."""
     from spfem_cli.generator.expression import ExpressionModel
     from spfem_cli.generator.refiner import CropGeometry
-    from spfem_cli.training.frames import load_clip_frames
+    from spfem_cli.training.frames import load_clip_frames, load_collection
 
     clip = _two_people(clips_dir, tmp_path / "two.mp4", seconds=1)
     cache = tmp_path / "cache"
@@ -503,6 +503,14 @@ def test_finetuning_learns_from_the_face_asked_for(clips_dir: Path, tmp_path: Pa
     assert his is not None and hers is not None
     assert float(hers.crops.mean()) > float(his.crops.mean()) + 20
     assert len(list(cache.glob("*.npz"))) == 2
+    # `spfem train refiner --face` (the config's "face"): a folder's videos are read alike,
+    # here from the entry just cached for her face.
+    folder = load_collection(
+        tmp_path, people={}, face=FacePick.parse("right"),
+        **{k: kwargs[k] for k in ("model", "crop", "max_frames", "cache_dir")},
+    )  # fmt: skip
+    assert [c.name for c in folder] == [clip.name]
+    np.testing.assert_array_equal(folder[0].crops, hers.crops)
 
 
 def _until_stopped(stop: threading.Event, steps: list[int]) -> int:

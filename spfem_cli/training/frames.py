@@ -303,10 +303,12 @@ def load_collection(
     max_frames: int,
     cache_dir: Path | None,
     exclude: tuple[str, ...] = (),
+    face: FacePick = LARGEST_FACE,
     reporter: Reporter | None = None,
 ) -> list[ClipFrames]:
     """Every usable video under root as ClipFrames (videos without a usable face are left out;
-    `exclude` lists paths relative to root to skip)."""
+    `exclude` lists paths relative to root to skip; face: which face each is learnt from where
+    it shows several)."""
     clips = []
     for video in find_videos(root):
         rel = video.relative_to(root).as_posix()
@@ -320,6 +322,7 @@ def load_collection(
             crop=crop,
             max_frames=max_frames,
             cache_dir=cache_dir,
+            face=face,
             reporter=reporter,
         )
         if frames is not None:

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
+from spfem_cli.face.tracker import FacePick
 from spfem_cli.generator.expression import DEFAULT_MODEL, ExpressionModel
 from spfem_cli.generator.generator import mouth_hold
 from spfem_cli.generator.refiner import (
@@ -83,6 +84,9 @@ class TrainConfig:
     val_pairs: int = 192
     people: dict[str, str] = field(default_factory=dict)
     exclude: list[str] = field(default_factory=list)
+    # Which face each video is learnt from where it shows several (`spfem edit --face`:
+    # largest, left, right or X,Y).
+    face: str = "largest"
     weight_l1: float = 1.0
     weight_pyramid: float = 1.0
     weight_ssim: float = 0.5
@@ -590,6 +594,7 @@ def train_refiner(
             max_frames=config.max_frames_per_clip,
             cache_dir=Path(crops_dir),
             exclude=tuple(config.exclude),
+            face=FacePick.parse(config.face),
             reporter=rep,
         )
         return train_on_clips(
