@@ -1238,10 +1238,11 @@ def played_mouth(mouth: MouthMode, *, photo: bool) -> tuple[MouthMode, str | Non
     return mouth, None
 
 
-def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
+def mouth_hint(timeline: Timeline, *, mouth: str, still: bool = False) -> str | None:
     """A hint for an edit whose emotion shows much of itself in the lips, in natural mouth
     mode: the lips move only a little there, and `--mouth expressive` moves them further.
-    None when it does not apply."""
+    still: the video's mouth barely moves (`mouth_is_still`), so there is little speech for
+    natural mode to keep, which the hint says. None when it does not apply."""
     if mouth != "natural":
         return None
     names = sorted(
@@ -1256,11 +1257,27 @@ def mouth_hint(timeline: Timeline, *, mouth: str) -> str | None:
         return None
     one = len(names) == 1
     listed = names[0] if one else f"{', '.join(names[:-1])} and {names[-1]}"
+    kept = "which --mouth natural keeps close to the speech (they move a little); "
+    if still:
+        kept += "this video's mouth barely moves, so there is little speech to keep: "
     return (
         f"{listed} {'shows much of itself' if one else 'show much of themselves'} in the lips, "
-        "which --mouth natural keeps close to the speech (they move a little); "
-        "--mouth expressive moves them further, as a real expression does"
+        f"{kept}--mouth expressive moves them further, as a real expression does"
     )
+
+
+def mouth_is_still(landmarks: np.ndarray | None) -> bool:
+    """Whether the mouth's opening barely varies over a video's frames with a face
+    (`speech_check.STILL_MOUTH`): a face that does not speak, such as stock footage's.
+    landmarks: (T, 478, 2) pixels as FaceMesh found them (`FaceTrack.raw`: NaN on the frames
+    without a face), read a chunk at a time; None: not known, taken as speaking."""
+    # Imported here: speech_check measures with evaluate, which builds on this module.
+    from spfem_cli.speech_check import STILL_MOUTH, opening_spread
+
+    if landmarks is None:
+        return False
+    spread = opening_spread(landmarks)
+    return bool(np.isfinite(spread) and spread < STILL_MOUTH)
 
 
 def analysis_notes(analysis: Analysis) -> list[str]:
@@ -1477,6 +1494,10 @@ def edit_video(
             seconds["speech check"] = rendered.measuring_s
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     left_out = [note] if (note := left_out_note(info=info, output=out)) else []
+    hint = None
+    if n_edited and mouth_hint(timeline, mouth=played):
+        # Read only where the hint is given: it is one more pass over the landmarks.
+        hint = mouth_hint(timeline, mouth=played, still=mouth_is_still(track.raw))
     return EditReport(
         output=out,
         n_frames=track.n_frames,
@@ -1488,5 +1509,5 @@ def edit_video(
         height=info.height,
         seconds=seconds,
         notes=analysis_notes(analysis) + late_notes + notes + left_out,
-        hints=[hint] if (hint := mouth_hint(timeline, mouth=played)) and n_edited else [],
+        hints=[hint] if hint else [],
     )

@@ -134,11 +134,14 @@ class SpeechCheck:
         return out
 
 
-def _opening_spread(lm: np.ndarray) -> float:
+def opening_spread(lm: np.ndarray) -> float:
     """The standard deviation over the clip of the mouth's opening (IOD) of landmarks
-    (T, 478, 2) pixels, read a chunk at a time (`SPEECH_CHUNK`)."""
+    (T, 478, 2) pixels (NaN on frames without a face, which are left out), read a chunk at a
+    time (`SPEECH_CHUNK`), so that memory stays flat on a memory-mapped file."""
     parts = [mouth_opening(lm[s : s + SPEECH_CHUNK]) for s in range(0, len(lm), SPEECH_CHUNK)]
-    return float(np.nanstd(np.concatenate(parts))) if parts else float("nan")
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    values = values[np.isfinite(values)]
+    return float(values.std()) if values.size > 1 else float("nan")
 
 
 def frames_between(path: str | Path, *, start: float | None, end: float | None) -> np.ndarray:
@@ -258,7 +261,7 @@ def check_speech_parts(
                 )
                 continue
             if spread is None:
-                spread = _opening_spread(lm_in)
+                spread = opening_spread(lm_in)
             out.append(
                 SpeechCheck(
                     mouth=compare_speech(lm_in, lm_mouth, frames=sel),

@@ -977,6 +977,17 @@ def test_a_calm_frame_of_a_calm_speaker_changes_little(tmp_path: Path) -> None:
 
 
 @needs_clips
+def test_a_mouth_that_does_not_speak_is_told_from_one_that_does() -> None:
+    """talk_s20's mouth barely moves (its opening's spread over the clip is 0.015 of the eye
+    distance), Obama's speaks (0.06 or more): `spfem edit`'s hint to move the lips with
+    --mouth expressive says of the first that there is little speech to keep."""
+    from spfem_cli.pipeline import mouth_is_still
+
+    assert mouth_is_still(input_landmarks(SHARED_CLIPS / "talk_s20_480x908.mp4"))
+    assert not mouth_is_still(input_landmarks(SHARED_CLIPS / "speech_obama_450x450.mp4"))
+
+
+@needs_clips
 def test_a_photo_smiles_as_far_as_a_real_smile(tmp_path: Path) -> None:
     """A photo has no speech, so natural mode (the default) moves its lip corners as
     expressive mode does: talk_s20's frame at 2 s, cut as a PNG, smiles with its corners
@@ -1005,6 +1016,8 @@ def test_a_photo_smiles_as_far_as_a_real_smile(tmp_path: Path) -> None:
         keep_speech=False,
     )  # fmt: skip
     assert held.hints and not any("a photo" in n for n in held.notes)
+    # The frame repeated does not speak, and the hint says so.
+    assert "this video's mouth barely moves" in held.hints[0], held.hints
     before = corner_lift(video_landmarks(photo))[0]
     as_photo = corner_lift(video_landmarks(smiled.output))[0] - before
     as_frame = corner_lift(video_landmarks(held.output))[0] - before

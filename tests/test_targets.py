@@ -504,6 +504,32 @@ def test_a_hint_for_emotions_that_show_in_the_mouth_in_natural_mode() -> None:
     # Expressive mode raises disgust's upper lip twice as far.
     hint = mouth_hint(parse_emotion("disgusted+happy:0.5+contempt:0.2"), mouth="natural")
     assert (hint or "").startswith("contempt, disgusted and happy show much of")
+    assert "little speech to keep" not in (hint or "")
+    still = mouth_hint(parse_emotion("happy"), mouth="natural", still=True) or ""
+    assert "this video's mouth barely moves, so there is little speech to keep" in still
+    assert still.endswith("--mouth expressive moves them further, as a real expression does")
+    assert mouth_hint(parse_emotion("sad"), mouth="natural", still=True) is None
+
+
+def test_a_still_mouth_is_one_whose_opening_barely_varies() -> None:
+    """`mouth_is_still` on landmarks whose lips part by a steady gap, then by a gap that
+    varies as speech's does, then on frames without a face (NaN) and none at all."""
+    from spfem_cli.evaluate import OPENING_PAIRS
+    from spfem_cli.face import mesh
+    from spfem_cli.pipeline import mouth_is_still
+
+    rng = np.random.default_rng(0)
+    lm = np.zeros((40, 478, 2))
+    right, left = list(mesh.RIGHT_EYE), list(mesh.LEFT_EYE)
+    lm[:, right, 0], lm[:, left, 0] = -50.0, 50.0  # eyes 100 pixels apart
+    upper, lower = list(OPENING_PAIRS[0]), list(OPENING_PAIRS[1])
+    lm[:, lower, 1] = 5.0 + rng.normal(0.0, 0.5, size=(40, 1))  # 0.05 IOD, steady
+    assert mouth_is_still(lm)
+    lm[:, lower, 1] = 5.0 + rng.normal(0.0, 5.0, size=(40, 1))  # varies as speech's
+    assert not mouth_is_still(lm)
+    assert lm[:, upper, 1].max() == 0.0
+    assert not mouth_is_still(np.full((5, 478, 2), np.nan))
+    assert not mouth_is_still(None)
 
 
 # --- within reach ---------------------------------------------------------------------------
