@@ -407,7 +407,9 @@ def _done(target: Target, report: Any, *, host: str, seconds: float) -> Outcome:
         without_face=report.n_without_face,
         seconds=seconds,
         bytes=target.output.stat().st_size,
-        notes=tuple(report.notes),
+        # Of the hints, only the one for a mouth that does not speak: the others would be the
+        # same line on every output of a folder.
+        notes=tuple(report.notes) + (tuple(report.hints) if report.still_mouth else ()),
         host=host,
     )
 
@@ -479,6 +481,8 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         analysis_notes,
         drop_late_segments,
         edit_parts,
+        mouth_hint,
+        mouth_is_still,
         played_mouth,
         read_rest_face,
         render_edit,
@@ -543,6 +547,9 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
             notes.append(calm_note)
         if mouth_note and track.n_valid:
             notes.append(mouth_note)
+        # Read only where a hint would be given, as `edit_video` reads it.
+        hinted = [mouth_hint(timeline, mouth=mouth) is not None for timeline in timelines]
+        still = any(hinted) and track.n_valid > 0 and mouth_is_still(track.raw)
         for target, timeline, late in zip(job.targets, timelines, late_notes, strict=True):
             if outcomes and outcomes[-1].disk_full:
                 outcomes.append(_failed(target, outcomes[-1].reason, host=host))
@@ -588,6 +595,9 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                             side_note,
                             *rendered.notes,
                             left_out_note(info=info, output=target.output),
+                            mouth_hint(timeline, mouth=mouth, still=True)
+                            if still and rendered.n_edited
+                            else None,
                         )
                         if n
                     ),

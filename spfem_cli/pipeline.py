@@ -121,7 +121,9 @@ FRONTAL_TURN_DEG = 5.0
 @dataclass
 class EditReport:
     """What `edit_video` did: counts of frames, timings per stage (seconds), notes for the user
-    (what happened to this video) and hints (options that may serve the edit better)."""
+    (what happened to this video) and hints (options that may serve the edit better);
+    still_mouth: the hint says the video's mouth barely moves (`mouth_is_still`), which a
+    batch reports among an output's notes."""
 
     output: Path
     n_frames: int
@@ -134,6 +136,7 @@ class EditReport:
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
+    still_mouth: bool = False
 
     @property
     def n_without_face(self) -> int:
@@ -1494,10 +1497,11 @@ def edit_video(
             seconds["speech check"] = rendered.measuring_s
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     left_out = [note] if (note := left_out_note(info=info, output=out)) else []
-    hint = None
+    hint, still = None, False
     if n_edited and mouth_hint(timeline, mouth=played):
         # Read only where the hint is given: it is one more pass over the landmarks.
-        hint = mouth_hint(timeline, mouth=played, still=mouth_is_still(track.raw))
+        still = mouth_is_still(track.raw)
+        hint = mouth_hint(timeline, mouth=played, still=still)
     return EditReport(
         output=out,
         n_frames=track.n_frames,
@@ -1510,4 +1514,5 @@ def edit_video(
         seconds=seconds,
         notes=analysis_notes(analysis) + late_notes + notes + left_out,
         hints=[hint] if hint else [],
+        still_mouth=still,
     )

@@ -326,6 +326,32 @@ def test_several_emotions_share_one_tracking_pass_and_equal_edit_video(
     assert np.abs(sad[12].astype(int) - b[12].astype(int)).max() > 20
 
 
+def test_a_mouth_that_does_not_speak_is_noted_on_its_outputs(speaker: Path, tmp_path: Path) -> None:
+    """`spfem edit`'s hint for a video whose mouth barely moves (1 s of talk_s20) is a note on
+    its outputs in a folder, made by one tracking pass for two emotions or by `edit_video` for
+    one; the speaking video's outputs carry no hint (nor does sad, which does not show much of
+    itself in the lips)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(speaker, folder / "talk.mp4")
+    clips = Path(__file__).resolve().parents[2] / "shared" / "clips"
+    run_ffmpeg_checked(
+        "-i", str(clips / "talk_s20_480x908.mp4"), "-t", "1", "-vf", "scale=240:454",
+        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "16", str(folder / "still.mp4"),
+    )  # fmt: skip
+    said = "this video's mouth barely moves"
+    for emotions, out in ((["happy", "sad"], "two"), (["happy"], "one")):
+        summary = run_batch(
+            in_dir=folder, out_dir=tmp_path / out, emotions=emotions, options=UNMEASURED
+        )
+        assert summary.ok, summary.records
+        records = by_key(summary.records)
+        assert any(said in n for n in records[("still.mp4", "happy")].notes), out
+        assert not any(said in n for n in records[("talk.mp4", "happy")].notes), out
+        if "sad" in emotions:
+            assert not any("--mouth expressive" in n for n in records[("still.mp4", "sad")].notes)
+
+
 def _largest_difference(a: Path, b: Path) -> int:
     """The largest difference of two videos' frames (levels); they have as many frames."""
     x, y = frames_of(a), frames_of(b)
