@@ -6,8 +6,9 @@ template placed in a frame of random texture.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -538,6 +539,33 @@ def test_train_cli_errors(tmp_path: Path, args: list[str], message: str) -> None
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "o.st").exists()
+
+
+def test_the_face_asked_for_reaches_the_crops_and_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`spfem train refiner --face right` overrides the config's face, and the videos are
+    read from that face (the config, with it, is what the checkpoint stores)."""
+    from spfem_cli.face.tracker import FacePick
+    from spfem_cli.training import refiner as training
+
+    seen = {}
+
+    def reading(root: Path, **kwargs: Any) -> list:
+        seen["face"] = kwargs["face"]
+        raise SpfemError("stop here")
+
+    monkeypatch.setattr(training, "load_collection", reading)
+    config = tmp_path / "c.json"
+    config.write_text('{"face": "left"}')
+    argv = ["train", "refiner", str(tmp_path), "--config", str(config), "-o", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and "stop here" in result.output
+    assert seen["face"] == FacePick.parse("left")
+    result = CliRunner().invoke(app, [*argv, "--face", "0.75,0.4"])
+    assert result.exit_code == 2 and "stop here" in result.output
+    assert seen["face"] == FacePick.parse("0.75,0.4")
+    assert asdict(TrainConfig(face="right"))["face"] == "right"
 
 
 def test_cached_crops_are_read_from_disk_and_reused(
