@@ -204,6 +204,8 @@ def judge_edits(
         )
         track = analysis.track
         faces = np.flatnonzero(track.valid)
+        if faces.size == 0:
+            raise SpfemError(f"{clip}: no face found in any frame")
         picks = set(faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)])
         weights = np.ones(track.n_frames)
         deltas = {

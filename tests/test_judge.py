@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,13 @@ def test_without_litert_the_judge_says_what_to_install(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     with pytest.raises(SpfemError, match=r"pip install 'spfem\[judge\]'"):
         EmotionJudge(b"")
+
+
+def test_a_video_without_a_face_is_refused(make_clip: Callable[..., Path]) -> None:
+    """judge_edits needs a face to edit; the judge itself is not needed to say so."""
+    clip = make_clip("noface.mp4", size=(96, 64), duration=0.3)
+    with pytest.raises(SpfemError, match="no face found in any frame"):
+        judge_edits(clip, judge=None, n_frames=2)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
