@@ -785,6 +785,25 @@ def test_subtitles_chapters_and_title_come_through_an_edit(face_clip: Path, tmp_
     assert "left out" not in output
 
 
+@pytest.mark.parametrize("timecode", ["01:00:00:00", "10:20:30;12"])
+def test_the_start_timecode_comes_through_an_edit(
+    make_clip: Callable[..., Path], tmp_path: Path, timecode: str
+) -> None:
+    """A camera's start timecode (a timecode track in mov; drop-frame at 29.97 fps) is the
+    edit's too, in mp4 and in Matroska and back: an editor lines the edit up with the
+    source by it. Before, it was dropped without a word."""
+    src = make_clip(
+        "cam.mov", size=(96, 64), rate="30000/1001", duration=0.4,
+        extra=["-timecode", timecode],
+    )  # fmt: skip
+    assert probe(src).timecode == timecode
+    mkv, mp4 = tmp_path / "cam.mkv", tmp_path / "cam.mp4"
+    for source, out in ((src, mkv), (mkv, mp4)):
+        code, output = spfem(str(source), "-e", "sad", "-o", str(out), "-q")
+        assert code == 0, output
+        assert probe(out).timecode == timecode, out
+
+
 def test_a_subtitle_the_output_cannot_hold_is_named(
     face_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -254,6 +254,28 @@ def test_mux_args() -> None:
     ]
 
 
+def test_the_start_timecode_goes_where_the_container_keeps_it() -> None:
+    def args(output: str, timecode: str | None) -> list[str]:
+        return fa.mux_args(
+            video_only=Path("/t/v"), source=Path("/s/in.mov"), output=Path(output),
+            has_audio=False, timecode=timecode,
+        )  # fmt: skip
+
+    def after_copy(a: list[str]) -> list[str]:
+        return a[a.index("copy") + 1 : a.index("-y")]
+
+    assert after_copy(args("/o/o.mov", "01:00:00:00"))[:2] == ["-timecode", "01:00:00:00"]
+    assert after_copy(args("/o/o.mp4", "01:00:00:00"))[:2] == ["-timecode", "01:00:00:00"]
+    assert after_copy(args("/o/o.mkv", "10:20:30;12"))[:2] == [
+        "-metadata:s:v:0", "timecode=10:20:30;12",
+    ]  # fmt: skip
+    assert "-timecode" not in args("/o/o.webm", "01:00:00:00")
+    assert args("/o/o.mov", None) == fa.mux_args(
+        video_only=Path("/t/v"), source=Path("/s/in.mov"), output=Path("/o/o.mov"),
+        has_audio=False,
+    )  # fmt: skip
+
+
 def test_subtitle_codec_fits_the_container() -> None:
     mp4, mov, mkv = Path("o.mp4"), Path("o.MOV"), Path("o.mkv")
     for text in ("subrip", "ass", "ssa", "webvtt", "text"):
@@ -389,6 +411,24 @@ def test_parse_input_dump() -> None:
     assert video.rate == Fraction(30000, 1001)
     assert video.color == ColorTags("tv", "bt2020nc", "bt2020", "arib-std-b67")
     assert not parse_input_dump("/v/x.mp4: Invalid data found when processing input").opened
+
+
+def test_the_start_timecode_is_read_from_the_dump() -> None:
+    """A timecode track's (mov, mp4) or a video stream's (Matroska's TIMECODE tag), the first
+    one of the input part of the dump; none in _DUMP."""
+    assert parse_input_dump(_DUMP).timecode is None
+    mov = _DUMP.replace(
+        "      handler_name    : Core Media Video\n",
+        "      handler_name    : Core Media Video\n      timecode        : 01:00:00:00\n",
+    )
+    assert parse_input_dump(mov).timecode == "01:00:00:00"
+    mkv = _DUMP.replace(
+        "      handler_name    : Core Media Video\n", "      TIMECODE : 10:20:30;12\n"
+    )
+    assert parse_input_dump(mkv).timecode == "10:20:30;12"
+    # The output part of the dump is not the input's.
+    out = _DUMP + "    Metadata:\n      timecode        : 02:00:00:00\n"
+    assert parse_input_dump(out).timecode is None
 
 
 def test_parse_color() -> None:

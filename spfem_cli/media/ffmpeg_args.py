@@ -269,6 +269,17 @@ def subtitle_codec(codec: str, output: Path) -> str | None:
     return None
 
 
+def _timecode(timecode: str | None, output: Path) -> list[str]:
+    """The arguments that start `output`'s video at `timecode` (see `mux_args`)."""
+    if timecode is None:
+        return []
+    if output.suffix.lower() == ".mkv":
+        return ["-metadata:s:v:0", f"timecode={timecode}"]
+    if output.suffix.lower() in (".mp4", ".m4v", ".mov"):
+        return ["-timecode", timecode]
+    return []
+
+
 def mux_args(
     *,
     video_only: Path,
@@ -277,6 +288,7 @@ def mux_args(
     has_audio: bool,
     subtitles: Sequence[str] = (),
     video_delay_s: float = 0.0,
+    timecode: str | None = None,
 ) -> list[str]:
     """Put the video of `video_only` and everything else of `source` that `output` can hold
     into `output`: every audio stream, the subtitle streams (`subtitles`: the source's
@@ -288,7 +300,10 @@ def mux_args(
     another text codec. `video_delay_s` (seconds) is how long after the start of `source` its
     first video frame is shown; the new video is delayed by the same amount so lips stay in
     sync with the copied audio. No `-shortest`: the audio is kept whole, exactly as in the
-    source, so the output's duration is the source's.
+    source, so the output's duration is the source's. `timecode`: the source's start timecode
+    (`VideoInfo.timecode`), given to the new video, as a timecode track in mp4 and mov and as
+    its tag in Matroska, where editing software reads it (copying the source's metadata does
+    not carry it: it is the video stream's, or a track of its own).
     """
     delay = ["-itsoffset", f"{video_delay_s:.6f}"] if video_delay_s > 0.0005 else []
     inputs = [*delay, "-i", str(video_only), "-i", str(source)]
@@ -315,6 +330,7 @@ def mux_args(
         "-c",
         "copy",
         *conversions,
+        *_timecode(timecode, output),
         *_movflags(output),
         *_format(output),
         "-y",

@@ -177,7 +177,7 @@ def _alpha(path: Path) -> Image.Image | None:
 def mux_streams(*, video_only: Path, source: VideoInfo, output: Path) -> None:
     """Write `output` with the video of `video_only` and the rest of `source`: its audio, its
     subtitles where `output`'s container holds them (`left_out_note` names those it does
-    not), its chapters and metadata (`ffmpeg_args.mux_args`).
+    not), its chapters, metadata and start timecode (`ffmpeg_args.mux_args`).
 
     Every audio stream of the source is copied packet for packet (not re-encoded); the video is
     delayed by `source.video_delay_s` so lip sync is what it was. `-shortest` is not used: the
@@ -192,6 +192,7 @@ def mux_streams(*, video_only: Path, source: VideoInfo, output: Path) -> None:
         has_audio=source.has_audio,
         subtitles=source.subtitles,
         video_delay_s=source.video_delay_s,
+        timecode=source.timecode,
     )
     result = run_ffmpeg(args)
     if result.returncode != 0:

@@ -49,6 +49,9 @@ _STREAM_RE = re.compile(
 )
 _ROTATION_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
 _START_RE = re.compile(r"^\s*Duration: .*?start: (-?\d+(?:\.\d+)?)")
+# A camera's or an editor's start timecode (HH:MM:SS:FF, ";" before the frames when drop-frame),
+# in the metadata of the file, its video stream or its timecode track.
+_TIMECODE_RE = re.compile(r"^\s*timecode\s*:\s*(\d{2}:\d{2}:\d{2}[:;.]\d{2,3})\s*$", re.IGNORECASE)
 _DIMS_RE = re.compile(r"^(\d+)x(\d+)\b")
 _SAR_RE = re.compile(r"\[SAR (\d+):(\d+) DAR ")
 # The field orders ffmpeg prints after the pixel format for interlaced video.
@@ -95,7 +98,9 @@ class VideoInfo:
     and the output is written at it; `interlaced`: the video's frames are two fields each,
     taken a field apart in time (broadcast and camcorder video), and are deinterlaced on
     decode: edited and written as whole frames; `subtitles` the codec of each subtitle stream,
-    in order, carried into the output where its container holds them.
+    in order, carried into the output where its container holds them; `timecode` the start
+    timecode a camera or an editor gave the video ("01:00:00:00"), None where it has none: the
+    output's first frame is the input's, so it starts at the same timecode.
     """
 
     path: Path
@@ -116,6 +121,7 @@ class VideoInfo:
     sar: Fraction = Fraction(1)
     interlaced: bool = False
     subtitles: tuple[str, ...] = ()
+    timecode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ class InputDump:
     opened: bool
     streams: list[StreamLine]
     start_s: float
+    timecode: str | None = None
 
     @property
     def video(self) -> StreamLine | None:
@@ -393,6 +400,7 @@ def parse_input_dump(stderr: str) -> InputDump:
     streams: list[StreamLine] = []
     opened = False
     start_s = 0.0
+    timecode = None
     for line in stderr.splitlines():
         if line.startswith("Input #0"):
             opened = True
@@ -403,13 +411,15 @@ def parse_input_dump(stderr: str) -> InputDump:
             break
         if m := _START_RE.match(line):
             start_s = float(m[1])
+        elif (m := _TIMECODE_RE.match(line)) and timecode is None:
+            timecode = m[1]
         elif m := _STREAM_RE.match(line):
             streams.append(_parse_stream(m))
         elif (m := _ROTATION_RE.search(line)) and streams:
             # Side data lines follow the stream they belong to.
             rotation = round(float(m[1]) / 90) * 90 % 360
             streams[-1] = replace(streams[-1], rotation=rotation)
-    return InputDump(opened=opened, streams=streams, start_s=start_s)
+    return InputDump(opened=opened, streams=streams, start_s=start_s, timecode=timecode)
 
 
 def _ts(value: str) -> int | None:
@@ -605,6 +615,7 @@ def probe(path: str | Path) -> VideoInfo:
         sar=video.sar,
         interlaced=video.interlaced,
         subtitles=tuple(s.codec for s in dump.subtitles),
+        timecode=dump.timecode,
     )
 
 
