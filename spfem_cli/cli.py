@@ -235,8 +235,9 @@ def edit(
         typer.Option(
             "--output",
             "-o",
-            help="Output file (.mp4, .mov, .mkv; a photo's edit may be .png, .jpg, .webp). "
-            "Default: INPUT.EMOTION.mp4 beside it (a photo keeps its format).",
+            help="Output file (.mp4, .mov, .mkv; a photo's edit may be .png, .jpg, .webp), or "
+            "a folder to write INPUT.EMOTION.mp4 in. Default: INPUT.EMOTION.mp4 beside the "
+            "input (a photo keeps its format).",
         ),
     ] = None,
     intensity: IntensityOption = 1.0,

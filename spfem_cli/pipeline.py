@@ -1384,6 +1384,8 @@ def edit_video(
     it changed edit again with the lip corners moving less (`KEEP_SPEECH_SCALES`); the notes
     say what was measured. Videos only; None: in natural mouth mode on a video
     (`keeps_speech`).
+    output_path: the file to write, or a folder to write it in under the name it would have
+    beside the input (`default_output_path`); None: beside the input.
 
     Frames outside [start, end) seconds, frames without a face and pixels away from the face
     are passed through. The input file is never modified; nothing appears under the output
@@ -1393,10 +1395,12 @@ def edit_video(
     input_path = Path(input_path)
     info = probe(input_path)
     timeline = with_range(parse_emotion(emotion), start=start, end=end)
-    if output_path is not None:
+    out = default_output_path(input_path, timeline.label())
+    if output_path is not None and Path(output_path).is_dir():
+        # A folder: the edit goes in it, named as beside the input.
+        out = Path(output_path) / out.name
+    elif output_path is not None:
         out = Path(output_path)
-    else:
-        out = default_output_path(input_path, timeline.label())
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     check_still_output(info=info, output_path=out)
     photo = info.n_frames == 1 or is_image_output(out)

@@ -354,6 +354,24 @@ def test_video_without_faces_passes_through(make_clip: Callable[..., Path], tmp_
     assert audio_packet_checksums(target) == audio_packet_checksums(clip)
 
 
+def test_an_output_folder_takes_the_edit_under_its_default_name(
+    make_clip: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`-o FOLDER` writes FOLDER/INPUT.EMOTION.mp4 (it was refused as a name without a video
+    suffix); an edit already there is kept unless --overwrite, and a folder that does not
+    exist is still a file name to refuse."""
+    clip = make_clip("talk.mov", size=(96, 64), duration=0.3)
+    edits = tmp_path / "edits"
+    edits.mkdir()
+    code, output = spfem(str(clip), "-e", "happy:0.5+sad:0.5", "-o", str(edits), "-q")
+    assert code == 0, output
+    assert [p.name for p in edits.iterdir()] == ["talk.happy0_5+sad0_5.mov"]
+    code, output = spfem(str(clip), "-e", "happy:0.5+sad:0.5", "-o", str(edits), "-q")
+    assert code == 2 and "exists; use --overwrite" in output
+    code, output = spfem(str(clip), "-e", "sad", "-o", str(tmp_path / "nofolder"), "-q")
+    assert code == 2 and "output must end in .mp4" in output
+
+
 def test_some_frames_without_a_face(face_clip: Path, tmp_path: Path) -> None:
     clip = derived(
         face_clip,
