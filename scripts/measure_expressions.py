@@ -227,7 +227,7 @@ def main() -> None:
             n_frames=2,
             model=args.model,
             generator=args.generator,
-        )
+        ).path
         # A mouth that barely opens leaves its opening's correlation to re-detection noise
         # (talk_s20: 0.015; Obama's 0.071): printed so that r can be read for what it is.
         spread = float(np.nanstd(mouth_opening(lm_in)))

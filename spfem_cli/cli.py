@@ -480,7 +480,7 @@ def preview(
     from spfem_cli.preview import preview_sheet
 
     console = _console(quiet)
-    path = run_guarded(
+    done = run_guarded(
         lambda: preview_sheet(
             input_path=input,
             output_path=output,
@@ -496,7 +496,9 @@ def preview(
             reporter=RichReporter(console),
         )
     )
-    console.print(f"[green]wrote[/green] {path}", highlight=False)
+    console.print(f"[green]wrote[/green] {done.path}", highlight=False)
+    for hint in done.hints:
+        console.print(f"[cyan]hint:[/cyan] {hint}")
 
 
 @app.command()

@@ -1241,17 +1241,22 @@ def played_mouth(mouth: MouthMode, *, photo: bool) -> tuple[MouthMode, str | Non
     return mouth, None
 
 
-def mouth_hint(timeline: Timeline, *, mouth: str, still: bool = False) -> str | None:
+def mouth_hint(
+    timeline: Timeline | Sequence[Timeline], *, mouth: str, still: bool = False
+) -> str | None:
     """A hint for an edit whose emotion shows much of itself in the lips, in natural mouth
     mode: the lips move only a little there, and `--mouth expressive` moves them further.
-    still: the video's mouth barely moves (`mouth_is_still`), so there is little speech for
-    natural mode to keep, which the hint says. None when it does not apply."""
+    timeline: the edit's, or several (a preview's columns); still: the video's mouth barely
+    moves (`mouth_is_still`), so there is little speech for natural mode to keep, which the
+    hint says. None when it does not apply."""
     if mouth != "natural":
         return None
+    timelines = [timeline] if isinstance(timeline, Timeline) else list(timeline)
     names = sorted(
         {
             part.name
-            for segment in timeline.segments
+            for one in timelines
+            for segment in one.segments
             for part in segment.parts
             if part.name in MOUTH_EMOTIONS and part.weight > 0
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +24,30 @@ from spfem_cli.pipeline import (
     Editor,
     analyse_video,
     check_side,
+    mouth_hint,
+    mouth_is_still,
     played_mouth,
     read_rest_face,
 )
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
-from spfem_cli.targets import check_intensity, mixture_vector
+from spfem_cli.targets import check_intensity, mixture_vector, parse_emotion
 
 MAX_ROWS = 12
 # How far the crop reaches beyond the landmarks, as a fraction of the face's size: enough for
 # the hairline and the chin, tight enough that brows, lids and lip corners are big on the sheet.
 FACE_MARGIN = 0.15
 CELL_HEIGHT = 320
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `preview_sheet` wrote, and hints (options that may serve the edit better): only
+    `spfem edit`'s hint for a video whose mouth barely moves, where a column shows an emotion
+    that lives in the lips (the sheet shows natural mode's lips; `mouth_hint`)."""
+
+    path: Path
+    hints: tuple[str, ...] = ()
 
 
 def preview_sheet(
@@ -53,7 +66,7 @@ def preview_sheet(
     side: str = "auto",
     face: str = "largest",
     reporter: Reporter | None = None,
-) -> Path:
+) -> Preview:
     """Write a PNG: one row per sampled frame, columns input then each emotion.
 
     emotions: one column each, an emotion or a mixture as `spfem edit` takes them
@@ -104,6 +117,11 @@ def preview_sheet(
         faces = np.flatnonzero(track.valid)
         if faces.size == 0:
             raise SpfemError(f"{input_path}: no face found in any frame")
+        columns = [parse_emotion(spec) for spec in emotions]
+        hint = None
+        if mouth_hint(columns, mouth=played):
+            hint = mouth_hint(columns, mouth=played, still=True)
+            hint = hint if mouth_is_still(track.raw) else None
         picks = faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)]
         weights = np.ones(track.n_frames)
         deltas = [
@@ -139,4 +157,4 @@ def preview_sheet(
         column_labels=["input", *(spec.strip() for spec in emotions)],
         row_labels=[f"t={t / float(info.fps):.2f}s" for t in picks],
     )
-    return write_png(output_path, sheet)
+    return Preview(path=write_png(output_path, sheet), hints=(hint,) if hint else ())

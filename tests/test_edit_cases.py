@@ -704,7 +704,7 @@ def test_a_photos_lips_move_as_in_a_real_expression(photo: Path, tmp_path: Path)
                     n_frames=1,
                     mouth=mouth,
                     device="cpu",
-                )
+                ).path
             )
         )
     assert np.array_equal(sheets["natural"], sheets["expressive"])

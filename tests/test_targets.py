@@ -509,6 +509,10 @@ def test_a_hint_for_emotions_that_show_in_the_mouth_in_natural_mode() -> None:
     assert "this video's mouth barely moves, so there is little speech to keep" in still
     assert still.endswith("--mouth expressive moves them further, as a real expression does")
     assert mouth_hint(parse_emotion("sad"), mouth="natural", still=True) is None
+    # A preview's columns, together.
+    columns = [parse_emotion("sad"), parse_emotion("contempt:0.5+fear:0.5"), parse_emotion("happy")]
+    assert (mouth_hint(columns, mouth="natural") or "").startswith("contempt and happy show")
+    assert mouth_hint(columns[:1], mouth="natural") is None
 
 
 def test_a_still_mouth_is_one_whose_opening_barely_varies() -> None:
