@@ -510,7 +510,8 @@ def compare(
         typer.Option(
             "--output",
             "-o",
-            help="Video to write (.mp4, .mov, .mkv). Default: AFTER.compare.mp4 beside it.",
+            help="Video to write (.mp4, .mov, .mkv), or a folder to write AFTER.compare.mp4 "
+            "in. Default: AFTER.compare.mp4 beside AFTER.",
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
@@ -525,7 +526,10 @@ def compare(
     from spfem_cli.media import default_output_path
 
     console = _console(quiet)
-    path = output or default_output_path(after, "compare")
+    path = default_output_path(after, "compare")
+    if output is not None:
+        # A folder takes the comparison under the name it would have beside AFTER.
+        path = output / path.name if output.is_dir() else output
     frames = run_guarded(
         lambda: write_comparison(
             before=before,

@@ -54,6 +54,20 @@ def test_a_clip_and_its_edit_play_side_by_side_with_the_edits_audio(
     assert before.read_bytes() == before_bytes
 
 
+def test_an_output_folder_takes_the_comparison_under_its_default_name(
+    make_clip: MakeClip, tmp_path: Path
+) -> None:
+    """`spfem compare BEFORE AFTER -o FOLDER` writes FOLDER/AFTER.compare.mp4, as `spfem edit
+    -o FOLDER` writes its edit there."""
+    before = make_clip("talk.mp4", size=(96, 64), duration=0.3)
+    after = make_clip("talk.sad.mp4", size=(96, 64), duration=0.3, vf="negate")
+    folder = tmp_path / "cmp"
+    folder.mkdir()
+    result = runner.invoke(app, ["compare", str(before), str(after), "-o", str(folder), "-q"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in folder.iterdir()] == ["talk.sad.compare.mp4"]
+
+
 def test_bad_input_is_one_line_and_leaves_nothing(make_clip: MakeClip, tmp_path: Path) -> None:
     before = make_clip("a.mp4", rate="25")
     other_rate = make_clip("b.mp4", rate="30")
