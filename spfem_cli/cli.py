@@ -451,9 +451,9 @@ def batch(
 @app.command()
 def preview(
     input: Annotated[Path, typer.Argument(help="The video to preview.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")] = Path(
-        "spfem-preview.png"
-    ),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="PNG to write, or a folder to write it in.")
+    ] = Path("spfem-preview.png"),
     emotion: Annotated[
         list[str] | None,
         typer.Option(

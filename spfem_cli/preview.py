@@ -38,6 +38,8 @@ MAX_ROWS = 12
 # the hairline and the chin, tight enough that brows, lids and lip corners are big on the sheet.
 FACE_MARGIN = 0.15
 CELL_HEIGHT = 320
+# The sheet's name where none is given, or in the folder given (`spfem preview -o FOLDER`).
+DEFAULT_NAME = "spfem-preview.png"
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ def preview_sheet(
 ) -> Preview:
     """Write a PNG: one row per sampled frame, columns input then each emotion.
 
-    emotions: one column each, an emotion or a mixture as `spfem edit` takes them
+    output_path: the PNG, or a folder to write DEFAULT_NAME in; emotions: one column each, an
+    emotion or a mixture as `spfem edit` takes them
     (``"happy:0.6+surprised:0.4"``; no time ranges), None for the eight; crop_face: show the
     face region (grown by half its size) rather than the whole frame; rest: a photo or clip of
     the same person with a calm face, or a time range of the input (as in `edit_video`);
@@ -78,6 +81,8 @@ def preview_sheet(
     """
     rep = reporter or SilentReporter()
     output_path = Path(output_path)
+    if output_path.is_dir():
+        output_path = output_path / DEFAULT_NAME
     if output_path.suffix.lower() != ".png":
         raise SpfemError(f"the preview is a PNG image: name it *.png, not {output_path.name}")
     if not output_path.resolve().parent.is_dir():

@@ -117,6 +117,14 @@ def test_preview_shows_the_emotions_and_mixtures_asked(tmp_path: Path) -> None:
         )
         assert result.exit_code == 0, result.output
         sheets[name] = iio.imread(out)
+    # A folder takes the sheet under its default name.
+    folder = tmp_path / "sheets"
+    folder.mkdir()
+    result = runner.invoke(
+        cli.app, ["preview", str(clip), "-o", str(folder), "--frames", "1", "-q", "-e", "sad"]
+    )
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(iio.imread(folder / "spfem-preview.png"), sheets["one"])
     # input + 2 columns against input + 1, one cell wide each; the sad cells are the same.
     two, one = sheets["two"], sheets["one"]
     cell = two.shape[1] - one.shape[1]
