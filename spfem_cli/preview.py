@@ -124,9 +124,8 @@ def preview_sheet(
             raise SpfemError(f"{input_path}: no face found in any frame")
         columns = [parse_emotion(spec) for spec in emotions]
         hint = None
-        if mouth_hint(columns, mouth=played):
+        if mouth_hint(columns, mouth=played) and mouth_is_still(track.raw):
             hint = mouth_hint(columns, mouth=played, still=True)
-            hint = hint if mouth_is_still(track.raw) else None
         picks = faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)]
         weights = np.ones(track.n_frames)
         deltas = [

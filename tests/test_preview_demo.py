@@ -193,17 +193,12 @@ def test_preview_puts_the_sneer_on_the_side_asked(tmp_path: Path) -> None:
         sheets[side] = iio.imread(out).astype(int)
     assert np.array_equal(sheets["auto"], sheets["right"])
     assert np.abs(sheets["left"] - sheets["right"]).max() > 40
-    result = runner.invoke(
-        cli.app,
-        ["preview", str(clip), "-o", str(tmp_path / "x.png"), "-q", "--side", "up"],
-        env={"COLUMNS": "300"},
-    )
-    assert result.exit_code == 2 and "unknown side 'up'" in result.output
-    assert len(result.output.strip().splitlines()) == 1
-    result = runner.invoke(
-        cli.app,
-        ["preview", str(clip), "-o", str(tmp_path / "x.png"), "-q", "--face", "up"],
-        env={"COLUMNS": "300"},
-    )
-    assert result.exit_code == 2 and "--face must be largest, left, right" in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    refusals = (("--side", "unknown side 'up'"), ("--face", "--face must be largest, left, right"))
+    for option, said in refusals:
+        result = runner.invoke(
+            cli.app,
+            ["preview", str(clip), "-o", str(tmp_path / "x.png"), "-q", option, "up"],
+            env={"COLUMNS": "300"},
+        )
+        assert result.exit_code == 2 and said in result.output, option
+        assert len(result.output.strip().splitlines()) == 1

@@ -25,6 +25,8 @@ VIDEO_STREAM = "0:V:0"
 # Containers we write, by lower-case suffix. mp4 and mov get `+faststart` so the index sits at
 # the front of the file and players can start before the download ends.
 OUTPUT_FORMATS: dict[str, str] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# The outputs in QuickTime's container family: the index can go first, a timecode is a track.
+_MOV_FAMILY = (".mp4", ".mov")
 
 _QUIET = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
 
@@ -59,7 +61,7 @@ def fraction_arg(value: Fraction) -> str:
 
 
 def _movflags(path: Path) -> list[str]:
-    return ["-movflags", "+faststart"] if path.suffix.lower() in (".mp4", ".mov") else []
+    return ["-movflags", "+faststart"] if path.suffix.lower() in _MOV_FAMILY else []
 
 
 def _format(path: Path) -> list[str]:
@@ -275,7 +277,7 @@ def _timecode(timecode: str | None, output: Path) -> list[str]:
         return []
     if output.suffix.lower() == ".mkv":
         return ["-metadata:s:v:0", f"timecode={timecode}"]
-    if output.suffix.lower() in (".mp4", ".m4v", ".mov"):
+    if output.suffix.lower() in _MOV_FAMILY:
         return ["-timecode", timecode]
     return []
 
