@@ -474,8 +474,9 @@ def preview(
     face: FaceOption = "largest",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Write a contact sheet: a few frames of INPUT under every emotion (or those given),
-    side by side."""
+    """Write a contact sheet of a few frames of INPUT under each emotion, side by side.
+
+    Every emotion is a column, or only those given with --emotion."""
     from spfem_cli.console import RichReporter
     from spfem_cli.preview import preview_sheet
 
@@ -519,8 +520,9 @@ def compare(
     preset: PresetOption = DEFAULT_PRESET,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Write a video of BEFORE and AFTER side by side, with AFTER's audio, to watch an edit
-    against its input."""
+    """Write a video of BEFORE and AFTER side by side, to watch an edit against its input.
+
+    The video has AFTER's audio."""
     from spfem_cli.compare import write_comparison
     from spfem_cli.console import RichReporter
     from spfem_cli.media import default_output_path
@@ -567,10 +569,11 @@ def check(
     ] = "largest",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Measure whether AFTER, an edit of BEFORE, kept its speech: FaceMesh finds the lips
-    again on both, and the inner lips' place and the mouth's opening over time are compared
-    (over the edited range only with --start or --end: frames passed through would dilute
-    the verdict). Exits with 1 when the speech changed."""
+    """Measure whether AFTER, an edit of BEFORE, kept its speech; exits with 1 if not.
+
+    FaceMesh finds the lips again on both, and the inner lips' place and the mouth's opening
+    over time are compared (over the edited range only with --start or --end: frames passed
+    through would dilute the verdict)."""
     from spfem_cli.console import RichReporter
     from spfem_cli.speech_check import SpeechCheck, check_speech, frames_between
 

@@ -141,3 +141,31 @@ def test_doctor_fails_on_a_bad_checksum(monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_version() -> None:
     result = runner.invoke(cli.app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("spfem ")
+
+
+def test_the_command_list_gives_each_command_one_line() -> None:
+    """`spfem --help` lists each command by its docstring's first paragraph, line breaks
+    kept (rich markup): a paragraph broken over two lines in the code came out broken in
+    the middle of a sentence. Each command's own --help still shows the whole docstring."""
+    import inspect
+
+    import typer.main
+
+    def commands(group: Any) -> list[Any]:
+        found = []
+        for command in group.commands.values():
+            found.append(command)
+            found += commands(command) if hasattr(command, "commands") else []
+        return found
+
+    for command in commands(typer.main.get_command(cli.app)):
+        first = inspect.cleandoc(command.help or "").split("\n\n")[0]
+        assert first and "\n" not in first, command.name
+    wide = {"COLUMNS": "200"}
+    listed = runner.invoke(cli.app, ["--help"], env=wide)
+    assert listed.exit_code == 0
+    assert "Write a contact sheet of a few frames of INPUT under each emotion, side by side." in (
+        listed.output
+    )
+    own = runner.invoke(cli.app, ["check", "--help"], env=wide)
+    assert own.exit_code == 0 and "would dilute the verdict" in " ".join(own.output.split())
