@@ -18,6 +18,17 @@ import pytest
 from spfem_cli.face.mesh import FaceFrame
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In each of the run's worker processes (pytest-xdist, one per core), torch computes on
+    one thread: two workers with a thread per core each spin while waiting for a core, which
+    made a test of 13 s alone take 43-61 s beside another (`spfem edit` does the same
+    beside its encoder: `generator.device.torch_threads`)."""
+    if hasattr(config, "workerinput"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def run_ffmpeg_checked(*args: str) -> str:
     """Run the bundled ffmpeg quietly; fail the test with its message if it fails. Returns
     what it wrote on stdout (an output named "-")."""
