@@ -21,8 +21,10 @@ from spfem_cli.face.mesh import FaceFrame
 def pytest_configure(config: pytest.Config) -> None:
     """In each of the run's worker processes (pytest-xdist, one per core), torch computes on
     one thread: two workers with a thread per core each spin while waiting for a core, which
-    made a test of 13 s alone take 43-61 s beside another (`spfem edit` does the same
-    beside its encoder: `generator.device.torch_threads`)."""
+    made a test of 13 s alone take 43-61 s beside another, and the default run with the
+    clips 772 s instead of 630 s (`spfem edit` does the same beside its encoder:
+    `generator.device.torch_threads`). OpenCV's threads left as they are: one each was no
+    faster."""
     if hasattr(config, "workerinput"):
         import torch
 
