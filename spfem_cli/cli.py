@@ -150,6 +150,14 @@ def _console(quiet: bool = False) -> Console:
     return Console(stderr=True, quiet=quiet)
 
 
+def refuse_folder(path: Path) -> None:
+    """A folder given to `spfem edit`: say that `spfem batch` edits one."""
+    raise SpfemError(
+        f"{path} is a folder, not a video file; `spfem batch {path} OUT_DIR --emotion EMOTION` "
+        "edits every video in it"
+    )
+
+
 def run_guarded(fn: Callable[[], T]) -> T:
     """Run a command body, turning errors into a one-line message and an exit code."""
     err = _console()
@@ -286,6 +294,8 @@ def edit(
     from spfem_cli.pipeline import edit_video
 
     console = _console(quiet)
+    if input.is_dir():
+        run_guarded(lambda: refuse_folder(input))
     report = run_guarded(
         lambda: edit_video(
             input_path=input,

@@ -86,6 +86,20 @@ def test_edit_error_is_one_line_with_exit_code(monkeypatch: pytest.MonkeyPatch) 
     assert "Traceback" not in result.output
 
 
+def test_a_folder_given_to_edit_points_to_batch(tmp_path: Path) -> None:
+    """`spfem edit FOLDER` says that `spfem batch` edits a folder, in one line, and writes
+    nothing."""
+    (tmp_path / "talk.mp4").write_bytes(b"")
+    result = runner.invoke(cli.app, ["edit", str(tmp_path), "--emotion", "happy"])
+    assert result.exit_code == 2
+    line = " ".join(result.output.split())
+    assert line == (
+        f"spfem: error: {tmp_path} is a folder, not a video file; `spfem batch {tmp_path} "
+        "OUT_DIR --emotion EMOTION` edits every video in it"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mp4"]
+
+
 def test_unexpected_error_has_no_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(**kwargs: Any) -> EditReport:
         raise RuntimeError("boom")
