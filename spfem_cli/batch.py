@@ -1122,6 +1122,8 @@ def run_batch(
     rep = reporter or SilentBatchReporter()
     t0 = time.perf_counter()
     in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if in_dir.is_file():
+        raise SpfemError(f"{in_dir} is a file, not a folder; `spfem edit` edits one video")
     if not in_dir.is_dir():
         raise SpfemError(f"input folder {in_dir} does not exist or is not a folder")
     in_abs, out_abs = in_dir.resolve(), out_dir.resolve()

@@ -86,9 +86,11 @@ def test_edit_error_is_one_line_with_exit_code(monkeypatch: pytest.MonkeyPatch) 
     assert "Traceback" not in result.output
 
 
-def test_a_folder_given_to_edit_points_to_batch(tmp_path: Path) -> None:
-    """`spfem edit FOLDER` says that `spfem batch` edits a folder, in one line, and writes
-    nothing."""
+def test_a_folder_given_to_edit_points_to_batch_and_a_video_to_batch_to_edit(
+    tmp_path: Path,
+) -> None:
+    """`spfem edit FOLDER` says that `spfem batch` edits a folder, and `spfem batch VIDEO`
+    that `spfem edit` edits a video, in one line, and neither writes anything."""
     (tmp_path / "talk.mp4").write_bytes(b"")
     result = runner.invoke(cli.app, ["edit", str(tmp_path), "--emotion", "happy"])
     assert result.exit_code == 2
@@ -96,6 +98,14 @@ def test_a_folder_given_to_edit_points_to_batch(tmp_path: Path) -> None:
     assert line == (
         f"spfem: error: {tmp_path} is a folder, not a video file; `spfem batch {tmp_path} "
         "OUT_DIR --emotion EMOTION` edits every video in it"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mp4"]
+    # And the other way round: a video given to `spfem batch`.
+    video = tmp_path / "talk.mp4"
+    result = runner.invoke(cli.app, ["batch", str(video), str(tmp_path / "out"), "-e", "sad"])
+    assert result.exit_code == 2
+    assert " ".join(result.output.split()) == (
+        f"spfem: error: {video} is a file, not a folder; `spfem edit` edits one video"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mp4"]
 
