@@ -1,4 +1,4 @@
-"""Measure the shading of a smile on real faces: checkpoint ``shading-v7``.
+"""Measure the shading of a smile on real faces: checkpoint ``shading-v8``.
 
     python scripts/build_shading.py [--clips DIR] [--out FILE] [--no-manifest] [--look DIR]
 
@@ -184,6 +184,14 @@ CROWS_FEET = (
 # happy). Not the cheek raiser itself: the calibrated surprise carries a little of it (0.018),
 # which drew faint lines beside a surprised face's eyes.
 CROWS_FEET_DRIVERS = {"AU12": 1.0}
+# Their valleys' half-width (IOD) and depth (a share of WRINKLE_DEPTH): softer and wider than
+# the nose's wrinkles. Drawn as those are (0.010 and all of it, until `shading-v8`), they came
+# out as thin dark strokes on smooth young skin (talk_s18, portrait_s29: like a pen line or
+# an eyeliner's wing beside the eye); at 0.016 and 0.7 they read as soft creases there and
+# still show on expr_d0, at 0.022 and 0.6 they were all but gone (looked at on frames of
+# talk_s18, expr_d0, portrait_s29 and speech_obama edited to happy, 3-4x).
+CROWS_FEET_WIDTH = 0.016
+CROWS_FEET_DEPTH = 0.7
 # Raised brows bunch the forehead's skin into lines across it: FACS names them first for the
 # inner and the outer brow raisers (AU1 across the middle of the forehead, AU2 over the brows'
 # outer parts, both across all of it), and a warp that lifts the brows stretches smooth skin.
@@ -626,7 +634,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=Path, default=Path("../shared/clips"))
     parser.add_argument(
-        "--out", type=Path, default=default_weights_dir() / "shading_v7.safetensors"
+        "--out", type=Path, default=default_weights_dir() / "shading_v8.safetensors"
     )
     parser.add_argument("--no-manifest", action="store_true")
     parser.add_argument("--look", type=Path, default=None, help="write each map as a PNG here")
@@ -697,7 +705,7 @@ def main() -> None:
     )
     wrinkles = nose_wrinkles()
     sneer = wrinkles * right
-    crows = straight_wrinkles(CROWS_FEET)
+    crows = CROWS_FEET_DEPTH * straight_wrinkles(CROWS_FEET, width=CROWS_FEET_WIDTH)
     brows_inner, brows_outer = forehead_lines(template)
     frown = straight_wrinkles(FROWN_LINES, width=FOREHEAD_WIDTH)
     dimple_map = dimple(template)

@@ -45,7 +45,7 @@ from spfem_cli.media.pixels import luma
 
 CHECKPOINT_KIND = "shading"
 CHECKPOINT_VERSION = 1
-DEFAULT_SHADING = "shading-v7"
+DEFAULT_SHADING = "shading-v8"
 # A unit's strength is capped where the expression model's activations are (--intensity 1.5).
 MAX_STRENGTH = 1.5
 # The map is resampled on a grid this fine (IOD) over the face box, then to every pixel: its
