@@ -272,7 +272,7 @@ def test_a_smile_draws_crows_feet_beside_the_eyes_outer_corners() -> None:
     made-up eye it carried on the lash line like an eyeliner's wing); nothing of the eyes,
     the brows, the nose or the face below the cheekbones changes. Softer than the nose's
     wrinkles since `shading-v8` (drawn as deep, they looked like pen strokes on smooth
-    skin): their valleys 0.959 of the skin, 0.94 before."""
+    skin): their valleys 0.959 of the skin, 0.946 before."""
     shading, q, valleys, changed = lines_on_even_skin(CROWS, darker_than=0.97)
     for side in (-1, 1):
         corner = shading.template[263] * np.array([side, 1.0])
