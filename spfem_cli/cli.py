@@ -535,13 +535,10 @@ def compare(
     The video has AFTER's audio."""
     from spfem_cli.compare import write_comparison
     from spfem_cli.console import RichReporter
-    from spfem_cli.media import default_output_path
+    from spfem_cli.media import default_output_path, given_output_path
 
     console = _console(quiet)
-    path = default_output_path(after, "compare")
-    if output is not None:
-        # A folder takes the comparison under the name it would have beside AFTER.
-        path = output / path.name if output.is_dir() else output
+    path = given_output_path(output, default=default_output_path(after, "compare"))
     frames = run_guarded(
         lambda: write_comparison(
             before=before,

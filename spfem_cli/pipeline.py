@@ -58,6 +58,7 @@ from spfem_cli.media import (
     check_output_path,
     check_still_output,
     default_output_path,
+    given_output_path,
     is_image_output,
     left_out_note,
     mux_streams,
@@ -1400,12 +1401,7 @@ def edit_video(
     input_path = Path(input_path)
     info = probe(input_path)
     timeline = with_range(parse_emotion(emotion), start=start, end=end)
-    out = default_output_path(input_path, timeline.label())
-    if output_path is not None and Path(output_path).is_dir():
-        # A folder: the edit goes in it, named as beside the input.
-        out = Path(output_path) / out.name
-    elif output_path is not None:
-        out = Path(output_path)
+    out = given_output_path(output_path, default=default_output_path(input_path, timeline.label()))
     check_output_path(input_path=input_path, output_path=out, overwrite=overwrite)
     check_still_output(info=info, output_path=out)
     photo = info.n_frames == 1 or is_image_output(out)

@@ -19,7 +19,7 @@ from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS
 from spfem_cli.generator.generator import MouthMode
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR
 from spfem_cli.generator.warp import face_box
-from spfem_cli.media import FrameReader, probe
+from spfem_cli.media import FrameReader, given_output_path, probe
 from spfem_cli.pipeline import (
     Editor,
     analyse_video,
@@ -80,9 +80,7 @@ def preview_sheet(
     are several (both as in `edit_video`).
     """
     rep = reporter or SilentReporter()
-    output_path = Path(output_path)
-    if output_path.is_dir():
-        output_path = output_path / DEFAULT_NAME
+    output_path = given_output_path(output_path, default=Path(DEFAULT_NAME))
     if output_path.suffix.lower() != ".png":
         raise SpfemError(f"the preview is a PNG image: name it *.png, not {output_path.name}")
     if not output_path.resolve().parent.is_dir():

@@ -88,6 +88,15 @@ def default_output_path(input_path: Path, label: str) -> Path:
     return input_path.with_name(f"{input_path.stem}.{safe}{suffix}")
 
 
+def given_output_path(given: str | Path | None, *, default: Path) -> Path:
+    """The file an `-o` option names: `given` itself, or where `given` is a folder, the file
+    in it under `default`'s name; `default` where none is given."""
+    if given is None:
+        return default
+    given = Path(given)
+    return given / default.name if given.is_dir() else given
+
+
 def temporary_name(output_path: Path, token: str) -> str:
     """The name of one of `atomic_output`'s temporary files for output_path: hidden, marked,
     and with the output's suffix (so ffmpeg picks the right container)."""
