@@ -30,6 +30,7 @@ from spfem_cli.face.glasses import RimFinder, Rims, SteadyRims, Traced
 from spfem_cli.face.lenses import LensFinder
 from spfem_cli.face.pose import frontal_face_frame
 from spfem_cli.face.rest import RestFace, median_rest_face
+from spfem_cli.face.sharpness import SoftnessFinder
 from spfem_cli.face.track import FaceTrack, chunks, median_valid, smooth_valid, track_frames
 from spfem_cli.face.tracker import LARGEST_FACE, FacePick
 from spfem_cli.generator.device import resolve_device, torch_threads
@@ -530,7 +531,9 @@ class Analysis:
     when they wear dark lenses; lenses: the person wears dark lenses over their eyes,
     kept still by the edit (`face.lenses`);
     side: the subject's side that plays the one-sided units, and side_reason why
-    (`choose_side`); face: which face was taken up where there are several (`--face`).
+    (`choose_side`); face: which face was taken up where there are several (`--face`);
+    softness: how blurred the picture of the face is, a share of its eye distance
+    (`face.sharpness.SoftnessFinder`; 0: not read), which the shading's lines take on.
     """
 
     info: VideoInfo
@@ -541,6 +544,7 @@ class Analysis:
     side: Side = "right"
     side_reason: str = "where the model draws them"
     face: FacePick = LARGEST_FACE
+    softness: float = 0.0
 
     def deltas(
         self, *, target: np.ndarray, weights: np.ndarray, removal: float = 1.0
@@ -579,6 +583,7 @@ class Analysis:
             present=self.current[t],
             side=self.side,
             mouth_scale=mouth_scale,
+            softness=self.softness,
         )
 
     def side_note(self, deltas: np.ndarray, *, model: ExpressionModel) -> str | None:
@@ -647,10 +652,12 @@ def analyse_video(
         total = sum(r.expected_frames for _, r in sources)
         finder = RimFinder(n_frames=total)
         lens_finder = LensFinder(n_frames=total)
+        blur_finder = SoftnessFinder(n_frames=total)
 
         def on_face(t: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
             finder.offer(t, frame, landmarks)
             lens_finder.offer(t, frame, landmarks)
+            blur_finder.offer(t, frame, landmarks)
 
         adv = stack.enter_context(reporter.stage("Tracking face", total))
         track = track_frames(
@@ -683,6 +690,7 @@ def analyse_video(
         side=chosen,
         side_reason=reason,
         face=face,
+        softness=blur_finder.softness(),
     )
 
 

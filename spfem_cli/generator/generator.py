@@ -333,6 +333,7 @@ class FaceGenerator:
         present: np.ndarray | None = None,
         side: Side = "right",
         mouth_scale: float = 1.0,
+        softness: float = 0.0,
     ) -> np.ndarray:
         """frame: (H, W, 3) uint8 RGB; face: its face frame; points: (478, 2) landmarks in
         the face frame (IOD); delta: (K,) AU activation change; rims: the glasses the face
@@ -349,7 +350,9 @@ class FaceGenerator:
         one-sided units (`ExpressionModel.one_sided`: contempt's sneer); mouth_scale: a factor
         on how far the mouth AUs (`EXPRESSIVE_MOUTH_AUS`) move the face, while the shading
         (a smile's folds) is drawn as delta asks (`pipeline.render_edit`: the lip corners
-        moving less keep the speech; the folds do not change how FaceMesh reads the lips).
+        moving less keep the speech; the folds do not change how FaceMesh reads the lips);
+        softness: how blurred the picture of the face is (IOD, `face.sharpness`): the
+        shading's lines are blurred as much, as the picture blurs a real crease.
         Returns the edited frame."""
         if not np.any(delta):
             return frame
@@ -370,6 +373,7 @@ class FaceGenerator:
             present=present,
             side=side,
             mouth_scale=mouth_scale,
+            softness=softness,
         )
         if layer is None:
             return edit(frame)
@@ -387,11 +391,12 @@ class FaceGenerator:
         present: np.ndarray | None = None,
         side: Side = "right",
         mouth_scale: float = 1.0,
+        softness: float = 0.0,
     ) -> np.ndarray:
         """The edited frame, by the warp and, when there is one, the refiner (the mouth AUs'
         motion times mouth_scale); then the creases of what it takes off the expression
         present (K,) lifted, when that is given; then shaded as delta asks (the lift comes
-        first, so that it does not take off the folds the shading draws)."""
+        first, so that it does not take off the folds the shading draws, blurred by softness)."""
         moved = np.where(self.mouth_units, delta * mouth_scale, delta)
         disp, hold = self.sparse(points=points, delta=moved, side=side)
         # The refiner learned the one-sided units on the right side only (its training zeroes
@@ -412,7 +417,12 @@ class FaceGenerator:
             return out
         strengths = self.shading.strengths(asked, au_names=self.model.au_names)
         return self.shading.apply(
-            out, face=face, points=points + disp, strengths=strengths, side=side
+            out,
+            face=face,
+            points=points + disp,
+            strengths=strengths,
+            side=side,
+            softness=softness,
         )
 
     def _move(

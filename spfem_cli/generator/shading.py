@@ -11,7 +11,9 @@ smile's map above the lip corners, as no clip shows a calm face turning to disgu
 nose's wrinkles of disgust and of contempt's sneer are drawn, not measured). An edit
 resamples the unit onto the output face through its moved landmarks and multiplies the pixels
 by exp(strength * map), on R, G and B in the proportions measured in the same folds (a shadow
-in skin is warmer than grey: red darkens less than the luminance, blue more).
+in skin is warmer than grey: red darkens less than the luminance, blue more). The maps are
+blurred as much as the picture blurs the face's own edges (`face.sharpness`): drawn at the
+width set on sharp faces, the nose's wrinkles read as scratches on a soft picture.
 """
 
 from __future__ import annotations
@@ -229,14 +231,16 @@ class ShadingModel:
         points: np.ndarray,
         strengths: np.ndarray,
         side: Side = "right",
+        softness: float = 0.0,
     ) -> np.ndarray:
         """Shade an edited frame.
 
         frame: (H, W, 3) uint8 RGB, already warped; face: its face frame; points: (478, 2)
         the output's landmarks in the face frame (IOD: where the edit moved them); strengths:
-        (S,) from `strengths`; side: where the one-sided units shade (`log_gain`). Returns a
-        new frame; the lips and everything off the face keep
-        their pixels.
+        (S,) from `strengths`; side: where the one-sided units shade (`log_gain`);
+        softness: the picture's own blur on the face (a Gaussian's scale, IOD:
+        `face.sharpness`), by which the maps are blurred too, as the picture blurs a real
+        crease. Returns a new frame; the lips and everything off the face keep their pixels.
         """
         if not np.any(strengths > 0):
             return frame
@@ -275,6 +279,7 @@ class ShadingModel:
                 points=points,
                 offsets=offsets,
                 side=side,
+                softness=softness,
             )
             if hair:
                 gain *= _clear_of_hair(frame, sub=sub, gain=gain, face=face, points=points)
@@ -334,6 +339,7 @@ class ShadingModel:
         points: np.ndarray,
         offsets: Callable[[np.ndarray], np.ndarray],
         side: Side,
+        softness: float = 0.0,
     ) -> np.ndarray:
         """(h, w) float32 the change of log luminance the units' strengths (S,) make over the
         pixel box sub (x0, y0, x1, y1), sampled on a grid step_px apart and carried to every
@@ -343,11 +349,12 @@ class ShadingModel:
         nodes = _grid_nodes(sub, gh, gw)
         query = face.to_face(nodes)
         step = step_px / face.iod
+        antialias = ANTIALIAS * np.sqrt(max(step * step - self.step * self.step, 0.0))
         gain = self.log_gain(
             strengths,
             template_xy=query + offsets(nodes),
             side=side,
-            blur=ANTIALIAS * np.sqrt(max(step * step - self.step * self.step, 0.0)),
+            blur=float(np.hypot(antialias, softness)),
         )
         gain *= _off_the_lips(query, points=points)
         return F.interpolate(
