@@ -1,14 +1,14 @@
 """How sharp the picture of a face is: the blur of its sharpest edges.
 
 The lines the shading draws (the nose's wrinkles, the crow's feet, the forehead's lines) are
-drawn at a width set on well-focused faces about 100 pixels between the eyes. On a softer
-picture, or a smaller face, they came out sharper than anything else on the face and read as
-scratches (portrait_s29, talk_s20: the face's own edges blurred over 1.1 pixels, the nose's
-wrinkles drawn 0.8 pixels wide); a real crease there would be blurred as the lashes are. The
-blur is read by reblurring (Zhuo and Sim, "Defocus map estimation from a single image",
-2011): a step edge blurred by a Gaussian of scale s has its gradient fall by the ratio
-R = sqrt((s² + a² + r²) / (s² + a²)) when blurred by r more, with a the scale the gradients
-are taken at, so s = sqrt(r² / (R² - 1) - a²) on the face's strongest edges.
+drawn as they would be on the skin, at widths set on sharp faces. A picture blurs a real crease
+as it blurs everything else; drawn unblurred on a soft picture, they came out as sharp as the
+lashes' edges and read as scratches (portrait_s29: its face's edges blurred by 0.79 pixels, the
+nose's wrinkles drawn 0.79 pixels wide). The blur is read by reblurring (Zhuo and Sim,
+"Defocus map estimation from a single image", 2011): a step edge blurred by a Gaussian of scale
+s has its gradient fall by the ratio R = sqrt((s² + a² + r²) / (s² + a²)) when blurred by r
+more, with a² the variance its gradients are taken at, so s = sqrt(r² / (R² - 1) - a²) on the
+face's strongest edges.
 """
 
 from __future__ import annotations
