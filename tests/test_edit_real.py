@@ -228,17 +228,21 @@ def test_natural_mode_keeps_speech_mans_speech_by_default(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """The same edit as `spfem edit` makes it by default, measuring itself: at full strength
-    it reads 0.960 (above), so it is made again with the lip corners moving half as far, and
-    that keeps the pipeline's limits (inner lips 0.83%, opening 0.980, mouth alone) while the
-    corners still fall (0.015 of the eye distance)."""
+    it reads 0.960 (above), so it is made again with the lip corners moving less, and that
+    keeps the pipeline's limits (mouth alone) while the corners still fall. Half as far read
+    an opening of 0.980 until 2026-12-07, right at the limit, and the corners fell 0.015 of
+    the eye distance; with the forehead's shading blurred as the clip is (`face.sharpness`:
+    sad shades nothing nearer the mouth) FaceMesh reads it at 0.977, and the edit that keeps
+    the speech moves them a quarter as far (inner lips 0.60%, opening 0.988; they fall
+    0.0066)."""
     e = _edit(tmp_path_factory, "speech_man_256x256.mp4", "sad", keep_speech=None)
-    assert any("with the lip corners moving half as far" in n for n in e.report.notes)
+    assert any("with the lip corners moving a quarter as far" in n for n in e.report.notes)
     lm_mouth = window_landmarks(e.clip, e.out, input_lm=e.lm_in, window="mouth")
     rep = compare_speech(e.lm_in, lm_mouth)
     assert rep.inner_lip_error <= 0.015, rep
     assert rep.opening_corr >= 0.98, rep
     corners = rises(e, list(mesh.LIP_CORNERS), lm_out=lm_mouth)
-    assert corners.mean() < -0.008, corners
+    assert corners.mean() < -0.005, corners
 
 
 def rises(e: Edited, indices: list[int], *, lm_out: np.ndarray | None = None) -> np.ndarray:
