@@ -30,7 +30,7 @@ from spfem_cli.face.glasses import RimFinder, Rims, SteadyRims, Traced
 from spfem_cli.face.lenses import LensFinder
 from spfem_cli.face.pose import frontal_face_frame
 from spfem_cli.face.rest import RestFace, median_rest_face
-from spfem_cli.face.sharpness import SoftnessFinder
+from spfem_cli.face.sharpness import BlurFinder
 from spfem_cli.face.track import FaceTrack, chunks, median_valid, smooth_valid, track_frames
 from spfem_cli.face.tracker import LARGEST_FACE, FacePick
 from spfem_cli.generator.device import resolve_device, torch_threads
@@ -532,8 +532,8 @@ class Analysis:
     kept still by the edit (`face.lenses`);
     side: the subject's side that plays the one-sided units, and side_reason why
     (`choose_side`); face: which face was taken up where there are several (`--face`);
-    softness: how blurred the picture of the face is, a share of its eye distance
-    (`face.sharpness.SoftnessFinder`; 0: not read), which the shading's lines take on.
+    blur_px: how blurred the picture of the face is, a Gaussian's scale in the video's
+    pixels (`face.sharpness.BlurFinder`; 0: not read), which the shading's lines take on.
     """
 
     info: VideoInfo
@@ -544,7 +544,7 @@ class Analysis:
     side: Side = "right"
     side_reason: str = "where the model draws them"
     face: FacePick = LARGEST_FACE
-    softness: float = 0.0
+    blur_px: float = 0.0
 
     def deltas(
         self, *, target: np.ndarray, weights: np.ndarray, removal: float = 1.0
@@ -571,11 +571,13 @@ class Analysis:
         """Frame t (H, W, 3) uint8 of the analysed video edited by the AU change delta (K,):
         on its tracked face, with the expression already on it (`current`, which lifts the
         creases of what the edit takes off: a frown's furrows, the lines a squint or a smile
-        presses under and beside the eyes, raised brows' forehead lines; `generator.creases`).
+        presses under and beside the eyes, raised brows' forehead lines; `generator.creases`),
+        its shading blurred as the picture is (`blur_px`).
         rims and mouth_scale as `FaceGenerator.edit_frame` takes them."""
+        face = self.track.frame(t)
         return generator.edit_frame(
             frame,
-            face=self.track.frame(t),
+            face=face,
             points=np.asarray(self.track.norm[t], np.float64),
             delta=delta,
             rims=rims,
@@ -583,7 +585,7 @@ class Analysis:
             present=self.current[t],
             side=self.side,
             mouth_scale=mouth_scale,
-            softness=self.softness,
+            softness=self.blur_px / face.iod,
         )
 
     def side_note(self, deltas: np.ndarray, *, model: ExpressionModel) -> str | None:
@@ -652,7 +654,7 @@ def analyse_video(
         total = sum(r.expected_frames for _, r in sources)
         finder = RimFinder(n_frames=total)
         lens_finder = LensFinder(n_frames=total)
-        blur_finder = SoftnessFinder(n_frames=total)
+        blur_finder = BlurFinder(n_frames=total)
 
         def on_face(t: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
             finder.offer(t, frame, landmarks)
@@ -690,7 +692,7 @@ def analyse_video(
         side=chosen,
         side_reason=reason,
         face=face,
-        softness=blur_finder.softness(),
+        blur_px=blur_finder.blur_px() * scale[0],
     )
 
 

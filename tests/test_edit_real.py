@@ -232,9 +232,9 @@ def test_natural_mode_keeps_speech_mans_speech_by_default(
     keeps the pipeline's limits (mouth alone) while the corners still fall. Half as far read
     an opening of 0.980 until 2026-12-07, right at the limit, and the corners fell 0.015 of
     the eye distance; with the forehead's shading blurred as the clip is (`face.sharpness`:
-    sad shades nothing nearer the mouth) FaceMesh reads it at 0.977, and the edit that keeps
-    the speech moves them a quarter as far (inner lips 0.60%, opening 0.988; they fall
-    0.0066)."""
+    sad shades nothing nearer the mouth) FaceMesh reads it at 0.9798, and the edit that keeps
+    the speech moves them a quarter as far (inner lips 0.64%, opening 0.983; they fall
+    0.006)."""
     e = _edit(tmp_path_factory, "speech_man_256x256.mp4", "sad", keep_speech=None)
     assert any("with the lip corners moving a quarter as far" in n for n in e.report.notes)
     lm_mouth = window_landmarks(e.clip, e.out, input_lm=e.lm_in, window="mouth")

@@ -232,11 +232,13 @@ def test_natural_mode_edits_again_until_the_speech_is_kept(
     speaker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """speech_man's first 4 s to sad in natural mode, which keeps the speech by default: the
-    edit is measured (changed), then made again with the lip corners moving half as far, which
-    reads 0.984 (0.84% inner lips; a quarter as far, and three tries, before the shading took
-    on the clip's blur on 2026-12-07). Only that last edit appears, and nothing else is left
-    in the folder. Every try is measured against the landmarks the edit's tracking found on
-    the input, which are the check's own."""
+    edit is measured (the opening reads 0.954, changed), made again with the lip corners moving
+    half as far (still changed), then a quarter as far, which reads 0.988 (0.61% inner lips).
+    Only that last edit appears, and nothing else is left in the folder. Every try is measured
+    against the landmarks the edit's tracking found on the input, which are the check's own.
+    The half reads close to the limit, and small changes anywhere on the face move FaceMesh's
+    reading of it (with the shading's blur read by another rule it read 0.984): an edit kept
+    at the half, after two tries, passes too."""
     given: list[np.ndarray] = []
 
     def recorded(**kw: object) -> list[SpeechCheck | str]:
@@ -248,10 +250,12 @@ def test_natural_mode_edits_again_until_the_speech_is_kept(
     result = CliRunner().invoke(app, ["edit", str(speaker), "-e", "sad", "-o", str(out)])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert "speech kept:" in said and "with the lip corners moving half as far" in said
+    tries = {"half as far": 2, "a quarter as far": 3}
+    kept = [k for k in tries if f"with the lip corners moving {k}" in said]
+    assert "speech kept:" in said and len(kept) == 1, said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sad.mp4"]
     found = video_landmarks(speaker)
-    assert len(given) == 2
+    assert len(given) == tries[kept[0]]
     assert all(np.array_equal(lm, found, equal_nan=True) for lm in given)
     assert check_speech(before=speaker, after=out).kept
 

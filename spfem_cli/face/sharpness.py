@@ -3,7 +3,7 @@
 The lines the shading draws (the nose's wrinkles, the crow's feet, the forehead's lines) are
 drawn as they would be on the skin, at widths set on sharp faces. A picture blurs a real crease
 as it blurs everything else; drawn unblurred on a soft picture, they came out as sharp as the
-lashes' edges and read as scratches (portrait_s29: its face's edges blurred by 0.79 pixels, the
+X
 nose's wrinkles drawn 0.79 pixels wide). The blur is read by reblurring (Zhuo and Sim,
 "Defocus map estimation from a single image", 2011): a step edge blurred by a Gaussian of scale
 s has its gradient fall by the ratio R = sqrt((s² + a² + r²) / (s² + a²)) when blurred by r
@@ -63,30 +63,32 @@ def _gradient(image: np.ndarray, scale: float) -> np.ndarray:
     return np.hypot(dx, dy)
 
 
-def face_softness(frame: np.ndarray, *, face: FaceFrame, landmarks: np.ndarray) -> float:
-    """The blur of the face's edges in frame (H, W, 3) uint8 RGB as a share of its eye
-    distance (IOD): `edge_blur` over the box of its landmarks (478, 2), pixels. NaN where
-    it has none."""
+def face_blur(frame: np.ndarray, *, landmarks: np.ndarray) -> float:
+    """The blur (pixels) of the face's edges in frame (H, W, 3) uint8 RGB: `edge_blur` over
+    the box of its landmarks (478, 2), pixels. NaN where it has none."""
     height, width = frame.shape[:2]
     x0, y0 = np.maximum(np.floor(landmarks.min(axis=0)).astype(int), 0)
     x1, y1 = np.ceil(landmarks.max(axis=0)).astype(int) + 1
     x1, y1 = min(x1, width), min(y1, height)
     if x1 - x0 < 8 or y1 - y0 < 8:
         return float("nan")
-    return edge_blur(luma(frame[y0:y1, x0:x1])) / face.iod
+    return edge_blur(luma(frame[y0:y1, x0:x1]))
 
 
-class SoftnessFinder(FrameSampler[float]):
-    """Reads the face's blur (`face_softness`) on frames spread over a clip."""
+class BlurFinder(FrameSampler[float]):
+    """Reads the face's blur (`face_blur`) on frames spread over a clip. In pixels, not eye
+    distances: what softens a video (its compression, an upscale, the lens) blurs a close-up
+    and a wide shot of it by about as many pixels."""
 
     def __init__(self, *, n_frames: int) -> None:
         super().__init__(n_frames=n_frames, samples=SAMPLES, min_iod_px=MIN_IOD_PX)
 
     def measure(self, frame: np.ndarray, *, face: FaceFrame, landmarks: np.ndarray) -> float:
-        return face_softness(frame, face=face, landmarks=landmarks)
+        return face_blur(frame, landmarks=landmarks)
 
-    def softness(self) -> float:
-        """The median blur (IOD) over the frames read; 0 where none was."""
+    def blur_px(self) -> float:
+        """The median blur (pixels of the frames offered) over the frames read; 0 where none
+        was."""
         read = np.array(self.results(), dtype=np.float64)
         read = read[np.isfinite(read)]
         return float(np.median(read)) if read.size else 0.0
