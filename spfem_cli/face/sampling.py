@@ -1,5 +1,6 @@
-"""Frames spread over a clip, measured as they are tracked: what glasses and lenses are
-found from (`face.glasses.RimFinder`, `face.lenses.LensFinder`)."""
+"""Frames spread over a clip, measured as they are tracked: what glasses, lenses and the
+picture's blur are found from (`face.glasses.RimFinder`, `face.lenses.LensFinder`,
+`face.sharpness.BlurFinder`)."""
 
 from __future__ import annotations
 
