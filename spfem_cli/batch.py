@@ -481,6 +481,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         analysis_notes,
         drop_late_segments,
         edit_parts,
+        held_smile_note,
         mouth_hint,
         mouth_is_still,
         played_mouth,
@@ -545,6 +546,8 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         notes = analysis_notes(analysis)
         if calm_note := rest_note(rest_face):
             notes.append(calm_note)
+        if smile_note := held_smile_note(track, rest_face=rest_face):
+            notes.append(smile_note)
         if mouth_note and track.n_valid:
             notes.append(mouth_note)
         # Read only where a hint would be given, as `edit_video` reads it.

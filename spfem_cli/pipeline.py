@@ -29,7 +29,7 @@ from spfem_cli.errors import SpfemError
 from spfem_cli.face.glasses import RimFinder, Rims, SteadyRims, Traced
 from spfem_cli.face.lenses import LensFinder
 from spfem_cli.face.pose import frontal_face_frame
-from spfem_cli.face.rest import RestFace, median_rest_face
+from spfem_cli.face.rest import RestFace, held_smile, median_rest_face
 from spfem_cli.face.sharpness import BlurFinder
 from spfem_cli.face.track import FaceTrack, chunks, median_valid, smooth_valid, track_frames
 from spfem_cli.face.tracker import LARGEST_FACE, FacePick
@@ -1347,6 +1347,24 @@ def rest_note(rest_face: RestFace | None) -> str | None:
     )
 
 
+def held_smile_note(track: FaceTrack, *, rest_face: RestFace | None) -> str | None:
+    """What the user should know of a face that smiles throughout the video (`held_smile`),
+    read without a calm face (`--rest`): the smile's upper-face signs stay under any emotion.
+    None where there is no such smile, or a calm face was given."""
+    if rest_face is not None:
+        return None
+    lift = held_smile(track.norm, track.valid)
+    if lift is None:
+        return None
+    return (
+        f"the face smiles throughout (its lip corners stay {lift:.2f} of the eye distance above "
+        "the lips' middle at their lowest; calm faces 0.03 or less): "
+        "its expression is read against its calmest moments, so the smile's raised cheeks and "
+        "narrowed eyes stay under the emotion asked; --rest with a calm photo or clip of the "
+        "person takes them off"
+    )
+
+
 def edit_video(
     *,
     input_path: str | Path,
@@ -1461,6 +1479,8 @@ def edit_video(
         )
         track = analysis.track
         seconds["track"] = time.perf_counter() - t0
+        if smile_note := held_smile_note(track, rest_face=rest_face):
+            notes.append(smile_note)
         if texts and track.n_valid:
             from spfem_cli.pcmecl.open_vocab import resolve_texts
 
