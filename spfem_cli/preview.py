@@ -24,6 +24,7 @@ from spfem_cli.pipeline import (
     Editor,
     analyse_video,
     check_side,
+    held_smile_note,
     mouth_hint,
     mouth_is_still,
     played_mouth,
@@ -44,9 +45,10 @@ DEFAULT_NAME = "spfem-preview.png"
 
 @dataclass(frozen=True)
 class Preview:
-    """What `preview_sheet` wrote, and hints (options that may serve the edit better): only
+    """What `preview_sheet` wrote, and hints (options that may serve the edit better):
     `spfem edit`'s hint for a video whose mouth barely moves, where a column shows an emotion
-    that lives in the lips (the sheet shows natural mode's lips; `mouth_hint`)."""
+    that lives in the lips (the sheet shows natural mode's lips; `mouth_hint`), and its note
+    on a smile held through the video (`held_smile_note`)."""
 
     path: Path
     hints: tuple[str, ...] = ()
@@ -121,9 +123,12 @@ def preview_sheet(
         if faces.size == 0:
             raise SpfemError(f"{input_path}: no face found in any frame")
         columns = [parse_emotion(spec) for spec in emotions]
-        hint = None
-        if mouth_hint(columns, mouth=played) and mouth_is_still(track.raw):
-            hint = mouth_hint(columns, mouth=played, still=True)
+        hints = [
+            mouth_hint(columns, mouth=played, still=True)
+            if mouth_hint(columns, mouth=played) and mouth_is_still(track.raw)
+            else None,
+            held_smile_note(track, rest_face=rest_face),
+        ]
         picks = faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)]
         weights = np.ones(track.n_frames)
         deltas = [
@@ -159,4 +164,4 @@ def preview_sheet(
         column_labels=["input", *(spec.strip() for spec in emotions)],
         row_labels=[f"t={t / float(info.fps):.2f}s" for t in picks],
     )
-    return Preview(path=write_png(output_path, sheet), hints=(hint,) if hint else ())
+    return Preview(path=write_png(output_path, sheet), hints=tuple(h for h in hints if h))

@@ -77,27 +77,30 @@ def test_only_the_speakers_who_smile_throughout_read_as_holding_a_smile(
     assert (lift is not None) == (name in SMILING), (name, lift)
 
 
-def test_an_edit_of_a_smiling_face_says_the_smile_stays(clips_dir: Path, tmp_path: Path) -> None:
-    """`spfem edit` of a frame of talk_s32 (a photo: its only moment is its calmest) says her
-    smile's upper-face signs stay and that --rest takes them off; with a calm face given, or
-    on talk_s18's calm face, it says nothing of it."""
+def test_an_edit_or_preview_of_a_smiling_face_says_the_smile_stays(
+    clips_dir: Path, tmp_path: Path
+) -> None:
+    """`spfem edit` and `spfem preview` of a frame of talk_s32 (a photo: its only moment is
+    its calmest) say her smile's upper-face signs stay and that --rest takes them off; with a
+    calm face given, or on talk_s18's calm face, they say nothing of it."""
     from tests.conftest import video_frame
 
     smiling, calm = tmp_path / "smiling.png", tmp_path / "calm.png"
     iio.imwrite(smiling, video_frame(clips_dir / "talk_s32_1280x720.mp4", 60))
     iio.imwrite(calm, video_frame(clips_dir / "talk_s18_1280x720.mp4", 60))
     said = {}
-    for name, args in (
-        ("smiling", [str(smiling)]),
-        ("with rest", [str(smiling), "--rest", str(smiling)]),
-        ("calm", [str(calm)]),
-    ):
-        out = tmp_path / f"{name}.sad.png"
-        result = CliRunner().invoke(cli.app, ["edit", *args, "-e", "sad", "-o", str(out)])
-        assert result.exit_code == 0, result.output
-        said[name] = " ".join(result.output.split())
-    assert NOTE in said["smiling"] and "--rest with a calm photo" in said["smiling"]
-    assert NOTE not in said["with rest"] and NOTE not in said["calm"]
+    for command in ("edit", "preview"):
+        for name, args in (
+            ("smiling", [str(smiling)]),
+            ("with rest", [str(smiling), "--rest", str(smiling)]),
+            ("calm", [str(calm)]),
+        ):
+            out = tmp_path / f"{command}.{name}.sad.png"
+            result = CliRunner().invoke(cli.app, [command, *args, "-e", "sad", "-o", str(out)])
+            assert result.exit_code == 0, result.output
+            said[name] = " ".join(result.output.split())
+        assert NOTE in said["smiling"] and "--rest with a calm photo" in said["smiling"], command
+        assert NOTE not in said["with rest"] and NOTE not in said["calm"], command
 
 
 @pytest.mark.parametrize("emotions", [["sad"], ["sad", "happy"]])
