@@ -55,24 +55,31 @@ def median_rest_face(
     return RestFace(shape=shape, faces=len(samples))
 
 
+# The landmarks the corners' lift is read from: the two lip corners, then the middle of the
+# upper and of the lower inner lip.
+LIFT_POINTS = (*mesh.LIP_CORNERS, mesh.UPPER_LIP_INNER_MID, mesh.LOWER_LIP_INNER_MID)
+
+
 def corner_lift(points: np.ndarray) -> np.ndarray:
     """(...,) how far the lip corners stand above the middle of the inner lips (IOD), for
     face-frame landmarks (..., 478, 2), y pointing down: about 0 on a calm mouth, 0.1 in a
     broad smile."""
-    corners = points[..., list(mesh.LIP_CORNERS), 1].mean(axis=-1)
-    middle = 0.5 * (
-        points[..., mesh.UPPER_LIP_INNER_MID, 1] + points[..., mesh.LOWER_LIP_INNER_MID, 1]
-    )
-    return middle - corners
+    return _lift(np.asarray(points[..., list(LIFT_POINTS), 1], np.float64))
+
+
+def _lift(heights: np.ndarray) -> np.ndarray:
+    """(...,) `corner_lift` from the heights (..., 4) of the LIFT_POINTS."""
+    return 0.5 * (heights[..., 2] + heights[..., 3]) - 0.5 * (heights[..., 0] + heights[..., 1])
 
 
 def held_smile(points: np.ndarray, valid: np.ndarray) -> float | None:
     """How far the lip corners stand above the inner lips' middle (IOD) at the calmest of the
-    frames with a face (valid (T,) bool) of face-frame landmarks (T, 478, 2), where that is
-    HELD_SMILE_LIFT or more: a smile held through the clip, which an edit that reads the
-    expression against the clip's calmest moments cannot see. None otherwise."""
+    frames with a face (valid (T,) bool) of face-frame landmarks (T, 478, 2) (a memory-mapped
+    track's: only the LIFT_POINTS are read), where that is HELD_SMILE_LIFT or more: a smile
+    held through the clip, which an edit that reads the expression against the clip's calmest
+    moments cannot see. None otherwise."""
     if not np.any(valid):
         return None
-    lift = corner_lift(np.asarray(points[np.flatnonzero(valid)], np.float64))
-    calmest = float(np.quantile(lift, CALMEST_SHARE))
+    heights = np.asarray(points[:, list(LIFT_POINTS), 1], np.float64)[np.asarray(valid, bool)]
+    calmest = float(np.quantile(_lift(heights), CALMEST_SHARE))
     return calmest if calmest >= HELD_SMILE_LIFT else None
