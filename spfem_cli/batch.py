@@ -481,13 +481,11 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         analysis_notes,
         drop_late_segments,
         edit_parts,
-        held_smile_note,
         mouth_hint,
         mouth_is_still,
         played_mouth,
         read_rest_face,
         render_edit,
-        rest_note,
         validate_options,
     )
     from spfem_cli.progress import SilentReporter
@@ -543,11 +541,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         )
         track = analysis.track
         shared_s = (time.perf_counter() - t0) / len(job.targets)
-        notes = analysis_notes(analysis)
-        if calm_note := rest_note(rest_face):
-            notes.append(calm_note)
-        if smile_note := held_smile_note(track, rest_face=rest_face):
-            notes.append(smile_note)
+        notes = analysis_notes(analysis, rest_face=rest_face)
         if mouth_note and track.n_valid:
             notes.append(mouth_note)
         # Read only where a hint would be given, as `edit_video` reads it.

@@ -1299,8 +1299,9 @@ def mouth_is_still(landmarks: np.ndarray | None) -> bool:
     return bool(np.isfinite(spread) and spread < STILL_MOUTH)
 
 
-def analysis_notes(analysis: Analysis) -> list[str]:
-    """What a user should know about the input and its faces, one line each."""
+def analysis_notes(analysis: Analysis, *, rest_face: RestFace | None = None) -> list[str]:
+    """What a user should know about the input and its faces, one line each, and of the calm
+    face it was read against (`--rest`; None: none given): `rest_note`, `held_smile_note`."""
     info, track = analysis.info, analysis.track
     notes = []
     if info.variable_frame_rate:
@@ -1332,6 +1333,9 @@ def analysis_notes(analysis: Analysis) -> list[str]:
         notes.append(
             "dark glasses found: the lenses are kept still and the face is edited around them"
         )
+    for note in (rest_note(rest_face), held_smile_note(track, rest_face=rest_face)):
+        if note:
+            notes.append(note)
     return notes
 
 
@@ -1463,7 +1467,7 @@ def edit_video(
         checkpoint=checkpoint,
         refiner=refiner,
     )
-    notes = [note] if (note := rest_note(rest_face)) else []
+    notes: list[str] = []
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         workdir = Path(tmp)
@@ -1479,8 +1483,6 @@ def edit_video(
         )
         track = analysis.track
         seconds["track"] = time.perf_counter() - t0
-        if smile_note := held_smile_note(track, rest_face=rest_face):
-            notes.append(smile_note)
         if texts and track.n_valid:
             from spfem_cli.pcmecl.open_vocab import resolve_texts
 
@@ -1547,7 +1549,7 @@ def edit_video(
         width=info.width,
         height=info.height,
         seconds=seconds,
-        notes=analysis_notes(analysis) + late_notes + notes + left_out,
+        notes=analysis_notes(analysis, rest_face=rest_face) + late_notes + notes + left_out,
         hints=[hint] if hint else [],
         still_mouth=still,
     )
