@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from spfem_cli.errors import SpfemError
+from spfem_cli.face.mesh import face_box
 from spfem_cli.face.tracker import FacePick
 from spfem_cli.generator.expression import DEFAULT_MODEL, EMOTIONS
 from spfem_cli.generator.generator import MouthMode
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR
-from spfem_cli.generator.warp import face_box
 from spfem_cli.media import FrameReader, given_output_path, probe
 from spfem_cli.pipeline import (
     Editor,

@@ -120,3 +120,16 @@ class FaceFrame:
     def vectors_to_image(self, vectors: np.ndarray) -> np.ndarray:
         """Displacements (..., 2) in IOD units -> pixels (rotation and scale, no shift)."""
         return vectors * self.iod @ self.rotation.T
+
+
+def face_box(
+    landmarks_px: np.ndarray, *, width: int, height: int, margin: float
+) -> tuple[int, int, int, int]:
+    """Bounding box (x0, y0, x1, y1), end-exclusive, of landmarks (N, 2) pixels, grown by
+    `margin` times its size on each side and clipped to the image."""
+    lo = landmarks_px.min(axis=0)
+    hi = landmarks_px.max(axis=0)
+    pad = (hi - lo) * margin
+    x0, y0 = np.floor(lo - pad).astype(int)
+    x1, y1 = np.ceil(hi + pad).astype(int) + 1
+    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter, maximum_filter
 
-from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.face.mesh import FaceFrame, face_box
 from spfem_cli.face.sampling import FrameSampler
 from spfem_cli.media.pixels import luma
 
@@ -67,9 +67,7 @@ def face_blur(frame: np.ndarray, *, landmarks: np.ndarray) -> float:
     """The blur (pixels) of the face's edges in frame (H, W, 3) uint8 RGB: `edge_blur` over
     the box of its landmarks (478, 2), pixels. NaN where it has none."""
     height, width = frame.shape[:2]
-    x0, y0 = np.maximum(np.floor(landmarks.min(axis=0)).astype(int), 0)
-    x1, y1 = np.ceil(landmarks.max(axis=0)).astype(int) + 1
-    x1, y1 = min(x1, width), min(y1, height)
+    x0, y0, x1, y1 = face_box(landmarks, width=width, height=height, margin=0.0)
     if x1 - x0 < 8 or y1 - y0 < 8:
         return float("nan")
     return edge_blur(luma(frame[y0:y1, x0:x1]))

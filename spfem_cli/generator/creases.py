@@ -29,9 +29,8 @@ from scipy.ndimage import binary_dilation, gaussian_filter, label
 
 from spfem_cli.face import mesh
 from spfem_cli.face.glasses import inside_outlines
-from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.face.mesh import FaceFrame, face_box
 from spfem_cli.generator.expression import NOISE_FLOOR
-from spfem_cli.generator.warp import face_box
 from spfem_cli.media.pixels import luma
 
 # Below what present level (activation units) an expression is landmark noise.

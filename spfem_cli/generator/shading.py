@@ -30,7 +30,7 @@ from scipy.ndimage import gaussian_filter, map_coordinates
 
 from spfem_cli.errors import SpfemError
 from spfem_cli.face import mesh
-from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.face.mesh import FaceFrame, face_box
 from spfem_cli.generator.checkpoint import Checkpoint, load_checkpoint
 from spfem_cli.generator.creases import (
     FOREHEAD_LINES,
@@ -42,7 +42,7 @@ from spfem_cli.generator.creases import (
     texture,
 )
 from spfem_cli.generator.expression import ONE_SIDED_AUS, Side
-from spfem_cli.generator.warp import HoldRegion, face_box, hold_weight
+from spfem_cli.generator.warp import HoldRegion, hold_weight
 from spfem_cli.media.pixels import luma
 
 CHECKPOINT_KIND = "shading"

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from spfem_cli.face import mesh
-from spfem_cli.face.mesh import FaceFrame
+from spfem_cli.face.mesh import FaceFrame, face_box
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,6 @@ class WarpConfig:
     refinements: int = 3
     eye_sigma: float = 0.035
     eyeballs: bool = True
-
-
-def face_box(
-    landmarks_px: np.ndarray, *, width: int, height: int, margin: float
-) -> tuple[int, int, int, int]:
-    """Bounding box (x0, y0, x1, y1), end-exclusive, of landmarks (N, 2) pixels, grown by
-    `margin` times its size on each side and clipped to the image."""
-    lo = landmarks_px.min(axis=0)
-    hi = landmarks_px.max(axis=0)
-    pad = (hi - lo) * margin
-    x0, y0 = np.floor(lo - pad).astype(int)
-    x1, y1 = np.ceil(hi + pad).astype(int) + 1
-    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
 def shepard_flow(
