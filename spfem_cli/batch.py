@@ -407,9 +407,8 @@ def _done(target: Target, report: Any, *, host: str, seconds: float) -> Outcome:
         without_face=report.n_without_face,
         seconds=seconds,
         bytes=target.output.stat().st_size,
-        # Of the hints, only the one for a mouth that does not speak: the others would be the
-        # same line on every output of a folder.
-        notes=tuple(report.notes) + (tuple(report.hints) if report.still_mouth else ()),
+        # Not the hints: they would be the same line on every output of a folder.
+        notes=tuple(report.notes),
         host=host,
     )
 
@@ -451,8 +450,9 @@ def process_job(*, job: Job, options: EditOptions) -> list[Outcome]:
             side=options.side,
             crf=options.crf,
             preset=options.preset,
-            # A photo in the folder has no speech to keep: it is edited once.
-            keep_speech=options.measures_speech and probe(job.input).n_frames > 1,
+            # A photo in the folder has no speech to keep: it is edited once. Otherwise as
+            # asked, or (None) as `edit_video` decides for the mouth mode it plays.
+            keep_speech=options.keep_speech if probe(job.input).n_frames > 1 else False,
             **({"model": options.model} if options.model else {}),
         )
         return [_done(target, report, host=host, seconds=time.perf_counter() - t0)]
@@ -481,8 +481,6 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         analysis_notes,
         drop_late_segments,
         edit_parts,
-        mouth_hint,
-        mouth_is_still,
         played_mouth,
         read_rest_face,
         render_edit,
@@ -513,14 +511,10 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
     timelines, late_notes = zip(
         *[drop_late_segments(timeline, info=info) for timeline in timelines], strict=True
     )
-    mouth, mouth_note = played_mouth(
-        options.mouth,  # type: ignore[arg-type]
-        photo=info.n_frames == 1,
-    )
     editor = Editor.load(
         model=options.model or DEFAULT_MODEL,
         device=options.device,
-        mouth=mouth,
+        mouth=options.mouth,  # type: ignore[arg-type]
         generator=options.generator,
     )
     pick = FacePick.parse(options.face)
@@ -542,11 +536,14 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         track = analysis.track
         shared_s = (time.perf_counter() - t0) / len(job.targets)
         notes = analysis_notes(analysis, rest_face=rest_face)
+        mouth, mouth_note = played_mouth(
+            options.mouth,  # type: ignore[arg-type]
+            photo=info.n_frames == 1,
+            track=track,
+        )
+        editor = editor.with_mouth(mouth)
         if mouth_note and track.n_valid:
             notes.append(mouth_note)
-        # Read only where a hint would be given, as `edit_video` reads it.
-        hinted = mouth_hint(timelines, mouth=mouth) is not None
-        still = hinted and track.n_valid > 0 and mouth_is_still(track.raw)
         for target, timeline, late in zip(job.targets, timelines, late_notes, strict=True):
             if outcomes and outcomes[-1].disk_full:
                 outcomes.append(_failed(target, outcomes[-1].reason, host=host))
@@ -567,7 +564,8 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                     reporter=SilentReporter(),
                     label=timeline.label(),
                     # A photo in the folder has no speech to keep: it is edited once.
-                    keep_speech=options.measures_speech and info.n_frames > 1,
+                    keep_speech=keeps_speech(options.keep_speech, mouth=mouth)
+                    and info.n_frames > 1,
                     parts=edit_parts(analysis, timeline),
                 )
             except Exception as exc:  # noqa: BLE001 - this target's failure, recorded
@@ -592,9 +590,6 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                             side_note,
                             *rendered.notes,
                             left_out_note(info=info, output=target.output),
-                            mouth_hint(timeline, mouth=mouth, still=True)
-                            if still and rendered.n_edited
-                            else None,
                         )
                         if n
                     ),
@@ -942,7 +937,7 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
     which each job reads from its own video)."""
     from spfem_cli.face.tracker import FacePick
     from spfem_cli.generator.device import DEVICE_CHOICES, resolve_device
-    from spfem_cli.generator.generator import MOUTH_MODES
+    from spfem_cli.generator.generator import check_mouth_mode
     from spfem_cli.pipeline import check_side
     from spfem_cli.targets import check_intensity
 
@@ -951,10 +946,7 @@ def _check_options(*, options: EditOptions, executor: str, workers: int | None) 
     if workers is not None and workers < 1:
         raise SpfemError(f"--workers must be at least 1, got {workers}")
     check_intensity(options.intensity)
-    if options.mouth not in MOUTH_MODES:
-        raise SpfemError(
-            f"unknown mouth mode {options.mouth!r}; choose one of: {', '.join(MOUTH_MODES)}"
-        )
+    check_mouth_mode(options.mouth)
     check_side(options.side)
     pick = FacePick.parse(options.face)
     check_encoding(crf=options.crf, preset=options.preset)

@@ -186,7 +186,7 @@ def judge_edits(
     edit's first try: `spfem edit` may move the lip corners less where the speech changed)."""
     from spfem_cli.generator.expression import DEFAULT_MODEL
     from spfem_cli.media import FrameReader, probe
-    from spfem_cli.pipeline import Editor, analyse_video
+    from spfem_cli.pipeline import Editor, analyse_video, played_mouth
     from spfem_cli.progress import SilentReporter
     from spfem_cli.targets import mixture_vector
 
@@ -199,6 +199,11 @@ def judge_edits(
             info, model=first.expression, workdir=Path(tmp), reporter=SilentReporter()
         )
         track = analysis.track
+        # A silent video's natural mode plays as `spfem edit` plays it.
+        editors = {
+            m: e.with_mouth(played_mouth(m, photo=False, track=track)[0])
+            for m, e in editors.items()
+        }
         faces = np.flatnonzero(track.valid)
         if faces.size == 0:
             raise SpfemError(f"{clip}: no face found in any frame")

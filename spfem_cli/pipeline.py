@@ -44,10 +44,10 @@ from spfem_cli.generator.expression import (
     present_expression,
 )
 from spfem_cli.generator.generator import (
-    MOUTH_MODES,
     FaceGenerator,
     MouthMode,
     build_generator,
+    check_mouth_mode,
 )
 from spfem_cli.generator.kinds import DEFAULT_GENERATOR, DEFAULT_REFINER, keeps_speech
 from spfem_cli.media import (
@@ -123,9 +123,7 @@ FRONTAL_TURN_DEG = 5.0
 @dataclass
 class EditReport:
     """What `edit_video` did: counts of frames, timings per stage (seconds), notes for the user
-    (what happened to this video) and hints (options that may serve the edit better);
-    still_mouth: the hint says the video's mouth barely moves (`mouth_is_still`), which a
-    batch reports among an output's notes."""
+    (what happened to this video) and hints (options that may serve the edit better)."""
 
     output: Path
     n_frames: int
@@ -138,7 +136,6 @@ class EditReport:
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
-    still_mouth: bool = False
 
     @property
     def n_without_face(self) -> int:
@@ -709,8 +706,7 @@ def validate_options(
 ) -> None:
     check_encoding(crf=crf, preset=preset)
     check_intensity(intensity)
-    if mouth not in MOUTH_MODES:
-        raise SpfemError(f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}")
+    check_mouth_mode(mouth)
     check_side(side)
     check_time_range(start=start, end=end)
     if (start is not None or end is not None) and info.n_frames == 1:
@@ -923,6 +919,12 @@ class Editor:
     def emotion_vector(self, name: str) -> np.ndarray:
         """AU activations (K,) float64 of a known emotion at intensity 1."""
         return _emotion_vector(self.expression, self.personal, name)
+
+    def with_mouth(self, mouth: MouthMode) -> Editor:
+        """This editor with its generator in another mouth mode (`played_mouth`)."""
+        if mouth == self.generator.mouth:
+            return self
+        return replace(self, generator=self.generator.with_mouth(mouth))
 
     def with_texts(self, vectors: Mapping[str, np.ndarray]) -> Editor:
         """This editor with free texts resolved to the given AU vectors (K,) (open
@@ -1241,25 +1243,38 @@ PHOTO_MOUTH_NOTE = (
 )
 
 
-def played_mouth(mouth: MouthMode, *, photo: bool) -> tuple[MouthMode, str | None]:
+# A video whose mouth never moves has no speech either: what `played_mouth` says of it.
+STILL_MOUTH_NOTE = (
+    "the mouth does not move in this video (no speech to keep): its lip corners move as far as "
+    "in a real expression, as --mouth expressive moves them (natural mode keeps a speaker's "
+    "lips near the speech); --mouth strict keeps the mouth as it is"
+)
+
+
+def played_mouth(
+    mouth: MouthMode, *, photo: bool, track: FaceTrack | None = None
+) -> tuple[MouthMode, str | None]:
     """The mouth mode an edit plays, and a note when it is not the one asked: natural mode on
-    a photo is expressive mode. Natural mode holds the lips near the speech, so that FaceMesh
-    finds the same inner lips and opening on the edit; a photo has no speech to keep, and its
-    smile's corners, held so, rose a seventh to two fifths as far as expressive mode's
-    (`scripts/measure_photos.py`)."""
-    if photo and mouth == "natural":
+    a photo, or on a video whose mouth never moves (`mouth_is_still` on the track, once there
+    is one: stock footage of a face that does not speak), is expressive mode. Natural mode
+    holds the lips near the speech, so that FaceMesh finds the same inner lips and opening on
+    the edit; a photo has no speech to keep, and its smile's corners, held so, rose a seventh
+    to two fifths as far as expressive mode's (`scripts/measure_photos.py`); on a silent
+    video the judge of `scripts/judge_emotions.py` read talk_s18's natural happy at 0.28 and
+    its expressive happy at 0.75."""
+    if mouth != "natural":
+        return mouth, None
+    if photo:
         return "expressive", PHOTO_MOUTH_NOTE
+    if track is not None and mouth_is_still(track.raw):
+        return "expressive", STILL_MOUTH_NOTE
     return mouth, None
 
 
-def mouth_hint(
-    timeline: Timeline | Sequence[Timeline], *, mouth: str, still: bool = False
-) -> str | None:
+def mouth_hint(timeline: Timeline | Sequence[Timeline], *, mouth: str) -> str | None:
     """A hint for an edit whose emotion shows much of itself in the lips, in natural mouth
     mode: the lips move only a little there, and `--mouth expressive` moves them further.
-    timeline: the edit's, or several (a preview's columns); still: the video's mouth barely
-    moves (`mouth_is_still`), so there is little speech for natural mode to keep, which the
-    hint says. None when it does not apply."""
+    timeline: the edit's, or several (a preview's columns). None when it does not apply."""
     if mouth != "natural":
         return None
     timelines = [timeline] if isinstance(timeline, Timeline) else list(timeline)
@@ -1276,12 +1291,10 @@ def mouth_hint(
         return None
     one = len(names) == 1
     listed = names[0] if one else f"{', '.join(names[:-1])} and {names[-1]}"
-    kept = "which --mouth natural keeps close to the speech (they move a little); "
-    if still:
-        kept += "this video's mouth barely moves, so there is little speech to keep: "
     return (
         f"{listed} {'shows much of itself' if one else 'show much of themselves'} in the lips, "
-        f"{kept}--mouth expressive moves them further, as a real expression does"
+        "which --mouth natural keeps close to the speech (they move a little); "
+        "--mouth expressive moves them further, as a real expression does"
     )
 
 
@@ -1439,8 +1452,6 @@ def edit_video(
     photo = info.n_frames == 1 or is_image_output(out)
     if keep_speech and photo:
         raise SpfemError("--keep-speech measures a video's speech; a photo has none")
-    measure_speech = keeps_speech(keep_speech, mouth=mouth) and not photo
-    played, mouth_note = played_mouth(mouth, photo=photo)
     validate_options(
         info=info,
         intensity=intensity,
@@ -1462,7 +1473,7 @@ def edit_video(
     editor = Editor.load(
         model=model,
         device=device,
-        mouth=played,
+        mouth=mouth,
         generator=generator,
         checkpoint=checkpoint,
         refiner=refiner,
@@ -1483,6 +1494,9 @@ def edit_video(
         )
         track = analysis.track
         seconds["track"] = time.perf_counter() - t0
+        # A photo, or a video whose mouth never moves, has no speech for natural mode to keep.
+        played, mouth_note = played_mouth(mouth, photo=photo, track=track)
+        editor = editor.with_mouth(played)
         if texts and track.n_valid:
             from spfem_cli.pcmecl.open_vocab import resolve_texts
 
@@ -1522,7 +1536,7 @@ def edit_video(
             preset=preset,
             reporter=rep,
             label=timeline.label(),
-            keep_speech=measure_speech,
+            keep_speech=keeps_speech(keep_speech, mouth=played) and not photo,
             parts=edit_parts(analysis, timeline),
         )
         n_edited = rendered.n_edited
@@ -1534,11 +1548,7 @@ def edit_video(
             seconds["speech check"] = rendered.measuring_s
     max_faces = int(track.n_faces.max()) if track.n_frames else 0
     left_out = [note] if (note := left_out_note(info=info, output=out)) else []
-    hint, still = None, False
-    if n_edited and mouth_hint(timeline, mouth=played):
-        # Read only where the hint is given: it is one more pass over the landmarks.
-        still = mouth_is_still(track.raw)
-        hint = mouth_hint(timeline, mouth=played, still=still)
+    hint = mouth_hint(timeline, mouth=played) if n_edited else None
     return EditReport(
         output=out,
         n_frames=track.n_frames,
@@ -1551,5 +1561,4 @@ def edit_video(
         seconds=seconds,
         notes=analysis_notes(analysis, rest_face=rest_face) + late_notes + notes + left_out,
         hints=[hint] if hint else [],
-        still_mouth=still,
     )

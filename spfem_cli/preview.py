@@ -25,14 +25,12 @@ from spfem_cli.pipeline import (
     analyse_video,
     check_side,
     held_smile_note,
-    mouth_hint,
-    mouth_is_still,
     played_mouth,
     read_rest_face,
 )
 from spfem_cli.progress import Reporter, SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
-from spfem_cli.targets import check_intensity, mixture_vector, parse_emotion
+from spfem_cli.targets import check_intensity, mixture_vector
 
 MAX_ROWS = 12
 # How far the crop reaches beyond the landmarks, as a fraction of the face's size: enough for
@@ -45,10 +43,10 @@ DEFAULT_NAME = "spfem-preview.png"
 
 @dataclass(frozen=True)
 class Preview:
-    """What `preview_sheet` wrote, and hints (options that may serve the edit better):
-    `spfem edit`'s hint for a video whose mouth barely moves, where a column shows an emotion
-    that lives in the lips (the sheet shows natural mode's lips; `mouth_hint`), and its note
-    on a smile held through the video (`held_smile_note`)."""
+    """What `preview_sheet` wrote, and hints (what the sheet shows that the options alone do
+    not tell): `spfem edit`'s note where natural mode plays as expressive (a photo, a video
+    whose mouth never moves: `played_mouth`), and its note on a smile held through the video
+    (`held_smile_note`)."""
 
     path: Path
     hints: tuple[str, ...] = ()
@@ -102,11 +100,7 @@ def preview_sheet(
         for spec in emotions
     ]
     info = probe(input_path)
-    played, _ = played_mouth(mouth, photo=info.n_frames == 1)
-    if played != mouth:
-        # A photo's edit is previewed as `spfem edit` makes it.
-        editor = Editor.load(model=model, device=device, mouth=played, generator=generator)
-    expression, gen = editor.expression, editor.generator
+    expression = editor.expression
     rest_face = None if rest is None else read_rest_face(rest, video=input_path, pick=pick)
     with tempfile.TemporaryDirectory(prefix="spfem-") as tmp:
         analysis = analyse_video(
@@ -122,13 +116,10 @@ def preview_sheet(
         faces = np.flatnonzero(track.valid)
         if faces.size == 0:
             raise SpfemError(f"{input_path}: no face found in any frame")
-        columns = [parse_emotion(spec) for spec in emotions]
-        hints = [
-            mouth_hint(columns, mouth=played, still=True)
-            if mouth_hint(columns, mouth=played) and mouth_is_still(track.raw)
-            else None,
-            held_smile_note(track, rest_face=rest_face),
-        ]
+        # A photo's edit, or a silent video's, is previewed as `spfem edit` makes it.
+        played, mouth_note = played_mouth(mouth, photo=info.n_frames == 1, track=track)
+        gen = editor.with_mouth(played).generator
+        hints = [mouth_note, held_smile_note(track, rest_face=rest_face)]
         picks = faces[np.linspace(0, faces.size - 1, n_frames + 2)[1:-1].astype(int)]
         weights = np.ones(track.n_frames)
         deltas = [

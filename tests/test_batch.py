@@ -326,11 +326,13 @@ def test_several_emotions_share_one_tracking_pass_and_equal_edit_video(
     assert np.abs(sad[12].astype(int) - b[12].astype(int)).max() > 20
 
 
-def test_a_mouth_that_does_not_speak_is_noted_on_its_outputs(speaker: Path, tmp_path: Path) -> None:
-    """`spfem edit`'s hint for a video whose mouth barely moves (1 s of talk_s20) is a note on
-    its outputs in a folder, made by one tracking pass for two emotions or by `edit_video` for
-    one; the speaking video's outputs carry no hint (nor does sad, which does not show much of
-    itself in the lips)."""
+def test_a_mouth_that_does_not_speak_is_edited_as_expressive_mode_edits_it(
+    speaker: Path, tmp_path: Path
+) -> None:
+    """Natural mode (the default) on a video whose mouth never moves (1 s of talk_s20) plays as
+    expressive mode, by one tracking pass for two emotions or by `edit_video` for one: its
+    outputs say why and are expressive mode's, to the pixel, and their speech is not measured
+    by default (there is none); the speaking video's outputs say nothing of it."""
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(speaker, folder / "talk.mp4")
@@ -339,7 +341,7 @@ def test_a_mouth_that_does_not_speak_is_noted_on_its_outputs(speaker: Path, tmp_
         "-i", str(clips / "talk_s20_480x908.mp4"), "-t", "1", "-vf", "scale=240:454",
         "-c:v", "libx264", "-preset", "ultrafast", "-crf", "16", str(folder / "still.mp4"),
     )  # fmt: skip
-    said = "this video's mouth barely moves"
+    said = "the mouth does not move in this video (no speech to keep)"
     for emotions, out in ((["happy", "sad"], "two"), (["happy"], "one")):
         summary = run_batch(
             in_dir=folder, out_dir=tmp_path / out, emotions=emotions, options=UNMEASURED
@@ -348,8 +350,19 @@ def test_a_mouth_that_does_not_speak_is_noted_on_its_outputs(speaker: Path, tmp_
         records = by_key(summary.records)
         assert any(said in n for n in records[("still.mp4", "happy")].notes), out
         assert not any(said in n for n in records[("talk.mp4", "happy")].notes), out
-        if "sad" in emotions:
-            assert not any("--mouth expressive" in n for n in records[("still.mp4", "sad")].notes)
+    (folder / "talk.mp4").unlink()
+    by_default = run_batch(in_dir=folder, out_dir=tmp_path / "default", emotions=["happy"])
+    expressive = run_batch(
+        in_dir=folder,
+        out_dir=tmp_path / "expressive",
+        emotions=["happy"],
+        options=EditOptions(mouth="expressive"),
+    )
+    assert by_default.ok and expressive.ok
+    (record,) = by_default.records
+    assert not any("speech kept" in n or "speech changed" in n for n in record.notes), record
+    made = [tmp_path / run / "still.happy.mp4" for run in ("default", "expressive")]
+    assert _largest_difference(*made) == 0
 
 
 def _largest_difference(a: Path, b: Path) -> int:

@@ -504,11 +504,7 @@ def test_a_hint_for_emotions_that_show_in_the_mouth_in_natural_mode() -> None:
     # Expressive mode raises disgust's upper lip twice as far.
     hint = mouth_hint(parse_emotion("disgusted+happy:0.5+contempt:0.2"), mouth="natural")
     assert (hint or "").startswith("contempt, disgusted and happy show much of")
-    assert "little speech to keep" not in (hint or "")
-    still = mouth_hint(parse_emotion("happy"), mouth="natural", still=True) or ""
-    assert "this video's mouth barely moves, so there is little speech to keep" in still
-    assert still.endswith("--mouth expressive moves them further, as a real expression does")
-    assert mouth_hint(parse_emotion("sad"), mouth="natural", still=True) is None
+    assert (hint or "").endswith("--mouth expressive moves them further, as a real expression does")
     # A preview's columns, together.
     columns = [parse_emotion("sad"), parse_emotion("contempt:0.5+fear:0.5"), parse_emotion("happy")]
     assert (mouth_hint(columns, mouth="natural") or "").startswith("contempt and happy show")
@@ -534,6 +530,34 @@ def test_a_still_mouth_is_one_whose_opening_barely_varies() -> None:
     assert lm[:, upper, 1].max() == 0.0
     assert not mouth_is_still(np.full((5, 478, 2), np.nan))
     assert not mouth_is_still(None)
+
+
+def test_natural_mode_plays_as_expressive_where_there_is_no_speech() -> None:
+    """`played_mouth`: natural mode on a photo, or on a video whose mouth never moves, plays
+    as expressive mode and says why; on a speaking video, or before the video is tracked, it
+    stays natural; strict and expressive modes are played as asked."""
+    from types import SimpleNamespace
+
+    from spfem_cli.evaluate import OPENING_PAIRS
+    from spfem_cli.face import mesh
+    from spfem_cli.pipeline import PHOTO_MOUTH_NOTE, STILL_MOUTH_NOTE, played_mouth
+
+    rng = np.random.default_rng(1)
+    lm = np.zeros((40, 478, 2))
+    lm[:, list(mesh.RIGHT_EYE), 0], lm[:, list(mesh.LEFT_EYE), 0] = -50.0, 50.0
+    lower = list(OPENING_PAIRS[1])
+    lm[:, lower, 1] = 1.0 + rng.normal(0.0, 0.3, size=(40, 1))
+    silent = SimpleNamespace(raw=lm.copy())
+    lm[:, lower, 1] = 5.0 + rng.normal(0.0, 5.0, size=(40, 1))
+    speaking = SimpleNamespace(raw=lm)
+
+    assert played_mouth("natural", photo=True) == ("expressive", PHOTO_MOUTH_NOTE)
+    assert played_mouth("natural", photo=False) == ("natural", None)
+    assert played_mouth("natural", photo=False, track=silent) == ("expressive", STILL_MOUTH_NOTE)
+    assert played_mouth("natural", photo=False, track=speaking) == ("natural", None)
+    for mode in ("strict", "expressive"):
+        assert played_mouth(mode, photo=True, track=silent) == (mode, None)
+    assert "no speech to keep" in STILL_MOUTH_NOTE and "--mouth strict" in STILL_MOUTH_NOTE
 
 
 # --- within reach ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -25,6 +26,13 @@ from spfem_cli.generator.warp import HoldRegion, WarpConfig, Warper
 MouthMode = Literal["natural", "strict", "expressive"]
 MOUTH_MODES: tuple[str, ...] = ("natural", "strict", "expressive")
 DispT = TypeVar("DispT", np.ndarray, torch.Tensor)
+
+
+def check_mouth_mode(mouth: str) -> None:
+    """SpfemError unless mouth is one of MOUTH_MODES."""
+    if mouth not in MOUTH_MODES:
+        raise SpfemError(f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}")
+
 
 _INNER = np.array(mesh.LIPS_INNER)
 _LIPS = np.array(sorted(set(mesh.LIPS_INNER) | set(mesh.LIPS_OUTER)))
@@ -253,8 +261,7 @@ def hold_mouth(disp: DispT, *, points: np.ndarray | torch.Tensor, mode: MouthMod
             return out * keep[..., None]
         out[near] = 0.0
         return out
-    if mode not in ("natural", "expressive"):
-        raise SpfemError(f"unknown mouth mode {mode!r}; choose one of: {', '.join(MOUTH_MODES)}")
+    check_mouth_mode(mode)
     if mode == "natural":
         sideways = _sideways_kept(points)
         if is_torch:
@@ -285,10 +292,7 @@ class FaceGenerator:
         refiner: Refiner | None = None,
         shading: ShadingModel | None = None,
     ) -> None:
-        if mouth not in MOUTH_MODES:
-            raise SpfemError(
-                f"unknown mouth mode {mouth!r}; choose one of: {', '.join(MOUTH_MODES)}"
-            )
+        check_mouth_mode(mouth)
         self.model = model
         self.mouth = mouth
         # (K,) the factor on each AU's change in this mouth mode, the same for every frame.
@@ -299,6 +303,14 @@ class FaceGenerator:
         self.warper = Warper(device=device, config=warp)
         self.refiner = refiner.to(device).eval() if refiner is not None else None
         self.shading = shading
+
+    def with_mouth(self, mouth: MouthMode) -> FaceGenerator:
+        """This generator in another mouth mode, sharing its warper, refiner and shading."""
+        check_mouth_mode(mouth)
+        other = copy.copy(self)
+        other.mouth = mouth
+        other.gain = mouth_gain(self.model.au_names, mode=mouth)
+        return other
 
     def displacement(
         self, delta: np.ndarray, *, points: np.ndarray, side: Side = "right"

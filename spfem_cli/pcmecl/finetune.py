@@ -63,7 +63,7 @@ from spfem_cli.generator.expression import (
     canonical_emotion,
     present_expression,
 )
-from spfem_cli.generator.generator import MOUTH_MODES, MouthMode
+from spfem_cli.generator.generator import MouthMode, check_mouth_mode
 from spfem_cli.generator.kinds import DEFAULT_BASE_REFINER
 from spfem_cli.generator.refiner import Refiner, compose
 from spfem_cli.generator.warp import WarpConfig
@@ -141,10 +141,7 @@ class FinetuneConfig:
             )
         if self.save_every < 0:
             raise SpfemError(f"--save-every must be >= 0, got {self.save_every}")
-        if self.mouth not in MOUTH_MODES:
-            raise SpfemError(
-                f"unknown mouth mode {self.mouth!r}; choose one of: {', '.join(MOUTH_MODES)}"
-            )
+        check_mouth_mode(self.mouth)
         low, high = self.intensity_range
         if not 0 < low <= high <= MAX_ACTIVATION:
             raise SpfemError(f"intensity_range must lie in (0, {MAX_ACTIVATION}]")
