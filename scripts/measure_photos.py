@@ -7,8 +7,9 @@ A photo has no speech, so `spfem edit --mouth natural` (the default) plays expre
 mouth on it (`pipeline.played_mouth`): the lip corners move as far as in a real expression,
 the opening kept. This script cuts one frame of each of several real clips as a PNG photo and
 edits it with each emotion twice: as a photo (what `spfem edit photo.png` now does) and as the
-first frame of a two-frame clip of that photo (what natural mode does to a video's frame: the
-lips held near the speech; what a photo got until this release). FaceMesh then finds the face
+first frame of a two-frame clip of that photo in natural mode (what natural mode does to a
+speaking video's frame: the lips held near the speech; what a photo got until 2026-12-04, and
+a video whose mouth never moves until 2026-12-08). FaceMesh then finds the face
 again on the input and on both edits and the script prints, per photo and emotion, how far
 the lip corners moved against the middle of the lips (IOD, + = up; for contempt the corner
 that moved most, its sign kept) and how far the inner lips moved (`spfem check`'s inner-lip
@@ -28,10 +29,14 @@ import numpy as np
 from PIL import Image
 
 from spfem_cli.evaluate import compare_speech, corner_lifts, video_landmarks
+from spfem_cli.generator.expression import DEFAULT_MODEL
 from spfem_cli.generator.warp import face_box
+from spfem_cli.media import FrameReader, probe
 from spfem_cli.media.probe import run_ffmpeg
-from spfem_cli.pipeline import edit_video
+from spfem_cli.pipeline import Editor, analyse_video, edit_video
+from spfem_cli.progress import SilentReporter
 from spfem_cli.sheet import contact_sheet, write_png
+from spfem_cli.targets import mixture_vector
 
 CLIPS_DIR = Path(__file__).resolve().parents[2] / "shared" / "clips"
 # (clip, second): frames with a calm, closed or half-open mouth, and one mid-word (Obama).
@@ -50,6 +55,21 @@ def ffmpeg(*args: str) -> None:
     done = run_ffmpeg(["-v", "error", "-y", *args])
     if done.returncode != 0:
         raise SystemExit(done.stderr.decode(errors="replace"))
+
+
+def speakers_frame(pair: Path, *, emotion: str, workdir: Path) -> np.ndarray:
+    """The first frame (H, W, 3) uint8 of the clip `pair` edited to `emotion` in natural mode,
+    lips held near the speech as on a speaking video's frame (`spfem edit` itself plays
+    expressive mode on a clip whose mouth never moves, as this one's does)."""
+    editor = Editor.load(model=DEFAULT_MODEL, mouth="natural", device="cpu")
+    analysis = analyse_video(
+        probe(pair), model=editor.expression, workdir=workdir, reporter=SilentReporter()
+    )
+    target = mixture_vector(emotion, resolve=editor.vector_of)
+    delta = analysis.deltas(target=target, weights=np.ones(analysis.track.n_frames))[0]
+    with FrameReader(probe(pair)) as reader:
+        frame = next(iter(reader))
+    return analysis.edit_frame(frame, 0, generator=editor.generator, delta=delta)
 
 
 def main() -> None:
@@ -89,13 +109,10 @@ def main() -> None:
                     input_path=photo, output_path=as_photo, emotion=emotion, overwrite=True,
                     device="cpu",
                 )  # fmt: skip
-                as_frame_clip = Path(tmp) / f"{stem}.{emotion}.mp4"
-                edit_video(
-                    input_path=pair, output_path=as_frame_clip, emotion=emotion, device="cpu",
-                    keep_speech=False, overwrite=True, crf=0,
-                )  # fmt: skip
                 as_frame = args.out / f"{stem}.{emotion}.frame.png"
-                ffmpeg("-i", str(as_frame_clip), "-frames:v", "1", str(as_frame))
+                Image.fromarray(speakers_frame(pair, emotion=emotion, workdir=Path(tmp))).save(
+                    as_frame
+                )
                 readings = []
                 for edited in (as_frame, as_photo):
                     lm_out = video_landmarks(edited)

@@ -44,7 +44,8 @@ MouthOption = Annotated[
     str,
     typer.Option(
         help="natural: lip corners follow the emotion, lip opening follows the "
-        "speech (a photo, which has none, is edited as in expressive mode); strict: the whole "
+        "speech (a photo, or a video whose mouth never moves, has none and is edited as in "
+        "expressive mode); strict: the whole "
         "mouth region is kept from the source; expressive: the lip corners move as far as in "
         "a real expression (a smile reads as one), the opening still follows the speech but "
         "the inner lips change more."
