@@ -109,10 +109,11 @@ def test_the_judge_reads_acted_emotions_as_they_are(
 
 @needs_clips
 def test_edits_of_a_calm_speaker_read_as_the_emotion_asked(judge: EmotionJudge) -> None:
-    """talk_s18's calm speaker, which the judge reads as neutral (0.94), edited to happy and
-    sad: the judge's happy rises from 0.01 to 0.29 in natural mode and to 0.75 in expressive
-    mode (12 frames; scripts/judge_emotions.py), its sad from 0.03 to 0.22 and 0.34; neutral
-    leaves her neutral."""
+    """talk_s18's calm face, which the judge reads as neutral (0.94), edited to happy and sad:
+    her mouth never moves, so natural mode plays it as expressive mode does (the same edits,
+    read alike), and the judge's happy rises from 0.01 to 0.75 (0.29 while natural mode held
+    her lips as a speaker's; 12 frames, scripts/judge_emotions.py), its sad from 0.03 to 0.34
+    (0.22); neutral leaves her neutral."""
     read = judge_edits(
         CLIPS / "talk_s18_1280x720.mp4",
         judge=judge,
@@ -125,9 +126,10 @@ def test_edits_of_a_calm_speaker_read_as_the_emotion_asked(judge: EmotionJudge) 
     before = natural["input"]
     assert len(before) == 6
     assert before[:, neutral].mean() > 0.8 and before[:, happy].mean() < 0.05
-    assert natural["happy"][:, happy].mean() > 0.15
-    assert expressive["happy"][:, happy].mean() > natural["happy"][:, happy].mean() + 0.2
-    assert natural["sad"][:, sad].mean() > before[:, sad].mean() + 0.1
+    for emotion in ("input", "neutral", "happy", "sad"):
+        np.testing.assert_array_equal(natural[emotion], expressive[emotion])
+    assert natural["happy"][:, happy].mean() > 0.5
+    assert natural["sad"][:, sad].mean() > before[:, sad].mean() + 0.2
     assert abs(natural["neutral"][:, neutral].mean() - before[:, neutral].mean()) < 0.05
 
 
