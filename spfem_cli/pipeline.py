@@ -1298,18 +1298,32 @@ def mouth_hint(timeline: Timeline | Sequence[Timeline], *, mouth: str) -> str | 
     )
 
 
+# A mouth never moves where, besides its opening's spread being under
+# `speech_check.STILL_MOUTH`, the opening's range between these quantiles over the clip is
+# under STILL_RANGE (IOD): a few seconds of speech in a long silent clip hardly move the
+# spread (a mouth open 0.15 IOD for 2 s of a minute: 0.027, for 1 s: 0.019), but they reach
+# past the range's top. talk_s18 0.002, talk_s20 0.059; portrait_s29's smile parts her lips, 0.096;
+# the speakers 0.276-0.488.
+STILL_QUANTILES = (0.005, 0.995)
+STILL_RANGE = 0.08
+
+
 def mouth_is_still(landmarks: np.ndarray | None) -> bool:
-    """Whether the mouth's opening barely varies over a video's frames with a face
-    (`speech_check.STILL_MOUTH`): a face that does not speak, such as stock footage's.
-    landmarks: (T, 478, 2) pixels as FaceMesh found them (`FaceTrack.raw`: NaN on the frames
-    without a face), read a chunk at a time; None: not known, taken as speaking."""
+    """Whether the mouth's opening barely varies over a video's frames with a face (its
+    spread under `speech_check.STILL_MOUTH`, its range under STILL_RANGE): a face that does
+    not speak, such as stock footage's. landmarks: (T, 478, 2) pixels as FaceMesh found them
+    (`FaceTrack.raw`: NaN on the frames without a face), read a chunk at a time; None: not
+    known, taken as speaking."""
     # Imported here: speech_check measures with evaluate, which builds on this module.
-    from spfem_cli.speech_check import STILL_MOUTH, opening_spread
+    from spfem_cli.speech_check import STILL_MOUTH, openings
 
     if landmarks is None:
         return False
-    spread = opening_spread(landmarks)
-    return bool(np.isfinite(spread) and spread < STILL_MOUTH)
+    values = openings(landmarks)
+    if values.size < 2:
+        return False
+    low, high = np.quantile(values, STILL_QUANTILES)
+    return bool(values.std() < STILL_MOUTH and high - low < STILL_RANGE)
 
 
 def analysis_notes(analysis: Analysis, *, rest_face: RestFace | None = None) -> list[str]:

@@ -134,13 +134,19 @@ class SpeechCheck:
         return out
 
 
-def opening_spread(lm: np.ndarray) -> float:
-    """The standard deviation over the clip of the mouth's opening (IOD) of landmarks
-    (T, 478, 2) pixels (NaN on frames without a face, which are left out), read a chunk at a
-    time (`SPEECH_CHUNK`), so that memory stays flat on a memory-mapped file."""
+def openings(lm: np.ndarray) -> np.ndarray:
+    """(F,) the mouth's opening (IOD) on each frame with a face of landmarks (T, 478, 2)
+    pixels (NaN on frames without a face, which are left out), read a chunk at a time
+    (`SPEECH_CHUNK`), so that memory stays flat on a memory-mapped file."""
     parts = [mouth_opening(lm[s : s + SPEECH_CHUNK]) for s in range(0, len(lm), SPEECH_CHUNK)]
     values = np.concatenate(parts) if parts else np.zeros(0)
-    values = values[np.isfinite(values)]
+    return values[np.isfinite(values)]
+
+
+def opening_spread(lm: np.ndarray) -> float:
+    """The standard deviation over the clip of the mouth's opening (IOD) of landmarks
+    (T, 478, 2) pixels (`openings`); NaN with fewer than two frames with a face."""
+    values = openings(lm)
     return float(values.std()) if values.size > 1 else float("nan")
 
 

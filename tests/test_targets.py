@@ -532,6 +532,25 @@ def test_a_still_mouth_is_one_whose_opening_barely_varies() -> None:
     assert not mouth_is_still(None)
 
 
+def test_a_second_of_speech_in_a_long_silent_clip_is_speech() -> None:
+    """A minute at 25 fps whose closed mouth opens 0.15 IOD for one second: the opening's
+    spread (0.019) is under `STILL_MOUTH`, but its range is a speaker's, so the mouth is not
+    still and natural mode keeps the lips near that second's speech."""
+    from spfem_cli.evaluate import OPENING_PAIRS
+    from spfem_cli.face import mesh
+    from spfem_cli.pipeline import mouth_is_still
+    from spfem_cli.speech_check import STILL_MOUTH, opening_spread
+
+    lm = np.zeros((1500, 478, 2))
+    lm[:, list(mesh.RIGHT_EYE), 0], lm[:, list(mesh.LEFT_EYE), 0] = -50.0, 50.0
+    lower = list(OPENING_PAIRS[1])
+    lm[:, lower, 1] = 1.0
+    assert mouth_is_still(lm)
+    lm[700:725, lower, 1] = 16.0
+    assert opening_spread(lm) < STILL_MOUTH
+    assert not mouth_is_still(lm)
+
+
 def test_natural_mode_plays_as_expressive_where_there_is_no_speech() -> None:
     """`played_mouth`: natural mode on a photo, or on a video whose mouth never moves, plays
     as expressive mode and says why; on a speaking video, or before the video is tracked, it
