@@ -91,7 +91,9 @@ class EditOptions:
 
     @property
     def measures_speech(self) -> bool:
-        """Whether each video's edit is measured and kept to its speech (`keeps_speech`)."""
+        """Whether each video's edit is measured and kept to its speech (`keeps_speech`) in
+        the mouth mode asked; a video whose mouth never moves plays expressive mode
+        (`played_mouth`) and is measured only where --keep-speech asks."""
         return keeps_speech(self.keep_speech, mouth=self.mouth)
 
     def result_options(self) -> dict[str, Any]:
@@ -536,12 +538,15 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
         track = analysis.track
         shared_s = (time.perf_counter() - t0) / len(job.targets)
         notes = analysis_notes(analysis, rest_face=rest_face)
+        photo = info.n_frames == 1
         mouth, mouth_note = played_mouth(
             options.mouth,  # type: ignore[arg-type]
-            photo=info.n_frames == 1,
+            photo=photo,
             track=track,
         )
         editor = editor.with_mouth(mouth)
+        # A photo in the folder has no speech to keep: it is edited once.
+        measure_speech = keeps_speech(options.keep_speech, mouth=mouth) and not photo
         if mouth_note and track.n_valid:
             notes.append(mouth_note)
         for target, timeline, late in zip(job.targets, timelines, late_notes, strict=True):
@@ -563,9 +568,7 @@ def edit_shared(*, job: Job, options: EditOptions, host: str = "") -> list[Outco
                     preset=options.preset,
                     reporter=SilentReporter(),
                     label=timeline.label(),
-                    # A photo in the folder has no speech to keep: it is edited once.
-                    keep_speech=keeps_speech(options.keep_speech, mouth=mouth)
-                    and info.n_frames > 1,
+                    keep_speech=measure_speech,
                     parts=edit_parts(analysis, timeline),
                 )
             except Exception as exc:  # noqa: BLE001 - this target's failure, recorded

@@ -199,9 +199,9 @@ def judge_edits(
             info, model=first.expression, workdir=Path(tmp), reporter=SilentReporter()
         )
         track = analysis.track
-        # A silent video's natural mode plays as `spfem edit` plays it.
+        # A photo's or a silent video's natural mode plays as `spfem edit` plays it.
         editors = {
-            m: e.with_mouth(played_mouth(m, photo=False, track=track)[0])
+            m: e.with_mouth(played_mouth(m, photo=info.n_frames == 1, track=track)[0])
             for m, e in editors.items()
         }
         faces = np.flatnonzero(track.valid)
